@@ -1,0 +1,39 @@
+/**
+ * The `s2i` command line: a thin layer over the library. Each subcommand lives in `commands/` and registers
+ * itself on the program; this file only wires them up and turns errors into one-line messages.
+ */
+import { Command, CommanderError } from 'commander';
+import { isUserError } from '../errors.js';
+import { registerCommands } from './commands/index.js';
+
+export function buildProgram(): Command {
+  const program = new Command('s2i')
+    .description(
+      'Stable Diffusion text-to-image with attention control (Attend-and-Excite, Suppress-to-Impress),\n' +
+        'running on ONNX Runtime from TypeScript.',
+    )
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerCommands(program);
+  return program;
+}
+
+/** Run the CLI; returns the process exit code (never throws for user errors). */
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode; // commander already printed help/version/usage error
+    if (isUserError(e)) {
+      process.stderr.write(`s2i: error: ${e.message}\n`);
+      return 1;
+    }
+    if (process.env['S2I_DEBUG']) throw e;
+    const message = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`s2i: internal error: ${message.split('\n')[0]}\n(set S2I_DEBUG=1 for a stack trace)\n`);
+    return 70;
+  }
+}
