@@ -89,6 +89,8 @@ export class Graph {
   readonly outputs: { name: string; value: Value }[] = [];
   readonly constants = new Map<Value, TensorData>();
   readonly params: Param[] = [];
+  /** Nodes whose outputs reverse mode must treat as constants (see ops.stopGradient). */
+  readonly stopGradientNodes = new Set<Node>();
   private readonly paramByName = new Map<string, Value>();
   private readonly scalarCache = new Map<string, Value>();
   private readonly usedNames = new Set<string>();

@@ -66,6 +66,13 @@ export const cos = (x: Value) => unary('Cos', x);
 export const sign = (x: Value) => unary('Sign', x);
 export const identity = (x: Value) => unary('Identity', x);
 
+/** The value of `x`, seen by reverse mode as a constant (torch's `.detach()`). */
+export function stopGradient(x: Value): Value {
+  const y = unary('Identity', x);
+  x.graph.stopGradientNodes.add(y.producer!);
+  return y;
+}
+
 export function cast(x: Value, to: DType): Value {
   if (x.dtype === to) return x;
   return x.graph.addNode('Cast', [x], [{ dtype: to, shape: x.shape }], { to: attr.int(onnxDataType(to)) })[0]!;
