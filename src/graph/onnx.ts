@@ -6,7 +6,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import onnxProto from 'onnx-proto';
-import { type Graph, type TensorData, type Value } from './graph.js';
+import { type Graph, type Node, type TensorData, type Value } from './graph.js';
 import { OPSET, onnxDataType } from './ops.js';
 
 const { onnx } = onnxProto;
@@ -47,9 +47,28 @@ export interface SerializeOptions {
   externalDataPath?: string;
 }
 
+/** The nodes that some graph output depends on, in recorded (topological) order. */
+export function liveNodes(graph: Graph): Node[] {
+  const live = new Set<Node>();
+  const stack: Value[] = graph.outputs.map((o) => o.value);
+  while (stack.length) {
+    const v = stack.pop()!;
+    const n = v.producer;
+    if (!n || live.has(n)) continue;
+    live.add(n);
+    for (const i of n.inputs) if (i) stack.push(i);
+  }
+  return graph.nodes.filter((n) => live.has(n));
+}
+
 export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Uint8Array {
+  // Only what the outputs need: a gradient graph, say, need not carry the layers after the last one its loss reads.
+  const nodes = liveNodes(graph);
+  const used = new Set<Value>(graph.outputs.map((o) => o.value));
+  for (const n of nodes) for (const i of n.inputs) if (i) used.add(i);
   const initializers: onnxProto.onnx.ITensorProto[] = [];
   for (const [v, data] of graph.constants) {
+    if (!used.has(v)) continue;
     initializers.push({ name: v.name, dims: [...v.shape], dataType: onnxDataType(v.dtype), rawData: bytesOf(data) });
   }
 
@@ -61,6 +80,7 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
     let offset = 0;
     try {
       for (const p of graph.params) {
+        if (!used.has(p.value)) continue;
         const bytes = bytesOf(p.source.read());
         writeSync(fd, bytes, 0, bytes.length, offset);
         initializers.push({
@@ -82,12 +102,13 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
     }
   } else {
     for (const p of graph.params) {
+      if (!used.has(p.value)) continue;
       initializers.push({ name: p.value.name, dims: [...p.value.shape], dataType: onnx.TensorProto.DataType.FLOAT, rawData: bytesOf(p.source.read()) });
     }
   }
 
   const nameOf = (v: Value | null) => (v ? v.name : '');
-  const nodes: onnxProto.onnx.INodeProto[] = graph.nodes.map((n) => ({
+  const nodeProtos: onnxProto.onnx.INodeProto[] = nodes.map((n) => ({
     name: n.name,
     opType: n.opType,
     domain: n.domain,
@@ -97,7 +118,7 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
   }));
   // Public output names are given by Identity nodes so one value can be exported under several names.
   for (const o of graph.outputs) {
-    nodes.push({ name: `output/${o.name}`, opType: 'Identity', input: [o.value.name], output: [o.name], attribute: [] });
+    nodeProtos.push({ name: `output/${o.name}`, opType: 'Identity', input: [o.value.name], output: [o.name], attribute: [] });
   }
 
   const model: onnxProto.onnx.IModelProto = {
@@ -106,7 +127,7 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
     opsetImport: [{ domain: '', version: OPSET }],
     graph: {
       name: 's2i',
-      node: nodes,
+      node: nodeProtos,
       initializer: initializers,
       input: graphInputs,
       output: graph.outputs.map((o) => valueInfo(o.name, o.value)),
