@@ -1,0 +1,19 @@
+export {
+  SAMPLER_NAMES,
+  SAMPLER_CLASS,
+  defaultSampler,
+  isResolvedConfig,
+  loadSchedulerConfig,
+  parseSamplerName,
+  resolveSchedulerConfig,
+  samplerForClassName,
+  type BetaSchedule,
+  type PredictionType,
+  type RawSchedulerConfig,
+  type SamplerName,
+  type SchedulerConfig,
+  type TimestepSpacing,
+} from './config.js';
+export { createSampler, type Sampler, type SamplerOptions, type StepResult } from './samplers.js';
+export { computeAlphasCumprod, computeBetas, inferenceSchedule, trainingSigmas, type InferenceSchedule } from './schedule.js';
+export { noiseSchedule, type NoiseSchedule } from './training.js';
