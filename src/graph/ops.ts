@@ -188,6 +188,40 @@ export function pad(x: Value, pads: readonly number[], mode: 'constant' | 'refle
   return g.addNode('Pad', inputs, [{ dtype: x.dtype, shape }], { mode: attr.string(mode) })[0]!;
 }
 
+/**
+ * ScatterND (opset 16+): a copy of `data` with the slices addressed by `indices` ([..., k] int64, negative
+ * counts from the end) replaced by `updates`, or with reduction 'add' / 'mul' combined with them (duplicates
+ * then accumulate). `updates` has shape indices.shape[:-1] + data.shape[k:]. Added for reverse mode: the
+ * gradient of an embedding lookup (Gather) is a ScatterND-add of the output gradient into zeros.
+ */
+export function scatterND(data: Value, indices: Value, updates: Value, reduction: 'none' | 'add' | 'mul' = 'none'): Value {
+  if (indices.dtype !== 'int64') throw new Error(`ScatterND: indices must be int64, got ${indices.dtype}`);
+  if (indices.rank < 1) throw new Error('ScatterND: indices must have rank >= 1');
+  const k = indices.shape[indices.rank - 1]!;
+  if (k > data.rank) throw new Error(`ScatterND: index depth ${k} exceeds data rank ${data.rank}`);
+  const want = [...indices.shape.slice(0, -1), ...data.shape.slice(k)];
+  if (!sameShape(want, updates.shape)) throw new Error(`ScatterND: updates [${updates.shape}] should be [${want}]`);
+  if (updates.dtype !== data.dtype) throw new Error(`ScatterND: dtype mismatch ${data.dtype} vs ${updates.dtype}`);
+  const attrs: Attrs = reduction === 'none' ? {} : { reduction: attr.string(reduction) };
+  return data.graph.addNode('ScatterND', [data, indices, updates], [{ dtype: data.dtype, shape: data.shape }], attrs)[0]!;
+}
+
+/**
+ * Elementwise sum of several tensors with broadcasting (ONNX Sum): one node instead of a chain of Adds.
+ * Added for reverse mode, which accumulates the gradients of a value used several times with it.
+ */
+export function addN(xs: readonly Value[]): Value {
+  if (xs.length === 0) throw new Error('Sum: no inputs');
+  if (xs.length === 1) return xs[0]!;
+  const first = xs[0]!;
+  let shape: number[] = [...first.shape];
+  for (const x of xs) {
+    if (x.dtype !== first.dtype) throw new Error(`Sum: dtype mismatch ${first.dtype} vs ${x.dtype}`);
+    shape = broadcastShapes(shape, x.shape, 'Sum');
+  }
+  return first.graph.addNode('Sum', xs, [{ dtype: first.dtype, shape }])[0]!;
+}
+
 // ---- reductions --------------------------------------------------------------------------------------------
 function reducedShape(x: Value, axes: readonly number[], keepdims: boolean, what: string): { axes: number[]; shape: number[] } {
   const norm = [...new Set(axes.map((a) => normAxis(a, x.rank, what)))].sort((a, b) => a - b);
@@ -217,6 +251,13 @@ function reduceAttr(op: string, x: Value, axes: readonly number[], keepdims: boo
 export const reduceMean = (x: Value, axes: readonly number[], keepdims = true) => reduceAttr('ReduceMean', x, axes, keepdims);
 export const reduceMax = (x: Value, axes: readonly number[], keepdims = true) => reduceAttr('ReduceMax', x, axes, keepdims);
 export const reduceMin = (x: Value, axes: readonly number[], keepdims = true) => reduceAttr('ReduceMin', x, axes, keepdims);
+
+/** Index of the first maximum along `axis` (int64; no gradient). */
+export function argMax(x: Value, axis: number, keepdims = true): Value {
+  const a = normAxis(axis, x.rank, 'ArgMax');
+  const shape = keepdims ? x.shape.map((d, i) => (i === a ? 1 : d)) : x.shape.filter((_, i) => i !== a);
+  return x.graph.addNode('ArgMax', [x], [{ dtype: 'int64', shape }], { axis: attr.int(a), keepdims: attr.int(keepdims ? 1 : 0), select_last_index: attr.int(0) })[0]!;
+}
 
 export function softmax(x: Value, axis = -1): Value {
   return unary('Softmax', x, { axis: attr.int(normAxis(axis, x.rank, 'Softmax')) });
