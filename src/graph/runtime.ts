@@ -59,6 +59,12 @@ export class CompiledGraph {
       enableCpuMemArena: true,
       enableMemPattern: true,
     };
+    // S2I_ORT_PROFILE=prefix writes ONNX Runtime's per-node JSON profile (for `npm run bench` investigations).
+    const profile = process.env['S2I_ORT_PROFILE'];
+    if (profile) {
+      sessionOptions.enableProfiling = true;
+      sessionOptions.profileFilePrefix = profile;
+    }
     const weightBytes = graph.stats().paramElements * 4;
     const external = graph.paramMode === 'initializer' && (options.externalData || weightBytes > EXTERNAL_THRESHOLD_BYTES);
     const t0 = performance.now();

@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
+import { register as registerInfo } from './info.js';
+import { register as registerShapes } from './shapes.js';
 
 /**
  * Every subcommand module exports `register(program)`; they are listed here in the order `s2i --help` shows.
  */
 export function registerCommands(program: Command): void {
   void program;
+  registerInfo(program);
+  registerShapes(program);
 }

@@ -1,0 +1,284 @@
+/**
+ * `s2i info --model DIR [--json]`: what a model folder holds, read from its configs and safetensors headers
+ * only (no tensor data is read, so this is instant even for multi-GB checkpoints).
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import {
+  configBool,
+  configInt,
+  configIntArray,
+  configNumber,
+  configNumberOrArray,
+  configOptionalNumber,
+  configOptionalString,
+  configString,
+  configStringArray,
+  openModelFolder,
+  readJsonObject,
+  SD_COMPONENTS,
+  type Component,
+  type Config,
+} from '../../io/model-folder.js';
+
+export interface ComponentInfo {
+  name: string;
+  class: string | null;
+  dir: string;
+  /** The settings that matter for this component (see the summarise* functions). */
+  config: Record<string, unknown>;
+  /** null for components without weights. */
+  parameters: number | null;
+  /** Element counts per on-disk dtype. */
+  dtypes: Record<string, number> | null;
+  weightFiles: string[];
+  /** Size of the weight files on disk. */
+  fileBytes: number | null;
+  /** Parameters held as float32 (what the runtime uses). */
+  float32Bytes: number | null;
+}
+
+export interface ModelInfo {
+  model: string;
+  pipeline: string | null;
+  diffusersVersion: string | null;
+  components: Record<string, ComponentInfo>;
+  /** Components listed in model_index.json that s2i does not use (safety_checker, feature_extractor, ...). */
+  ignored: string[];
+  total: { parameters: number; fileBytes: number; float32Bytes: number };
+}
+
+// Defaults are diffusers' / transformers' own, for keys a config leaves out.
+function summariseUnet(c: Config, f: string): Record<string, unknown> {
+  return {
+    sample_size: configOptionalNumber(c, 'sample_size', f),
+    in_channels: configInt(c, 'in_channels', f, 4),
+    out_channels: configInt(c, 'out_channels', f, 4),
+    block_out_channels: configIntArray(c, 'block_out_channels', f, [320, 640, 1280, 1280]),
+    layers_per_block: configNumberOrArray(c, 'layers_per_block', f, 2),
+    attention_head_dim: configNumberOrArray(c, 'attention_head_dim', f, 8),
+    cross_attention_dim: configNumberOrArray(c, 'cross_attention_dim', f, 1280),
+    down_block_types: configStringArray(c, 'down_block_types', f, ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D']),
+    mid_block_type: configOptionalString(c, 'mid_block_type', f) ?? 'UNetMidBlock2DCrossAttn',
+    up_block_types: configStringArray(c, 'up_block_types', f, ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D']),
+  };
+}
+
+function summariseTextEncoder(c: Config, f: string): Record<string, unknown> {
+  return {
+    hidden_size: configInt(c, 'hidden_size', f, 512),
+    num_hidden_layers: configInt(c, 'num_hidden_layers', f, 12),
+    num_attention_heads: configInt(c, 'num_attention_heads', f, 8),
+    intermediate_size: configInt(c, 'intermediate_size', f, 2048),
+    vocab_size: configInt(c, 'vocab_size', f, 49408),
+    max_position_embeddings: configInt(c, 'max_position_embeddings', f, 77),
+    hidden_act: configString(c, 'hidden_act', f, 'quick_gelu'),
+  };
+}
+
+function summariseVae(c: Config, f: string): Record<string, unknown> {
+  return {
+    block_out_channels: configIntArray(c, 'block_out_channels', f, [64]),
+    latent_channels: configInt(c, 'latent_channels', f, 4),
+    scaling_factor: configNumber(c, 'scaling_factor', f, 0.18215),
+  };
+}
+
+function summariseScheduler(c: Config, f: string): Record<string, unknown> {
+  return {
+    class: configOptionalString(c, '_class_name', f),
+    num_train_timesteps: configInt(c, 'num_train_timesteps', f, 1000),
+    beta_schedule: configString(c, 'beta_schedule', f, 'linear'),
+    beta_start: configNumber(c, 'beta_start', f, 0.0001),
+    beta_end: configNumber(c, 'beta_end', f, 0.02),
+    prediction_type: configString(c, 'prediction_type', f, 'epsilon'),
+    // The default differs per scheduler class, so an absent key is shown as null rather than guessed.
+    timestep_spacing: configOptionalString(c, 'timestep_spacing', f),
+    steps_offset: configInt(c, 'steps_offset', f, 0),
+  };
+}
+
+/** A special token in tokenizer_config.json is a string or an AddedToken object {content, ...}. */
+function tokenText(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'object' && v !== null && typeof (v as Record<string, unknown>)['content'] === 'string') {
+    return (v as Record<string, string>)['content']!;
+  }
+  return null;
+}
+
+function summariseTokenizer(comp: Component): Record<string, unknown> {
+  const c = comp.config;
+  const f = comp.configPath;
+  let vocabSize: number | null = null;
+  const vocabPath = join(comp.dir, 'vocab.json');
+  const fastPath = join(comp.dir, 'tokenizer.json');
+  if (existsSync(vocabPath)) {
+    vocabSize = Object.keys(readJsonObject(vocabPath)).length;
+  } else if (existsSync(fastPath)) {
+    const model = readJsonObject(fastPath)['model'];
+    const vocab = typeof model === 'object' && model !== null ? (model as Record<string, unknown>)['vocab'] : undefined;
+    if (typeof vocab === 'object' && vocab !== null) vocabSize = Object.keys(vocab).length;
+  }
+  let pad = tokenText(c['pad_token']);
+  const mapPath = join(comp.dir, 'special_tokens_map.json');
+  if (pad === null && existsSync(mapPath)) pad = tokenText(readJsonObject(mapPath)['pad_token']);
+  return {
+    class: configOptionalString(c, 'tokenizer_class', f),
+    vocab_size: vocabSize,
+    model_max_length: configOptionalNumber(c, 'model_max_length', f),
+    pad_token: pad,
+    do_lower_case: Object.hasOwn(c, 'do_lower_case') ? configBool(c, 'do_lower_case', f) : undefined,
+  };
+}
+
+function summarise(comp: Component): Record<string, unknown> {
+  const f = comp.configPath;
+  switch (comp.name) {
+    case 'unet':
+      return summariseUnet(comp.config, f);
+    case 'text_encoder':
+      return summariseTextEncoder(comp.config, f);
+    case 'vae':
+      return summariseVae(comp.config, f);
+    case 'scheduler':
+      return summariseScheduler(comp.config, f);
+    case 'tokenizer':
+      return summariseTokenizer(comp);
+    default:
+      return {};
+  }
+}
+
+/** Everything `s2i info` reports, for one model folder (configs and headers only). */
+export function modelInfo(dir: string, options: { variant?: string } = {}): ModelInfo {
+  const folder = openModelFolder(dir, options);
+  try {
+    const names = folder.componentNames();
+    const used = names.filter((n) => (SD_COMPONENTS as readonly string[]).includes(n));
+    const info: ModelInfo = {
+      model: folder.dir,
+      pipeline: folder.pipelineClass,
+      diffusersVersion: folder.diffusersVersion,
+      components: {},
+      ignored: names.filter((n) => !used.includes(n)),
+      total: { parameters: 0, fileBytes: 0, float32Bytes: 0 },
+    };
+    for (const name of used) {
+      const comp = folder.component(name);
+      const ci: ComponentInfo = {
+        name,
+        class: comp.className,
+        dir: comp.dir,
+        config: summarise(comp),
+        parameters: null,
+        dtypes: null,
+        weightFiles: [],
+        fileBytes: null,
+        float32Bytes: null,
+      };
+      if (comp.hasWeights) {
+        const w = comp.weights();
+        ci.parameters = w.paramCount();
+        ci.dtypes = w.dtypeCounts();
+        ci.weightFiles = w.files.map((f) => f.path);
+        ci.fileBytes = w.fileBytes();
+        ci.float32Bytes = ci.parameters * 4;
+        info.total.parameters += ci.parameters;
+        info.total.fileBytes += ci.fileBytes;
+        info.total.float32Bytes += ci.float32Bytes;
+      }
+      info.components[name] = ci;
+    }
+    return info;
+  } finally {
+    folder.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// text output
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+}
+
+const fmtInt = (n: number) => n.toLocaleString('en-US');
+
+function fmtValue(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(fmtValue).join(', ')}]`;
+  if (typeof v === 'string') return v;
+  return String(v);
+}
+
+/** Lay out rows as left-aligned columns (numeric columns right-aligned). */
+function table(rows: string[][], rightAligned: ReadonlySet<number>): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) =>
+    r
+      .map((cell, i) => (rightAligned.has(i) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd(),
+  );
+}
+
+export function formatModelInfo(info: ModelInfo): string {
+  const lines: string[] = [];
+  lines.push(`model     ${info.model}`);
+  if (info.pipeline) lines.push(`pipeline  ${info.pipeline}${info.diffusersVersion ? ` (diffusers ${info.diffusersVersion})` : ''}`);
+  lines.push('');
+
+  const rows: string[][] = [['component', 'class', 'parameters', 'dtype on disk', 'file size', 'float32 memory']];
+  for (const c of Object.values(info.components)) {
+    rows.push([
+      c.name,
+      c.class ?? '?',
+      c.parameters === null ? '-' : fmtInt(c.parameters),
+      c.dtypes ? Object.entries(c.dtypes).sort((a, b) => b[1] - a[1]).map(([d]) => d).join('+') : '-', // most common first
+      c.fileBytes === null ? '-' : formatBytes(c.fileBytes),
+      c.float32Bytes === null ? '-' : formatBytes(c.float32Bytes),
+    ]);
+  }
+  rows.push(['total', '', fmtInt(info.total.parameters), '', formatBytes(info.total.fileBytes), formatBytes(info.total.float32Bytes)]);
+  lines.push(...table(rows, new Set([2, 4, 5])));
+  lines.push('');
+
+  const width = Math.max(...Object.keys(info.components).map((n) => n.length));
+  for (const c of Object.values(info.components)) {
+    const entries = Object.entries(c.config).filter(([, v]) => v !== undefined);
+    if (entries.length === 0) continue;
+    const prefix = c.name.padEnd(width);
+    const blank = ' '.repeat(width);
+    // Block-type lists are long; give each its own line.
+    const long = entries.filter(([k]) => k.endsWith('_block_types'));
+    const short = entries.filter(([k]) => !k.endsWith('_block_types'));
+    lines.push(`${prefix}  ${short.map(([k, v]) => `${k} ${fmtValue(v)}`).join(', ')}`);
+    for (const [k, v] of long) lines.push(`${blank}  ${k} ${fmtValue(v)}`);
+  }
+  if (info.ignored.length) {
+    lines.push('');
+    lines.push(`not used by s2i: ${info.ignored.join(', ')}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function register(program: Command): void {
+  program
+    .command('info')
+    .description('describe a diffusers model folder: components, configs, parameter counts, sizes')
+    .requiredOption('--model <dir>', 'diffusers model folder (model_index.json, unet/, vae/, text_encoder/, ...)')
+    .option('--variant <name>', "weights variant, e.g. 'fp16' for diffusion_pytorch_model.fp16.safetensors")
+    .option('--json', 'print one JSON object instead of a table')
+    .action((opts: { model: string; variant?: string; json?: boolean }) => {
+      const info = modelInfo(opts.model, opts.variant !== undefined ? { variant: opts.variant } : {});
+      process.stdout.write(opts.json ? `${JSON.stringify(info, null, 2)}\n` : formatModelInfo(info));
+    });
+}

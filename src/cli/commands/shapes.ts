@@ -1,0 +1,162 @@
+/**
+ * `s2i shapes`: the synthetic shapes world.
+ *   s2i shapes sample --count N [--seed S] [--size 32] [--objects 1-3] [--out DIR] [--json]
+ *   s2i shapes score IMAGE.png --prompt "..." [--json]
+ */
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { UserError } from '../../errors.js';
+import { decodePng, writeFileAtomic, writePngAtomic } from '../../image/png.js';
+import { sampleImage, type ExampleOptions } from '../../shapes/generate.js';
+import { parsePrompt } from '../../shapes/prompt.js';
+import { Rng } from '../../shapes/rng.js';
+import { type ScoreReport, scoreImage } from '../../shapes/score.js';
+
+interface SampleFlags {
+  count: string;
+  seed: string;
+  size: string;
+  objects: string;
+  out: string;
+  json?: boolean;
+  sameColour?: boolean;
+  sameShape?: boolean;
+  prefixProb: string;
+}
+
+interface ScoreFlags {
+  prompt: string;
+  json?: boolean;
+}
+
+function parseIntFlag(value: string, flag: string, lo: number, hi: number): number {
+  const v = /^-?\d+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(v) || v < lo || v > hi) throw new UserError(`${flag} must be an integer from ${lo} to ${hi}, got "${value}"`);
+  return v;
+}
+
+function parseObjects(value: string): [number, number] {
+  const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(value);
+  if (!m) throw new UserError(`--objects must be a count or a range such as 1-3, got "${value}"`);
+  const lo = Number(m[1]), hi = m[2] === undefined ? lo : Number(m[2]);
+  if (lo < 1 || hi < lo) throw new UserError(`--objects must be a count or a range such as 1-3 with 1 <= low <= high, got "${value}"`);
+  return [lo, hi];
+}
+
+function runSample(flags: SampleFlags): void {
+  const count = parseIntFlag(flags.count, '--count', 1, 1_000_000);
+  const seed = parseIntFlag(flags.seed, '--seed', -(2 ** 53 - 1), 2 ** 53 - 1);
+  const size = parseIntFlag(flags.size, '--size', 16, 1024);
+  const [minObjects, maxObjects] = parseObjects(flags.objects);
+  const prefixProbability = Number(flags.prefixProb);
+  if (!(prefixProbability >= 0 && prefixProbability <= 1)) throw new UserError(`--prefix-prob must be a number from 0 to 1, got "${flags.prefixProb}"`);
+  const options: ExampleOptions = {
+    size,
+    minObjects,
+    maxObjects,
+    allowSameColour: flags.sameColour ?? false,
+    allowSameShape: flags.sameShape ?? false,
+    prefixProbability,
+  };
+  // Reject impossible vocab/count combinations with the flag names before writing anything.
+  if (!options.allowSameShape && maxObjects > 3) throw new UserError(`--objects: at most 3 objects per image with distinct shapes; add --same-shape for more`);
+  if (!options.allowSameColour && maxObjects > 6) throw new UserError(`--objects: at most 6 objects per image with distinct colours; add --same-colour for more`);
+  const out = flags.out;
+  if (existsSync(out) && !statSync(out).isDirectory()) throw new UserError(`--out ${out} exists and is not a directory`);
+  try {
+    mkdirSync(out, { recursive: true });
+  } catch (e) {
+    throw new UserError(`cannot create --out directory ${out}: ${(e as Error).message}`, { cause: e });
+  }
+  const rng = new Rng(seed);
+  const digits = Math.max(5, String(count - 1).length);
+  const lines: string[] = [];
+  const examples: { file: string; caption: string; objects: unknown[] }[] = [];
+  for (let i = 0; i < count; i++) {
+    const ex = sampleImage(rng, options);
+    const file = `${String(i).padStart(digits, '0')}.png`;
+    writePngAtomic(join(out, file), ex.image, size, size);
+    const entry = { file, caption: ex.caption, objects: ex.scene.objects };
+    lines.push(JSON.stringify(entry));
+    if (flags.json) examples.push(entry);
+  }
+  const captionsPath = join(out, 'captions.jsonl');
+  writeFileAtomic(captionsPath, Buffer.from(lines.join('\n') + '\n'));
+  if (flags.json) {
+    process.stdout.write(JSON.stringify({ out, count, seed, size, captions: captionsPath, examples }) + '\n');
+    return;
+  }
+  process.stdout.write(`wrote ${count} image${count === 1 ? '' : 's'} (${size}x${size}, seed ${seed}) and captions.jsonl to ${out}\n`);
+  for (const line of lines.slice(0, 5)) {
+    const e = JSON.parse(line) as { file: string; caption: string };
+    process.stdout.write(`  ${e.file}  ${e.caption}\n`);
+  }
+  if (count > 5) process.stdout.write(`  ... (${count - 5} more)\n`);
+}
+
+const pct = (v: number): string => `${(100 * v).toFixed(0)}%`;
+
+/** The human-readable form of a score report. */
+export function formatReport(report: ScoreReport, image: string): string {
+  const lines: string[] = [];
+  lines.push(`${image} (${report.width}x${report.height})${report.prompt !== undefined ? `  prompt: "${report.prompt}"` : ''}`);
+  const name = (colour: string | null, shape: string | null): string => [colour ?? 'any-colour', shape].filter(Boolean).join(' ');
+  for (const o of report.objects) {
+    const want = name(o.colour, o.shape);
+    let status: string;
+    if (!o.found) status = 'MISSING';
+    else {
+      const d = report.detections[o.detection!]!;
+      const got = `${d.colour ?? 'grey/dark'} ${d.shape} at (${d.bbox[0]},${d.bbox[1]}) ${d.bbox[2]}x${d.bbox[3]}`;
+      if (o.found_shape_match && o.colour_correct) status = `ok       ${got}`;
+      else if (!o.found_shape_match) status = `wrong shape: ${got}`;
+      else status = `wrong colour${o.leaked ? ' (leaked from another object)' : ''}: ${got}`;
+    }
+    lines.push(`  ${want.padEnd(16)} ${status}`);
+  }
+  for (const d of report.detections) {
+    if (d.matched_to !== null) continue;
+    lines.push(`  ${'extra'.padEnd(16)} ${d.colour ?? 'grey/dark'} ${d.shape} at (${d.bbox[0]},${d.bbox[1]}) ${d.bbox[2]}x${d.bbox[3]}, ${d.area} px`);
+  }
+  lines.push(
+    `object recall ${pct(report.object_recall)}, binding ${pct(report.binding)}, leakage ${pct(report.leakage)}, ` +
+      `extra objects ${report.extra_objects}, full success: ${report.full_success ? 'yes' : 'no'}`,
+  );
+  return lines.join('\n') + '\n';
+}
+
+function runScore(imagePath: string, flags: ScoreFlags): void {
+  const objects = parsePrompt(flags.prompt).objects; // parse first: a bad prompt is reported even with a bad image
+  const img = decodePng(imagePath);
+  const report = scoreImage(img, undefined, undefined, { objects });
+  report.prompt = flags.prompt;
+  if (flags.json) {
+    const { prompt, ...rest } = report;
+    process.stdout.write(JSON.stringify({ image: imagePath, prompt, ...rest }) + '\n');
+  } else process.stdout.write(formatReport(report, imagePath));
+}
+
+export function register(program: Command): void {
+  const shapes = program.command('shapes').description('the synthetic shapes world: sample training images, score generated images');
+  shapes
+    .command('sample')
+    .description('write random shapes-world images as PNGs plus captions.jsonl (file, caption, objects per line)')
+    .requiredOption('--count <n>', 'number of images')
+    .option('--seed <s>', 'random seed (integer); the same seed gives the same images', '0')
+    .option('--size <px>', 'image side in pixels', '32')
+    .option('--objects <range>', 'objects per image: a count or a range such as 1-3', '1-3')
+    .option('--out <dir>', 'output directory (created if missing)', 'shapes-samples')
+    .option('--same-colour', 'allow two objects of the same colour in one image')
+    .option('--same-shape', 'allow two objects of the same shape in one image')
+    .option('--prefix-prob <p>', 'probability of a caption prefix such as "a photo of"', '0.3')
+    .option('--json', 'print one JSON object (output paths and every example) instead of a summary')
+    .action((flags: SampleFlags) => runSample(flags));
+  shapes
+    .command('score')
+    .description('detect the objects in a shapes-world image and score them against a prompt')
+    .argument('<image>', 'PNG image')
+    .requiredOption('--prompt <text>', 'the prompt, e.g. "a red circle and a blue square"')
+    .option('--json', 'print one JSON object with the full report')
+    .action((image: string, flags: ScoreFlags) => runScore(image, flags));
+}
