@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { register as registerInfo } from './info.js';
 import { register as registerShapes } from './shapes.js';
+import { register as registerTrain } from './train.js';
 
 /**
  * Every subcommand module exports `register(program)`; they are listed here in the order `s2i --help` shows.
@@ -9,4 +10,5 @@ export function registerCommands(program: Command): void {
   void program;
   registerInfo(program);
   registerShapes(program);
+  registerTrain(program);
 }

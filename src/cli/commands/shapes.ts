@@ -11,6 +11,7 @@ import { decodePng, writeFileAtomic, writePngAtomic } from '../../image/png.js';
 import { sampleImage, type ExampleOptions } from '../../shapes/generate.js';
 import { parsePrompt } from '../../shapes/prompt.js';
 import { Rng } from '../../shapes/rng.js';
+import { COLOURS, SHAPES } from '../../shapes/world.js';
 import { type ScoreReport, scoreImage } from '../../shapes/score.js';
 
 interface SampleFlags {
@@ -60,8 +61,12 @@ function runSample(flags: SampleFlags): void {
     prefixProbability,
   };
   // Reject impossible vocab/count combinations with the flag names before writing anything.
-  if (!options.allowSameShape && maxObjects > 3) throw new UserError(`--objects: at most 3 objects per image with distinct shapes; add --same-shape for more`);
-  if (!options.allowSameColour && maxObjects > 6) throw new UserError(`--objects: at most 6 objects per image with distinct colours; add --same-colour for more`);
+  if (!options.allowSameShape && maxObjects > SHAPES.length) {
+    throw new UserError(`--objects: at most ${SHAPES.length} objects per image with distinct shapes; add --same-shape for more`);
+  }
+  if (!options.allowSameColour && maxObjects > COLOURS.length) {
+    throw new UserError(`--objects: at most ${COLOURS.length} objects per image with distinct colours; add --same-colour for more`);
+  }
   const out = flags.out;
   if (existsSync(out) && !statSync(out).isDirectory()) throw new UserError(`--out ${out} exists and is not a directory`);
   try {

@@ -1,0 +1,122 @@
+/**
+ * `s2i train`: train the shapes-world text-to-image model from scratch (resumable), and export it as a model
+ * folder. Long runs belong in the background: checkpoints every few hundred steps, a log line every 25.
+ */
+import { join } from 'node:path';
+import { SingleBar } from 'cli-progress';
+import type { Command } from 'commander';
+import { SafetensorsFile } from '../../io/safetensors.js';
+import { shapesModelConfig } from '../../shapes/model.js';
+import { exportShapesModel, SHAPES_TRAIN_DEFAULTS, trainShapes, type ShapesTrainOptions } from '../../shapes/train.js';
+import { parameterShapes } from '../../train/diffusion.js';
+import { interactive, parseInteger, parseNumber } from '../options.js';
+
+interface TrainFlags {
+  run: string;
+  steps: string;
+  batch: string;
+  lr: string;
+  warmup: string;
+  emaDecay: string;
+  seed: string;
+  checkpointEvery: string;
+  sampleEvery: string;
+  samplePrompts: string;
+  resume?: boolean;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  const d = SHAPES_TRAIN_DEFAULTS;
+  const train = program
+    .command('train')
+    .description('train the shapes-world model from scratch with the project\'s own engine (resumable)')
+    .requiredOption('--run <dir>', 'run folder: checkpoint, log.jsonl, samples/ and the exported model/')
+    .option('--steps <n>', 'train until this many optimiser steps in total', String(d.steps))
+    .option('--batch <n>', 'images per step', String(d.batchSize))
+    .option('--lr <x>', 'AdamW learning rate after warm-up', String(d.lr))
+    .option('--warmup <n>', 'linear warm-up steps', String(d.warmupSteps))
+    .option('--ema-decay <x>', 'EMA decay of the exported weights', String(d.emaDecay))
+    .option('--seed <n>', 'seed of the data, noise and initial weights', String(d.seed))
+    .option('--checkpoint-every <n>', 'steps between checkpoints', String(d.checkpointEvery))
+    .option('--sample-every <n>', 'steps between scored sample grids (0: never)', String(d.sampleEvery))
+    .option('--sample-prompts <n>', 'held-out prompts per sample grid', String(d.samplePrompts))
+    .option('--resume', 'continue the run in --run')
+    .option('--json', 'no progress bar; one JSON line per log interval on stdout')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  s2i train --run runs/shapes --steps 20000          start a run
+  s2i train --run runs/shapes --steps 40000 --resume continue it to 40000 steps
+  s2i train export --run runs/shapes --out models/shapes
+`,
+    )
+    .action(async (flags: TrainFlags) => {
+      const options: ShapesTrainOptions = {
+        ...d,
+        runDir: flags.run,
+        steps: parseInteger(flags.steps, '--steps', 1),
+        batchSize: parseInteger(flags.batch, '--batch', 1, 4096),
+        lr: parseNumber(flags.lr, '--lr', 0, 1),
+        warmupSteps: parseInteger(flags.warmup, '--warmup', 0),
+        emaDecay: parseNumber(flags.emaDecay, '--ema-decay', 0, 1),
+        seed: parseInteger(flags.seed, '--seed', 0, 2 ** 31 - 1),
+        checkpointEvery: parseInteger(flags.checkpointEvery, '--checkpoint-every', 1),
+        sampleEvery: parseInteger(flags.sampleEvery, '--sample-every', 0),
+        samplePrompts: parseInteger(flags.samplePrompts, '--sample-prompts', 1, 10000),
+      };
+      const bar = interactive(flags.json) ? new SingleBar({ format: 'train {bar} {value}/{total} | loss {loss} | {ips} img/s | eta {eta_formatted}', hideCursor: true }) : null;
+      let stop = false;
+      const onSignal = () => {
+        stop = true; // finish the current step, write the checkpoint, exit
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      let lastLog = 0;
+      try {
+        await trainShapes(options, {
+          resume: flags.resume ?? false,
+          shouldStop: () => stop,
+          onProgress: (p) => {
+            if (bar) {
+              if (!bar.isActive) bar.start(p.totalSteps, p.step, { loss: '-', ips: '-' });
+              bar.update(p.step, { loss: p.loss.toFixed(4), ips: p.imagesPerSecond.toFixed(1) });
+            } else if (p.step - lastLog >= 25 || p.step === p.totalSteps) {
+              lastLog = p.step;
+              const line = { step: p.step, total: p.totalSteps, loss: p.loss, images_per_s: p.imagesPerSecond, lr: p.lr, grad_norm: p.gradNorm };
+              process.stdout.write((flags.json ? JSON.stringify(line) : `step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(4)} ${p.imagesPerSecond.toFixed(1)} img/s`) + '\n');
+            }
+          },
+          onSample: (r) => {
+            const msg = `samples at step ${r.step}: full success ${Object.entries(r.fullSuccess).map(([k, v]) => `${k} obj ${(100 * v).toFixed(0)}% (n=${r.n[k]})`).join(', ')} → ${r.grid}`;
+            if (bar) bar.stop();
+            process.stderr.write(msg + '\n');
+          },
+        });
+      } finally {
+        bar?.stop();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+
+  train
+    .command('export')
+    .description('write a run\'s EMA (or raw) weights as a model folder the pipeline loads')
+    .requiredOption('--run <dir>', 'run folder holding checkpoint.safetensors')
+    .requiredOption('--out <dir>', 'model folder to write (replaced atomically)')
+    .option('--raw', 'export the raw weights instead of the EMA')
+    .action((flags: { run: string; out: string; raw?: boolean }) => {
+      const cfg = shapesModelConfig();
+      const file = SafetensorsFile.open(join(flags.run, 'checkpoint.safetensors'));
+      try {
+        const weights = new Map<string, Float32Array>();
+        for (const name of parameterShapes(cfg).keys()) weights.set(name, file.readFloat32(`${flags.raw ? 'param' : 'ema'}/${name}`));
+        exportShapesModel(flags.out, weights, cfg, { step: file.metadata['step'] ?? '?', weights: flags.raw ? 'raw' : 'ema' });
+        process.stdout.write(`exported step ${file.metadata['step']} (${flags.raw ? 'raw' : 'EMA'} weights) to ${flags.out}\n`);
+      } finally {
+        file.close();
+      }
+    });
+}

@@ -1,0 +1,286 @@
+/**
+ * Training the shapes-world model with the project's own engine: data made on the fly by the generator,
+ * DDPM loss with v-prediction and min-SNR-γ weighting, 10% empty prompts (for classifier-free guidance), AdamW
+ * with warm-up, gradient clipping, EMA weights, resumable checkpoints, and periodic sample grids scored exactly.
+ */
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../errors.js';
+import { composeGrid, encodePng, floatToRgb8, writeFileAtomic, type RgbImage } from '../image/index.js';
+import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
+import { generate } from '../pipeline/generate.js';
+import { StableDiffusion } from '../pipeline/stable-diffusion.js';
+import { noiseSchedule } from '../schedulers/index.js';
+import { AdamW, clipGradients, Ema } from '../train/adamw.js';
+import { parameterShapes, TEXT_PREFIX, TrainingStep, UNET_PREFIX, type TextToImageConfig } from '../train/diffusion.js';
+import { initParams } from '../train/init.js';
+import { GaussianRng } from '../util/random.js';
+import { ClipTokenizer } from '../tokenizer/clip.js';
+import { sampleBatch, sampleExample } from './generate.js';
+import { shapesModelConfig, shapesSchedulerConfigJson, shapesTextConfigJson, shapesUNetConfigJson, writeShapesModelFolder } from './model.js';
+import { Rng } from './rng.js';
+import { scoreImage } from './score.js';
+import { buildShapesVocabulary } from './vocab.js';
+
+export interface ShapesTrainOptions {
+  runDir: string;
+  /** Train until this many optimiser steps in total (counting resumed ones). */
+  steps: number;
+  batchSize: number;
+  lr: number;
+  warmupSteps: number;
+  weightDecay: number;
+  gradClip: number;
+  emaDecay: number;
+  promptDropout: number;
+  minSnrGamma: number;
+  seed: number;
+  checkpointEvery: number;
+  sampleEvery: number;
+  samplePrompts: number;
+  sampleSteps: number;
+  sampleGuidance: number;
+}
+
+export const SHAPES_TRAIN_DEFAULTS: Omit<ShapesTrainOptions, 'runDir'> = {
+  steps: 20000,
+  batchSize: 32,
+  lr: 5e-4,
+  warmupSteps: 200,
+  weightDecay: 0.01,
+  gradClip: 1.0,
+  emaDecay: 0.999,
+  promptDropout: 0.1,
+  minSnrGamma: 5,
+  seed: 0,
+  checkpointEvery: 250,
+  sampleEvery: 2000,
+  samplePrompts: 48,
+  sampleSteps: 25,
+  sampleGuidance: 5,
+};
+
+/** Scene options of the training distribution: 1–3 objects, same-shape and same-colour pairs allowed. */
+export const TRAIN_SCENES = { allowSameShape: true, allowSameColour: true } as const;
+
+export interface TrainProgress {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  imagesPerSecond: number;
+  lr: number;
+  gradNorm: number;
+}
+
+export interface SampleReport {
+  step: number;
+  grid: string;
+  fullSuccess: Record<string, number>;
+  n: Record<string, number>;
+}
+
+interface State {
+  step: number;
+  params: Map<string, Float32Array>;
+  ema: Ema;
+  adam: AdamW;
+}
+
+const CHECKPOINT = 'checkpoint.safetensors';
+
+function saveCheckpoint(dir: string, s: State, cfg: TextToImageConfig, options: ShapesTrainOptions): void {
+  const shapes = parameterShapes(cfg);
+  const tensors: Record<string, { data: Float32Array; shape: number[] }> = {};
+  for (const [name, shape] of shapes) {
+    tensors[`param/${name}`] = { data: s.params.get(name)!, shape };
+    tensors[`ema/${name}`] = { data: s.ema.shadow.get(name)!, shape };
+    const m = s.adam.m.get(name);
+    const v = s.adam.v.get(name);
+    if (m && v) {
+      tensors[`adam_m/${name}`] = { data: m, shape };
+      tensors[`adam_v/${name}`] = { data: v, shape };
+    }
+  }
+  writeSafetensors(join(dir, CHECKPOINT), tensors, {
+    format: 's2i-train',
+    step: String(s.step),
+    adam_step: String(s.adam.step),
+    options: JSON.stringify(options),
+  });
+}
+
+function loadCheckpoint(dir: string, cfg: TextToImageConfig, options: ShapesTrainOptions): State {
+  const path = join(dir, CHECKPOINT);
+  const file = SafetensorsFile.open(path);
+  try {
+    const step = Number(file.metadata['step']);
+    if (!Number.isInteger(step) || step < 0) throw new UserError(`${path}: checkpoint has no valid 'step' in its metadata`);
+    const params = new Map<string, Float32Array>();
+    const emaInit = new Map<string, Float32Array>();
+    const adam = new AdamW({ lr: options.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay });
+    adam.step = Number(file.metadata['adam_step'] ?? step);
+    for (const [name, shape] of parameterShapes(cfg)) {
+      const key = `param/${name}`;
+      if (!file.has(key)) throw new UserError(`${path}: checkpoint lacks '${key}' (was it made with another model config?)`);
+      const info = file.info(key);
+      if (info.shape.join(',') !== shape.join(',')) throw new UserError(`${path}: '${key}' has shape [${info.shape}], the model expects [${shape}]`);
+      params.set(name, file.readFloat32(key));
+      emaInit.set(name, file.readFloat32(`ema/${name}`));
+      if (file.has(`adam_m/${name}`)) {
+        adam.m.set(name, file.readFloat32(`adam_m/${name}`));
+        adam.v.set(name, file.readFloat32(`adam_v/${name}`));
+      }
+    }
+    return { step, params, ema: new Ema(emaInit), adam };
+  } finally {
+    file.close();
+  }
+}
+
+/** Exempt from weight decay: biases, norms, embeddings. */
+const noDecay = (name: string) => name.endsWith('.bias') || /norm/.test(name) || /embedding/.test(name);
+
+function learningRate(o: ShapesTrainOptions, step: number): number {
+  return step < o.warmupSteps ? (o.lr * (step + 1)) / o.warmupSteps : o.lr;
+}
+
+/** Export weights (EMA by default) as a model folder the pipeline loads. */
+export function exportShapesModel(dir: string, weights: ReadonlyMap<string, Float32Array>, cfg: TextToImageConfig, metadata: Record<string, string> = {}): void {
+  const shapes = parameterShapes(cfg);
+  const unetWeights = new Map<string, { data: Float32Array; shape: readonly number[] }>();
+  const textWeights = new Map<string, { data: Float32Array; shape: readonly number[] }>();
+  for (const [name, shape] of shapes) {
+    const data = weights.get(name)!;
+    if (name.startsWith(UNET_PREFIX)) unetWeights.set(name.slice(UNET_PREFIX.length), { data, shape });
+    else if (name.startsWith(TEXT_PREFIX)) textWeights.set(name.slice(TEXT_PREFIX.length), { data, shape });
+  }
+  writeShapesModelFolder(dir, {
+    unetConfig: shapesUNetConfigJson(),
+    textConfig: shapesTextConfigJson(cfg.text.vocabSize),
+    schedulerConfig: shapesSchedulerConfigJson(),
+    unetWeights,
+    textWeights,
+    metadata,
+  });
+}
+
+/** Generate one image per held-out caption with the exported model and score them. */
+export async function sampleAndScore(modelDir: string, options: { prompts: number; steps: number; guidance: number; seed: number }): Promise<{ images: RgbImage[]; captions: string[]; success: boolean[]; counts: number[] }> {
+  const model = await StableDiffusion.load(modelDir);
+  try {
+    const rng = new Rng(`held-out-${options.seed}`);
+    const images: RgbImage[] = [];
+    const captions: string[] = [];
+    const success: boolean[] = [];
+    const counts: number[] = [];
+    for (let i = 0; i < options.prompts; i++) {
+      const ex = sampleExample(rng, { ...TRAIN_SCENES, prefixProbability: 0 });
+      const r = await generate(model, { prompt: ex.caption, steps: options.steps, guidanceScale: options.guidance, seed: i });
+      const img = floatToRgb8(r.image);
+      images.push(img);
+      captions.push(ex.caption);
+      success.push(scoreImage(img, undefined, undefined, ex.caption).full_success);
+      counts.push(ex.scene.objects.length);
+    }
+    return { images, captions, success, counts };
+  } finally {
+    await model.release();
+  }
+}
+
+export async function trainShapes(options: ShapesTrainOptions, hooks: { resume: boolean; onProgress?: (p: TrainProgress) => void; onSample?: (r: SampleReport) => void; shouldStop?: () => boolean } = { resume: false }): Promise<State> {
+  const cfg = shapesModelConfig();
+  const dir = options.runDir;
+  mkdirSync(dir, { recursive: true });
+  let state: State;
+  if (existsSync(join(dir, CHECKPOINT))) {
+    if (!hooks.resume) throw new UserError(`${dir} already holds a training run; pass --resume to continue it`);
+    state = loadCheckpoint(dir, cfg, options);
+  } else {
+    const params = initParams(parameterShapes(cfg), options.seed);
+    state = { step: 0, params, ema: new Ema(params), adam: new AdamW({ lr: options.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay }) };
+  }
+  const tok = buildShapesVocabulary();
+  const tokenizer = new ClipTokenizer({ vocab: tok.vocab, merges: tok.merges, config: { modelMaxLength: cfg.tokens } });
+  const schedule = noiseSchedule(shapesSchedulerConfigJson());
+  const trainer = await TrainingStep.create(cfg, state.params, options.batchSize);
+  const B = options.batchSize;
+  const emptyIds = tokenizer.tokenize('').ids;
+  const logPath = join(dir, 'log.jsonl');
+  let windowLoss = 0;
+  let windowN = 0;
+  let windowStart = performance.now();
+  try {
+    while (state.step < options.steps) {
+      if (hooks.shouldStop?.()) break;
+      const step = state.step;
+      // Per-step seeding: a resumed run sees exactly the data and noise an uninterrupted one would.
+      const dataRng = new Rng(options.seed * 1_000_003 + step);
+      const noiseRng = new GaussianRng((BigInt(options.seed) << 32n) | BigInt(step));
+      const batch = sampleBatch(dataRng, B, TRAIN_SCENES);
+      const ids = new BigInt64Array(B * cfg.tokens);
+      batch.captions.forEach((caption, b) => {
+        const row = dataRng.chance(options.promptDropout) ? emptyIds : tokenizer.tokenize(caption).ids;
+        for (let k = 0; k < cfg.tokens; k++) ids[b * cfg.tokens + k] = BigInt(row[k]!);
+      });
+      const timesteps = new Float32Array(B);
+      const weights = new Float32Array(B);
+      for (let b = 0; b < B; b++) {
+        const t = dataRng.int(0, schedule.numTrainTimesteps - 1);
+        timesteps[b] = t;
+        const snr = schedule.snr(t);
+        weights[b] = Math.min(snr, options.minSnrGamma) / (snr + 1); // min-SNR-γ for v-prediction
+      }
+      const noise = noiseRng.normal(batch.images.length);
+      const noisy = schedule.addNoise(batch.images, noise, timesteps);
+      const target = schedule.velocity(batch.images, noise, timesteps);
+      const { loss, grads } = await trainer.run(state.params, { ids, noisy, timesteps, target, weights });
+      if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at step ${step}`);
+      const gradNorm = clipGradients(grads, options.gradClip);
+      const lr = learningRate(options, step);
+      state.adam.update(state.params, grads, lr, noDecay);
+      state.ema.update(state.params, Math.min(options.emaDecay, (1 + step) / (10 + step)));
+      state.step++;
+      windowLoss += loss;
+      windowN++;
+      const elapsed = (performance.now() - windowStart) / 1000;
+      hooks.onProgress?.({ step: state.step, totalSteps: options.steps, loss, imagesPerSecond: (windowN * B) / elapsed, lr, gradNorm });
+      if (state.step % 25 === 0) {
+        appendFileSync(logPath, JSON.stringify({ step: state.step, loss: windowLoss / windowN, images_per_s: (windowN * B) / elapsed, lr, grad_norm: gradNorm, time: new Date().toISOString() }) + '\n');
+        windowLoss = 0;
+        windowN = 0;
+        windowStart = performance.now();
+      }
+      if (state.step % options.checkpointEvery === 0 || state.step === options.steps) saveCheckpoint(dir, state, cfg, options);
+      if (options.sampleEvery > 0 && (state.step % options.sampleEvery === 0 || state.step === options.steps)) {
+        const report = await writeSamples(dir, state, cfg, options);
+        hooks.onSample?.(report);
+      }
+    }
+  } finally {
+    await trainer.release();
+  }
+  saveCheckpoint(dir, state, cfg, options);
+  return state;
+}
+
+async function writeSamples(dir: string, state: State, cfg: TextToImageConfig, options: ShapesTrainOptions): Promise<SampleReport> {
+  const modelDir = join(dir, 'model');
+  exportShapesModel(modelDir, state.ema.shadow, cfg, { step: String(state.step) });
+  const r = await sampleAndScore(modelDir, { prompts: options.samplePrompts, steps: options.sampleSteps, guidance: options.sampleGuidance, seed: 0 });
+  const samplesDir = join(dir, 'samples');
+  mkdirSync(samplesDir, { recursive: true });
+  const grid = composeGrid(r.images, 8, { pad: 2 });
+  const gridPath = join(samplesDir, `step-${String(state.step).padStart(6, '0')}.png`);
+  writeFileAtomic(gridPath, encodePng(grid.data, grid.width, grid.height));
+  const fullSuccess: Record<string, number> = {};
+  const n: Record<string, number> = {};
+  r.counts.forEach((k, i) => {
+    n[k] = (n[k] ?? 0) + 1;
+    fullSuccess[k] = (fullSuccess[k] ?? 0) + (r.success[i] ? 1 : 0);
+  });
+  for (const k of Object.keys(n)) fullSuccess[k] = fullSuccess[k]! / n[k]!;
+  const report: SampleReport = { step: state.step, grid: gridPath, fullSuccess, n };
+  appendFileSync(join(dir, 'samples.jsonl'), JSON.stringify({ ...report, captions: r.captions, success: r.success }) + '\n');
+  return report;
+}
