@@ -1,0 +1,30 @@
+/**
+ * suppress-to-impress: Stable Diffusion text-to-image with attention control, in TypeScript on ONNX Runtime.
+ *
+ *   const model = await StableDiffusion.load('path/to/diffusers-folder');
+ *   const result = await generate(model, { prompt: 'a cat and a frog', steps: 50, seed: 1 });
+ */
+export { UserError } from './errors.js';
+export type { Tensor } from './tensor.js';
+
+export { StableDiffusion, type GraphTiming, type LoadOptions } from './pipeline/stable-diffusion.js';
+export { generate, type GenerateOptions, type GenerateResult, type StepInfo, type StepRecord } from './pipeline/generate.js';
+
+export { AttendAndExcite, ATTEND_EXCITE_DEFAULTS, type AttendExciteConfig } from './methods/attend-and-excite.js';
+export type { GuidanceMethod, StepContext, UNetAccess, AttentionEdit } from './methods/types.js';
+export { AttentionStore, composeHooks, type AttentionSelector } from './attention/store.js';
+export { multiplicativeEditor } from './attention/editors.js';
+export type { AttentionHook, AttentionLayer } from './models/attention.js';
+
+export { createSampler, resolveSchedulerConfig, type Sampler, type SamplerName } from './schedulers/index.js';
+export { ClipTokenizer } from './tokenizer/clip.js';
+export { SafetensorsFile, readSafetensors, writeSafetensors } from './io/safetensors.js';
+export { openModelFolder } from './io/model-folder.js';
+
+export { Graph, type Value } from './graph/graph.js';
+export * as ops from './graph/ops.js';
+export { gradients } from './graph/autodiff.js';
+export { compile, CompiledGraph } from './graph/runtime.js';
+
+export { scoreImage, type ScoreReport } from './shapes/score.js';
+export { parsePrompt } from './shapes/prompt.js';
