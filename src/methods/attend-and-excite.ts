@@ -12,22 +12,16 @@ import * as op from '../graph/ops.js';
 import { AttentionStore } from '../attention/store.js';
 import type { Tensor } from '../tensor.js';
 import { smoothMaps } from './smoothing.js';
+import { alterLatent, type Evaluation, type LatentLoopConfig, type LoopEvent } from './latent-loop.js';
 import type { GuidanceMethod, StepContext } from './types.js';
 
-export interface AttendExciteConfig {
-  /** Subject token positions in the 77-token prompt (SOT = 0), as diffusers counts them. */
+/** The loop settings (maxIterToAlter, thresholds, scaleFactor, scaleRange, maxRefinementSteps) are A&E's own. */
+export interface AttendExciteConfig extends LatentLoopConfig {
+  /** Subject token positions in the prompt (SOT = 0), as diffusers counts them. */
   tokenIndices: readonly number[];
-  /** Gradient updates happen at calls i < maxIterToAlter. */
-  maxIterToAlter: number;
-  /** call index → threshold on the max attention; refinement runs while loss > 1 - threshold. */
-  thresholds: ReadonlyMap<number, number>;
-  scaleFactor: number;
-  /** step_size = scaleFactor * sqrt(linspace(scaleRange[0], scaleRange[1], calls)[i]). */
-  scaleRange: readonly [number, number];
   smoothAttentions: boolean;
   kernelSize: number;
   sigma: number;
-  maxRefinementSteps: number;
   /** Query resolution of the maps (default: latent size / 4, as diffusers' attn_res for SD). */
   attnRes?: readonly [number, number];
 }
@@ -77,33 +71,16 @@ export function attendExciteLoss(perSubjectMax: Value): Value {
   return op.reduceSum(op.mul(losses, pick), [0], false);
 }
 
-export interface AttendExciteEvaluation {
-  loss: number;
+export interface AttendExciteEvaluation extends Evaluation {
   maxAttention: number[];
-  grad?: Float32Array;
-}
-
-export interface AttendExciteEvent {
-  kind: 'max_attention' | 'update_latent' | 'refinement_start' | 'refinement_end';
-  index: number;
-  values?: number[];
-  loss?: number;
-  stepSize?: number;
-  tries?: number;
-}
-
-function subtractScaled(x: Float32Array, stepSize: number, grad: Float32Array): Float32Array {
-  // torch: latents - step_size * grad, both in float32 (the float64 step size is rounded to float32 first).
-  const s = Math.fround(stepSize);
-  const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = x[i]! - Math.fround(s * grad[i]!);
-  return out;
 }
 
 export class AttendAndExcite implements GuidanceMethod {
   readonly name = 'attend-and-excite';
-  readonly events: AttendExciteEvent[] = [];
-  private readonly perCall = new Map<number, { maxAttention: number[]; loss: number; tries: number; stepSize?: number }>();
+  readonly events: LoopEvent[] = [];
+  /** Every max-attention evaluation in the reference's call order (what A&E logs). */
+  readonly maxAttentionLog: number[][] = [];
+  private readonly perCall = new Map<number, { maxAttention: number[]; loss: number; tries: number; stepSize: number | null }>();
 
   constructor(readonly config: AttendExciteConfig) {
     if (config.tokenIndices.length === 0) throw new Error('attend-and-excite needs at least one subject token');
@@ -136,63 +113,20 @@ export class AttendAndExcite implements GuidanceMethod {
       timestep: { data: Float32Array.of(ctx.timestep), shape: [1] },
       context: ctx.cond,
     });
-    const maxAttention = [...out['max_attention']!.data];
-    this.events.push({ kind: 'max_attention', index: ctx.index, values: maxAttention });
-    return { loss: out['loss']!.data[0]!, maxAttention, grad: out['grad']?.data };
-  }
-
-  stepSize(index: number, totalCalls: number): number {
-    const [a, b] = this.config.scaleRange;
-    const frac = totalCalls === 1 ? a : a + ((b - a) * index) / (totalCalls - 1);
-    return this.config.scaleFactor * Math.sqrt(frac);
+    return { loss: out['loss']!.data[0]!, maxAttention: [...out['max_attention']!.data], grad: out['grad']?.data };
   }
 
   async beforeGuidedPass(ctx: StepContext): Promise<Tensor> {
-    const cfg = this.config;
-    const i = ctx.index;
-    const stepSize = this.stepSize(i, ctx.totalCalls);
-    const alter = i < cfg.maxIterToAlter;
-    let latent = ctx.latents.data;
-    let ev = await this.evaluate(ctx, latent, alter);
-    let tries = 0;
-    const threshold = cfg.thresholds.get(i);
-    if (threshold !== undefined && ev.loss > Math.fround(1 - threshold)) {
-      this.events.push({ kind: 'refinement_start', index: i });
-      const target = Math.max(0, 1 - threshold);
-      let loss = ev.loss;
-      while (loss > target) {
-        tries++;
-        // The reference re-runs the pass at the unchanged latent on the first try; when we already hold that
-        // pass's gradient the result is identical, so we reuse it and log the evaluation as the reference does.
-        let tryEval: AttendExciteEvaluation;
-        if (tries === 1 && ev.grad) {
-          tryEval = ev;
-          this.events.push({ kind: 'max_attention', index: i, values: ev.maxAttention });
-        } else {
-          tryEval = await this.evaluate(ctx, latent, true);
-        }
-        loss = tryEval.loss;
-        if (loss !== 0) latent = this.update(i, latent, tryEval, stepSize);
-        if (tries >= cfg.maxRefinementSteps) break;
-      }
-      // One more evaluation at the refined latent: its loss (and gradient) drive the regular update below.
-      ev = await this.evaluate(ctx, latent, alter);
-      this.events.push({ kind: 'refinement_end', index: i, loss: ev.loss, tries });
-    }
-    if (alter && ev.loss !== 0) latent = this.update(i, latent, ev, stepSize);
-    this.perCall.set(i, { maxAttention: ev.maxAttention, loss: ev.loss, tries, stepSize: alter ? stepSize : undefined });
-    return { data: latent, shape: ctx.latents.shape };
-  }
-
-  private update(index: number, latent: Float32Array, ev: AttendExciteEvaluation, stepSize: number): Float32Array {
-    if (!ev.grad) throw new Error('attend-and-excite: update without a gradient');
-    this.events.push({ kind: 'update_latent', index, loss: ev.loss, stepSize });
-    return subtractScaled(latent, stepSize, ev.grad);
+    const r = await alterLatent(this.config, ctx.index, ctx.totalCalls, ctx.latents.data, (x, withGrad) => this.evaluate(ctx, x, withGrad), this.events, (e) =>
+      this.maxAttentionLog.push(e.maxAttention),
+    );
+    this.perCall.set(ctx.index, { maxAttention: r.final.maxAttention, loss: r.final.loss, tries: r.tries, stepSize: r.stepSize });
+    return { data: r.latent, shape: ctx.latents.shape };
   }
 
   stepLog(index: number): Record<string, unknown> | undefined {
     const r = this.perCall.get(index);
     if (!r) return undefined;
-    return { max_attention: r.maxAttention, loss: r.loss, refinement_tries: r.tries, step_size: r.stepSize ?? null };
+    return { max_attention: r.maxAttention, loss: r.loss, refinement_tries: r.tries, step_size: r.stepSize };
   }
 }
