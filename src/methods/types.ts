@@ -31,18 +31,24 @@ export interface StepContext {
   readonly unet: UNetAccess;
 }
 
-/** Multiplicative factors for the guided pass's cross-attention, by editor input name ([2, 1, queries, tokens]). */
-export type AttentionEdit = Map<string, Tensor>;
+/**
+ * Multiplicative factors for the guided pass's cross-attention: called once per query resolution present in
+ * the UNet, returns [batch, 1, height*width, tokens] factors (batch 0 is the unconditional half).
+ */
+export type AttentionEdit = (height: number, width: number, tokens: number, batch: number) => Tensor;
 
 export interface GuidanceMethod {
   readonly name: string;
-  /** Query resolution [h, w] of the cross-attention maps the method wants from each guided pass, if any. */
-  readonly recordResolution?: readonly [number, number];
+  /**
+   * Query resolution [h, w] of the cross-attention maps the method wants recorded in every guided pass (passed
+   * to afterGuidedPass), given the latent size; absent or null: none.
+   */
+  attentionResolution?(latentHeight: number, latentWidth: number): readonly [number, number] | null;
   /** Change the latents before the guided pass (gradient methods); return nothing to keep them. */
   beforeGuidedPass?(ctx: StepContext): Promise<Tensor | void>;
   /** Attention edits for this step's guided pass, or null for none. */
   guidedPassEdit?(ctx: StepContext): AttentionEdit | null;
-  /** The guided pass's aggregated conditional maps [h, w, T] at `recordResolution`. */
+  /** The guided pass's aggregated conditional maps [h, w, T] at `attentionResolution`. */
   afterGuidedPass?(ctx: StepContext, maps: Tensor | null): void;
   /** Per-call log for `--json` (what the method measured and did at this step). */
   stepLog?(index: number): Record<string, unknown> | undefined;

@@ -73,8 +73,10 @@ export interface GenerateResult {
   /** Decoded image [1, 3, H, W] before clamping (diffusers' decoded_raw). */
   image: Tensor;
   steps: StepRecord[];
-  /** Recorded conditional cross-attention maps by call index, each [h, w, T]. */
+  /** Recorded conditional cross-attention maps by call index, each [h, w, T], as the guided pass used them. */
   attentionMaps: Map<number, Tensor>;
+  /** For edited calls: the model's own maps before the edit. */
+  rawAttentionMaps: Map<number, Tensor>;
   attentionResolution: readonly [number, number] | null;
   timings: { encodeMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
 }
@@ -130,10 +132,12 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
   const unet = model.unetAccess(h, w, tokens);
   const method = options.method;
   const defaultRes = [Math.ceil(h / 4), Math.ceil(w / 4)] as const;
-  const recordRes = method?.recordResolution ?? (options.recordAttention ? (options.recordAttention.resolution ?? defaultRes) : null);
-  if (method?.recordResolution && options.recordAttention?.resolution && options.recordAttention.resolution.join('x') !== method.recordResolution.join('x')) {
-    throw new UserError(`the method records attention at ${method.recordResolution.join('x')}; pictures at another resolution are not supported in the same run`);
+  const methodRes = method?.attentionResolution?.(h, w) ?? null;
+  const userRes = options.recordAttention ? (options.recordAttention.resolution ?? defaultRes) : null;
+  if (methodRes && userRes && methodRes.join('x') !== userRes.join('x')) {
+    throw new UserError(`the method records attention at ${methodRes.join('x')}; pictures at ${userRes.join('x')} are not supported in the same run`);
   }
+  const recordRes = methodRes ?? userRes;
   const recordSteps = options.recordAttention?.steps ? new Set(options.recordAttention.steps) : null;
 
   const result: GenerateResult = {
@@ -148,6 +152,7 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
     image: latents,
     steps: [],
     attentionMaps: new Map(),
+    rawAttentionMaps: new Map(),
     attentionResolution: recordRes,
     timings: { encodeMs, denoiseMs: 0, decodeMs: 0, totalMs: 0 },
   };
@@ -165,18 +170,22 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
         latents = changed;
       }
     }
-    const wantMaps = recordRes !== null && (method?.recordResolution !== undefined || !recordSteps || recordSteps.has(i));
+    const wantMaps = recordRes !== null && (methodRes !== null || !recordSteps || recordSteps.has(i));
     const edit = method?.guidedPassEdit?.(ctx()) ?? null;
     const key = `guided:rec=${wantMaps ? recordRes!.join('x') : '-'}:edit=${edit ? 1 : 0}`;
     const session = await unet.compile(key, (g, build) => {
       const sample = g.input('sample', [2, c, h, w]);
       const ts = g.input('timestep', [2]);
       const ctxIn = g.input('context', [2, tokens, dim]);
-      const store = wantMaps ? new AttentionStore({ kind: 'cross', resolution: recordRes! }) : null;
+      // Two views when editing: the model's own maps (before the edit; they define the method's regions) and the
+      // maps the pass actually used (after it; what pictures show). Without an edit they are the same.
+      const raw = wantMaps ? new AttentionStore({ kind: 'cross', resolution: recordRes! }) : null;
       const editor = edit ? multiplicativeEditor(g, 2) : null;
-      const { noisePred } = build({ sample, timestep: ts, encoderHiddenStates: ctxIn }, { attentionHook: composeHooks(store?.hook, editor?.hook) });
+      const used = raw && editor ? new AttentionStore({ kind: 'cross', resolution: recordRes! }) : null;
+      const { noisePred } = build({ sample, timestep: ts, encoderHiddenStates: ctxIn }, { attentionHook: composeHooks(raw?.hook, editor?.hook, used?.hook) });
       g.output('noise_pred', noisePred);
-      if (store) g.output('attention_maps', op.identity(store.aggregate({ resolution: recordRes!, batchIndex: 1 })));
+      if (raw) g.output('attention_maps_raw', op.identity(raw.aggregate({ resolution: recordRes!, batchIndex: 1 })));
+      if (used) g.output('attention_maps', op.identity(used.aggregate({ resolution: recordRes!, batchIndex: 1 })));
     });
     const scaled = sampler.scaleModelInput(latents.data, i);
     const batch = new Float32Array(2 * scaled.length);
@@ -187,11 +196,14 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
       timestep: { data: Float32Array.of(timestep, timestep), shape: [2] },
       context,
     };
-    for (const name of session.inputNames) {
-      if (name in feeds) continue;
-      const factor = edit?.get(name);
-      const shape = session.graph.inputs.find((v) => v.name === name)!.shape;
-      feeds[name] = factor ?? { data: new Float32Array(numel(shape)).fill(1), shape: [...shape] };
+    if (edit) {
+      for (const input of session.graph.inputs) {
+        const m = /^attention_edit_(\d+)x(\d+)$/.exec(input.name);
+        if (!m) continue;
+        const factor = edit(Number(m[1]), Number(m[2]), tokens, 2);
+        if (factor.data.length !== numel(input.shape)) throw new Error(`attention edit for ${input.name} has ${factor.data.length} values, expected [${input.shape}]`);
+        feeds[input.name] = { data: factor.data, shape: [...input.shape] };
+      }
     }
     const out = await session.run(feeds);
     const pred = out['noise_pred']!.data;
@@ -202,9 +214,11 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
       const u = pred[j]!;
       guided[j] = u + Math.fround(g32 * Math.fround(pred[n + j]! - u));
     }
-    const maps = out['attention_maps'] ?? null;
-    if (maps && (!recordSteps || recordSteps.has(i))) result.attentionMaps.set(i, maps);
-    method?.afterGuidedPass?.(ctx(), maps);
+    const rawMaps = out['attention_maps_raw'] ?? null;
+    const usedMaps = out['attention_maps'] ?? rawMaps;
+    if (usedMaps && (!recordSteps || recordSteps.has(i))) result.attentionMaps.set(i, usedMaps);
+    if (rawMaps && edit) result.rawAttentionMaps.set(i, rawMaps);
+    method?.afterGuidedPass?.(ctx(), rawMaps);
     const next = sampler.step(guided, i, latents.data).prevSample;
     const bad = firstNonFinite(next);
     if (bad >= 0) throw new UserError(`the latents became ${next[bad]} at step ${i} (t=${timestep}); try a lower --guidance or another --scheduler`);
