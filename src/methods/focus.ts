@@ -55,8 +55,9 @@ export function normalizeByMax(map: Float32Array): Float32Array {
 
 /**
  * Otsu's threshold of values in [0, 1] on a 256-level histogram (levels ⌊255·v⌋, as INITNO feeds OpenCV):
- * the level maximising the between-class variance; pixels strictly above it are foreground. Returned as a
- * value in [0, 1] (level / 255).
+ * the level t maximising the between-class variance; levels above t are foreground. Returned as the smallest
+ * foreground value, (t + 1) / 255, so that `v >= τ` is exactly "level > t". (INITNO compares the raw value with
+ * t / 255 instead, which also admits level t itself — on a flat background at that level, the whole map.)
  */
 export function otsuThreshold(values: Float32Array): number {
   const hist = new Float64Array(256);
@@ -82,13 +83,13 @@ export function otsuThreshold(values: Float32Array): number {
       bestT = t;
     }
   }
-  return bestT / 255;
+  return (bestT + 1) / 255;
 }
 
-/** The 4-connected set of pixels with value > threshold that contains `seed` (1 inside, 0 outside). */
+/** The 4-connected set of pixels with value >= threshold that contains `seed` (1 inside, 0 outside). */
 export function peakComponent(values: Float32Array, h: number, w: number, threshold: number, seed: number): Uint8Array {
   const inside = new Uint8Array(h * w);
-  if (!(values[seed]! > threshold)) {
+  if (!(values[seed]! >= threshold)) {
     inside[seed] = 1; // a flat map: the peak alone
     return inside;
   }
@@ -99,7 +100,7 @@ export function peakComponent(values: Float32Array, h: number, w: number, thresh
     const y = Math.floor(p / w);
     const x = p % w;
     const visit = (q: number) => {
-      if (!inside[q] && values[q]! > threshold) {
+      if (!inside[q] && values[q]! >= threshold) {
         inside[q] = 1;
         stack.push(q);
       }
