@@ -139,7 +139,10 @@ export function gradients(loss: Value, wrt: readonly Value[], options: GradientO
 
   g.scope('grad', () => {
     for (const node of order) {
-      if (node.outputs.length !== 1) throw new Error(`gradients: ${node.opType} has ${node.outputs.length} outputs; only single-output operators are supported`);
+      // Multi-output operators (LayerNormalization's Mean/InvStdDev) are differentiated through output 0 only.
+      for (const extra of node.outputs.slice(1)) {
+        if (cot.get(extra)?.length) throw new Error(`gradients: ${node.opType} output ${extra.name} is on the gradient path; only its first output is differentiable`);
+      }
       const y = node.outputs[0]!;
       const gy = take(y);
       if (!gy) continue; // every path through y had zero gradient (e.g. through Sign)
@@ -666,6 +669,30 @@ const VJP_RULES: Record<string, VjpRule> = {
   ReduceMean: reduceMeanVjp,
   ReduceMax: reduceExtremumVjp,
   ReduceMin: reduceExtremumVjp,
+  LayerNormalization: ({ node, inputs, y, gy, needs }) => {
+    // x̂ = (x − μ)·r, y = x̂·γ + β over the axes from `axis` on; with ĝ = g·γ:
+    // ∂x = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ∂γ = Σ g·x̂, ∂β = Σ g (sums over the leading axes).
+    const [x, scale, bias] = inputs as [Value, Value, Value | null];
+    const a = norm(attrInt(node, 'axis', -1), x.rank);
+    const mean = node.outputs[1]!;
+    const r = node.outputs[2]!;
+    const normAxes = Array.from({ length: x.rank - a }, (_, i) => a + i);
+    const leadAxes = Array.from({ length: a }, (_, i) => i);
+    const xhat = op.mul(op.sub(x, mean), r);
+    const sumLead = (v: Value) => op.reshape(op.reduceSum(v, leadAxes, false), scale.shape);
+    const gs = needs[1] ? sumLead(op.mul(gy, xhat)) : null;
+    const gb = bias && needs[2] ? sumLead(gy) : null;
+    let gx: Value | null = null;
+    if (needs[0]) {
+      const gh = op.mul(gy, scale);
+      const m1 = op.reduceMean(gh, normAxes, true);
+      const m2 = op.reduceMean(op.mul(gh, xhat), normAxes, true);
+      gx = op.mul(op.sub(op.sub(gh, m1), op.mul(xhat, m2)), r);
+    }
+    void y;
+    return [gx, gs, gb];
+  },
+
   Softmax: ({ node, y, gy, needs }) => {
     if (!needs[0]) return [null];
     const a = norm(attrInt(node, 'axis', -1), y.rank);

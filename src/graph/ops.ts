@@ -345,28 +345,46 @@ export function linear(x: Value, weight: Value, bias: Value | null): Value {
   return bias ? add(y, bias) : y;
 }
 
-/** Normalise over the trailing axes, with torch's biased variance. */
-function normalise(x: Value, axes: readonly number[], eps: number): Value {
-  const mean = reduceMean(x, axes, true);
-  const centred = sub(x, mean);
-  const variance = reduceMean(mul(centred, centred), axes, true);
-  return div(centred, sqrt(add(variance, eps)));
+/**
+ * ONNX LayerNormalization (opset 17) over the axes from `axis` to the end: y = (x − mean)·invStdDev·scale + bias.
+ * One kernel instead of eight elementwise passes; its Mean and InvStdDev outputs make the VJP cheap.
+ * scale/bias have the normalised axes' shape.
+ */
+export function layerNormalization(x: Value, scale: Value, bias: Value | null, axis: number, eps: number): { y: Value; mean: Value; invStdDev: Value } {
+  const a = normAxis(axis, x.rank, 'LayerNormalization');
+  const normShape = x.shape.slice(a);
+  if (scale.shape.length !== normShape.length || scale.shape.some((d, i) => d !== normShape[i])) {
+    throw new Error(`LayerNormalization: scale [${scale.shape}] does not match the normalised shape [${normShape}]`);
+  }
+  const statShape = x.shape.map((d, i) => (i < a ? d : 1));
+  const [y, mean, invStdDev] = x.graph.addNode(
+    'LayerNormalization',
+    bias ? [x, scale, bias] : [x, scale],
+    [
+      { dtype: x.dtype, shape: x.shape },
+      { dtype: 'float32', shape: statShape },
+      { dtype: 'float32', shape: statShape },
+    ],
+    { axis: attr.int(a), epsilon: attr.float(eps) },
+  );
+  return { y: y!, mean: mean!, invStdDev: invStdDev! };
 }
 
 export function layerNorm(x: Value, weight: Value | null, bias: Value | null, eps: number): Value {
-  let y = normalise(x, [x.rank - 1], eps);
-  if (weight) y = mul(y, weight);
-  if (bias) y = add(y, bias);
-  return y;
+  const c = x.shape[x.rank - 1]!;
+  const scale = weight ?? x.graph.constant(new Float32Array(c).fill(1), [c], 'float32', 'ones');
+  return layerNormalization(x, scale, bias, -1, eps).y;
 }
 
-/** torch.nn.GroupNorm on [N, C, ...spatial]. */
+/** torch.nn.GroupNorm on [N, C, ...spatial]: LayerNormalization of each group, then the per-channel affine. */
 export function groupNorm(x: Value, groups: number, weight: Value | null, bias: Value | null, eps: number): Value {
   const [n, c] = x.shape as [number, number];
   if (c % groups !== 0) throw new Error(`GroupNorm: ${c} channels not divisible by ${groups} groups`);
   const spatial = x.shape.slice(2);
-  const grouped = reshape(x, [n, groups, (c / groups) * shapeSize(spatial)]);
-  let y = reshape(normalise(grouped, [2], eps), x.shape);
+  const len = (c / groups) * shapeSize(spatial);
+  const grouped = reshape(x, [n, groups, len]);
+  const ones = x.graph.constant(new Float32Array(len).fill(1), [len], 'float32', 'ones');
+  let y = reshape(layerNormalization(grouped, ones, null, -1, eps).y, x.shape);
   const affineShape = [c, ...spatial.map(() => 1)];
   if (weight) y = mul(y, reshape(weight, affineShape));
   if (bias) y = add(y, reshape(bias, affineShape));

@@ -154,6 +154,11 @@ function attrIs(node: Node, name: string): number[] | undefined {
   return a && a.kind === 'ints' ? [...a.value] : undefined;
 }
 
+function attrF(node: Node, name: string, dflt: number): number {
+  const a = node.attrs[name];
+  return a && a.kind === 'float' ? a.value : dflt;
+}
+
 function attrS(node: Node, name: string, dflt: string): string {
   const a = node.attrs[name];
   return a && a.kind === 'string' ? a.value : dflt;
@@ -343,6 +348,21 @@ function runNode(node: Node, ins: (RefTensor | null)[]): RefTensor[] {
       const e = make(x.dtype, x.shape, (idx, f) => Math.exp(x.data[f]! - at(mx, idx)));
       const s = reduce(e, [a], true, 'ReduceSum');
       return [make(x.dtype, x.shape, (idx, f) => e.data[f]! / at(s, idx))];
+    }
+    case 'LayerNormalization': {
+      // outputs Y, Mean, InvStdDev over the axes from `axis` on (two-pass, float64)
+      const a = normAxis(attrI(node, 'axis', -1), x.shape.length);
+      const axes = x.shape.map((_, i) => i).filter((i) => i >= a);
+      const eps = attrF(node, 'epsilon', 1e-5);
+      const mean = reduce(x, axes, true, 'ReduceMean');
+      const sq = make(x.dtype, x.shape, (idx, f) => (x.data[f]! - at(mean, idx)) ** 2);
+      const variance = reduce(sq, axes, true, 'ReduceMean');
+      const inv = make(x.dtype, variance.shape, (_, f) => 1 / Math.sqrt(variance.data[f]! + eps));
+      const scale = ins[1]!;
+      const bias = ins[2] ?? null;
+      const tail = (idx: number[]) => ravel(idx.slice(a), x.shape.slice(a));
+      const y = make(x.dtype, x.shape, (idx, f) => (x.data[f]! - at(mean, idx)) * at(inv, idx) * scale.data[tail(idx)]! + (bias ? bias.data[tail(idx)]! : 0));
+      return [y, mean, inv];
     }
     case 'MatMul':
       return [matmul(x, ins[1]!)];
