@@ -80,6 +80,7 @@ export function autoSubjects(tokenizer: ClipTokenizer, prompt: string): AutoSubj
   const notes: string[] = [];
   for (let i = 0; i < terms.length; i++) {
     if (!isNoun(terms[i]!)) continue;
+    if (/ing$/i.test(terms[i]!.text) && i > 0 && isNoun(terms[i - 1]!)) continue; // "a dog sitting": a verb
     let end = i;
     // A following '-ing' word is a verb the tagger took for a noun ("a dog sitting"), not part of the name.
     while (end + 1 < terms.length && isNoun(terms[end + 1]!) && !/ing$/i.test(terms[end + 1]!.text)) end++;
