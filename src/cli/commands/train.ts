@@ -28,7 +28,7 @@ interface TrainFlags {
 
 export function register(program: Command): void {
   const d = SHAPES_TRAIN_DEFAULTS;
-  const train = program
+  program
     .command('train')
     .description('train the shapes-world model from scratch with the project\'s own engine (resumable)')
     .requiredOption('--run <dir>', 'run folder: checkpoint, log.jsonl, samples/ and the exported model/')
@@ -49,7 +49,7 @@ export function register(program: Command): void {
 Examples:
   s2i train --run runs/shapes --steps 20000          start a run
   s2i train --run runs/shapes --steps 40000 --resume continue it to 40000 steps
-  s2i train export --run runs/shapes --out models/shapes
+  s2i export-model --run runs/shapes --out models/shapes
 `,
     )
     .action(async (flags: TrainFlags) => {
@@ -101,8 +101,8 @@ Examples:
       }
     });
 
-  train
-    .command('export')
+  program
+    .command('export-model')
     .description('write a run\'s EMA (or raw) weights as a model folder the pipeline loads')
     .requiredOption('--run <dir>', 'run folder holding checkpoint.safetensors')
     .requiredOption('--out <dir>', 'model folder to write (replaced atomically)')
