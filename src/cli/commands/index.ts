@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { register as registerGenerate } from './generate.js';
 import { register as registerInfo } from './info.js';
 import { register as registerShapes } from './shapes.js';
 import { register as registerTrain } from './train.js';
@@ -8,6 +9,7 @@ import { register as registerTrain } from './train.js';
  */
 export function registerCommands(program: Command): void {
   void program;
+  registerGenerate(program);
   registerInfo(program);
   registerShapes(program);
   registerTrain(program);
