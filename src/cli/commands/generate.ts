@@ -16,7 +16,11 @@ import { UserError } from '../../errors.js';
 import { floatToRgb8 } from '../../image/convert.js';
 import { encodePng, writeFileAtomic } from '../../image/png.js';
 import { quoteKey, SafetensorsFile, writeSafetensors } from '../../io/safetensors.js';
-import { AttendAndExcite, ATTEND_EXCITE_DEFAULTS, type AttendExciteConfig } from '../../methods/attend-and-excite.js';
+import { autoSubjects, type AttributeLink } from '../../attention/auto-subjects.js';
+import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
+import { buildMethod, METHOD_NAMES, methodPreset, methodTargets, scaledLoopDefaults, type MethodPreset, type MethodSettings } from '../../methods/registry.js';
+import type { LatentLoopConfig } from '../../methods/latent-loop.js';
+import { LOSS_TERMS, type LossWeights, type SuppressMode } from '../../methods/suppress.js';
 import { generate, type GenerateResult } from '../../pipeline/generate.js';
 import { StableDiffusion } from '../../pipeline/stable-diffusion.js';
 import { createSampler, defaultSampler, parseSamplerName, resolveSchedulerConfig, type SamplerName } from '../../schedulers/index.js';
@@ -44,13 +48,15 @@ interface GenerateFlags {
   thresholds?: string;
   scaleFactor?: string;
   attnRes?: string;
+  mode?: string;
+  weights?: string;
+  gamma?: string;
+  editSteps?: string;
+  attributes?: string;
   attentionMaps?: string;
   attentionSteps?: string;
   threads?: string;
 }
-
-const METHODS = ['none', 'attend-and-excite'] as const;
-type MethodName = (typeof METHODS)[number];
 
 /** The A&E defaults are tuned for this many steps; other step counts scale them (as the oracle did). */
 const AE_REFERENCE_STEPS = 50;
@@ -58,12 +64,31 @@ const AE_REFERENCE_STEPS = 50;
 // ---------------------------------------------------------------------------------------------------------------
 // option parsing (no model needed)
 
-function parseMethod(value: string): MethodName {
+const METHOD_ALIASES: Record<string, string> = { ae: 'attend-and-excite', 'attend-excite': 'attend-and-excite', s2i: 'suppress' };
+
+function parseMethod(value: string): { name: string; preset: MethodPreset } {
   const v = value.trim().toLowerCase().replace(/[_\s]+/g, '-');
-  const alias: Record<string, MethodName> = { none: 'none', 'attend-and-excite': 'attend-and-excite', 'attend-excite': 'attend-and-excite', ae: 'attend-and-excite' };
-  const m = alias[v];
-  if (!m) throw new UserError(`--method: unknown method "${value}"; valid methods: ${METHODS.join(', ')}`);
-  return m;
+  const name = METHOD_ALIASES[v] ?? v;
+  return { name, preset: methodPreset(name) };
+}
+
+/** `suppress=1,even=0.5` → partial weights. */
+export function parseWeights(value: string): Partial<LossWeights> {
+  const out: Partial<LossWeights> = {};
+  for (const item of value.split(',')) {
+    const m = /^\s*([a-z]+)\s*=\s*([^\s=]+)\s*$/.exec(item);
+    if (!m) throw new UserError(`--weights must look like suppress=1,excite=1,even=0.5 (terms: ${LOSS_TERMS.join(', ')}); got "${item.trim()}"`);
+    const term = m[1] as keyof LossWeights;
+    if (!LOSS_TERMS.includes(term)) throw new UserError(`--weights: unknown term '${m[1]}' (terms: ${LOSS_TERMS.join(', ')})`);
+    out[term] = parseNumber(m[2]!, `--weights ${term}`, 0);
+  }
+  return out;
+}
+
+function parseMode(value: string): SuppressMode {
+  const v = value.trim().toLowerCase();
+  if (v !== 'loss' && v !== 'edit' && v !== 'both') throw new UserError(`--mode must be loss, edit or both, got "${value}"`);
+  return v;
 }
 
 function parseImageSide(value: string | undefined, flag: string): number | undefined {
@@ -151,12 +176,17 @@ function readLatentsFile(spec: string): { tensor: Tensor; file: string; key: str
   }
 }
 
-/** The 50-step A&E defaults adapted to `steps`: threshold steps and max_iter_to_alter × steps/50, rounded. */
-export function scaledAttendExciteDefaults(steps: number): { maxIterToAlter: number; thresholds: Map<number, number> } {
-  const f = steps / AE_REFERENCE_STEPS;
-  const thresholds = new Map<number, number>();
-  for (const [k, v] of ATTEND_EXCITE_DEFAULTS.thresholds) thresholds.set(Math.round(k * f), v); // a later key wins, as in a Python dict
-  return { maxIterToAlter: Math.round(ATTEND_EXCITE_DEFAULTS.maxIterToAlter * f), thresholds };
+/** `--attributes circle:red,square:blue`: each adjective word bound to a subject word. */
+function parseAttributes(model: StableDiffusion, prompt: string, value: string, subjects: ResolvedSubjects): AttributeLink[] {
+  return value.split(',').map((item) => {
+    const m = /^\s*([^:]+?)\s*:\s*([^:]+?)\s*$/.exec(item);
+    if (!m) throw new UserError(`--attributes must look like circle:red,square:blue (noun:adjective), got "${item.trim()}"`);
+    const [noun, adjective] = [m[1]!, m[2]!];
+    const subject = subjects.subjects.findIndex((s) => s.word === noun.toLowerCase() || s.query === noun);
+    if (subject < 0) throw new UserError(`--attributes: '${noun}' is not one of the subjects (${subjects.subjects.map((s) => s.word).join(', ')})`);
+    const attribute = resolveSubjects(model.tokenizer, prompt, { subjects: adjective })!.subjects[0]!;
+    return { attribute, subject };
+  });
 }
 
 const fmtThresholds = (m: ReadonlyMap<number, number>) => [...m].map(([k, v]) => `${k}:${v}`).join(',');
@@ -176,9 +206,13 @@ interface Plan {
   height: number;
   width: number;
   latents: { tensor: Tensor; file: string; key: string } | null;
-  method: MethodName;
+  method: string;
+  preset: MethodPreset;
   subjects: ResolvedSubjects | null;
-  ae: (AttendExciteConfig & { scaledFrom50: string[] }) | null;
+  /** Auto-detected (or --attributes) attributes of the subjects, for Suppress-to-Impress. */
+  attributes: AttributeLink[];
+  /** Settings of a guided method (null for plain sampling), and which loop defaults were scaled from 50 steps. */
+  settings: (MethodSettings & { loop: LatentLoopConfig; scaledFrom50: string[] }) | null;
   mapRes: [number, number] | null;
   attentionSteps: number[] | 'all' | 'mean';
   outImage: string;
@@ -210,22 +244,33 @@ async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan;
   const seed = flags.seed !== undefined ? parseInteger(flags.seed, '--seed', 0, Number.MAX_SAFE_INTEGER) : randomInt(0, 2 ** 32);
   const heightGiven = parseImageSide(flags.height, '--height');
   const widthGiven = parseImageSide(flags.width, '--width');
-  const method = parseMethod(flags.method);
+  const { name: method, preset } = parseMethod(flags.method);
   const threads = flags.threads !== undefined ? parseInteger(flags.threads, '--threads', 1, 1024) : undefined;
-  const isAE = method === 'attend-and-excite';
+  const guided = preset.kind !== 'none';
+  const isAE = preset.kind === 'attend-and-excite';
+  const isSuppress = preset.kind === 'suppress';
   for (const [flag, v] of [['--max-iter-to-alter', flags.maxIterToAlter], ['--thresholds', flags.thresholds], ['--scale-factor', flags.scaleFactor]] as const) {
-    if (v !== undefined && !isAE) throw new UserError(`${flag} only applies to --method attend-and-excite`);
+    if (v !== undefined && !guided) throw new UserError(`${flag} only applies to a guidance --method (attend-and-excite, suppress, ...)`);
   }
-  if (flags.attnRes !== undefined && !isAE && flags.attentionMaps === undefined) {
-    throw new UserError('--attn-res only applies to --method attend-and-excite and --attention-maps');
+  for (const [flag, v] of [['--mode', flags.mode], ['--weights', flags.weights], ['--gamma', flags.gamma], ['--edit-steps', flags.editSteps], ['--attributes', flags.attributes]] as const) {
+    if (v !== undefined && !isSuppress) throw new UserError(`${flag} only applies to the suppress methods (--method suppress, suppress-loss, ...)`);
+  }
+  if (flags.attnRes !== undefined && !guided && flags.attentionMaps === undefined) {
+    throw new UserError('--attn-res only applies to a guidance --method and --attention-maps');
   }
   if (flags.attentionSteps !== undefined && flags.attentionMaps === undefined) throw new UserError('--attention-steps needs --attention-maps FILE');
   if (isAE && flags.tokens === undefined && flags.subjects === undefined) {
     throw new UserError('--method attend-and-excite needs the subjects to strengthen: --subjects cat,frog or --tokens 2,5');
   }
-  if (!isAE && flags.attentionMaps === undefined && (flags.tokens !== undefined || flags.subjects !== undefined)) {
-    throw new UserError(`${flags.tokens !== undefined ? '--tokens' : '--subjects'} is used by --method attend-and-excite and --attention-maps; give one of them`);
+  if (!guided && flags.attentionMaps === undefined && (flags.tokens !== undefined || flags.subjects !== undefined)) {
+    throw new UserError(`${flags.tokens !== undefined ? '--tokens' : '--subjects'} is used by a guidance --method and --attention-maps; give one of them`);
   }
+  const autoWanted = flags.subjects?.trim().toLowerCase() === 'auto';
+  if (autoWanted && !isSuppress && flags.attentionMaps === undefined) throw new UserError('--subjects auto applies to the suppress methods and --attention-maps');
+  const mode = flags.mode !== undefined ? parseMode(flags.mode) : undefined;
+  const weights = flags.weights !== undefined ? parseWeights(flags.weights) : undefined;
+  const gamma = flags.gamma !== undefined ? parseNumber(flags.gamma, '--gamma', 0, 1) : undefined;
+  const editStepsGiven = flags.editSteps !== undefined ? parseInteger(flags.editSteps, '--edit-steps', 0, 100000) : undefined;
   const maxIterGiven = flags.maxIterToAlter !== undefined ? parseInteger(flags.maxIterToAlter, '--max-iter-to-alter', 0, 100000) : undefined;
   const thresholdsGiven = flags.thresholds !== undefined ? parseThresholds(flags.thresholds) : undefined;
   const scaleFactor = flags.scaleFactor !== undefined ? parseNumber(flags.scaleFactor, '--scale-factor', 0) : ATTEND_EXCITE_DEFAULTS.scaleFactor;
@@ -282,29 +327,42 @@ async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan;
   const probe = createSampler(sampler, resolveSchedulerConfig(sampler, model.schedulerConfig, {}), steps, { noise: (n) => new Float32Array(n) });
   const totalCalls = probe.timesteps.length;
 
-  const subjects = resolveSubjects(model.tokenizer, prompt, { tokens: flags.tokens, subjects: flags.subjects });
+  // Subjects: --tokens/--subjects, or found automatically (the default for the suppress methods).
+  let subjects: ResolvedSubjects | null = null;
+  let attributes: AttributeLink[] = [];
+  if ((isSuppress && flags.tokens === undefined && flags.subjects === undefined) || autoWanted) {
+    const auto = autoSubjects(model.tokenizer, prompt);
+    subjects = { source: 'words', subjects: auto.subjects, notes: auto.notes };
+    attributes = auto.attributes;
+    notes.push(`subjects found automatically (nouns and their adjectives); override with --subjects, --tokens, --attributes`);
+  } else {
+    subjects = resolveSubjects(model.tokenizer, prompt, { tokens: flags.tokens, subjects: flags.subjects });
+  }
   if (subjects) notes.push(...subjects.notes);
+  if (flags.attributes !== undefined) attributes = parseAttributes(model, prompt, flags.attributes, subjects!);
 
   const available = crossAttentionResolutions(model.unetConfig, latentH, latentW);
-  const wantsMaps = isAE || outMaps !== null;
+  const wantsMaps = guided || outMaps !== null;
   const mapRes = wantsMaps ? pickAttnRes(available, latentH, latentW, attnResGiven) : null;
 
-  let ae: Plan['ae'] = null;
-  if (isAE) {
-    const scaled = scaledAttendExciteDefaults(steps);
+  let settings: Plan['settings'] = null;
+  if (guided) {
+    const scaled = scaledLoopDefaults(steps);
     const scaledFrom50: string[] = [];
     if (steps !== AE_REFERENCE_STEPS && maxIterGiven === undefined) scaledFrom50.push('max_iter_to_alter');
     if (steps !== AE_REFERENCE_STEPS && thresholdsGiven === undefined) scaledFrom50.push('thresholds');
+    if (isSuppress && steps !== AE_REFERENCE_STEPS && editStepsGiven === undefined) scaledFrom50.push('edit_steps');
     const thresholds = thresholdsGiven ?? scaled.thresholds;
     const late = [...thresholds.keys()].filter((k) => k >= totalCalls);
     if (late.length) notes.push(`--thresholds step${late.length > 1 ? 's' : ''} ${late.join(', ')} never come${late.length > 1 ? '' : 's'}: this run has steps 0..${totalCalls - 1}`);
-    ae = {
-      ...ATTEND_EXCITE_DEFAULTS,
-      tokenIndices: subjectTokenIndices(subjects!),
-      maxIterToAlter: maxIterGiven ?? scaled.maxIterToAlter,
-      thresholds,
-      scaleFactor,
+    settings = {
+      steps,
+      loop: { ...ATTEND_EXCITE_DEFAULTS, maxIterToAlter: maxIterGiven ?? scaled.maxIterToAlter, thresholds, scaleFactor },
       attnRes: mapRes!,
+      ...(mode ? { mode } : {}),
+      ...(weights ? { weights } : {}),
+      ...(gamma !== undefined ? { gamma } : {}),
+      ...(editStepsGiven !== undefined ? { editSteps: editStepsGiven } : {}),
       scaledFrom50,
     };
   }
@@ -326,8 +384,10 @@ async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan;
       width,
       latents,
       method,
+      preset,
       subjects,
-      ae,
+      attributes,
+      settings,
       mapRes,
       attentionSteps,
       outImage,
@@ -377,30 +437,45 @@ function summary(p: Plan, r: GenerateResult, model: StableDiffusion, loadMs: num
   row('image', `${r.width}x${r.height}, latents [${r.finalLatents.shape.join(', ')}], seed ${p.seed}`);
   row('start', p.latents ? `latents ${quoteKey(p.latents.key)} from ${shown(p.latents.file)}` : `seeded noise (seed ${p.seed})`);
   if (p.subjects) row('subjects', p.subjects.subjects.map(describeSubject).join(', '));
-  if (p.ae) {
-    const a = p.ae;
-    row('method', `attend-and-excite on token${a.tokenIndices.length > 1 ? 's' : ''} ${a.tokenIndices.join(', ')}`);
-    row('', `max_iter_to_alter ${a.maxIterToAlter}, thresholds ${fmtThresholds(a.thresholds)}, scale_factor ${a.scaleFactor}, attn_res ${a.attnRes!.join('x')}`);
-    if (a.scaledFrom50.length) {
-      row('', `(${a.scaledFrom50.join(' and ')} scaled from the 50-step defaults 25 / ${fmtThresholds(ATTEND_EXCITE_DEFAULTS.thresholds)} to ${p.steps} steps)`);
+  if (p.settings) {
+    const st = p.settings;
+    const loop = st.loop;
+    const targets = p.subjects!.subjects.map((x) => x.tokenIndex);
+    row('method', `${p.method}: ${p.preset.description}`);
+    row('', `tokens ${targets.join(', ')}${p.attributes.length ? `; attributes ${p.attributes.map((a) => `${a.attribute.word}→${p.subjects!.subjects[a.subject]!.word}`).join(', ')}` : ''}, attn_res ${st.attnRes!.join('x')}`);
+    if (p.preset.kind === 'suppress') {
+      const w = { ...p.preset.weights!, ...st.weights };
+      const on = LOSS_TERMS.filter((t) => w[t]).map((t) => `${t}=${w[t]}`).join(',');
+      const mode = st.mode ?? p.preset.mode!;
+      row('', `mode ${mode}${mode !== 'edit' ? `, weights ${on}` : ''}${mode !== 'loss' ? `, gamma ${st.gamma ?? 0}, edit steps ${st.editSteps ?? Math.max(1, Math.round((10 * p.steps) / 50))}` : ''}`);
+    }
+    row('', `max_iter_to_alter ${loop.maxIterToAlter}, thresholds ${fmtThresholds(loop.thresholds)}, scale_factor ${loop.scaleFactor}`);
+    if (st.scaledFrom50.length) {
+      row('', `(${st.scaledFrom50.join(', ')} scaled from the 50-step defaults 25 / ${fmtThresholds(ATTEND_EXCITE_DEFAULTS.thresholds)}${p.preset.kind === 'suppress' ? ' / 10' : ''} to ${p.steps} steps)`);
     }
   } else row('method', 'none');
   for (const n of p.notes) row('note', n);
-  if (p.ae) {
-    const names = p.subjects!.subjects.map((s) => (s.occurrences > 1 ? `${s.word}#${s.occurrence}` : s.word));
+  if (p.settings) {
+    const names = p.subjects!.subjects.map((x) => (x.occurrences > 1 ? `${x.word}#${x.occurrence}` : x.word));
     const widths = names.map((n) => Math.max(6, n.length));
+    const terms = p.preset.kind === 'suppress' ? LOSS_TERMS.filter((t) => r.steps.some((x) => (x.method as { terms?: Record<string, number> } | undefined)?.terms?.[t] !== undefined)) : [];
+    const termW = terms.map((t) => Math.max(6, t.length));
     L.push('');
-    L.push(`${'step'.padStart(4)} ${'t'.padStart(5)}  ${'loss'.padStart(6)}  ${names.map((n, i) => n.padStart(widths[i]!)).join('  ')}  ${'tries'.padStart(5)}  ${'ms'.padStart(7)}`);
-    for (const s of r.steps) {
-      const m = s.method as { max_attention?: number[]; loss?: number; refinement_tries?: number; step_size?: number | null } | undefined;
-      const maxes = names.map((_, i) => (m?.max_attention?.[i] ?? NaN).toFixed(3).padStart(widths[i]!)).join('  ');
+    L.push(
+      `${'step'.padStart(4)} ${'t'.padStart(5)}  ${'loss'.padStart(6)}  ${names.map((n, i) => n.padStart(widths[i]!)).join('  ')}${terms.length ? '  ' + terms.map((t, i) => t.padStart(termW[i]!)).join('  ') : ''}  ${'tries'.padStart(5)}  ${'ms'.padStart(7)}`,
+    );
+    for (const x of r.steps) {
+      const m = x.method as { max_attention?: number[] | null; loss?: number | null; refinement_tries?: number; step_size?: number | null; terms?: Record<string, number>; edited?: boolean } | undefined;
+      const num = (v: number | null | undefined, w: number) => (v === null || v === undefined ? '-' : v.toFixed(3)).padStart(w);
+      const maxes = names.map((_, i) => num(m?.max_attention?.[i], widths[i]!)).join('  ');
       const altered = m?.step_size !== null && m?.step_size !== undefined;
+      const termCols = terms.map((t, i) => num(m?.terms?.[t], termW[i]!)).join('  ');
       L.push(
-        `${String(s.index).padStart(4)} ${String(s.timestep).padStart(5)}  ${(m?.loss ?? NaN).toFixed(3).padStart(6)}${altered ? '*' : ' '} ${maxes}  ${String(m?.refinement_tries || '-').padStart(5)}  ${s.ms.toFixed(0).padStart(7)}`,
+        `${String(x.index).padStart(4)} ${String(x.timestep).padStart(5)}  ${num(m?.loss, 6)}${altered ? '*' : m?.edited ? 'e' : ' '} ${maxes}${terms.length ? '  ' + termCols : ''}  ${String(m?.refinement_tries || '-').padStart(5)}  ${x.ms.toFixed(0).padStart(7)}`,
       );
     }
-    L.push('(loss = 1 - the smallest max attention; * = latents updated; tries = refinement steps;');
-    L.push(' ms includes compiling graphs on first use)');
+    L.push(p.preset.kind === 'attend-and-excite' ? '(loss = 1 - the smallest max attention; * = latents updated; tries = refinement steps;' : '(loss = weighted mean of the terms; * = latents updated; e = attention edited; tries = refinement steps;');
+    L.push(' subject columns: max attention; ms includes compiling graphs on first use)');
     L.push('');
   } else {
     const ms = r.steps.map((s) => s.ms).sort((a, b) => a - b);
@@ -437,15 +512,20 @@ function jsonReport(p: Plan, r: GenerateResult, model: StableDiffusion, loadMs: 
     sampler: r.sampler,
     timesteps: r.timesteps,
     subjects: p.subjects ? subjectsJson(p.subjects) : null,
-    method: p.ae
+    method: p.settings
       ? {
-          name: 'attend-and-excite',
-          token_indices: p.ae.tokenIndices,
-          max_iter_to_alter: p.ae.maxIterToAlter,
-          thresholds: Object.fromEntries(p.ae.thresholds),
-          scale_factor: p.ae.scaleFactor,
-          attn_res: p.ae.attnRes,
-          scaled_from_50_steps: p.ae.scaledFrom50,
+          name: p.method,
+          description: p.preset.description,
+          token_indices: p.subjects!.subjects.map((x) => x.tokenIndex),
+          attributes: p.attributes.map((a) => ({ word: a.attribute.word, token_indices: a.attribute.tokenIndices, subject: p.subjects!.subjects[a.subject]!.word })),
+          max_iter_to_alter: p.settings.loop.maxIterToAlter,
+          thresholds: Object.fromEntries(p.settings.loop.thresholds),
+          scale_factor: p.settings.loop.scaleFactor,
+          attn_res: p.settings.attnRes,
+          ...(p.preset.kind === 'suppress'
+            ? { mode: p.settings.mode ?? p.preset.mode, weights: { ...p.preset.weights, ...p.settings.weights }, gamma: p.settings.gamma ?? 0, edit_steps: p.settings.editSteps ?? Math.max(1, Math.round((10 * p.steps) / 50)) }
+            : {}),
+          scaled_from_50_steps: p.settings.scaledFrom50,
         }
       : { name: 'none' },
     notes: p.notes,
@@ -478,7 +558,7 @@ async function run(prompt: string, flags: GenerateFlags): Promise<void> {
       height: p.height,
       width: p.width,
       ...(p.latents ? { initialLatents: p.latents.tensor } : {}),
-      ...(p.ae ? { method: new AttendAndExcite(p.ae) } : {}),
+      ...(p.settings ? { method: buildMethod(p.method, methodTargets(p.subjects!.subjects, p.attributes), p.settings) } : {}),
       ...(p.outMaps ? { recordAttention: { resolution: p.mapRes!, ...(Array.isArray(p.attentionSteps) ? { steps: p.attentionSteps } : {}) } } : {}),
       onStep: (s) => bar?.update(s.index + 1, { ms: s.ms.toFixed(0) }),
     });
@@ -521,12 +601,17 @@ export function register(program: Command): void {
     .option('--save-latents <file>', 'also write the final latents (before decoding) as tensor "latents"')
     .option('--out <file>', 'output PNG (default: s2i-SEED.png)')
     .option('--json', 'print one JSON object (settings, timesteps, per-step log, timings, outputs) instead of a summary')
-    .option('--method <name>', 'guidance method: none, attend-and-excite', 'none')
+    .option('--method <name>', `guidance method: ${METHOD_NAMES.join(', ')}`, 'none')
     .option('--tokens <list>', 'subject token positions, e.g. 2,5 (0 is the start token)')
-    .option('--subjects <list>', 'subject words, e.g. cat,frog (frog#2: its second occurrence)')
-    .option('--max-iter-to-alter <n>', `A&E: update the latents at steps below n (default ${d.maxIterToAlter} for 50 steps, scaled)`)
-    .option('--thresholds <list>', `A&E: step:threshold refinement points (default ${fmtThresholds(d.thresholds)} for 50 steps, scaled)`)
-    .option('--scale-factor <x>', `A&E: step size of the latent update (default ${d.scaleFactor})`)
+    .option('--subjects <list>', 'subject words, e.g. cat,frog (frog#2: its second occurrence), or auto (suppress: the default)')
+    .option('--attributes <list>', 'suppress: adjectives bound to subjects, e.g. circle:red,square:blue (default: found automatically)')
+    .option('--mode <mode>', 'suppress: loss (gradient), edit (attention edit, no gradient) or both')
+    .option('--weights <list>', `suppress: loss weights, e.g. suppress=1,excite=1,even=0.5,exclusive=1,bind=1 (terms: ${LOSS_TERMS.join(', ')})`)
+    .option('--gamma <x>', 'suppress edit mode: factor on subject attention outside its region (0: definitively zero)')
+    .option('--edit-steps <n>', 'suppress edit mode: edit the guided passes of steps 1..n-1 (default 10 for 50 steps, scaled)')
+    .option('--max-iter-to-alter <n>', `gradient methods: update the latents at steps below n (default ${d.maxIterToAlter} for 50 steps, scaled)`)
+    .option('--thresholds <list>', `gradient methods: step:threshold refinement points (default ${fmtThresholds(d.thresholds)} for 50 steps, scaled)`)
+    .option('--scale-factor <x>', `gradient methods: step size of the latent update (default ${d.scaleFactor})`)
     .option('--attn-res <n>', 'A&E and --attention-maps: query resolution of the maps, e.g. 16 or 16x16 (default 16)')
     .option('--attention-maps <file>', 'write a PNG of the cross-attention map of each token over the image')
     .option('--attention-steps <list>', 'rows of the attention picture: steps such as 0,10,49, or all, or mean (default: mean)')
