@@ -11,7 +11,7 @@ import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { promptTokenColumns } from '../src/attention/render.js';
 import { resolveSubjects, resolveTokenSubjects, resolveWordSubjects } from '../src/attention/subjects.js';
-import { scaledAttendExciteDefaults } from '../src/cli/commands/generate.js';
+import { scaledLoopDefaults as scaledAttendExciteDefaults } from '../src/methods/registry.js';
 import { UserError } from '../src/errors.js';
 import { decodePng } from '../src/image/png.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
@@ -105,7 +105,7 @@ describe('s2i generate', () => {
     expect(out).toMatch(/^sampler {4}pndm, 2 steps \(3 UNet calls\), guidance 7\.5$/m);
     expect(out).toMatch(/^image {6}64x64, latents \[1, 4, 32, 32\], seed 1234$/m);
     expect(out).toMatch(/^subjects   frog#1 \(token 2\), artstation \(tokens 7 'art', 8 'station'; single-token methods use 8\)$/m);
-    expect(out).toMatch(/^method {5}attend-and-excite on tokens 2, 8\n {11}max_iter_to_alter 1, thresholds 0:0\.05, scale_factor 20, attn_res 16x16$/m);
+    expect(out).toMatch(/^method {5}attend-and-excite: .*\n {11}tokens 2, 8, attn_res 16x16\n {11}max_iter_to_alter 1, thresholds 0:0\.05, scale_factor 20$/m);
     expect(out).toContain('(max_iter_to_alter scaled from the 50-step defaults 25 / 0:0.05,10:0.5,20:0.8 to 2 steps)');
     expect(out).toMatch(/^note {7}'frog' appears 2 times in the prompt; using the first \(token 2\); write frog#2 for the second$/m);
     expect(out).toMatch(/^note {7}'artstation' is 2 tokens \(7 'art', 8 'station'\); single-token methods use the last, 8 'station'$/m);
