@@ -12,6 +12,10 @@ export { generate, type GenerateOptions, type GenerateResult, type StepInfo, typ
 
 export { AttendAndExcite, ATTEND_EXCITE_DEFAULTS, type AttendExciteConfig } from './methods/attend-and-excite.js';
 export type { GuidanceMethod, StepContext, UNetAccess, AttentionEdit } from './methods/types.js';
+export { SuppressToImpress, SUPPRESS_WEIGHTS, suppressLossTerms, outsideMassShare, type SuppressConfig, type LossWeights } from './methods/suppress.js';
+export { buildMethod, methodTargets, METHODS, METHOD_NAMES, scaledLoopDefaults } from './methods/registry.js';
+export { autoSubjects } from './attention/auto-subjects.js';
+export { resolveSubjects } from './attention/subjects.js';
 export { AttentionStore, composeHooks, type AttentionSelector } from './attention/store.js';
 export { multiplicativeEditor } from './attention/editors.js';
 export type { AttentionHook, AttentionLayer } from './models/attention.js';
