@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { register as registerBench } from './bench.js';
 import { register as registerGenerate } from './generate.js';
 import { register as registerInfo } from './info.js';
 import { register as registerShapes } from './shapes.js';
@@ -10,6 +11,7 @@ import { register as registerTrain } from './train.js';
 export function registerCommands(program: Command): void {
   void program;
   registerGenerate(program);
+  registerBench(program);
   registerInfo(program);
   registerShapes(program);
   registerTrain(program);

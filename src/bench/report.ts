@@ -1,0 +1,286 @@
+/**
+ * Summaries of a benchmark run: the JSON object (`--json`), the terminal table, summary.md (the table as Markdown,
+ * for the README) and the self-contained HTML report (the table and image grids with every image's score, images
+ * embedded as base64 PNG data URLs).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BenchItem, BenchOutcome, BenchRow } from './run.js';
+import { BASELINES, summarize, wilson, type Comparison, type Interval, type MethodSummary, type StatRow, type Summary } from './stats.js';
+import type { PromptKind, Split } from './suites.js';
+
+export interface RunInfo {
+  suites: { name: string; split: Split | null; prompts: number }[];
+  seeds: number[];
+  methods: string[];
+  steps: number;
+  guidance: number;
+  sampler: string;
+  model: string;
+  model_fingerprint: string;
+  images: number;
+  generated: number;
+  skipped: number;
+}
+
+export interface BenchSummary extends Summary {
+  run: RunInfo;
+  /** Per suite, when the run covers several. */
+  by_suite?: Record<string, Summary>;
+  /** full_success per prompt kind (built-in suites: distinct, same-shape, same-colour, single) and method. */
+  by_kind: Partial<Record<PromptKind, Record<string, Interval & { n: number }>>>;
+}
+
+function statRow(r: BenchRow): StatRow {
+  return r;
+}
+
+export function benchSummary(outcome: BenchOutcome, info: { methods: readonly string[]; seeds: readonly number[]; model: string }): BenchSummary {
+  const items = outcome.items;
+  const suites: RunInfo['suites'] = [];
+  for (const it of items) {
+    let s = suites.find((x) => x.name === it.suite);
+    if (!s) suites.push((s = { name: it.suite, split: it.split, prompts: 0 }));
+  }
+  for (const s of suites) s.prompts = new Set(items.filter((i) => i.suite === s.name).map((i) => i.row.prompt)).size;
+  const rows = items.map((i) => statRow(i.row));
+  const overall = summarize(rows, info.methods);
+  const summary: BenchSummary = {
+    run: {
+      suites,
+      seeds: [...info.seeds],
+      methods: [...info.methods],
+      steps: outcome.settings.steps,
+      guidance: outcome.settings.guidance,
+      sampler: outcome.settings.sampler,
+      model: info.model,
+      model_fingerprint: outcome.settings.model,
+      images: items.length,
+      generated: outcome.generated,
+      skipped: outcome.skipped,
+    },
+    ...overall,
+    by_kind: {},
+  };
+  if (suites.length > 1) {
+    summary.by_suite = {};
+    for (const s of suites) summary.by_suite[s.name] = summarize(items.filter((i) => i.suite === s.name).map((i) => statRow(i.row)), info.methods);
+  }
+  const kinds = [...new Set(items.map((i) => i.kind).filter((k): k is PromptKind => k !== null))];
+  for (const k of kinds) {
+    const per: Record<string, Interval & { n: number }> = {};
+    for (const m of info.methods) {
+      const rs = items.filter((i) => i.kind === k && i.row.method === m).map((i) => i.row);
+      per[m] = { ...wilson(rs.filter((r) => r.full_success).length, rs.length), n: rs.length };
+    }
+    summary.by_kind[k] = per;
+  }
+  return summary;
+}
+
+// ------------------------------------------------------------------------------------------------------ formatting
+
+const pct = (x: number | null) => (x === null ? '–' : (100 * x).toFixed(1));
+
+export function formatInterval(iv: Interval): string {
+  if (iv.rate === null) return '–';
+  return `${pct(iv.rate)} [${pct(iv.low)}–${pct(iv.high)}]`;
+}
+
+export function formatP(p: number): string {
+  if (p >= 0.001) return p >= 0.1 ? p.toFixed(2) : p.toFixed(3);
+  return p.toExponential(1);
+}
+
+function formatComparison(c: Comparison | undefined): string {
+  if (!c) return '';
+  if (c.pairs === 0) return 'no pairs';
+  return `+${c.method_only} −${c.baseline_only}, p=${formatP(c.p)}`;
+}
+
+const BASELINE_LABEL: Record<string, string> = { none: 'none', 'attend-and-excite': 'A&E' };
+
+interface TableData {
+  header: string[];
+  rows: string[][];
+}
+
+function tableData(summary: Summary, methods: readonly string[]): TableData {
+  const baselines = BASELINES.filter((b) => methods.includes(b));
+  const header = ['method', 'n', 'full success %', 'object recall %', 'binding %', 'leakage %', 's/image', ...baselines.map((b) => `vs ${BASELINE_LABEL[b]} (+won −lost, p)`)];
+  const rows = methods.map((m) => {
+    const s: MethodSummary = summary.methods[m]!;
+    return [
+      m,
+      String(s.n),
+      formatInterval(s.full_success),
+      formatInterval(s.object_recall),
+      formatInterval(s.binding),
+      formatInterval(s.leakage),
+      s.seconds_per_image === null ? '–' : s.seconds_per_image.toFixed(2),
+      ...baselines.map((b) => (b === m ? '—' : formatComparison(summary.comparisons.find((c) => c.method === m && c.baseline === b)))),
+    ];
+  });
+  return { header, rows };
+}
+
+function textTable(t: TableData): string {
+  const all = [t.header, ...t.rows];
+  const widths = t.header.map((_, j) => Math.max(...all.map((r) => [...r[j]!].length)));
+  const line = (r: string[]) => r.map((c, j) => (j <= 1 ? c.padEnd(widths[j]!) : c.padEnd(widths[j]!))).join('  ').trimEnd();
+  return [line(t.header), widths.map((w) => '-'.repeat(w)).join('  '), ...t.rows.map(line)].join('\n');
+}
+
+function markdownTable(t: TableData): string {
+  const esc = (s: string) => s.replace(/\|/g, '\\|');
+  return [`| ${t.header.map(esc).join(' | ')} |`, `|${t.header.map((_, j) => (j === 0 ? ' --- ' : ' ---: ')).join('|')}|`, ...t.rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
+}
+
+function describeRun(run: RunInfo): string {
+  const suites = run.suites.map((s) => `${s.name}${s.split ? ` (${s.split})` : ''}: ${s.prompts} prompts`).join('; ');
+  const seeds = run.seeds.length === 1 ? `seed ${run.seeds[0]}` : `${run.seeds.length} seeds`;
+  return `${suites}; ${seeds}; ${run.steps} steps, guidance ${run.guidance}, ${run.sampler}; model ${run.model} (${run.model_fingerprint})`;
+}
+
+const LEGEND =
+  'Rates in % with 95% intervals: full success (every object with its shape and colour, nothing extra) per image, Wilson; ' +
+  'object recall (right shape, any colour), binding (right shape and colour) and leakage (right shape in another prompted ' +
+  "object's colour; lower is better) pooled over objects, cluster bootstrap over prompts. s/image: mean generation seconds. " +
+  'vs none / vs A&E: exact McNemar test on full success over the same (prompt, seed) pairs; +won = the method succeeded where ' +
+  'the baseline failed, −lost = the reverse.';
+
+/** The terminal summary: one table per suite when there are several, then the combined one. */
+export function formatSummaryText(summary: BenchSummary): string {
+  const parts: string[] = [describeRun(summary.run), ''];
+  if (summary.by_suite) {
+    for (const [name, s] of Object.entries(summary.by_suite)) parts.push(`${name}:`, textTable(tableData(s, summary.run.methods)), '');
+    parts.push('all suites:');
+  }
+  parts.push(textTable(tableData(summary, summary.run.methods)), '', LEGEND);
+  return parts.join('\n') + '\n';
+}
+
+/** summary.md: the same tables in Markdown, with the run's settings and the legend. */
+export function formatSummaryMarkdown(summary: BenchSummary): string {
+  const parts: string[] = [`<!-- written by s2i bench; ${summary.run.images} images -->`, '', `*${describeRun(summary.run)}*`, ''];
+  if (summary.by_suite) {
+    for (const [name, s] of Object.entries(summary.by_suite)) parts.push(`**${name}**`, '', markdownTable(tableData(s, summary.run.methods)), '');
+    parts.push('**all suites**', '');
+  }
+  parts.push(markdownTable(tableData(summary, summary.run.methods)), '');
+  const kinds = Object.keys(summary.by_kind) as PromptKind[];
+  if (kinds.length > 1) {
+    parts.push('Full success % by prompt kind:', '');
+    const header = ['method', ...kinds.map((k) => `${k} (n)`)];
+    const rows = summary.run.methods.map((m) => [m, ...kinds.map((k) => `${formatInterval(summary.by_kind[k]![m]!)} (${summary.by_kind[k]![m]!.n})`)]);
+    parts.push(markdownTable({ header, rows }), '');
+  }
+  parts.push(LEGEND, '');
+  return parts.join('\n');
+}
+
+// ------------------------------------------------------------------------------------------------------ HTML
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+function dataUrl(out: string, rel: string | null): string | null {
+  if (!rel) return null;
+  const p = join(out, rel);
+  if (!existsSync(p)) return null;
+  return `data:image/png;base64,${readFileSync(p).toString('base64')}`;
+}
+
+/** What went wrong with an image, object by object ("missing blue square", "red circle → blue (leak)", "+1 extra"). */
+export function failures(row: Pick<BenchRow, 'objects' | 'extra_objects'>): string[] {
+  const out: string[] = [];
+  for (const o of row.objects) {
+    const name = `${o.colour ? `${o.colour} ` : ''}${o.shape}`;
+    if (!o.found) out.push(`missing ${name}`);
+    else if (!o.found_shape_match) out.push(`${name} → ${o.detected_colour ?? 'grey'} ${o.detected_shape}`);
+    else if (!o.colour_correct) out.push(`${name} → ${o.detected_colour ?? 'grey'}${o.leaked ? ' (leak)' : ''}`);
+  }
+  if (row.extra_objects > 0) out.push(`+${row.extra_objects} extra`);
+  return out;
+}
+
+function htmlTable(t: TableData): string {
+  return `<table class="summary"><thead><tr>${t.header.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${t.rows
+    .map((r) => `<tr>${r.map((c, j) => `<td${j === 0 ? ' class="m"' : ''}>${esc(c)}</td>`).join('')}</tr>`)
+    .join('')}</tbody></table>`;
+}
+
+export interface HtmlReportOptions {
+  /** Show the attention-map pictures of rows that have them. */
+  maps?: boolean;
+}
+
+/** The self-contained HTML report: settings, tables, then per suite a grid of (prompt, seed) rows × method columns. */
+export function renderHtmlReport(summary: BenchSummary, items: readonly BenchItem[], out: string, options: HtmlReportOptions = {}): string {
+  const methods = summary.run.methods;
+  const tables: string[] = [];
+  if (summary.by_suite) {
+    for (const [name, s] of Object.entries(summary.by_suite)) tables.push(`<h3>${esc(name)}</h3>${htmlTable(tableData(s, methods))}`);
+    tables.push('<h3>all suites</h3>');
+  }
+  tables.push(htmlTable(tableData(summary, methods)));
+
+  const grids: string[] = [];
+  for (const s of summary.run.suites) {
+    const suiteItems = items.filter((i) => i.suite === s.name);
+    const pairs: { prompt: string; seed: number; cells: Map<string, BenchRow> }[] = [];
+    const index = new Map<string, number>();
+    for (const it of suiteItems) {
+      const k = `${it.row.seed}\u0000${it.row.prompt}`;
+      let i = index.get(k);
+      if (i === undefined) {
+        i = pairs.push({ prompt: it.row.prompt, seed: it.row.seed, cells: new Map() }) - 1;
+        index.set(k, i);
+      }
+      pairs[i]!.cells.set(it.row.method, it.row);
+    }
+    const head = `<tr><th>prompt, seed</th>${methods.map((m) => `<th>${esc(m)}</th>`).join('')}</tr>`;
+    const body = pairs
+      .map((p) => {
+        const cells = methods
+          .map((m) => {
+            const r = p.cells.get(m);
+            if (!r) return '<td></td>';
+            const img = dataUrl(out, r.image);
+            const fails = failures(r);
+            const mark = r.full_success ? '<span class="ok">✓</span>' : '<span class="bad">✗</span>';
+            const maps = options.maps ? dataUrl(out, r.maps) : null;
+            const mapsHtml = options.maps ? (maps ? `<img class="maps" src="${maps}" alt="attention maps">` : '<div class="note">no maps recorded</div>') : '';
+            return `<td>${img ? `<img class="img" src="${img}" alt="">` : '<div class="note">image missing</div>'}<div>${mark} ${esc(fails.join('; '))}</div>${mapsHtml}</td>`;
+          })
+          .join('');
+        return `<tr><td class="p">${esc(p.prompt)}<br><span class="note">seed ${p.seed}</span></td>${cells}</tr>`;
+      })
+      .join('\n');
+    grids.push(`<h2>${esc(s.name)}${s.split ? ` (${esc(s.split)})` : ''}</h2><table class="grid"><thead>${head}</thead><tbody>\n${body}\n</tbody></table>`);
+  }
+
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>s2i bench: ${esc(summary.run.suites.map((s) => s.name).join(', '))}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse}
+.summary td,.summary th{border:1px solid #ccc;padding:3px 8px;text-align:right;font-variant-numeric:tabular-nums}
+.summary td.m,.summary th{text-align:left}
+.grid td,.grid th{border:1px solid #ddd;padding:4px;vertical-align:top;font-size:12px;max-width:140px}
+.grid th{position:sticky;top:0;background:#f4f4f4}
+.grid td.p{max-width:180px}
+img.img{width:96px;height:96px;image-rendering:pixelated;display:block}
+img.maps{max-width:260px;image-rendering:pixelated;display:block;margin-top:3px}
+.ok{color:#080;font-weight:bold}.bad{color:#c00;font-weight:bold}.note{color:#888}
+</style></head><body>
+<h1>s2i bench</h1>
+<p>${esc(describeRun(summary.run))}</p>
+<p class="note">${esc(LEGEND)}</p>
+${tables.join('\n')}
+${grids.join('\n')}
+</body></html>
+`;
+}
+

@@ -1,0 +1,553 @@
+/**
+ * Running a benchmark: every prompt × seed × method, with one loaded model, scored by the shapes-world scorer and
+ * appended to `results.jsonl` in the output folder, one line per image.
+ *
+ * - Same initial noise: a (prompt, seed) pair uses `seed` for every method, so the pipeline draws the same initial
+ *   latents and the methods are compared on the same noise.
+ * - Subjects: chosen automatically (`autoSubjects`: the nouns and their adjectives; `methodTargets`).
+ * - Resumable: a row's key is a hash of (prompt, seed, method, settings hash), where the settings are the sampling
+ *   settings (steps, guidance, sampler, image size), a fingerprint of the model folder, and the method's full
+ *   configuration as built (minus the prompt's token positions). A rerun into the same folder skips every key that
+ *   is already there, so changing a method's defaults or the model reruns exactly the affected images.
+ * - Crash-safe: the image is written first (atomically), then the row is appended with a single write. An
+ *   interrupted run loses nothing already written; a partial last line (a crash mid-write) is dropped on resume.
+ *   A lock file (`.bench.lock`, holding the pid) keeps two runs from writing to one folder.
+ *
+ * Layout of the output folder: `results.jsonl`, `images/<prompt-slug>/<method>-s<seed>-<hash>.png` (the image,
+ * at most 256 px on its long side) and, with `maps`, a `...-maps.png` beside it (the mean cross-attention map of
+ * each subject and attribute token over the sampling steps, over the image).
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { autoSubjects } from '../attention/auto-subjects.js';
+import { meanMaps, tokenMap } from '../attention/render.js';
+import { UserError } from '../errors.js';
+import { blendImages, heatmap } from '../image/colormap.js';
+import { floatToRgb8 } from '../image/convert.js';
+import { composeGrid } from '../image/grid.js';
+import type { RgbImage } from '../image/image.js';
+import { writeFileAtomic, writePng } from '../image/png.js';
+import { resizeImage, resizeMap } from '../image/resize.js';
+import { buildMethod, methodPreset, methodTargets, type MethodSettings } from '../methods/registry.js';
+import type { GuidanceMethod } from '../methods/types.js';
+import { generate } from '../pipeline/generate.js';
+import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
+import { defaultSampler, type SamplerName } from '../schedulers/index.js';
+import { type ObjectReport, scoreImage } from '../shapes/score.js';
+import type { Tensor } from '../tensor.js';
+import type { PromptKind, Split, Suite, SuitePrompt } from './suites.js';
+
+/** Bumped when the meaning of a row changes (then old rows are not reused). */
+export const BENCH_ROW_VERSION = 1;
+
+export const RESULTS_FILE = 'results.jsonl';
+const LOCK_FILE = '.bench.lock';
+const MAX_SAVED_SIDE = 256;
+
+export interface BenchSettings {
+  steps: number;
+  guidance: number;
+  sampler: SamplerName;
+  height: number;
+  width: number;
+  /** Fingerprint of the model folder (configs, tokenizer, weight files' sizes, heads and tails). */
+  model: string;
+  /** The method's configuration as built, without the prompt's token positions; {} for plain sampling. */
+  method: Record<string, unknown>;
+}
+
+export interface DetectionSummary {
+  shape: string;
+  colour: string | null;
+  bbox: readonly number[];
+  area: number;
+  matched_to: number | null;
+}
+
+/** One line of results.jsonl: one image. */
+export interface BenchRow {
+  v: number;
+  key: string;
+  prompt: string;
+  seed: number;
+  method: string;
+  settings: BenchSettings;
+  settings_hash: string;
+  /** Suite and split the row was first generated for (a row is reused by any suite holding the same prompt). */
+  suite: string;
+  split: Split | null;
+  kind: PromptKind | null;
+  /** Subject words (auto) and their token positions; attributes with the index of their subject. */
+  subjects: { word: string; tokens: number[] }[];
+  attributes: { word: string; tokens: number[]; subject: number }[];
+  /** Per prompted object: what the scorer found (shape/colour match, leak, the matched detection's shape and colour). */
+  objects: ObjectReport[];
+  full_success: boolean;
+  object_recall: number;
+  binding: number;
+  binding_given_found: number | null;
+  leakage: number;
+  extra_objects: number;
+  detections: DetectionSummary[];
+  /** Seconds of generation for this image (encode + denoise + decode), without one-off graph compilation. */
+  seconds: number;
+  /** Seconds spent compiling graphs during this image (first use of a method's graphs). */
+  compile_seconds: number;
+  timings: { encode: number; denoise: number; decode: number; score: number };
+  /** Latent-update refinement tries of gradient methods, summed over steps (0 for others). */
+  refinement_tries: number;
+  /** Paths relative to the output folder. */
+  image: string;
+  maps: string | null;
+  model_dir: string;
+  created: string;
+}
+
+export interface BenchOptions {
+  out: string;
+  methods: readonly string[];
+  seeds: readonly number[];
+  steps: number;
+  guidance: number;
+  /** Default: the model's own scheduler. */
+  sampler?: SamplerName;
+  /** At most this many prompts of each suite (its first ones). */
+  limit?: number;
+  /** Record and save attention-map pictures for new rows. */
+  maps?: boolean;
+  /**
+   * Method overrides applied to every method (mode, weights, gamma, edit steps, loop settings), for tuning runs.
+   * They change the methods' configuration and so the rows' settings hash.
+   */
+  methodOverrides?: Omit<MethodSettings, 'steps'>;
+}
+
+export interface BenchItem {
+  suite: string;
+  split: Split | null;
+  kind: PromptKind | null;
+  row: BenchRow;
+}
+
+export interface BenchProgress {
+  done: number;
+  total: number;
+  skipped: number;
+  /** The row just generated, or null for a skipped one. */
+  row: BenchRow | null;
+}
+
+export interface BenchOutcome {
+  /** Every (suite prompt × seed × method) of the plan, in plan order: reused and new rows. */
+  items: BenchItem[];
+  generated: number;
+  skipped: number;
+  /** Lines of an existing results.jsonl that were not valid rows (e.g. a partial last line, dropped). */
+  ignoredLines: number;
+  resultsPath: string;
+  settings: Omit<BenchSettings, 'method'>;
+}
+
+export interface BenchHooks {
+  onStart?(info: { total: number; existing: number }): void;
+  onProgress?(p: BenchProgress): void;
+}
+
+// ------------------------------------------------------------------------------------------------------ helpers
+
+/** `0-63`, `0,1,2` or a mix (`0-3,10`); at most 100000 seeds, no repeats. */
+export function parseSeeds(value: string, option = '--seeds'): number[] {
+  const out: number[] = [];
+  const bad = (why: string) => new UserError(`${option} must be seeds such as 0-63 or 0,1,2 (integers >= 0); ${why}`);
+  if (value.trim() === '') throw bad('got an empty value');
+  for (const part of value.split(',')) {
+    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
+    if (!m) throw bad(`got "${part.trim()}"`);
+    const lo = Number(m[1]), hi = m[2] === undefined ? lo : Number(m[2]);
+    if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi)) throw bad(`got "${part.trim()}"`);
+    if (hi < lo) throw bad(`the range "${part.trim()}" runs backwards`);
+    if (out.length + hi - lo + 1 > 100_000) throw bad('more than 100000 seeds');
+    for (let s = lo; s <= hi; s++) {
+      if (out.includes(s)) throw bad(`seed ${s} is given twice`);
+      out.push(s);
+    }
+  }
+  return out;
+}
+
+/** Method names from `a,b,c`: each must be in the registry, none twice. */
+export function parseMethods(value: string, option = '--methods'): string[] {
+  const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (names.length === 0) throw new UserError(`${option} needs at least one method name`);
+  const seen = new Set<string>();
+  for (const n of names) {
+    methodPreset(n, option);
+    if (seen.has(n)) throw new UserError(`${option}: method '${n}' is listed twice`);
+    seen.add(n);
+  }
+  return names;
+}
+
+/** JSON with object keys sorted at every level and Maps as objects (a stable text to hash). */
+export function canonicalJson(value: unknown): string {
+  const norm = (v: unknown): unknown => {
+    if (v instanceof Map) return norm(Object.fromEntries([...v].map(([k, x]) => [String(k), x])));
+    if (Array.isArray(v)) return v.map(norm);
+    if (ArrayBuffer.isView(v)) return Array.from(v as unknown as ArrayLike<number>);
+    if (v && typeof v === 'object') {
+      const o: Record<string, unknown> = {};
+      for (const k of Object.keys(v).sort()) {
+        const x = (v as Record<string, unknown>)[k];
+        if (x !== undefined && typeof x !== 'function') o[k] = norm(x);
+      }
+      return o;
+    }
+    return v;
+  };
+  return JSON.stringify(norm(value));
+}
+
+function sha256(text: string | Buffer): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/**
+ * A fingerprint of a model folder: every file's relative path and size, the full text of small files (configs,
+ * tokenizer), and the first and last 64 KiB of large ones (weights). Changes whenever the model is retrained or
+ * replaced, without reading gigabytes.
+ */
+export function modelFingerprint(dir: string): string {
+  const h = createHash('sha256');
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) {
+        const size = statSync(p).size;
+        h.update(`${relative(dir, p)}\u0000${size}\u0000`);
+        const chunk = 64 * 1024;
+        const fd = openSync(p, 'r');
+        try {
+          const read = (pos: number, n: number) => {
+            const buf = Buffer.alloc(n);
+            const got = readSync(fd, buf, 0, n, pos);
+            h.update(buf.subarray(0, got));
+          };
+          if (size <= 2 * chunk) read(0, size);
+          else (read(0, chunk), read(size - chunk, chunk));
+        } finally {
+          closeSync(fd);
+        }
+      }
+    }
+  };
+  walk(dir);
+  return h.digest('hex').slice(0, 16);
+}
+
+/** The method's configuration without the prompt-specific parts (token positions, subject labels). */
+export function methodSettings(method: GuidanceMethod | undefined): Record<string, unknown> {
+  if (!method) return {};
+  const config = (method as { config?: Record<string, unknown> }).config ?? {};
+  const { tokenIndices: _t, subjects: _s, attributes: _a, name: _n, ...rest } = config;
+  return JSON.parse(canonicalJson({ class: method.constructor.name, ...rest })) as Record<string, unknown>;
+}
+
+export function settingsHash(settings: BenchSettings): string {
+  return sha256(canonicalJson({ v: BENCH_ROW_VERSION, ...settings })).slice(0, 16);
+}
+
+export function rowKey(prompt: string, seed: number, method: string, settingsHashValue: string): string {
+  return sha256(JSON.stringify([prompt, seed, method, settingsHashValue])).slice(0, 24);
+}
+
+function slug(prompt: string): string {
+  const s = prompt.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 60).replace(/-+$/, '');
+  return `${s || 'prompt'}-${sha256(prompt).slice(0, 6)}`;
+}
+
+function isRow(v: unknown): v is BenchRow {
+  if (!v || typeof v !== 'object') return false;
+  const r = v as Partial<BenchRow>;
+  return typeof r.key === 'string' && typeof r.prompt === 'string' && typeof r.seed === 'number' && typeof r.method === 'string' && typeof r.full_success === 'boolean' && Array.isArray(r.objects);
+}
+
+export interface ReadResults {
+  rows: BenchRow[];
+  /** Lines that were not valid rows. */
+  ignored: number;
+  /** Byte length of the file up to and including its last newline (a partial tail lies beyond it). */
+  completeBytes: number;
+  bytes: number;
+}
+
+/** Rows of a results.jsonl; invalid lines (and a partial last line) are counted and skipped. */
+export function readResults(path: string): ReadResults {
+  if (!existsSync(path)) return { rows: [], ignored: 0, completeBytes: 0, bytes: 0 };
+  const buf = readFileSync(path);
+  const lastNl = buf.lastIndexOf(0x0a);
+  const completeBytes = lastNl + 1;
+  const rows: BenchRow[] = [];
+  let ignored = completeBytes < buf.length ? 1 : 0;
+  for (const line of buf.subarray(0, completeBytes).toString('utf8').split('\n')) {
+    if (line.trim() === '') continue;
+    try {
+      const v = JSON.parse(line) as unknown;
+      if (isRow(v)) rows.push(v);
+      else ignored++;
+    } catch {
+      ignored++;
+    }
+  }
+  return { rows, ignored, completeBytes, bytes: buf.length };
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Takes the folder's lock (a file holding our pid); a lock of a process that no longer runs is taken over. */
+function acquireLock(out: string): () => void {
+  const path = join(out, LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return () => {
+        try {
+          if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
+        } catch {
+          /* already gone */
+        }
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new UserError(`--out ${out}: cannot create ${path}: ${(e as Error).message}`, { cause: e });
+      const pid = Number(readFileSync(path, 'utf8').trim());
+      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
+        throw new UserError(`--out ${out}: another benchmark (pid ${pid}) is writing to this folder; wait for it or use another --out`);
+      }
+      unlinkSync(path); // stale
+    }
+  }
+  throw new UserError(`--out ${out}: cannot take the lock ${path}`);
+}
+
+/** The image as saved: native size, or reduced to at most 256 px on its long side. */
+function smallImage(img: RgbImage): RgbImage {
+  const long = Math.max(img.width, img.height);
+  if (long <= MAX_SAVED_SIDE) return img;
+  const s = MAX_SAVED_SIDE / long;
+  return resizeImage(img, Math.max(1, Math.round(img.width * s)), Math.max(1, Math.round(img.height * s)), 'bilinear');
+}
+
+/**
+ * One tile per token: the token's cross-attention map (averaged over the recorded steps, divided by its max) as a
+ * jet heat map over the image, labelled with the word.
+ */
+export function mapsPicture(image: RgbImage, maps: readonly Tensor[], tokens: readonly { word: string; index: number }[]): RgbImage | null {
+  if (maps.length === 0 || tokens.length === 0) return null;
+  const mean = meanMaps(maps);
+  const [h, w] = mean.shape as [number, number, number];
+  const k = Math.max(1, Math.ceil(64 / Math.min(image.width, image.height)));
+  const base = k > 1 ? resizeImage(image, image.width * k, image.height * k, 'nearest') : smallImage(image);
+  const tiles = tokens.map((t) => {
+    const big = resizeMap(tokenMap(mean, t.index), w, h, base.width, base.height, 'bilinear');
+    return blendImages(base, heatmap(big, base.width, base.height, { colormap: 'jet', normalize: 'max' }), 0.5);
+  });
+  return composeGrid(tiles, tiles.length, { pad: 2, labels: tokens.map((t) => t.word) });
+}
+
+// ------------------------------------------------------------------------------------------------------ the run
+
+interface PlanItem {
+  suite: Suite;
+  entry: SuitePrompt;
+  seed: number;
+  method: string;
+}
+
+/**
+ * Runs (or resumes) a benchmark into `options.out` with one loaded model. Returns every row of the plan (reused and
+ * new), in order: suites, then their prompts, then seeds, then methods, so an interrupted run has complete method
+ * comparisons for the pairs it finished.
+ */
+export async function runBench(model: StableDiffusion, suites: readonly Suite[], options: BenchOptions, hooks: BenchHooks = {}): Promise<BenchOutcome> {
+  if (options.methods.length === 0) throw new UserError('--methods needs at least one method name');
+  for (const m of options.methods) methodPreset(m, '--methods');
+  if (options.seeds.length === 0) throw new UserError('--seeds needs at least one seed');
+  const out = options.out;
+  if (existsSync(out) && !statSync(out).isDirectory()) throw new UserError(`--out ${out} exists and is not a directory`);
+  try {
+    mkdirSync(join(out, 'images'), { recursive: true });
+  } catch (e) {
+    throw new UserError(`--out ${out}: cannot create the folder: ${(e as Error).message}`, { cause: e });
+  }
+  const release = acquireLock(out);
+  try {
+    return await runLocked(model, suites, options, hooks);
+  } finally {
+    release();
+  }
+}
+
+async function runLocked(model: StableDiffusion, suites: readonly Suite[], options: BenchOptions, hooks: BenchHooks): Promise<BenchOutcome> {
+  const out = options.out;
+  const resultsPath = join(out, RESULTS_FILE);
+  const existing = readResults(resultsPath);
+  if (existing.completeBytes < existing.bytes) {
+    // A partial last line from an interrupted write: drop it so the next row starts on its own line.
+    const fd = openSync(resultsPath, 'r+');
+    try {
+      ftruncateSync(fd, existing.completeBytes);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  const byKey = new Map(existing.rows.map((r) => [r.key, r]));
+
+  const sampler = options.sampler ?? defaultSampler(model.schedulerConfig, model.folder.componentDir('scheduler'));
+  const size = model.defaultImageSize;
+  const base = { steps: options.steps, guidance: options.guidance, sampler, height: size, width: size, model: modelFingerprint(model.dir) };
+
+  const plan: PlanItem[] = [];
+  for (const suite of suites) {
+    const prompts = options.limit !== undefined ? suite.prompts.slice(0, options.limit) : suite.prompts;
+    for (const entry of prompts) for (const seed of options.seeds) for (const method of options.methods) plan.push({ suite, entry, seed, method });
+  }
+  hooks.onStart?.({ total: plan.length, existing: existing.rows.length });
+
+  const subjectCache = new Map<string, ReturnType<typeof autoSubjects>>();
+  const subjectsOf = (prompt: string) => {
+    let s = subjectCache.get(prompt);
+    if (!s) {
+      try {
+        s = autoSubjects(model.tokenizer, prompt);
+      } catch (e) {
+        if (e instanceof UserError) throw new UserError(`prompt ${JSON.stringify(prompt)}: ${e.message}`, { cause: e });
+        throw e;
+      }
+      subjectCache.set(prompt, s);
+    }
+    return s;
+  };
+
+  const fd = openSync(resultsPath, 'a');
+  const items: BenchItem[] = [];
+  let generated = 0, skipped = 0;
+  try {
+    for (const it of plan) {
+      const { entry, seed, method: name } = it;
+      const auto = subjectsOf(entry.prompt);
+      const targets = methodTargets(auto.subjects, auto.attributes);
+      const method = buildMethod(name, targets, { ...options.methodOverrides, steps: options.steps });
+      const settings: BenchSettings = { ...base, method: methodSettings(method) };
+      const hash = settingsHash(settings);
+      const key = rowKey(entry.prompt, seed, name, hash);
+      const kind = entry.kind ?? null;
+      const found = byKey.get(key);
+      if (found) {
+        skipped++;
+        items.push({ suite: it.suite.name, split: it.suite.split, kind, row: found });
+        hooks.onProgress?.({ done: items.length, total: plan.length, skipped, row: null });
+        continue;
+      }
+
+      const nGraphs = model.graphTimings.length;
+      const result = await generate(model, {
+        prompt: entry.prompt,
+        seed,
+        steps: options.steps,
+        guidanceScale: options.guidance,
+        sampler,
+        ...(method ? { method } : {}),
+        ...(options.maps ? { recordAttention: {} } : {}),
+      });
+      const compileMs = model.graphTimings.slice(nGraphs).reduce((s, g) => s + g.buildMs + g.serializeMs + g.sessionMs, 0);
+      const image = floatToRgb8(result.image);
+      const tScore = performance.now();
+      const score = scoreImage(image, undefined, undefined, entry.objects);
+      const scoreMs = performance.now() - tScore;
+
+      const dir = join('images', slug(entry.prompt));
+      mkdirSync(join(out, dir), { recursive: true });
+      const stem = `${name}-s${seed}-${hash.slice(0, 8)}`;
+      const imagePath = join(dir, `${stem}.png`);
+      writePng(join(out, imagePath), smallImage(image));
+      let mapsPath: string | null = null;
+      if (options.maps) {
+        const tokens = [
+          ...auto.subjects.map((s) => ({ word: s.word, index: s.tokenIndex })),
+          ...auto.attributes.map((a) => ({ word: a.attribute.word, index: a.attribute.tokenIndex })),
+        ].sort((a, b) => a.index - b.index);
+        const pic = mapsPicture(image, [...result.attentionMaps.values()], tokens);
+        if (pic) {
+          mapsPath = join(dir, `${stem}-maps.png`);
+          writePng(join(out, mapsPath), pic);
+        }
+      }
+      const tries = result.steps.reduce((s, st) => s + (typeof st.method?.['refinement_tries'] === 'number' ? (st.method['refinement_tries'] as number) : 0), 0);
+      const row: BenchRow = {
+        v: BENCH_ROW_VERSION,
+        key,
+        prompt: entry.prompt,
+        seed,
+        method: name,
+        settings,
+        settings_hash: hash,
+        suite: it.suite.name,
+        split: it.suite.split,
+        kind,
+        subjects: auto.subjects.map((s) => ({ word: s.word, tokens: [...s.tokenIndices] })),
+        attributes: auto.attributes.map((a) => ({ word: a.attribute.word, tokens: [...a.attribute.tokenIndices], subject: a.subject })),
+        objects: score.objects,
+        full_success: score.full_success,
+        object_recall: score.object_recall,
+        binding: score.binding,
+        binding_given_found: score.binding_given_found,
+        leakage: score.leakage,
+        extra_objects: score.extra_objects,
+        detections: score.detections.map((d) => ({ shape: d.shape, colour: d.colour, bbox: d.bbox, area: d.area, matched_to: d.matched_to })),
+        seconds: round3((result.timings.totalMs - compileMs) / 1000),
+        compile_seconds: round3(compileMs / 1000),
+        timings: {
+          encode: round3(result.timings.encodeMs / 1000),
+          denoise: round3(result.timings.denoiseMs / 1000),
+          decode: round3(result.timings.decodeMs / 1000),
+          score: round3(scoreMs / 1000),
+        },
+        refinement_tries: tries,
+        image: imagePath.split('\\').join('/'),
+        maps: mapsPath?.split('\\').join('/') ?? null,
+        model_dir: model.dir,
+        created: new Date().toISOString(),
+      };
+      const line = Buffer.from(`${JSON.stringify(row)}\n`, 'utf8');
+      let off = 0;
+      while (off < line.length) off += writeSync(fd, line, off, line.length - off);
+      byKey.set(key, row);
+      generated++;
+      items.push({ suite: it.suite.name, split: it.suite.split, kind, row });
+      hooks.onProgress?.({ done: items.length, total: plan.length, skipped, row });
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return { items, generated, skipped, ignoredLines: existing.ignored, resultsPath, settings: base };
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+/** Writes a text file atomically (summary files). */
+export function writeText(path: string, text: string): void {
+  writeFileAtomic(path, Buffer.from(text, 'utf8'));
+}
