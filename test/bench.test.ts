@@ -3,9 +3,8 @@
  * hand-computed values, a tiny end-to-end run on tiny-sd through the library (results.jsonl, resume, a crash's
  * partial line, the summary's shape), and the CLI through the built binary.
  */
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +16,8 @@ import { UserError } from '../src/errors.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { parsePrompt } from '../src/shapes/prompt.js';
 import { COLOURS, SHAPES } from '../src/shapes/world.js';
-import { repoRoot, tinySdDir } from './support/oracle.js';
+import { ensureBuilt, s2i as runS2i } from './support/cli.js';
+import { tinySdDir } from './support/oracle.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 's2i-bench-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -305,30 +305,10 @@ describe('bench on tiny-sd', () => {
 
 // ------------------------------------------------------------------------------------------------------ CLI
 
-/** Newest modification time of the .ts files under `dir`. */
-function newestSource(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newestSource(p));
-    else if (e.name.endsWith('.ts')) t = Math.max(t, statSync(p).mtimeMs);
-  }
-  return t;
-}
-
 describe('s2i bench', () => {
-  beforeAll(() => {
-    const built = join(repoRoot, 'dist', 'cli', 'commands', 'bench.js');
-    if (!existsSync(built) || statSync(built).mtimeMs < newestSource(join(repoRoot, 'src'))) {
-      spawnSync('npx', ['tsc', '-p', '.'], { cwd: repoRoot, stdio: 'ignore', timeout: 180_000 });
-    }
-    expect(existsSync(built), 'dist/ is not built (run npx tsc -p .)').toBe(true);
-  });
+  beforeAll(ensureBuilt);
 
-  const s2i = (...args: string[]) => {
-    const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'bench', ...args], { cwd: tmp, encoding: 'utf8', timeout: 120_000 });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-  };
+  const s2i = (...args: string[]) => runS2i(['bench', ...args], { cwd: tmp });
 
   it('runs a prompt file and prints one JSON object', () => {
     const file = join(tmp, 'one.jsonl');

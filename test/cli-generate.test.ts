@@ -5,7 +5,7 @@
  * the tokenizer.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,31 +17,14 @@ import { decodePng } from '../src/image/png.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { maxAbsDiff } from '../src/tensor.js';
 import { ClipTokenizer } from '../src/tokenizer/clip.js';
+import { ensureBuilt } from './support/cli.js';
 import { goldenPath, oracleDir, repoRoot, tinySdDir } from './support/oracle.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 's2i-cli-generate-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const PROMPT = 'a cat and a frog';
 
-/** Newest modification time of the .ts files under `dir`. */
-function newestSource(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newestSource(p));
-    else if (e.name.endsWith('.ts')) t = Math.max(t, statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-beforeAll(() => {
-  // `npm test` builds first; when run alone, rebuild if any source is newer than the built command.
-  const built = join(repoRoot, 'dist', 'cli', 'commands', 'generate.js');
-  if (!existsSync(built) || statSync(built).mtimeMs < newestSource(join(repoRoot, 'src'))) {
-    spawnSync('npx', ['tsc', '-p', '.'], { cwd: repoRoot, stdio: 'ignore', timeout: 180_000 });
-  }
-  expect(existsSync(built), 'dist/ is not built (run npx tsc -p .)').toBe(true);
-});
+beforeAll(ensureBuilt);
 
 function s2i(...args: string[]) {
   const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'generate', ...args], { cwd: tmp, encoding: 'utf8', timeout: 120_000 });

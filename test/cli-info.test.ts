@@ -1,47 +1,16 @@
 /** `s2i info` through the built CLI (dist/), as a user runs it. */
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repoRoot, tinySdDir } from './support/oracle.js';
+import { ensureBuilt, expectOneLineError, s2i as runS2i } from './support/cli.js';
+import { tinySdDir } from './support/oracle.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 's2i-cli-info-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** Newest modification time of the .ts files under `dir`. */
-function newestSource(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newestSource(p));
-    else if (e.name.endsWith('.ts')) t = Math.max(t, statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-beforeAll(() => {
-  // `npm test` builds first; when run alone, rebuild only if the CLI sources are newer than dist/.
-  const built = join(repoRoot, 'dist', 'cli', 'commands', 'info.js');
-  const stale =
-    !existsSync(built) ||
-    statSync(built).mtimeMs < Math.max(newestSource(join(repoRoot, 'src', 'io')), newestSource(join(repoRoot, 'src', 'cli')));
-  if (stale) spawnSync('npx', ['tsc', '-p', '.'], { cwd: repoRoot, stdio: 'ignore', timeout: 180_000 });
-  expect(existsSync(built), 'dist/ is not built (run npx tsc -p .)').toBe(true);
-});
-
-function s2i(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), ...args], { cwd: repoRoot, encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function expectOneLineError(r: ReturnType<typeof s2i>, ...parts: string[]) {
-  expect(r.code).toBe(1);
-  expect(r.stdout).toBe('');
-  expect(r.stderr).toMatch(/^s2i: error: [^\n]+\n$/);
-  expect(r.stderr).not.toMatch(/\bat .*:\d+:\d+/); // no stack frames
-  for (const p of parts) expect(r.stderr).toContain(p);
-}
+beforeAll(ensureBuilt);
+const s2i = (...args: string[]) => runS2i(args);
 
 describe('s2i info', () => {
   it('describes tiny-sd as JSON', () => {

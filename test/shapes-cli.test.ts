@@ -1,21 +1,16 @@
 /** The `s2i shapes` commands through the built binary (`tsc -p .` then `node bin/s2i.js`). */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePng } from '../src/image/png.js';
+import { ensureBuilt, s2i as runS2i, type CliResult } from './support/cli.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = mkdtempSync(join(tmpdir(), 's2i-shapes-cli-'));
 
-function s2i(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(root, 'bin', 's2i.js'), ...args], { cwd: dir, encoding: 'utf8' });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const s2i = (...args: string[]) => runS2i(args, { cwd: dir });
 
-function expectUserError(r: { code: number; stdout: string; stderr: string }, pattern: RegExp): void {
+function expectUserError(r: CliResult, pattern: RegExp): void {
   expect(r.code).toBe(1);
   const lines = r.stderr.trimEnd().split('\n');
   expect(lines, r.stderr).toHaveLength(1);
@@ -23,30 +18,7 @@ function expectUserError(r: { code: number; stdout: string; stderr: string }, pa
   expect(lines[0]).toMatch(pattern);
 }
 
-/** Whether some src/**.ts is newer than its dist/**.js (or has none). */
-function distIsStale(dir = join(root, 'src')): boolean {
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) {
-      if (distIsStale(path)) return true;
-    } else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) {
-      const js = join(root, 'dist', relative(join(root, 'src'), path)).replace(/\.ts$/, '.js');
-      if (!existsSync(js) || statSync(js).mtimeMs < statSync(path).mtimeMs) return true;
-    }
-  }
-  return false;
-}
-
-beforeAll(() => {
-  // `npm test` builds first; build here only when dist is out of date. Type errors elsewhere (work in progress)
-  // still emit JavaScript, so only errors in the shapes/image code fail this.
-  if (distIsStale()) {
-    const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', root], { encoding: 'utf8' });
-    const ours = tsc.stdout.split('\n').filter((l) => /^src\/(shapes|image|cli\/commands\/shapes)/.test(l));
-    expect(ours, 'type errors in the shapes/image code').toEqual([]);
-  }
-  expect(existsSync(join(root, 'dist', 'cli', 'commands', 'shapes.js'))).toBe(true);
-}, 120_000);
+beforeAll(ensureBuilt, 300_000);
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

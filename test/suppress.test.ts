@@ -6,7 +6,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { multiplicativeEditor } from '../src/attention/editors.js';
 import { gradients } from '../src/graph/autodiff.js';
 import { Graph } from '../src/graph/graph.js';
-import * as op from '../src/graph/ops.js';
 import { compile } from '../src/graph/runtime.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../src/methods/attend-and-excite.js';
 import { FOCUS_DEFAULTS, focusRegions, otsuThreshold, peakComponent } from '../src/methods/focus.js';

@@ -11,7 +11,7 @@ import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { crossAttentionResolutions, meanMaps, promptTokenColumns, renderAttentionPicture, type AttentionRow, type TokenColumn } from '../../attention/render.js';
-import { describeSubject, resolveSubjects, subjectsJson, subjectTokenIndices, type ResolvedSubjects } from '../../attention/subjects.js';
+import { describeSubject, resolveSubjects, subjectsJson, type ResolvedSubjects } from '../../attention/subjects.js';
 import { UserError } from '../../errors.js';
 import { floatToRgb8 } from '../../image/convert.js';
 import { encodePng, writeFileAtomic } from '../../image/png.js';

@@ -1,0 +1,47 @@
+/**
+ * The speed benchmark's harness end to end on the tiny part (`npm run bench -- --only tiny`): child processes
+ * for the timed runs, the cached first step and the ONNX Runtime profile, the JSON report and its Markdown.
+ * One timed run and no PyTorch column, to stay quick. No timing assertions: timings are measured by the
+ * benchmark, never by tests.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { PerfReport } from '../src/bench/perf/harness.js';
+import { formatPerfMarkdown } from '../src/bench/perf/report.js';
+import { repoRoot, tinySdDir } from './support/oracle.js';
+
+describe('npm run bench -- --only tiny', () => {
+  it('measures the tiny guided step and the A&E step in child processes and reports them', () => {
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', join(repoRoot, 'src/bench/perf/cli.ts'), '--only', 'tiny', '--runs', '1', '--no-torch', '--json', '--quiet', '--tiny', tinySdDir],
+      { cwd: repoRoot, encoding: 'utf8', timeout: 110_000 },
+    );
+    expect(r.stderr).not.toMatch(/error/i);
+    expect(r.status).toBe(0);
+    const report = JSON.parse(r.stdout) as PerfReport;
+    expect(report.cases.map((c) => c.case)).toEqual(['tiny-step', 'tiny-ae']);
+    expect(report.notes).toEqual([]);
+    for (const c of report.cases) {
+      expect(c.errors).toEqual([]);
+      expect(c.torch).toBeNull();
+      expect(c.ours!.timesMs).toHaveLength(1);
+      expect(c.ours!.medianMs).toBeGreaterThan(0);
+      expect(c.ours!.firstStepMs).toBeGreaterThan(c.ours!.setup.sessionMs);
+      expect(c.ours!.peakRssMb).toBeGreaterThan(0);
+      // The second process found what the first stored in the optimized-model cache.
+      expect(c.ours!.cache.every((s) => s === 'stored')).toBe(true);
+      expect(c.oursCached!.cache.every((s) => s === 'hit')).toBe(true);
+      expect(c.kernels!.bestKernelSumMs).toBeGreaterThan(0);
+    }
+    const [step, ae] = report.cases;
+    expect(step!.ours!.graphs.map((g) => g.key)).toEqual(['guided:rec=-:edit=0']);
+    expect(ae!.ours!.graphs.map((g) => g.key)).toEqual(['ae:grad:16x16:2,5:3/0.5', 'guided:rec=-:edit=0']);
+    expect(ae!.ours!.gradMs).toHaveLength(1);
+    expect(ae!.kernels!.graphs).toHaveLength(2);
+    const md = formatPerfMarkdown(report);
+    expect(md).toContain('| tiny-sd guided step (UNet batch 2, 32x32) |');
+    expect(md).toContain('A&E step ÷ plain step');
+  });
+});
