@@ -45,27 +45,92 @@ export interface SerializeOptions {
    * in the same folder and loaded by path. Required past ~2 GB of weights.
    */
   externalDataPath?: string;
+  /** Apply registered substitutions (fused kernels) where safe; default true. */
+  substitutions?: boolean;
+  /**
+   * With `externalDataPath`: for a parameter whose source already lies on disk as little-endian float32
+   * (`WeightSource.external`, e.g. an F32 tensor of a safetensors file), return the file's name as the model's
+   * folder sees it (a hard link placed there), or null to copy the tensor into `externalDataPath` as usual.
+   * ONNX Runtime then reads the weights straight from the original file: no float32 copy in memory, none on disk.
+   */
+  linkExternal?: (path: string) => string | null;
 }
 
-/** The nodes that some graph output depends on, in recorded (topological) order. */
-export function liveNodes(graph: Graph): Node[] {
+/**
+ * A cheaper way to compute `plain`, used at serialisation when it is safe: `fused` (e.g. one fused attention
+ * kernel) replaces `plain` unless one of `guards` (intermediates of the plain computation that only it may read,
+ * e.g. attention probabilities) is needed by something else that is serialised: a graph output, a hook's loss,
+ * a backward pass. Then the plain nodes stay and `fused` is dropped. Both must have the same dtype and shape.
+ */
+export function registerSubstitution(plain: Value, fused: Value, guards: readonly Value[]): void {
+  if (plain.graph !== fused.graph || guards.some((v) => v.graph !== plain.graph)) throw new Error('registerSubstitution: values of different graphs');
+  if (plain.dtype !== fused.dtype || plain.shape.length !== fused.shape.length || plain.shape.some((d, i) => d !== fused.shape[i])) {
+    throw new Error(`registerSubstitution: ${fused} cannot stand for ${plain}`);
+  }
+  let list = SUBSTITUTIONS.get(plain.graph);
+  if (!list) SUBSTITUTIONS.set(plain.graph, (list = []));
+  list.push({ plain, fused, guards: [...guards] });
+}
+
+interface Substitution {
+  plain: Value;
+  fused: Value;
+  guards: Value[];
+}
+const SUBSTITUTIONS = new WeakMap<Graph, Substitution[]>();
+
+function nodesFor(graph: Graph, map: ReadonlyMap<Value, Value>): { nodes: Node[]; read: Set<Value> } {
   const live = new Set<Node>();
-  const stack: Value[] = graph.outputs.map((o) => o.value);
+  const read = new Set<Value>();
+  const stack: Value[] = graph.outputs.map((o) => map.get(o.value) ?? o.value);
+  for (const v of stack) read.add(v);
   while (stack.length) {
     const v = stack.pop()!;
     const n = v.producer;
     if (!n || live.has(n)) continue;
     live.add(n);
-    for (const i of n.inputs) if (i) stack.push(i);
+    for (const i of n.inputs) {
+      if (!i) continue;
+      const j = map.get(i) ?? i;
+      read.add(j);
+      stack.push(j);
+    }
   }
-  return graph.nodes.filter((n) => live.has(n));
+  return { nodes: graph.nodes.filter((n) => live.has(n)), read };
+}
+
+/**
+ * The nodes that some graph output depends on, in recorded (topological) order, with the registered
+ * substitutions that are safe applied (`substitute` maps each replaced value to its replacement).
+ */
+export function liveGraph(graph: Graph, substitutions = true): { nodes: Node[]; substitute: ReadonlyMap<Value, Value> } {
+  const active = new Map<Value, Substitution>();
+  if (substitutions) for (const s of SUBSTITUTIONS.get(graph) ?? []) active.set(s.plain, s);
+  for (;;) {
+    const map = new Map([...active].map(([v, s]) => [v, s.fused]));
+    const { nodes, read } = nodesFor(graph, map);
+    let dropped = false;
+    for (const [v, s] of active) {
+      if (s.guards.some((gv) => read.has(gv))) {
+        active.delete(v);
+        dropped = true;
+      }
+    }
+    if (!dropped) return { nodes, substitute: map };
+  }
+}
+
+/** The nodes that some graph output depends on, in recorded (topological) order (as serialised). */
+export function liveNodes(graph: Graph): Node[] {
+  return liveGraph(graph).nodes;
 }
 
 export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Uint8Array {
   // Only what the outputs need: a gradient graph, say, need not carry the layers after the last one its loss reads.
-  const nodes = liveNodes(graph);
-  const used = new Set<Value>(graph.outputs.map((o) => o.value));
-  for (const n of nodes) for (const i of n.inputs) if (i) used.add(i);
+  const { nodes, substitute } = liveGraph(graph, options.substitutions ?? true);
+  const mapped = (v: Value) => substitute.get(v) ?? v;
+  const used = new Set<Value>(graph.outputs.map((o) => mapped(o.value)));
+  for (const n of nodes) for (const i of n.inputs) if (i) used.add(mapped(i));
   const initializers: onnxProto.onnx.ITensorProto[] = [];
   for (const [v, data] of graph.constants) {
     if (!used.has(v)) continue;
@@ -81,6 +146,22 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
     try {
       for (const p of graph.params) {
         if (!used.has(p.value)) continue;
+        const ext = p.source.external;
+        const linked = ext && options.linkExternal ? options.linkExternal(ext.path) : null;
+        if (ext && linked) {
+          initializers.push({
+            name: p.value.name,
+            dims: [...p.value.shape],
+            dataType: onnx.TensorProto.DataType.FLOAT,
+            dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+            externalData: [
+              { key: 'location', value: linked },
+              { key: 'offset', value: String(ext.offset) },
+              { key: 'length', value: String(ext.length) },
+            ],
+          });
+          continue;
+        }
         const bytes = bytesOf(p.source.read());
         writeSync(fd, bytes, 0, bytes.length, offset);
         initializers.push({
@@ -107,7 +188,7 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
     }
   }
 
-  const nameOf = (v: Value | null) => (v ? v.name : '');
+  const nameOf = (v: Value | null) => (v ? mapped(v).name : '');
   const nodeProtos: onnxProto.onnx.INodeProto[] = nodes.map((n) => ({
     name: n.name,
     opType: n.opType,
@@ -118,13 +199,14 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
   }));
   // Public output names are given by Identity nodes so one value can be exported under several names.
   for (const o of graph.outputs) {
-    nodeProtos.push({ name: `output/${o.name}`, opType: 'Identity', input: [o.value.name], output: [o.name], attribute: [] });
+    nodeProtos.push({ name: `output/${o.name}`, opType: 'Identity', input: [nameOf(o.value)], output: [o.name], attribute: [] });
   }
+  const domains = [...new Set(nodes.map((n) => n.domain).filter((d) => d !== '' && d !== 'ai.onnx'))].sort();
 
   const model: onnxProto.onnx.IModelProto = {
     irVersion: 8,
     producerName: 'suppress-to-impress',
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: OPSET }, ...domains.map((domain) => ({ domain, version: 1 }))],
     graph: {
       name: 's2i',
       node: nodeProtos,

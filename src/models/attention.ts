@@ -2,7 +2,8 @@
  * The one attention function. Every attention layer of every model computes softmax(Q Kᵀ / √d) V here, so
  * recording and editing attention probabilities is one hook, not a patch per model.
  */
-import type { Value } from '../graph/graph.js';
+import { attr, type Value } from '../graph/graph.js';
+import { registerSubstitution } from '../graph/onnx.js';
 import * as op from '../graph/ops.js';
 
 export type AttentionKind = 'self' | 'cross';
@@ -43,6 +44,13 @@ export interface AttentionOptions {
 }
 
 /**
+ * Whether unmasked attention may run as ONNX Runtime's fused `com.microsoft.MultiHeadAttention` kernel where
+ * nothing else reads its probabilities (S2I_FUSED_ATTENTION=0 turns it off). Measured on 2 CPU threads: 1.3–1.5x
+ * faster for self-attention (32x32 and 64x64 grids), 2.4x for tiny-sd's cross-attention, equal for SD-1.5's.
+ */
+export const FUSED_ATTENTION = process.env['S2I_FUSED_ATTENTION'] !== '0';
+
+/**
  * Multi-head attention on [B, N, heads*dh] queries and [B, M, heads*dh] keys/values (already projected).
  * Scores are (QKᵀ)·dh^-0.5 like diffusers' baddbmm(alpha=scale); softmax over keys. Returns [B, N, heads*dh].
  */
@@ -58,17 +66,24 @@ export function attention(q: Value, k: Value, v: Value, heads: number, opts: Att
   let scores = op.matmul(qh, kt);
   if (!opts.scaleQuery) scores = op.mul(scores, scale);
   if (opts.mask) scores = op.add(scores, opts.mask);
-  let probs = op.softmax(scores, -1);
+  const raw = op.softmax(scores, -1);
+  let probs = raw;
   const { layer, hook } = opts;
   if (layer && hook) {
     const edited = hook(layer, probs);
-    if (edited) {
+    if (edited && edited !== probs) {
       if (edited.shape.length !== probs.shape.length || edited.shape.some((d, i) => d !== probs.shape[i])) {
         throw new Error(`attention hook for ${layer.name} changed the shape [${probs.shape}] to [${edited.shape}]`);
       }
       probs = edited;
     }
   }
-  const out = op.matmul(probs, vh);
-  return op.reshape(op.transpose(out, [0, 2, 1, 3]), [b, n, inner]);
+  const out = op.reshape(op.transpose(op.matmul(probs, vh), [0, 2, 1, 3]), [b, n, inner]);
+  if (FUSED_ATTENTION && probs === raw && !opts.mask && !opts.scaleQuery && q.dtype === 'float32') {
+    // The plain nodes above stay in the graph for hooks and reverse mode; the serialiser runs this one kernel
+    // instead only when nothing else reads the probabilities or scores (no recording, no loss, no backward pass).
+    const fused = q.graph.addNode('MultiHeadAttention', [q, k, v], [{ dtype: q.dtype, shape: [b, n, inner] }], { num_heads: attr.int(heads), scale: attr.float(scale) }, 'com.microsoft')[0]!;
+    registerSubstitution(out, fused, [raw, scores]);
+  }
+  return out;
 }

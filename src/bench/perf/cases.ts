@@ -1,0 +1,190 @@
+/**
+ * The work each benchmark case measures, run inside one child process per case (so its peak RSS is that case's
+ * own, as the PyTorch reference measured it):
+ *
+ * - `*-step`: one guided UNet step, batch 2 ([uncond, cond]), exactly the graph `generate()` compiles for a plain
+ *   step (key `guided:rec=-:edit=0`: sample [2, C, h, w], timestep [2], context [2, 77, D] → noise_pred).
+ * - `*-ae`: the same step preceded by Attend-and-Excite's gradient pass: `AttendAndExcite.evaluate(…, true)`,
+ *   the batch-1 conditional UNet forward + loss on the 16x16 cross-attention maps + ∂loss/∂latent (tokens 2 and
+ *   5, attn_res 16x16 as the oracle ran it). Both graphs live in the process, as in an A&E generation; each
+ *   iteration times the gradient pass and the plain step back to back.
+ * - `train`: `TrainingStep.run` of the shipped shapes model's config (`shapesModelConfig()`), batch 32:
+ *   text encoder + UNet forward, weighted MSE, gradients w.r.t. every weight.
+ *
+ * UNet cases use `BenchUNet`, which compiles graphs the way `StableDiffusion.unetAccess` does (one
+ * 'initializer' graph per key, the model under scope 'unet', `compile()` with the same options), over a
+ * WeightStore of the model folder's safetensors file: the real loading path.
+ */
+import { join } from 'node:path';
+import { Graph } from '../../graph/graph.js';
+import { compile, type CompiledGraph, type CompileOptions } from '../../graph/runtime.js';
+import { WeightStore } from '../../io/model-folder.js';
+import { ATTEND_EXCITE_DEFAULTS, AttendAndExcite } from '../../methods/attend-and-excite.js';
+import type { StepContext, UNetAccess, UNetBuilder } from '../../methods/types.js';
+import { parseUNetConfig } from '../../models/config.js';
+import { graphParams, type WeightProvider } from '../../models/params.js';
+import { unet2dCondition, type UNetConfig } from '../../models/unet.js';
+import { shapesModelConfig } from '../../shapes/model.js';
+import type { Int64Tensor, Tensor } from '../../tensor.js';
+import { parameterShapes, TrainingStep, type TrainingBatch } from '../../train/diffusion.js';
+import { initParams } from '../../train/init.js';
+import { GaussianRng } from '../../util/random.js';
+import { readFileSync } from 'node:fs';
+
+export const CASES = ['tiny-step', 'tiny-ae', 'sd15-step', 'sd15-ae', 'train'] as const;
+export type CaseName = (typeof CASES)[number];
+export const PARTS = { tiny: ['tiny-step', 'tiny-ae'], sd15: ['sd15-step', 'sd15-ae'], train: ['train'] } as const satisfies Record<string, readonly CaseName[]>;
+export type PartName = keyof typeof PARTS;
+
+export const CASE_LABELS: Record<CaseName, string> = {
+  'tiny-step': 'tiny-sd guided step (UNet batch 2, 32x32)',
+  'tiny-ae': 'tiny-sd step + A&E gradient pass',
+  'sd15-step': 'SD-1.5 guided step (UNet batch 2, 64x64)',
+  'sd15-ae': 'SD-1.5 step + A&E gradient pass',
+  train: 'shapes training step (batch 32)',
+};
+
+/** The oracle's timestep for the UNet timings. */
+export const BENCH_TIMESTEP = 981;
+export const BENCH_TOKENS = 77;
+export const AE_TOKEN_INDICES = [2, 5] as const;
+export const AE_RES: [number, number] = [16, 16];
+export const TRAIN_BATCH = 32;
+
+export interface GraphTiming {
+  key: string;
+  buildMs: number;
+  serializeMs: number;
+  sessionMs: number;
+  nodes: number;
+}
+
+/** A UNet model folder's UNet as the pipeline would compile it, for latents [C, h, w] and 77 tokens. */
+export class BenchUNet implements UNetAccess {
+  readonly timings: GraphTiming[] = [];
+  readonly sessions = new Map<string, CompiledGraph>();
+  readonly latentShape: readonly [number, number, number];
+  readonly contextShape: readonly [number, number];
+
+  constructor(
+    readonly config: UNetConfig,
+    readonly weights: WeightProvider,
+    latentSize: number,
+    readonly compileOptions: CompileOptions = {},
+  ) {
+    this.latentShape = [config.inChannels, latentSize, latentSize];
+    this.contextShape = [BENCH_TOKENS, config.crossAttentionDim[0]!];
+  }
+
+  /** `unetDir` holds config.json and diffusion_pytorch_model.safetensors. */
+  static open(unetDir: string, latentSize: number, compileOptions: CompileOptions = {}): BenchUNet {
+    const configPath = join(unetDir, 'config.json');
+    const config = parseUNetConfig(JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>, configPath);
+    return new BenchUNet(config, WeightStore.open(join(unetDir, 'diffusion_pytorch_model.safetensors')), latentSize, compileOptions);
+  }
+
+  async compile(key: string, build: (g: Graph, unet: UNetBuilder) => void): Promise<CompiledGraph> {
+    const have = this.sessions.get(key);
+    if (have) return have;
+    const t0 = performance.now();
+    const g = new Graph('initializer');
+    const params = graphParams(g, this.weights);
+    build(g, (inputs, options) => g.scope('unet', () => unet2dCondition(this.config, params, inputs, options)));
+    const buildMs = performance.now() - t0;
+    const opts = { ...this.compileOptions };
+    if (opts.profile) opts.profile = `${opts.profile}-${this.sessions.size}`;
+    const compiled = await compile(g, opts);
+    this.timings.push({ key, buildMs, serializeMs: compiled.timings.serializeMs, sessionMs: compiled.timings.sessionMs, nodes: compiled.timings.nodes });
+    this.sessions.set(key, compiled);
+    return compiled;
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions.values()) await s.release();
+    this.sessions.clear();
+  }
+}
+
+function normal(seed: number, n: number, scale = 1): Float32Array {
+  const x = new GaussianRng(seed).normal(n);
+  if (scale !== 1) for (let i = 0; i < n; i++) x[i]! *= scale;
+  return x;
+}
+
+/** The plain guided step's graph (as generate() builds it without recording or editing). */
+export const GUIDED_KEY = 'guided:rec=-:edit=0';
+
+export async function guidedStep(unet: BenchUNet): Promise<{ session: CompiledGraph; run: () => Promise<Tensor> }> {
+  const [c, h, w] = unet.latentShape;
+  const [tokens, dim] = unet.contextShape;
+  const session = await unet.compile(GUIDED_KEY, (g, build) => {
+    const sample = g.input('sample', [2, c, h, w]);
+    const ts = g.input('timestep', [2]);
+    const ctxIn = g.input('context', [2, tokens, dim]);
+    g.output('noise_pred', build({ sample, timestep: ts, encoderHiddenStates: ctxIn }).noisePred);
+  });
+  const latent = normal(1, c * h * w);
+  const sample = new Float32Array(2 * latent.length);
+  sample.set(latent, 0);
+  sample.set(latent, latent.length);
+  const feeds = {
+    sample: { data: sample, shape: [2, c, h, w] },
+    timestep: { data: Float32Array.of(BENCH_TIMESTEP, BENCH_TIMESTEP), shape: [2] },
+    context: { data: normal(2, 2 * tokens * dim), shape: [2, tokens, dim] },
+  };
+  return { session, run: async () => (await session.run(feeds))['noise_pred']! };
+}
+
+/** A&E's gradient pass through the real method class; returns a function running one evaluation. */
+export async function aeGradPass(unet: BenchUNet): Promise<{ session: CompiledGraph; run: () => Promise<number> }> {
+  const [c, h, w] = unet.latentShape;
+  const [tokens, dim] = unet.contextShape;
+  const ae = new AttendAndExcite({ ...ATTEND_EXCITE_DEFAULTS, tokenIndices: AE_TOKEN_INDICES, attnRes: AE_RES });
+  const latent = normal(1, c * h * w);
+  const ctx: StepContext = {
+    index: 0,
+    timestep: BENCH_TIMESTEP,
+    totalCalls: 50,
+    latents: { data: latent, shape: [1, c, h, w] },
+    cond: { data: normal(3, tokens * dim), shape: [1, tokens, dim] },
+    unet,
+  };
+  const before = new Set(unet.sessions.keys());
+  const run = async () => {
+    const e = await ae.evaluate(ctx, latent, true);
+    if (!e.grad) throw new Error('A&E evaluation returned no gradient');
+    return e.loss;
+  };
+  await run();
+  const key = [...unet.sessions.keys()].find((k) => !before.has(k));
+  const session = key ? unet.sessions.get(key)! : [...unet.sessions.values()].at(-1)!;
+  return { session, run };
+}
+
+/** Random training batch for the shapes model (ids drawn from the vocabulary). */
+export function trainingBatch(batch: number, cfg = shapesModelConfig()): TrainingBatch {
+  const rng = new GaussianRng(7);
+  const s = cfg.unet.sampleSize;
+  const n = batch * cfg.unet.inChannels * s * s;
+  const ids = new BigInt64Array(batch * cfg.tokens);
+  for (let i = 0; i < ids.length; i++) ids[i] = BigInt(rng.int(cfg.text.vocabSize));
+  return {
+    ids,
+    noisy: rng.normal(n),
+    timesteps: Float32Array.from({ length: batch }, () => rng.int(1000)),
+    target: rng.normal(n),
+    weights: new Float32Array(batch).fill(1),
+  };
+}
+
+/** The shapes model's training step with freshly initialised weights; `initTime` gets the initialisation's ms. */
+export async function trainingStep(batch = TRAIN_BATCH, initTime?: (ms: number) => void): Promise<{ step: TrainingStep; params: Map<string, Float32Array>; data: TrainingBatch }> {
+  const cfg = shapesModelConfig();
+  const t0 = performance.now();
+  const params = initParams(parameterShapes(cfg), 0);
+  initTime?.(performance.now() - t0);
+  const step = await TrainingStep.create(cfg, params, batch);
+  return { step, params, data: trainingBatch(batch, cfg) };
+}
+
+export type Feed = Tensor | Int64Tensor;

@@ -1,0 +1,121 @@
+/**
+ * `npm run bench`: the speed benchmark (see harness.ts). Prints a Markdown table (or the JSON report with --json).
+ *
+ *   npm run bench                          tiny-sd step, A&E step and the training step (a few minutes)
+ *   npm run bench -- --sd15                ... plus SD-1.5's UNet (random weights; tens of minutes, ~15 GB peak)
+ *   npm run bench -- --only tiny,train     exactly these parts (tiny, sd15, train)
+ *   npm run bench -- --runs 5 --json --out perf.json --no-torch --no-profile --threads 2
+ */
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { CompileOptions } from '../../graph/runtime.js';
+import { PARTS, type PartName } from './cases.js';
+import { DEFAULT_RUNS, packageRoot, runPerfBench } from './harness.js';
+import { formatPerfMarkdown } from './report.js';
+
+const USAGE = `usage: npm run bench -- [--only tiny,sd15,train | --sd15] [--runs N] [--json] [--out FILE] [--md FILE]
+                        [--no-torch] [--no-profile] [--no-ort-cache] [--python PATH] [--tiny DIR] [--cache DIR]
+                        [--threads N] [--spinning 0|1] [--fused-attention 0|1]
+                        [--optimization disabled|basic|extended|all] [--sd15-width N] [--sd15-latent N]`;
+
+const { values } = parseArgs({
+  options: {
+    only: { type: 'string' },
+    sd15: { type: 'boolean', default: false },
+    runs: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    md: { type: 'string' },
+    'no-torch': { type: 'boolean', default: false },
+    'no-profile': { type: 'boolean', default: false },
+    'no-ort-cache': { type: 'boolean', default: false },
+    spinning: { type: 'string' },
+    'fused-attention': { type: 'string' },
+    'sd15-width': { type: 'string' },
+    'sd15-latent': { type: 'string' },
+    python: { type: 'string', default: '/usr/bin/python3' },
+    tiny: { type: 'string' },
+    cache: { type: 'string' },
+    threads: { type: 'string' },
+    optimization: { type: 'string' },
+    quiet: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+const all = Object.keys(PARTS) as PartName[];
+let parts: PartName[];
+if (values.only) {
+  parts = values.only.split(',').map((s) => s.trim()) as PartName[];
+  const bad = parts.filter((p) => !all.includes(p));
+  if (bad.length || parts.length === 0) {
+    console.error(`--only: unknown part(s) ${bad.join(', ')} (parts: ${all.join(', ')})\n${USAGE}`);
+    process.exit(2);
+  }
+} else {
+  parts = values.sd15 ? ['tiny', 'sd15', 'train'] : ['tiny', 'train'];
+}
+
+const runs: Partial<Record<PartName, number>> = {};
+if (values.runs) {
+  const n = Number(values.runs);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`--runs must be a positive integer\n${USAGE}`);
+    process.exit(2);
+  }
+  for (const p of parts) runs[p] = n;
+}
+const compile: CompileOptions = {};
+if (values.threads) compile.threads = Number(values.threads);
+if (values.optimization) compile.optimization = values.optimization as CompileOptions['optimization'];
+
+const env: Record<string, string> = {};
+if (values.spinning !== undefined) env['S2I_ORT_SPINNING'] = values.spinning === '1' || values.spinning === 'true' ? '1' : '0';
+if (values['fused-attention'] !== undefined) env['S2I_FUSED_ATTENTION'] = values['fused-attention'] === '0' || values['fused-attention'] === 'false' ? '0' : '1';
+const positive = (name: string, v: string | undefined): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`--${name} must be a positive integer\n${USAGE}`);
+    process.exit(2);
+  }
+  return n;
+};
+const sd15Width = positive('sd15-width', values['sd15-width']);
+const sd15Latent = positive('sd15-latent', values['sd15-latent']);
+if (sd15Width !== undefined && sd15Width % 32 !== 0) {
+  console.error('--sd15-width must be a multiple of 32 (GroupNorm has 32 groups)');
+  process.exit(2);
+}
+
+const tinyDir = resolve(values.tiny ?? process.env['S2I_TINY_SD'] ?? join(process.env['S2I_ORACLE'] ?? join(packageRoot, '..', 'shared', 'oracle'), 'tiny-sd'));
+const log = values.quiet ? () => {} : (s: string) => process.stderr.write(s + '\n');
+log(`speed benchmark: ${parts.join(', ')} (runs: ${parts.map((p) => `${p} ${runs[p] ?? DEFAULT_RUNS[p]}`).join(', ')})`);
+
+const report = await runPerfBench({
+  parts,
+  runs,
+  torch: !values['no-torch'],
+  profile: !values['no-profile'],
+  python: values.python,
+  tinyDir,
+  cacheDir: values.cache,
+  compile,
+  cache: !values['no-ort-cache'],
+  env,
+  sd15Width,
+  sd15Latent,
+  log,
+});
+
+const md = formatPerfMarkdown(report);
+if (values.out) writeFileSync(values.out, JSON.stringify(report, null, 2) + '\n');
+if (values.md) writeFileSync(values.md, md);
+process.stdout.write(values.json ? JSON.stringify(report, null, 2) + '\n' : md);
+process.exitCode = report.cases.some((c) => c.errors.length) ? 1 : 0;
