@@ -17,6 +17,7 @@ import { generate, type GenerateResult } from '../src/pipeline/generate.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { maxAbsDiff, type Int64Tensor, type Tensor } from '../src/tensor.js';
 import { goldenPath, oracleDir, tinySdDir } from './support/oracle.js';
+import { expectGolden } from './support/golden.js';
 
 type Golden = Record<string, Tensor | Int64Tensor>;
 interface ManifestCase {
@@ -82,14 +83,14 @@ describe('case d: the A&E machinery on one forward pass (t=981)', () => {
       timestep: { data: Float32Array.of(981), shape: [1] },
       context: { data: f32(d, 'ae.encoder_hidden_states'), shape: [1, 77, 32] },
     });
-    expect(maxAbsDiff(r['aggregate16']!.data, f32(d, 'ae.aggregate16'))).toBeLessThanOrEqual(tol.aggregate16_cond.atol);
+    expectGolden('A&E: 16x16 aggregate (max abs)', maxAbsDiff(r['aggregate16']!.data, f32(d, 'ae.aggregate16')), tol.aggregate16_cond.atol);
     expect(maxAbsDiff(r['softmax100']!.data, f32(d, 'ae.softmax100_tokens1to75'))).toBeLessThanOrEqual(tol.atol);
-    expect(maxAbsDiff(r['max_attention']!.data, f32(d, 'ae.max_attention_per_index'))).toBeLessThanOrEqual(MAX_ATTENTION_ATOL);
+    expectGolden('A&E: max attention per subject (max abs)', maxAbsDiff(r['max_attention']!.data, f32(d, 'ae.max_attention_per_index')), MAX_ATTENTION_ATOL);
     expect(Math.abs(r['loss']!.data[0]! - f32(d, 'ae.loss')[0]!)).toBeLessThanOrEqual(MAX_ATTENTION_ATOL);
     const gold = f32(d, 'ae.grad_latent');
     const grad = r['grad']!.data;
     expect(maxOf(gold)).toBeGreaterThan(0);
-    expect(maxAbsDiff(grad, gold) / maxOf(gold)).toBeLessThanOrEqual(tol.ae.grad_latent_rtol);
+    expectGolden('A&E: d loss / d latent through the UNet (max abs / max |golden|)', maxAbsDiff(grad, gold) / maxOf(gold), tol.ae.grad_latent_rtol);
     // _update_latent at step 0: x - 20 * sqrt(1.0) * grad, in float32.
     const updated = x.map((v, i) => v - Math.fround(20 * grad[i]!));
     expect(maxAbsDiff(updated, f32(d, 'ae.updated_latent'))).toBeLessThanOrEqual(20 * tol.ae.grad_latent_rtol * maxOf(gold) + 1e-6);
@@ -121,8 +122,8 @@ describe('cases g and g2: 10-step Attend-and-Excite (PNDM, guidance 7.5, tokens 
 
   it('final latents match diffusers (g) and the official code (g2)', () => {
     expect([...result.timesteps]).toEqual(Array.from(g['timesteps']!.data as BigInt64Array, Number));
-    expect(maxAbsDiff(result.finalLatents.data, f32(g, 'final_latents'))).toBeLessThanOrEqual(gTol.final_latents.atol);
-    expect(maxAbsDiff(result.finalLatents.data, f32(g2, 'final_latents'))).toBeLessThanOrEqual(g2Tol.final_latents.atol);
+    expectGolden('A&E pipeline g (iterative refinement): final latents (max abs)', maxAbsDiff(result.finalLatents.data, f32(g, 'final_latents')), gTol.final_latents.atol);
+    expectGolden('A&E official code g2: final latents (max abs)', maxAbsDiff(result.finalLatents.data, f32(g2, 'final_latents')), g2Tol.final_latents.atol);
   });
 
   it('latents after each step match (the goldens skip call 0)', () => {
@@ -138,7 +139,7 @@ describe('cases g and g2: 10-step Attend-and-Excite (PNDM, guidance 7.5, tokens 
     const evals = ae.maxAttentionLog;
     expect(evals.length).toBe(36);
     const ours = Float32Array.from(evals.flat());
-    expect(maxAbsDiff(ours, f32(g, 'max_attention_all_calls'))).toBeLessThanOrEqual(MAX_ATTENTION_ATOL);
+    expectGolden('A&E g: max attention at every call (max abs)', maxAbsDiff(ours, f32(g, 'max_attention_all_calls')), MAX_ATTENTION_ATOL);
     expect(maxAbsDiff(ours, f32(g2, 'max_attention_all_calls'))).toBeLessThanOrEqual(MAX_ATTENTION_ATOL);
     // The same phases as the reference's log: latent updates and refinements at the same calls.
     const phases = (events: { kind: string }[]) => events.map((e) => e.kind).filter((k) => k !== 'evaluate');
