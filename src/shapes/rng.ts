@@ -1,13 +1,11 @@
 /**
- * A small seeded random number generator: xoshiro128** (Blackman & Vigna) seeded through splitmix32. Pure 32-bit
+ * The shapes world's seeded generator: the project's xoshiro128** (util/random.ts) seeded through splitmix32. Pure 32-bit
  * integer arithmetic (`Math.imul`, `>>>`), so the same seed gives the same sequence on every platform and Node
  * version. Not cryptographic. The shapes world uses it everywhere instead of `Math.random`.
  */
-export class Rng {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
+import { Xoshiro128 } from '../util/random.js';
+
+export class Rng extends Xoshiro128 {
   private spareNormal: number | null = null;
 
   /**
@@ -15,6 +13,7 @@ export class Rng {
    *   (hashed with FNV-1a).
    */
   constructor(seed: number | string = 0) {
+    super();
     let lo: number, hi: number;
     if (typeof seed === 'string') {
       let h = 0x811c9dc5;
@@ -52,19 +51,6 @@ export class Rng {
   /** The current state (see `fromState`). */
   getState(): [number, number, number, number] {
     return [this.s0 >>> 0, this.s1 >>> 0, this.s2 >>> 0, this.s3 >>> 0];
-  }
-
-  /** Next 32-bit unsigned integer. */
-  uint32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return result;
   }
 
   /** Uniform float in [0, 1) with 32 random bits. */
@@ -137,8 +123,4 @@ export class Rng {
   fork(): Rng {
     return new Rng(this.uint32() * 2097152 + (this.uint32() >>> 11));
   }
-}
-
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
 }

@@ -24,16 +24,38 @@ function splitmix64(state: { s: bigint }): bigint {
 const TWO_PI = 2 * Math.PI;
 const INV_2_53 = 1 / 2 ** 53;
 
-export class GaussianRng {
-  private s0 = 0;
-  private s1 = 0;
-  private s2 = 0;
-  private s3 = 0;
+/**
+ * xoshiro128** (Blackman & Vigna): the one uniform generator of the project. Subclasses choose the seeding; the
+ * state is four 32-bit words, never all zero.
+ */
+export class Xoshiro128 {
+  protected s0 = 0;
+  protected s1 = 0;
+  protected s2 = 0;
+  protected s3 = 0;
+
+  /** The next 32 random bits as an unsigned integer in [0, 2^32). */
+  uint32(): number {
+    const s1 = this.s1;
+    const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9);
+    const t = s1 << 9;
+    this.s2 ^= this.s0;
+    this.s3 ^= this.s1;
+    this.s1 ^= this.s2;
+    this.s0 ^= this.s3;
+    this.s2 ^= t;
+    this.s3 = rotl(this.s3, 11);
+    return result >>> 0;
+  }
+}
+
+export class GaussianRng extends Xoshiro128 {
 
   /**
    * @param seed an integer: a safe-integer number (negative allowed) or a bigint (taken modulo 2^64).
    */
   constructor(seed: number | bigint = 0) {
+    super();
     let s: bigint;
     if (typeof seed === 'bigint') s = seed & MASK64;
     else {
@@ -58,20 +80,6 @@ export class GaussianRng {
     r.s2 = this.s2;
     r.s3 = this.s3;
     return r;
-  }
-
-  /** The next 32 random bits as an unsigned integer in [0, 2^32). */
-  uint32(): number {
-    const s1 = this.s1;
-    const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9);
-    const t = s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return result >>> 0;
   }
 
   /** A uniform double in [0, 1) with 53 random bits (two 32-bit draws). */
