@@ -12,6 +12,12 @@ export function editInputName(height: number, width: number): string {
   return `attention_edit_${height}x${width}`;
 }
 
+/** The query resolution an editor input is for, or null for any other graph input. */
+export function parseEditInputName(name: string): { height: number; width: number } | null {
+  const m = /^attention_edit_(\d+)x(\d+)$/.exec(name);
+  return m ? { height: Number(m[1]), width: Number(m[2]) } : null;
+}
+
 export interface MultiplicativeEditor {
   hook: AttentionHook;
   /** The graph inputs created so far, by resolution. */

@@ -447,7 +447,6 @@ const sliceVjp: VjpRule = ({ graph: g, inputs, y, gy, needs }) => {
   if (!needs[0]) return [null];
   if (y.size === 0) return [zeros(g, x.shape)];
   const starts = constInts(inputs[1]!, 'Slice starts');
-  const ends = constInts(inputs[2]!, 'Slice ends');
   const axes = inputs[3] ? constInts(inputs[3], 'Slice axes') : starts.map((_, i) => i);
   const steps = inputs[4] ? constInts(inputs[4], 'Slice steps') : starts.map(() => 1);
   const r = x.rank;

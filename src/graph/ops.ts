@@ -3,7 +3,7 @@
  * (GroupNorm, LayerNorm, GELU, SiLU, nearest upsampling) are written from primitives so that reverse mode needs
  * VJP rules for primitives only; ONNX Runtime's optimiser fuses the common patterns back.
  */
-import { attr, broadcastShapes, Graph, sameShape, shapeSize, type Attrs, type DType, type Shape, Value } from './graph.js';
+import { attr, broadcastShapes, Graph, sameShape, shapeSize, type Attrs, type DType, Value } from './graph.js';
 
 export const OPSET = 17;
 

@@ -3,12 +3,14 @@
  * error for anything we cannot run (naming the file and the key).
  */
 import { UserError } from '../errors.js';
+import { configBool, configIntArray, configNumber, configString, configStringArray } from '../io/model-folder.js';
 import type { ClipTextConfig } from './clip.js';
 import type { DownBlockType, UNetConfig, UpBlockType } from './unet.js';
 import type { VaeConfig } from './vae.js';
 
 type Json = Record<string, unknown>;
 
+/** io's config accessors bound to one file, plus the range checks and per-block forms models need. */
 class Reader {
   constructor(
     private readonly json: Json,
@@ -25,13 +27,7 @@ class Reader {
   }
 
   number(key: string, fallback?: number): number {
-    const v = this.value(key);
-    if (v === undefined) {
-      if (fallback === undefined) throw new UserError(`${this.file}: missing config key '${key}'`);
-      return fallback;
-    }
-    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(key, 'a number', v);
-    return v;
+    return configNumber(this.json, key, this.file, fallback);
   }
 
   int(key: string, fallback?: number, min = 0): number {
@@ -41,40 +37,21 @@ class Reader {
   }
 
   bool(key: string, fallback: boolean): boolean {
-    const v = this.value(key);
-    if (v === undefined) return fallback;
-    if (typeof v !== 'boolean') this.fail(key, 'true or false', v);
-    return v;
+    return configBool(this.json, key, this.file, fallback);
   }
 
   string(key: string, fallback?: string): string {
-    const v = this.value(key);
-    if (v === undefined) {
-      if (fallback === undefined) throw new UserError(`${this.file}: missing config key '${key}'`);
-      return fallback;
-    }
-    if (typeof v !== 'string') this.fail(key, 'a string', v);
-    return v;
+    return configString(this.json, key, this.file, fallback);
   }
 
   stringList(key: string, fallback?: string[]): string[] {
-    const v = this.value(key);
-    if (v === undefined) {
-      if (fallback === undefined) throw new UserError(`${this.file}: missing config key '${key}'`);
-      return fallback;
-    }
-    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) this.fail(key, 'a list of strings', v);
-    return v as string[];
+    return configStringArray(this.json, key, this.file, fallback);
   }
 
   intList(key: string, fallback?: number[]): number[] {
-    const v = this.value(key);
-    if (v === undefined) {
-      if (fallback === undefined) throw new UserError(`${this.file}: missing config key '${key}'`);
-      return fallback;
-    }
-    if (!Array.isArray(v) || v.some((x) => typeof x !== 'number' || !Number.isInteger(x) || x < 1)) this.fail(key, 'a list of positive integers', v);
-    return v as number[];
+    const v = configIntArray(this.json, key, this.file, fallback);
+    if (v.some((x) => x < 1)) this.fail(key, 'a list of positive integers', v);
+    return v;
   }
 
   /** An int or a per-block list (diffusers accepts both for several keys). */

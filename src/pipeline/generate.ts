@@ -6,7 +6,7 @@
  * (Attend-and-Excite, Suppress-to-Impress's loss mode) and edit the pass's cross-attention (edit mode).
  */
 import { AttentionStore, composeHooks } from '../attention/store.js';
-import { multiplicativeEditor } from '../attention/editors.js';
+import { multiplicativeEditor, parseEditInputName } from '../attention/editors.js';
 import { UserError } from '../errors.js';
 import * as op from '../graph/ops.js';
 import type { GuidanceMethod, StepContext } from '../methods/types.js';
@@ -198,9 +198,9 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
     };
     if (edit) {
       for (const input of session.graph.inputs) {
-        const m = /^attention_edit_(\d+)x(\d+)$/.exec(input.name);
-        if (!m) continue;
-        const factor = edit(Number(m[1]), Number(m[2]), tokens, 2);
+        const at = parseEditInputName(input.name);
+        if (!at) continue;
+        const factor = edit(at.height, at.width, tokens, 2);
         if (factor.data.length !== numel(input.shape)) throw new Error(`attention edit for ${input.name} has ${factor.data.length} values, expected [${input.shape}]`);
         feeds[input.name] = { data: factor.data, shape: [...input.shape] };
       }
