@@ -154,13 +154,13 @@ describe('s2i generate', () => {
       ['bad --thresholds', ['--method', 'attend-and-excite', '--subjects', 'cat', '--thresholds', '0:0.05,10'], ['--thresholds', '"10"']],
       ['subject not in the prompt', ['--method', 'attend-and-excite', '--subjects', 'cat,zebra'], ["subject 'zebra' is not in the prompt \"a cat and a frog\" (its words: a, cat, and, a, frog)"]],
       ['A&E without subjects', ['--method', 'attend-and-excite'], ['--subjects', '--tokens']],
-      ['no model', ['--no-model-placeholder'], ['no --model given and no default model is installed']],
+      ['missing model folder', ['--model', join(tmp, 'no-such-model')], [join(tmp, 'no-such-model')]],
     ];
     for (const [name, args, parts] of cases) {
       it(name, () => {
         const out = join(tmp, `err-${name.replace(/\W+/g, '-')}.png`);
-        const withModel = args[0] === '--no-model-placeholder' ? [] : ['--model', tinySdDir];
-        const r = s2i(PROMPT, ...withModel, ...args.filter((a) => a !== '--no-model-placeholder'), '--steps', '2', '--out', out, '--save-latents', `${out}.safetensors`, '--attention-maps', `${out}.maps.png`);
+        const withModel = args.includes('--model') ? [] : ['--model', tinySdDir];
+        const r = s2i(PROMPT, ...withModel, ...args, '--steps', '2', '--out', out, '--save-latents', `${out}.safetensors`, '--attention-maps', `${out}.maps.png`);
         expect(r.code).toBe(1);
         expect(r.stdout).toBe('');
         expect(r.stderr).toMatch(/^s2i: error: [^\n]+\n$/);

@@ -393,6 +393,33 @@ export type WeightLocation = { kind: 'file'; path: string } | { kind: 'index'; p
  * make the user name it, but there is nothing to choose between). Returns null when there are no weights at all;
  * throws the pickle refusal when only pickle weights exist.
  */
+/** Sampling settings a model folder recommends (`s2i.json` beside model_index.json); absent keys are absent. */
+export interface SamplingDefaults {
+  steps?: number;
+  guidance?: number;
+}
+
+export const SAMPLING_DEFAULTS_FILE = 's2i.json';
+
+/**
+ * A model's recommended `steps` / `guidance` from its `s2i.json`, or {} when it has none (every diffusers
+ * checkpoint). SD's 50 steps and guidance 7.5 suit SD, not a small pixel-space model trained for 25 steps.
+ */
+export function readSamplingDefaults(dir: string): SamplingDefaults {
+  const path = join(dir, SAMPLING_DEFAULTS_FILE);
+  if (!existsSync(path)) return {};
+  const c = readJsonObject(path);
+  const out: SamplingDefaults = {};
+  const steps = configOptionalNumber(c, 'steps', path);
+  if (steps !== null) {
+    if (!Number.isInteger(steps) || steps < 1) throw new UserError(`${path}: config key 'steps' must be a positive integer, found ${steps}`);
+    out.steps = steps;
+  }
+  const guidance = configOptionalNumber(c, 'guidance', path);
+  if (guidance !== null) out.guidance = guidance;
+  return out;
+}
+
 export function findWeights(dir: string, variant?: string): WeightLocation | null {
   const files = listFiles(dir);
   const has = (name: string) => files.includes(name);

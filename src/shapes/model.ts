@@ -5,6 +5,7 @@
  */
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { SAMPLING_DEFAULTS_FILE, type SamplingDefaults } from '../io/model-folder.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { parseClipTextConfig, parseUNetConfig } from '../models/config.js';
 import type { TextToImageConfig } from '../train/diffusion.js';
@@ -103,6 +104,8 @@ export interface ModelFolderContents {
   unetWeights: ReadonlyMap<string, { data: Float32Array; shape: readonly number[] }>;
   textWeights: ReadonlyMap<string, { data: Float32Array; shape: readonly number[] }>;
   metadata?: Record<string, string>;
+  /** Recommended sampling settings, written to s2i.json (what `s2i generate` uses unless told otherwise). */
+  sampling?: SamplingDefaults;
 }
 
 /** Write a diffusers-layout folder (no VAE: pixel space) atomically: built beside `dir`, then renamed over it. */
@@ -128,6 +131,7 @@ export function writeShapesModelFolder(dir: string, contents: ModelFolderContent
   json('unet/config.json', contents.unetConfig);
   json('text_encoder/config.json', contents.textConfig);
   json('scheduler/scheduler_config.json', contents.schedulerConfig);
+  if (contents.sampling) json(SAMPLING_DEFAULTS_FILE, contents.sampling);
   const tok = buildShapesVocabulary();
   json('tokenizer/vocab.json', tok.vocab);
   writeFileSync(join(tmp, 'tokenizer/merges.txt'), '#version: 0.2\n' + tok.merges.map(([a, b]) => `${a} ${b}`).join('\n') + '\n');

@@ -161,6 +161,7 @@ export function exportShapesModel(dir: string, weights: ReadonlyMap<string, Floa
     unetWeights,
     textWeights,
     metadata,
+    sampling: { steps: SHAPES_TRAIN_DEFAULTS.sampleSteps, guidance: SHAPES_TRAIN_DEFAULTS.sampleGuidance },
   });
 }
 

@@ -7,6 +7,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
+import { readSamplingDefaults } from '../../io/model-folder.js';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
@@ -31,8 +32,8 @@ import { interactive, parseInteger, parseNumber } from '../options.js';
 interface GenerateFlags {
   model?: string;
   negative?: string;
-  steps: string;
-  guidance: string;
+  steps?: string;
+  guidance?: string;
   scheduler?: string;
   seed?: string;
   height?: string;
@@ -238,8 +239,12 @@ function pickAttnRes(available: [number, number][], latentH: number, latentW: nu
 
 async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan; model: StableDiffusion; loadMs: number }> {
   // Everything that needs no model first, so mistakes are reported instantly.
-  const steps = parseInteger(flags.steps, '--steps', 1, 1000);
-  const guidance = parseNumber(flags.guidance, '--guidance');
+  const modelDir = flags.model ?? defaultModelDir();
+  if (modelDir === null) throw new UserError('no --model given and no default model is installed (give --model DIR, a diffusers model folder)');
+  // SD's 50 steps / 7.5 unless the model recommends its own (s2i.json, e.g. the shipped shapes model).
+  const recommended = existsSync(modelDir) ? readSamplingDefaults(modelDir) : {};
+  const steps = parseInteger(flags.steps ?? String(recommended.steps ?? 50), '--steps', 1, 1000);
+  const guidance = parseNumber(flags.guidance ?? String(recommended.guidance ?? 7.5), '--guidance');
   const samplerGiven = flags.scheduler !== undefined ? parseSamplerName(flags.scheduler, '--scheduler') : undefined;
   const seed = flags.seed !== undefined ? parseInteger(flags.seed, '--seed', 0, Number.MAX_SAFE_INTEGER) : randomInt(0, 2 ** 32);
   const heightGiven = parseImageSide(flags.height, '--height');
@@ -286,8 +291,6 @@ async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan;
   }
   const latents = flags.latents !== undefined ? readLatentsFile(flags.latents) : null;
 
-  const modelDir = flags.model ?? defaultModelDir();
-  if (modelDir === null) throw new UserError('no --model given and no default model is installed (give --model DIR, a diffusers model folder)');
   const t0 = performance.now();
   const model = await StableDiffusion.load(modelDir, threads !== undefined ? { threads } : {});
   const loadMs = performance.now() - t0;
@@ -591,8 +594,8 @@ export function register(program: Command): void {
     .argument('<prompt>', 'the text prompt (quote it)')
     .option('--model <dir>', 'diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)')
     .option('--negative <text>', 'negative prompt (default: the empty prompt, as diffusers)')
-    .option('--steps <n>', 'inference steps', '50')
-    .option('--guidance <x>', 'classifier-free guidance scale', '7.5')
+    .option('--steps <n>', "inference steps (default: the model's s2i.json, else 50)")
+    .option('--guidance <x>', "classifier-free guidance scale (default: the model's s2i.json, else 7.5)")
     .option('--scheduler <name>', "sampler: pndm, ddim, euler, euler-a, dpmpp-2m (default: the model's own)")
     .option('--seed <n>', 'seed of the initial noise (and of euler-a); default: a random seed, printed')
     .option('--height <px>', "image height, a multiple of 8 (default: the model's size, or the --latents size)")
