@@ -139,6 +139,20 @@ describe('s2i generate', () => {
     }
   });
 
+  it('without --model uses the shipped shapes model with its recommended steps and guidance (s2i.json)', () => {
+    const out = join(tmp, 'default-model.png');
+    const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'generate', 'a red circle and a blue square', '--seed', '3', '--out', out, '--json'], { cwd: tmp, encoding: 'utf8', timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const report = JSON.parse(r.stdout);
+    const recommended = JSON.parse(readFileSync(join(repoRoot, 'models', 'shapes', 's2i.json'), 'utf8'));
+    expect(report.settings).toMatchObject({ steps: recommended.steps, guidance: recommended.guidance, height: 32, width: 32, method: 'none' });
+    expect(decodePng(out).width).toBe(32);
+    // An explicit option still wins.
+    const r2 = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'generate', 'a red circle', '--seed', '3', '--steps', '4', '--out', out, '--json'], { cwd: tmp, encoding: 'utf8', timeout: 120_000 });
+    expect(JSON.parse(r2.stdout).settings).toMatchObject({ steps: 4, guidance: recommended.guidance });
+  });
+
   describe('errors: exit code 1, one line on stderr, no output file', () => {
     const bad = join(tmp, 'bad.safetensors');
     writeSafetensors(bad, { foo: { data: new Float32Array(3 * 32 * 32), shape: [1, 3, 32, 32] }, latents: { data: new Float32Array(4 * 16 * 16), shape: [1, 4, 16, 16] } });

@@ -12,6 +12,7 @@ import {
   configString,
   configStringArray,
   openModelFolder,
+  readSamplingDefaults,
   WeightStore,
 } from '../src/io/model-folder.js';
 import { bf16ToF32, f16ToF32, readSafetensors, SafetensorsFile, weightSource, writeSafetensors } from '../src/io/safetensors.js';
@@ -440,6 +441,20 @@ describe('config accessors', () => {
     expectUserError(() => configInt(cfg, 'f', file), "config key 'f' must be an integer, found 0.5");
     expectUserError(() => configStringArray(cfg, 'arr', file), "'arr' must be a list of strings");
     expectUserError(() => configNumber(cfg, 'nul', file), "'nul' must be a number, found null");
+  });
+});
+
+describe('s2i.json sampling defaults', () => {
+  const dir = mkdtempSync(join(tmpdir(), 's2i-sampling-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  it('reads steps and guidance, is empty without the file, and names the file and key when wrong', () => {
+    expect(readSamplingDefaults(dir)).toEqual({});
+    writeFileSync(join(dir, 's2i.json'), '{"steps": 25, "guidance": 5}');
+    expect(readSamplingDefaults(dir)).toEqual({ steps: 25, guidance: 5 });
+    writeFileSync(join(dir, 's2i.json'), '{"steps": 2.5}');
+    expectUserError(() => readSamplingDefaults(dir), `${join(dir, 's2i.json')}: config key 'steps' must be a positive integer`);
+    writeFileSync(join(dir, 's2i.json'), '{"guidance": "high"}');
+    expectUserError(() => readSamplingDefaults(dir), "config key 'guidance' must be a number");
   });
 });
 
