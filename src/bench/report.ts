@@ -5,6 +5,10 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { drawText, textHeight, textWidth } from '../image/font.js';
+import { blit, createImage, fillRect, type Rgb, type RgbImage } from '../image/image.js';
+import { readPng } from '../image/png.js';
+import { resizeNearest } from '../image/resize.js';
 import type { BenchItem, BenchOutcome, BenchRow } from './run.js';
 import { BASELINES, summarize, wilson, type Comparison, type Interval, type MethodSummary, type StatRow, type Summary } from './stats.js';
 import type { PromptKind, Split } from './suites.js';
@@ -284,3 +288,63 @@ ${grids.join('\n')}
 `;
 }
 
+
+// ------------------------------------------------------------------------------------------------------ PNG grid
+
+const OK_GREEN: Rgb = [40, 160, 60];
+const FAIL_RED: Rgb = [210, 40, 40];
+
+/**
+ * A picture for the README: per suite, its first `rowsPerSuite` (prompt, seed) pairs as rows and the methods as
+ * columns, every image enlarged `scale` times (nearest neighbour) in a green (full success) or red frame, the
+ * prompt above each row. The same rows for every method, so a column compares methods on the same noise.
+ */
+export function renderPngGrid(summary: BenchSummary, items: readonly BenchItem[], out: string, options: { rowsPerSuite?: number; scale?: number } = {}): RgbImage {
+  const methods = summary.run.methods;
+  const rowsPerSuite = options.rowsPerSuite ?? 4;
+  const scale = options.scale ?? 3;
+  const rows: { prompt: string; seed: number; cells: Map<string, BenchRow> }[] = [];
+  for (const s of summary.run.suites) {
+    const index = new Map<string, number>();
+    const suiteRows: typeof rows = [];
+    for (const it of items) {
+      if (it.suite !== s.name) continue;
+      const k = `${it.row.seed}\u0000${it.row.prompt}`;
+      let i = index.get(k);
+      if (i === undefined) {
+        if (suiteRows.length >= rowsPerSuite) continue;
+        i = suiteRows.push({ prompt: it.row.prompt, seed: it.row.seed, cells: new Map() }) - 1;
+        index.set(k, i);
+      }
+      suiteRows[i]!.cells.set(it.row.method, it.row);
+    }
+    rows.push(...suiteRows);
+  }
+  if (rows.length === 0) throw new Error('renderPngGrid: no images');
+  const first = [...rows[0]!.cells.values()][0]!;
+  const sample = readPng(join(out, first.image));
+  const frame = 2;
+  const cellW = sample.width * scale + 2 * frame;
+  const cellH = sample.height * scale + 2 * frame;
+  const pad = 4;
+  const colW = Math.max(cellW, ...methods.map((m) => textWidth(m) + 2));
+  const headH = textHeight() + 6;
+  const captionH = textHeight() + 4;
+  const width = pad + methods.length * (colW + pad);
+  const height = headH + rows.length * (captionH + cellH + pad) + pad;
+  const img = createImage(width, height);
+  methods.forEach((m, j) => drawText(img, m, pad + j * (colW + pad) + Math.floor((colW - textWidth(m)) / 2), 3));
+  rows.forEach((r, i) => {
+    const y = headH + i * (captionH + cellH + pad);
+    drawText(img, `${r.prompt} (seed ${r.seed})`, pad, y + 1, [60, 60, 60]);
+    methods.forEach((m, j) => {
+      const row = r.cells.get(m);
+      if (!row || !existsSync(join(out, row.image))) return;
+      const x = pad + j * (colW + pad) + Math.floor((colW - cellW) / 2);
+      fillRect(img, x, y + captionH, cellW, cellH, row.full_success ? OK_GREEN : FAIL_RED);
+      const tile = readPng(join(out, row.image));
+      blit(img, resizeNearest(tile, tile.width * scale, tile.height * scale), x + frame, y + captionH + frame);
+    });
+  });
+  return img;
+}

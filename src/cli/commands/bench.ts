@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { benchSummary, formatSummaryMarkdown, formatSummaryText, renderHtmlReport } from '../../bench/report.js';
+import { benchSummary, formatSummaryMarkdown, formatSummaryText, renderHtmlReport, renderPngGrid } from '../../bench/report.js';
+import { writePng } from '../../image/png.js';
 import { parseMethods, parseSeeds, runBench, writeText } from '../../bench/run.js';
 import { BUILTIN_SUITES, loadSuite, parseSplit, SPLITS, type Split, type Suite } from '../../bench/suites.js';
 import { UserError } from '../../errors.js';
@@ -120,6 +121,7 @@ async function run(flags: BenchFlags): Promise<void> {
   const summary = benchSummary(outcome, { methods, seeds, model: modelDir });
   writeText(join(out, 'summary.md'), formatSummaryMarkdown(summary));
   writeText(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  if (outcome.items.length > 0) writePng(join(out, 'grid.png'), renderPngGrid(summary, outcome.items, out));
   if (report) mkdirSync(dirname(report), { recursive: true });
   if (report) writeText(report, renderHtmlReport(summary, outcome.items, out, { maps: flags.reportMaps === true }));
   if (flags.json) {
@@ -129,7 +131,7 @@ async function run(flags: BenchFlags): Promise<void> {
   const notes: string[] = [];
   notes.push(`${outcome.generated} images generated, ${outcome.skipped} reused from ${outcome.resultsPath}`);
   if (outcome.ignoredLines) notes.push(`${outcome.ignoredLines} unreadable line${outcome.ignoredLines > 1 ? 's' : ''} of results.jsonl ignored (a partial last line from an interrupted run is dropped)`);
-  notes.push(`wrote ${join(out, 'summary.md')}${report ? ` and ${report}` : ''}`);
+  notes.push(`wrote ${join(out, 'summary.md')}, ${join(out, 'grid.png')}${report ? ` and ${report}` : ''}`);
   process.stdout.write(`${formatSummaryText(summary)}\n${notes.join('\n')}\n`);
 }
 
