@@ -8,7 +8,8 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { benchSummary, failures, formatSummaryMarkdown, renderHtmlReport } from '../src/bench/report.js';
+import { benchSummary, failures, formatSummaryMarkdown, renderHtmlReport, renderPngGrid } from '../src/bench/report.js';
+import { readPng } from '../src/image/png.js';
 import { canonicalJson, parseMethods, parseSeeds, readResults, runBench, type BenchRow } from '../src/bench/run.js';
 import { binomialHalfCdf, clusterRate, compareMethods, mcnemarExact, summarize, wilson, type StatRow } from '../src/bench/stats.js';
 import { builtinSuitePrompts, loadSuite, readPromptFile, type Suite, type SuitePrompt } from '../src/bench/suites.js';
@@ -300,6 +301,11 @@ describe('bench on tiny-sd', () => {
     expect(formatSummaryMarkdown(summary)).toMatch(/\| method \| n \| full success % \|/);
     const html = renderHtmlReport(summary, first.items, out);
     expect(html.match(/data:image\/png;base64,/g)).toHaveLength(4);
+    // The README picture: a caption strip and a framed, enlarged cell per image, the same rows for every method.
+    const grid = renderPngGrid(summary, first.items, out, { rowsPerSuite: 1, scale: 2 });
+    const tile = readPng(join(out, first.items[0]!.row.image));
+    expect(grid.height).toBeGreaterThan(2 * tile.height + 4);
+    expect(grid.width).toBeGreaterThan(summary.run.methods.length * (2 * tile.width + 4));
   });
 });
 
@@ -323,6 +329,7 @@ describe('s2i bench', () => {
     expect(j.comparisons).toEqual([]);
     expect(j.run).toMatchObject({ steps: 2, sampler: 'ddim', seeds: [0], images: 1, generated: 1 });
     expect(existsSync(join(out, 'summary.md'))).toBe(true);
+    expect(readPng(join(out, 'grid.png')).width).toBeGreaterThan(0);
     expect(readResults(join(out, 'results.jsonl')).rows).toHaveLength(1);
   });
 
