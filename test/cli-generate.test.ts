@@ -149,8 +149,9 @@ describe('s2i generate', () => {
     expect(report.settings).toMatchObject({ steps: recommended.steps, guidance: recommended.guidance, height: 32, width: 32, method: 'none' });
     expect(decodePng(out).width).toBe(32);
     // An explicit option still wins.
-    const r2 = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'generate', 'a red circle', '--seed', '3', '--steps', '4', '--out', out, '--json'], { cwd: tmp, encoding: 'utf8', timeout: 120_000 });
+    const r2 = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'generate', 'a red circle', '--seed', '3', '--steps', '4', '--upscale', '3', '--out', out, '--json'], { cwd: tmp, encoding: 'utf8', timeout: 120_000 });
     expect(JSON.parse(r2.stdout).settings).toMatchObject({ steps: 4, guidance: recommended.guidance });
+    expect(decodePng(out).width).toBe(96);
   });
 
   describe('errors: exit code 1, one line on stderr, no output file', () => {

@@ -16,6 +16,7 @@ import { describeSubject, resolveSubjects, subjectsJson, type ResolvedSubjects }
 import { UserError } from '../../errors.js';
 import { floatToRgb8 } from '../../image/convert.js';
 import { encodePng, writeFileAtomic } from '../../image/png.js';
+import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, SafetensorsFile, writeSafetensors } from '../../io/safetensors.js';
 import { autoSubjects, type AttributeLink } from '../../attention/auto-subjects.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
@@ -57,6 +58,7 @@ interface GenerateFlags {
   attentionMaps?: string;
   attentionSteps?: string;
   threads?: string;
+  upscale?: string;
 }
 
 /** The A&E defaults are tuned for this many steps; other step counts scale them (as the oracle did). */
@@ -220,6 +222,8 @@ interface Plan {
   outLatents: string | null;
   outMaps: string | null;
   threads: number | undefined;
+  /** Nearest-neighbour enlargement of the written PNG (1: as generated). */
+  upscale: number;
   notes: string[];
 }
 
@@ -251,6 +255,7 @@ async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan;
   const widthGiven = parseImageSide(flags.width, '--width');
   const { name: method, preset } = parseMethod(flags.method);
   const threads = flags.threads !== undefined ? parseInteger(flags.threads, '--threads', 1, 1024) : undefined;
+  const upscale = flags.upscale !== undefined ? parseInteger(flags.upscale, '--upscale', 1, 16) : 1;
   const guided = preset.kind !== 'none';
   const isAE = preset.kind === 'attend-and-excite';
   const isSuppress = preset.kind === 'suppress';
@@ -397,6 +402,7 @@ async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan;
       outLatents,
       outMaps,
       threads,
+      upscale,
       notes,
     },
     model,
@@ -489,7 +495,7 @@ function summary(p: Plan, r: GenerateResult, model: StableDiffusion, loadMs: num
   const sess = g.reduce((s, t) => s + t.sessionMs, 0);
   row('timings', `total ${sec(r.timings.totalMs + loadMs)}: load ${sec(loadMs)}, text encoder ${sec(r.timings.encodeMs)}, denoise ${sec(r.timings.denoiseMs)}, decode ${sec(r.timings.decodeMs)}`);
   row('', `of which ${g.length} graphs built in ${sec(build)} and ONNX Runtime sessions created in ${sec(sess)}`);
-  row('wrote', `${shown(p.outImage)} (${r.width}x${r.height} PNG)`);
+  row('wrote', `${shown(p.outImage)} (${r.width * p.upscale}x${r.height * p.upscale} PNG${p.upscale > 1 ? `, enlarged ${p.upscale}x` : ''})`);
   if (p.outLatents) row('', `${shown(p.outLatents)} (final latents [${r.finalLatents.shape.join(', ')}] as tensor 'latents')`);
   if (p.outMaps && mapsSize) row('', `${shown(p.outMaps)} (cross-attention ${p.mapRes!.join('x')}, ${mapsSize[0]}x${mapsSize[1]} PNG)`);
   return L.join('\n') + '\n';
@@ -571,7 +577,8 @@ async function run(prompt: string, flags: GenerateFlags): Promise<void> {
 
   // Everything is made in memory first; files are written only once the whole run has succeeded.
   const image = floatToRgb8(result.image, { range: 'signed' });
-  const png = encodePng(image.data, image.width, image.height);
+  const written = p.upscale > 1 ? resizeNearest(image, image.width * p.upscale, image.height * p.upscale) : image;
+  const png = encodePng(written.data, written.width, written.height);
   let mapsPng: Buffer | null = null;
   let mapsSize: [number, number] | null = null;
   if (p.outMaps) {
@@ -618,6 +625,7 @@ export function register(program: Command): void {
     .option('--attn-res <n>', 'A&E and --attention-maps: query resolution of the maps, e.g. 16 or 16x16 (default 16)')
     .option('--attention-maps <file>', 'write a PNG of the cross-attention map of each token over the image')
     .option('--attention-steps <list>', 'rows of the attention picture: steps such as 0,10,49, or all, or mean (default: mean)')
+    .option('--upscale <n>', 'write the PNG enlarged n times, nearest neighbour (for small models such as the 32x32 default)')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
     .addHelpText(
       'after',
