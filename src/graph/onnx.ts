@@ -125,6 +125,21 @@ export function liveNodes(graph: Graph): Node[] {
   return liveGraph(graph).nodes;
 }
 
+/** A float32 initializer whose bytes lie in `location` (a file in the model's folder) at [offset, offset + length). */
+function externalInitializer(value: Value, location: string, offset: number, length: number): onnxProto.onnx.ITensorProto {
+  return {
+    name: value.name,
+    dims: [...value.shape],
+    dataType: onnx.TensorProto.DataType.FLOAT,
+    dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+    externalData: [
+      { key: 'location', value: location },
+      { key: 'offset', value: String(offset) },
+      { key: 'length', value: String(length) },
+    ],
+  };
+}
+
 export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Uint8Array {
   // Only what the outputs need: a gradient graph, say, need not carry the layers after the last one its loss reads.
   const { nodes, substitute } = liveGraph(graph, options.substitutions ?? true);
@@ -149,32 +164,12 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
         const ext = p.source.external;
         const linked = ext && options.linkExternal ? options.linkExternal(ext.path) : null;
         if (ext && linked) {
-          initializers.push({
-            name: p.value.name,
-            dims: [...p.value.shape],
-            dataType: onnx.TensorProto.DataType.FLOAT,
-            dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-            externalData: [
-              { key: 'location', value: linked },
-              { key: 'offset', value: String(ext.offset) },
-              { key: 'length', value: String(ext.length) },
-            ],
-          });
+          initializers.push(externalInitializer(p.value, linked, ext.offset, ext.length));
           continue;
         }
         const bytes = bytesOf(p.source.read());
         writeSync(fd, bytes, 0, bytes.length, offset);
-        initializers.push({
-          name: p.value.name,
-          dims: [...p.value.shape],
-          dataType: onnx.TensorProto.DataType.FLOAT,
-          dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-          externalData: [
-            { key: 'location', value: basename(options.externalDataPath) },
-            { key: 'offset', value: String(offset) },
-            { key: 'length', value: String(bytes.length) },
-          ],
-        });
+        initializers.push(externalInitializer(p.value, basename(options.externalDataPath), offset, bytes.length));
         // 64-byte alignment lets ONNX Runtime memory-map each tensor.
         offset += Math.ceil(bytes.length / 64) * 64;
       }

@@ -30,6 +30,7 @@ import { parameterShapes, TrainingStep, type TrainingBatch } from '../../train/d
 import { initParams } from '../../train/init.js';
 import { GaussianRng } from '../../util/random.js';
 import { readFileSync } from 'node:fs';
+import type { GraphTiming } from '../../pipeline/stable-diffusion.js';
 
 export const CASES = ['tiny-step', 'tiny-ae', 'sd15-step', 'sd15-ae', 'train'] as const;
 export type CaseName = (typeof CASES)[number];
@@ -51,13 +52,7 @@ export const AE_TOKEN_INDICES = [2, 5] as const;
 export const AE_RES: [number, number] = [16, 16];
 export const TRAIN_BATCH = 32;
 
-export interface GraphTiming {
-  key: string;
-  buildMs: number;
-  serializeMs: number;
-  sessionMs: number;
-  nodes: number;
-}
+export type { GraphTiming };
 
 /** A UNet model folder's UNet as the pipeline would compile it, for latents [C, h, w] and 77 tokens. */
 export class BenchUNet implements UNetAccess {
