@@ -8,11 +8,24 @@ export { UserError } from './errors.js';
 export type { Tensor } from './tensor.js';
 
 export { StableDiffusion, type GraphTiming, type LoadOptions } from './pipeline/stable-diffusion.js';
-export { generate, type GenerateOptions, type GenerateResult, type StepInfo, type StepRecord } from './pipeline/generate.js';
+export {
+  generate,
+  type GenerateOptions,
+  type GenerateResult,
+  type StepInfo,
+  type StepRecord,
+} from './pipeline/generate.js';
 
 export { AttendAndExcite, ATTEND_EXCITE_DEFAULTS, type AttendExciteConfig } from './methods/attend-and-excite.js';
 export type { GuidanceMethod, StepContext, UNetAccess, AttentionEdit } from './methods/types.js';
-export { SuppressToImpress, SUPPRESS_WEIGHTS, suppressLossTerms, outsideMassShare, type SuppressConfig, type LossWeights } from './methods/suppress.js';
+export {
+  SuppressToImpress,
+  SUPPRESS_WEIGHTS,
+  suppressLossTerms,
+  outsideMassShare,
+  type SuppressConfig,
+  type LossWeights,
+} from './methods/suppress.js';
 export { buildMethod, methodTargets, METHODS, METHOD_NAMES, scaledLoopDefaults } from './methods/registry.js';
 export { autoSubjects } from './attention/auto-subjects.js';
 export { resolveSubjects } from './attention/subjects.js';

@@ -18,7 +18,8 @@ export function numel(shape: readonly number[]): number {
 }
 
 export function tensor(data: Float32Array, shape: readonly number[]): Tensor {
-  if (data.length !== numel(shape)) throw new Error(`tensor: ${data.length} elements do not fill shape [${shape.join(',')}]`);
+  if (data.length !== numel(shape))
+    throw new Error(`tensor: ${data.length} elements do not fill shape [${shape.join(',')}]`);
   return { data, shape: [...shape] };
 }
 

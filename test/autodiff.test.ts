@@ -80,7 +80,12 @@ function attendAndExcite({ g, input }: Ctx): { out: Value } {
   // tokens, Gaussian smoothing with reflect padding, and the worst of two tokens' 1 − max.
   const maps = op.slice(op.reduceMean(probs, [1], false), [1], [ctxLen], [2]); // [1, 36, 4]
   const sharp = op.softmax(op.mul(maps, 100), -1);
-  const kernel = g.constant(Float32Array.from([1, 2, 1, 2, 4, 2, 1, 2, 1], (z) => z / 16), [1, 1, 3, 3], 'float32', 'gauss');
+  const kernel = g.constant(
+    Float32Array.from([1, 2, 1, 2, 4, 2, 1, 2, 1], (z) => z / 16),
+    [1, 1, 3, 3],
+    'float32',
+    'gauss',
+  );
   const tokenLoss = (t: number) => {
     const m = op.reshape(op.slice(sharp, [t], [t + 1], [2]), [1, 1, 6, 6]);
     const smooth = op.conv(op.pad(m, [0, 0, 1, 1, 0, 0, 1, 1], 'reflect'), kernel, null);
@@ -98,13 +103,22 @@ const CASES: GradCase[] = [
   { name: 'Sub broadcast', build: ({ input }) => ({ out: op.sub(input([4]), input([2, 3, 4])) }) },
   { name: 'Mul broadcast', build: ({ input }) => ({ out: op.mul(input([2, 1, 4]), input([3, 1])) }) },
   { name: 'Div broadcast', build: ({ input }) => ({ out: op.div(input([2, 3]), input([3], { lo: 0.5, hi: 2 })) }) },
-  { name: 'Pow constant exponent 2.5', build: ({ input }) => ({ out: op.pow(input([2, 3], { lo: 0.3, hi: 2 }), 2.5) }) },
+  {
+    name: 'Pow constant exponent 2.5',
+    build: ({ input }) => ({ out: op.pow(input([2, 3], { lo: 0.3, hi: 2 }), 2.5) }),
+  },
   { name: 'Pow constant exponent 2', build: ({ input }) => ({ out: op.pow(input([5], { lo: -2, hi: 2 }), 2) }) },
-  { name: 'Pow tensor exponent', build: ({ input }) => ({ out: op.pow(input([2, 3], { lo: 0.3, hi: 2 }), input([3], { lo: -1.5, hi: 1.5 })) }) },
+  {
+    name: 'Pow tensor exponent',
+    build: ({ input }) => ({ out: op.pow(input([2, 3], { lo: 0.3, hi: 2 }), input([3], { lo: -1.5, hi: 1.5 })) }),
+  },
   { name: 'Max broadcast (no ties)', build: ({ input }) => ({ out: op.maximum(input([2, 3]), input([3])) }) },
   { name: 'Min broadcast (no ties)', build: ({ input }) => ({ out: op.minimum(input([3, 1]), input([2, 1, 4])) }) },
   { name: 'Max with one constant operand', build: ({ input }) => ({ out: op.maximum(input([6]), 0.1) }) },
-  { name: 'Sum (addN) broadcast', build: ({ input }) => ({ out: op.addN([input([2, 3]), input([3]), input([2, 1])]) }) },
+  {
+    name: 'Sum (addN) broadcast',
+    build: ({ input }) => ({ out: op.addN([input([2, 3]), input([3]), input([2, 1])]) }),
+  },
   // ---- elementwise unary
   { name: 'Neg', build: ({ input }) => ({ out: op.neg(input([5])) }) },
   { name: 'Sqrt', build: ({ input }) => ({ out: op.sqrt(input([5], { lo: 0.2, hi: 3 })) }) },
@@ -118,88 +132,232 @@ const CASES: GradCase[] = [
   { name: 'Sin', build: ({ input }) => ({ out: op.sin(input([5], { lo: -3, hi: 3 })) }) },
   { name: 'Cos', build: ({ input }) => ({ out: op.cos(input([5], { lo: -3, hi: 3 })) }) },
   { name: 'Identity', build: ({ input }) => ({ out: op.identity(input([2, 2])) }) },
-  { name: 'Cast float→float (no-op) and Sign (zero gradient)', build: ({ input }) => {
-    const x = input([4], { away: 0.1 });
-    return { out: op.add(op.cast(op.mul(x, 3), 'float32'), op.mul(op.sign(x), x)) };
-  } },
-  { name: 'Where (both branches, broadcast)', build: ({ input }) => {
-    const c = op.greater(input([2, 3], { away: 0.05 }), 0);
-    const [a, b] = [input([3]), input([2, 1])];
-    return { out: op.where(c, a, b), wrt: [a, b] };
-  } },
+  {
+    name: 'Cast float→float (no-op) and Sign (zero gradient)',
+    build: ({ input }) => {
+      const x = input([4], { away: 0.1 });
+      return { out: op.add(op.cast(op.mul(x, 3), 'float32'), op.mul(op.sign(x), x)) };
+    },
+  },
+  {
+    name: 'Where (both branches, broadcast)',
+    build: ({ input }) => {
+      const c = op.greater(input([2, 3], { away: 0.05 }), 0);
+      const [a, b] = [input([3]), input([2, 1])];
+      return { out: op.where(c, a, b), wrt: [a, b] };
+    },
+  },
   // ---- shape
   { name: 'Reshape', build: ({ input }) => ({ out: op.reshape(input([2, 3, 4]), [4, -1]) }) },
   { name: 'Transpose', build: ({ input }) => ({ out: op.transpose(input([2, 3, 4]), [2, 0, 1]) }) },
-  { name: 'Concat three, axis -1', build: ({ input }) => ({ out: op.concat([input([2, 1]), input([2, 3]), input([2, 2])], -1) }) },
-  { name: 'Slice negative start / clamped end', build: ({ input }) => ({ out: op.slice(input([4, 5]), [-3, 1], [100, 3], [1, 0]) }) },
-  { name: 'Slice with steps 2 and 3', build: ({ input }) => ({ out: op.slice(input([5, 7, 2]), [1, 0], [5, 7], [0, -2], [2, 3]) }) },
-  { name: 'Slice step 2 overshooting the end', build: ({ input }) => ({ out: op.slice(input([6, 3]), [1], [6], [0], [2]) }) },
-  { name: 'Split (slices) recombined', build: ({ input }) => {
-    const [a, b] = op.split(input([2, 7]), [3, 4], 1) as [Value, Value];
-    return { out: op.concat([op.mul(b, 2), a], 1) };
-  } },
+  {
+    name: 'Concat three, axis -1',
+    build: ({ input }) => ({ out: op.concat([input([2, 1]), input([2, 3]), input([2, 2])], -1) }),
+  },
+  {
+    name: 'Slice negative start / clamped end',
+    build: ({ input }) => ({ out: op.slice(input([4, 5]), [-3, 1], [100, 3], [1, 0]) }),
+  },
+  {
+    name: 'Slice with steps 2 and 3',
+    build: ({ input }) => ({ out: op.slice(input([5, 7, 2]), [1, 0], [5, 7], [0, -2], [2, 3]) }),
+  },
+  {
+    name: 'Slice step 2 overshooting the end',
+    build: ({ input }) => ({ out: op.slice(input([6, 3]), [1], [6], [0], [2]) }),
+  },
+  {
+    name: 'Split (slices) recombined',
+    build: ({ input }) => {
+      const [a, b] = op.split(input([2, 7]), [3, 4], 1) as [Value, Value];
+      return { out: op.concat([op.mul(b, 2), a], 1) };
+    },
+  },
   { name: 'Expand', build: ({ input }) => ({ out: op.expand(input([3, 1]), [2, 3, 4]) }) },
-  { name: 'Gather axis 0 (embedding: duplicate and negative ids)', build: ({ input }) => ({ out: op.gather(input([7, 4]), input([2, 3], { dtype: 'int64', data: [1, 6, -1, 1, 0, 1] }), 0) }) },
-  { name: 'Gather axis 1', build: ({ input }) => ({ out: op.gather(input([2, 5, 3]), input([4], { dtype: 'int64', data: [4, 0, 0, 2] }), 1) }) },
-  { name: 'Gather scalar index, axis -1', build: ({ input }) => ({ out: op.gather(input([3, 4]), input([], { dtype: 'int64', data: [-2] }), -1) }) },
-  { name: 'Pad constant (value 1.5)', build: ({ input }) => ({ out: op.pad(input([2, 3]), [1, 0, 2, 3], 'constant', 1.5) }) },
+  {
+    name: 'Gather axis 0 (embedding: duplicate and negative ids)',
+    build: ({ input }) => ({
+      out: op.gather(input([7, 4]), input([2, 3], { dtype: 'int64', data: [1, 6, -1, 1, 0, 1] }), 0),
+    }),
+  },
+  {
+    name: 'Gather axis 1',
+    build: ({ input }) => ({ out: op.gather(input([2, 5, 3]), input([4], { dtype: 'int64', data: [4, 0, 0, 2] }), 1) }),
+  },
+  {
+    name: 'Gather scalar index, axis -1',
+    build: ({ input }) => ({ out: op.gather(input([3, 4]), input([], { dtype: 'int64', data: [-2] }), -1) }),
+  },
+  {
+    name: 'Pad constant (value 1.5)',
+    build: ({ input }) => ({ out: op.pad(input([2, 3]), [1, 0, 2, 3], 'constant', 1.5) }),
+  },
   { name: 'Pad constant with crop', build: ({ input }) => ({ out: op.pad(input([3, 5]), [0, -1, 1, -2]) }) },
-  { name: 'Pad reflect 2-D (borders added back)', build: ({ input }) => ({ out: op.pad(input([1, 2, 4, 5]), [0, 0, 1, 2, 0, 0, 3, 1], 'reflect') }) },
-  { name: 'Pad reflect, borders overlapping', build: ({ input }) => ({ out: op.pad(input([3, 2]), [2, 0, 2, 0], 'reflect') }) },
+  {
+    name: 'Pad reflect 2-D (borders added back)',
+    build: ({ input }) => ({ out: op.pad(input([1, 2, 4, 5]), [0, 0, 1, 2, 0, 0, 3, 1], 'reflect') }),
+  },
+  {
+    name: 'Pad reflect, borders overlapping',
+    build: ({ input }) => ({ out: op.pad(input([3, 2]), [2, 0, 2, 0], 'reflect') }),
+  },
   { name: 'Pad edge', build: ({ input }) => ({ out: op.pad(input([3, 4]), [2, 0, 1, 3], 'edge') }) },
-  { name: 'ScatterND add (data and updates)', build: ({ input }) => ({ out: op.scatterND(input([5, 3]), input([4, 1], { dtype: 'int64', data: [0, 4, 0, -2] }), input([4, 3]), 'add') }) },
-  { name: 'ScatterND none (data and updates)', build: ({ input }) => ({ out: op.scatterND(input([5, 3]), input([2, 1], { dtype: 'int64', data: [3, 1] }), input([2, 3])) }) },
+  {
+    name: 'ScatterND add (data and updates)',
+    build: ({ input }) => ({
+      out: op.scatterND(input([5, 3]), input([4, 1], { dtype: 'int64', data: [0, 4, 0, -2] }), input([4, 3]), 'add'),
+    }),
+  },
+  {
+    name: 'ScatterND none (data and updates)',
+    build: ({ input }) => ({
+      out: op.scatterND(input([5, 3]), input([2, 1], { dtype: 'int64', data: [3, 1] }), input([2, 3])),
+    }),
+  },
   // ---- reductions
   { name: 'ReduceSum keepdims', build: ({ input }) => ({ out: op.reduceSum(input([2, 3, 4]), [1], true) }) },
-  { name: 'ReduceSum negative axes, no keepdims', build: ({ input }) => ({ out: op.reduceSum(input([2, 3, 4]), [0, -1], false) }) },
+  {
+    name: 'ReduceSum negative axes, no keepdims',
+    build: ({ input }) => ({ out: op.reduceSum(input([2, 3, 4]), [0, -1], false) }),
+  },
   { name: 'ReduceMean keepdims', build: ({ input }) => ({ out: op.reduceMean(input([2, 3, 4]), [-1], true) }) },
   { name: 'ReduceMean to scalar', build: ({ input }) => ({ out: op.reduceMean(input([2, 3]), [0, 1], false) }) },
   { name: 'ReduceMax no keepdims', build: ({ input }) => ({ out: op.reduceMax(input([3, 4]), [0], false) }) },
-  { name: 'ReduceMax two axes keepdims', build: ({ input }) => ({ out: op.reduceMax(input([2, 3, 4]), [1, 2], true) }) },
+  {
+    name: 'ReduceMax two axes keepdims',
+    build: ({ input }) => ({ out: op.reduceMax(input([2, 3, 4]), [1, 2], true) }),
+  },
   { name: 'ReduceMin', build: ({ input }) => ({ out: op.reduceMin(input([2, 5]), [-1], false) }) },
   { name: 'Softmax axis -1', build: ({ input }) => ({ out: op.softmax(input([2, 3, 5], { lo: -2, hi: 2 })) }) },
   { name: 'Softmax axis 1', build: ({ input }) => ({ out: op.softmax(input([2, 3, 5], { lo: -2, hi: 2 }), 1) }) },
   // ---- linear algebra
   { name: 'MatMul 2-D', build: ({ input }) => ({ out: op.matmul(input([3, 4]), input([4, 5])) }) },
-  { name: 'MatMul batched x shared weight', build: ({ input }) => ({ out: op.matmul(input([2, 3, 4, 5]), input([5, 6])) }) },
-  { name: 'MatMul both batch-broadcast', build: ({ input }) => ({ out: op.matmul(input([2, 1, 3, 4]), input([1, 5, 4, 2])) }) },
+  {
+    name: 'MatMul batched x shared weight',
+    build: ({ input }) => ({ out: op.matmul(input([2, 3, 4, 5]), input([5, 6])) }),
+  },
+  {
+    name: 'MatMul both batch-broadcast',
+    build: ({ input }) => ({ out: op.matmul(input([2, 1, 3, 4]), input([1, 5, 4, 2])) }),
+  },
   { name: 'MatMul rank-2 x batched', build: ({ input }) => ({ out: op.matmul(input([3, 4]), input([2, 4, 5])) }) },
-  { name: 'MatMul weight with unit batch dim', build: ({ input }) => ({ out: op.matmul(input([2, 3, 4]), input([1, 4, 5])) }) },
-  { name: 'Conv 3x3 pad 1, bias, batch 2', build: ({ input }) => ({ out: op.conv(input([2, 3, 5, 5]), input([4, 3, 3, 3]), input([4]), { pads: [1, 1, 1, 1] }) }) },
-  { name: 'Conv stride 2, asymmetric pads (output padding in the input gradient)', build: ({ input }) => ({ out: op.conv(input([2, 2, 7, 6]), input([3, 2, 3, 3]), input([3]), { strides: [2, 2], pads: [1, 0, 0, 1] }) }) },
-  { name: 'Conv dilation 2, pad 2', build: ({ input }) => ({ out: op.conv(input([1, 2, 7, 7]), input([2, 2, 3, 3]), null, { pads: [2, 2, 2, 2], dilations: [2, 2] }) }) },
-  { name: 'Conv stride [2,1], dilation 2, 2x3 kernel', build: ({ input }) => ({ out: op.conv(input([1, 2, 9, 8]), input([3, 2, 2, 3]), null, { strides: [2, 1], pads: [1, 2, 0, 1], dilations: [2, 2] }) }) },
-  { name: 'Conv 1x1 with pad 1 (cropped input gradient)', build: ({ input }) => ({ out: op.conv(input([2, 3, 4, 4]), input([5, 3, 1, 1]), input([5]), { pads: [1, 1, 1, 1] }) }) },
+  {
+    name: 'MatMul weight with unit batch dim',
+    build: ({ input }) => ({ out: op.matmul(input([2, 3, 4]), input([1, 4, 5])) }),
+  },
+  {
+    name: 'Conv 3x3 pad 1, bias, batch 2',
+    build: ({ input }) => ({
+      out: op.conv(input([2, 3, 5, 5]), input([4, 3, 3, 3]), input([4]), { pads: [1, 1, 1, 1] }),
+    }),
+  },
+  {
+    name: 'Conv stride 2, asymmetric pads (output padding in the input gradient)',
+    build: ({ input }) => ({
+      out: op.conv(input([2, 2, 7, 6]), input([3, 2, 3, 3]), input([3]), { strides: [2, 2], pads: [1, 0, 0, 1] }),
+    }),
+  },
+  {
+    name: 'Conv dilation 2, pad 2',
+    build: ({ input }) => ({
+      out: op.conv(input([1, 2, 7, 7]), input([2, 2, 3, 3]), null, { pads: [2, 2, 2, 2], dilations: [2, 2] }),
+    }),
+  },
+  {
+    name: 'Conv stride [2,1], dilation 2, 2x3 kernel',
+    build: ({ input }) => ({
+      out: op.conv(input([1, 2, 9, 8]), input([3, 2, 2, 3]), null, {
+        strides: [2, 1],
+        pads: [1, 2, 0, 1],
+        dilations: [2, 2],
+      }),
+    }),
+  },
+  {
+    name: 'Conv 1x1 with pad 1 (cropped input gradient)',
+    build: ({ input }) => ({
+      out: op.conv(input([2, 3, 4, 4]), input([5, 3, 1, 1]), input([5]), { pads: [1, 1, 1, 1] }),
+    }),
+  },
   { name: 'Conv 1x1 plain', build: ({ input }) => ({ out: op.conv(input([2, 3, 4, 4]), input([5, 3, 1, 1]), null) }) },
-  { name: 'Conv stride 3, kernel 2 (rows skipped)', build: ({ input }) => ({ out: op.conv(input([1, 2, 8, 7]), input([2, 2, 2, 2]), null, { strides: [3, 3] }) }) },
-  { name: 'ConvTranspose stride 2, output padding', build: ({ input }) => ({ out: op.convTranspose(input([2, 3, 3, 4]), input([3, 2, 3, 3]), { strides: [2, 2], pads: [1, 1, 0, 1], outputPadding: [1, 0] }) }) },
-  { name: 'ConvTranspose dilation 2, stride 1', build: ({ input }) => ({ out: op.convTranspose(input([1, 2, 4, 3]), input([2, 3, 2, 2]), { strides: [1, 1], pads: [0, 1, 1, 0], dilations: [2, 2] }) }) },
+  {
+    name: 'Conv stride 3, kernel 2 (rows skipped)',
+    build: ({ input }) => ({ out: op.conv(input([1, 2, 8, 7]), input([2, 2, 2, 2]), null, { strides: [3, 3] }) }),
+  },
+  {
+    name: 'ConvTranspose stride 2, output padding',
+    build: ({ input }) => ({
+      out: op.convTranspose(input([2, 3, 3, 4]), input([3, 2, 3, 3]), {
+        strides: [2, 2],
+        pads: [1, 1, 0, 1],
+        outputPadding: [1, 0],
+      }),
+    }),
+  },
+  {
+    name: 'ConvTranspose dilation 2, stride 1',
+    build: ({ input }) => ({
+      out: op.convTranspose(input([1, 2, 4, 3]), input([2, 3, 2, 2]), {
+        strides: [1, 1],
+        pads: [0, 1, 1, 0],
+        dilations: [2, 2],
+      }),
+    }),
+  },
   // ---- composite layers and graphs
-  { name: 'groupNorm + silu (params)', build: ({ input }) => ({ out: op.silu(op.groupNorm(input([2, 4, 3, 3]), 2, input([4], P), input([4], P), 1e-5)) }) },
-  { name: 'layerNorm + gelu', build: ({ input }) => ({ out: op.gelu(op.layerNorm(input([2, 3, 6]), input([6], P), input([6], P), 1e-5)) }) },
-  { name: 'quickGelu(linear)', build: ({ input }) => ({ out: op.quickGelu(op.linear(input([2, 3, 4]), input([5, 4], P), input([5], P))) }) },
+  {
+    name: 'groupNorm + silu (params)',
+    build: ({ input }) => ({ out: op.silu(op.groupNorm(input([2, 4, 3, 3]), 2, input([4], P), input([4], P), 1e-5)) }),
+  },
+  {
+    name: 'layerNorm + gelu',
+    build: ({ input }) => ({ out: op.gelu(op.layerNorm(input([2, 3, 6]), input([6], P), input([6], P), 1e-5)) }),
+  },
+  {
+    name: 'quickGelu(linear)',
+    build: ({ input }) => ({ out: op.quickGelu(op.linear(input([2, 3, 4]), input([5, 4], P), input([5], P))) }),
+  },
   { name: 'upsampleNearest2x', build: ({ input }) => ({ out: op.upsampleNearest2x(input([1, 2, 2, 3])) }) },
-  { name: 'a value used twice (and thrice)', build: ({ input }) => {
-    const x = input([2, 3]);
-    const y = op.mul(x, x);
-    return { out: op.reduceSum(op.add(op.mul(y, op.sin(x)), y), [0, 1], false) };
-  } },
-  { name: 'stopGradient: d/dx sum(x · stop(x)²) = stop(x)²', build: ({ input }) => {
-    const x = input([2, 3]);
-    const s = op.stopGradient(x);
-    return { out: op.mul(x, op.mul(s, s)) };
-  } },
-  { name: 'gradient w.r.t. an intermediate value and its input', build: ({ input }) => {
-    const x = input([3]);
-    const h = op.tanh(x);
-    return { out: op.mul(op.exp(h), h), wrt: [x, h] };
-  } },
-  { name: 'strided conv network (stride 2 conv → relu-free silu → conv → mean)', build: ({ input }) => {
-    const x = input([2, 2, 8, 8]);
-    const h = op.silu(op.conv(x, input([4, 2, 3, 3], P), input([4], P), { strides: [2, 2], pads: [1, 1, 1, 1] }));
-    return { out: op.reduceMean(op.conv(h, input([3, 4, 3, 3], P), null, { pads: [1, 1, 1, 1] }), [0, 1, 2, 3], false) };
-  } },
-  { name: 'Attend-and-Excite: conv → GroupNorm → SiLU → cross-attention → token-map loss', build: attendAndExcite, h: 1e-6, maxCoords: 40 },
+  {
+    name: 'a value used twice (and thrice)',
+    build: ({ input }) => {
+      const x = input([2, 3]);
+      const y = op.mul(x, x);
+      return { out: op.reduceSum(op.add(op.mul(y, op.sin(x)), y), [0, 1], false) };
+    },
+  },
+  {
+    name: 'stopGradient: d/dx sum(x · stop(x)²) = stop(x)²',
+    build: ({ input }) => {
+      const x = input([2, 3]);
+      const s = op.stopGradient(x);
+      return { out: op.mul(x, op.mul(s, s)) };
+    },
+  },
+  {
+    name: 'gradient w.r.t. an intermediate value and its input',
+    build: ({ input }) => {
+      const x = input([3]);
+      const h = op.tanh(x);
+      return { out: op.mul(op.exp(h), h), wrt: [x, h] };
+    },
+  },
+  {
+    name: 'strided conv network (stride 2 conv → relu-free silu → conv → mean)',
+    build: ({ input }) => {
+      const x = input([2, 2, 8, 8]);
+      const h = op.silu(op.conv(x, input([4, 2, 3, 3], P), input([4], P), { strides: [2, 2], pads: [1, 1, 1, 1] }));
+      return {
+        out: op.reduceMean(op.conv(h, input([3, 4, 3, 3], P), null, { pads: [1, 1, 1, 1] }), [0, 1, 2, 3], false),
+      };
+    },
+  },
+  {
+    name: 'Attend-and-Excite: conv → GroupNorm → SiLU → cross-attention → token-map loss',
+    build: attendAndExcite,
+    h: 1e-6,
+    maxCoords: 40,
+  },
 ];
 
 interface Built {
@@ -314,7 +472,9 @@ describe('VJP rules vs float64 central finite differences', () => {
       const h = c.h ?? 1e-5;
       const f64Grads = evaluate(g, b.feeds, b.grads);
       const stopped = [...g.stopGradientNodes].map((n) => n.outputs[0]!);
-      const frozen = new Map(stopped.filter((v) => relatedTo(v, b.out)).map((v) => [v, evaluate(g, b.feeds, [v])[0]!] as const));
+      const frozen = new Map(
+        stopped.filter((v) => relatedTo(v, b.out)).map((v) => [v, evaluate(g, b.feeds, [v])[0]!] as const),
+      );
       let worstOrt = 0;
       let worstF64 = 0;
       b.wrt.forEach((w, j) => {
@@ -324,7 +484,10 @@ describe('VJP rules vs float64 central finite differences', () => {
         // Coordinates to check: all, or a random sample. A wrt that is not a fed value (an intermediate) is
         // perturbed through an override.
         const n = w.size;
-        const coords = c.maxCoords && n > c.maxCoords ? Array.from({ length: c.maxCoords }, () => Math.floor(rand() * n)) : Array.from({ length: n }, (_, z) => z);
+        const coords =
+          c.maxCoords && n > c.maxCoords
+            ? Array.from({ length: c.maxCoords }, () => Math.floor(rand() * n))
+            : Array.from({ length: n }, (_, z) => z);
         const base = w.name in b.feeds ? null : evaluate(g, b.feeds, [w])[0]!;
         const fd = (coord: number, delta: number) => {
           if (base) {
@@ -366,13 +529,16 @@ describe('reverse-mode semantics', () => {
   it('elementwise Max/Min split the gradient evenly at ties (torch.maximum / minimum)', async () => {
     const data = Float32Array.from([1, 2, 3, 4]);
     const other = Float32Array.from([1, 5, 3, 0]);
-    const [ga, gb, gc, gd] = await run((gg) => {
-      const a = gg.input('a', [4]);
-      const b = gg.input('b', [4]);
-      const mx = gradients(op.reduceSum(op.maximum(a, b), [0], false), [a, b]);
-      const mn = gradients(op.reduceSum(op.minimum(a, b), [0], false), [a, b]);
-      return [...mx, ...mn];
-    }, { a: { data, shape: [4] }, b: { data: other, shape: [4] } });
+    const [ga, gb, gc, gd] = await run(
+      (gg) => {
+        const a = gg.input('a', [4]);
+        const b = gg.input('b', [4]);
+        const mx = gradients(op.reduceSum(op.maximum(a, b), [0], false), [a, b]);
+        const mn = gradients(op.reduceSum(op.minimum(a, b), [0], false), [a, b]);
+        return [...mx, ...mn];
+      },
+      { a: { data, shape: [4] }, b: { data: other, shape: [4] } },
+    );
     expect(ga).toEqual([0.5, 0, 0.5, 1]);
     expect(gb).toEqual([0.5, 1, 0.5, 0]);
     expect(gc).toEqual([0.5, 1, 0.5, 0]);
@@ -380,38 +546,53 @@ describe('reverse-mode semantics', () => {
   });
 
   it('ReduceMax / ReduceMin split the gradient evenly among tied extrema (torch.amax)', async () => {
-    const [gmax, gmin, gall] = await run((gg) => {
-      const x = gg.input('x', [2, 4]);
-      return [
-        gradients(op.reduceSum(op.reduceMax(x, [1], false), [0], false), [x])[0]!,
-        gradients(op.reduceSum(op.reduceMin(x, [1], true), [0, 1], false), [x])[0]!,
-        gradients(op.reduceMax(x, [0, 1], false), [x])[0]!,
-      ];
-    }, { x: { data: Float32Array.from([1, 3, 3, 2, 7, 7, 7, -1]), shape: [2, 4] } });
+    const [gmax, gmin, gall] = await run(
+      (gg) => {
+        const x = gg.input('x', [2, 4]);
+        return [
+          gradients(op.reduceSum(op.reduceMax(x, [1], false), [0], false), [x])[0]!,
+          gradients(op.reduceSum(op.reduceMin(x, [1], true), [0, 1], false), [x])[0]!,
+          gradients(op.reduceMax(x, [0, 1], false), [x])[0]!,
+        ];
+      },
+      { x: { data: Float32Array.from([1, 3, 3, 2, 7, 7, 7, -1]), shape: [2, 4] } },
+    );
     expect(gmax).toEqual([0, 0.5, 0.5, 0, 1 / 3, 1 / 3, 1 / 3, 0].map(Math.fround));
     expect(gmin).toEqual([1, 0, 0, 0, 0, 0, 0, 1]);
     expect(gall).toEqual([0, 0, 0, 0, 1 / 3, 1 / 3, 1 / 3, 0].map(Math.fround));
   });
 
   it('Relu and Abs have gradient 0 at 0 (torch)', async () => {
-    const [gr, ga] = await run((gg) => {
-      const x = gg.input('x', [3]);
-      return [gradients(op.reduceSum(op.relu(x), [0], false), [x])[0]!, gradients(op.reduceSum(op.abs(x), [0], false), [x])[0]!];
-    }, { x: { data: Float32Array.from([-1, 0, 2]), shape: [3] } });
+    const [gr, ga] = await run(
+      (gg) => {
+        const x = gg.input('x', [3]);
+        return [
+          gradients(op.reduceSum(op.relu(x), [0], false), [x])[0]!,
+          gradients(op.reduceSum(op.abs(x), [0], false), [x])[0]!,
+        ];
+      },
+      { x: { data: Float32Array.from([-1, 0, 2]), shape: [3] } },
+    );
     expect(gr).toEqual([0, 0, 1]);
     expect(ga).toEqual([-1, 0, 1]);
   });
 
   it('unreachable wrt: zeros by default, an error on request; integer paths carry no gradient', async () => {
-    const [z, zi, gx] = await run((gg) => {
-      const x = gg.input('x', [2, 3]);
-      const y = gg.input('y', [4]);
-      const loss = op.reduceSum(op.mul(x, 2), [0, 1], false);
-      expect(() => gradients(loss, [y], { unreachable: 'error' })).toThrow(/does not depend on y/);
-      // through an integer cast: no gradient (like torch), so zeros
-      const viaInt = op.reduceSum(op.cast(op.cast(y, 'int64'), 'float32'), [0], false);
-      return [gradients(loss, [y])[0]!, gradients(viaInt, [y])[0]!, gradients(loss, [x])[0]!];
-    }, { x: { data: new Float32Array(6).fill(1), shape: [2, 3] }, y: { data: Float32Array.from([1.5, 2, 3, 4]), shape: [4] } });
+    const [z, zi, gx] = await run(
+      (gg) => {
+        const x = gg.input('x', [2, 3]);
+        const y = gg.input('y', [4]);
+        const loss = op.reduceSum(op.mul(x, 2), [0, 1], false);
+        expect(() => gradients(loss, [y], { unreachable: 'error' })).toThrow(/does not depend on y/);
+        // through an integer cast: no gradient (like torch), so zeros
+        const viaInt = op.reduceSum(op.cast(op.cast(y, 'int64'), 'float32'), [0], false);
+        return [gradients(loss, [y])[0]!, gradients(viaInt, [y])[0]!, gradients(loss, [x])[0]!];
+      },
+      {
+        x: { data: new Float32Array(6).fill(1), shape: [2, 3] },
+        y: { data: Float32Array.from([1.5, 2, 3, 4]), shape: [4] },
+      },
+    );
     expect(z).toEqual([0, 0, 0, 0]);
     expect(zi).toEqual([0, 0, 0, 0]);
     expect(gx).toEqual([2, 2, 2, 2, 2, 2]);
@@ -420,8 +601,12 @@ describe('reverse-mode semantics', () => {
   it('checks the loss shape and the seed', () => {
     const gg = new Graph();
     const x = gg.input('x', [2, 3]);
-    expect(() => gradients(op.mul(x, 2), [x])).toThrow(/loss has shape \[2,3\]; reduce it to one element or pass a seed/);
-    expect(() => gradients(op.mul(x, 2), [x], { seed: gg.input('s', [3]) })).toThrow(/seed float32\[3\] does not match loss float32\[2,3\]/);
+    expect(() => gradients(op.mul(x, 2), [x])).toThrow(
+      /loss has shape \[2,3\]; reduce it to one element or pass a seed/,
+    );
+    expect(() => gradients(op.mul(x, 2), [x], { seed: gg.input('s', [3]) })).toThrow(
+      /seed float32\[3\] does not match loss float32\[2,3\]/,
+    );
     expect(() => gradients(op.mul(x, 2), [gg.input('i', [2], 'int64')])).toThrow(/cannot differentiate w.r.t. int64/);
     // a one-element loss of shape [1, 1] needs no seed
     expect(gradients(op.reduceSum(x, [0, 1], true), [x])[0]!.shape).toEqual([2, 3]);

@@ -11,7 +11,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchSummary, failures, formatSummaryMarkdown, renderHtmlReport, renderPngGrid } from '../src/bench/report.js';
 import { readPng } from '../src/image/png.js';
 import { canonicalJson, parseMethods, parseSeeds, readResults, runBench, type BenchRow } from '../src/bench/run.js';
-import { binomialHalfCdf, clusterRate, compareMethods, mcnemarExact, summarize, wilson, type StatRow } from '../src/bench/stats.js';
+import {
+  binomialHalfCdf,
+  clusterRate,
+  compareMethods,
+  mcnemarExact,
+  summarize,
+  wilson,
+  type StatRow,
+} from '../src/bench/stats.js';
 import { builtinSuitePrompts, loadSuite, readPromptFile, type Suite, type SuitePrompt } from '../src/bench/suites.js';
 import { UserError } from '../src/errors.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
@@ -26,10 +34,13 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 // ------------------------------------------------------------------------------------------------------ suites
 
 /** Per position: how often each shape and each colour occurs. */
-function positionCounts(prompts: readonly SuitePrompt[]): { shapes: Map<string, number>; colours: Map<string, number> }[] {
+function positionCounts(
+  prompts: readonly SuitePrompt[],
+): { shapes: Map<string, number>; colours: Map<string, number> }[] {
   const k = prompts[0]!.objects.length;
   return Array.from({ length: k }, (_, j) => {
-    const shapes = new Map<string, number>(), colours = new Map<string, number>();
+    const shapes = new Map<string, number>(),
+      colours = new Map<string, number>();
     for (const p of prompts) {
       const o = p.objects[j]!;
       shapes.set(o.shape, (shapes.get(o.shape) ?? 0) + 1);
@@ -51,7 +62,10 @@ function expectBalanced(prompts: readonly SuitePrompt[]): void {
 describe('prompt suites', () => {
   const sizes = { 'shapes-1': [6, 12, 1], 'shapes-2': [48, 96, 2], 'shapes-3': [48, 96, 3] } as const;
 
-  for (const [name, [nTuning, nHeld, objects]] of Object.entries(sizes) as [keyof typeof sizes, readonly [number, number, number]][]) {
+  for (const [name, [nTuning, nHeld, objects]] of Object.entries(sizes) as [
+    keyof typeof sizes,
+    readonly [number, number, number],
+  ][]) {
     it(`${name}: sizes, balance in every position and split (and each held-apart half), disjoint splits`, () => {
       const tuning = loadSuite(name, 'tuning').prompts;
       const held = loadSuite(name, 'held-apart').prompts;
@@ -89,12 +103,21 @@ describe('prompt suites', () => {
         }
       }
     }
-    expect(loadSuite('shapes-2', 'tuning').prompts.some((p) => /^a (\w+) circle and an? (\w+) circle$/.test(p.prompt))).toBe(true);
+    expect(
+      loadSuite('shapes-2', 'tuning').prompts.some((p) => /^a (\w+) circle and an? (\w+) circle$/.test(p.prompt)),
+    ).toBe(true);
   });
 
   it('is deterministic and frozen (changing a suite must be a decision: update these fingerprints)', () => {
     const fp = (name: 'shapes-1' | 'shapes-2' | 'shapes-3') =>
-      createHash('sha256').update(builtinSuitePrompts(name).map((p) => `${p.split}\t${p.prompt}`).join('\n')).digest('hex').slice(0, 16);
+      createHash('sha256')
+        .update(
+          builtinSuitePrompts(name)
+            .map((p) => `${p.split}\t${p.prompt}`)
+            .join('\n'),
+        )
+        .digest('hex')
+        .slice(0, 16);
     expect(builtinSuitePrompts('shapes-2')).toEqual(builtinSuitePrompts('shapes-2'));
     expect(fp('shapes-1')).toBe('8d1488fc20d70cda');
     expect(fp('shapes-2')).toBe('00900c6d57e45529');
@@ -103,10 +126,16 @@ describe('prompt suites', () => {
 
   it('reads FILE.jsonl prompts; a bad line is a UserError naming the file and line', () => {
     const good = join(tmp, 'good.jsonl');
-    writeFileSync(good, '{"prompt": "a red circle and a blue square"}\n\n{"prompt": "two green triangles", "note": "x"}\n');
+    writeFileSync(
+      good,
+      '{"prompt": "a red circle and a blue square"}\n\n{"prompt": "two green triangles", "note": "x"}\n',
+    );
     const ps = readPromptFile(good);
     expect(ps.map((p) => p.prompt)).toEqual(['a red circle and a blue square', 'two green triangles']);
-    expect(ps[1]!.objects).toEqual([{ shape: 'triangle', colour: 'green' }, { shape: 'triangle', colour: 'green' }]);
+    expect(ps[1]!.objects).toEqual([
+      { shape: 'triangle', colour: 'green' },
+      { shape: 'triangle', colour: 'green' },
+    ]);
     const cases: [string, RegExp][] = [
       ['{"prompt": "a red circle"}\n{"prompt": "a red blob"}\n', /bad\.jsonl:2: cannot parse prompt "a red blob"/],
       ['{"prompt": "a red circle"}\nnot json\n', /bad\.jsonl:2: not valid JSON/],
@@ -145,7 +174,7 @@ describe('statistics', () => {
       [0, 10, 0, 0.27753],
       [5, 10, 0.23659, 0.76341],
       [8, 10, 0.49016, 0.94331],
-      [3, 3, 0.43850, 1],
+      [3, 3, 0.4385, 1],
     ];
     for (const [s, n, lo, hi] of cases) {
       const w = wilson(s, n);
@@ -184,7 +213,11 @@ describe('statistics', () => {
     expect(a.high!).toBeGreaterThan(a.rate!);
     expect(a.low!).toBeGreaterThanOrEqual(0);
     expect(a.high!).toBeLessThanOrEqual(1);
-    const all = clusterRate([{ successes: 2, trials: 2 }, { successes: 2, trials: 2 }, { successes: 2, trials: 2 }]);
+    const all = clusterRate([
+      { successes: 2, trials: 2 },
+      { successes: 2, trials: 2 },
+      { successes: 2, trials: 2 },
+    ]);
     expect(all.rate).toBe(1);
     expect(all.low!).toBeCloseTo(0.4385, 4); // Wilson 3/3
     expect(all.high).toBe(1);
@@ -192,12 +225,24 @@ describe('statistics', () => {
   });
 
   it('per-method summary and paired comparisons over the same (prompt, seed) pairs', () => {
-    const obj = (ok: boolean, colourOk = ok, leaked = false) => ({ found_shape_match: ok, colour_correct: colourOk, leaked, colour: 'red' });
-    const row = (method: string, prompt: string, seed: number, success: boolean, objects = [obj(success), obj(success)]): StatRow => ({ method, prompt, seed, full_success: success, objects, seconds: 2 });
+    const obj = (ok: boolean, colourOk = ok, leaked = false) => ({
+      found_shape_match: ok,
+      colour_correct: colourOk,
+      leaked,
+      colour: 'red',
+    });
+    const row = (
+      method: string,
+      prompt: string,
+      seed: number,
+      success: boolean,
+      objects = [obj(success), obj(success)],
+    ): StatRow => ({ method, prompt, seed, full_success: success, objects, seconds: 2 });
     const rows: StatRow[] = [];
     // none: succeeds on pairs 0,1; suppress on 0,2,3,4; attend-and-excite on 1 (+ one pair only it ran)
     for (let i = 0; i < 5; i++) {
-      const p = `p${i % 3}`, s = i;
+      const p = `p${i % 3}`,
+        s = i;
       rows.push(row('none', p, s, i < 2, i < 2 ? [obj(true), obj(true)] : [obj(true, false, true), obj(false)]));
       rows.push(row('suppress', p, s, i !== 1));
       rows.push(row('attend-and-excite', p, s, i === 1));
@@ -213,17 +258,50 @@ describe('statistics', () => {
     expect(s.methods['none']!.seconds_per_image).toBe(2);
     expect(s.methods['attend-and-excite']!.n).toBe(6);
     const c = compareMethods(rows, 'suppress', 'none');
-    expect(c).toEqual({ method: 'suppress', baseline: 'none', pairs: 5, method_only: 3, baseline_only: 1, p: mcnemarExact(3, 1).p });
+    expect(c).toEqual({
+      method: 'suppress',
+      baseline: 'none',
+      pairs: 5,
+      method_only: 3,
+      baseline_only: 1,
+      p: mcnemarExact(3, 1).p,
+    });
     expect(mcnemarExact(3, 1).p).toBeCloseTo(0.625, 12); // 2 · (1 + 4) / 16
     const vsAe = s.comparisons.find((x) => x.method === 'suppress' && x.baseline === 'attend-and-excite')!;
     expect(vsAe).toMatchObject({ pairs: 5, method_only: 4, baseline_only: 1 });
-    expect(s.comparisons.map((x) => `${x.method}/${x.baseline}`)).toEqual(['attend-and-excite/none', 'suppress/none', 'none/attend-and-excite', 'suppress/attend-and-excite']);
+    expect(s.comparisons.map((x) => `${x.method}/${x.baseline}`)).toEqual([
+      'attend-and-excite/none',
+      'suppress/none',
+      'none/attend-and-excite',
+      'suppress/attend-and-excite',
+    ]);
   });
 
   it('describes failures object by object', () => {
-    const o = (over: Partial<BenchRow['objects'][number]>) => ({ shape: 'circle' as const, colour: 'red' as const, found: true, found_shape_match: true, colour_correct: true, leaked: false, detection: 0, detected_shape: 'circle' as const, detected_colour: 'red' as const, ...over });
-    expect(failures({ objects: [o({}), o({ found: false, found_shape_match: false, colour_correct: false, shape: 'square', colour: 'blue' })], extra_objects: 1 })).toEqual(['missing blue square', '+1 extra']);
-    expect(failures({ objects: [o({ colour_correct: false, leaked: true, detected_colour: 'blue' })], extra_objects: 0 })).toEqual(['red circle → blue (leak)']);
+    const o = (over: Partial<BenchRow['objects'][number]>) => ({
+      shape: 'circle' as const,
+      colour: 'red' as const,
+      found: true,
+      found_shape_match: true,
+      colour_correct: true,
+      leaked: false,
+      detection: 0,
+      detected_shape: 'circle' as const,
+      detected_colour: 'red' as const,
+      ...over,
+    });
+    expect(
+      failures({
+        objects: [
+          o({}),
+          o({ found: false, found_shape_match: false, colour_correct: false, shape: 'square', colour: 'blue' }),
+        ],
+        extra_objects: 1,
+      }),
+    ).toEqual(['missing blue square', '+1 extra']);
+    expect(
+      failures({ objects: [o({ colour_correct: false, leaked: true, detected_colour: 'blue' })], extra_objects: 0 }),
+    ).toEqual(['red circle → blue (leak)']);
   });
 
   it('hashes settings canonically (key order, Maps)', () => {
@@ -243,7 +321,10 @@ describe('bench on tiny-sd', () => {
   const suite: Suite = {
     name: 'tiny',
     split: null,
-    prompts: ['a red circle and a blue square', 'a green triangle'].map((prompt) => ({ prompt, objects: parsePrompt(prompt).objects })),
+    prompts: ['a red circle and a blue square', 'a green triangle'].map((prompt) => ({
+      prompt,
+      objects: parsePrompt(prompt).objects,
+    })),
   };
   const options = { methods: ['none', 'suppress-edit'], seeds: [0], steps: 2, guidance: 7.5, sampler: 'ddim' as const };
 
@@ -253,7 +334,10 @@ describe('bench on tiny-sd', () => {
     expect(first.generated).toBe(4);
     const results = join(out, 'results.jsonl');
     const text = readFileSync(results, 'utf8');
-    const rows = text.trimEnd().split('\n').map((l) => JSON.parse(l) as BenchRow);
+    const rows = text
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as BenchRow);
     expect(rows.map((r) => `${r.method}|${r.prompt}`)).toEqual([
       'none|a red circle and a blue square',
       'suppress-edit|a red circle and a blue square',
@@ -271,7 +355,10 @@ describe('bench on tiny-sd', () => {
     expect(rows[0]!.settings.method).toEqual({});
     expect(rows[1]!.settings.method).toMatchObject({ class: 'SuppressToImpress', mode: 'edit' });
     expect(rows[1]!.subjects.map((s) => s.word)).toEqual(['circle', 'square']);
-    expect(rows[1]!.attributes.map((a) => [a.word, a.subject])).toEqual([['red', 0], ['blue', 1]]);
+    expect(rows[1]!.attributes.map((a) => [a.word, a.subject])).toEqual([
+      ['red', 0],
+      ['blue', 1],
+    ]);
 
     // Resume: nothing new, file untouched.
     const again = await runBench(model, [suite], { ...options, out });
@@ -294,10 +381,13 @@ describe('bench on tiny-sd', () => {
     expect(Object.keys(summary.methods)).toEqual(['none', 'suppress-edit']);
     for (const m of Object.values(summary.methods)) {
       expect(m.n).toBe(2);
-      for (const k of ['full_success', 'object_recall', 'binding', 'leakage'] as const) expect(Object.keys(m[k]).sort()).toEqual(['high', 'low', 'rate']);
+      for (const k of ['full_success', 'object_recall', 'binding', 'leakage'] as const)
+        expect(Object.keys(m[k]).sort()).toEqual(['high', 'low', 'rate']);
       expect(m.seconds_per_image).toBeGreaterThan(0);
     }
-    expect(summary.comparisons).toEqual([expect.objectContaining({ method: 'suppress-edit', baseline: 'none', pairs: 2 })]);
+    expect(summary.comparisons).toEqual([
+      expect.objectContaining({ method: 'suppress-edit', baseline: 'none', pairs: 2 }),
+    ]);
     expect(formatSummaryMarkdown(summary)).toMatch(/\| method \| n \| full success % \|/);
     const html = renderHtmlReport(summary, first.items, out);
     expect(html.match(/data:image\/png;base64,/g)).toHaveLength(4);
@@ -320,12 +410,31 @@ describe('s2i bench', () => {
     const file = join(tmp, 'one.jsonl');
     writeFileSync(file, '{"prompt": "a red circle and a blue square"}\n');
     const out = join(tmp, 'cli');
-    const r = s2i('--suite', file, '--methods', 'none', '--seeds', '0', '--steps', '2', '--scheduler', 'ddim', '--model', tinySdDir, '--out', out, '--json');
+    const r = s2i(
+      '--suite',
+      file,
+      '--methods',
+      'none',
+      '--seeds',
+      '0',
+      '--steps',
+      '2',
+      '--scheduler',
+      'ddim',
+      '--model',
+      tinySdDir,
+      '--out',
+      out,
+      '--json',
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(Object.keys(j.methods)).toEqual(['none']);
-    expect(j.methods.none).toMatchObject({ n: 1, full_success: { rate: expect.any(Number), low: expect.any(Number), high: expect.any(Number) } });
+    expect(j.methods.none).toMatchObject({
+      n: 1,
+      full_success: { rate: expect.any(Number), low: expect.any(Number), high: expect.any(Number) },
+    });
     expect(j.comparisons).toEqual([]);
     expect(j.run).toMatchObject({ steps: 2, sampler: 'ddim', seeds: [0], images: 1, generated: 1 });
     expect(existsSync(join(out, 'summary.md'))).toBe(true);
@@ -337,6 +446,8 @@ describe('s2i bench', () => {
     const r = s2i('--suite', 'shapes-2', '--methods', 'none,suppres', '--model', join(tmp, 'no-such-model'));
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^s2i: error: --methods: unknown method 'suppres' \(known: none, attend-and-excite, .*\)\n$/);
+    expect(r.stderr).toMatch(
+      /^s2i: error: --methods: unknown method 'suppres' \(known: none, attend-and-excite, .*\)\n$/,
+    );
   });
 });

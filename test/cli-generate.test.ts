@@ -27,7 +27,11 @@ const PROMPT = 'a cat and a frog';
 beforeAll(ensureBuilt);
 
 function s2i(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'generate', ...args], { cwd: tmp, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'generate', ...args], {
+    cwd: tmp,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -40,25 +44,54 @@ describe('s2i generate', () => {
     writeSafetensors(init, { initial_latents: { data: initial, shape: [1, 4, 32, 32] } });
     const out = join(tmp, 'f.png');
     const saved = join(tmp, 'final.safetensors');
-    const r = s2i(PROMPT, '--model', tinySdDir, '--steps', '10', '--guidance', '7.5', '--scheduler', 'pndm', '--latents', `${init}:initial_latents`, '--save-latents', saved, '--out', out, '--json');
+    const r = s2i(
+      PROMPT,
+      '--model',
+      tinySdDir,
+      '--steps',
+      '10',
+      '--guidance',
+      '7.5',
+      '--scheduler',
+      'pndm',
+      '--latents',
+      `${init}:initial_latents`,
+      '--save-latents',
+      saved,
+      '--out',
+      out,
+      '--json',
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.sampler).toBe('pndm');
     expect(report.timesteps).toEqual(Array.from(f['pndm.timesteps']!.data as BigInt64Array, Number));
-    expect(report.settings).toMatchObject({ steps: 10, guidance: 7.5, scheduler: 'pndm', height: 64, width: 64, method: 'none', latents: { key: 'initial_latents' } });
+    expect(report.settings).toMatchObject({
+      steps: 10,
+      guidance: 7.5,
+      scheduler: 'pndm',
+      height: 64,
+      width: 64,
+      method: 'none',
+      latents: { key: 'initial_latents' },
+    });
     expect(report.steps).toHaveLength(11);
     expect(report.steps[0]).toMatchObject({ index: 0, timestep: 901 });
     expect(report.graphs.map((g: { key: string }) => g.key)).toContain('text:77');
     expect(report.graphs.every((g: { session_ms: number }) => g.session_ms > 0)).toBe(true);
     expect(report.outputs).toEqual({ image: out, latents: saved, attention_maps: null });
 
-    const tol = (JSON.parse(readFileSync(join(oracleDir, 'goldens', 'manifest.json'), 'utf8')) as { cases: { id: string; tolerance: { pndm: { final_latents: { atol: number } } } }[] }).cases.find(
-      (c) => c.id === 'f_txt2img',
-    )!.tolerance.pndm.final_latents.atol;
+    const tol = (
+      JSON.parse(readFileSync(join(oracleDir, 'goldens', 'manifest.json'), 'utf8')) as {
+        cases: { id: string; tolerance: { pndm: { final_latents: { atol: number } } } }[];
+      }
+    ).cases.find((c) => c.id === 'f_txt2img')!.tolerance.pndm.final_latents.atol;
     const latents = readSafetensors(saved)['latents']!;
     expect(latents.shape).toEqual([1, 4, 32, 32]);
-    expect(maxAbsDiff(latents.data as Float32Array, f['pndm.final_latents']!.data as Float32Array)).toBeLessThanOrEqual(tol);
+    expect(maxAbsDiff(latents.data as Float32Array, f['pndm.final_latents']!.data as Float32Array)).toBeLessThanOrEqual(
+      tol,
+    );
 
     // The PNG is diffusers' uint8 image: round(image * 255), up to float noise at exact halves.
     const png = decodePng(out);
@@ -72,7 +105,21 @@ describe('s2i generate', () => {
   it('runs Attend-and-Excite on --subjects: the same seed gives byte-identical files, with or without --json', () => {
     const a = join(tmp, 'ae-a.png');
     const b = join(tmp, 'ae-b.png');
-    const args = ['a frog and a frog at artstation', '--model', tinySdDir, '--steps', '2', '--seed', '1234', '--method', 'ae', '--subjects', 'frog,artstation', '--thresholds', '0:0.05'];
+    const args = [
+      'a frog and a frog at artstation',
+      '--model',
+      tinySdDir,
+      '--steps',
+      '2',
+      '--seed',
+      '1234',
+      '--method',
+      'ae',
+      '--subjects',
+      'frog,artstation',
+      '--thresholds',
+      '0:0.05',
+    ];
     const ra = s2i(...args, '--out', a, '--attention-maps', `${a}.maps.png`);
     expect(ra.stderr).toBe('');
     expect(ra.code).toBe(0);
@@ -87,25 +134,49 @@ describe('s2i generate', () => {
     expect(out).toMatch(/^prompt {5}"a frog and a frog at artstation"$/m);
     expect(out).toMatch(/^sampler {4}pndm, 2 steps \(3 UNet calls\), guidance 7\.5$/m);
     expect(out).toMatch(/^image {6}64x64, latents \[1, 4, 32, 32\], seed 1234$/m);
-    expect(out).toMatch(/^subjects   frog#1 \(token 2\), artstation \(tokens 7 'art', 8 'station'; single-token methods use 8\)$/m);
-    expect(out).toMatch(/^method {5}attend-and-excite: .*\n {11}tokens 2, 8, attn_res 16x16\n {11}max_iter_to_alter 1, thresholds 0:0\.05, scale_factor 20$/m);
+    expect(out).toMatch(
+      /^subjects {3}frog#1 \(token 2\), artstation \(tokens 7 'art', 8 'station'; single-token methods use 8\)$/m,
+    );
+    expect(out).toMatch(
+      /^method {5}attend-and-excite: .*\n {11}tokens 2, 8, attn_res 16x16\n {11}max_iter_to_alter 1, thresholds 0:0\.05, scale_factor 20$/m,
+    );
     expect(out).toContain('(max_iter_to_alter scaled from the 50-step defaults 25 / 0:0.05,10:0.5,20:0.8 to 2 steps)');
-    expect(out).toMatch(/^note {7}'frog' appears 2 times in the prompt; using the first \(token 2\); write frog#2 for the second$/m);
-    expect(out).toMatch(/^note {7}'artstation' is 2 tokens \(7 'art', 8 'station'\); single-token methods use the last, 8 'station'$/m);
+    expect(out).toMatch(
+      /^note {7}'frog' appears 2 times in the prompt; using the first \(token 2\); write frog#2 for the second$/m,
+    );
+    expect(out).toMatch(
+      /^note {7}'artstation' is 2 tokens \(7 'art', 8 'station'\); single-token methods use the last, 8 'station'$/m,
+    );
     expect(out).toMatch(/^step +t +loss +frog#1 +artstation +tries +ms$/m);
     expect(out.match(/^ +[0-2] +\d+ +[0-9.]+\*? +[0-9.]+ +[0-9.]+ +(-|\d+) +\d+$/gm)).toHaveLength(3);
     const esc = (p: string) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     // Paths inside the working directory are shown relative to it.
     expect(out).toMatch(new RegExp(`^wrote {6}${esc(basename(a))} \\(64x64 PNG\\)$`, 'm'));
-    expect(out).toMatch(new RegExp(`^ {11}${esc(basename(a))}\\.maps\\.png \\(cross-attention 16x16, \\d+x\\d+ PNG\\)$`, 'm'));
+    expect(out).toMatch(
+      new RegExp(`^ {11}${esc(basename(a))}\\.maps\\.png \\(cross-attention 16x16, \\d+x\\d+ PNG\\)$`, 'm'),
+    );
 
     // The JSON report: exactly one object on stdout.
     const report = JSON.parse(rb.stdout);
-    expect(report.subjects.map((s: { word: string; token_indices: number[]; token_index: number }) => [s.word, s.token_indices, s.token_index])).toEqual([
+    expect(
+      report.subjects.map((s: { word: string; token_indices: number[]; token_index: number }) => [
+        s.word,
+        s.token_indices,
+        s.token_index,
+      ]),
+    ).toEqual([
       ['frog', [2], 2],
       ['artstation', [7, 8], 8],
     ]);
-    expect(report.method).toMatchObject({ name: 'attend-and-excite', token_indices: [2, 8], max_iter_to_alter: 1, thresholds: { 0: 0.05 }, scale_factor: 20, attn_res: [16, 16], scaled_from_50_steps: ['max_iter_to_alter'] });
+    expect(report.method).toMatchObject({
+      name: 'attend-and-excite',
+      token_indices: [2, 8],
+      max_iter_to_alter: 1,
+      thresholds: { 0: 0.05 },
+      scale_factor: 20,
+      attn_res: [16, 16],
+      scaled_from_50_steps: ['max_iter_to_alter'],
+    });
     expect(report.notes).toHaveLength(2);
     expect(report.timesteps).toEqual([501, 1, 1]);
     expect(report.steps).toHaveLength(3);
@@ -127,12 +198,17 @@ describe('s2i generate', () => {
     const tile = (k: number) => {
       const x0 = labelColumn + pad + k * (128 + pad);
       const px: number[] = [];
-      for (let y = pad; y < pad + 128; y++) px.push(...pic.data.subarray((y * pic.width + x0) * 3, (y * pic.width + x0 + 128) * 3));
+      for (let y = pad; y < pad + 128; y++)
+        px.push(...pic.data.subarray((y * pic.width + x0) * 3, (y * pic.width + x0 + 128) * 3));
       return Uint8Array.from(px);
     };
     const tiles = [0, 1, 2].map(tile);
     for (const t of tiles) expect(new Set(t).size).toBeGreaterThan(16); // a heat map, not a blank cell
-    for (const [i, j] of [[0, 1], [0, 2], [1, 2]] as const) {
+    for (const [i, j] of [
+      [0, 1],
+      [0, 2],
+      [1, 2],
+    ] as const) {
       let differing = 0;
       for (let k = 0; k < tiles[i]!.length; k++) if (tiles[i]![k] !== tiles[j]![k]) differing++;
       expect(differing / tiles[i]!.length, `tiles ${i} and ${j}`).toBeGreaterThan(0.2);
@@ -141,33 +217,84 @@ describe('s2i generate', () => {
 
   it('without --model uses the shipped shapes model with its recommended steps and guidance (s2i.json)', () => {
     const out = join(tmp, 'default-model.png');
-    const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'generate', 'a red circle and a blue square', '--seed', '3', '--out', out, '--json'], { cwd: tmp, encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(repoRoot, 'bin', 's2i.js'),
+        'generate',
+        'a red circle and a blue square',
+        '--seed',
+        '3',
+        '--out',
+        out,
+        '--json',
+      ],
+      { cwd: tmp, encoding: 'utf8', timeout: 120_000 },
+    );
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const report = JSON.parse(r.stdout);
     const recommended = JSON.parse(readFileSync(join(repoRoot, 'models', 'shapes', 's2i.json'), 'utf8'));
-    expect(report.settings).toMatchObject({ steps: recommended.steps, guidance: recommended.guidance, height: 32, width: 32, method: 'none' });
+    expect(report.settings).toMatchObject({
+      steps: recommended.steps,
+      guidance: recommended.guidance,
+      height: 32,
+      width: 32,
+      method: 'none',
+    });
     expect(decodePng(out).width).toBe(32);
     // An explicit option still wins.
-    const r2 = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'generate', 'a red circle', '--seed', '3', '--steps', '4', '--upscale', '3', '--out', out, '--json'], { cwd: tmp, encoding: 'utf8', timeout: 120_000 });
+    const r2 = spawnSync(
+      process.execPath,
+      [
+        join(repoRoot, 'bin', 's2i.js'),
+        'generate',
+        'a red circle',
+        '--seed',
+        '3',
+        '--steps',
+        '4',
+        '--upscale',
+        '3',
+        '--out',
+        out,
+        '--json',
+      ],
+      { cwd: tmp, encoding: 'utf8', timeout: 120_000 },
+    );
     expect(JSON.parse(r2.stdout).settings).toMatchObject({ steps: 4, guidance: recommended.guidance });
     expect(decodePng(out).width).toBe(96);
   });
 
   describe('errors: exit code 1, one line on stderr, no output file', () => {
     const bad = join(tmp, 'bad.safetensors');
-    writeSafetensors(bad, { foo: { data: new Float32Array(3 * 32 * 32), shape: [1, 3, 32, 32] }, latents: { data: new Float32Array(4 * 16 * 16), shape: [1, 4, 16, 16] } });
+    writeSafetensors(bad, {
+      foo: { data: new Float32Array(3 * 32 * 32), shape: [1, 3, 32, 32] },
+      latents: { data: new Float32Array(4 * 16 * 16), shape: [1, 4, 16, 16] },
+    });
     const cases: [string, string[], string[]][] = [
       ['unknown scheduler', ['--scheduler', 'heun'], ['--scheduler', 'heun', 'pndm, ddim, euler, euler-a, dpmpp-2m']],
       ['height not a multiple of 8', ['--height', '60'], ['--height', 'multiple of 8', '60']],
       ['missing latents key', ['--latents', `${bad}:nope`], ['--latents', bad, "'nope'", "'foo'", "'latents'"]],
       ['wrongly shaped latents', ['--latents', `${bad}:foo`], ['--latents', '[1, 3, 32, 32]', '[1, 4, h, w]']],
-      ['latents of another size than --height', ['--latents', bad, '--height', '64'], ['[1, 4, 16, 16]', '[1, 4, 32, 32]']],
+      [
+        'latents of another size than --height',
+        ['--latents', bad, '--height', '64'],
+        ['[1, 4, 16, 16]', '[1, 4, 32, 32]'],
+      ],
       ['unknown method', ['--method', 'magic'], ['--method', 'magic', 'attend-and-excite']],
       ['bad --tokens', ['--method', 'attend-and-excite', '--tokens', '2,x'], ['--tokens', '2,x']],
       ['--tokens out of range', ['--method', 'attend-and-excite', '--tokens', '2,6'], ['--tokens', 'token 6', '1..5']],
-      ['bad --thresholds', ['--method', 'attend-and-excite', '--subjects', 'cat', '--thresholds', '0:0.05,10'], ['--thresholds', '"10"']],
-      ['subject not in the prompt', ['--method', 'attend-and-excite', '--subjects', 'cat,zebra'], ["subject 'zebra' is not in the prompt \"a cat and a frog\" (its words: a, cat, and, a, frog)"]],
+      [
+        'bad --thresholds',
+        ['--method', 'attend-and-excite', '--subjects', 'cat', '--thresholds', '0:0.05,10'],
+        ['--thresholds', '"10"'],
+      ],
+      [
+        'subject not in the prompt',
+        ['--method', 'attend-and-excite', '--subjects', 'cat,zebra'],
+        ['subject \'zebra\' is not in the prompt "a cat and a frog" (its words: a, cat, and, a, frog)'],
+      ],
       ['A&E without subjects', ['--method', 'attend-and-excite'], ['--subjects', '--tokens']],
       ['missing model folder', ['--model', join(tmp, 'no-such-model')], [join(tmp, 'no-such-model')]],
     ];
@@ -175,7 +302,19 @@ describe('s2i generate', () => {
       it(name, () => {
         const out = join(tmp, `err-${name.replace(/\W+/g, '-')}.png`);
         const withModel = args.includes('--model') ? [] : ['--model', tinySdDir];
-        const r = s2i(PROMPT, ...withModel, ...args, '--steps', '2', '--out', out, '--save-latents', `${out}.safetensors`, '--attention-maps', `${out}.maps.png`);
+        const r = s2i(
+          PROMPT,
+          ...withModel,
+          ...args,
+          '--steps',
+          '2',
+          '--out',
+          out,
+          '--save-latents',
+          `${out}.safetensors`,
+          '--attention-maps',
+          `${out}.maps.png`,
+        );
         expect(r.code).toBe(1);
         expect(r.stdout).toBe('');
         expect(r.stderr).toMatch(/^s2i: error: [^\n]+\n$/);
@@ -189,9 +328,17 @@ describe('s2i generate', () => {
   });
 
   it('--help reads like a manual page', () => {
-    const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'generate', '--help'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'generate', '--help'], {
+      encoding: 'utf8',
+    });
     expect(r.status).toBe(0);
-    for (const s of ['Usage: s2i generate [options] <prompt>', '--attention-maps <file>', 'Attend-and-Excite (--method attend-and-excite):', 'Examples:']) expect(r.stdout).toContain(s);
+    for (const s of [
+      'Usage: s2i generate [options] <prompt>',
+      '--attention-maps <file>',
+      'Attend-and-Excite (--method attend-and-excite):',
+      'Examples:',
+    ])
+      expect(r.stdout).toContain(s);
     expect(r.stdout.split('\n').every((l) => l.length <= 80)).toBe(true);
   });
 });
@@ -241,7 +388,9 @@ describe('subjects (tokenizer only)', () => {
       }
       throw new Error('no error');
     };
-    expect(err(() => resolveWordSubjects(tok, PROMPT, 'zebra'))).toBe(`subject 'zebra' is not in the prompt "a cat and a frog" (its words: a, cat, and, a, frog)`);
+    expect(err(() => resolveWordSubjects(tok, PROMPT, 'zebra'))).toBe(
+      `subject 'zebra' is not in the prompt "a cat and a frog" (its words: a, cat, and, a, frog)`,
+    );
     expect(err(() => resolveWordSubjects(tok, PROMPT, 'frog#2'))).toContain('only one');
     expect(err(() => resolveWordSubjects(tok, PROMPT, 'cat,,frog'))).toContain('--subjects');
     expect(err(() => resolveWordSubjects(tok, PROMPT, 'cat,cat'))).toContain('listed twice');
@@ -267,9 +416,17 @@ describe('subjects (tokenizer only)', () => {
   it('A&E defaults scale with the step count as the oracle did', () => {
     const s10 = scaledAttendExciteDefaults(10);
     expect(s10.maxIterToAlter).toBe(5);
-    expect([...s10.thresholds]).toEqual([[0, 0.05], [2, 0.5], [4, 0.8]]);
+    expect([...s10.thresholds]).toEqual([
+      [0, 0.05],
+      [2, 0.5],
+      [4, 0.8],
+    ]);
     const s50 = scaledAttendExciteDefaults(50);
     expect(s50.maxIterToAlter).toBe(25);
-    expect([...s50.thresholds]).toEqual([[0, 0.05], [10, 0.5], [20, 0.8]]);
+    expect([...s50.thresholds]).toEqual([
+      [0, 0.05],
+      [10, 0.5],
+      [20, 0.8],
+    ]);
   });
 });

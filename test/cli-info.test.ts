@@ -39,10 +39,25 @@ describe('s2i info', () => {
     });
     expect(te.parameters).toBe(1_621_696); // position_ids (I64) are a buffer, not a parameter
     expect(te.dtypes).toEqual({ I64: 77, F32: 1_621_696 });
-    expect(te.config).toMatchObject({ hidden_size: 32, num_hidden_layers: 3, num_attention_heads: 4, vocab_size: 49408, max_position_embeddings: 77, hidden_act: 'quick_gelu' });
+    expect(te.config).toMatchObject({
+      hidden_size: 32,
+      num_hidden_layers: 3,
+      num_attention_heads: 4,
+      vocab_size: 49408,
+      max_position_embeddings: 77,
+      hidden_act: 'quick_gelu',
+    });
     expect(vae.config).toEqual({ block_out_channels: [32, 64], latent_channels: 4, scaling_factor: 0.18215 });
-    expect(tokenizer).toMatchObject({ parameters: null, config: { vocab_size: 49408, model_max_length: 77, pad_token: '<|endoftext|>' } });
-    expect(scheduler.config).toMatchObject({ class: 'PNDMScheduler', beta_schedule: 'scaled_linear', prediction_type: 'epsilon', timestep_spacing: 'leading' });
+    expect(tokenizer).toMatchObject({
+      parameters: null,
+      config: { vocab_size: 49408, model_max_length: 77, pad_token: '<|endoftext|>' },
+    });
+    expect(scheduler.config).toMatchObject({
+      class: 'PNDMScheduler',
+      beta_schedule: 'scaled_linear',
+      prediction_type: 'epsilon',
+      timestep_spacing: 'leading',
+    });
     expect(info.total.parameters).toBe(2_164_452 + 1_621_696 + vae.parameters);
   });
 

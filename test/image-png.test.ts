@@ -56,9 +56,17 @@ describe('encodePng / decodePng', () => {
 
   it('converts grey, grey+alpha and 16-bit PNGs to 8-bit RGB', () => {
     const rgba = Uint8Array.from([0, 0, 0, 255, 100, 100, 100, 255, 200, 200, 200, 255, 255, 255, 255, 255]);
-    for (const [ct, depth] of [[0, 8], [4, 8], [0, 16], [2, 16], [6, 16]] as const) {
+    for (const [ct, depth] of [
+      [0, 8],
+      [4, 8],
+      [0, 16],
+      [2, 16],
+      [6, 16],
+    ] as const) {
       const img = decodePng(foreignPng(rgba, 2, 2, ct, depth));
-      expect([...img.data], `colorType ${ct} depth ${depth}`).toEqual([0, 0, 0, 100, 100, 100, 200, 200, 200, 255, 255, 255]);
+      expect([...img.data], `colorType ${ct} depth ${depth}`).toEqual([
+        0, 0, 0, 100, 100, 100, 200, 200, 200, 255, 255, 255,
+      ]);
     }
   });
 

@@ -19,7 +19,9 @@ import {
   type RgbImage,
 } from '../src/image/index.js';
 
-const px = (img: RgbImage, x: number, y: number): number[] => [...img.data.subarray((y * img.width + x) * 3, (y * img.width + x) * 3 + 3)];
+const px = (img: RgbImage, x: number, y: number): number[] => [
+  ...img.data.subarray((y * img.width + x) * 3, (y * img.width + x) * 3 + 3),
+];
 
 describe('floatToRgb8 / rgb8ToFloat', () => {
   it('maps [-1, 1] like diffusers: round(clamp(x/2+0.5, 0, 1) * 255), channel-first to interleaved', () => {
@@ -63,7 +65,14 @@ describe('resize', () => {
   it('bilinear follows PyTorch align_corners=False', () => {
     const up = resizeMap(map, 2, 2, 4, 4, 'bilinear');
     expect([...up]).toEqual([0, 0.25, 0.75, 1, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2, 2.25, 2.75, 3]);
-    const down = resizeMap(Float32Array.from({ length: 16 }, (_, i) => i), 4, 4, 2, 2, 'bilinear');
+    const down = resizeMap(
+      Float32Array.from({ length: 16 }, (_, i) => i),
+      4,
+      4,
+      2,
+      2,
+      'bilinear',
+    );
     expect([...down]).toEqual([2.5, 4.5, 10.5, 12.5]);
   });
 
@@ -88,7 +97,9 @@ describe('heat maps', () => {
   it('colormaps run from dark blue to dark red (turbo, jet) or black to white (gray)', () => {
     const dark = (c: readonly number[]): boolean => c[0]! + c[1]! + c[2]! < 160;
     expect(dark(colormap(0, 'turbo'))).toBe(true);
-    const blue = colormap(0.15, 'turbo'), green = colormap(0.45, 'turbo'), red = colormap(0.85, 'turbo');
+    const blue = colormap(0.15, 'turbo'),
+      green = colormap(0.45, 'turbo'),
+      red = colormap(0.85, 'turbo');
     expect(blue[2]).toBeGreaterThan(Math.max(blue[0], blue[1]));
     expect(green[1]).toBeGreaterThan(Math.max(green[0], green[2]));
     expect(red[0]).toBeGreaterThan(Math.max(red[1], red[2]));

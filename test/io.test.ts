@@ -1,4 +1,13 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -15,7 +24,14 @@ import {
   readSamplingDefaults,
   WeightStore,
 } from '../src/io/model-folder.js';
-import { bf16ToF32, f16ToF32, readSafetensors, SafetensorsFile, weightSource, writeSafetensors } from '../src/io/safetensors.js';
+import {
+  bf16ToF32,
+  f16ToF32,
+  readSafetensors,
+  SafetensorsFile,
+  weightSource,
+  writeSafetensors,
+} from '../src/io/safetensors.js';
 import { numel, type Int64Tensor, type Tensor } from '../src/tensor.js';
 import { goldenPath, tinySdDir } from './support/oracle.js';
 
@@ -96,8 +112,15 @@ describe('SafetensorsFile on real files', () => {
     const info = te.info('text_model.embeddings.position_ids');
     expect(info.dtype).toBe('I64');
     expect(info.shape).toEqual([1, 77]);
-    expect([...te.readInt64('text_model.embeddings.position_ids')]).toEqual(Array.from({ length: 77 }, (_, i) => BigInt(i)));
-    expectUserError(() => te.readFloat32('text_model.embeddings.position_ids'), textWeights, "'text_model.embeddings.position_ids'", 'I64');
+    expect([...te.readInt64('text_model.embeddings.position_ids')]).toEqual(
+      Array.from({ length: 77 }, (_, i) => BigInt(i)),
+    );
+    expectUserError(
+      () => te.readFloat32('text_model.embeddings.position_ids'),
+      textWeights,
+      "'text_model.embeddings.position_ids'",
+      'I64',
+    );
     expectUserError(() => te.info('nope'), textWeights, "'nope'");
     te.close();
     // reading after close reopens the file
@@ -209,7 +232,7 @@ describe('writeSafetensors', () => {
       scalar: { data: Float32Array.of(7), shape: [] },
       empty: { data: new Float32Array(0), shape: [0, 3] },
       ids: { data: BigInt64Array.of(-1n, 2n ** 62n, 3n), shape: [3] },
-      'unicodé': { data: Float32Array.of(1, 2), shape: [2] },
+      unicodé: { data: Float32Array.of(1, 2), shape: [2] },
       ['__proto__']: { data: Float32Array.of(9), shape: [1] },
     };
     const p = tmpPath('round.safetensors');
@@ -230,7 +253,9 @@ describe('writeSafetensors', () => {
     const buf = readFileSync(p);
     const n = Number(buf.readBigUInt64LE(0));
     expect(n % 8).toBe(0);
-    expect(buf.subarray(8, 8 + n).toString('utf8')).toMatch(/^\{"__metadata__":\{"format":"pt","note":"hello"\},"ids":\{"dtype":"I64","shape":\[3\],"data_offsets":\[0,24\]\}.*\} *$/);
+    expect(buf.subarray(8, 8 + n).toString('utf8')).toMatch(
+      /^\{"__metadata__":\{"format":"pt","note":"hello"\},"ids":\{"dtype":"I64","shape":\[3\],"data_offsets":\[0,24\]\}.*\} *$/,
+    );
     expect(buf.length).toBe(8 + n + 24 + 4 + 4 + 16 + 0 + 4 + 8);
     // no temporary files left behind
     expect(readdirSync(tmp).filter((x) => x.includes('.tmp'))).toEqual([]);
@@ -409,7 +434,13 @@ describe('WeightStore', () => {
     writeSafetensors(join(dir, 'model-00001-of-00002.safetensors'), { a: { data: Float32Array.of(1, 2), shape: [2] } });
     writeSafetensors(join(dir, 'model-00002-of-00002.safetensors'), { b: { data: Float32Array.of(3), shape: [1] } });
     const index = join(dir, 'model.safetensors.index.json');
-    writeFileSync(index, JSON.stringify({ metadata: {}, weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' } }));
+    writeFileSync(
+      index,
+      JSON.stringify({
+        metadata: {},
+        weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' },
+      }),
+    );
     const store = WeightStore.openIndex(index);
     expect(store.keys().sort()).toEqual(['a', 'b']);
     expect(store.source('b', [1]).read()).toEqual(Float32Array.of(3));
@@ -452,7 +483,10 @@ describe('s2i.json sampling defaults', () => {
     writeFileSync(join(dir, 's2i.json'), '{"steps": 25, "guidance": 5}');
     expect(readSamplingDefaults(dir)).toEqual({ steps: 25, guidance: 5 });
     writeFileSync(join(dir, 's2i.json'), '{"steps": 2.5}');
-    expectUserError(() => readSamplingDefaults(dir), `${join(dir, 's2i.json')}: config key 'steps' must be a positive integer`);
+    expectUserError(
+      () => readSamplingDefaults(dir),
+      `${join(dir, 's2i.json')}: config key 'steps' must be a positive integer`,
+    );
     writeFileSync(join(dir, 's2i.json'), '{"guidance": "high"}');
     expectUserError(() => readSamplingDefaults(dir), "config key 'guidance' must be a number");
   });
@@ -481,7 +515,9 @@ describe('model folders', () => {
     mkdirSync(join(dir, 'unet'), { recursive: true });
     mkdirSync(join(dir, 'vae'));
     copyFileSync(join(tinySdDir, 'unet', 'config.json'), join(dir, 'unet', 'config.json'));
-    writeSafetensors(join(dir, 'unet', 'diffusion_pytorch_model.fp16.safetensors'), { w: { data: Float32Array.of(1), shape: [1] } });
+    writeSafetensors(join(dir, 'unet', 'diffusion_pytorch_model.fp16.safetensors'), {
+      w: { data: Float32Array.of(1), shape: [1] },
+    });
     const m = openModelFolder(dir);
     expect(m.index).toBeNull();
     expect(m.componentNames()).toEqual(['unet', 'vae']);
@@ -521,6 +557,10 @@ describe('model folders', () => {
     mkdirSync(join(dir, 'unet'));
     writeFileSync(join(dir, 'unet', 'config.json'), '{}');
     writeFileSync(join(dir, 'unet', 'diffusion_pytorch_model.bin'), 'x');
-    expectUserError(() => openModelFolder(dir).component('unet'), join(dir, 'unet', 'diffusion_pytorch_model.bin'), 'pickle');
+    expectUserError(
+      () => openModelFolder(dir).component('unet'),
+      join(dir, 'unet', 'diffusion_pytorch_model.bin'),
+      'pickle',
+    );
   });
 });

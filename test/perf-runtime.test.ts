@@ -24,7 +24,16 @@ const N = 64;
 const M = 7;
 const C = 16;
 const HEADS = 4;
-const layer = { name: 'attn', kind: 'cross' as const, place: 'down' as const, height: 8, width: 8, heads: HEADS, keyLength: M, index: 0 };
+const layer = {
+  name: 'attn',
+  kind: 'cross' as const,
+  place: 'down' as const,
+  height: 8,
+  width: 8,
+  heads: HEADS,
+  keyLength: M,
+  index: 0,
+};
 
 function attentionGraph(hook?: AttentionHook, extra?: (g: Graph, out: Value, q: Value) => void): Graph {
   const g = new Graph();
@@ -56,7 +65,11 @@ describe('fused attention (com.microsoft.MultiHeadAttention) only where nothing 
     const a = (await fused.run(feeds))['out']!.data;
     // The same graph serialised without substitutions: the plain nodes.
     const s = await ort.InferenceSession.create(serializeGraph(g, { substitutions: false }));
-    const b = (await s.run(Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor('float32', t.data, t.shape)]))))['out']!.data as Float32Array;
+    const b = (
+      await s.run(
+        Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor('float32', t.data, t.shape)])),
+      )
+    )['out']!.data as Float32Array;
     expect(maxDiff(a, b)).toBeLessThan(1e-5);
     await fused.release();
     await s.release();

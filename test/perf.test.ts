@@ -17,7 +17,20 @@ describe('npm run bench -- --only tiny', () => {
     // Asynchronous: a synchronous spawn this long would starve vitest's worker RPC.
     const r = await promisify(execFile)(
       process.execPath,
-      ['--import', 'tsx', join(repoRoot, 'src/bench/perf/cli.ts'), '--only', 'tiny', '--runs', '1', '--no-torch', '--json', '--quiet', '--tiny', tinySdDir],
+      [
+        '--import',
+        'tsx',
+        join(repoRoot, 'src/bench/perf/cli.ts'),
+        '--only',
+        'tiny',
+        '--runs',
+        '1',
+        '--no-torch',
+        '--json',
+        '--quiet',
+        '--tiny',
+        tinySdDir,
+      ],
       { cwd: repoRoot, encoding: 'utf8', timeout: 110_000, maxBuffer: 64 * 1024 * 1024 },
     );
     expect(r.stderr).not.toMatch(/error/i);

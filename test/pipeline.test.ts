@@ -28,7 +28,9 @@ interface ManifestCase {
   id: string;
   tolerance: Record<string, unknown> & Partial<Tol>;
 }
-const manifest = JSON.parse(readFileSync(join(oracleDir, 'goldens', 'manifest.json'), 'utf8')) as { cases: ManifestCase[] };
+const manifest = JSON.parse(readFileSync(join(oracleDir, 'goldens', 'manifest.json'), 'utf8')) as {
+  cases: ManifestCase[];
+};
 const tolerance = (id: string) => manifest.cases.find((c) => c.id === id)!.tolerance;
 
 const f32 = (g: Golden, k: string): Float32Array => {
@@ -59,7 +61,13 @@ describe('case f: txt2img, 10 steps, guidance 7.5, from initial_latents', () => 
   const tol = tolerance('f_txt2img') as Record<'pndm' | 'ddim', { final_latents: Tol; image: Tol }>;
   const runs = new Map<string, GenerateResult>();
   const run = (sampler: 'pndm' | 'ddim') =>
-    generate(model, { prompt: PROMPT, steps: 10, guidanceScale: 7.5, sampler, initialLatents: { data: f32(f, 'initial_latents'), shape: [1, 4, 32, 32] } });
+    generate(model, {
+      prompt: PROMPT,
+      steps: 10,
+      guidanceScale: 7.5,
+      sampler,
+      initialLatents: { data: f32(f, 'initial_latents'), shape: [1, 4, 32, 32] },
+    });
 
   for (const s of ['pndm', 'ddim'] as const) {
     it(`${s}: timesteps, every step's latents, final latents, decoded image`, async () => {
@@ -71,16 +79,28 @@ describe('case f: txt2img, 10 steps, guidance 7.5, from initial_latents', () => 
       expect(r.latentsPerStep.length).toBe(per.length / n);
       // Errors grow along the trajectory; every step must stay within the final tolerance.
       const atol = tol[s].final_latents.atol;
-      r.latentsPerStep.forEach((l, i) => expect(maxAbsDiff(l.data, per.subarray(i * n, (i + 1) * n)), `step ${i}`).toBeLessThanOrEqual(atol));
-      expectGolden(`f ${s.toUpperCase()} 10 steps: final latents (max abs)`, maxAbsDiff(r.finalLatents.data, f32(f, `${s}.final_latents`)), atol);
+      r.latentsPerStep.forEach((l, i) =>
+        expect(maxAbsDiff(l.data, per.subarray(i * n, (i + 1) * n)), `step ${i}`).toBeLessThanOrEqual(atol),
+      );
+      expectGolden(
+        `f ${s.toUpperCase()} 10 steps: final latents (max abs)`,
+        maxAbsDiff(r.finalLatents.data, f32(f, `${s}.final_latents`)),
+        atol,
+      );
       // decoded_raw = 2 * (image - 0.5) before clamping, so its tolerance is twice the image's.
       expect(r.image.shape).toEqual([1, 3, 64, 64]);
       expect(maxAbsDiff(r.image.data, f32(f, `${s}.decoded_raw`))).toBeLessThanOrEqual(2 * tol[s].image.atol);
       // The [0, 1] NHWC image as diffusers' decode_latents makes it.
       const img = f32(f, `${s}.image`);
       const ours = new Float32Array(img.length);
-      for (let c = 0; c < 3; c++) for (let p = 0; p < 64 * 64; p++) ours[p * 3 + c] = Math.min(1, Math.max(0, r.image.data[c * 4096 + p]! / 2 + 0.5));
-      expectGolden(`f ${s.toUpperCase()} 10 steps: decoded image in [0, 1] (max abs)`, maxAbsDiff(ours, img), tol[s].image.atol);
+      for (let c = 0; c < 3; c++)
+        for (let p = 0; p < 64 * 64; p++)
+          ours[p * 3 + c] = Math.min(1, Math.max(0, r.image.data[c * 4096 + p]! / 2 + 0.5));
+      expectGolden(
+        `f ${s.toUpperCase()} 10 steps: decoded image in [0, 1] (max abs)`,
+        maxAbsDiff(ours, img),
+        tol[s].image.atol,
+      );
     });
   }
 
@@ -88,7 +108,9 @@ describe('case f: txt2img, 10 steps, guidance 7.5, from initial_latents', () => 
     const first = runs.get('pndm') ?? (await run('pndm'));
     const again = await run('pndm');
     expect(Buffer.from(again.finalLatents.data.buffer).equals(Buffer.from(first.finalLatents.data.buffer))).toBe(true);
-    again.latentsPerStep.forEach((l, i) => expect(Buffer.from(l.data.buffer).equals(Buffer.from(first.latentsPerStep[i]!.data.buffer))).toBe(true));
+    again.latentsPerStep.forEach((l, i) =>
+      expect(Buffer.from(l.data.buffer).equals(Buffer.from(first.latentsPerStep[i]!.data.buffer))).toBe(true),
+    );
     expect(Buffer.from(again.image.data.buffer).equals(Buffer.from(first.image.data.buffer))).toBe(true);
     // Seeded noise too.
     const a = await generate(model, { prompt: PROMPT, steps: 2, seed: 5, sampler: 'euler-a' });
@@ -109,7 +131,10 @@ describe('case b: CLIP text encoder', () => {
       expect(model.tokenize(prompts[r]!)).toEqual(ints(b, 'input_ids').slice(r * 77, (r + 1) * 77));
       const e = await model.encodePrompt(prompts[r]!);
       expect(e.shape).toEqual([1, 77, 32]);
-      expect(maxAbsDiff(e.data, f32(b, 'last_hidden_state').subarray(r * rows, (r + 1) * rows)), prompts[r]).toBeLessThanOrEqual(atol);
+      expect(
+        maxAbsDiff(e.data, f32(b, 'last_hidden_state').subarray(r * rows, (r + 1) * rows)),
+        prompts[r],
+      ).toBeLessThanOrEqual(atol);
       worst = Math.max(worst, maxAbsDiff(e.data, f32(b, 'last_hidden_state').subarray(r * rows, (r + 1) * rows)));
     }
     expectGolden('b text encoder: last_hidden_state, 3 prompts (max abs)', worst, atol);
@@ -124,7 +149,9 @@ describe('case b: CLIP text encoder', () => {
     const session = await compile(g);
     try {
       for (let r = 0; r < prompts.length; r++) {
-        const res = await session.run({ input_ids: { data: b['input_ids']!.data.slice(r * 77, (r + 1) * 77) as BigInt64Array, shape: [1, 77] } });
+        const res = await session.run({
+          input_ids: { data: b['input_ids']!.data.slice(r * 77, (r + 1) * 77) as BigInt64Array, shape: [1, 77] },
+        });
         for (let i = 0; i < 4; i++) {
           const gold = f32(b, `hidden_states.${i}`).subarray(r * rows, (r + 1) * rows);
           expect(maxAbsDiff(res[`h${i}`]!.data, gold), `prompt ${r} hidden_states.${i}`).toBeLessThanOrEqual(atol);
@@ -141,8 +168,14 @@ describe('cases c and d: UNet forward, intermediates and cross-attention maps', 
   const d = readSafetensors(goldenPath('d_cross_attention'));
   const tc = tolerance('c_unet') as unknown as Tol & { case2: Tol };
   const td = tolerance('d_cross_attention') as unknown as Tol & { aggregate16_cond: Tol };
-  const layers = (manifest.cases.find((x) => x.id === 'd_cross_attention') as unknown as { params: { layers: string[] } }).params.layers;
-  const intermediates = [...'time_proj time_embedding conv_in down_blocks.0 down_blocks.1 down_blocks.2 mid_block up_blocks.0 up_blocks.1 up_blocks.2 conv_norm_out conv_out'.split(' ')];
+  const layers = (
+    manifest.cases.find((x) => x.id === 'd_cross_attention') as unknown as { params: { layers: string[] } }
+  ).params.layers;
+  const intermediates = [
+    ...'time_proj time_embedding conv_in down_blocks.0 down_blocks.1 down_blocks.2 mid_block up_blocks.0 up_blocks.1 up_blocks.2 conv_norm_out conv_out'.split(
+      ' ',
+    ),
+  ];
 
   async function unetSession() {
     return model.unetAccess(32, 32, 77).compile('test:pipeline:c+d', (g, unet) => {
@@ -176,19 +209,30 @@ describe('cases c and d: UNet forward, intermediates and cross-attention maps', 
     });
     expect(ints(c, 'timestep')).toEqual([981]);
     const res = await s.run(feeds('', 981));
-    expectGolden('c UNet t=981: noise_pred (max abs)', maxAbsDiff(res['noise_pred']!.data, f32(c, 'noise_pred')), tc.atol);
+    expectGolden(
+      'c UNet t=981: noise_pred (max abs)',
+      maxAbsDiff(res['noise_pred']!.data, f32(c, 'noise_pred')),
+      tc.atol,
+    );
     let worstIntermediate = 0;
     for (const k of intermediates) {
       const gold = f32(c, `intermediate.${k}`);
       worstIntermediate = Math.max(worstIntermediate, maxAbsDiff(res[`intermediate.${k}`]!.data, gold) / maxOf(gold));
-      expect(res[`intermediate.${k}`]!.shape.reduce((a, b) => a * b, 1), k).toBe(gold.length);
+      expect(
+        res[`intermediate.${k}`]!.shape.reduce((a, b) => a * b, 1),
+        k,
+      ).toBe(gold.length);
       // The manifest suggests rtol ~1e-4 of each tensor's largest value for intermediates.
       expect(maxAbsDiff(res[`intermediate.${k}`]!.data, gold) / maxOf(gold), k).toBeLessThanOrEqual(1e-4);
     }
     expectGolden('c UNet: 12 intermediates (max abs / max |golden|)', worstIntermediate, 1e-4);
     expect(ints(c, 'case2.timestep')).toEqual([501]);
     const res2 = await s.run(feeds('case2.', 501));
-    expectGolden('c UNet t=501: noise_pred (max abs)', maxAbsDiff(res2['noise_pred']!.data, f32(c, 'case2.noise_pred')), tc.case2.atol);
+    expectGolden(
+      'c UNet t=501: noise_pred (max abs)',
+      maxAbsDiff(res2['noise_pred']!.data, f32(c, 'case2.noise_pred')),
+      tc.case2.atol,
+    );
   });
 
   it('d: the 11 cross-attention probability maps and the 16x16 conditional aggregate', async () => {
@@ -209,6 +253,10 @@ describe('cases c and d: UNet forward, intermediates and cross-attention maps', 
     }
     expectGolden('d 11 cross-attention probability maps (max abs)', worst, td.atol);
     expect(res['aggregate16_cond']!.shape).toEqual([16, 16, 77]);
-    expectGolden('d 16x16 aggregated conditional map (max abs)', maxAbsDiff(res['aggregate16_cond']!.data, f32(d, 'aggregate16_cond')), td.aggregate16_cond.atol);
+    expectGolden(
+      'd 16x16 aggregated conditional map (max abs)',
+      maxAbsDiff(res['aggregate16_cond']!.data, f32(d, 'aggregate16_cond')),
+      td.aggregate16_cond.atol,
+    );
   });
 });

@@ -62,7 +62,9 @@ interface ManifestCase {
   tolerance: Record<string, unknown>;
   params: Record<string, { class: string; config: Record<string, unknown>; steps: number }>;
 }
-const manifest = JSON.parse(readFileSync(join(oracleDir, 'goldens', 'manifest.json'), 'utf8')) as { cases: ManifestCase[] };
+const manifest = JSON.parse(readFileSync(join(oracleDir, 'goldens', 'manifest.json'), 'utf8')) as {
+  cases: ManifestCase[];
+};
 const eCase = manifest.cases.find((c) => c.id === 'e_schedulers')!;
 const tol = eCase.tolerance as { atol: number; rtol: number };
 
@@ -76,7 +78,13 @@ const SD15: RawSchedulerConfig = (() => {
   return raw;
 })();
 
-const KEY: Record<SamplerName, string> = { pndm: 'pndm', ddim: 'ddim', euler: 'euler', 'euler-a': 'euler_a', 'dpmpp-2m': 'dpmpp2m' };
+const KEY: Record<SamplerName, string> = {
+  pndm: 'pndm',
+  ddim: 'ddim',
+  euler: 'euler',
+  'euler-a': 'euler_a',
+  'dpmpp-2m': 'dpmpp2m',
+};
 
 /** max |a-b| and whether |a-b| <= atol + rtol*|b| everywhere. */
 function compare(a: ArrayLike<number>, b: ArrayLike<number>) {
@@ -170,13 +178,24 @@ describe('scheduler config (from_config semantics)', () => {
     expect(err(() => resolveSchedulerConfig('ddim', { beta_schedule: 'cosine' }))).toMatch(
       /"beta_schedule" must be one of linear, scaled_linear, squaredcos_cap_v2 \(got "cosine"\)/,
     );
-    expect(err(() => resolveSchedulerConfig('euler-a', { prediction_type: 'sample' }))).toMatch(/"prediction_type" must be one of epsilon, v_prediction/);
+    expect(err(() => resolveSchedulerConfig('euler-a', { prediction_type: 'sample' }))).toMatch(
+      /"prediction_type" must be one of epsilon, v_prediction/,
+    );
     expect(err(() => resolveSchedulerConfig('ddim', { timestep_spacing: 'even' }))).toMatch(/"timestep_spacing"/);
-    expect(err(() => resolveSchedulerConfig('ddim', {}, { use_karras_sigmas: true }))).toMatch(/"use_karras_sigmas" does not apply to sampler ddim/);
-    expect(err(() => resolveSchedulerConfig('dpmpp-2m', { algorithm_type: 'sde-dpmsolver++' }))).toMatch(/"algorithm_type"/);
-    expect(err(() => defaultSampler({ _class_name: 'LMSDiscreteScheduler' }))).toMatch(/LMSDiscreteScheduler.*--sampler/);
+    expect(err(() => resolveSchedulerConfig('ddim', {}, { use_karras_sigmas: true }))).toMatch(
+      /"use_karras_sigmas" does not apply to sampler ddim/,
+    );
+    expect(err(() => resolveSchedulerConfig('dpmpp-2m', { algorithm_type: 'sde-dpmsolver++' }))).toMatch(
+      /"algorithm_type"/,
+    );
+    expect(err(() => defaultSampler({ _class_name: 'LMSDiscreteScheduler' }))).toMatch(
+      /LMSDiscreteScheduler.*--sampler/,
+    );
     expect(err(() => createSampler('ddim', SD15, 0))).toMatch(/inference steps/);
-    for (const m of [err(() => parseSamplerName('x')), err(() => resolveSchedulerConfig('pndm', { steps_offset: -1 }))]) {
+    for (const m of [
+      err(() => parseSamplerName('x')),
+      err(() => resolveSchedulerConfig('pndm', { steps_offset: -1 })),
+    ]) {
       expect(m).not.toMatch(/\n/);
     }
   });
@@ -266,7 +285,9 @@ describe('other paths', () => {
   it('PNDM 10 steps: 11 calls [901, 801, 801, 701, …, 1]; PRK branch when skip_prk_steps is false', () => {
     expect(createSampler('pndm', SD15, 10).timesteps).toEqual([901, 801, 801, 701, 601, 501, 401, 301, 201, 101, 1]);
     const prk = createSampler('pndm', { ...SD15, skip_prk_steps: false }, 10);
-    expect(prk.timesteps).toEqual([901, 851, 851, 801, 801, 751, 751, 701, 701, 651, 651, 601, 601, 501, 401, 301, 201, 101, 1]);
+    expect(prk.timesteps).toEqual([
+      901, 851, 851, 801, 801, 751, 751, 701, 701, 651, 651, 601, 601, 501, 401, 301, 201, 101, 1,
+    ]);
     // A full PRK+PLMS run on a constant "noise prediction" stays finite and moves the sample.
     let x: Float32Array = new Float32Array(16).fill(1);
     const mo = new Float32Array(16).fill(0.1);
@@ -285,9 +306,12 @@ describe('other paths', () => {
     const x0 = [...x].map((xi, i) => Math.max(-1, Math.min(1, Math.sqrt(a) * xi - Math.sqrt(1 - a) * v[i]!)));
     for (let i = 0; i < 3; i++) expect(r.predOriginalSample![i]).toBeCloseTo(x0[i]!, 5);
     for (const name of ['pndm', 'euler', 'euler-a', 'dpmpp-2m'] as const) {
-      const sm = createSampler(name, { ...SD15, prediction_type: 'v_prediction' }, 10, { noise: (n) => new Float32Array(n) });
+      const sm = createSampler(name, { ...SD15, prediction_type: 'v_prediction' }, 10, {
+        noise: (n) => new Float32Array(n),
+      });
       let y: Float32Array = Float32Array.from([0.3, -0.2]);
-      for (let i = 0; i < sm.timesteps.length; i++) y = sm.step(Float32Array.from([0.01, 0.02]), i, sm.scaleModelInput(y, i)).prevSample;
+      for (let i = 0; i < sm.timesteps.length; i++)
+        y = sm.step(Float32Array.from([0.01, 0.02]), i, sm.scaleModelInput(y, i)).prevSample;
       expect(Number.isFinite(y[0]!) && Number.isFinite(y[1]!)).toBe(true);
     }
   });
@@ -311,7 +335,9 @@ describe('other paths', () => {
       for (let i = 1; i < 20; i++) expect(s.sigmas![i]!).toBeLessThan(s.sigmas![i - 1]!);
       for (let i = 1; i < 20; i++) expect(s.timesteps[i]!).toBeLessThanOrEqual(s.timesteps[i - 1]!);
     }
-    expect(createSampler('ddim', { ...SD15, timestep_spacing: 'trailing' }, 10).timesteps).toEqual([999, 899, 799, 699, 599, 499, 399, 299, 199, 99]);
+    expect(createSampler('ddim', { ...SD15, timestep_spacing: 'trailing' }, 10).timesteps).toEqual([
+      999, 899, 799, 699, 599, 499, 399, 299, 199, 99,
+    ]);
     const lead = createSampler('euler', { ...SD15, timestep_spacing: 'leading' }, 10);
     expect(lead.timesteps[0]).toBe(901);
     expect(lead.initNoiseSigma).toBeCloseTo(Math.hypot(lead.sigmas![0]!, 1), 5);

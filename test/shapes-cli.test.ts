@@ -39,7 +39,15 @@ describe('s2i shapes sample', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/wrote 6 images \(32x32, seed 7\)/);
     const files = readdirSync(join(dir, 'a')).sort();
-    expect(files).toEqual(['00000.png', '00001.png', '00002.png', '00003.png', '00004.png', '00005.png', 'captions.jsonl']);
+    expect(files).toEqual([
+      '00000.png',
+      '00001.png',
+      '00002.png',
+      '00003.png',
+      '00004.png',
+      '00005.png',
+      'captions.jsonl',
+    ]);
     const lines = readCaptions(join(dir, 'a'));
     expect(lines).toHaveLength(6);
     for (const line of lines) {
@@ -53,8 +61,12 @@ describe('s2i shapes sample', () => {
     expect(s2i('shapes', 'sample', '--count', '6', '--seed', '8', '--out', 'c').code).toBe(0);
     const bytes = (d: string) => readFileSync(join(dir, d, '00003.png'));
     expect(bytes('a').equals(bytes('b'))).toBe(true);
-    expect(readFileSync(join(dir, 'a', 'captions.jsonl'), 'utf8')).toBe(readFileSync(join(dir, 'b', 'captions.jsonl'), 'utf8'));
-    expect(readFileSync(join(dir, 'a', 'captions.jsonl'), 'utf8')).not.toBe(readFileSync(join(dir, 'c', 'captions.jsonl'), 'utf8'));
+    expect(readFileSync(join(dir, 'a', 'captions.jsonl'), 'utf8')).toBe(
+      readFileSync(join(dir, 'b', 'captions.jsonl'), 'utf8'),
+    );
+    expect(readFileSync(join(dir, 'a', 'captions.jsonl'), 'utf8')).not.toBe(
+      readFileSync(join(dir, 'c', 'captions.jsonl'), 'utf8'),
+    );
   });
 
   it('honours --size and --objects and prints JSON with --json', () => {
@@ -96,16 +108,27 @@ describe('s2i shapes score', () => {
       expect(json.code).toBe(0);
       expect(json.stdout.trimEnd().split('\n')).toHaveLength(1);
       const report = JSON.parse(json.stdout);
-      expect(report).toMatchObject({ image, prompt: line.caption, object_recall: 1, binding: 1, leakage: 0, extra_objects: 0, full_success: true });
+      expect(report).toMatchObject({
+        image,
+        prompt: line.caption,
+        object_recall: 1,
+        binding: 1,
+        leakage: 0,
+        extra_objects: 0,
+        full_success: true,
+      });
       expect(report.objects).toHaveLength(line.objects.length);
       expect(report.detections).toHaveLength(line.objects.length);
-      for (const key of ['found', 'found_shape_match', 'colour_correct', 'detected_colour', 'detected_shape']) expect(report.objects[0]).toHaveProperty(key);
+      for (const key of ['found', 'found_shape_match', 'colour_correct', 'detected_colour', 'detected_shape'])
+        expect(report.objects[0]).toHaveProperty(key);
     }
   });
 
   it('reports failures in the numbers, not the exit code', () => {
     const line = readCaptions(join(dir, 's'))[0]!;
-    const other = line.objects.map((o) => `a ${o.colour === 'red' ? 'green' : 'red'} ${o.shape}`).join(' and ') + ' and a blue triangle';
+    const other =
+      line.objects.map((o) => `a ${o.colour === 'red' ? 'green' : 'red'} ${o.shape}`).join(' and ') +
+      ' and a blue triangle';
     const r = s2i('shapes', 'score', join('s', line.file), '--prompt', other, '--json');
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout);
@@ -119,7 +142,10 @@ describe('s2i shapes score', () => {
     expectUserError(s2i('shapes', 'score', 'nope.png', '--prompt', 'a red circle'), /image nope\.png does not exist/);
     writeFileSync(join(dir, 'bad.png'), 'not a png at all');
     expectUserError(s2i('shapes', 'score', 'bad.png', '--prompt', 'a red circle'), /bad\.png is not a valid PNG/);
-    expectUserError(s2i('shapes', 'score', join('s', '00000.png'), '--prompt', 'a hexagon and a dog'), /cannot parse prompt "a hexagon and a dog": unknown word "hexagon"/);
+    expectUserError(
+      s2i('shapes', 'score', join('s', '00000.png'), '--prompt', 'a hexagon and a dog'),
+      /cannot parse prompt "a hexagon and a dog": unknown word "hexagon"/,
+    );
     expectUserError(s2i('shapes', 'score', 'nope.png', '--prompt', 'a red cirle'), /cannot parse prompt/); // prompt checked first
     const noPrompt = s2i('shapes', 'score', join('s', '00000.png'));
     expect(noPrompt.code).toBe(1);

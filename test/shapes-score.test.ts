@@ -23,10 +23,17 @@ const objectsOf = (scene: Scene) => scene.objects.map((o) => ({ shape: o.shape, 
 type Degrade = (img: RgbImage, rng: Rng) => RgbImage;
 
 /** Fraction of images (and of objects) scored fully right against their ground truth. */
-function accuracy(n: number, seed: number, degrade: Degrade, options: ExampleOptions = {}): { images: number; objects: number } {
+function accuracy(
+  n: number,
+  seed: number,
+  degrade: Degrade,
+  options: ExampleOptions = {},
+): { images: number; objects: number } {
   const rng = new Rng(seed);
   const noise = new Rng(seed + 1);
-  let ok = 0, objOk = 0, objN = 0;
+  let ok = 0,
+    objOk = 0,
+    objN = 0;
   for (let i = 0; i < n; i++) {
     const { scene } = sampleImage(rng, options);
     const report = scoreImage(degrade(toImage(scene), noise), undefined, undefined, objectsOf(scene));
@@ -67,7 +74,11 @@ describe('scorer accuracy on ground-truth renders', () => {
     // Stress levels beyond the brief, to show where it starts to break:
     ['stress: pixel noise sigma 45', (img, r) => addNoise(img, 45, r), 0.95],
     ['stress: gaussian blur sigma 1.5', (img) => gaussianBlur(img, 1.5), 0.97],
-    ['stress: 16x16 round trip + noise 15 + shift', (img, r) => colourShift(addNoise(resizeBilinear(resizeBilinear(img, 16, 16), 32, 32), 15, r), r), 0.93],
+    [
+      'stress: 16x16 round trip + noise 15 + shift',
+      (img, r) => colourShift(addNoise(resizeBilinear(resizeBilinear(img, 16, 16), 32, 32), 15, r), r),
+      0.93,
+    ],
   ];
   for (const [name, degrade, min] of degradations) {
     it(`${name}: >= ${(100 * min).toFixed(1)}% (1000 images)`, () => {
@@ -113,12 +124,20 @@ describe('failure detection', () => {
       const { scene } = sampleImage(rng, { minObjects: 1, maxObjects: 3 });
       const k = rng.int(0, scene.objects.length - 1);
       const unused = COLOURS.filter((c) => !scene.objects.some((o) => o.colour === c));
-      const shown: Scene = { ...scene, objects: scene.objects.map((o, i) => (i === k ? { ...o, colour: rng.pick(unused) } : o)) };
+      const shown: Scene = {
+        ...scene,
+        objects: scene.objects.map((o, i) => (i === k ? { ...o, colour: rng.pick(unused) } : o)),
+      };
       const r = scoreImage(toImage(shown), undefined, undefined, objectsOf(scene));
       expect(r.full_success).toBe(false);
       expect(r.object_recall).toBe(1);
       expect(r.binding).toBeLessThan(1);
-      expect(r.objects[k]).toMatchObject({ found: true, found_shape_match: true, colour_correct: false, leaked: false });
+      expect(r.objects[k]).toMatchObject({
+        found: true,
+        found_shape_match: true,
+        colour_correct: false,
+        leaked: false,
+      });
       expect(r.objects[k]!.detected_colour).toBe(shown.objects[k]!.colour);
       expect(r.leakage).toBe(0);
     }
@@ -136,35 +155,74 @@ describe('failure detection', () => {
   it('counts colour taken from another prompted object as leakage, and swapped colours as two leaks', () => {
     const prompt = 'a red circle and a blue square';
     const leak = scoreImage(toImage(twoObjects(['blue', 'circle'], ['blue', 'square'])), undefined, undefined, prompt);
-    expect(leak).toMatchObject({ object_recall: 1, binding: 0.5, leakage: 0.5, full_success: false, extra_objects: 0, prompt });
+    expect(leak).toMatchObject({
+      object_recall: 1,
+      binding: 0.5,
+      leakage: 0.5,
+      full_success: false,
+      extra_objects: 0,
+      prompt,
+    });
     expect(leak.objects.map((o) => o.leaked)).toEqual([true, false]);
     const swap = scoreImage(toImage(twoObjects(['blue', 'circle'], ['red', 'square'])), undefined, undefined, prompt);
-    expect(swap).toMatchObject({ object_recall: 1, binding: 0, binding_given_found: 0, leakage: 1, full_success: false });
+    expect(swap).toMatchObject({
+      object_recall: 1,
+      binding: 0,
+      binding_given_found: 0,
+      leakage: 1,
+      full_success: false,
+    });
     const right = scoreImage(toImage(twoObjects(['red', 'circle'], ['blue', 'square'])), undefined, undefined, prompt);
     expect(right).toMatchObject({ object_recall: 1, binding: 1, leakage: 0, full_success: true });
   });
 
   it('reports an unrequested object as extra, and a wrong shape as not found-as-shape', () => {
-    const extra = scoreImage(toImage(twoObjects(['red', 'circle'], ['green', 'triangle'])), undefined, undefined, 'a red circle');
+    const extra = scoreImage(
+      toImage(twoObjects(['red', 'circle'], ['green', 'triangle'])),
+      undefined,
+      undefined,
+      'a red circle',
+    );
     expect(extra).toMatchObject({ object_recall: 1, binding: 1, extra_objects: 1, full_success: false });
     expect(extra.detections.find((d) => d.matched_to === null)).toMatchObject({ colour: 'green', shape: 'triangle' });
-    const wrongShape = scoreImage(toImage(twoObjects(['red', 'triangle'], ['blue', 'square'])), undefined, undefined, 'a red circle and a blue square');
-    expect(wrongShape.objects[0]).toMatchObject({ found: true, found_shape_match: false, colour_correct: true, detected_shape: 'triangle' });
+    const wrongShape = scoreImage(
+      toImage(twoObjects(['red', 'triangle'], ['blue', 'square'])),
+      undefined,
+      undefined,
+      'a red circle and a blue square',
+    );
+    expect(wrongShape.objects[0]).toMatchObject({
+      found: true,
+      found_shape_match: false,
+      colour_correct: true,
+      detected_shape: 'triangle',
+    });
     expect(wrongShape).toMatchObject({ object_recall: 0.5, binding: 0.5, full_success: false, extra_objects: 0 });
   });
 
   it('accepts colourless prompts and explicit object lists', () => {
     const img = toImage(twoObjects(['red', 'circle'], ['blue', 'square']));
     expect(scoreImage(img, undefined, undefined, 'a circle and a square').full_success).toBe(true);
-    expect(scoreImage(img.data, 32, 32, [{ shape: 'square' }, { shape: 'circle', colour: 'red' }]).full_success).toBe(true);
-    expect(scoreImage(img, undefined, undefined, { objects: [{ shape: 'triangle' }] })).toMatchObject({ object_recall: 0, extra_objects: 2 });
+    expect(scoreImage(img.data, 32, 32, [{ shape: 'square' }, { shape: 'circle', colour: 'red' }]).full_success).toBe(
+      true,
+    );
+    expect(scoreImage(img, undefined, undefined, { objects: [{ shape: 'triangle' }] })).toMatchObject({
+      object_recall: 0,
+      extra_objects: 2,
+    });
   });
 
   it('finds nothing in blank, tinted or noisy empty images', () => {
     const blank: RgbImage = { data: new Uint8Array(32 * 32 * 3).fill(255), width: 32, height: 32 };
     expect(detectObjects(blank)).toEqual([]);
     const r = scoreImage(blank, undefined, undefined, 'a red circle');
-    expect(r).toMatchObject({ object_recall: 0, binding: 0, binding_given_found: null, full_success: false, extra_objects: 0 });
+    expect(r).toMatchObject({
+      object_recall: 0,
+      binding: 0,
+      binding_given_found: null,
+      full_success: false,
+      extra_objects: 0,
+    });
     expect(r.objects[0]!.found).toBe(false);
     const rng = new Rng(5);
     for (let i = 0; i < 50; i++) {
@@ -175,9 +233,14 @@ describe('failure detection', () => {
 
   it('reports dark/grey blobs with colour null', () => {
     const img = toImage(twoObjects(['red', 'circle'], ['blue', 'square']));
-    for (let y = 18; y < 30; y++) for (let x = 18; x < 30; x++) img.data.fill(40, (y * 32 + x) * 3, (y * 32 + x) * 3 + 3);
+    for (let y = 18; y < 30; y++)
+      for (let x = 18; x < 30; x++) img.data.fill(40, (y * 32 + x) * 3, (y * 32 + x) * 3 + 3);
     const r = scoreImage(img, undefined, undefined, 'a red circle and a square');
-    expect(r.detections.find((d) => d.colour === null)).toMatchObject({ shape: 'square', bbox: [18, 18, 12, 12], area: 144 });
+    expect(r.detections.find((d) => d.colour === null)).toMatchObject({
+      shape: 'square',
+      bbox: [18, 18, 12, 12],
+      area: 144,
+    });
     expect(r.full_success).toBe(true); // the square's colour was not asked for
     expect(scoreImage(img, undefined, undefined, 'a red circle and a blue square').objects[1]).toMatchObject({
       found_shape_match: true,
@@ -187,9 +250,24 @@ describe('failure detection', () => {
   });
 
   it('reports geometry: bbox, area, centroid, shape confidence', () => {
-    const [circle, square] = detectObjects(toImage(twoObjects(['red', 'circle'], ['blue', 'square']))).sort((a, b) => a.bbox[0] - b.bbox[0]);
-    expect(circle).toMatchObject({ colour: 'red', shape: 'circle', bbox: [2, 2, 12, 12], centroid: [8, 8], shape_iou: 1 });
-    expect(square).toMatchObject({ colour: 'blue', shape: 'square', bbox: [18, 18, 12, 12], area: 144, shape_iou: 1, shape_confidence: 1 });
+    const [circle, square] = detectObjects(toImage(twoObjects(['red', 'circle'], ['blue', 'square']))).sort(
+      (a, b) => a.bbox[0] - b.bbox[0],
+    );
+    expect(circle).toMatchObject({
+      colour: 'red',
+      shape: 'circle',
+      bbox: [2, 2, 12, 12],
+      centroid: [8, 8],
+      shape_iou: 1,
+    });
+    expect(square).toMatchObject({
+      colour: 'blue',
+      shape: 'square',
+      bbox: [18, 18, 12, 12],
+      area: 144,
+      shape_iou: 1,
+      shape_confidence: 1,
+    });
     expect(circle!.shape_confidence).toBeGreaterThan(0.5);
   });
 });
@@ -198,9 +276,17 @@ describe('maxWeightAssignment', () => {
   it('matches brute force on random small problems', () => {
     const rng = new Rng(8);
     const perms = (items: number[], k: number): number[][] =>
-      k === 0 ? [[]] : items.flatMap((x) => perms(items.filter((y) => y !== x), k - 1).map((p) => [x, ...p]));
+      k === 0
+        ? [[]]
+        : items.flatMap((x) =>
+            perms(
+              items.filter((y) => y !== x),
+              k - 1,
+            ).map((p) => [x, ...p]),
+          );
     for (let t = 0; t < 200; t++) {
-      const n = rng.int(1, 4), m = rng.int(n, 5);
+      const n = rng.int(1, 4),
+        m = rng.int(n, 5);
       const w = Array.from({ length: n }, () => Array.from({ length: m }, () => rng.int(0, 3) + rng.float() * 0.1));
       const best = Math.max(...perms([...Array(m).keys()], n).map((p) => p.reduce((s, j, i) => s + w[i]![j]!, 0)));
       const got = maxWeightAssignment(w);

@@ -48,14 +48,17 @@ describe('Rng', () => {
 
   it('gives the expected distributions', () => {
     const r = new Rng(7);
-    let sum = 0, sq = 0, lo = Infinity, hi = -Infinity;
+    let sum = 0,
+      sq = 0,
+      lo = Infinity,
+      hi = -Infinity;
     const ints = new Array<number>(6).fill(0);
     const n = 20000;
     for (let i = 0; i < n; i++) {
       const f = r.float();
-      lo = Math.min(lo, f), hi = Math.max(hi, f);
+      ((lo = Math.min(lo, f)), (hi = Math.max(hi, f)));
       const z = r.normal();
-      sum += z, sq += z * z;
+      ((sum += z), (sq += z * z));
       ints[r.int(0, 5)]!++;
     }
     expect(lo).toBeGreaterThanOrEqual(0);
@@ -76,8 +79,11 @@ function overlaps(s: Scene, gap: (i: number, j: number) => number): boolean {
   const o = s.objects;
   for (let i = 0; i < o.length; i++) {
     for (let j = i + 1; j < o.length; j++) {
-      const a = o[i]!, b = o[j]!, g = gap(i, j);
-      const apart = a.x + a.size + g <= b.x || b.x + b.size + g <= a.x || a.y + a.size + g <= b.y || b.y + b.size + g <= a.y;
+      const a = o[i]!,
+        b = o[j]!,
+        g = gap(i, j);
+      const apart =
+        a.x + a.size + g <= b.x || b.x + b.size + g <= a.x || a.y + a.size + g <= b.y || b.y + b.size + g <= a.y;
       if (!apart) return true;
     }
   }
@@ -126,7 +132,9 @@ describe('scene sampler', () => {
       const s = sampleScene(rng);
       counts[s.objects.length]!++;
       const ok =
-        s.objects.every((o) => o.size >= 8 && o.size <= 14 && o.x >= 0 && o.y >= 0 && o.x + o.size <= 32 && o.y + o.size <= 32) &&
+        s.objects.every(
+          (o) => o.size >= 8 && o.size <= 14 && o.x >= 0 && o.y >= 0 && o.x + o.size <= 32 && o.y + o.size <= 32,
+        ) &&
         new Set(s.objects.map((o) => o.colour)).size === s.objects.length &&
         new Set(s.objects.map((o) => o.shape)).size === s.objects.length &&
         !overlaps(s, () => 0);
@@ -142,7 +150,8 @@ describe('scene sampler', () => {
 
   it('allows same-colour and same-shape pairs on request, keeping same-colour objects 2 px apart', () => {
     const rng = new Rng(6);
-    let sameColour = 0, sameShape = 0;
+    let sameColour = 0,
+      sameShape = 0;
     for (let i = 0; i < 2000; i++) {
       const s = sampleScene(rng, { allowSameColour: true, allowSameShape: true, minObjects: 2, maxObjects: 4 });
       expect(s.objects.length).toBeGreaterThanOrEqual(2);
@@ -157,12 +166,14 @@ describe('scene sampler', () => {
 
   it('scales object sizes with the image size and validates options', () => {
     const s = sampleScene(new Rng(1), { size: 64, minObjects: 3, maxObjects: 3 });
-    for (const o of s.objects) expect(o.size).toBeGreaterThanOrEqual(16), expect(o.size).toBeLessThanOrEqual(28);
+    for (const o of s.objects) (expect(o.size).toBeGreaterThanOrEqual(16), expect(o.size).toBeLessThanOrEqual(28));
     expect(() => sampleScene(new Rng(1), { maxObjects: 4 })).toThrow(UserError);
     expect(() => sampleScene(new Rng(1), { maxObjects: 4 })).toThrow(/distinct shapes/);
     expect(() => sampleScene(new Rng(1), { minObjects: 3, maxObjects: 2 })).toThrow(/maxObjects/);
     expect(() => sampleScene(new Rng(1), { countWeights: [1, 2] })).toThrow(/countWeights/);
-    expect(() => sampleScene(new Rng(1), { size: 32, minObjects: 6, maxObjects: 6, allowSameShape: true, minObjectSize: 16 })).toThrow(/cannot place/);
+    expect(() =>
+      sampleScene(new Rng(1), { size: 32, minObjects: 6, maxObjects: 6, allowSameShape: true, minObjectSize: 16 }),
+    ).toThrow(/cannot place/);
   });
 });
 
@@ -213,11 +224,22 @@ describe('renderer', () => {
 describe('captions', () => {
   it('lists objects in order with articles, commas and "and"', () => {
     expect(captionFor([{ shape: 'circle', colour: 'red' }])).toBe('a red circle');
-    expect(captionFor([{ shape: 'circle', colour: 'orange' }, { shape: 'square', colour: 'blue' }])).toBe('an orange circle and a blue square');
-    expect(captionFor([{ shape: 'triangle', colour: 'green' }, { shape: 'circle', colour: 'yellow' }, { shape: 'square', colour: 'purple' }])).toBe(
-      'a green triangle, a yellow circle and a purple square',
-    );
-    expect(captionFor([{ shape: 'circle', colour: 'red' }, { shape: 'circle', colour: 'red' }, { shape: 'square' }])).toBe('two red circles and a square');
+    expect(
+      captionFor([
+        { shape: 'circle', colour: 'orange' },
+        { shape: 'square', colour: 'blue' },
+      ]),
+    ).toBe('an orange circle and a blue square');
+    expect(
+      captionFor([
+        { shape: 'triangle', colour: 'green' },
+        { shape: 'circle', colour: 'yellow' },
+        { shape: 'square', colour: 'purple' },
+      ]),
+    ).toBe('a green triangle, a yellow circle and a purple square');
+    expect(
+      captionFor([{ shape: 'circle', colour: 'red' }, { shape: 'circle', colour: 'red' }, { shape: 'square' }]),
+    ).toBe('two red circles and a square');
   });
 
   it('adds "a photo of" style prefixes sometimes, and always parses back to the scene objects', () => {
@@ -247,14 +269,19 @@ describe('parsePrompt', () => {
       { shape: 'circle', colour: 'yellow' },
       { shape: 'square', colour: 'purple' },
     ]);
-    expect(parsePrompt('  an image of an orange   circle, and a square  ').objects).toEqual([{ shape: 'circle', colour: 'orange' }, { shape: 'square' }]);
+    expect(parsePrompt('  an image of an orange   circle, and a square  ').objects).toEqual([
+      { shape: 'circle', colour: 'orange' },
+      { shape: 'square' },
+    ]);
     expect(parsePrompt('two red circles and 3 blue triangles').objects).toEqual([
       ...Array(2).fill({ shape: 'circle', colour: 'red' }),
       ...Array(3).fill({ shape: 'triangle', colour: 'blue' }),
     ]);
     expect(parsePrompt('photo of one circle').objects).toEqual([{ shape: 'circle' }]);
     expect(parsePrompt('a circle, a square, a triangle').objects).toHaveLength(3);
-    expect(parsePrompt('a photo of a photo of a circle'.replace('a photo of a photo of ', 'a photo of ')).objects).toHaveLength(1);
+    expect(
+      parsePrompt('a photo of a photo of a circle'.replace('a photo of a photo of ', 'a photo of ')).objects,
+    ).toHaveLength(1);
   });
 
   it('rejects what it cannot parse with a UserError quoting the prompt and the reason', () => {
@@ -304,8 +331,9 @@ describe('sampleBatch', () => {
       const want = rgb8ToFloat({ data: ex.image, width: 32, height: 32 });
       expect(batch.images.subarray(b * 3072, (b + 1) * 3072)).toEqual(want);
     }
-    let lo = Infinity, hi = -Infinity;
-    for (const v of batch.images) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+    let lo = Infinity,
+      hi = -Infinity;
+    for (const v of batch.images) ((lo = Math.min(lo, v)), (hi = Math.max(hi, v)));
     expect(lo).toBeGreaterThanOrEqual(-1);
     expect(hi).toBe(1);
   });

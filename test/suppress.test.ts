@@ -9,7 +9,15 @@ import { Graph } from '../src/graph/graph.js';
 import { compile } from '../src/graph/runtime.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../src/methods/attend-and-excite.js';
 import { FOCUS_DEFAULTS, focusRegions, otsuThreshold, peakComponent } from '../src/methods/focus.js';
-import { outsideMassShare, SUPPRESS_WEIGHTS, suppressLossTerms, SuppressToImpress, type LossTerm, type LossWeights, type SuppressMode } from '../src/methods/suppress.js';
+import {
+  outsideMassShare,
+  SUPPRESS_WEIGHTS,
+  suppressLossTerms,
+  SuppressToImpress,
+  type LossTerm,
+  type LossWeights,
+  type SuppressMode,
+} from '../src/methods/suppress.js';
 import { generate } from '../src/pipeline/generate.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { tinySdDir } from './support/oracle.js';
@@ -30,17 +38,35 @@ function stack(maps: Float32Array[]): Float32Array {
   return out;
 }
 
-const only = (term: LossTerm): LossWeights => ({ suppress: 0, excite: 0, even: 0, exclusive: 0, bind: 0, clean: 0, segregate: 0, [term]: 1 });
+const only = (term: LossTerm): LossWeights => ({
+  suppress: 0,
+  excite: 0,
+  even: 0,
+  exclusive: 0,
+  bind: 0,
+  clean: 0,
+  segregate: 0,
+  [term]: 1,
+});
 
 /** Evaluate one term (and its gradient w.r.t. the subject maps) on given maps and regions. */
-async function term(name: LossTerm, subjects: Float32Array[], owned: Float32Array[], attributes: { maps: Float32Array[]; links: number[] } | null = null, components?: Float32Array[]) {
+async function term(
+  name: LossTerm,
+  subjects: Float32Array[],
+  owned: Float32Array[],
+  attributes: { maps: Float32Array[]; links: number[] } | null = null,
+  components?: Float32Array[],
+) {
   const g = new Graph();
   const n = subjects.length;
   const A = g.input('A', [n, H, W]);
   const O = g.input('O', [n, H, W]);
   const C = g.input('C', [n, H, W]);
   const attr = attributes ? g.input('attr', [attributes.maps.length, H, W]) : null;
-  const { total } = suppressLossTerms({ subjects: A, attributes: attr, links: attributes?.links ?? [], owned: O, components: C }, only(name));
+  const { total } = suppressLossTerms(
+    { subjects: A, attributes: attr, links: attributes?.links ?? [], owned: O, components: C },
+    only(name),
+  );
   g.output('loss', total);
   g.output('grad', gradients(total, [A])[0]!);
   const session = await compile(g);
@@ -148,7 +174,10 @@ describe('the attention edit', () => {
     const t = 6;
     const probs = g.input('probs', [2, 2, q, t]);
     const editor = multiplicativeEditor(g, 2);
-    const edited = editor.hook({ name: 'x', kind: 'cross', place: 'mid', height: 4, width: 4, heads: 2, keyLength: t, index: 0 }, probs)!;
+    const edited = editor.hook(
+      { name: 'x', kind: 'cross', place: 'mid', height: 4, width: 4, heads: 2, keyLength: t, index: 0 },
+      probs,
+    )!;
     g.output('edited', edited);
     const session = await compile(g);
     const raw = new Float32Array(2 * 2 * q * t);
@@ -160,7 +189,12 @@ describe('the attention edit', () => {
     const factor = new Float32Array(2 * q * t).fill(1);
     const subject = 2;
     for (let p = 0; p < q; p++) if (p >= 8) factor[q * t + p * t + subject] = 0; // conditional half: zero outside region p < 8
-    const out = (await session.run({ probs: { data: raw, shape: [2, 2, q, t] }, attention_edit_4x4: { data: factor, shape: [2, 1, q, t] } }))['edited']!.data;
+    const out = (
+      await session.run({
+        probs: { data: raw, shape: [2, 2, q, t] },
+        attention_edit_4x4: { data: factor, shape: [2, 1, q, t] },
+      })
+    )['edited']!.data;
     for (let r = 0; r < 2 * 2 * q; r++) {
       let s = 0;
       for (let k = 0; k < t; k++) s += out[r * t + k]!;
@@ -184,7 +218,13 @@ describe('Suppress-to-Impress on tiny-sd', () => {
   beforeAll(async () => {
     model = await StableDiffusion.load(tinySdDir);
   });
-  const base = { prompt: 'a cat and a frog', steps: 6, guidanceScale: 7.5, seed: 3, recordAttention: { resolution: [16, 16] as const } };
+  const base = {
+    prompt: 'a cat and a frog',
+    steps: 6,
+    guidanceScale: 7.5,
+    seed: 3,
+    recordAttention: { resolution: [16, 16] as const },
+  };
   const subjects = [
     { token: 2, tokens: [2], label: 'cat' },
     { token: 5, tokens: [5], label: 'frog' },

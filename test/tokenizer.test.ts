@@ -42,7 +42,9 @@ interface ATokensCase {
   id: string;
   params: { prompts: string[]; tokens_hf_noftfy: string[][] };
 }
-const manifest = JSON.parse(readFileSync(join(oracleDir, 'goldens', 'manifest.json'), 'utf8')) as { cases: ATokensCase[] };
+const manifest = JSON.parse(readFileSync(join(oracleDir, 'goldens', 'manifest.json'), 'utf8')) as {
+  cases: ATokensCase[];
+};
 const aTokens = manifest.cases.find((c) => c.id === 'a_tokens')!;
 const prompts = aTokens.params.prompts;
 const golden = readI64Tensors(goldenPath('a_tokens'));
@@ -51,7 +53,8 @@ const tokenizers = new Map<ClipTokenizerVariant, ClipTokenizer>();
 const tok = (v: ClipTokenizerVariant = 'hf-noftfy') => tokenizers.get(v)!;
 
 beforeAll(() => {
-  for (const v of ['hf-noftfy', 'hf-ftfy', 'openai'] as const) tokenizers.set(v, ClipTokenizer.fromFolder(TOKENIZER_DIR, { variant: v }));
+  for (const v of ['hf-noftfy', 'hf-ftfy', 'openai'] as const)
+    tokenizers.set(v, ClipTokenizer.fromFolder(TOKENIZER_DIR, { variant: v }));
 });
 
 describe('golden a_tokens (transformers 4.30 / openai CLIP)', () => {
@@ -133,22 +136,42 @@ describe('ClipTokenizer basics', () => {
     expect(tok('hf-ftfy').encode('x\u0345y')).toEqual([343, 344]); // the regex module matches nothing for U+0345
     expect(tok().encode('i\u0307stanbul \u0130stanbul')).toEqual([12258, 12258]);
     expect(tok().encode('\u4e2d\u6587\u5b57')).toEqual([19759, 511, 29032, 485, 35751, 501]); // CJK split per char
-    expect(tok().encode('\u03a3\u038a\u03a3\u03a5\u03a6\u039f\u03a3')).toEqual([139, 225, 138, 117, 139, 225, 139, 227, 139, 228, 138, 123, 139, 480]);
-    expect(tok('hf-ftfy').encode('\u03a3\u038a\u03a3\u03a5\u03a6\u039f\u03a3')).toEqual([139, 225, 138, 107, 139, 225, 139, 227, 139, 228, 138, 123, 139, 480]);
+    expect(tok().encode('\u03a3\u038a\u03a3\u03a5\u03a6\u039f\u03a3')).toEqual([
+      139, 225, 138, 117, 139, 225, 139, 227, 139, 228, 138, 123, 139, 480,
+    ]);
+    expect(tok('hf-ftfy').encode('\u03a3\u038a\u03a3\u03a5\u03a6\u039f\u03a3')).toEqual([
+      139, 225, 138, 107, 139, 225, 139, 227, 139, 228, 138, 123, 139, 480,
+    ]);
     expect(tok().encode('a\u2028b')).toEqual([320, 321]);
   });
 
   it('ftfy subset and html.unescape', () => {
     const s = '\ufb01re &amp; &NTILDE; \u201cquoted\u201d';
     expect(tok('hf-ftfy').encode(s)).toEqual([1769, 261, 127, 365, 257, 27706, 257]);
-    expect(tok().encode(s)).toEqual([171, 105, 223, 810, 261, 6259, 282, 261, 77, 6124, 654, 282, 728, 506, 27706, 728, 507]);
+    expect(tok().encode(s)).toEqual([
+      171, 105, 223, 810, 261, 6259, 282, 261, 77, 6124, 654, 282, 728, 506, 27706, 728, 507,
+    ]);
     expect(tok('hf-ftfy').encode('\uff28\uff45\uff4c\uff4c\uff4f\u3000world')).toEqual([3306, 1002]);
     expect(fixText('&lt;3 &amp;amp; it&#x2019;s')).toBe("<3 & it's");
     expect(fixText('<b>&amp;</b>\n&amp;')).toBe('<b>&amp;</b>\n&amp;'); // after a line with '<', entities stay
     expect(fixText('&amp;\n<b>&amp;')).toBe('&\n<b>&amp;');
-    expect(fixText('I\x92m \x1b[31mred\x1b[0m\r\nok\u00a0')).toBe('I\'m red\nok\u00a0');
-    expect(pyHtmlUnescape('&amp &ampfoo; &#65;&#x42;&#0; &notit; &#1234567890;')).toBe('& &foo; AB\ufffd \u00acit; \ufffd');
-    expect(basicTokenize("Héllo, WORLD!! it's\tcafe\u0301 \u4e2d\u6587")).toEqual(['hello', ',', 'world', '!', '!', 'it', "'", 's', 'cafe', '\u4e2d', '\u6587']);
+    expect(fixText('I\x92m \x1b[31mred\x1b[0m\r\nok\u00a0')).toBe("I'm red\nok\u00a0");
+    expect(pyHtmlUnescape('&amp &ampfoo; &#65;&#x42;&#0; &notit; &#1234567890;')).toBe(
+      '& &foo; AB\ufffd \u00acit; \ufffd',
+    );
+    expect(basicTokenize("Héllo, WORLD!! it's\tcafe\u0301 \u4e2d\u6587")).toEqual([
+      'hello',
+      ',',
+      'world',
+      '!',
+      '!',
+      'it',
+      "'",
+      's',
+      'cafe',
+      '\u4e2d',
+      '\u6587',
+    ]);
   });
 });
 
@@ -184,7 +207,10 @@ describe('words() and findWord()', () => {
     expect(t.findWord('trending on artstation', 'ArtStation')).toEqual([[3, 4]]);
     expect(t.findWord('a Café in Paris', 'CAFÉ')).toEqual([[2]]);
     expect(t.findWord('a red fox and a red hen', 'red fox')).toEqual([[2, 3]]);
-    expect(t.findWord('4k photo, 4 k', '4k')).toEqual([[1, 2], [5, 6]]);
+    expect(t.findWord('4k photo, 4 k', '4k')).toEqual([
+      [1, 2],
+      [5, 6],
+    ]);
     expect(() => t.findWord(MAIN_PROMPT, '   ')).toThrow(UserError);
   });
 
@@ -196,7 +222,11 @@ describe('words() and findWord()', () => {
     const words = tok().words(long);
     expect(words.at(-1)!.tokenIndices.at(-1)).toBe(75);
     expect(words.flatMap((w) => w.tokenIndices)).toEqual(Array.from({ length: 75 }, (_, i) => i + 1));
-    expect(tok().words(long, { maxLength: Infinity }).flatMap((w) => w.tokenIndices)).toHaveLength(93);
+    expect(
+      tok()
+        .words(long, { maxLength: Infinity })
+        .flatMap((w) => w.tokenIndices),
+    ).toHaveLength(93);
   });
 });
 
@@ -207,7 +237,7 @@ describe('decode() and tokenText()', () => {
     expect(t.decode(t.encode(prompts[1]!))).toBe('a photo of a cat sitting on a red chair.');
     expect(t.decode(t.encode(prompts[3]!))).toBe("hello, world! it's a beautiful day... isn't it?");
     expect(t.decode(t.encode(prompts[7]!))).toBe('cafe creme brulee & naive facade');
-    expect(t.decode(t.encode('don\'t stop \u{1F642}'))).toBe("don't stop \u{1F642}");
+    expect(t.decode(t.encode("don't stop \u{1F642}"))).toBe("don't stop \u{1F642}");
     expect(t.decode(t.tokenize(MAIN_PROMPT).ids.slice(0, 8), { skipSpecialTokens: false })).toBe(
       '<|startoftext|>a cat and a frog <|endoftext|><|endoftext|>',
     );
@@ -222,16 +252,28 @@ describe('decode() and tokenText()', () => {
     expect(t.tokenText(11438)).toBe('frog');
     expect(t.tokenText(BOS)).toBe('<|startoftext|>');
     expect(t.tokenText(EOS)).toBe('<|endoftext|>');
-    expect(t.tokenize(prompts[4]!).ids.slice(1, 20).map((id) => t.tokenText(id)).join('|')).toBe(
-      'an|astronaut|riding|a|horse|on|mars|,|4|k|,|trending|on|art|station|,|highly|detailed|<|endoftext|>',
-    );
+    expect(
+      t
+        .tokenize(prompts[4]!)
+        .ids.slice(1, 20)
+        .map((id) => t.tokenText(id))
+        .join('|'),
+    ).toBe('an|astronaut|riding|a|horse|on|mars|,|4|k|,|trending|on|art|station|,|highly|detailed|<|endoftext|>');
     expect(() => t.tokenText(49408)).toThrow(RangeError);
   });
 });
 
 describe('loading errors', () => {
   let dir: string;
-  const vocab: Record<string, number> = { a: 0, b: 1, 'a</w>': 2, 'b</w>': 3, 'ab</w>': 4, '<|startoftext|>': 5, '<|endoftext|>': 6 };
+  const vocab: Record<string, number> = {
+    a: 0,
+    b: 1,
+    'a</w>': 2,
+    'b</w>': 3,
+    'ab</w>': 4,
+    '<|startoftext|>': 5,
+    '<|endoftext|>': 6,
+  };
   const write = (files: Record<string, string>) => {
     rmSync(dir, { recursive: true, force: true });
     dir = mkdtempSync(join(tmpdir(), 'tok-'));
@@ -273,9 +315,18 @@ describe('loading errors', () => {
     fails({ ...good, 'merges.txt': 'a b\n' }, /merges\.txt: the first line should be the '#version' header/);
     fails({ ...good, 'merges.txt': '#version: 0.2\na b c\n' }, /merges\.txt:2: expected two space-separated symbols/);
     fails({ ...good, 'merges.txt': '#version: 0.2\n' }, /merges\.txt: contains no merges/);
-    fails({ ...good, 'tokenizer_config.json': '{"model_max_length": 1e30}' }, /tokenizer_config\.json: model_max_length/);
-    fails({ ...good, 'tokenizer_config.json': '{"pad_token": 3}' }, /tokenizer_config\.json: pad_token must be a string/);
-    fails({ ...good, 'special_tokens_map.json': '{"pad_token": "<pad>"}' }, /pad_token "<pad>" is not in the vocabulary/);
+    fails(
+      { ...good, 'tokenizer_config.json': '{"model_max_length": 1e30}' },
+      /tokenizer_config\.json: model_max_length/,
+    );
+    fails(
+      { ...good, 'tokenizer_config.json': '{"pad_token": 3}' },
+      /tokenizer_config\.json: pad_token must be a string/,
+    );
+    fails(
+      { ...good, 'special_tokens_map.json': '{"pad_token": "<pad>"}' },
+      /pad_token "<pad>" is not in the vocabulary/,
+    );
     fails({ ...good, 'added_tokens.json': '{}' }, /added_tokens\.json: added tokens/);
   });
 
@@ -283,14 +334,20 @@ describe('loading errors', () => {
     const t = ClipTokenizer.fromFolder(
       write({
         ...good,
-        'tokenizer_config.json': JSON.stringify({ model_max_length: 6, pad_token: { __type: 'AddedToken', content: '<|startoftext|>' } }),
+        'tokenizer_config.json': JSON.stringify({
+          model_max_length: 6,
+          pad_token: { __type: 'AddedToken', content: '<|startoftext|>' },
+        }),
         'special_tokens_map.json': JSON.stringify({ pad_token: { content: 'a' } }),
       }),
     );
     expect(t.modelMaxLength).toBe(6);
     expect(t.padId).toBe(0);
     expect(t.tokenize('b').ids).toEqual([5, 3, 6, 0, 0, 0]);
-    expect(parseTokenizerConfig('{"pad_token": "!", "bos_token": {"content": "<s>"}}')).toEqual({ padToken: '!', bosToken: '<s>' });
+    expect(parseTokenizerConfig('{"pad_token": "!", "bos_token": {"content": "<s>"}}')).toEqual({
+      padToken: '!',
+      bosToken: '<s>',
+    });
     expect(parseMerges('#version: 0.2\r\na b\r\nab c\n\n', 'm')).toEqual([
       ['a', 'b'],
       ['ab', 'c'],

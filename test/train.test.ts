@@ -31,7 +31,17 @@ afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
 
 const micro: TextToImageConfig = {
   tokens: 8,
-  text: parseClipTextConfig({ vocab_size: 40, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 8 }, 'micro text'),
+  text: parseClipTextConfig(
+    {
+      vocab_size: 40,
+      hidden_size: 32,
+      intermediate_size: 64,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      max_position_embeddings: 8,
+    },
+    'micro text',
+  ),
   unet: parseUNetConfig(
     {
       sample_size: 16,
@@ -89,8 +99,14 @@ describe('training', () => {
     expect(a.metadata['step']).toBe('3');
     expect(b.metadata['step']).toBe('3');
     expect(a.names().sort()).toEqual(b.names().sort());
-    for (const name of a.names()) expect(Buffer.from(a.readFloat32(name).buffer).equals(Buffer.from(b.readFloat32(name).buffer))).toBe(true);
-    const ema = new Map(a.names().filter((n) => n.startsWith('ema/')).map((n) => [n.slice(4), a.readFloat32(n)]));
+    for (const name of a.names())
+      expect(Buffer.from(a.readFloat32(name).buffer).equals(Buffer.from(b.readFloat32(name).buffer))).toBe(true);
+    const ema = new Map(
+      a
+        .names()
+        .filter((n) => n.startsWith('ema/'))
+        .map((n) => [n.slice(4), a.readFloat32(n)]),
+    );
     a.close();
     b.close();
     const modelDir = join(tmp(), 'model');

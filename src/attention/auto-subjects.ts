@@ -25,7 +25,22 @@ export interface AutoSubjects {
   notes: string[];
 }
 
-const FRAME_NOUNS = new Set(['photo', 'photograph', 'picture', 'image', 'painting', 'drawing', 'illustration', 'render', 'rendering', 'sketch', 'close-up', 'closeup', 'view', 'shot']);
+const FRAME_NOUNS = new Set([
+  'photo',
+  'photograph',
+  'picture',
+  'image',
+  'painting',
+  'drawing',
+  'illustration',
+  'render',
+  'rendering',
+  'sketch',
+  'close-up',
+  'closeup',
+  'view',
+  'shot',
+]);
 
 interface Term {
   text: string;
@@ -72,7 +87,16 @@ export function autoSubjects(tokenizer: ClipTokenizer, prompt: string): AutoSubj
     const occurrence = (occurrences.get(word) ?? 0) + 1;
     occurrences.set(word, occurrence);
     const tokenTexts = tokenIndices.map((i) => tokenizer.tokenText(ids[i]!));
-    return { query: 'auto', word, occurrence, occurrences: 0, tokenIndices, tokenTexts, tokenIndex: tokenIndices[tokenIndices.length - 1]!, tokenText: tokenTexts[tokenTexts.length - 1]! };
+    return {
+      query: 'auto',
+      word,
+      occurrence,
+      occurrences: 0,
+      tokenIndices,
+      tokenTexts,
+      tokenIndex: tokenIndices[tokenIndices.length - 1]!,
+      tokenText: tokenTexts[tokenTexts.length - 1]!,
+    };
   };
 
   const subjects: Subject[] = [];
@@ -102,10 +126,14 @@ export function autoSubjects(tokenizer: ClipTokenizer, prompt: string): AutoSubj
     i = end;
   }
   attributes.sort((a, b) => a.attribute.tokenIndex - b.attribute.tokenIndex);
-  if (subjects.length === 0) throw new UserError(`found no nouns in the prompt ${JSON.stringify(prompt)}; name the subjects with --subjects or --tokens`);
+  if (subjects.length === 0)
+    throw new UserError(
+      `found no nouns in the prompt ${JSON.stringify(prompt)}; name the subjects with --subjects or --tokens`,
+    );
   for (const s of subjects) s.occurrences = occurrences.get(s.word) ?? 1;
   for (const a of attributes) a.attribute.occurrences = occurrences.get(a.attribute.word) ?? 1;
   const repeated = [...occurrences].filter(([, n]) => n > 1).map(([wd]) => wd);
-  if (repeated.length) notes.push(`repeated words (${repeated.join(', ')}) are separate subjects, each with its own tokens`);
+  if (repeated.length)
+    notes.push(`repeated words (${repeated.join(', ')}) are separate subjects, each with its own tokens`);
   return { subjects, attributes, notes };
 }

@@ -48,7 +48,8 @@ export interface AttentionPictureOptions {
 export function promptTokenColumns(tokenizer: ClipTokenizer, prompt: string): TokenColumn[] {
   const ids = tokenizer.tokenize(prompt, { maxLength: tokenizer.modelMaxLength }).ids;
   const out: TokenColumn[] = [];
-  for (let i = 1; i < ids.length && ids[i] !== tokenizer.eosId; i++) out.push({ index: i, text: tokenizer.tokenText(ids[i]!) });
+  for (let i = 1; i < ids.length && ids[i] !== tokenizer.eosId; i++)
+    out.push({ index: i, text: tokenizer.tokenText(ids[i]!) });
   return out;
 }
 
@@ -67,7 +68,8 @@ export function meanMaps(maps: readonly Tensor[]): Tensor {
 /** Column `token` of a [h, w, T] tensor as a row-major h*w map. */
 export function tokenMap(maps: Tensor, token: number): Float32Array {
   const [h, w, t] = maps.shape as [number, number, number];
-  if (maps.shape.length !== 3 || token < 0 || token >= t) throw new Error(`tokenMap: token ${token} outside [h, w, ${t}] maps`);
+  if (maps.shape.length !== 3 || token < 0 || token >= t)
+    throw new Error(`tokenMap: token ${token} outside [h, w, ${t}] maps`);
   const out = new Float32Array(h * w);
   for (let i = 0; i < h * w; i++) out[i] = maps.data[i * t + token]!;
   return out;
@@ -83,7 +85,12 @@ export function tileBase(image: RgbImage, minTile = 128, maxTile = 256): RgbImag
   }
   if (long > maxTile) {
     const s = maxTile / long;
-    return resizeImage(image, Math.max(1, Math.round(image.width * s)), Math.max(1, Math.round(image.height * s)), 'bilinear');
+    return resizeImage(
+      image,
+      Math.max(1, Math.round(image.width * s)),
+      Math.max(1, Math.round(image.height * s)),
+      'bilinear',
+    );
   }
   return image;
 }
@@ -99,7 +106,12 @@ function fitLabel(text: string, maxWidth: number, scale: number): string {
  * The picture: rows × token columns of heat maps over `image`. Returns an RGB image (white background, black
  * text). Tiles of different tokens differ whenever their maps do.
  */
-export function renderAttentionPicture(image: RgbImage, rows: readonly AttentionRow[], tokens: readonly TokenColumn[], options: AttentionPictureOptions = {}): RgbImage {
+export function renderAttentionPicture(
+  image: RgbImage,
+  rows: readonly AttentionRow[],
+  tokens: readonly TokenColumn[],
+  options: AttentionPictureOptions = {},
+): RgbImage {
   if (rows.length === 0) throw new Error('renderAttentionPicture: no rows');
   if (tokens.length === 0) throw new UserError('no tokens to draw attention maps for (the prompt is empty)');
   const base = tileBase(image, options.minTile ?? 128, options.maxTile ?? 256);
@@ -110,7 +122,10 @@ export function renderAttentionPicture(image: RgbImage, rows: readonly Attention
     const [h, w] = row.maps.shape as [number, number, number];
     const tiles = tokens.map((tok) => {
       const map = resizeMap(tokenMap(row.maps, tok.index), w, h, base.width, base.height, 'bilinear');
-      const heat = heatmap(map, base.width, base.height, { colormap: options.colormap ?? 'jet', normalize: options.normalize ?? 'max' });
+      const heat = heatmap(map, base.width, base.height, {
+        colormap: options.colormap ?? 'jet',
+        normalize: options.normalize ?? 'max',
+      });
       return blendImages(base, heat, options.alpha ?? 0.5);
     });
     return composeGrid(tiles, tiles.length, { pad, labels, labelScale: scale });
@@ -135,9 +150,14 @@ export function renderAttentionPicture(image: RgbImage, rows: readonly Attention
  * Query resolutions [h, w] at which a UNet has cross-attention layers for latents of size latentH x latentW
  * (each down level halves the grid: ceil with downsample_padding 1, floor with 0). Ordered from fine to coarse.
  */
-export function crossAttentionResolutions(cfg: Pick<UNetConfig, 'downBlockTypes' | 'upBlockTypes' | 'midBlockType' | 'downsamplePadding'>, latentH: number, latentW: number): [number, number][] {
+export function crossAttentionResolutions(
+  cfg: Pick<UNetConfig, 'downBlockTypes' | 'upBlockTypes' | 'midBlockType' | 'downsamplePadding'>,
+  latentH: number,
+  latentW: number,
+): [number, number][] {
   const levels: [number, number][] = [];
-  let h = latentH, w = latentW;
+  let h = latentH,
+    w = latentW;
   const n = cfg.downBlockTypes.length;
   for (let i = 0; i < n; i++) {
     levels.push([h, w]);
@@ -149,7 +169,10 @@ export function crossAttentionResolutions(cfg: Pick<UNetConfig, 'downBlockTypes'
   const out: [number, number][] = [];
   const isCross = (t: string | undefined | null) => typeof t === 'string' && t.includes('CrossAttn');
   for (let i = 0; i < n; i++) {
-    const hasCross = isCross(cfg.downBlockTypes[i]) || isCross(cfg.upBlockTypes[n - 1 - i]) || (i === n - 1 && isCross(cfg.midBlockType));
+    const hasCross =
+      isCross(cfg.downBlockTypes[i]) ||
+      isCross(cfg.upBlockTypes[n - 1 - i]) ||
+      (i === n - 1 && isCross(cfg.midBlockType));
     if (hasCross) out.push(levels[i]!);
   }
   return out;

@@ -42,10 +42,16 @@ export class AttentionStore {
    * Mean over heads and the selected layers of one resolution: [batch, h, w, keys] (or [h, w, keys] for one
    * `batchIndex`). `placeOrder` fixes the summation order (A&E: up, down, mid) so float sums match the reference.
    */
-  aggregate(opts: { resolution: readonly [number, number]; placeOrder?: readonly AttentionPlace[]; batchIndex?: number }): Value {
+  aggregate(opts: {
+    resolution: readonly [number, number];
+    placeOrder?: readonly AttentionPlace[];
+    batchIndex?: number;
+  }): Value {
     const [h, w] = opts.resolution;
     const order = opts.placeOrder ?? ['up', 'down', 'mid'];
-    const chosen = order.flatMap((place) => this.records.filter((r) => r.layer.place === place && r.layer.height === h && r.layer.width === w));
+    const chosen = order.flatMap((place) =>
+      this.records.filter((r) => r.layer.place === place && r.layer.height === h && r.layer.width === w),
+    );
     if (chosen.length === 0) {
       const have = [...new Set(this.records.map((r) => `${r.layer.height}x${r.layer.width}`))].join(', ') || 'none';
       throw new Error(`no recorded attention layers at ${h}x${w} (recorded resolutions: ${have})`);

@@ -51,7 +51,8 @@ export function subjectTokenIndices(resolved: ResolvedSubjects): number[] {
 /** A short human description: `cat (2), artstation (14 art, 15 station → 15)`. */
 export function describeSubject(s: Subject): string {
   const name = s.occurrences > 1 ? `${s.word}#${s.occurrence}` : s.word;
-  if (s.tokenIndices.length === 1) return `${name} (token ${s.tokenIndex}${s.tokenText !== s.word ? ` '${s.tokenText}'` : ''})`;
+  if (s.tokenIndices.length === 1)
+    return `${name} (token ${s.tokenIndex}${s.tokenText !== s.word ? ` '${s.tokenText}'` : ''})`;
   const parts = s.tokenIndices.map((i, k) => `${i} '${s.tokenTexts[k]}'`).join(', ');
   return `${name} (tokens ${parts}; single-token methods use ${s.tokenIndex})`;
 }
@@ -72,10 +73,14 @@ function splitList(spec: string, option: string): string[] {
 function checkDistinct(subjects: Subject[], option: string): void {
   for (let a = 0; a < subjects.length; a++) {
     for (let b = a + 1; b < subjects.length; b++) {
-      const sa = subjects[a]!, sb = subjects[b]!;
+      const sa = subjects[a]!,
+        sb = subjects[b]!;
       const shared = sa.tokenIndices.filter((i) => sb.tokenIndices.includes(i));
       if (shared.length > 0 || sa.tokenIndex === sb.tokenIndex) {
-        const what = sa.query === sb.query ? `'${sa.query}' is listed twice` : `'${sa.query}' and '${sb.query}' overlap (token ${shared[0] ?? sa.tokenIndex})`;
+        const what =
+          sa.query === sb.query
+            ? `'${sa.query}' is listed twice`
+            : `'${sa.query}' and '${sb.query}' overlap (token ${shared[0] ?? sa.tokenIndex})`;
         throw new UserError(`${option}: ${what}`);
       }
     }
@@ -90,7 +95,12 @@ export function realTokenRange(tokenizer: ClipTokenizer, prompt: string): { firs
 }
 
 /** `--tokens 2,5`: explicit positions (SOT = 0), validated against the prompt. */
-export function resolveTokenSubjects(tokenizer: ClipTokenizer, prompt: string, spec: string, option = '--tokens'): ResolvedSubjects {
+export function resolveTokenSubjects(
+  tokenizer: ClipTokenizer,
+  prompt: string,
+  spec: string,
+  option = '--tokens',
+): ResolvedSubjects {
   const items = splitList(spec, option);
   const ids = tokenizer.tokenize(prompt, { maxLength: tokenizer.modelMaxLength }).ids;
   const { last } = realTokenRange(tokenizer, prompt);
@@ -109,21 +119,37 @@ export function resolveTokenSubjects(tokenizer: ClipTokenizer, prompt: string, s
     const same = words.filter((w) => w.word === word);
     const occurrence = owner ? same.indexOf(owner) + 1 : 1;
     const text = tokenizer.tokenText(ids[v]!);
-    return { query: item, word, occurrence, occurrences: Math.max(1, same.length), tokenIndices: [v], tokenTexts: [text], tokenIndex: v, tokenText: text };
+    return {
+      query: item,
+      word,
+      occurrence,
+      occurrences: Math.max(1, same.length),
+      tokenIndices: [v],
+      tokenTexts: [text],
+      tokenIndex: v,
+      tokenText: text,
+    };
   });
   checkDistinct(subjects, option);
   const notes: string[] = [];
   for (const s of subjects) {
     const owner = words.find((w) => w.tokenIndices.includes(s.tokenIndex));
     if (owner && owner.tokenIndices.length > 1) {
-      notes.push(`token ${s.tokenIndex} '${s.tokenText}' is one of the ${owner.tokenIndices.length} tokens of '${owner.word}' (${owner.tokenIndices.join(', ')})`);
+      notes.push(
+        `token ${s.tokenIndex} '${s.tokenText}' is one of the ${owner.tokenIndices.length} tokens of '${owner.word}' (${owner.tokenIndices.join(', ')})`,
+      );
     }
   }
   return { source: 'tokens', subjects, notes };
 }
 
 /** `--subjects cat,frog` (or `frog#2` for a later occurrence): words looked up in the prompt. */
-export function resolveWordSubjects(tokenizer: ClipTokenizer, prompt: string, spec: string, option = '--subjects'): ResolvedSubjects {
+export function resolveWordSubjects(
+  tokenizer: ClipTokenizer,
+  prompt: string,
+  spec: string,
+  option = '--subjects',
+): ResolvedSubjects {
   const items = splitList(spec, option);
   const ids = tokenizer.tokenize(prompt, { maxLength: tokenizer.modelMaxLength }).ids;
   const notes: string[] = [];
@@ -142,10 +168,14 @@ export function resolveWordSubjects(tokenizer: ClipTokenizer, prompt: string, sp
     }
     const all = tokenizer.findWord(prompt, word, { maxLength: Infinity });
     if (all.length === 0) {
-      throw new UserError(`subject '${word}' is not in the prompt ${JSON.stringify(prompt)} (its words: ${promptWords(tokenizer, prompt)})`);
+      throw new UserError(
+        `subject '${word}' is not in the prompt ${JSON.stringify(prompt)} (its words: ${promptWords(tokenizer, prompt)})`,
+      );
     }
     if (wanted > all.length) {
-      throw new UserError(`${option}: '${item}' asks for occurrence ${wanted} of '${word}', but the prompt has ${all.length === 1 ? 'only one' : `only ${all.length}`}`);
+      throw new UserError(
+        `${option}: '${item}' asks for occurrence ${wanted} of '${word}', but the prompt has ${all.length === 1 ? 'only one' : `only ${all.length}`}`,
+      );
     }
     const tokens = found[wanted - 1];
     const full = all[wanted - 1]!;
@@ -155,7 +185,10 @@ export function resolveWordSubjects(tokenizer: ClipTokenizer, prompt: string, sp
       );
     }
     const texts = tokens.map((i) => tokenizer.tokenText(ids[i]!));
-    if (!m && all.length > 1) notes.push(`'${word}' appears ${all.length} times in the prompt; using the first (token ${tokens.join(', ')}); write ${word}#2 for the second`);
+    if (!m && all.length > 1)
+      notes.push(
+        `'${word}' appears ${all.length} times in the prompt; using the first (token ${tokens.join(', ')}); write ${word}#2 for the second`,
+      );
     if (tokens.length > 1) {
       notes.push(
         `'${word}' is ${tokens.length} tokens (${tokens.map((i, k) => `${i} '${texts[k]}'`).join(', ')}); single-token methods use the last, ${tokens[tokens.length - 1]} '${texts[texts.length - 1]}'`,
@@ -184,7 +217,8 @@ export function resolveSubjects(
   prompt: string,
   spec: { tokens?: string | undefined; subjects?: string | undefined },
 ): ResolvedSubjects | null {
-  if (spec.tokens !== undefined && spec.subjects !== undefined) throw new UserError('give either --tokens or --subjects, not both');
+  if (spec.tokens !== undefined && spec.subjects !== undefined)
+    throw new UserError('give either --tokens or --subjects, not both');
   if (spec.tokens !== undefined) return resolveTokenSubjects(tokenizer, prompt, spec.tokens);
   if (spec.subjects !== undefined) return resolveWordSubjects(tokenizer, prompt, spec.subjects);
   return null;

@@ -10,7 +10,16 @@ import { blit, createImage, fillRect, type Rgb, type RgbImage } from '../image/i
 import { readPng } from '../image/png.js';
 import { resizeNearest } from '../image/resize.js';
 import type { BenchItem, BenchOutcome, BenchRow } from './run.js';
-import { BASELINES, summarize, wilson, type Comparison, type Interval, type MethodSummary, type StatRow, type Summary } from './stats.js';
+import {
+  BASELINES,
+  summarize,
+  wilson,
+  type Comparison,
+  type Interval,
+  type MethodSummary,
+  type StatRow,
+  type Summary,
+} from './stats.js';
 import type { PromptKind, Split } from './suites.js';
 
 export interface RunInfo {
@@ -39,12 +48,14 @@ function statRow(r: BenchRow): StatRow {
   return r;
 }
 
-export function benchSummary(outcome: BenchOutcome, info: { methods: readonly string[]; seeds: readonly number[]; model: string }): BenchSummary {
+export function benchSummary(
+  outcome: BenchOutcome,
+  info: { methods: readonly string[]; seeds: readonly number[]; model: string },
+): BenchSummary {
   const items = outcome.items;
   const suites: RunInfo['suites'] = [];
   for (const it of items) {
-    let s = suites.find((x) => x.name === it.suite);
-    if (!s) suites.push((s = { name: it.suite, split: it.split, prompts: 0 }));
+    if (!suites.some((x) => x.name === it.suite)) suites.push({ name: it.suite, split: it.split, prompts: 0 });
   }
   for (const s of suites) s.prompts = new Set(items.filter((i) => i.suite === s.name).map((i) => i.row.prompt)).size;
   const rows = items.map((i) => statRow(i.row));
@@ -68,7 +79,11 @@ export function benchSummary(outcome: BenchOutcome, info: { methods: readonly st
   };
   if (suites.length > 1) {
     summary.by_suite = {};
-    for (const s of suites) summary.by_suite[s.name] = summarize(items.filter((i) => i.suite === s.name).map((i) => statRow(i.row)), info.methods);
+    for (const s of suites)
+      summary.by_suite[s.name] = summarize(
+        items.filter((i) => i.suite === s.name).map((i) => statRow(i.row)),
+        info.methods,
+      );
   }
   const kinds = [...new Set(items.map((i) => i.kind).filter((k): k is PromptKind => k !== null))];
   for (const k of kinds) {
@@ -111,7 +126,16 @@ interface TableData {
 
 function tableData(summary: Summary, methods: readonly string[]): TableData {
   const baselines = BASELINES.filter((b) => methods.includes(b));
-  const header = ['method', 'n', 'full success %', 'object recall %', 'binding %', 'leakage %', 's/image', ...baselines.map((b) => `vs ${BASELINE_LABEL[b]} (+won −lost, p)`)];
+  const header = [
+    'method',
+    'n',
+    'full success %',
+    'object recall %',
+    'binding %',
+    'leakage %',
+    's/image',
+    ...baselines.map((b) => `vs ${BASELINE_LABEL[b]} (+won −lost, p)`),
+  ];
   const rows = methods.map((m) => {
     const s: MethodSummary = summary.methods[m]!;
     return [
@@ -122,7 +146,9 @@ function tableData(summary: Summary, methods: readonly string[]): TableData {
       formatInterval(s.binding),
       formatInterval(s.leakage),
       s.seconds_per_image === null ? '–' : s.seconds_per_image.toFixed(2),
-      ...baselines.map((b) => (b === m ? '—' : formatComparison(summary.comparisons.find((c) => c.method === m && c.baseline === b)))),
+      ...baselines.map((b) =>
+        b === m ? '—' : formatComparison(summary.comparisons.find((c) => c.method === m && c.baseline === b)),
+      ),
     ];
   });
   return { header, rows };
@@ -131,13 +157,21 @@ function tableData(summary: Summary, methods: readonly string[]): TableData {
 function textTable(t: TableData): string {
   const all = [t.header, ...t.rows];
   const widths = t.header.map((_, j) => Math.max(...all.map((r) => [...r[j]!].length)));
-  const line = (r: string[]) => r.map((c, j) => (j <= 1 ? c.padEnd(widths[j]!) : c.padEnd(widths[j]!))).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((c, j) => (j <= 1 ? c.padEnd(widths[j]!) : c.padEnd(widths[j]!)))
+      .join('  ')
+      .trimEnd();
   return [line(t.header), widths.map((w) => '-'.repeat(w)).join('  '), ...t.rows.map(line)].join('\n');
 }
 
 function markdownTable(t: TableData): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
-  return [`| ${t.header.map(esc).join(' | ')} |`, `|${t.header.map((_, j) => (j === 0 ? ' --- ' : ' ---: ')).join('|')}|`, ...t.rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
+  return [
+    `| ${t.header.map(esc).join(' | ')} |`,
+    `|${t.header.map((_, j) => (j === 0 ? ' --- ' : ' ---: ')).join('|')}|`,
+    ...t.rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
+  ].join('\n');
 }
 
 function describeRun(run: RunInfo): string {
@@ -157,7 +191,8 @@ const LEGEND =
 export function formatSummaryText(summary: BenchSummary): string {
   const parts: string[] = [describeRun(summary.run), ''];
   if (summary.by_suite) {
-    for (const [name, s] of Object.entries(summary.by_suite)) parts.push(`${name}:`, textTable(tableData(s, summary.run.methods)), '');
+    for (const [name, s] of Object.entries(summary.by_suite))
+      parts.push(`${name}:`, textTable(tableData(s, summary.run.methods)), '');
     parts.push('all suites:');
   }
   parts.push(textTable(tableData(summary, summary.run.methods)), '', LEGEND);
@@ -166,9 +201,15 @@ export function formatSummaryText(summary: BenchSummary): string {
 
 /** summary.md: the same tables in Markdown, with the run's settings and the legend. */
 export function formatSummaryMarkdown(summary: BenchSummary): string {
-  const parts: string[] = [`<!-- written by s2i bench; ${summary.run.images} images -->`, '', `*${describeRun(summary.run)}*`, ''];
+  const parts: string[] = [
+    `<!-- written by s2i bench; ${summary.run.images} images -->`,
+    '',
+    `*${describeRun(summary.run)}*`,
+    '',
+  ];
   if (summary.by_suite) {
-    for (const [name, s] of Object.entries(summary.by_suite)) parts.push(`**${name}**`, '', markdownTable(tableData(s, summary.run.methods)), '');
+    for (const [name, s] of Object.entries(summary.by_suite))
+      parts.push(`**${name}**`, '', markdownTable(tableData(s, summary.run.methods)), '');
     parts.push('**all suites**', '');
   }
   parts.push(markdownTable(tableData(summary, summary.run.methods)), '');
@@ -176,7 +217,10 @@ export function formatSummaryMarkdown(summary: BenchSummary): string {
   if (kinds.length > 1) {
     parts.push('Full success % by prompt kind:', '');
     const header = ['method', ...kinds.map((k) => `${k} (n)`)];
-    const rows = summary.run.methods.map((m) => [m, ...kinds.map((k) => `${formatInterval(summary.by_kind[k]![m]!)} (${summary.by_kind[k]![m]!.n})`)]);
+    const rows = summary.run.methods.map((m) => [
+      m,
+      ...kinds.map((k) => `${formatInterval(summary.by_kind[k]![m]!)} (${summary.by_kind[k]![m]!.n})`),
+    ]);
     parts.push(markdownTable({ header, rows }), '');
   }
   parts.push(LEGEND, '');
@@ -221,11 +265,17 @@ export interface HtmlReportOptions {
 }
 
 /** The self-contained HTML report: settings, tables, then per suite a grid of (prompt, seed) rows × method columns. */
-export function renderHtmlReport(summary: BenchSummary, items: readonly BenchItem[], out: string, options: HtmlReportOptions = {}): string {
+export function renderHtmlReport(
+  summary: BenchSummary,
+  items: readonly BenchItem[],
+  out: string,
+  options: HtmlReportOptions = {},
+): string {
   const methods = summary.run.methods;
   const tables: string[] = [];
   if (summary.by_suite) {
-    for (const [name, s] of Object.entries(summary.by_suite)) tables.push(`<h3>${esc(name)}</h3>${htmlTable(tableData(s, methods))}`);
+    for (const [name, s] of Object.entries(summary.by_suite))
+      tables.push(`<h3>${esc(name)}</h3>${htmlTable(tableData(s, methods))}`);
     tables.push('<h3>all suites</h3>');
   }
   tables.push(htmlTable(tableData(summary, methods)));
@@ -255,14 +305,20 @@ export function renderHtmlReport(summary: BenchSummary, items: readonly BenchIte
             const fails = failures(r);
             const mark = r.full_success ? '<span class="ok">✓</span>' : '<span class="bad">✗</span>';
             const maps = options.maps ? dataUrl(out, r.maps) : null;
-            const mapsHtml = options.maps ? (maps ? `<img class="maps" src="${maps}" alt="attention maps">` : '<div class="note">no maps recorded</div>') : '';
+            const mapsHtml = options.maps
+              ? maps
+                ? `<img class="maps" src="${maps}" alt="attention maps">`
+                : '<div class="note">no maps recorded</div>'
+              : '';
             return `<td>${img ? `<img class="img" src="${img}" alt="">` : '<div class="note">image missing</div>'}<div>${mark} ${esc(fails.join('; '))}</div>${mapsHtml}</td>`;
           })
           .join('');
         return `<tr><td class="p">${esc(p.prompt)}<br><span class="note">seed ${p.seed}</span></td>${cells}</tr>`;
       })
       .join('\n');
-    grids.push(`<h2>${esc(s.name)}${s.split ? ` (${esc(s.split)})` : ''}</h2><table class="grid"><thead>${head}</thead><tbody>\n${body}\n</tbody></table>`);
+    grids.push(
+      `<h2>${esc(s.name)}${s.split ? ` (${esc(s.split)})` : ''}</h2><table class="grid"><thead>${head}</thead><tbody>\n${body}\n</tbody></table>`,
+    );
   }
 
   return `<!doctype html>
@@ -288,7 +344,6 @@ ${grids.join('\n')}
 `;
 }
 
-
 // ------------------------------------------------------------------------------------------------------ PNG grid
 
 const OK_GREEN: Rgb = [40, 160, 60];
@@ -299,7 +354,12 @@ const FAIL_RED: Rgb = [210, 40, 40];
  * columns, every image enlarged `scale` times (nearest neighbour) in a green (full success) or red frame, the
  * prompt above each row. The same rows for every method, so a column compares methods on the same noise.
  */
-export function renderPngGrid(summary: BenchSummary, items: readonly BenchItem[], out: string, options: { rowsPerSuite?: number; scale?: number } = {}): RgbImage {
+export function renderPngGrid(
+  summary: BenchSummary,
+  items: readonly BenchItem[],
+  out: string,
+  options: { rowsPerSuite?: number; scale?: number } = {},
+): RgbImage {
   const methods = summary.run.methods;
   const rowsPerSuite = options.rowsPerSuite ?? 4;
   const scale = options.scale ?? 3;

@@ -18,7 +18,19 @@
  * each subject and attribute token over the sampling steps, over the image).
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { join, relative } from 'node:path';
 import { autoSubjects } from '../attention/auto-subjects.js';
 import { meanMaps, tokenMap } from '../attention/render.js';
@@ -164,7 +176,8 @@ export function parseSeeds(value: string, option = '--seeds'): number[] {
   for (const part of value.split(',')) {
     const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
     if (!m) throw bad(`got "${part.trim()}"`);
-    const lo = Number(m[1]), hi = m[2] === undefined ? lo : Number(m[2]);
+    const lo = Number(m[1]),
+      hi = m[2] === undefined ? lo : Number(m[2]);
     if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi)) throw bad(`got "${part.trim()}"`);
     if (hi < lo) throw bad(`the range "${part.trim()}" runs backwards`);
     if (out.length + hi - lo + 1 > 100_000) throw bad('more than 100000 seeds');
@@ -178,7 +191,10 @@ export function parseSeeds(value: string, option = '--seeds'): number[] {
 
 /** Method names from `a,b,c`: each must be in the registry, none twice. */
 export function parseMethods(value: string, option = '--methods'): string[] {
-  const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const names = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (names.length === 0) throw new UserError(`${option} needs at least one method name`);
   const seen = new Set<string>();
   for (const n of names) {
@@ -220,7 +236,9 @@ function sha256(text: string | Buffer): string {
 export function modelFingerprint(dir: string): string {
   const h = createHash('sha256');
   const walk = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+    )) {
       if (e.name.startsWith('.')) continue;
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
@@ -264,14 +282,26 @@ export function rowKey(prompt: string, seed: number, method: string, settingsHas
 }
 
 function slug(prompt: string): string {
-  const s = prompt.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 60).replace(/-+$/, '');
+  const s = prompt
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 60)
+    .replace(/-+$/, '');
   return `${s || 'prompt'}-${sha256(prompt).slice(0, 6)}`;
 }
 
 function isRow(v: unknown): v is BenchRow {
   if (!v || typeof v !== 'object') return false;
   const r = v as Partial<BenchRow>;
-  return typeof r.key === 'string' && typeof r.prompt === 'string' && typeof r.seed === 'number' && typeof r.method === 'string' && typeof r.full_success === 'boolean' && Array.isArray(r.objects);
+  return (
+    typeof r.key === 'string' &&
+    typeof r.prompt === 'string' &&
+    typeof r.seed === 'number' &&
+    typeof r.method === 'string' &&
+    typeof r.full_success === 'boolean' &&
+    Array.isArray(r.objects)
+  );
 }
 
 export interface ReadResults {
@@ -329,10 +359,13 @@ function acquireLock(out: string): () => void {
         }
       };
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new UserError(`--out ${out}: cannot create ${path}: ${(e as Error).message}`, { cause: e });
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new UserError(`--out ${out}: cannot create ${path}: ${(e as Error).message}`, { cause: e });
       const pid = Number(readFileSync(path, 'utf8').trim());
       if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
-        throw new UserError(`--out ${out}: another benchmark (pid ${pid}) is writing to this folder; wait for it or use another --out`);
+        throw new UserError(
+          `--out ${out}: another benchmark (pid ${pid}) is writing to this folder; wait for it or use another --out`,
+        );
       }
       unlinkSync(path); // stale
     }
@@ -352,7 +385,11 @@ function smallImage(img: RgbImage): RgbImage {
  * One tile per token: the token's cross-attention map (averaged over the recorded steps, divided by its max) as a
  * jet heat map over the image, labelled with the word.
  */
-export function mapsPicture(image: RgbImage, maps: readonly Tensor[], tokens: readonly { word: string; index: number }[]): RgbImage | null {
+export function mapsPicture(
+  image: RgbImage,
+  maps: readonly Tensor[],
+  tokens: readonly { word: string; index: number }[],
+): RgbImage | null {
   if (maps.length === 0 || tokens.length === 0) return null;
   const mean = meanMaps(maps);
   const [h, w] = mean.shape as [number, number, number];
@@ -379,12 +416,18 @@ interface PlanItem {
  * new), in order: suites, then their prompts, then seeds, then methods, so an interrupted run has complete method
  * comparisons for the pairs it finished.
  */
-export async function runBench(model: StableDiffusion, suites: readonly Suite[], options: BenchOptions, hooks: BenchHooks = {}): Promise<BenchOutcome> {
+export async function runBench(
+  model: StableDiffusion,
+  suites: readonly Suite[],
+  options: BenchOptions,
+  hooks: BenchHooks = {},
+): Promise<BenchOutcome> {
   if (options.methods.length === 0) throw new UserError('--methods needs at least one method name');
   for (const m of options.methods) methodPreset(m, '--methods');
   if (options.seeds.length === 0) throw new UserError('--seeds needs at least one seed');
   const out = options.out;
-  if (existsSync(out) && !statSync(out).isDirectory()) throw new UserError(`--out ${out} exists and is not a directory`);
+  if (existsSync(out) && !statSync(out).isDirectory())
+    throw new UserError(`--out ${out} exists and is not a directory`);
   try {
     mkdirSync(join(out, 'images'), { recursive: true });
   } catch (e) {
@@ -398,7 +441,12 @@ export async function runBench(model: StableDiffusion, suites: readonly Suite[],
   }
 }
 
-async function runLocked(model: StableDiffusion, suites: readonly Suite[], options: BenchOptions, hooks: BenchHooks): Promise<BenchOutcome> {
+async function runLocked(
+  model: StableDiffusion,
+  suites: readonly Suite[],
+  options: BenchOptions,
+  hooks: BenchHooks,
+): Promise<BenchOutcome> {
   const out = options.out;
   const resultsPath = join(out, RESULTS_FILE);
   const existing = readResults(resultsPath);
@@ -415,12 +463,20 @@ async function runLocked(model: StableDiffusion, suites: readonly Suite[], optio
 
   const sampler = options.sampler ?? defaultSampler(model.schedulerConfig, model.folder.componentDir('scheduler'));
   const size = model.defaultImageSize;
-  const base = { steps: options.steps, guidance: options.guidance, sampler, height: size, width: size, model: modelFingerprint(model.dir) };
+  const base = {
+    steps: options.steps,
+    guidance: options.guidance,
+    sampler,
+    height: size,
+    width: size,
+    model: modelFingerprint(model.dir),
+  };
 
   const plan: PlanItem[] = [];
   for (const suite of suites) {
     const prompts = options.limit !== undefined ? suite.prompts.slice(0, options.limit) : suite.prompts;
-    for (const entry of prompts) for (const seed of options.seeds) for (const method of options.methods) plan.push({ suite, entry, seed, method });
+    for (const entry of prompts)
+      for (const seed of options.seeds) for (const method of options.methods) plan.push({ suite, entry, seed, method });
   }
   hooks.onStart?.({ total: plan.length, existing: existing.rows.length });
 
@@ -441,7 +497,8 @@ async function runLocked(model: StableDiffusion, suites: readonly Suite[], optio
 
   const fd = openSync(resultsPath, 'a');
   const items: BenchItem[] = [];
-  let generated = 0, skipped = 0;
+  let generated = 0,
+    skipped = 0;
   try {
     for (const it of plan) {
       const { entry, seed, method: name } = it;
@@ -470,7 +527,9 @@ async function runLocked(model: StableDiffusion, suites: readonly Suite[], optio
         ...(method ? { method } : {}),
         ...(options.maps ? { recordAttention: {} } : {}),
       });
-      const compileMs = model.graphTimings.slice(nGraphs).reduce((s, g) => s + g.buildMs + g.serializeMs + g.sessionMs, 0);
+      const compileMs = model.graphTimings
+        .slice(nGraphs)
+        .reduce((s, g) => s + g.buildMs + g.serializeMs + g.sessionMs, 0);
       const image = floatToRgb8(result.image);
       const tScore = performance.now();
       const score = scoreImage(image, undefined, undefined, entry.objects);
@@ -493,7 +552,11 @@ async function runLocked(model: StableDiffusion, suites: readonly Suite[], optio
           writePng(join(out, mapsPath), pic);
         }
       }
-      const tries = result.steps.reduce((s, st) => s + (typeof st.method?.['refinement_tries'] === 'number' ? (st.method['refinement_tries'] as number) : 0), 0);
+      const tries = result.steps.reduce(
+        (s, st) =>
+          s + (typeof st.method?.['refinement_tries'] === 'number' ? (st.method['refinement_tries'] as number) : 0),
+        0,
+      );
       const row: BenchRow = {
         v: BENCH_ROW_VERSION,
         key,
@@ -506,7 +569,11 @@ async function runLocked(model: StableDiffusion, suites: readonly Suite[], optio
         split: it.suite.split,
         kind,
         subjects: auto.subjects.map((s) => ({ word: s.word, tokens: [...s.tokenIndices] })),
-        attributes: auto.attributes.map((a) => ({ word: a.attribute.word, tokens: [...a.attribute.tokenIndices], subject: a.subject })),
+        attributes: auto.attributes.map((a) => ({
+          word: a.attribute.word,
+          tokens: [...a.attribute.tokenIndices],
+          subject: a.subject,
+        })),
         objects: score.objects,
         full_success: score.full_success,
         object_recall: score.object_recall,
@@ -514,7 +581,13 @@ async function runLocked(model: StableDiffusion, suites: readonly Suite[], optio
         binding_given_found: score.binding_given_found,
         leakage: score.leakage,
         extra_objects: score.extra_objects,
-        detections: score.detections.map((d) => ({ shape: d.shape, colour: d.colour, bbox: d.bbox, area: d.area, matched_to: d.matched_to })),
+        detections: score.detections.map((d) => ({
+          shape: d.shape,
+          colour: d.colour,
+          bbox: d.bbox,
+          area: d.area,
+          matched_to: d.matched_to,
+        })),
         seconds: round3((result.timings.totalMs - compileMs) / 1000),
         compile_seconds: round3(compileMs / 1000),
         timings: {

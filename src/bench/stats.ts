@@ -125,7 +125,8 @@ export function clusterRate(clusters: readonly Cluster[], options: BootstrapOpti
   const k = used.length;
   const values = new Float64Array(B);
   for (let b = 0; b < B; b++) {
-    let s = 0, t = 0;
+    let s = 0,
+      t = 0;
     for (let i = 0; i < k; i++) {
       const c = used[Math.floor(rand() * k)]!;
       s += c.successes;
@@ -201,9 +202,11 @@ export interface Summary {
 
 export const INTERVAL_NOTES: Summary['intervals'] = {
   full_success: '95% Wilson score interval over images',
-  object_recall: '95% percentile cluster bootstrap over prompts (2000 resamples; Wilson over prompts when it has no spread)',
+  object_recall:
+    '95% percentile cluster bootstrap over prompts (2000 resamples; Wilson over prompts when it has no spread)',
   binding: '95% percentile cluster bootstrap over prompts (2000 resamples; Wilson over prompts when it has no spread)',
-  leakage: '95% percentile cluster bootstrap over prompts, among objects that name a colour (2000 resamples; Wilson over prompts when it has no spread)',
+  leakage:
+    '95% percentile cluster bootstrap over prompts, among objects that name a colour (2000 resamples; Wilson over prompts when it has no spread)',
 };
 
 /** Baselines every other method is compared with (when they ran). */
@@ -218,7 +221,8 @@ export function summarizeMethod(rows: readonly StatRow[]): MethodSummary {
   }
   const clusters = (pick: (o: StatRow['objects'][number]) => boolean | null): Cluster[] =>
     [...byPrompt.values()].map((list) => {
-      let successes = 0, trials = 0;
+      let successes = 0,
+        trials = 0;
       for (const r of list) {
         for (const o of r.objects) {
           const v = pick(o);
@@ -240,7 +244,9 @@ export function summarizeMethod(rows: readonly StatRow[]): MethodSummary {
     n,
     objects: rows.reduce((s, r) => s + r.objects.length, 0),
     prompts: byPrompt.size,
-    seconds_per_image: seconds.length ? Math.round((1000 * seconds.reduce((a, b) => a + b, 0)) / seconds.length) / 1000 : null,
+    seconds_per_image: seconds.length
+      ? Math.round((1000 * seconds.reduce((a, b) => a + b, 0)) / seconds.length) / 1000
+      : null,
   };
 }
 
@@ -249,7 +255,9 @@ export function compareMethods(rows: readonly StatRow[], method: string, baselin
   const key = (r: StatRow) => `${r.seed}\u0000${r.prompt}`;
   const base = new Map<string, boolean>();
   for (const r of rows) if (r.method === baseline) base.set(key(r), r.full_success);
-  let pairs = 0, b = 0, c = 0;
+  let pairs = 0,
+    b = 0,
+    c = 0;
   for (const r of rows) {
     if (r.method !== method) continue;
     const other = base.get(key(r));

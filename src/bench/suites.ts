@@ -87,38 +87,85 @@ const SHAPES2_BLOCKS: readonly Block[] = (() => {
   // Ordered shape pairs: (0,1) (0,2) (1,0) (1,2) (2,0) (2,1); each takes two offsets.
   return [
     // distinct: offsets mod 3 = 0
-    d(0, 1, 3), d(1, 0, 3), d(2, 0, 3),
+    d(0, 1, 3),
+    d(1, 0, 3),
+    d(2, 0, 3),
     // distinct: mod 3 = 1
-    d(0, 2, 1), d(1, 2, 4), d(2, 1, 1),
+    d(0, 2, 1),
+    d(1, 2, 4),
+    d(2, 1, 1),
     // distinct: mod 3 = 2 (two triples)
-    d(0, 2, 2), d(1, 2, 5), d(2, 1, 5),
-    d(0, 1, 5), d(1, 0, 2), d(2, 0, 5),
+    d(0, 2, 2),
+    d(1, 2, 5),
+    d(2, 1, 5),
+    d(0, 1, 5),
+    d(1, 0, 2),
+    d(2, 0, 5),
     // same shape, two colours: distance 3 for every shape, then distances 1 and 2
-    s(0, 3), s(1, 3), s(2, 3),
-    s(0, 1), s(1, 4), s(2, 4),
+    s(0, 3),
+    s(1, 3),
+    s(2, 3),
+    s(0, 1),
+    s(1, 4),
+    s(2, 4),
     // same colour, every ordered pair of different shapes
-    c(0, 1), c(1, 2), c(2, 0),
-    c(1, 0), c(2, 1), c(0, 2),
+    c(0, 1),
+    c(1, 2),
+    c(2, 0),
+    c(1, 0),
+    c(2, 1),
+    c(0, 2),
   ];
 })();
 
 const SHAPES3_BLOCKS: readonly Block[] = (() => {
-  const perms = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]] as const;
-  const d = (p: number, k2: number, k3: number): Block => ({ shapes: perms[p]!, offsets: [0, k2, k3], kind: 'distinct' });
+  const perms = [
+    [0, 1, 2],
+    [0, 2, 1],
+    [1, 0, 2],
+    [1, 2, 0],
+    [2, 0, 1],
+    [2, 1, 0],
+  ] as const;
+  const d = (p: number, k2: number, k3: number): Block => ({
+    shapes: perms[p]!,
+    offsets: [0, k2, k3],
+    kind: 'distinct',
+  });
   const s = (shapes: number[], k2: number, k3: number): Block => ({ shapes, offsets: [0, k2, k3], kind: 'same-shape' });
-  const c = (p: number, k2: number, k3: number): Block => ({ shapes: perms[p]!, offsets: [0, k2, k3], kind: 'same-colour' });
+  const c = (p: number, k2: number, k3: number): Block => ({
+    shapes: perms[p]!,
+    offsets: [0, k2, k3],
+    kind: 'same-colour',
+  });
   return [
     // three shapes, three colours: every order twice
-    d(0, 1, 2), d(1, 4, 5), d(2, 1, 5), // offsets mod 3 = (1, 2)
-    d(3, 2, 1), d(4, 5, 4), d(5, 2, 4), // (2, 1)
-    d(1, 3, 1), d(3, 3, 4), d(5, 3, 1), // (0, 1)
-    d(0, 2, 5), d(2, 5, 2), d(4, 2, 5), // (2, 2)
+    d(0, 1, 2),
+    d(1, 4, 5),
+    d(2, 1, 5), // offsets mod 3 = (1, 2)
+    d(3, 2, 1),
+    d(4, 5, 4),
+    d(5, 2, 4), // (2, 1)
+    d(1, 3, 1),
+    d(3, 3, 4),
+    d(5, 3, 1), // (0, 1)
+    d(0, 2, 5),
+    d(2, 5, 2),
+    d(4, 2, 5), // (2, 2)
     // two objects of one shape (different colours), the pair first: (i, i, i+1), then last: (i+2, i, i)
-    s([0, 0, 1], 1, 2), s([1, 1, 2], 4, 5), s([2, 2, 0], 4, 2), // (1, 2)
-    s([2, 0, 0], 3, 1), s([0, 1, 1], 3, 4), s([1, 2, 2], 3, 1), // (0, 1)
+    s([0, 0, 1], 1, 2),
+    s([1, 1, 2], 4, 5),
+    s([2, 2, 0], 4, 2), // (1, 2)
+    s([2, 0, 0], 3, 1),
+    s([0, 1, 1], 3, 4),
+    s([1, 2, 2], 3, 1), // (0, 1)
     // two objects of one colour: the pair first, then first and last
-    c(0, 0, 1), c(2, 0, 4), c(4, 0, 1), // (0, 1)
-    c(1, 2, 0), c(3, 5, 0), c(5, 2, 0), // (2, 0)
+    c(0, 0, 1),
+    c(2, 0, 4),
+    c(4, 0, 1), // (0, 1)
+    c(1, 2, 0),
+    c(3, 5, 0),
+    c(5, 2, 0), // (2, 0)
   ];
 })();
 
@@ -132,9 +179,17 @@ function blockPrompts(blocks: readonly Block[], shuffleSeed: string): SuitePromp
   blocks.forEach((b, i) => {
     const r = i % 3;
     for (let c = 0; c < COLOURS.length; c++) {
-      const objects = b.shapes.map((sh, j) => ({ shape: SHAPES[sh]! as Shape, colour: COLOURS[(c + b.offsets[j]!) % COLOURS.length]! as Colour }));
+      const objects = b.shapes.map((sh, j) => ({
+        shape: SHAPES[sh]! as Shape,
+        colour: COLOURS[(c + b.offsets[j]!) % COLOURS.length]! as Colour,
+      }));
       const part = (((c - r) % 3) + 3) % 3;
-      parts[part]!.push({ prompt: captionFor(objects), objects, kind: b.kind, split: part === 0 ? 'tuning' : 'held-apart' });
+      parts[part]!.push({
+        prompt: captionFor(objects),
+        objects,
+        kind: b.kind,
+        split: part === 0 ? 'tuning' : 'held-apart',
+      });
     }
   });
   return parts.flatMap((p, k) => shuffled(p, `${shuffleSeed}/${k}`));
@@ -156,7 +211,12 @@ function shapes1(): SuitePrompt[] {
     COLOURS.forEach((colour, c) => {
       const objects = [{ shape, colour }];
       const part = (((c - s) % 3) + 3) % 3;
-      parts[part]!.push({ prompt: captionFor(objects), objects, kind: 'single', split: part === 0 ? 'tuning' : 'held-apart' });
+      parts[part]!.push({
+        prompt: captionFor(objects),
+        objects,
+        kind: 'single',
+        split: part === 0 ? 'tuning' : 'held-apart',
+      });
     }),
   );
   return parts.flatMap((p, k) => shuffled(p, `shapes-1/${k}`));
@@ -179,8 +239,20 @@ export function isBuiltinSuite(name: string): name is BuiltinSuite {
 }
 
 export function parseSplit(value: string, option = '--split'): Split {
-  const v = value.trim().toLowerCase().replace(/[_\s]+/g, '-');
-  const alias: Record<string, Split> = { tuning: 'tuning', tune: 'tuning', 'held-apart': 'held-apart', heldapart: 'held-apart', 'held-out': 'held-apart', heldout: 'held-apart', test: 'held-apart', all: 'all' };
+  const v = value
+    .trim()
+    .toLowerCase()
+    .replace(/[_\s]+/g, '-');
+  const alias: Record<string, Split> = {
+    tuning: 'tuning',
+    tune: 'tuning',
+    'held-apart': 'held-apart',
+    heldapart: 'held-apart',
+    'held-out': 'held-apart',
+    heldout: 'held-apart',
+    test: 'held-apart',
+    all: 'all',
+  };
   const s = alias[v];
   if (!s) throw new UserError(`${option}: unknown split "${value}" (known: ${SPLITS.join(', ')})`);
   return s;
@@ -191,7 +263,8 @@ export function parseSplit(value: string, option = '--split'): Split {
  * `parsePrompt`; any problem is a UserError naming the file and line.
  */
 export function readPromptFile(path: string): SuitePrompt[] {
-  if (!existsSync(path)) throw new UserError(`--suite ${path}: no such file (built-in suites: ${BUILTIN_SUITES.join(', ')})`);
+  if (!existsSync(path))
+    throw new UserError(`--suite ${path}: no such file (built-in suites: ${BUILTIN_SUITES.join(', ')})`);
   if (statSync(path).isDirectory()) throw new UserError(`--suite ${path} is a directory, not a .jsonl file`);
   let text: string;
   try {
@@ -210,7 +283,8 @@ export function readPromptFile(path: string): SuitePrompt[] {
     } catch (e) {
       throw new UserError(`${where}: not valid JSON (${(e as Error).message}); expected {"prompt": "..."}`);
     }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UserError(`${where}: expected a JSON object such as {"prompt": "a red circle and a blue square"}`);
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      throw new UserError(`${where}: expected a JSON object such as {"prompt": "a red circle and a blue square"}`);
     const prompt = (value as { prompt?: unknown }).prompt;
     if (typeof prompt !== 'string') throw new UserError(`${where}: the object has no string field "prompt"`);
     let objects: PromptObject[];
@@ -222,11 +296,15 @@ export function readPromptFile(path: string): SuitePrompt[] {
     }
     out.push({ prompt, objects });
   });
-  if (out.length === 0) throw new UserError(`--suite ${path}: the file holds no prompts (one {"prompt": "..."} per line)`);
+  if (out.length === 0)
+    throw new UserError(`--suite ${path}: the file holds no prompts (one {"prompt": "..."} per line)`);
   const seen = new Map<string, number>();
   out.forEach((p, i) => {
     const j = seen.get(p.prompt);
-    if (j !== undefined) throw new UserError(`--suite ${path}: prompt ${JSON.stringify(p.prompt)} is listed twice (prompts ${j + 1} and ${i + 1})`);
+    if (j !== undefined)
+      throw new UserError(
+        `--suite ${path}: prompt ${JSON.stringify(p.prompt)} is listed twice (prompts ${j + 1} and ${i + 1})`,
+      );
     seen.set(p.prompt, i);
   });
   return out;
@@ -242,9 +320,12 @@ export function loadSuite(nameOrFile: string, split?: Split): Suite {
     const all = builtinSuitePrompts(nameOrFile);
     return { name: nameOrFile, split: s, prompts: s === 'all' ? all : all.filter((p) => p.split === s) };
   }
-  if (split !== undefined) throw new UserError(`--split applies to the built-in suites (${BUILTIN_SUITES.join(', ')}), not to a prompt file`);
+  if (split !== undefined)
+    throw new UserError(`--split applies to the built-in suites (${BUILTIN_SUITES.join(', ')}), not to a prompt file`);
   if (!/\.jsonl$/i.test(nameOrFile) && !existsSync(nameOrFile)) {
-    throw new UserError(`--suite: unknown suite "${nameOrFile}" (built-in: ${BUILTIN_SUITES.join(', ')}; or a FILE.jsonl of {"prompt": "..."} lines)`);
+    throw new UserError(
+      `--suite: unknown suite "${nameOrFile}" (built-in: ${BUILTIN_SUITES.join(', ')}; or a FILE.jsonl of {"prompt": "..."} lines)`,
+    );
   }
   return { name: nameOrFile, split: null, prompts: readPromptFile(nameOrFile) };
 }

@@ -4,7 +4,9 @@ import { UserError } from '../errors.js';
 export function parseInteger(value: string, flag: string, lo = -(2 ** 53 - 1), hi = 2 ** 53 - 1): number {
   const v = /^\s*-?\d+\s*$/.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(v) || v < lo || v > hi) {
-    throw new UserError(`${flag} must be an integer${hi < 2 ** 53 - 1 ? ` from ${lo} to ${hi}` : lo > -(2 ** 53 - 1) ? ` >= ${lo}` : ''}, got "${value}"`);
+    throw new UserError(
+      `${flag} must be an integer${hi < 2 ** 53 - 1 ? ` from ${lo} to ${hi}` : lo > -(2 ** 53 - 1) ? ` >= ${lo}` : ''}, got "${value}"`,
+    );
   }
   return v;
 }
@@ -12,7 +14,14 @@ export function parseInteger(value: string, flag: string, lo = -(2 ** 53 - 1), h
 export function parseNumber(value: string, flag: string, lo = -Infinity, hi = Infinity): number {
   const v = value.trim() === '' ? NaN : Number(value);
   if (!Number.isFinite(v) || v < lo || v > hi) {
-    const range = Number.isFinite(lo) && Number.isFinite(hi) ? ` from ${lo} to ${hi}` : Number.isFinite(lo) ? ` >= ${lo}` : Number.isFinite(hi) ? ` <= ${hi}` : '';
+    const range =
+      Number.isFinite(lo) && Number.isFinite(hi)
+        ? ` from ${lo} to ${hi}`
+        : Number.isFinite(lo)
+          ? ` >= ${lo}`
+          : Number.isFinite(hi)
+            ? ` <= ${hi}`
+            : '';
     throw new UserError(`${flag} must be a number${range}, got "${value}"`);
   }
   return v;

@@ -119,7 +119,9 @@ export function gradients(loss: Value, wrt: readonly Value[], options: GradientO
   const cot = new Map<Value, Value[]>();
   const push = (v: Value, c: Value, from: Node) => {
     if (!sameShape(c.shape, v.shape) || c.dtype !== v.dtype) {
-      throw new Error(`gradients: internal error: ${from.opType} VJP gave ${c.dtype}[${c.shape}] for ${v.dtype}[${v.shape}] (${v.name})`);
+      throw new Error(
+        `gradients: internal error: ${from.opType} VJP gave ${c.dtype}[${c.shape}] for ${v.dtype}[${v.shape}] (${v.name})`,
+      );
     }
     const list = cot.get(v);
     if (list) list.push(c);
@@ -141,7 +143,10 @@ export function gradients(loss: Value, wrt: readonly Value[], options: GradientO
     for (const node of order) {
       // Multi-output operators (LayerNormalization's Mean/InvStdDev) are differentiated through output 0 only.
       for (const extra of node.outputs.slice(1)) {
-        if (cot.get(extra)?.length) throw new Error(`gradients: ${node.opType} output ${extra.name} is on the gradient path; only its first output is differentiable`);
+        if (cot.get(extra)?.length)
+          throw new Error(
+            `gradients: ${node.opType} output ${extra.name} is on the gradient path; only its first output is differentiable`,
+          );
       }
       const y = node.outputs[0]!;
       const gy = take(y);
@@ -151,7 +156,9 @@ export function gradients(loss: Value, wrt: readonly Value[], options: GradientO
       const needs = node.inputs.map((v) => v !== null && dep.has(v) && isFloat(v));
       for (const v of [y, ...node.inputs]) {
         if (v && v.dtype === 'float16' && (v === y || dep.has(v))) {
-          throw new Error(`gradients: float16 value ${v.name} on a differentiated path; reverse mode supports float32 only`);
+          throw new Error(
+            `gradients: float16 value ${v.name} on a differentiated path; reverse mode supports float32 only`,
+          );
         }
       }
       const grads = g.scope(node.name, () => rule({ graph: g, node, inputs: node.inputs, y, gy, needs }));
@@ -278,7 +285,8 @@ function convGeometry(node: Node): Conv2dGeometry {
   const p = attrInts(node, 'pads') ?? [0, 0, 0, 0];
   const d = attrInts(node, 'dilations') ?? [1, 1];
   const group = attrInt(node, 'group', 1);
-  if (s.length !== 2 || p.length !== 4 || d.length !== 2) throw new Error(`gradients: only 2-D ${node.opType} is supported`);
+  if (s.length !== 2 || p.length !== 4 || d.length !== 2)
+    throw new Error(`gradients: only 2-D ${node.opType} is supported`);
   if (group !== 1) throw new Error(`gradients: ${node.opType} with group=${group} is not supported (group=1 only)`);
   return { strides: [s[0]!, s[1]!], pads: [p[0]!, p[1]!, p[2]!, p[3]!], dilations: [d[0]!, d[1]!], group };
 }
@@ -288,7 +296,15 @@ function convGeometry(node: Node): Conv2dGeometry {
  *   gw[o, c, a, b] = Σ_{n, i, j} gy[n, o, i, j] · x[n, c, i·s0 − pads0 + a·d0, j·s1 − pads1 + b·d1]
  * (zero outside x). Returns [O, C, kh, kw].
  */
-function convWeightGrad(x: Value, gy: Value, kh: number, kw: number, strides: readonly [number, number], padsBegin: readonly [number, number], dil: readonly [number, number]): Value {
+function convWeightGrad(
+  x: Value,
+  gy: Value,
+  kh: number,
+  kw: number,
+  strides: readonly [number, number],
+  padsBegin: readonly [number, number],
+  dil: readonly [number, number],
+): Value {
   const [n, c, h, w] = x.shape as [number, number, number, number];
   const [, o, oh, ow] = gy.shape as [number, number, number, number];
   // Extent of x (padded) that the patches read; pad or crop the end to exactly that.
@@ -304,7 +320,9 @@ function convWeightGrad(x: Value, gy: Value, kh: number, kw: number, strides: re
       for (let b = 0; b < kw; b++) {
         const s0 = a * dil[0];
         const s1 = b * dil[1];
-        patches.push(op.slice(xp, [s0, s1], [s0 + (oh - 1) * strides[0] + 1, s1 + (ow - 1) * strides[1] + 1], [2, 3], strides));
+        patches.push(
+          op.slice(xp, [s0, s1], [s0 + (oh - 1) * strides[0] + 1, s1 + (ow - 1) * strides[1] + 1], [2, 3], strides),
+        );
       }
     }
     // [N, C, kh*kw*OH, OW] → [N, C*kh*kw, OH*OW]: rows ordered (c, a, b) like the weight's flattening.
@@ -318,7 +336,10 @@ function convWeightGrad(x: Value, gy: Value, kh: number, kw: number, strides: re
 }
 
 /** Crop (negative entries of `pads`) before a Conv whose pads must be non-negative; returns the rest. */
-function splitNegativePads(x: Value, pads: readonly [number, number, number, number]): { x: Value; pads: [number, number, number, number] } {
+function splitNegativePads(
+  x: Value,
+  pads: readonly [number, number, number, number],
+): { x: Value; pads: [number, number, number, number] } {
   const crop = pads.map((p) => Math.min(p, 0));
   const cropped = op.pad(x, [0, 0, crop[0]!, crop[1]!, 0, 0, crop[2]!, crop[3]!]);
   return { x: cropped, pads: pads.map((p) => Math.max(p, 0)) as [number, number, number, number] };
@@ -343,7 +364,12 @@ const convVjp: VjpRule = ({ graph: g, node, inputs, gy, needs }) => {
         wf = op.reshape(op.gather(op.reshape(w, [o, c, kh * kw]), rev, 2), [o, c, kh, kw]);
       }
       wf = op.transpose(wf, [1, 0, 2, 3]);
-      const full = splitNegativePads(gy, [d[0] * (kh - 1) - p[0], d[1] * (kw - 1) - p[1], d[0] * (kh - 1) - p[2], d[1] * (kw - 1) - p[3]]);
+      const full = splitNegativePads(gy, [
+        d[0] * (kh - 1) - p[0],
+        d[1] * (kw - 1) - p[1],
+        d[0] * (kh - 1) - p[2],
+        d[1] * (kw - 1) - p[3],
+      ]);
       gx = op.conv(full.x, wf, null, { pads: full.pads, dilations: d });
     } else {
       const outputPadding: [number, number] = [
@@ -396,7 +422,9 @@ function reflectPadAxisVjp(g: Graph, gv: Value, axis: number, begin: number, end
   }
   if (end > 0) {
     // x[n−1−k] for k = 1..end also appears at y[begin + n − 1 + k].
-    const idx = Array.from({ length: n }, (_, i) => (i >= n - 1 - end && i <= n - 2 ? begin + n - 1 + (n - 1 - i) : total));
+    const idx = Array.from({ length: n }, (_, i) =>
+      i >= n - 1 - end && i <= n - 2 ? begin + n - 1 + (n - 1 - i) : total,
+    );
     parts.push(op.gather(padded, g.ints(idx), axis));
   }
   return op.addN(parts);
@@ -421,7 +449,13 @@ const padVjp: VjpRule = ({ graph: g, node, inputs, gy, needs }) => {
   const mode = modeAttr && modeAttr.kind === 'string' ? modeAttr.value : 'constant';
   if (inputs.length > 3 && inputs[3]) throw new Error('gradients: Pad with an axes input is not supported');
   const r = x.rank;
-  if (mode === 'constant') return [op.pad(gy, pads.map((p) => -p))];
+  if (mode === 'constant')
+    return [
+      op.pad(
+        gy,
+        pads.map((p) => -p),
+      ),
+    ];
   if (mode !== 'reflect' && mode !== 'edge') throw new Error(`gradients: Pad mode '${mode}' is not supported`);
   if (pads.some((p) => p < 0)) throw new Error(`gradients: ${mode} Pad with negative pads is not supported`);
   let gv = gy;
@@ -502,8 +536,10 @@ const scatterNDVjp: VjpRule = ({ graph: g, node, inputs, gy, needs }) => {
   const [, indices, updates] = inputs as [Value, Value, Value];
   const redAttr = node.attrs['reduction'];
   const reduction = redAttr && redAttr.kind === 'string' ? redAttr.value : 'none';
-  if (reduction !== 'none' && reduction !== 'add') throw new Error(`gradients: ScatterND reduction '${reduction}' is not supported`);
-  if (indices.shape[indices.rank - 1] !== 1) throw new Error('gradients: ScatterND is supported with index depth 1 only');
+  if (reduction !== 'none' && reduction !== 'add')
+    throw new Error(`gradients: ScatterND reduction '${reduction}' is not supported`);
+  if (indices.shape[indices.rank - 1] !== 1)
+    throw new Error('gradients: ScatterND is supported with index depth 1 only');
   const gd = needs[0] ? (reduction === 'add' ? gy : op.scatterND(gy, indices, zeros(g, updates.shape), 'none')) : null;
   const gu = needs[2] ? op.gather(gy, op.reshape(indices, indices.shape.slice(0, -1)), 0) : null;
   return [gd, null, gu];
@@ -570,7 +606,8 @@ const reduceExtremumVjp: VjpRule = ({ node, inputs, y, gy, needs }) => {
 /** Elementwise Max (greater = op.greater) or Min (op.less) of two tensors, torch.maximum/minimum at ties. */
 function extremumVjp(wins: (a: Value, b: Value) => Value): VjpRule {
   return ({ node, inputs, gy, needs }) => {
-    if (inputs.length !== 2) throw new Error(`gradients: ${node.opType} with ${inputs.length} inputs is not supported (2 only)`);
+    if (inputs.length !== 2)
+      throw new Error(`gradients: ${node.opType} with ${inputs.length} inputs is not supported (2 only)`);
     const a = inputs[0]!;
     const b = inputs[1]!;
     const tie = op.equal(a, b);
@@ -607,16 +644,28 @@ const powVjp: VjpRule = ({ graph: g, inputs, y, gy, needs }) => {
 const TWO_OVER_SQRT_PI = 2 / Math.sqrt(Math.PI);
 
 const VJP_RULES: Record<string, VjpRule> = {
-  Add: ({ inputs, gy, needs }) => [needs[0] ? unbroadcast(gy, inputs[0]!.shape) : null, needs[1] ? unbroadcast(gy, inputs[1]!.shape) : null],
-  Sub: ({ inputs, gy, needs }) => [needs[0] ? unbroadcast(gy, inputs[0]!.shape) : null, needs[1] ? op.neg(unbroadcast(gy, inputs[1]!.shape)) : null],
+  Add: ({ inputs, gy, needs }) => [
+    needs[0] ? unbroadcast(gy, inputs[0]!.shape) : null,
+    needs[1] ? unbroadcast(gy, inputs[1]!.shape) : null,
+  ],
+  Sub: ({ inputs, gy, needs }) => [
+    needs[0] ? unbroadcast(gy, inputs[0]!.shape) : null,
+    needs[1] ? op.neg(unbroadcast(gy, inputs[1]!.shape)) : null,
+  ],
   Mul: ({ inputs, gy, needs }) => {
     const [a, b] = inputs as [Value, Value];
-    return [needs[0] ? unbroadcast(op.mul(gy, b), a.shape) : null, needs[1] ? unbroadcast(op.mul(gy, a), b.shape) : null];
+    return [
+      needs[0] ? unbroadcast(op.mul(gy, b), a.shape) : null,
+      needs[1] ? unbroadcast(op.mul(gy, a), b.shape) : null,
+    ];
   },
   Div: ({ inputs, y, gy, needs }) => {
     const [a, b] = inputs as [Value, Value];
     // d(a/b)/db = −(a/b)/b = −y/b
-    return [needs[0] ? unbroadcast(op.div(gy, b), a.shape) : null, needs[1] ? op.neg(unbroadcast(op.div(op.mul(gy, y), b), b.shape)) : null];
+    return [
+      needs[0] ? unbroadcast(op.div(gy, b), a.shape) : null,
+      needs[1] ? op.neg(unbroadcast(op.div(op.mul(gy, y), b), b.shape)) : null,
+    ];
   },
   Pow: powVjp,
   Max: extremumVjp(op.greater),
@@ -640,14 +689,21 @@ const VJP_RULES: Record<string, VjpRule> = {
   Cast: unary(({ gy }, x) => op.cast(gy, x.dtype)),
   Where: ({ inputs, gy, needs }) => {
     const [c, a, b] = inputs as [Value, Value, Value];
-    return [null, needs[1] ? unbroadcast(op.where(c, gy, 0), a.shape) : null, needs[2] ? unbroadcast(op.where(c, 0, gy), b.shape) : null];
+    return [
+      null,
+      needs[1] ? unbroadcast(op.where(c, gy, 0), a.shape) : null,
+      needs[2] ? unbroadcast(op.where(c, 0, gy), b.shape) : null,
+    ];
   },
 
   Reshape: unary(({ gy }, x) => op.reshape(gy, x.shape)),
   Expand: unary(({ gy }, x) => unbroadcast(gy, x.shape)),
   Transpose: unary(({ node, gy }, x) => {
     const perm = attrInts(node, 'perm') ?? x.shape.map((_, i) => x.rank - 1 - i);
-    return op.transpose(gy, perm.map((_, i) => perm.indexOf(i)));
+    return op.transpose(
+      gy,
+      perm.map((_, i) => perm.indexOf(i)),
+    );
   }),
   Concat: ({ node, inputs, gy, needs }) => {
     const a = norm(attrInt(node, 'axis', 0), gy.rank);

@@ -182,7 +182,12 @@ export class Graph {
     const key = `ints:${values.join(',')}`;
     let v = this.scalarCache.get(key);
     if (!v) {
-      v = this.constant(BigInt64Array.from(values, (x) => BigInt(x)), [values.length], 'int64', 'ints');
+      v = this.constant(
+        BigInt64Array.from(values, (x) => BigInt(x)),
+        [values.length],
+        'int64',
+        'ints',
+      );
       this.scalarCache.set(key, v);
     }
     return v;
@@ -202,7 +207,9 @@ export class Graph {
     const name = this.uniqueName(this.scoped(opType));
     const outs: Value[] = [];
     const node: Node = { id, name, opType, domain, inputs: [...inputs], outputs: outs, attrs };
-    outputs.forEach((o, k) => outs.push(this.newValue(outputs.length === 1 ? `${name}:out` : `${name}:out${k}`, o.dtype, o.shape, node)));
+    outputs.forEach((o, k) =>
+      outs.push(this.newValue(outputs.length === 1 ? `${name}:out` : `${name}:out${k}`, o.dtype, o.shape, node)),
+    );
     this.nodes.push(node);
     return outs;
   }

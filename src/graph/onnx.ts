@@ -63,8 +63,13 @@ export interface SerializeOptions {
  * a backward pass. Then the plain nodes stay and `fused` is dropped. Both must have the same dtype and shape.
  */
 export function registerSubstitution(plain: Value, fused: Value, guards: readonly Value[]): void {
-  if (plain.graph !== fused.graph || guards.some((v) => v.graph !== plain.graph)) throw new Error('registerSubstitution: values of different graphs');
-  if (plain.dtype !== fused.dtype || plain.shape.length !== fused.shape.length || plain.shape.some((d, i) => d !== fused.shape[i])) {
+  if (plain.graph !== fused.graph || guards.some((v) => v.graph !== plain.graph))
+    throw new Error('registerSubstitution: values of different graphs');
+  if (
+    plain.dtype !== fused.dtype ||
+    plain.shape.length !== fused.shape.length ||
+    plain.shape.some((d, i) => d !== fused.shape[i])
+  ) {
     throw new Error(`registerSubstitution: ${fused} cannot stand for ${plain}`);
   }
   let list = SUBSTITUTIONS.get(plain.graph);
@@ -103,7 +108,10 @@ function nodesFor(graph: Graph, map: ReadonlyMap<Value, Value>): { nodes: Node[]
  * The nodes that some graph output depends on, in recorded (topological) order, with the registered
  * substitutions that are safe applied (`substitute` maps each replaced value to its replacement).
  */
-export function liveGraph(graph: Graph, substitutions = true): { nodes: Node[]; substitute: ReadonlyMap<Value, Value> } {
+export function liveGraph(
+  graph: Graph,
+  substitutions = true,
+): { nodes: Node[]; substitute: ReadonlyMap<Value, Value> } {
   const active = new Map<Value, Substitution>();
   if (substitutions) for (const s of SUBSTITUTIONS.get(graph) ?? []) active.set(s.plain, s);
   for (;;) {
@@ -126,7 +134,12 @@ export function liveNodes(graph: Graph): Node[] {
 }
 
 /** A float32 initializer whose bytes lie in `location` (a file in the model's folder) at [offset, offset + length). */
-function externalInitializer(value: Value, location: string, offset: number, length: number): onnxProto.onnx.ITensorProto {
+function externalInitializer(
+  value: Value,
+  location: string,
+  offset: number,
+  length: number,
+): onnxProto.onnx.ITensorProto {
   return {
     name: value.name,
     dims: [...value.shape],
@@ -179,7 +192,12 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
   } else {
     for (const p of graph.params) {
       if (!used.has(p.value)) continue;
-      initializers.push({ name: p.value.name, dims: [...p.value.shape], dataType: onnx.TensorProto.DataType.FLOAT, rawData: bytesOf(p.source.read()) });
+      initializers.push({
+        name: p.value.name,
+        dims: [...p.value.shape],
+        dataType: onnx.TensorProto.DataType.FLOAT,
+        rawData: bytesOf(p.source.read()),
+      });
     }
   }
 
@@ -194,7 +212,13 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
   }));
   // Public output names are given by Identity nodes so one value can be exported under several names.
   for (const o of graph.outputs) {
-    nodeProtos.push({ name: `output/${o.name}`, opType: 'Identity', input: [nameOf(o.value)], output: [o.name], attribute: [] });
+    nodeProtos.push({
+      name: `output/${o.name}`,
+      opType: 'Identity',
+      input: [nameOf(o.value)],
+      output: [o.name],
+      attribute: [],
+    });
   }
   const domains = [...new Set(nodes.map((n) => n.domain).filter((d) => d !== '' && d !== 'ai.onnx'))].sort();
 

@@ -127,7 +127,13 @@ export function concat(xs: readonly Value[], axis: number): Value {
 }
 
 /** Python-style slice along the given axes (negative indices count from the end; ends are clamped). */
-export function slice(x: Value, starts: readonly number[], ends: readonly number[], axes: readonly number[], steps?: readonly number[]): Value {
+export function slice(
+  x: Value,
+  starts: readonly number[],
+  ends: readonly number[],
+  axes: readonly number[],
+  steps?: readonly number[],
+): Value {
   const st = steps ?? axes.map(() => 1);
   const shape = [...x.shape];
   const normStarts: number[] = [];
@@ -147,13 +153,18 @@ export function slice(x: Value, starts: readonly number[], ends: readonly number
     normAxes.push(a);
   });
   const g = x.graph;
-  return g.addNode('Slice', [x, g.ints(normStarts), g.ints(normEnds), g.ints(normAxes), g.ints(st)], [{ dtype: x.dtype, shape }])[0]!;
+  return g.addNode(
+    'Slice',
+    [x, g.ints(normStarts), g.ints(normEnds), g.ints(normAxes), g.ints(st)],
+    [{ dtype: x.dtype, shape }],
+  )[0]!;
 }
 
 /** Split `x` along `axis` into pieces of the given sizes (as slices, so each piece has a simple VJP). */
 export function split(x: Value, sizes: readonly number[], axis: number): Value[] {
   const a = normAxis(axis, x.rank, 'Split');
-  if (sizes.reduce((s, d) => s + d, 0) !== x.shape[a]) throw new Error(`Split: sizes [${sizes}] do not sum to ${x.shape[a]}`);
+  if (sizes.reduce((s, d) => s + d, 0) !== x.shape[a])
+    throw new Error(`Split: sizes [${sizes}] do not sum to ${x.shape[a]}`);
   let at = 0;
   return sizes.map((n) => {
     const piece = slice(x, [at], [at + n], [a]);
@@ -178,7 +189,12 @@ export function gather(x: Value, indices: Value, axis = 0): Value {
  * Pad with ONNX's pads layout [begin_0, begin_1, ..., end_0, end_1, ...]; mode 'constant' | 'reflect' | 'edge'.
  * Negative pads crop.
  */
-export function pad(x: Value, pads: readonly number[], mode: 'constant' | 'reflect' | 'edge' = 'constant', value = 0): Value {
+export function pad(
+  x: Value,
+  pads: readonly number[],
+  mode: 'constant' | 'reflect' | 'edge' = 'constant',
+  value = 0,
+): Value {
   if (pads.length !== 2 * x.rank) throw new Error(`Pad: need ${2 * x.rank} pads, got ${pads.length}`);
   if (pads.every((p) => p === 0)) return x;
   const shape = x.shape.map((d, i) => d + pads[i]! + pads[i + x.rank]!);
@@ -194,7 +210,12 @@ export function pad(x: Value, pads: readonly number[], mode: 'constant' | 'refle
  * then accumulate). `updates` has shape indices.shape[:-1] + data.shape[k:]. Added for reverse mode: the
  * gradient of an embedding lookup (Gather) is a ScatterND-add of the output gradient into zeros.
  */
-export function scatterND(data: Value, indices: Value, updates: Value, reduction: 'none' | 'add' | 'mul' = 'none'): Value {
+export function scatterND(
+  data: Value,
+  indices: Value,
+  updates: Value,
+  reduction: 'none' | 'add' | 'mul' = 'none',
+): Value {
   if (indices.dtype !== 'int64') throw new Error(`ScatterND: indices must be int64, got ${indices.dtype}`);
   if (indices.rank < 1) throw new Error('ScatterND: indices must have rank >= 1');
   const k = indices.shape[indices.rank - 1]!;
@@ -203,7 +224,12 @@ export function scatterND(data: Value, indices: Value, updates: Value, reduction
   if (!sameShape(want, updates.shape)) throw new Error(`ScatterND: updates [${updates.shape}] should be [${want}]`);
   if (updates.dtype !== data.dtype) throw new Error(`ScatterND: dtype mismatch ${data.dtype} vs ${updates.dtype}`);
   const attrs: Attrs = reduction === 'none' ? {} : { reduction: attr.string(reduction) };
-  return data.graph.addNode('ScatterND', [data, indices, updates], [{ dtype: data.dtype, shape: data.shape }], attrs)[0]!;
+  return data.graph.addNode(
+    'ScatterND',
+    [data, indices, updates],
+    [{ dtype: data.dtype, shape: data.shape }],
+    attrs,
+  )[0]!;
 }
 
 /**
@@ -223,7 +249,12 @@ export function addN(xs: readonly Value[]): Value {
 }
 
 // ---- reductions --------------------------------------------------------------------------------------------
-function reducedShape(x: Value, axes: readonly number[], keepdims: boolean, what: string): { axes: number[]; shape: number[] } {
+function reducedShape(
+  x: Value,
+  axes: readonly number[],
+  keepdims: boolean,
+  what: string,
+): { axes: number[]; shape: number[] } {
   const norm = [...new Set(axes.map((a) => normAxis(a, x.rank, what)))].sort((a, b) => a - b);
   const shape: number[] = [];
   x.shape.forEach((d, i) => {
@@ -239,24 +270,36 @@ export function reduceSum(x: Value, axes: readonly number[], keepdims = true): V
   const r = reducedShape(x, axes, keepdims, 'ReduceSum');
   if (r.axes.length === 0) return x;
   const g = x.graph;
-  return g.addNode('ReduceSum', [x, g.ints(r.axes)], [{ dtype: x.dtype, shape: r.shape }], { keepdims: attr.int(keepdims ? 1 : 0) })[0]!;
+  return g.addNode('ReduceSum', [x, g.ints(r.axes)], [{ dtype: x.dtype, shape: r.shape }], {
+    keepdims: attr.int(keepdims ? 1 : 0),
+  })[0]!;
 }
 
 /** ReduceMean / ReduceMax (opset 17: axes as an attribute). */
 function reduceAttr(op: string, x: Value, axes: readonly number[], keepdims: boolean): Value {
   const r = reducedShape(x, axes, keepdims, op);
   if (r.axes.length === 0) return x;
-  return x.graph.addNode(op, [x], [{ dtype: x.dtype, shape: r.shape }], { axes: attr.ints(r.axes), keepdims: attr.int(keepdims ? 1 : 0) })[0]!;
+  return x.graph.addNode(op, [x], [{ dtype: x.dtype, shape: r.shape }], {
+    axes: attr.ints(r.axes),
+    keepdims: attr.int(keepdims ? 1 : 0),
+  })[0]!;
 }
-export const reduceMean = (x: Value, axes: readonly number[], keepdims = true) => reduceAttr('ReduceMean', x, axes, keepdims);
-export const reduceMax = (x: Value, axes: readonly number[], keepdims = true) => reduceAttr('ReduceMax', x, axes, keepdims);
-export const reduceMin = (x: Value, axes: readonly number[], keepdims = true) => reduceAttr('ReduceMin', x, axes, keepdims);
+export const reduceMean = (x: Value, axes: readonly number[], keepdims = true) =>
+  reduceAttr('ReduceMean', x, axes, keepdims);
+export const reduceMax = (x: Value, axes: readonly number[], keepdims = true) =>
+  reduceAttr('ReduceMax', x, axes, keepdims);
+export const reduceMin = (x: Value, axes: readonly number[], keepdims = true) =>
+  reduceAttr('ReduceMin', x, axes, keepdims);
 
 /** Index of the first maximum along `axis` (int64; no gradient). */
 export function argMax(x: Value, axis: number, keepdims = true): Value {
   const a = normAxis(axis, x.rank, 'ArgMax');
   const shape = keepdims ? x.shape.map((d, i) => (i === a ? 1 : d)) : x.shape.filter((_, i) => i !== a);
-  return x.graph.addNode('ArgMax', [x], [{ dtype: 'int64', shape }], { axis: attr.int(a), keepdims: attr.int(keepdims ? 1 : 0), select_last_index: attr.int(0) })[0]!;
+  return x.graph.addNode('ArgMax', [x], [{ dtype: 'int64', shape }], {
+    axis: attr.int(a),
+    keepdims: attr.int(keepdims ? 1 : 0),
+    select_last_index: attr.int(0),
+  })[0]!;
 }
 
 export function softmax(x: Value, axis = -1): Value {
@@ -265,7 +308,8 @@ export function softmax(x: Value, axis = -1): Value {
 
 // ---- linear algebra ----------------------------------------------------------------------------------------
 export function matmul(a: Value, b: Value): Value {
-  if (a.rank < 2 || b.rank < 2) throw new Error(`MatMul: operands must have rank >= 2, got [${a.shape}] and [${b.shape}]`);
+  if (a.rank < 2 || b.rank < 2)
+    throw new Error(`MatMul: operands must have rank >= 2, got [${a.shape}] and [${b.shape}]`);
   const [m, k] = a.shape.slice(-2) as [number, number];
   const [k2, n] = b.shape.slice(-2) as [number, number];
   if (k !== k2) throw new Error(`MatMul: inner dimensions differ: [${a.shape}] x [${b.shape}]`);
@@ -281,18 +325,27 @@ export interface ConvOptions {
   group?: number;
 }
 
-export function convOutputSize(inSize: number, k: number, stride: number, padBegin: number, padEnd: number, dilation: number): number {
+export function convOutputSize(
+  inSize: number,
+  k: number,
+  stride: number,
+  padBegin: number,
+  padEnd: number,
+  dilation: number,
+): number {
   return Math.floor((inSize + padBegin + padEnd - dilation * (k - 1) - 1) / stride) + 1;
 }
 
 /** 2-D convolution, x [N,C,H,W], w [O,C/group,kh,kw], optional bias [O]. */
 export function conv(x: Value, w: Value, bias: Value | null, opts: ConvOptions = {}): Value {
-  if (x.rank !== 4 || w.rank !== 4) throw new Error(`Conv: expected 4-D input and weight, got [${x.shape}] and [${w.shape}]`);
+  if (x.rank !== 4 || w.rank !== 4)
+    throw new Error(`Conv: expected 4-D input and weight, got [${x.shape}] and [${w.shape}]`);
   const [n, c, h, wd] = x.shape as [number, number, number, number];
   const [o, cg, kh, kw] = w.shape as [number, number, number, number];
   const group = opts.group ?? 1;
   if (c !== cg * group) throw new Error(`Conv: input has ${c} channels, weight expects ${cg * group}`);
-  if (bias && (bias.rank !== 1 || bias.shape[0] !== o)) throw new Error(`Conv: bias [${bias.shape}] does not match ${o} output channels`);
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== o))
+    throw new Error(`Conv: bias [${bias.shape}] does not match ${o} output channels`);
   const strides = opts.strides ?? [1, 1];
   const pads = opts.pads ?? [0, 0, 0, 0];
   const dil = opts.dilations ?? [1, 1];
@@ -312,7 +365,13 @@ export function conv(x: Value, w: Value, bias: Value | null, opts: ConvOptions =
 export function convTranspose(
   x: Value,
   w: Value,
-  opts: { strides: readonly [number, number]; pads: readonly [number, number, number, number]; outputPadding?: readonly [number, number]; dilations?: readonly [number, number]; group?: number },
+  opts: {
+    strides: readonly [number, number];
+    pads: readonly [number, number, number, number];
+    outputPadding?: readonly [number, number];
+    dilations?: readonly [number, number];
+    group?: number;
+  },
 ): Value {
   const [n, c, h, wd] = x.shape as [number, number, number, number];
   const [ci, og, kh, kw] = w.shape as [number, number, number, number];
@@ -350,7 +409,13 @@ export function linear(x: Value, weight: Value, bias: Value | null): Value {
  * One kernel instead of eight elementwise passes; its Mean and InvStdDev outputs make the VJP cheap.
  * scale/bias have the normalised axes' shape.
  */
-export function layerNormalization(x: Value, scale: Value, bias: Value | null, axis: number, eps: number): { y: Value; mean: Value; invStdDev: Value } {
+export function layerNormalization(
+  x: Value,
+  scale: Value,
+  bias: Value | null,
+  axis: number,
+  eps: number,
+): { y: Value; mean: Value; invStdDev: Value } {
   const a = normAxis(axis, x.rank, 'LayerNormalization');
   const normShape = x.shape.slice(a);
   if (scale.shape.length !== normShape.length || scale.shape.some((d, i) => d !== normShape[i])) {

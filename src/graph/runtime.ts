@@ -3,7 +3,22 @@
  * session; build it once per model and input shape and reuse it for every step.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, linkSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, cpus, homedir, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -88,7 +103,8 @@ function privateFolder(graph: Graph): string {
       for (const candidate of [tmpdir(), cache, dirname(file)]) {
         try {
           if (candidate === cache) mkdirSync(cache, { recursive: true });
-          if (statSync(candidate).dev === dev) return mkdtempSync(join(candidate, candidate === dirname(file) ? '.s2i-graph-' : 's2i-graph-'));
+          if (statSync(candidate).dev === dev)
+            return mkdtempSync(join(candidate, candidate === dirname(file) ? '.s2i-graph-' : 's2i-graph-'));
         } catch {
           // not writable: try the next one
         }
@@ -161,7 +177,9 @@ function onnxruntimeVersion(): string {
   if (ortVersion === null) {
     try {
       const req = createRequire(import.meta.url);
-      ortVersion = (JSON.parse(readFileSync(req.resolve('onnxruntime-node/package.json'), 'utf8')) as { version: string }).version;
+      ortVersion = (
+        JSON.parse(readFileSync(req.resolve('onnxruntime-node/package.json'), 'utf8')) as { version: string }
+      ).version;
     } catch {
       ortVersion = ort.env.versions?.common ?? 'unknown';
     }
@@ -226,7 +244,8 @@ export class CompiledGraph {
   ) {
     this.inputsByName = new Map(graph.inputs.map((v) => [v.name, v]));
     if (graph.paramMode === 'input') {
-      for (const p of graph.params) this.paramFeeds.set(p.value.name, new ort.Tensor('float32', p.source.read(), [...p.value.shape]));
+      for (const p of graph.params)
+        this.paramFeeds.set(p.value.name, new ort.Tensor('float32', p.source.read(), [...p.value.shape]));
     }
   }
 
@@ -238,7 +257,8 @@ export class CompiledGraph {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: ['cpu'],
       graphOptimizationLevel: level,
-      intraOpNumThreads: options.threads ?? (Number.isInteger(envThreads) && envThreads > 0 ? envThreads : availableParallelism()),
+      intraOpNumThreads:
+        options.threads ?? (Number.isInteger(envThreads) && envThreads > 0 ? envThreads : availableParallelism()),
       interOpNumThreads: 1,
       executionMode: 'sequential',
       enableCpuMemArena: options.memArena ?? process.env['S2I_ORT_ARENA'] !== '0',
@@ -258,14 +278,25 @@ export class CompiledGraph {
     // External data beats weights inside the protobuf well before protobuf's 2 GB limit: a 570 MB UNet created
     // its session in 1.9 s (linked) / 2.7–3.2 s (copied) against 7–7.7 s, with 0.9 GB peak RSS against 2.4 GB.
     const external =
-      initializers && (weightBytes > EXTERNAL_THRESHOLD_BYTES || (options.externalData ?? (linkable || weightBytes > EXTERNAL_COPY_THRESHOLD_BYTES)));
+      initializers &&
+      (weightBytes > EXTERNAL_THRESHOLD_BYTES ||
+        (options.externalData ?? (linkable || weightBytes > EXTERNAL_COPY_THRESHOLD_BYTES)));
     const t0 = performance.now();
     const model = serialize(graph, external, link);
     try {
       const serializeMs = performance.now() - t0;
-      const { session, cache } = await openSession(model, sessionOptions, level === 'disabled' ? null : cacheDir(options.cache));
+      const { session, cache } = await openSession(
+        model,
+        sessionOptions,
+        level === 'disabled' ? null : cacheDir(options.cache),
+      );
       const sessionMs = performance.now() - t0 - serializeMs;
-      return new CompiledGraph(session, graph, { serializeMs, sessionMs, nodes: graph.nodes.length, cache }, profile ?? null);
+      return new CompiledGraph(
+        session,
+        graph,
+        { serializeMs, sessionMs, nodes: graph.nodes.length, cache },
+        profile ?? null,
+      );
     } finally {
       // ONNX Runtime has read or mapped the weights by now (a mapping outlives the link).
       model.cleanup();
@@ -284,7 +315,8 @@ export class CompiledGraph {
   setParam(name: string, data: Float32Array): void {
     const current = this.paramFeeds.get(name);
     if (!current) throw new Error(`setParam: no parameter input '${name}'`);
-    if (current.size !== data.length) throw new Error(`setParam: ${name} expects ${current.size} values, got ${data.length}`);
+    if (current.size !== data.length)
+      throw new Error(`setParam: ${name} expects ${current.size} values, got ${data.length}`);
     this.paramFeeds.set(name, new ort.Tensor('float32', data, current.dims as number[]));
   }
 
@@ -297,13 +329,15 @@ export class CompiledGraph {
       if (f.shape.length !== v.shape.length || f.shape.some((d, i) => d !== v.shape[i])) {
         throw new Error(`run: input '${name}' has shape ${describe(f)}, the graph was built for ${describe(v)}`);
       }
-      if (f.data.length !== shapeSize(v.shape)) throw new Error(`run: input '${name}' has ${f.data.length} values for shape ${describe(v)}`);
+      if (f.data.length !== shapeSize(v.shape))
+        throw new Error(`run: input '${name}' has ${f.data.length} values for shape ${describe(v)}`);
       const isInt = f.data instanceof BigInt64Array;
       if (isInt !== (v.dtype === 'int64')) throw new Error(`run: input '${name}' must be ${v.dtype}`);
       ortFeeds[name] = new ort.Tensor(v.dtype === 'int64' ? 'int64' : 'float32', f.data, [...f.shape]);
     }
     for (const name of Object.keys(feeds)) {
-      if (!this.inputsByName.has(name)) throw new Error(`run: unknown input '${name}' (inputs: ${this.inputNames.join(', ')})`);
+      if (!this.inputsByName.has(name))
+        throw new Error(`run: unknown input '${name}' (inputs: ${this.inputNames.join(', ')})`);
     }
     for (const [name, t] of this.paramFeeds) ortFeeds[name] = t;
     const wanted = outputs ? [...outputs] : this.outputNames;
@@ -312,7 +346,8 @@ export class CompiledGraph {
     const out: Record<string, Tensor> = {};
     for (const name of wanted) {
       const t = result[name]!;
-      if (t.type !== 'float32') throw new Error(`run: output '${name}' is ${t.type}; only float32 outputs are supported`);
+      if (t.type !== 'float32')
+        throw new Error(`run: output '${name}' is ${t.type}; only float32 outputs are supported`);
       out[name] = { data: t.data as Float32Array, shape: [...t.dims] };
     }
     return out;
@@ -354,10 +389,19 @@ async function openSession(
   options: ort.InferenceSession.SessionOptions,
   root: string | null,
 ): Promise<{ session: ort.InferenceSession; cache: CompileTimings['cache'] }> {
-  const plain = () => (model.path ? ort.InferenceSession.create(model.path, options) : ort.InferenceSession.create(model.bytes, options));
+  const plain = () =>
+    model.path ? ort.InferenceSession.create(model.path, options) : ort.InferenceSession.create(model.bytes, options);
   if (!root) return { session: await plain(), cache: 'off' };
   const h = createHash('sha256');
-  for (const part of [`s2i-ort-cache-1`, onnxruntimeVersion(), process.arch, cpus()[0]?.model ?? '', String(options.graphOptimizationLevel), ...model.dependencies]) h.update(part + '\0');
+  for (const part of [
+    `s2i-ort-cache-1`,
+    onnxruntimeVersion(),
+    process.arch,
+    cpus()[0]?.model ?? '',
+    String(options.graphOptimizationLevel),
+    ...model.dependencies,
+  ])
+    h.update(part + '\0');
   h.update(model.bytes);
   const key = h.digest('hex').slice(0, 40);
   const entry = join(root, key);
@@ -389,12 +433,14 @@ async function openSession(
         ...(options.extra as Record<string, unknown>),
         session: {
           ...((options.extra as { session?: Record<string, string> } | undefined)?.session ?? {}),
-          'optimized_model_external_initializers_file_name': 'weights.bin',
-          'optimized_model_external_initializers_min_size_in_bytes': '1024',
+          optimized_model_external_initializers_file_name: 'weights.bin',
+          optimized_model_external_initializers_min_size_in_bytes: '1024',
         },
       },
     };
-    const session = model.path ? await ort.InferenceSession.create(model.path, saving) : await ort.InferenceSession.create(model.bytes, saving);
+    const session = model.path
+      ? await ort.InferenceSession.create(model.path, saving)
+      : await ort.InferenceSession.create(model.bytes, saving);
     try {
       if (folderBytes(tmp) <= cacheLimitBytes() / 2) {
         renameSync(tmp, entry);

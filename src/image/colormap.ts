@@ -20,9 +20,11 @@ export function colormap(t: number, name: ColormapName = 'turbo'): Rgb {
   let r: number, g: number, b: number;
   switch (name) {
     case 'turbo':
-      r = 0.13572138 + x * (4.6153926 + x * (-42.66032258 + x * (132.13108234 + x * (-152.94239396 + x * 59.28637943))));
+      r =
+        0.13572138 + x * (4.6153926 + x * (-42.66032258 + x * (132.13108234 + x * (-152.94239396 + x * 59.28637943))));
       g = 0.09140261 + x * (2.19418839 + x * (4.84296658 + x * (-14.18503333 + x * (4.27729857 + x * 2.82956604))));
-      b = 0.1066733 + x * (12.64194608 + x * (-60.58204836 + x * (110.36276771 + x * (-89.90310912 + x * 27.34824973))));
+      b =
+        0.1066733 + x * (12.64194608 + x * (-60.58204836 + x * (110.36276771 + x * (-89.90310912 + x * 27.34824973))));
       break;
     case 'jet':
       r = 1.5 - Math.abs(4 * x - 3);
@@ -58,8 +60,9 @@ export function normalizeMap(map: Float32Array, mode: Normalize = 'minmax'): Flo
     for (let i = 0; i < map.length; i++) out[i] = clamp01(map[i]!);
     return out;
   }
-  let lo = Infinity, hi = -Infinity;
-  for (const v of map) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+  let lo = Infinity,
+    hi = -Infinity;
+  for (const v of map) if (Number.isFinite(v)) ((lo = Math.min(lo, v)), (hi = Math.max(hi, v)));
   if (mode === 'max') lo = 0;
   const span = hi - lo;
   if (!(span > 0)) return out;
@@ -122,7 +125,8 @@ export function overlayHeatmap(
   mapHeight: number,
   options: OverlayOptions = {},
 ): RgbImage {
-  if (map.length !== mapWidth * mapHeight) throw new Error(`overlayHeatmap: ${map.length} values is not ${mapWidth}x${mapHeight}`);
+  if (map.length !== mapWidth * mapHeight)
+    throw new Error(`overlayHeatmap: ${map.length} values is not ${mapWidth}x${mapHeight}`);
   const big =
     mapWidth === image.width && mapHeight === image.height
       ? map

@@ -25,13 +25,17 @@ export interface FloatToRgbOptions {
  */
 export function floatToRgb8(t: Pick<Tensor, 'data' | 'shape'>, options: FloatToRgbOptions = {}): RgbImage {
   const { shape } = t;
-  let c: number, h: number, w: number, b = 1;
+  let c: number,
+    h: number,
+    w: number,
+    b = 1;
   if (shape.length === 3) [c, h, w] = shape as [number, number, number];
   else if (shape.length === 4) [b, c, h, w] = shape as [number, number, number, number];
   else throw new Error(`floatToRgb8: expected a [3,H,W] or [B,3,H,W] tensor, got [${shape.join(',')}]`);
   if (c !== 3) throw new Error(`floatToRgb8: expected 3 channels, got shape [${shape.join(',')}]`);
   const index = options.index ?? 0;
-  if (!Number.isInteger(index) || index < 0 || index >= b) throw new Error(`floatToRgb8: index ${index} is outside batch of ${b}`);
+  if (!Number.isInteger(index) || index < 0 || index >= b)
+    throw new Error(`floatToRgb8: index ${index} is outside batch of ${b}`);
   const signed = (options.range ?? 'signed') === 'signed';
   const plane = h * w;
   const base = index * 3 * plane;

@@ -28,8 +28,9 @@ export function composeGrid(tiles: readonly RgbImage[], cols: number, options: G
   const scale = options.labelScale ?? 1;
   const labels = options.labels;
   const hasLabels = labels !== undefined && labels.length > 0;
-  let cellW = 0, tileH = 0;
-  for (const t of tiles) (cellW = Math.max(cellW, t.width)), (tileH = Math.max(tileH, t.height));
+  let cellW = 0,
+    tileH = 0;
+  for (const t of tiles) ((cellW = Math.max(cellW, t.width)), (tileH = Math.max(tileH, t.height)));
   if (hasLabels) for (const l of labels) cellW = Math.max(cellW, textWidth(l, scale));
   const gap = hasLabels ? Math.max(2, scale * 2) : 0; // space between tile and its label
   const labelH = hasLabels ? gap + textHeight(scale) : 0;
@@ -45,7 +46,14 @@ export function composeGrid(tiles: readonly RgbImage[], cols: number, options: G
     blit(out, tile, cx + Math.floor((cellW - tile.width) / 2), cy);
     const label = labels?.[i];
     if (label) {
-      drawText(out, label, cx + Math.floor((cellW - textWidth(label, scale)) / 2), cy + tileH + gap, options.labelColour ?? [0, 0, 0], scale);
+      drawText(
+        out,
+        label,
+        cx + Math.floor((cellW - textWidth(label, scale)) / 2),
+        cy + tileH + gap,
+        options.labelColour ?? [0, 0, 0],
+        scale,
+      );
     }
   });
   return out;

@@ -18,7 +18,7 @@ export function createImage(width: number, height: number, fill: Rgb = WHITE): R
   checkSize(width, height, 'createImage');
   const data = new Uint8Array(width * height * 3);
   if (fill[0] === fill[1] && fill[1] === fill[2]) data.fill(fill[0]);
-  else for (let i = 0; i < data.length; i += 3) (data[i] = fill[0]), (data[i + 1] = fill[1]), (data[i + 2] = fill[2]);
+  else for (let i = 0; i < data.length; i += 3) ((data[i] = fill[0]), (data[i + 1] = fill[1]), (data[i + 2] = fill[2]));
   return { data, width, height };
 }
 
@@ -39,8 +39,10 @@ export function checkSize(width: number, height: number, what: string): void {
 
 /** Copies `src` into `dst` with its top-left corner at (x, y), clipping at the edges. */
 export function blit(dst: RgbImage, src: RgbImage, x: number, y: number): void {
-  const x0 = Math.max(0, x), y0 = Math.max(0, y);
-  const x1 = Math.min(dst.width, x + src.width), y1 = Math.min(dst.height, y + src.height);
+  const x0 = Math.max(0, x),
+    y0 = Math.max(0, y);
+  const x1 = Math.min(dst.width, x + src.width),
+    y1 = Math.min(dst.height, y + src.height);
   if (x1 <= x0) return;
   for (let yy = y0; yy < y1; yy++) {
     const s = ((yy - y) * src.width + (x0 - x)) * 3;
@@ -50,8 +52,10 @@ export function blit(dst: RgbImage, src: RgbImage, x: number, y: number): void {
 
 /** Fills the rectangle [x, x + w) x [y, y + h) (clipped) with a colour. */
 export function fillRect(img: RgbImage, x: number, y: number, w: number, h: number, colour: Rgb): void {
-  const x0 = Math.max(0, x), y0 = Math.max(0, y);
-  const x1 = Math.min(img.width, x + w), y1 = Math.min(img.height, y + h);
+  const x0 = Math.max(0, x),
+    y0 = Math.max(0, y);
+  const x1 = Math.min(img.width, x + w),
+    y1 = Math.min(img.height, y + h);
   for (let yy = y0; yy < y1; yy++) {
     for (let xx = x0; xx < x1; xx++) {
       const i = (yy * img.width + xx) * 3;

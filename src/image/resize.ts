@@ -29,22 +29,28 @@ export function resizeChannels<T extends NumArray>(
     throw new Error(`resize: ${src.length} values is not ${width}x${height}x${channels}`);
   }
   const isBytes = src instanceof Uint8Array;
-  const out = (isBytes ? new Uint8Array(outWidth * outHeight * channels) : new Float32Array(outWidth * outHeight * channels)) as T;
-  const sx = width / outWidth, sy = height / outHeight;
+  const out = (
+    isBytes ? new Uint8Array(outWidth * outHeight * channels) : new Float32Array(outWidth * outHeight * channels)
+  ) as T;
+  const sx = width / outWidth,
+    sy = height / outHeight;
   if (mode === 'nearest') {
     const xs = new Int32Array(outWidth);
     for (let x = 0; x < outWidth; x++) xs[x] = Math.min(width - 1, Math.floor((x + 0.5) * sx));
     for (let y = 0; y < outHeight; y++) {
       const yy = Math.min(height - 1, Math.floor((y + 0.5) * sy));
       for (let x = 0; x < outWidth; x++) {
-        const s = (yy * width + xs[x]!) * channels, d = (y * outWidth + x) * channels;
+        const s = (yy * width + xs[x]!) * channels,
+          d = (y * outWidth + x) * channels;
         for (let c = 0; c < channels; c++) out[d + c] = src[s + c]!;
       }
     }
     return out;
   }
   // bilinear, align_corners=False
-  const x0s = new Int32Array(outWidth), x1s = new Int32Array(outWidth), fxs = new Float64Array(outWidth);
+  const x0s = new Int32Array(outWidth),
+    x1s = new Int32Array(outWidth),
+    fxs = new Float64Array(outWidth);
   for (let x = 0; x < outWidth; x++) {
     const f = Math.max(0, (x + 0.5) * sx - 0.5);
     const x0 = Math.min(width - 1, Math.floor(f));
@@ -59,8 +65,10 @@ export function resizeChannels<T extends NumArray>(
     const wy = fy - y0;
     for (let x = 0; x < outWidth; x++) {
       const wx = fxs[x]!;
-      const a = (y0 * width + x0s[x]!) * channels, b = (y0 * width + x1s[x]!) * channels;
-      const c = (y1 * width + x0s[x]!) * channels, e = (y1 * width + x1s[x]!) * channels;
+      const a = (y0 * width + x0s[x]!) * channels,
+        b = (y0 * width + x1s[x]!) * channels;
+      const c = (y1 * width + x0s[x]!) * channels,
+        e = (y1 * width + x1s[x]!) * channels;
       const d = (y * outWidth + x) * channels;
       for (let ch = 0; ch < channels; ch++) {
         const top = src[a + ch]! + (src[b + ch]! - src[a + ch]!) * wx;
@@ -78,8 +86,10 @@ export function resizeImage(img: RgbImage, width: number, height: number, mode: 
   return { data: resizeChannels(img.data, img.width, img.height, 3, width, height, mode), width, height };
 }
 
-export const resizeNearest = (img: RgbImage, width: number, height: number): RgbImage => resizeImage(img, width, height, 'nearest');
-export const resizeBilinear = (img: RgbImage, width: number, height: number): RgbImage => resizeImage(img, width, height, 'bilinear');
+export const resizeNearest = (img: RgbImage, width: number, height: number): RgbImage =>
+  resizeImage(img, width, height, 'nearest');
+export const resizeBilinear = (img: RgbImage, width: number, height: number): RgbImage =>
+  resizeImage(img, width, height, 'bilinear');
 
 /** Resizes a one-channel float map (row-major, `width * height` values), e.g. a 16x16 attention map to 256x256. */
 export function resizeMap(

@@ -20,7 +20,14 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import type { WeightSource } from '../graph/graph.js';
 import { numel, shapeString } from '../tensor.js';
-import { isFloatDType, quoteKey, SafetensorsFile, weightSource, type SafetensorsDType, type TensorInfo } from './safetensors.js';
+import {
+  isFloatDType,
+  quoteKey,
+  SafetensorsFile,
+  weightSource,
+  type SafetensorsDType,
+  type TensorInfo,
+} from './safetensors.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // pickle refusal
@@ -61,7 +68,9 @@ export function readJsonObject(path: string): Record<string, unknown> {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(`${path}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${oneLine((e as Error).message)})`}`);
+    throw new UserError(
+      `${path}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${oneLine((e as Error).message)})`}`,
+    );
   }
   let value: unknown;
   try {
@@ -79,14 +88,22 @@ export function readJsonObject(path: string): Record<string, unknown> {
  * The shared accessor: a missing key (or null, which diffusers writes for "use the default") takes `dflt`;
  * without a default it is an error. `check` narrows the value or returns undefined when it has the wrong type.
  */
-function configValue<T>(config: Config, key: string, file: string, what: string, check: (v: unknown) => T | undefined, dflt?: T): T {
+function configValue<T>(
+  config: Config,
+  key: string,
+  file: string,
+  what: string,
+  check: (v: unknown) => T | undefined,
+  dflt?: T,
+): T {
   const v = Object.hasOwn(config, key) ? config[key] : undefined;
   if (v === undefined || (v === null && dflt !== undefined)) {
     if (dflt !== undefined) return dflt;
     throw new UserError(`${file}: missing config key ${quoteKey(key)}`);
   }
   const t = check(v);
-  if (t === undefined) throw new UserError(`${file}: config key ${quoteKey(key)} must be ${what}, found ${describeValue(v)}`);
+  if (t === undefined)
+    throw new UserError(`${file}: config key ${quoteKey(key)} must be ${what}, found ${describeValue(v)}`);
   return t;
 }
 
@@ -136,7 +153,12 @@ export function configStringArray(config: Config, key: string, file: string, dfl
 }
 
 /** A number or a list of numbers (diffusers' per-block settings such as `attention_head_dim`). */
-export function configNumberOrArray(config: Config, key: string, file: string, dflt?: number | readonly number[]): number | number[] {
+export function configNumberOrArray(
+  config: Config,
+  key: string,
+  file: string,
+  dflt?: number | readonly number[],
+): number | number[] {
   const check = (v: unknown) => asNumber(v) ?? arrayOf(asNumber)(v);
   const r = configValue<number | readonly number[]>(config, key, file, 'a number or a list of numbers', check, dflt);
   return typeof r === 'number' ? r : [...r];
@@ -203,7 +225,9 @@ export class WeightStore {
     const shardNames = new Set<string>();
     for (const [key, shard] of Object.entries(map as Record<string, unknown>)) {
       if (typeof shard !== 'string' || shard === '' || shard.includes('/') || shard.includes('\\')) {
-        throw new UserError(`${abs}: weight_map entry ${quoteKey(key)} must name a shard file in the same folder, found ${describeValue(shard)}`);
+        throw new UserError(
+          `${abs}: weight_map entry ${quoteKey(key)} must name a shard file in the same folder, found ${describeValue(shard)}`,
+        );
       }
       shardNames.add(shard);
     }
@@ -220,7 +244,8 @@ export class WeightStore {
       // The index must agree with the shards' own headers.
       for (const [key, shard] of Object.entries(map as Record<string, string>)) {
         const f = store.byKey.get(key);
-        if (!f || basename(f.path) !== shard) throw new UserError(`${abs}: weight_map puts ${quoteKey(key)} in ${shard}, but that shard does not hold it`);
+        if (!f || basename(f.path) !== shard)
+          throw new UserError(`${abs}: weight_map puts ${quoteKey(key)} in ${shard}, but that shard does not hold it`);
       }
       return store;
     } catch (e) {
@@ -290,9 +315,12 @@ export class WeightStore {
     const f = this.fileOf(key);
     const t = f.info(key);
     if (t.shape.length !== expectedShape.length || t.shape.some((d, i) => d !== expectedShape[i])) {
-      throw new UserError(`weight ${quoteKey(key)} in ${f.path} has shape ${shapeString(t.shape)}, the config expects ${shapeString(expectedShape)}`);
+      throw new UserError(
+        `weight ${quoteKey(key)} in ${f.path} has shape ${shapeString(t.shape)}, the config expects ${shapeString(expectedShape)}`,
+      );
     }
-    if (!isFloatDType(t.dtype)) throw new UserError(`weight ${quoteKey(key)} in ${f.path} is ${t.dtype}, expected a floating-point tensor`);
+    if (!isFloatDType(t.dtype))
+      throw new UserError(`weight ${quoteKey(key)} in ${f.path} is ${t.dtype}, expected a floating-point tensor`);
     this.usedKeys.add(key);
     return weightSource(f, key);
   }
@@ -357,7 +385,10 @@ export type SdComponentName = (typeof SD_COMPONENTS)[number];
 const WEIGHTED: ReadonlySet<string> = new Set(['text_encoder', 'unet', 'vae']);
 
 const CONFIG_FILES = ['config.json', 'scheduler_config.json', 'tokenizer_config.json', 'preprocessor_config.json'];
-const CONFIG_FILE_OF: Readonly<Record<string, string>> = { scheduler: 'scheduler_config.json', tokenizer: 'tokenizer_config.json' };
+const CONFIG_FILE_OF: Readonly<Record<string, string>> = {
+  scheduler: 'scheduler_config.json',
+  tokenizer: 'tokenizer_config.json',
+};
 const WEIGHT_BASENAMES = ['diffusion_pytorch_model', 'model'];
 
 export interface OpenModelOptions {
@@ -412,7 +443,8 @@ export function readSamplingDefaults(dir: string): SamplingDefaults {
   const out: SamplingDefaults = {};
   const steps = configOptionalNumber(c, 'steps', path);
   if (steps !== null) {
-    if (!Number.isInteger(steps) || steps < 1) throw new UserError(`${path}: config key 'steps' must be a positive integer, found ${steps}`);
+    if (!Number.isInteger(steps) || steps < 1)
+      throw new UserError(`${path}: config key 'steps' must be a positive integer, found ${steps}`);
     out.steps = steps;
   }
   const guidance = configOptionalNumber(c, 'guidance', path);
@@ -433,7 +465,11 @@ export function findWeights(dir: string, variant?: string): WeightLocation | nul
 
   if (variant !== undefined) {
     const found = pick(
-      WEIGHT_BASENAMES.flatMap((b) => [`${b}.${variant}.safetensors`, `${b}.safetensors.index.${variant}.json`, `${b}.${variant}.safetensors.index.json`]),
+      WEIGHT_BASENAMES.flatMap((b) => [
+        `${b}.${variant}.safetensors`,
+        `${b}.safetensors.index.${variant}.json`,
+        `${b}.${variant}.safetensors.index.json`,
+      ]),
     );
     if (found) return found;
     const plain = pick(WEIGHT_BASENAMES.flatMap((b) => [`${b}.safetensors`, `${b}.safetensors.index.json`]));
@@ -444,10 +480,14 @@ export function findWeights(dir: string, variant?: string): WeightLocation | nul
   } else {
     const found = pick(WEIGHT_BASENAMES.flatMap((b) => [`${b}.safetensors`, `${b}.safetensors.index.json`]));
     if (found) return found;
-    const variants = files.filter((f) => WEIGHT_BASENAMES.some((b) => new RegExp(`^${b}\\.[A-Za-z0-9_-]+\\.safetensors$`).test(f)));
+    const variants = files.filter((f) =>
+      WEIGHT_BASENAMES.some((b) => new RegExp(`^${b}\\.[A-Za-z0-9_-]+\\.safetensors$`).test(f)),
+    );
     if (variants.length === 1) return { kind: 'file', path: join(dir, variants[0]!) };
     if (variants.length > 1) {
-      throw new UserError(`${dir}: several weight variants (${variants.join(', ')}) and no plain file; choose one with a variant option`);
+      throw new UserError(
+        `${dir}: several weight variants (${variants.join(', ')}) and no plain file; choose one with a variant option`,
+      );
     }
   }
   const pickle = files.find((f) => isPickleFile(f) || /\.bin\.index\.json$/.test(f));
@@ -554,8 +594,12 @@ export class ModelFolder {
 
   private missing(name: string, dir: string): never {
     const entry = this.indexEntry(name);
-    if (entry) throw new UserError(`${this.dir}: model_index.json lists '${name}' (${entry[1]}) but the folder ${dir} is missing`);
-    if (this.index && Object.hasOwn(this.index, name)) throw new UserError(`${this.dir}: model_index.json says this model has no '${name}'`);
+    if (entry)
+      throw new UserError(
+        `${this.dir}: model_index.json lists '${name}' (${entry[1]}) but the folder ${dir} is missing`,
+      );
+    if (this.index && Object.hasOwn(this.index, name))
+      throw new UserError(`${this.dir}: model_index.json says this model has no '${name}'`);
     throw new UserError(`${this.dir}: the model has no '${name}' component (no folder ${dir})`);
   }
 
@@ -572,12 +616,18 @@ export class ModelFolder {
     const configPath = join(dir, configName);
     const config = readJsonObject(configPath);
 
-    const fromConfig = [config['_class_name'], Array.isArray(config['architectures']) ? config['architectures'][0] : undefined, config['tokenizer_class']];
+    const fromConfig = [
+      config['_class_name'],
+      Array.isArray(config['architectures']) ? config['architectures'][0] : undefined,
+      config['tokenizer_class'],
+    ];
     const className = (fromConfig.find((c) => typeof c === 'string') as string | undefined) ?? entry?.[1] ?? null;
 
     const weightLocation = name === 'tokenizer' || name === 'scheduler' ? null : findWeights(dir, this.options.variant);
     if (!weightLocation && WEIGHTED.has(name)) {
-      throw new UserError(`${dir}: no weights found (expected diffusion_pytorch_model.safetensors or model.safetensors)`);
+      throw new UserError(
+        `${dir}: no weights found (expected diffusion_pytorch_model.safetensors or model.safetensors)`,
+      );
     }
     const c = new Component(name, dir, configPath, config, className, weightLocation);
     this.cache.set(name, c);
@@ -604,7 +654,9 @@ export function openModelFolder(dir: string, options: OpenModelOptions = {}): Mo
   if (!st.isDirectory()) {
     if (isPickleFile(abs)) throw pickleRefusal(abs);
     if (abs.toLowerCase().endsWith('.safetensors')) {
-      throw new UserError(`${abs}: is a single-file checkpoint; s2i needs a diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)`);
+      throw new UserError(
+        `${abs}: is a single-file checkpoint; s2i needs a diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)`,
+      );
     }
     throw new UserError(`${abs}: not a folder; s2i needs a diffusers model folder`);
   }
@@ -616,7 +668,9 @@ export function openModelFolder(dir: string, options: OpenModelOptions = {}): Mo
     const files = listFiles(abs);
     const pickle = files.find(isPickleFile);
     if (pickle) throw pickleRefusal(join(abs, pickle));
-    throw new UserError(`${abs}: not a diffusers model folder (no model_index.json and none of ${SD_COMPONENTS.map((c) => `${c}/`).join(', ')})`);
+    throw new UserError(
+      `${abs}: not a diffusers model folder (no model_index.json and none of ${SD_COMPONENTS.map((c) => `${c}/`).join(', ')})`,
+    );
   }
   return folder;
 }

@@ -18,16 +18,38 @@ import { numel, shapeString, type Int64Tensor, type Tensor } from '../tensor.js'
 // dtypes
 
 export type SafetensorsDType =
-  | 'F64' | 'F32' | 'F16' | 'BF16' | 'F8_E5M2' | 'F8_E4M3'
-  | 'I64' | 'I32' | 'I16' | 'I8'
-  | 'U64' | 'U32' | 'U16' | 'U8'
+  | 'F64'
+  | 'F32'
+  | 'F16'
+  | 'BF16'
+  | 'F8_E5M2'
+  | 'F8_E4M3'
+  | 'I64'
+  | 'I32'
+  | 'I16'
+  | 'I8'
+  | 'U64'
+  | 'U32'
+  | 'U16'
+  | 'U8'
   | 'BOOL';
 
 /** Bytes per element of each dtype this reader understands. */
 export const DTYPE_SIZE: Readonly<Record<SafetensorsDType, number>> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, F8_E5M2: 1, F8_E4M3: 1,
-  I64: 8, I32: 4, I16: 2, I8: 1,
-  U64: 8, U32: 4, U16: 2, U8: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
   BOOL: 1,
 };
 
@@ -157,7 +179,11 @@ function readFully(fd: number, target: Uint8Array, position: number, path: strin
   while (done < target.length) {
     const want = Math.min(CHUNK, target.length - done);
     const n = readSync(fd, target, done, want, position + done);
-    if (n === 0) fail(path, `unexpected end of file at byte ${position + done} (the file is truncated or was modified while open)`);
+    if (n === 0)
+      fail(
+        path,
+        `unexpected end of file at byte ${position + done} (the file is truncated or was modified while open)`,
+      );
     done += n;
   }
 }
@@ -169,7 +195,12 @@ function swapBytes(bytes: Uint8Array, size: number): void {
 }
 
 /** Validate a decoded header; `dataStart` is where the data section begins (8 + header length), `dataBytes` its size. */
-function parseHeader(path: string, text: string, dataStart: number, dataBytes: number): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
+function parseHeader(
+  path: string,
+  text: string,
+  dataStart: number,
+  dataBytes: number,
+): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
   let header: unknown;
   try {
     header = JSON.parse(text);
@@ -188,24 +219,29 @@ function parseHeader(path: string, text: string, dataStart: number, dataBytes: n
         fail(path, `__metadata__ must be an object of strings, found ${describeValue(entry)}`);
       }
       for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail(path, `__metadata__ value ${quoteKey(k)} must be a string, found ${describeValue(v)}`);
+        if (typeof v !== 'string')
+          fail(path, `__metadata__ value ${quoteKey(k)} must be a string, found ${describeValue(v)}`);
         // defineProperty, not assignment: a key named "__proto__" must stay an ordinary entry
         Object.defineProperty(metadata, k, { value: v, enumerable: true, writable: true, configurable: true });
       }
       continue;
     }
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) failKey(path, name, `entry must be an object, found ${describeValue(entry)}`);
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+      failKey(path, name, `entry must be an object, found ${describeValue(entry)}`);
     const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
     if (dtype === undefined) failKey(path, name, 'missing "dtype"');
     if (shape === undefined) failKey(path, name, 'missing "shape"');
     if (offsets === undefined) failKey(path, name, 'missing "data_offsets"');
-    if (!isKnownDType(dtype)) failKey(path, name, `unknown dtype ${describeValue(dtype)} (supported: ${Object.keys(DTYPE_SIZE).join(', ')})`);
+    if (!isKnownDType(dtype))
+      failKey(path, name, `unknown dtype ${describeValue(dtype)} (supported: ${Object.keys(DTYPE_SIZE).join(', ')})`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       failKey(path, name, `shape must be a list of non-negative integers, found ${describeValue(shape)}`);
     }
     if (
-      !Array.isArray(offsets) || offsets.length !== 2 ||
-      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
+      offsets[0] > offsets[1]
     ) {
       failKey(path, name, `data_offsets must be [begin, end] with 0 <= begin <= end, found ${describeValue(offsets)}`);
     }
@@ -213,12 +249,26 @@ function parseHeader(path: string, text: string, dataStart: number, dataBytes: n
     const count = numel(shape as number[]);
     const expected = count * DTYPE_SIZE[dtype];
     if (!Number.isSafeInteger(expected) || expected !== end - begin) {
-      failKey(path, name, `${dtype} ${shapeString(shape as number[])} needs ${expected} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`);
+      failKey(
+        path,
+        name,
+        `${dtype} ${shapeString(shape as number[])} needs ${expected} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`,
+      );
     }
     if (end > dataBytes) {
-      failKey(path, name, `data ends at byte ${dataStart + end} but the file has only ${dataStart + dataBytes} bytes (truncated file?)`);
+      failKey(
+        path,
+        name,
+        `data ends at byte ${dataStart + end} but the file has only ${dataStart + dataBytes} bytes (truncated file?)`,
+      );
     }
-    tensors.set(name, { name, dtype, shape: Object.freeze([...(shape as number[])]), byteOffset: dataStart + begin, byteLength: end - begin });
+    tensors.set(name, {
+      name,
+      dtype,
+      shape: Object.freeze([...(shape as number[])]),
+      byteOffset: dataStart + begin,
+      byteLength: end - begin,
+    });
   }
 
   // No two tensors may share bytes (the reference writer lays them out back to back). Zero-sized tensors occupy nothing.
@@ -257,7 +307,9 @@ export class SafetensorsFile {
       fd = openSync(abs, 'r');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new UserError(`${abs}: cannot open safetensors file (${code === 'ENOENT' ? 'no such file' : oneLine(String((e as Error).message))})`);
+      throw new UserError(
+        `${abs}: cannot open safetensors file (${code === 'ENOENT' ? 'no such file' : oneLine(String((e as Error).message))})`,
+      );
     }
     try {
       const st = fstatSync(fd);
@@ -271,7 +323,11 @@ export class SafetensorsFile {
         fail(abs, `header length ${headerLen} is absurdly large (limit ${MAX_HEADER_BYTES}); not a safetensors file?`);
       }
       const n = Number(headerLen);
-      if (8 + n > size) fail(abs, `header length ${n} runs past the end of the ${size}-byte file (truncated or not a safetensors file)`);
+      if (8 + n > size)
+        fail(
+          abs,
+          `header length ${n} runs past the end of the ${size}-byte file (truncated or not a safetensors file)`,
+        );
       const headerBytes = new Uint8Array(n);
       readFully(fd, headerBytes, 8, abs);
       let text: string;
@@ -374,7 +430,8 @@ export class SafetensorsFile {
       case 'U64': {
         const u = new BigUint64Array(bytes.buffer, 0, n);
         for (let i = 0; i < n; i++) {
-          if (u[i]! > 0x7fffffffffffffffn) failKey(this.path, name, `U64 value ${u[i]} at index ${i} does not fit in int64`);
+          if (u[i]! > 0x7fffffffffffffffn)
+            failKey(this.path, name, `U64 value ${u[i]} at index ${i} does not fit in int64`);
         }
         return new BigInt64Array(bytes.buffer, 0, n);
       }
@@ -405,7 +462,9 @@ export class SafetensorsFile {
   /** Any tensor: floats as a float32 Tensor, integers and booleans as an Int64Tensor. */
   readAny(name: string): Tensor | Int64Tensor {
     const t = this.info(name);
-    return isFloatDType(t.dtype) ? { data: this.readFloat32(name), shape: [...t.shape] } : { data: this.readInt64(name), shape: [...t.shape] };
+    return isFloatDType(t.dtype)
+      ? { data: this.readFloat32(name), shape: [...t.shape] }
+      : { data: this.readInt64(name), shape: [...t.shape] };
   }
 
   /** Release the file descriptor (a later read reopens the file). */
@@ -470,9 +529,12 @@ export function writeSafetensors(
   metadata: Readonly<Record<string, string>> = { format: 'pt' },
 ): void {
   const entries = Object.entries(tensors).map(([name, t]) => {
-    if (name === '__metadata__') throw new Error(`writeSafetensors: '__metadata__' is reserved and cannot name a tensor`);
+    if (name === '__metadata__')
+      throw new Error(`writeSafetensors: '__metadata__' is reserved and cannot name a tensor`);
     if (t.data.length !== numel(t.shape)) {
-      throw new Error(`writeSafetensors: tensor '${name}' has ${t.data.length} elements for shape ${shapeString(t.shape)}`);
+      throw new Error(
+        `writeSafetensors: tensor '${name}' has ${t.data.length} elements for shape ${shapeString(t.shape)}`,
+      );
     }
     const dtype: SafetensorsDType = isInt64Tensor(t) ? 'I64' : 'F32';
     return { name, t, dtype };
@@ -537,7 +599,9 @@ export function writeSafetensors(
     } catch {
       // already gone
     }
-    throw new UserError(`${target}: cannot move the written file into place (${oneLine(String((e as Error).message))})`);
+    throw new UserError(
+      `${target}: cannot move the written file into place (${oneLine(String((e as Error).message))})`,
+    );
   }
 }
 
@@ -548,4 +612,3 @@ function writeAll(fd: number, bytes: Uint8Array): void {
     done += writeSync(fd, bytes, done, Math.min(CHUNK, bytes.length - done));
   }
 }
-

@@ -49,7 +49,11 @@ export function defaultAttnRes(latentHeight: number, latentWidth: number): [numb
  * Per-subject map after A&E's preprocessing: tokens 1..T-2 (dropping SOT and the last position) x100, softmax
  * over tokens, the subject's column, smoothed. maps: [h, w, T] → [n, h, w].
  */
-export function subjectMaps(maps: Value, tokenIndices: readonly number[], cfg: Pick<AttendExciteConfig, 'smoothAttentions' | 'kernelSize' | 'sigma'>): Value {
+export function subjectMaps(
+  maps: Value,
+  tokenIndices: readonly number[],
+  cfg: Pick<AttendExciteConfig, 'smoothAttentions' | 'kernelSize' | 'sigma'>,
+): Value {
   const [h, w, t] = maps.shape as [number, number, number];
   const text = op.softmax(op.mul(op.slice(maps, [1], [t - 1], [2]), 100), -1);
   const columns = tokenIndices.map((i) => {
@@ -66,7 +70,12 @@ export function attendExciteLoss(perSubjectMax: Value): Value {
   // The reference's builtin max() sends the whole gradient to the first maximal subject, not split among ties.
   const n = losses.shape[0]!;
   const first = op.argMax(losses, 0, false);
-  const positions = losses.graph.constant(BigInt64Array.from({ length: n }, (_, i) => BigInt(i)), [n], 'int64', 'subject_positions');
+  const positions = losses.graph.constant(
+    BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
+    [n],
+    'int64',
+    'subject_positions',
+  );
   const pick = op.stopGradient(op.cast(op.equal(positions, first), 'float32'));
   return op.reduceSum(op.mul(losses, pick), [0], false);
 }
@@ -80,7 +89,10 @@ export class AttendAndExcite implements GuidanceMethod {
   readonly events: LoopEvent[] = [];
   /** Every max-attention evaluation in the reference's call order (what A&E logs). */
   readonly maxAttentionLog: number[][] = [];
-  private readonly perCall = new Map<number, { maxAttention: number[]; loss: number; tries: number; stepSize: number | null }>();
+  private readonly perCall = new Map<
+    number,
+    { maxAttention: number[]; loss: number; tries: number; stepSize: number | null }
+  >();
 
   constructor(readonly config: AttendExciteConfig) {
     if (config.tokenIndices.length === 0) throw new Error('attend-and-excite needs at least one subject token');
@@ -117,10 +129,21 @@ export class AttendAndExcite implements GuidanceMethod {
   }
 
   async beforeGuidedPass(ctx: StepContext): Promise<Tensor> {
-    const r = await alterLatent(this.config, ctx.index, ctx.totalCalls, ctx.latents.data, (x, withGrad) => this.evaluate(ctx, x, withGrad), this.events, (e) =>
-      this.maxAttentionLog.push(e.maxAttention),
+    const r = await alterLatent(
+      this.config,
+      ctx.index,
+      ctx.totalCalls,
+      ctx.latents.data,
+      (x, withGrad) => this.evaluate(ctx, x, withGrad),
+      this.events,
+      (e) => this.maxAttentionLog.push(e.maxAttention),
     );
-    this.perCall.set(ctx.index, { maxAttention: r.final.maxAttention, loss: r.final.loss, tries: r.tries, stepSize: r.stepSize });
+    this.perCall.set(ctx.index, {
+      maxAttention: r.final.maxAttention,
+      loss: r.final.loss,
+      tries: r.tries,
+      stepSize: r.stepSize,
+    });
     return { data: r.latent, shape: ctx.latents.shape };
   }
 

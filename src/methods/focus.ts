@@ -17,7 +17,11 @@ export interface SubjectMaps {
  * A&E's per-subject maps on the host: tokens 1..T-2 ×100, softmax over tokens, the subjects' columns,
  * optionally smoothed (reflect padding, the official kernel). aggregated: [h, w, T].
  */
-export function subjectMapsHost(aggregated: { data: Float32Array; shape: readonly number[] }, tokenIndices: readonly number[], smooth: { kernelSize: number; sigma: number } | null): SubjectMaps {
+export function subjectMapsHost(
+  aggregated: { data: Float32Array; shape: readonly number[] },
+  tokenIndices: readonly number[],
+  smooth: { kernelSize: number; sigma: number } | null,
+): SubjectMaps {
   const [h, w, t] = aggregated.shape as [number, number, number];
   const hw = h * w;
   const maps = tokenIndices.map(() => new Float32Array(hw));
@@ -29,7 +33,11 @@ export function subjectMapsHost(aggregated: { data: Float32Array; shape: readonl
     for (let k = 1; k < t - 1; k++) sum += row[k - 1] = Math.exp(aggregated.data[p * t + k]! * 100 - m);
     tokenIndices.forEach((idx, s) => (maps[s]![p] = row[idx - 1]! / sum));
   }
-  return { height: h, width: w, maps: smooth ? maps.map((m) => smoothReflect(m, h, w, smooth.kernelSize, smooth.sigma)) : maps };
+  return {
+    height: h,
+    width: w,
+    maps: smooth ? maps.map((m) => smoothReflect(m, h, w, smooth.kernelSize, smooth.sigma)) : maps,
+  };
 }
 
 function smoothReflect(map: Float32Array, h: number, w: number, size: number, sigma: number): Float32Array {
@@ -40,7 +48,9 @@ function smoothReflect(map: Float32Array, h: number, w: number, size: number, si
   for (let y = 0; y < h; y++)
     for (let x = 0; x < w; x++) {
       let s = 0;
-      for (let dy = -r; dy <= r; dy++) for (let dx = -r; dx <= r; dx++) s += k[(dy + r) * size + dx + r]! * map[reflect(y + dy, h) * w + reflect(x + dx, w)]!;
+      for (let dy = -r; dy <= r; dy++)
+        for (let dx = -r; dx <= r; dx++)
+          s += k[(dy + r) * size + dx + r]! * map[reflect(y + dy, h) * w + reflect(x + dx, w)]!;
       out[y * w + x] = s;
     }
   return out;

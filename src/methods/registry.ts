@@ -6,7 +6,15 @@ import { UserError } from '../errors.js';
 import { ATTEND_EXCITE_DEFAULTS, AttendAndExcite } from './attend-and-excite.js';
 import { FOCUS_DEFAULTS } from './focus.js';
 import type { LatentLoopConfig } from './latent-loop.js';
-import { LOSS_TERMS, SUPPRESS_WEIGHTS, SuppressToImpress, type Attribute, type LossWeights, type Subject, type SuppressMode } from './suppress.js';
+import {
+  LOSS_TERMS,
+  SUPPRESS_WEIGHTS,
+  SuppressToImpress,
+  type Attribute,
+  type LossWeights,
+  type Subject,
+  type SuppressMode,
+} from './suppress.js';
 import type { GuidanceMethod } from './types.js';
 import type { AttributeLink } from '../attention/auto-subjects.js';
 import type { Subject as PromptSubject } from '../attention/subjects.js';
@@ -23,17 +31,70 @@ const zero: LossWeights = Object.fromEntries(LOSS_TERMS.map((t) => [t, 0])) as L
 
 export const METHODS: Record<string, MethodPreset> = {
   none: { kind: 'none', description: 'plain sampling (classifier-free guidance only)' },
-  'attend-and-excite': { kind: 'attend-and-excite', description: 'Attend-and-Excite (Chefer et al. 2023), exactly as diffusers / the official code' },
-  suppress: { kind: 'suppress', mode: 'both', weights: SUPPRESS_WEIGHTS, description: 'Suppress-to-Impress, loss and edit modes together' },
-  'suppress-loss': { kind: 'suppress', mode: 'loss', weights: SUPPRESS_WEIGHTS, description: 'Suppress-to-Impress, gradient (loss) mode only' },
-  'suppress-edit': { kind: 'suppress', mode: 'edit', weights: SUPPRESS_WEIGHTS, description: 'Suppress-to-Impress, attention-edit mode only (no gradients)' },
-  'suppress-no-suppress': { kind: 'suppress', mode: 'both', weights: off('suppress'), description: 'ablation: without the suppress term' },
-  'suppress-no-excite': { kind: 'suppress', mode: 'both', weights: off('excite'), description: 'ablation: without the excite term' },
-  'suppress-no-even': { kind: 'suppress', mode: 'both', weights: off('even'), description: 'ablation: without the even term' },
-  'suppress-no-exclusive': { kind: 'suppress', mode: 'both', weights: off('exclusive'), description: 'ablation: without the exclusive term' },
-  'suppress-no-bind': { kind: 'suppress', mode: 'both', weights: off('bind'), description: 'ablation: without the bind term' },
-  astar: { kind: 'suppress', mode: 'loss', weights: { ...zero, excite: 1, segregate: 1 }, description: "rival: A-STAR-style segregation loss + A&E's excite, in A&E's loop" },
-  initno: { kind: 'suppress', mode: 'loss', weights: { ...zero, excite: 1, clean: 0.1 }, description: "rival: INITNO-style clean cross-attention loss + A&E's excite, in A&E's loop" },
+  'attend-and-excite': {
+    kind: 'attend-and-excite',
+    description: 'Attend-and-Excite (Chefer et al. 2023), exactly as diffusers / the official code',
+  },
+  suppress: {
+    kind: 'suppress',
+    mode: 'both',
+    weights: SUPPRESS_WEIGHTS,
+    description: 'Suppress-to-Impress, loss and edit modes together',
+  },
+  'suppress-loss': {
+    kind: 'suppress',
+    mode: 'loss',
+    weights: SUPPRESS_WEIGHTS,
+    description: 'Suppress-to-Impress, gradient (loss) mode only',
+  },
+  'suppress-edit': {
+    kind: 'suppress',
+    mode: 'edit',
+    weights: SUPPRESS_WEIGHTS,
+    description: 'Suppress-to-Impress, attention-edit mode only (no gradients)',
+  },
+  'suppress-no-suppress': {
+    kind: 'suppress',
+    mode: 'both',
+    weights: off('suppress'),
+    description: 'ablation: without the suppress term',
+  },
+  'suppress-no-excite': {
+    kind: 'suppress',
+    mode: 'both',
+    weights: off('excite'),
+    description: 'ablation: without the excite term',
+  },
+  'suppress-no-even': {
+    kind: 'suppress',
+    mode: 'both',
+    weights: off('even'),
+    description: 'ablation: without the even term',
+  },
+  'suppress-no-exclusive': {
+    kind: 'suppress',
+    mode: 'both',
+    weights: off('exclusive'),
+    description: 'ablation: without the exclusive term',
+  },
+  'suppress-no-bind': {
+    kind: 'suppress',
+    mode: 'both',
+    weights: off('bind'),
+    description: 'ablation: without the bind term',
+  },
+  astar: {
+    kind: 'suppress',
+    mode: 'loss',
+    weights: { ...zero, excite: 1, segregate: 1 },
+    description: "rival: A-STAR-style segregation loss + A&E's excite, in A&E's loop",
+  },
+  initno: {
+    kind: 'suppress',
+    mode: 'loss',
+    weights: { ...zero, excite: 1, clean: 0.1 },
+    description: "rival: INITNO-style clean cross-attention loss + A&E's excite, in A&E's loop",
+  },
 };
 
 export const METHOD_NAMES = Object.keys(METHODS);
@@ -71,13 +132,22 @@ export interface MethodSubjects {
 }
 
 /** Build the named method for one prompt's subjects; undefined for plain sampling. */
-export function buildMethod(name: string, targets: MethodSubjects, settings: MethodSettings): GuidanceMethod | undefined {
+export function buildMethod(
+  name: string,
+  targets: MethodSubjects,
+  settings: MethodSettings,
+): GuidanceMethod | undefined {
   const preset = methodPreset(name);
   if (preset.kind === 'none') return undefined;
   if (targets.subjects.length === 0) throw new UserError(`${name} needs at least one subject`);
   const loop: LatentLoopConfig = { ...ATTEND_EXCITE_DEFAULTS, ...scaledLoopDefaults(settings.steps), ...settings.loop };
   if (preset.kind === 'attend-and-excite') {
-    return new AttendAndExcite({ ...ATTEND_EXCITE_DEFAULTS, ...loop, tokenIndices: targets.subjects.map((s) => s.token), attnRes: settings.attnRes });
+    return new AttendAndExcite({
+      ...ATTEND_EXCITE_DEFAULTS,
+      ...loop,
+      tokenIndices: targets.subjects.map((s) => s.token),
+      attnRes: settings.attnRes,
+    });
   }
   const weights = { ...preset.weights!, ...settings.weights };
   return new SuppressToImpress({
@@ -96,7 +166,10 @@ export function buildMethod(name: string, targets: MethodSubjects, settings: Met
 }
 
 /** Method targets from resolved prompt subjects (explicit --tokens/--subjects) and auto-detected attributes. */
-export function methodTargets(subjects: readonly PromptSubject[], attributes: readonly AttributeLink[] = []): MethodSubjects {
+export function methodTargets(
+  subjects: readonly PromptSubject[],
+  attributes: readonly AttributeLink[] = [],
+): MethodSubjects {
   const asTarget = (s: PromptSubject): Subject => ({ token: s.tokenIndex, tokens: s.tokenIndices, label: s.word });
   return {
     subjects: subjects.map(asTarget),

@@ -11,7 +11,7 @@ export function gaussianKernel(size: number, sigma: number): Float32Array {
   const f = Math.fround;
   const mean = (size - 1) / 2;
   const norm = f(1 / f(sigma * Math.sqrt(2 * Math.PI)));
-  const oneD = Array.from({ length: size }, (_, i) => f(norm * f(Math.exp(-(f(f(f(i - mean) / f(2 * sigma)) ** 2))))));
+  const oneD = Array.from({ length: size }, (_, i) => f(norm * f(Math.exp(-f(f(f(i - mean) / f(2 * sigma)) ** 2)))));
   const k = new Float32Array(size * size);
   let sum = 0;
   // kernel = 1 * g(y) * g(x), accumulated in float32 like torch's in-place products.
@@ -26,6 +26,11 @@ export function smoothMaps(maps: Value, kernelSize: number, sigma: number): Valu
   const [n, h, w] = maps.shape as [number, number, number];
   const r = Math.floor(kernelSize / 2);
   const padded = op.pad(op.reshape(maps, [n, 1, h, w]), [0, 0, r, r, 0, 0, r, r], 'reflect');
-  const kernel = maps.graph.constant(gaussianKernel(kernelSize, sigma), [1, 1, kernelSize, kernelSize], 'float32', 'gaussian_kernel');
+  const kernel = maps.graph.constant(
+    gaussianKernel(kernelSize, sigma),
+    [1, 1, kernelSize, kernelSize],
+    'float32',
+    'gaussian_kernel',
+  );
   return op.reshape(op.conv(padded, kernel, null), [n, h, w]);
 }

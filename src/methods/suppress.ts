@@ -14,7 +14,14 @@ import * as op from '../graph/ops.js';
 import { AttentionStore } from '../attention/store.js';
 import type { Tensor } from '../tensor.js';
 import { defaultAttnRes, subjectMaps } from './attend-and-excite.js';
-import { FOCUS_DEFAULTS, focusRegions, resizeMask, subjectMapsHost, type FocusOptions, type FocusRegions } from './focus.js';
+import {
+  FOCUS_DEFAULTS,
+  focusRegions,
+  resizeMask,
+  subjectMapsHost,
+  type FocusOptions,
+  type FocusRegions,
+} from './focus.js';
 import { alterLatent, type Evaluation, type LatentLoopConfig, type LoopEvent } from './latent-loop.js';
 import type { AttentionEdit, GuidanceMethod, StepContext } from './types.js';
 
@@ -23,7 +30,15 @@ export type LossTerm = (typeof LOSS_TERMS)[number];
 export type LossWeights = Record<LossTerm, number>;
 
 /** Suppress-to-Impress's own terms; `clean` (INITNO) and `segregate` (A-STAR) are off. */
-export const SUPPRESS_WEIGHTS: LossWeights = { suppress: 1, excite: 1, even: 0.5, exclusive: 1, bind: 1, clean: 0, segregate: 0 };
+export const SUPPRESS_WEIGHTS: LossWeights = {
+  suppress: 1,
+  excite: 1,
+  even: 0.5,
+  exclusive: 1,
+  bind: 1,
+  clean: 0,
+  segregate: 0,
+};
 
 export interface Subject {
   /** The token whose map represents the subject (for a multi-token word: its last token). */
@@ -74,7 +89,10 @@ export interface LossGraphInputs {
 }
 
 /** Every term as a scalar graph value, plus the weighted total normalised by Σ weights (in about [0, 1]). */
-export function suppressLossTerms(inp: LossGraphInputs, weights: LossWeights): { total: Value; terms: Partial<Record<LossTerm, Value>> } {
+export function suppressLossTerms(
+  inp: LossGraphInputs,
+  weights: LossWeights,
+): { total: Value; terms: Partial<Record<LossTerm, Value>> } {
   const A = inp.subjects;
   const [n, h, w] = A.shape as [number, number, number];
   const terms: Partial<Record<LossTerm, Value>> = {};
@@ -87,7 +105,8 @@ export function suppressLossTerms(inp: LossGraphInputs, weights: LossWeights): {
   for (let s = 0; s < n; s++) for (let r = s + 1; r < n; r++) pairs.push([s, r]);
   const mean = (xs: Value[]) => op.div(op.addN(xs), xs.length);
 
-  if (weights.suppress) terms.suppress = op.reduceMean(op.div(mass(op.mul(A, outside)), op.add(mass(A), EPS)), [0], false);
+  if (weights.suppress)
+    terms.suppress = op.reduceMean(op.div(mass(op.mul(A, outside)), op.add(mass(A), EPS)), [0], false);
   if (weights.excite) terms.excite = op.reduceMax(op.relu(op.sub(1, op.reshape(peak, [n]))), [0], false);
   if (weights.even) {
     const o = inp.owned;
@@ -98,24 +117,41 @@ export function suppressLossTerms(inp: LossGraphInputs, weights: LossWeights): {
     terms.even = op.reduceMean(op.div(op.sqrt(op.add(variance, EPS)), op.add(mu, EPS)), [0], false);
   }
   if (weights.exclusive && pairs.length) {
-    terms.exclusive = mean(pairs.map(([s, r]) => {
-      const a = columns(normalized, s);
-      const b = columns(normalized, r);
-      return op.div(op.reduceSum(op.minimum(a, b), [0, 1], false), op.add(op.reduceSum(op.add(a, b), [0, 1], false), EPS));
-    }));
+    terms.exclusive = mean(
+      pairs.map(([s, r]) => {
+        const a = columns(normalized, s);
+        const b = columns(normalized, r);
+        return op.div(
+          op.reduceSum(op.minimum(a, b), [0, 1], false),
+          op.add(op.reduceSum(op.add(a, b), [0, 1], false), EPS),
+        );
+      }),
+    );
   }
   if (weights.segregate && pairs.length) {
     // A-STAR's segregation: Σ over pairs of Σ min(A_i, A_j) / Σ (A_i + A_j), on the maps themselves.
-    terms.segregate = op.addN(pairs.map(([s, r]) => {
-      const a = columns(A, s);
-      const b = columns(A, r);
-      return op.div(op.reduceSum(op.minimum(a, b), [0, 1], false), op.add(op.reduceSum(op.add(a, b), [0, 1], false), EPS));
-    }));
+    terms.segregate = op.addN(
+      pairs.map(([s, r]) => {
+        const a = columns(A, s);
+        const b = columns(A, r);
+        return op.div(
+          op.reduceSum(op.minimum(a, b), [0, 1], false),
+          op.add(op.reduceSum(op.add(a, b), [0, 1], false), EPS),
+        );
+      }),
+    );
   }
   if (weights.bind && inp.attributes && inp.links.length) {
     const attr = inp.attributes;
-    const ownedOfLinked = op.concat(inp.links.map((s) => op.slice(inp.owned, [s], [s + 1], [0])), 0); // [m,h,w]
-    terms.bind = op.reduceMean(op.div(mass(op.mul(attr, op.sub(1, ownedOfLinked))), op.add(mass(attr), EPS)), [0], false);
+    const ownedOfLinked = op.concat(
+      inp.links.map((s) => op.slice(inp.owned, [s], [s + 1], [0])),
+      0,
+    ); // [m,h,w]
+    terms.bind = op.reduceMean(
+      op.div(mass(op.mul(attr, op.sub(1, ownedOfLinked))), op.add(mass(attr), EPS)),
+      [0],
+      false,
+    );
   }
   if (weights.clean) {
     // INITNO: the largest attention left outside the peak's Otsu component, counted when it exceeds the smallest
@@ -230,7 +266,12 @@ export class SuppressToImpress implements GuidanceMethod {
     return result;
   }
 
-  private async runSession(session: Awaited<ReturnType<StepContext['unet']['compile']>>, ctx: StepContext, latent: Float32Array, regions: FocusRegions): Promise<SuppressEvaluation> {
+  private async runSession(
+    session: Awaited<ReturnType<StepContext['unet']['compile']>>,
+    ctx: StepContext,
+    latent: Float32Array,
+    regions: FocusRegions,
+  ): Promise<SuppressEvaluation> {
     const [c, h, w] = ctx.unet.latentShape;
     const n = this.config.subjects.length;
     const { height: rh, width: rw } = regions;
@@ -250,13 +291,32 @@ export class SuppressToImpress implements GuidanceMethod {
     for (const t of LOSS_TERMS) if (out[`term_${t}`]) terms[t] = out[`term_${t}`]!.data[0]!;
     const mapsData = out['subject_maps']!.data;
     const subjectMapsOut = Array.from({ length: n }, (_, i) => mapsData.slice(i * rh * rw, (i + 1) * rh * rw));
-    return { loss: out['loss']!.data[0]!, grad: out['grad']?.data, terms, maxAttention: [...out['max_attention']!.data], subjectMaps: subjectMapsOut };
+    return {
+      loss: out['loss']!.data[0]!,
+      grad: out['grad']?.data,
+      terms,
+      maxAttention: [...out['max_attention']!.data],
+      subjectMaps: subjectMapsOut,
+    };
   }
 
   async beforeGuidedPass(ctx: StepContext): Promise<Tensor | void> {
     if (!this.usesLoss) return;
-    const r = await alterLatent(this.config, ctx.index, ctx.totalCalls, ctx.latents.data, (x, withGrad) => this.evaluate(ctx, x, withGrad), this.events);
-    this.log(ctx.index, { loss: r.final.loss, terms: r.final.terms, maxAttention: r.final.maxAttention, tries: r.tries, stepSize: r.stepSize });
+    const r = await alterLatent(
+      this.config,
+      ctx.index,
+      ctx.totalCalls,
+      ctx.latents.data,
+      (x, withGrad) => this.evaluate(ctx, x, withGrad),
+      this.events,
+    );
+    this.log(ctx.index, {
+      loss: r.final.loss,
+      terms: r.final.terms,
+      maxAttention: r.final.maxAttention,
+      tries: r.tries,
+      stepSize: r.stepSize,
+    });
     return { data: r.latent, shape: ctx.latents.shape };
   }
 
@@ -287,19 +347,37 @@ export class SuppressToImpress implements GuidanceMethod {
   afterGuidedPass(_ctx: StepContext, maps: Tensor | null): void {
     // The guided pass saw the latents after this step's updates: the freshest maps for the next regions.
     if (!maps) return;
-    const subjects = subjectMapsHost(maps, this.config.subjects.map((s) => s.token), this.smoothing);
+    const subjects = subjectMapsHost(
+      maps,
+      this.config.subjects.map((s) => s.token),
+      this.smoothing,
+    );
     this.updateRegions(subjects.maps, subjects.height, subjects.width);
   }
 
   private log(index: number, patch: Partial<CallLog>): void {
-    const cur = this.perCall.get(index) ?? { loss: null, terms: {}, maxAttention: null, tries: 0, stepSize: null, edited: false };
+    const cur = this.perCall.get(index) ?? {
+      loss: null,
+      terms: {},
+      maxAttention: null,
+      tries: 0,
+      stepSize: null,
+      edited: false,
+    };
     this.perCall.set(index, { ...cur, ...patch });
   }
 
   stepLog(index: number): Record<string, unknown> | undefined {
     const r = this.perCall.get(index);
     if (!r) return undefined;
-    return { loss: r.loss, terms: r.terms, max_attention: r.maxAttention, refinement_tries: r.tries, step_size: r.stepSize, edited: r.edited };
+    return {
+      loss: r.loss,
+      terms: r.terms,
+      max_attention: r.maxAttention,
+      refinement_tries: r.tries,
+      step_size: r.stepSize,
+      edited: r.edited,
+    };
   }
 }
 
@@ -325,7 +403,9 @@ export { FOCUS_DEFAULTS };
 export function outsideMassShare(
   attentionMaps: ReadonlyMap<number, Tensor>,
   subjectTokens: readonly number[],
-  options: { smoothing: { kernelSize: number; sigma: number } | null; focus?: FocusOptions } = { smoothing: { kernelSize: 3, sigma: 0.5 } },
+  options: { smoothing: { kernelSize: number; sigma: number } | null; focus?: FocusOptions } = {
+    smoothing: { kernelSize: 3, sigma: 0.5 },
+  },
 ): Map<number, number> {
   const out = new Map<number, number>();
   for (const index of [...attentionMaps.keys()].sort((a, b) => a - b)) {

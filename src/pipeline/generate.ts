@@ -82,13 +82,15 @@ export interface GenerateResult {
 }
 
 function checkImageSize(name: string, v: number): void {
-  if (!Number.isInteger(v) || v < 8 || v % 8 !== 0) throw new UserError(`--${name} must be a positive multiple of 8, got ${v}`);
+  if (!Number.isInteger(v) || v < 8 || v % 8 !== 0)
+    throw new UserError(`--${name} must be a positive multiple of 8, got ${v}`);
 }
 
 export async function generate(model: StableDiffusion, options: GenerateOptions): Promise<GenerateResult> {
   const t0 = performance.now();
   const steps = options.steps ?? 50;
-  if (!Number.isInteger(steps) || steps < 1 || steps > 1000) throw new UserError(`--steps must be an integer from 1 to 1000, got ${steps}`);
+  if (!Number.isInteger(steps) || steps < 1 || steps > 1000)
+    throw new UserError(`--steps must be an integer from 1 to 1000, got ${steps}`);
   const guidance = options.guidanceScale ?? 7.5;
   if (!Number.isFinite(guidance)) throw new UserError(`--guidance must be a number, got ${guidance}`);
   const height = options.height ?? model.defaultImageSize;
@@ -96,7 +98,8 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
   checkImageSize('height', height);
   checkImageSize('width', width);
   const f = model.scaleFactor;
-  if (height % f !== 0 || width % f !== 0) throw new UserError(`image size ${height}x${width} is not a multiple of the VAE factor ${f}`);
+  if (height % f !== 0 || width % f !== 0)
+    throw new UserError(`image size ${height}x${width} is not a multiple of the VAE factor ${f}`);
   const latentShape = [1, model.latentChannels, height / f, width / f] as const;
 
   const samplerName = options.sampler ?? defaultSampler(model.schedulerConfig, model.folder.componentDir('scheduler'));
@@ -109,7 +112,9 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
   if (options.initialLatents) {
     const given = options.initialLatents;
     if (given.shape.length !== 4 || given.shape.some((d, i) => d !== latentShape[i])) {
-      throw new UserError(`initial latents have shape [${given.shape.join(', ')}], expected [${latentShape.join(', ')}] for ${height}x${width}`);
+      throw new UserError(
+        `initial latents have shape [${given.shape.join(', ')}], expected [${latentShape.join(', ')}] for ${height}x${width}`,
+      );
     }
     if (firstNonFinite(given.data) >= 0) throw new UserError('initial latents contain NaN or Inf');
     initial = given;
@@ -135,7 +140,9 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
   const methodRes = method?.attentionResolution?.(h, w) ?? null;
   const userRes = options.recordAttention ? (options.recordAttention.resolution ?? defaultRes) : null;
   if (methodRes && userRes && methodRes.join('x') !== userRes.join('x')) {
-    throw new UserError(`the method records attention at ${methodRes.join('x')}; pictures at ${userRes.join('x')} are not supported in the same run`);
+    throw new UserError(
+      `the method records attention at ${methodRes.join('x')}; pictures at ${userRes.join('x')} are not supported in the same run`,
+    );
   }
   const recordRes = methodRes ?? userRes;
   const recordSteps = options.recordAttention?.steps ? new Set(options.recordAttention.steps) : null;
@@ -166,7 +173,8 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
     if (method?.beforeGuidedPass) {
       const changed = await method.beforeGuidedPass(ctx());
       if (changed) {
-        if (firstNonFinite(changed.data) >= 0) throw new UserError(`${method.name} produced non-finite latents at step ${i} (t=${timestep})`);
+        if (firstNonFinite(changed.data) >= 0)
+          throw new UserError(`${method.name} produced non-finite latents at step ${i} (t=${timestep})`);
         latents = changed;
       }
     }
@@ -182,7 +190,10 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
       const raw = wantMaps ? new AttentionStore({ kind: 'cross', resolution: recordRes! }) : null;
       const editor = edit ? multiplicativeEditor(g, 2) : null;
       const used = raw && editor ? new AttentionStore({ kind: 'cross', resolution: recordRes! }) : null;
-      const { noisePred } = build({ sample, timestep: ts, encoderHiddenStates: ctxIn }, { attentionHook: composeHooks(raw?.hook, editor?.hook, used?.hook) });
+      const { noisePred } = build(
+        { sample, timestep: ts, encoderHiddenStates: ctxIn },
+        { attentionHook: composeHooks(raw?.hook, editor?.hook, used?.hook) },
+      );
       g.output('noise_pred', noisePred);
       if (raw) g.output('attention_maps_raw', op.identity(raw.aggregate({ resolution: recordRes!, batchIndex: 1 })));
       if (used) g.output('attention_maps', op.identity(used.aggregate({ resolution: recordRes!, batchIndex: 1 })));
@@ -201,7 +212,10 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
         const at = parseEditInputName(input.name);
         if (!at) continue;
         const factor = edit(at.height, at.width, tokens, 2);
-        if (factor.data.length !== numel(input.shape)) throw new Error(`attention edit for ${input.name} has ${factor.data.length} values, expected [${input.shape}]`);
+        if (factor.data.length !== numel(input.shape))
+          throw new Error(
+            `attention edit for ${input.name} has ${factor.data.length} values, expected [${input.shape}]`,
+          );
         feeds[input.name] = { data: factor.data, shape: [...input.shape] };
       }
     }
@@ -221,7 +235,10 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
     method?.afterGuidedPass?.(ctx(), rawMaps);
     const next = sampler.step(guided, i, latents.data).prevSample;
     const bad = firstNonFinite(next);
-    if (bad >= 0) throw new UserError(`the latents became ${next[bad]} at step ${i} (t=${timestep}); try a lower --guidance or another --scheduler`);
+    if (bad >= 0)
+      throw new UserError(
+        `the latents became ${next[bad]} at step ${i} (t=${timestep}); try a lower --guidance or another --scheduler`,
+      );
     latents = { data: next, shape: [...latentShape] };
     result.latentsPerStep.push(latents);
     const ms = performance.now() - tStep;

@@ -60,16 +60,32 @@ export class StableDiffusion {
     const unetConfig = parseUNetConfig(unet.config, unet.configPath);
     const vaeConfig = vae ? parseVaeConfig(vae.config, vae.configPath) : null;
     if (unetConfig.crossAttentionDim.some((d) => d !== textConfig.hiddenSize)) {
-      throw new UserError(`${unet.configPath}: cross_attention_dim ${unetConfig.crossAttentionDim} does not match the text encoder's hidden_size ${textConfig.hiddenSize}`);
+      throw new UserError(
+        `${unet.configPath}: cross_attention_dim ${unetConfig.crossAttentionDim} does not match the text encoder's hidden_size ${textConfig.hiddenSize}`,
+      );
     }
     if (vaeConfig && vaeConfig.latentChannels !== unetConfig.inChannels) {
-      throw new UserError(`${unet.configPath}: in_channels ${unetConfig.inChannels} does not match the VAE's latent_channels ${vaeConfig.latentChannels}`);
+      throw new UserError(
+        `${unet.configPath}: in_channels ${unetConfig.inChannels} does not match the VAE's latent_channels ${vaeConfig.latentChannels}`,
+      );
     }
     if (tokenizer.modelMaxLength > textConfig.maxPositionEmbeddings) {
-      throw new UserError(`tokenizer model_max_length ${tokenizer.modelMaxLength} exceeds the text encoder's max_position_embeddings ${textConfig.maxPositionEmbeddings}`);
+      throw new UserError(
+        `tokenizer model_max_length ${tokenizer.modelMaxLength} exceeds the text encoder's max_position_embeddings ${textConfig.maxPositionEmbeddings}`,
+      );
     }
     const weights = { text: text.weights(), unet: unet.weights(), vae: vae ? vae.weights() : null };
-    return new StableDiffusion(dir, folder, tokenizer, textConfig, unetConfig, vaeConfig, scheduler.config as RawSchedulerConfig, weights, { threads: options.threads });
+    return new StableDiffusion(
+      dir,
+      folder,
+      tokenizer,
+      textConfig,
+      unetConfig,
+      vaeConfig,
+      scheduler.config as RawSchedulerConfig,
+      weights,
+      { threads: options.threads },
+    );
   }
 
   /** Pixels per latent cell: the VAE's factor, or 1 for pixel-space models. */
@@ -95,7 +111,13 @@ export class StableDiffusion {
         build(g);
         const buildMs = performance.now() - t0;
         const compiled = await compile(g, this.compileOptions);
-        this.graphTimings.push({ key, buildMs, serializeMs: compiled.timings.serializeMs, sessionMs: compiled.timings.sessionMs, nodes: compiled.timings.nodes });
+        this.graphTimings.push({
+          key,
+          buildMs,
+          serializeMs: compiled.timings.serializeMs,
+          sessionMs: compiled.timings.sessionMs,
+          nodes: compiled.timings.nodes,
+        });
         return compiled;
       })();
       this.sessions.set(key, s);
@@ -116,7 +138,10 @@ export class StableDiffusion {
     const t = ids.length;
     const session = await this.session(`text:${t}`, (g) => {
       const inputIds = g.input('input_ids', [1, t], 'int64');
-      g.output('last_hidden_state', clipTextModel(this.textConfig, graphParams(g, this.weights.text), inputIds).lastHiddenState);
+      g.output(
+        'last_hidden_state',
+        clipTextModel(this.textConfig, graphParams(g, this.weights.text), inputIds).lastHiddenState,
+      );
     });
     const out = await session.run({ input_ids: { data: BigInt64Array.from(ids, (x) => BigInt(x)), shape: [1, t] } });
     return out['last_hidden_state']!;
@@ -132,7 +157,9 @@ export class StableDiffusion {
       compile: (key, build) =>
         this.session(`unet:${latentHeight}x${latentWidth}:${tokens}:${key}`, (g) => {
           const params = graphParams(g, this.weights.unet);
-          build(g, (inputs: UNetInputs, options?: UNetOptions) => g.scope('unet', () => unet2dCondition(this.unetConfig, params, inputs, options)));
+          build(g, (inputs: UNetInputs, options?: UNetOptions) =>
+            g.scope('unet', () => unet2dCondition(this.unetConfig, params, inputs, options)),
+          );
         }),
     };
   }
@@ -145,7 +172,9 @@ export class StableDiffusion {
     const session = await this.session(`vae-decode:${h}x${w}`, (g) => {
       const z = g.input('latents', [1, c, h, w]);
       // diffusers: vae.decode(latents / scaling_factor)
-      const scaled = g.scope('vae', () => vaeDecode(cfg, graphParams(g, this.weights.vae!), op.div(z, cfg.scalingFactor)));
+      const scaled = g.scope('vae', () =>
+        vaeDecode(cfg, graphParams(g, this.weights.vae!), op.div(z, cfg.scalingFactor)),
+      );
       g.output('image', scaled);
     });
     return (await session.run({ latents }))['image']!;

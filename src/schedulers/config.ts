@@ -218,7 +218,10 @@ const ALIASES: Readonly<Record<string, SamplerName>> = {
  * `euler_ancestral`, `dpm++2m`). Unknown names throw a UserError naming `optionName` and the valid values.
  */
 export function parseSamplerName(name: string, optionName = '--sampler'): SamplerName {
-  const key = name.trim().toLowerCase().replace(/[_\s]+/g, '-');
+  const key = name
+    .trim()
+    .toLowerCase()
+    .replace(/[_\s]+/g, '-');
   const found = ALIASES[key];
   if (found === undefined) {
     throw new UserError(`${optionName}: unknown sampler "${name}"; valid samplers: ${SAMPLER_NAMES.join(', ')}`);
@@ -238,7 +241,9 @@ export function samplerForClassName(className: string): SamplerName | undefined 
 export function defaultSampler(raw: RawSchedulerConfig, source = 'scheduler_config.json'): SamplerName {
   const cls = raw['_class_name'];
   if (typeof cls !== 'string') {
-    throw new UserError(`${source}: "_class_name" is missing; choose a sampler with --sampler (${SAMPLER_NAMES.join(', ')})`);
+    throw new UserError(
+      `${source}: "_class_name" is missing; choose a sampler with --sampler (${SAMPLER_NAMES.join(', ')})`,
+    );
   }
   const s = samplerForClassName(cls);
   if (s === undefined) {
@@ -291,7 +296,7 @@ export function isResolvedConfig(c: unknown): c is SchedulerConfig {
 }
 
 function fmt(v: unknown): string {
-  return typeof v === 'string' ? `"${v}"` : JSON.stringify(v) ?? String(v);
+  return typeof v === 'string' ? `"${v}"` : (JSON.stringify(v) ?? String(v));
 }
 
 function oneOf<T extends string>(key: string, v: unknown, allowed: readonly T[], where: string): T {
@@ -355,20 +360,35 @@ export function resolveSchedulerConfig(
   const c: Mutable<ConfigValues> = { ...NEUTRAL };
   for (const k of accepted) (c as Record<string, unknown>)[k] = pick(k);
 
-  c.num_train_timesteps = num('num_train_timesteps', c.num_train_timesteps, where, (x) => isInt(x) && x >= 2, 'an integer >= 2');
+  c.num_train_timesteps = num(
+    'num_train_timesteps',
+    c.num_train_timesteps,
+    where,
+    (x) => isInt(x) && x >= 2,
+    'an integer >= 2',
+  );
   c.beta_start = num('beta_start', c.beta_start, where, (x) => Number.isFinite(x) && x >= 0, 'a number >= 0');
   c.beta_end = num('beta_end', c.beta_end, where, (x) => Number.isFinite(x) && x >= 0, 'a number >= 0');
   c.beta_schedule = oneOf('beta_schedule', c.beta_schedule, ['linear', 'scaled_linear', 'squaredcos_cap_v2'], where);
   if (c.trained_betas !== null) {
     const tb: unknown = c.trained_betas;
-    if (!Array.isArray(tb) || tb.length !== c.num_train_timesteps || tb.some((b) => typeof b !== 'number' || !(b >= 0 && b < 1))) {
+    if (
+      !Array.isArray(tb) ||
+      tb.length !== c.num_train_timesteps ||
+      tb.some((b) => typeof b !== 'number' || !(b >= 0 && b < 1))
+    ) {
       throw new UserError(
         `${where}: "trained_betas" must be null or a list of num_train_timesteps (${c.num_train_timesteps}) numbers in [0, 1)`,
       );
     }
     c.trained_betas = [...(tb as number[])];
   }
-  c.prediction_type = oneOf('prediction_type', c.prediction_type, PREDICTION_TYPES[sampler], `${where} (sampler ${sampler})`);
+  c.prediction_type = oneOf(
+    'prediction_type',
+    c.prediction_type,
+    PREDICTION_TYPES[sampler],
+    `${where} (sampler ${sampler})`,
+  );
   c.timestep_spacing = oneOf('timestep_spacing', c.timestep_spacing, ['leading', 'linspace', 'trailing'], where);
   c.steps_offset = num('steps_offset', c.steps_offset, where, (x) => isInt(x) && x >= 0, 'an integer >= 0');
   for (const k of [
@@ -385,7 +405,13 @@ export function resolveSchedulerConfig(
     c[k] = bool(k, c[k], where);
   }
   c.clip_sample_range = num('clip_sample_range', c.clip_sample_range, where, (x) => x > 0, 'a number > 0');
-  c.dynamic_thresholding_ratio = num('dynamic_thresholding_ratio', c.dynamic_thresholding_ratio, where, (x) => x > 0 && x <= 1, 'a number in (0, 1]');
+  c.dynamic_thresholding_ratio = num(
+    'dynamic_thresholding_ratio',
+    c.dynamic_thresholding_ratio,
+    where,
+    (x) => x > 0 && x <= 1,
+    'a number in (0, 1]',
+  );
   c.sample_max_value = num('sample_max_value', c.sample_max_value, where, (x) => x > 0, 'a number > 0');
   c.interpolation_type = oneOf('interpolation_type', c.interpolation_type, ['linear', 'log_linear'], where);
   c.timestep_type = oneOf('timestep_type', c.timestep_type, ['discrete', 'continuous'], where);
@@ -400,11 +426,19 @@ export function resolveSchedulerConfig(
     }
     const alg = pick('algorithm_type');
     if (alg !== 'dpmsolver++') {
-      throw new UserError(`${where}: "algorithm_type" = ${fmt(alg)} is not supported by sampler dpmpp-2m (it is "dpmsolver++")`);
+      throw new UserError(
+        `${where}: "algorithm_type" = ${fmt(alg)} is not supported by sampler dpmpp-2m (it is "dpmsolver++")`,
+      );
     }
   }
   c.solver_type = oneOf('solver_type', c.solver_type, ['midpoint', 'heun'], where);
-  c.lambda_min_clipped = num('lambda_min_clipped', c.lambda_min_clipped, where, (x) => !Number.isNaN(x), 'a number (or -Infinity)');
+  c.lambda_min_clipped = num(
+    'lambda_min_clipped',
+    c.lambda_min_clipped,
+    where,
+    (x) => !Number.isNaN(x),
+    'a number (or -Infinity)',
+  );
   if (c.use_karras_sigmas && c.use_lu_lambdas) {
     throw new UserError(`${where}: "use_karras_sigmas" and "use_lu_lambdas" cannot both be true`);
   }

@@ -14,7 +14,7 @@ function nextFloat32(x: number, dir: number): number {
   if (x === 0) return dir > 0 ? 1.401298464324817e-45 : -1.401298464324817e-45;
   f32buf[0] = x;
   // For positive x moving up (or negative x moving down) the magnitude grows: bits + 1.
-  if ((x > 0) === (dir > 0)) u32buf[0] = u32buf[0]! + 1;
+  if (x > 0 === dir > 0) u32buf[0] = u32buf[0]! + 1;
   else u32buf[0] = u32buf[0]! - 1;
   return f32buf[0]!;
 }

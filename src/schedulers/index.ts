@@ -15,5 +15,11 @@ export {
   type TimestepSpacing,
 } from './config.js';
 export { createSampler, type Sampler, type SamplerOptions, type StepResult } from './samplers.js';
-export { computeAlphasCumprod, computeBetas, inferenceSchedule, trainingSigmas, type InferenceSchedule } from './schedule.js';
+export {
+  computeAlphasCumprod,
+  computeBetas,
+  inferenceSchedule,
+  trainingSigmas,
+  type InferenceSchedule,
+} from './schedule.js';
 export { noiseSchedule, type NoiseSchedule } from './training.js';

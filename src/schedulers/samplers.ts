@@ -352,7 +352,10 @@ export function createSampler(
           const len = sample.length;
           const sigma = sg[i]!;
           const gamma = sTmin <= sigma && sigma <= sTmax ? Math.min(sChurn / (sg.length - 1), 2 ** 0.5 - 1) : 0;
-          const z = options.noise !== undefined || gamma > 0 ? need(options.noise, len, 'sampler euler with s_churn > 0') : null;
+          const z =
+            options.noise !== undefined || gamma > 0
+              ? need(options.noise, len, 'sampler euler with s_churn > 0')
+              : null;
           const sh = f(sigma * f(gamma + 1));
           let x = sample;
           if (gamma > 0) {

@@ -4,20 +4,11 @@
  */
 import { UserError } from '../errors.js';
 import type { SamplerName, SchedulerConfig } from './config.js';
-import {
-  cumprodF32,
-  f,
-  npArange,
-  npInterpUniform,
-  npLinspace,
-  roundHalfEven,
-  sqrtf,
-  torchLinspaceF32,
-} from './f32.js';
+import { cumprodF32, f, npArange, npInterpUniform, npLinspace, roundHalfEven, sqrtf, torchLinspaceF32 } from './f32.js';
 
 /** diffusers' betas_for_alpha_bar (cosine, max_beta 0.999), computed in float64 then cast to float32. */
 function betasForAlphaBar(n: number, maxBeta = 0.999): Float32Array {
-  const alphaBar = (t: number) => Math.cos(((t + 0.008) / 1.008) * Math.PI / 2) ** 2;
+  const alphaBar = (t: number) => Math.cos((((t + 0.008) / 1.008) * Math.PI) / 2) ** 2;
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = Math.min(1 - alphaBar((i + 1) / n) / alphaBar(i / n), maxBeta);
   return out;
@@ -162,7 +153,12 @@ export interface SigmaSchedule {
 }
 
 /** EulerDiscreteScheduler / EulerAncestralDiscreteScheduler timesteps (float32 values) and sigmas. */
-export function eulerSchedule(c: SchedulerConfig, alphasCumprod: Float32Array, n: number, ancestral: boolean): SigmaSchedule {
+export function eulerSchedule(
+  c: SchedulerConfig,
+  alphasCumprod: Float32Array,
+  n: number,
+  ancestral: boolean,
+): SigmaSchedule {
   checkSteps(c, n);
   const N = c.num_train_timesteps;
   let ts: number[];

@@ -53,7 +53,9 @@ export function driftObjectColours(img: RgbImage, rng: Rng, options: ObjectDrift
   const transforms = new Map<number, number[]>();
   const data = new Uint8Array(img.data.length);
   for (let i = 0; i < data.length; i += 3) {
-    const r = img.data[i]!, g = img.data[i + 1]!, b = img.data[i + 2]!;
+    const r = img.data[i]!,
+      g = img.data[i + 1]!,
+      b = img.data[i + 2]!;
     if (r === 255 && g === 255 && b === 255) {
       data[i] = data[i + 1] = data[i + 2] = 255;
       continue;

@@ -79,7 +79,9 @@ interface ResolvedSceneOptions {
 
 function intOption(v: unknown, name: string, lo: number, hi = Infinity): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
-    throw new UserError(`${name} must be an integer${hi === Infinity ? ` >= ${lo}` : ` from ${lo} to ${hi}`}, got ${String(v)}`);
+    throw new UserError(
+      `${name} must be an integer${hi === Infinity ? ` >= ${lo}` : ` from ${lo} to ${hi}`}, got ${String(v)}`,
+    );
   }
   return v;
 }
@@ -95,22 +97,33 @@ export function resolveSceneOptions(options: SceneOptions = {}): ResolvedSceneOp
   const allowSameColour = options.allowSameColour ?? false;
   const allowSameShape = options.allowSameShape ?? false;
   if (!allowSameColour && maxObjects > colours.length) {
-    throw new UserError(`at most ${colours.length} objects per image with distinct colours (asked for ${maxObjects}); allow same-colour pairs for more`);
+    throw new UserError(
+      `at most ${colours.length} objects per image with distinct colours (asked for ${maxObjects}); allow same-colour pairs for more`,
+    );
   }
   if (!allowSameShape && maxObjects > shapes.length) {
-    throw new UserError(`at most ${shapes.length} objects per image with distinct shapes (asked for ${maxObjects}); allow same-shape pairs for more`);
+    throw new UserError(
+      `at most ${shapes.length} objects per image with distinct shapes (asked for ${maxObjects}); allow same-shape pairs for more`,
+    );
   }
   const n = maxObjects - minObjects + 1;
   let countWeights: number[];
   if (options.countWeights) {
     countWeights = [...options.countWeights];
     if (countWeights.length !== n || countWeights.some((w) => !(w >= 0)) || !countWeights.some((w) => w > 0)) {
-      throw new UserError(`countWeights must hold ${n} non-negative weights (one per object count ${minObjects}–${maxObjects}), not all zero`);
+      throw new UserError(
+        `countWeights must hold ${n} non-negative weights (one per object count ${minObjects}–${maxObjects}), not all zero`,
+      );
     }
   } else if (minObjects === 1 && maxObjects === 3) countWeights = [0.3, 0.4, 0.3];
   else countWeights = new Array<number>(n).fill(1);
   const scale = size / DEFAULT_SIZE;
-  const minObjectSize = intOption(options.minObjectSize ?? Math.max(2, Math.round(DEFAULT_MIN_OBJECT * scale)), 'minObjectSize', 2, size);
+  const minObjectSize = intOption(
+    options.minObjectSize ?? Math.max(2, Math.round(DEFAULT_MIN_OBJECT * scale)),
+    'minObjectSize',
+    2,
+    size,
+  );
   const maxObjectSize = intOption(
     options.maxObjectSize ?? Math.max(minObjectSize, Math.round(DEFAULT_MAX_OBJECT * scale)),
     'maxObjectSize',
@@ -136,7 +149,9 @@ export function resolveSceneOptions(options: SceneOptions = {}): ResolvedSceneOp
 }
 
 function separated(a: SceneObject, b: SceneObject, gap: number): boolean {
-  return a.x + a.size + gap <= b.x || b.x + b.size + gap <= a.x || a.y + a.size + gap <= b.y || b.y + b.size + gap <= a.y;
+  return (
+    a.x + a.size + gap <= b.x || b.x + b.size + gap <= a.x || a.y + a.size + gap <= b.y || b.y + b.size + gap <= a.y
+  );
 }
 
 /** Draws `count` items; without replacement when `distinct` (the pool must be large enough). */
@@ -160,7 +175,9 @@ export function sampleScene(rng: Rng, options: SceneOptions = {}): Scene {
     if (restart > 0 && restart % 20 === 0) {
       if (maxSize > o.minObjectSize) maxSize--;
       else if (restart >= 400) {
-        throw new UserError(`cannot place ${count} objects of ${o.minObjectSize}+ px in a ${o.size}x${o.size} image; use fewer or smaller objects`);
+        throw new UserError(
+          `cannot place ${count} objects of ${o.minObjectSize}+ px in a ${o.size}x${o.size} image; use fewer or smaller objects`,
+        );
       }
     }
     const sizes = Array.from({ length: count }, () => rng.int(o.minObjectSize, maxSize));
@@ -172,7 +189,13 @@ export function sampleScene(rng: Rng, options: SceneOptions = {}): Scene {
       const s = sizes[i]!;
       let done = false;
       for (let t = 0; t < 100 && !done; t++) {
-        const cand: SceneObject = { shape: shapes[i]!, colour: colours[i]!, x: rng.int(0, o.size - s), y: rng.int(0, o.size - s), size: s };
+        const cand: SceneObject = {
+          shape: shapes[i]!,
+          colour: colours[i]!,
+          x: rng.int(0, o.size - s),
+          y: rng.int(0, o.size - s),
+          size: s,
+        };
         done = placed.every((p) => separated(p, cand, p.colour === cand.colour ? o.sameColourGap : o.minGap));
         if (done) placed.push(cand);
       }
@@ -209,7 +232,11 @@ export function joinPhrases(phrases: readonly string[]): string {
  * circle and a purple square". Identical objects (same shape and colour; only with both same-pairs allowed) are
  * grouped: "two red circles". With a seeded `rng` a prefix such as "a photo of" is added with `prefixProbability`.
  */
-export function captionFor(objects: readonly { shape: Shape; colour?: Colour | undefined }[], rng?: Rng, options: CaptionOptions = {}): string {
+export function captionFor(
+  objects: readonly { shape: Shape; colour?: Colour | undefined }[],
+  rng?: Rng,
+  options: CaptionOptions = {},
+): string {
   const groups: { shape: Shape; colour: Colour | undefined; count: number }[] = [];
   for (const o of objects) {
     const g = groups.find((x) => x.shape === o.shape && x.colour === o.colour);
@@ -219,7 +246,8 @@ export function captionFor(objects: readonly { shape: Shape; colour?: Colour | u
   if (groups.length === 0) throw new Error('captionFor: no objects');
   const body = joinPhrases(groups.map((g) => objectPhrase(g.shape, g.colour, g.count)));
   const prefixes = options.prefixes ?? DEFAULT_PREFIXES;
-  if (rng && prefixes.length > 0 && rng.chance(options.prefixProbability ?? 0.3)) return `${rng.pick(prefixes)} ${body}`;
+  if (rng && prefixes.length > 0 && rng.chance(options.prefixProbability ?? 0.3))
+    return `${rng.pick(prefixes)} ${body}`;
   return body;
 }
 

@@ -134,13 +134,35 @@ export function writeShapesModelFolder(dir: string, contents: ModelFolderContent
   if (contents.sampling) json(SAMPLING_DEFAULTS_FILE, contents.sampling);
   const tok = buildShapesVocabulary();
   json('tokenizer/vocab.json', tok.vocab);
-  writeFileSync(join(tmp, 'tokenizer/merges.txt'), '#version: 0.2\n' + tok.merges.map(([a, b]) => `${a} ${b}`).join('\n') + '\n');
-  const special = { bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>', pad_token: '<|endoftext|>' };
+  writeFileSync(
+    join(tmp, 'tokenizer/merges.txt'),
+    '#version: 0.2\n' + tok.merges.map(([a, b]) => `${a} ${b}`).join('\n') + '\n',
+  );
+  const special = {
+    bos_token: '<|startoftext|>',
+    eos_token: '<|endoftext|>',
+    unk_token: '<|endoftext|>',
+    pad_token: '<|endoftext|>',
+  };
   json('tokenizer/special_tokens_map.json', special);
-  json('tokenizer/tokenizer_config.json', { tokenizer_class: 'CLIPTokenizer', model_max_length: SHAPES_TOKENS, do_lower_case: true, ...special });
-  const toRecord = (m: ModelFolderContents['unetWeights']) => Object.fromEntries([...m].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, { data: v.data, shape: [...v.shape] }]));
-  writeSafetensors(join(tmp, 'unet/diffusion_pytorch_model.safetensors'), toRecord(contents.unetWeights), { format: 'pt', ...contents.metadata });
-  writeSafetensors(join(tmp, 'text_encoder/model.safetensors'), toRecord(contents.textWeights), { format: 'pt', ...contents.metadata });
+  json('tokenizer/tokenizer_config.json', {
+    tokenizer_class: 'CLIPTokenizer',
+    model_max_length: SHAPES_TOKENS,
+    do_lower_case: true,
+    ...special,
+  });
+  const toRecord = (m: ModelFolderContents['unetWeights']) =>
+    Object.fromEntries(
+      [...m].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, { data: v.data, shape: [...v.shape] }]),
+    );
+  writeSafetensors(join(tmp, 'unet/diffusion_pytorch_model.safetensors'), toRecord(contents.unetWeights), {
+    format: 'pt',
+    ...contents.metadata,
+  });
+  writeSafetensors(join(tmp, 'text_encoder/model.safetensors'), toRecord(contents.textWeights), {
+    format: 'pt',
+    ...contents.metadata,
+  });
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dirname(dir), { recursive: true });
   renameSync(tmp, dir);

@@ -28,7 +28,17 @@ export interface ParsedPrompt {
 }
 
 const PREFIX_NOUNS = new Set(['photo', 'image', 'picture', 'drawing', 'render', 'rendering']);
-const COUNT_WORDS: Record<string, number> = { two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7, eight: 8, nine: 9, ten: 10 };
+const COUNT_WORDS: Record<string, number> = {
+  two: 2,
+  three: 3,
+  four: 4,
+  five: 5,
+  six: 6,
+  seven: 7,
+  eight: 8,
+  nine: 9,
+  ten: 10,
+};
 
 function fail(prompt: string, why: string): never {
   throw new UserError(
@@ -46,8 +56,7 @@ function parseItem(prompt: string, words: string[]): PromptObject[] {
   else if (/^\d{1,2}$/.test(first) && Number(first) >= 1) count = Number(first);
   else if (isColour(first) || isShape(first) || isShape(first.replace(/s$/, ''))) {
     fail(prompt, `"${words.join(' ')}" needs an article or a count ("a ${words.join(' ')}")`);
-  }
-  else fail(prompt, `unknown word "${first}"`);
+  } else fail(prompt, `unknown word "${first}"`);
   let colour: Colour | undefined;
   let i = 0;
   if (rest[i] !== undefined && isColour(rest[i]!)) colour = rest[i++] as Colour;
@@ -59,7 +68,8 @@ function parseItem(prompt: string, words: string[]): PromptObject[] {
   let shape: string;
   if (count === 1) {
     if (!isShape(noun)) {
-      if (noun.endsWith('s') && isShape(noun.slice(0, -1))) fail(prompt, `"${words.join(' ')}": plural after "${first}"`);
+      if (noun.endsWith('s') && isShape(noun.slice(0, -1)))
+        fail(prompt, `"${words.join(' ')}": plural after "${first}"`);
       fail(prompt, isColour(noun) ? `"${words.join(' ')}" names no shape` : `unknown word "${noun}"`);
     }
     shape = noun;
@@ -76,11 +86,18 @@ function parseItem(prompt: string, words: string[]): PromptObject[] {
 
 /** Parses a prompt or caption into the objects it asks for, in prompt order (see the grammar above). */
 export function parsePrompt(prompt: string): ParsedPrompt {
-  const text = prompt.toLowerCase().replace(/\s+/g, ' ').trim().replace(/\s*[.!]+$/, '');
+  const text = prompt
+    .toLowerCase()
+    .replace(/\s+/g, ' ')
+    .trim()
+    .replace(/\s*[.!]+$/, '');
   if (text === '') fail(prompt, 'it is empty');
   const bad = /[^a-z0-9 ,]/.exec(text);
   if (bad) fail(prompt, `unexpected character "${bad[0]}"`);
-  let words = text.replace(/,/g, ' , ').split(' ').filter((w) => w !== '');
+  let words = text
+    .replace(/,/g, ' , ')
+    .split(' ')
+    .filter((w) => w !== '');
   // Optional prefix "a photo of" / "an image of" / "photo of".
   const k = words[0] === 'a' || words[0] === 'an' ? 1 : 0;
   if (PREFIX_NOUNS.has(words[k] ?? '') && words[k + 1] === 'of') words = words.slice(k + 2);

@@ -130,16 +130,20 @@ for (let i = 0; i < 256; i++) {
 }
 
 function labF(t: number): number {
-  return t > 216 / 24389 ? Math.cbrt(t) : (24389 / 27 * t + 16) / 116;
+  return t > 216 / 24389 ? Math.cbrt(t) : ((24389 / 27) * t + 16) / 116;
 }
 
 /** CIELAB (D65) of an 8-bit sRGB colour. */
 export function rgbToLab(r: number, g: number, b: number): [number, number, number] {
-  const R = SRGB_TO_LINEAR[r]!, G = SRGB_TO_LINEAR[g]!, B = SRGB_TO_LINEAR[b]!;
+  const R = SRGB_TO_LINEAR[r]!,
+    G = SRGB_TO_LINEAR[g]!,
+    B = SRGB_TO_LINEAR[b]!;
   const x = (0.4124564 * R + 0.3575761 * G + 0.1804375 * B) / 0.95047;
   const y = 0.2126729 * R + 0.7151522 * G + 0.072175 * B;
   const z = (0.0193339 * R + 0.119192 * G + 0.9503041 * B) / 1.08883;
-  const fx = labF(x), fy = labF(y), fz = labF(z);
+  const fx = labF(x),
+    fy = labF(y),
+    fz = labF(z);
   return [116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)];
 }
 
@@ -178,15 +182,17 @@ function median(values: number[]): number {
  * neutral; if the border median is not (objects cover much of the border), white is assumed.
  */
 function estimateBackground(rgb: Uint8Array, w: number, h: number): Rgb {
-  const rs: number[] = [], gs: number[] = [], bs: number[] = [];
+  const rs: number[] = [],
+    gs: number[] = [],
+    bs: number[] = [];
   const add = (x: number, y: number): void => {
     const i = (y * w + x) * 3;
     rs.push(rgb[i]!);
     gs.push(rgb[i + 1]!);
     bs.push(rgb[i + 2]!);
   };
-  for (let x = 0; x < w; x++) add(x, 0), h > 1 && add(x, h - 1);
-  for (let y = 1; y < h - 1; y++) add(0, y), w > 1 && add(w - 1, y);
+  for (let x = 0; x < w; x++) (add(x, 0), h > 1 && add(x, h - 1));
+  for (let y = 1; y < h - 1; y++) (add(0, y), w > 1 && add(w - 1, y));
   const bg: Rgb = [median(rs), median(gs), median(bs)];
   const lab = rgbToLab(...bg);
   if (lab[0] < 50 || Math.hypot(lab[1], lab[2]) > 30) return [255, 255, 255];
@@ -213,7 +219,11 @@ function classify(rgb: Uint8Array, w: number, h: number, o: Resolved): { labels:
       lab.copyWithin(p * 3, seen * 3, seen * 3 + 3);
       continue;
     }
-    const [L, A, B] = rgbToLab(byte(rgb[p * 3]! * gain[0]!), byte(rgb[p * 3 + 1]! * gain[1]!), byte(rgb[p * 3 + 2]! * gain[2]!));
+    const [L, A, B] = rgbToLab(
+      byte(rgb[p * 3]! * gain[0]!),
+      byte(rgb[p * 3 + 1]! * gain[1]!),
+      byte(rgb[p * 3 + 2]! * gain[2]!),
+    );
     lab[p * 3] = L;
     lab[p * 3 + 1] = A;
     lab[p * 3 + 2] = B;
@@ -231,7 +241,7 @@ function nearestClass(L: number, A: number, B: number, wl: number, allowBackgrou
   for (let k = 0; k < PALETTE_LAB.length; k++) {
     const q = PALETTE_LAB[k]!;
     const d = wl * (L - q[0]) ** 2 + (A - q[1]) ** 2 + (B - q[2]) ** 2;
-    if (d < best) (best = d), (cls = k);
+    if (d < best) ((best = d), (cls = k));
   }
   // Dark or grey: low chroma and far darker than the background.
   if (Math.hypot(A, B) < 18 && L < 60) cls = OTHER;
@@ -246,7 +256,14 @@ function nearestClass(L: number, A: number, B: number, wl: number, allowBackgrou
  * and the in-between fringe that blur leaves where two objects touch. A region with no solid class but enough area
  * takes the class nearest to its mean colour.
  */
-function settleRegions(labels: Int8Array, lab: Float32Array, w: number, h: number, o: Resolved, smooth: boolean): Int8Array {
+function settleRegions(
+  labels: Int8Array,
+  lab: Float32Array,
+  w: number,
+  h: number,
+  o: Resolved,
+  smooth: boolean,
+): Int8Array {
   const wl = o.lightnessWeight * o.lightnessWeight;
   const fgLabels = labels.map((c) => (c === BG ? BG : 0));
   const regionOf = new Int32Array(w * h).fill(-1);
@@ -258,7 +275,8 @@ function settleRegions(labels: Int8Array, lab: Float32Array, w: number, h: numbe
     if (blob.pixels.length < o.minBlobArea || coreCount(blob, labels, w, h) < o.minCore) continue;
     const m = solid[regionOf[blob.pixels[0]!]!]!;
     const acc = m.get(blob.cls) ?? [0, 0, 0, 0];
-    for (const p of blob.pixels) (acc[0] += lab[p * 3]!), (acc[1] += lab[p * 3 + 1]!), (acc[2] += lab[p * 3 + 2]!), acc[3]++;
+    for (const p of blob.pixels)
+      ((acc[0] += lab[p * 3]!), (acc[1] += lab[p * 3 + 1]!), (acc[2] += lab[p * 3 + 2]!), acc[3]++);
     m.set(blob.cls, acc);
   }
   const out = Int8Array.from(labels);
@@ -266,8 +284,10 @@ function settleRegions(labels: Int8Array, lab: Float32Array, w: number, h: numbe
     const classes = solid[i]!;
     if (classes.size === 0) {
       if (region.pixels.length < o.minBlobArea) return;
-      let L = 0, A = 0, B = 0;
-      for (const p of region.pixels) (L += lab[p * 3]!), (A += lab[p * 3 + 1]!), (B += lab[p * 3 + 2]!);
+      let L = 0,
+        A = 0,
+        B = 0;
+      for (const p of region.pixels) ((L += lab[p * 3]!), (A += lab[p * 3 + 1]!), (B += lab[p * 3 + 2]!));
       const n = region.pixels.length;
       const cls = nearestClass(L / n, A / n, B / n, wl, false);
       for (const p of region.pixels) out[p] = cls;
@@ -280,25 +300,29 @@ function settleRegions(labels: Int8Array, lab: Float32Array, w: number, h: numbe
     }
     const reps = [...classes].map(([cls, [L, A, B, n]]) => [cls, L / n, A / n, B / n] as const);
     for (const p of region.pixels) {
-      let L = lab[p * 3]!, A = lab[p * 3 + 1]!, B = lab[p * 3 + 2]!;
+      let L = lab[p * 3]!,
+        A = lab[p * 3 + 1]!,
+        B = lab[p * 3 + 2]!;
       if (smooth) {
         let n = 1;
-        const x = p % w, y = (p - x) / w;
+        const x = p % w,
+          y = (p - x) / w;
         for (let dy = -1; dy <= 1; dy++) {
           for (let dx = -1; dx <= 1; dx++) {
-            const xx = x + dx, yy = y + dy;
+            const xx = x + dx,
+              yy = y + dy;
             if ((dx === 0 && dy === 0) || xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
             const q = yy * w + xx;
             if (regionOf[q] !== i) continue;
-            (L += lab[q * 3]!), (A += lab[q * 3 + 1]!), (B += lab[q * 3 + 2]!), n++;
+            ((L += lab[q * 3]!), (A += lab[q * 3 + 1]!), (B += lab[q * 3 + 2]!), n++);
           }
         }
-        (L /= n), (A /= n), (B /= n);
+        ((L /= n), (A /= n), (B /= n));
       }
       let best = Infinity;
       for (const [cls, rl, ra, rb] of reps) {
         const d = wl * (L - rl) ** 2 + (A - ra) ** 2 + (B - rb) ** 2;
-        if (d < best) (best = d), (out[p] = cls);
+        if (d < best) ((best = d), (out[p] = cls));
       }
     }
   });
@@ -335,7 +359,7 @@ function majorityFilter(labels: Int8Array, w: number, h: number): Int8Array {
         for (let dx = -1; dx <= 1; dx++) {
           const xx = x + dx;
           if (xx < 0 || xx >= w) continue;
-          counts[labels[yy * w + xx]! + 1]++;
+          counts[labels[yy * w + xx]! + 1]! += 1;
         }
       }
       const own = labels[y * w + x]!;
@@ -343,8 +367,9 @@ function majorityFilter(labels: Int8Array, w: number, h: number): Int8Array {
         out[y * w + x] = own;
         continue;
       }
-      let best = own, bestCount = counts[own + 1]!;
-      for (let c = 0; c < counts.length; c++) if (counts[c]! > bestCount) (bestCount = counts[c]!), (best = c - 1);
+      let best = own,
+        bestCount = counts[own + 1]!;
+      for (let c = 0; c < counts.length; c++) if (counts[c]! > bestCount) ((bestCount = counts[c]!), (best = c - 1));
       out[y * w + x] = best;
     }
   }
@@ -373,15 +398,16 @@ function components(labels: Int8Array, w: number, h: number): Blob[] {
     while (stack.length) {
       const p = stack.pop()!;
       blob.pixels.push(p);
-      const x = p % w, y = (p - x) / w;
+      const x = p % w,
+        y = (p - x) / w;
       if (x < blob.x0) blob.x0 = x;
       if (x > blob.x1) blob.x1 = x;
       if (y < blob.y0) blob.y0 = y;
       if (y > blob.y1) blob.y1 = y;
-      if (x > 0 && !seen[p - 1] && labels[p - 1] === cls) (seen[p - 1] = 1), stack.push(p - 1);
-      if (x < w - 1 && !seen[p + 1] && labels[p + 1] === cls) (seen[p + 1] = 1), stack.push(p + 1);
-      if (y > 0 && !seen[p - w] && labels[p - w] === cls) (seen[p - w] = 1), stack.push(p - w);
-      if (y < h - 1 && !seen[p + w] && labels[p + w] === cls) (seen[p + w] = 1), stack.push(p + w);
+      if (x > 0 && !seen[p - 1] && labels[p - 1] === cls) ((seen[p - 1] = 1), stack.push(p - 1));
+      if (x < w - 1 && !seen[p + 1] && labels[p + 1] === cls) ((seen[p + 1] = 1), stack.push(p + 1));
+      if (y > 0 && !seen[p - w] && labels[p - w] === cls) ((seen[p - w] = 1), stack.push(p - w));
+      if (y < h - 1 && !seen[p + w] && labels[p + w] === cls) ((seen[p + w] = 1), stack.push(p + w));
     }
     blobs.push(blob);
   }
@@ -390,20 +416,22 @@ function components(labels: Int8Array, w: number, h: number): Blob[] {
 
 /** The blob as a mask over its bounding box, with enclosed holes filled. */
 function blobMask(blob: Blob, w: number): { mask: Uint8Array; bw: number; bh: number } {
-  const bw = blob.x1 - blob.x0 + 1, bh = blob.y1 - blob.y0 + 1;
+  const bw = blob.x1 - blob.x0 + 1,
+    bh = blob.y1 - blob.y0 + 1;
   const mask = new Uint8Array(bw * bh);
   for (const p of blob.pixels) mask[(Math.floor(p / w) - blob.y0) * bw + (p % w) - blob.x0] = 1;
   // Flood the outside from the box border; unreached empty cells are holes.
   const outside = new Uint8Array(bw * bh);
   const stack: number[] = [];
   const push = (q: number): void => {
-    if (!mask[q] && !outside[q]) (outside[q] = 1), stack.push(q);
+    if (!mask[q] && !outside[q]) ((outside[q] = 1), stack.push(q));
   };
-  for (let x = 0; x < bw; x++) push(x), push((bh - 1) * bw + x);
-  for (let y = 0; y < bh; y++) push(y * bw), push(y * bw + bw - 1);
+  for (let x = 0; x < bw; x++) (push(x), push((bh - 1) * bw + x));
+  for (let y = 0; y < bh; y++) (push(y * bw), push(y * bw + bw - 1));
   while (stack.length) {
     const q = stack.pop()!;
-    const x = q % bw, y = (q - x) / bw;
+    const x = q % bw,
+      y = (q - x) / bw;
     if (x > 0) push(q - 1);
     if (x < bw - 1) push(q + 1);
     if (y > 0) push(q - bw);
@@ -416,7 +444,8 @@ function blobMask(blob: Blob, w: number): { mask: Uint8Array; bw: number; bh: nu
 function coreCount(blob: Blob, labels: Int8Array, w: number, h: number): number {
   let n = 0;
   for (const p of blob.pixels) {
-    const x = p % w, y = (p - x) / w;
+    const x = p % w,
+      y = (p - x) / w;
     if (x === 0 || x === w - 1 || y === 0 || y === h - 1) continue;
     const c = blob.cls;
     if (labels[p - 1] === c && labels[p + 1] === c && labels[p - w] === c && labels[p + w] === c) n++;
@@ -437,15 +466,23 @@ export interface ShapeFeatures {
 
 /** Moment features of a mask (row-major `bw` x `bh`, 1 = inside). */
 export function shapeFeatures(mask: Uint8Array, bw: number, bh: number): ShapeFeatures {
-  let n = 0, sx = 0, sy = 0;
+  let n = 0,
+    sx = 0,
+    sy = 0;
   for (let y = 0; y < bh; y++) for (let x = 0; x < bw; x++) if (mask[y * bw + x]) (n++, (sx += x), (sy += y));
   if (n === 0) return { skew_y: 0, skew_x: 0, rho: 0, fill: 0 };
-  const cx = sx / n, cy = sy / n;
-  let m20 = 0, m02 = 0, m22 = 0, m03 = 0, m30 = 0;
+  const cx = sx / n,
+    cy = sy / n;
+  let m20 = 0,
+    m02 = 0,
+    m22 = 0,
+    m03 = 0,
+    m30 = 0;
   for (let y = 0; y < bh; y++) {
     for (let x = 0; x < bw; x++) {
       if (!mask[y * bw + x]) continue;
-      const dx = x - cx, dy = y - cy;
+      const dx = x - cx,
+        dy = y - cy;
       m20 += dx * dx;
       m02 += dy * dy;
       m22 += dx * dx * dy * dy;
@@ -453,7 +490,7 @@ export function shapeFeatures(mask: Uint8Array, bw: number, bh: number): ShapeFe
       m30 += dx * dx * dx;
     }
   }
-  (m20 /= n), (m02 /= n), (m22 /= n), (m03 /= n), (m30 /= n);
+  ((m20 /= n), (m02 /= n), (m22 /= n), (m03 /= n), (m30 /= n));
   return {
     skew_y: m02 > 0 ? m03 / m02 ** 1.5 : 0,
     skew_x: m20 > 0 ? m30 / m20 ** 1.5 : 0,
@@ -491,17 +528,24 @@ function classifyShape(mask: Uint8Array, bw: number, bh: number): ShapeCall {
     confidence = clamp01((asym - TRIANGLE_ASYMMETRY) / 0.35);
   } else {
     const symmetric = clamp01((TRIANGLE_ASYMMETRY - asym) / TRIANGLE_ASYMMETRY);
-    if (features.rho >= SQUARE_RHO) (shape = 'square'), (confidence = Math.min(symmetric, clamp01((features.rho - SQUARE_RHO) / 0.2)));
-    else (shape = 'circle'), (confidence = Math.min(symmetric, clamp01((SQUARE_RHO - features.rho) / 0.15)));
+    if (features.rho >= SQUARE_RHO)
+      ((shape = 'square'), (confidence = Math.min(symmetric, clamp01((features.rho - SQUARE_RHO) / 0.2))));
+    else ((shape = 'circle'), (confidence = Math.min(symmetric, clamp01((SQUARE_RHO - features.rho) / 0.15))));
   }
   const t = shapeMask(shape, bw, bh);
-  let inter = 0, union = 0;
-  for (let i = 0; i < mask.length; i++) (inter += mask[i]! & t[i]!), (union += mask[i]! | t[i]!);
+  let inter = 0,
+    union = 0;
+  for (let i = 0; i < mask.length; i++) ((inter += mask[i]! & t[i]!), (union += mask[i]! | t[i]!));
   return { shape, confidence, iou: union ? inter / union : 0, features };
 }
 
 /** Finds the objects in an RGB image (see the module comment); detections are sorted by area, largest first. */
-export function detectObjects(rgb: Uint8Array | RgbImage, width?: number, height?: number, options: ScoreOptions = {}): Detection[] {
+export function detectObjects(
+  rgb: Uint8Array | RgbImage,
+  width?: number,
+  height?: number,
+  options: ScoreOptions = {},
+): Detection[] {
   const img = asImage(rgb, width, height);
   const { width: w, height: h } = img;
   const o = resolve(w, h, options);
@@ -516,15 +560,21 @@ export function detectObjects(rgb: Uint8Array | RgbImage, width?: number, height
     if (coreCount(blob, labels, w, h) < o.minCore) continue;
     const { mask, bw, bh } = blobMask(blob, w);
     const { shape, confidence, iou, features } = classifyShape(mask, bw, bh);
-    let sx = 0, sy = 0;
-    for (const p of blob.pixels) (sx += p % w), (sy += Math.floor(p / w));
+    let sx = 0,
+      sy = 0;
+    for (const p of blob.pixels) ((sx += p % w), (sy += Math.floor(p / w)));
     const n = blob.pixels.length;
     detections.push({
       colour: blob.cls === OTHER ? null : COLOURS[blob.cls]!,
       shape,
       shape_confidence: round3(confidence),
       shape_iou: round3(iou),
-      features: { skew_y: round3(features.skew_y), skew_x: round3(features.skew_x), rho: round3(features.rho), fill: round3(features.fill) },
+      features: {
+        skew_y: round3(features.skew_y),
+        skew_x: round3(features.skew_x),
+        rho: round3(features.rho),
+        fill: round3(features.fill),
+      },
       bbox: [blob.x0, blob.y0, bw, bh],
       area: n,
       centroid: [round3(sx / n + 0.5), round3(sy / n + 0.5)],
@@ -539,7 +589,8 @@ const round3 = (v: number): number => Math.round(v * 1000) / 1000;
 
 function asImage(rgb: Uint8Array | RgbImage, width?: number, height?: number): RgbImage {
   if (!(rgb instanceof Uint8Array)) return rgb;
-  if (width === undefined || height === undefined) throw new Error('scoreImage: width and height are required with raw RGB bytes');
+  if (width === undefined || height === undefined)
+    throw new Error('scoreImage: width and height are required with raw RGB bytes');
   if (rgb.length !== width * height * 3) throw new Error(`scoreImage: ${rgb.length} bytes is not ${width}x${height}x3`);
   return { data: rgb, width, height };
 }
@@ -556,8 +607,10 @@ export function maxWeightAssignment(weights: readonly (readonly number[])[]): nu
   const m = weights[0]!.length;
   if (m < n) throw new Error('maxWeightAssignment: needs at least as many columns as rows');
   const INF = Number.POSITIVE_INFINITY;
-  const u = new Float64Array(n + 1), v = new Float64Array(m + 1);
-  const p = new Int32Array(m + 1), way = new Int32Array(m + 1);
+  const u = new Float64Array(n + 1),
+    v = new Float64Array(m + 1);
+  const p = new Int32Array(m + 1),
+    way = new Int32Array(m + 1);
   for (let i = 1; i <= n; i++) {
     p[0] = i;
     let j0 = 0;
@@ -566,15 +619,16 @@ export function maxWeightAssignment(weights: readonly (readonly number[])[]): nu
     do {
       used[j0] = 1;
       const i0 = p[j0]!;
-      let delta = INF, j1 = 0;
+      let delta = INF,
+        j1 = 0;
       for (let j = 1; j <= m; j++) {
         if (used[j]) continue;
         const cur = -weights[i0 - 1]![j - 1]! - u[i0]! - v[j]!;
-        if (cur < minv[j]!) (minv[j] = cur), (way[j] = j0);
-        if (minv[j]! < delta) (delta = minv[j]!), (j1 = j);
+        if (cur < minv[j]!) ((minv[j] = cur), (way[j] = j0));
+        if (minv[j]! < delta) ((delta = minv[j]!), (j1 = j));
       }
       for (let j = 0; j <= m; j++) {
-        if (used[j]) (u[p[j]!]! += delta), (v[j]! -= delta);
+        if (used[j]) ((u[p[j]!]! += delta), (v[j]! -= delta));
         else minv[j]! -= delta;
       }
       j0 = j1;
@@ -590,7 +644,10 @@ export function maxWeightAssignment(weights: readonly (readonly number[])[]): nu
   return result;
 }
 
-function promptObjects(target: string | readonly PromptObject[] | ParsedPrompt): { objects: readonly PromptObject[]; prompt?: string } {
+function promptObjects(target: string | readonly PromptObject[] | ParsedPrompt): {
+  objects: readonly PromptObject[];
+  prompt?: string;
+} {
   if (typeof target === 'string') return { objects: parsePrompt(target).objects, prompt: target };
   if ('objects' in target) return { objects: target.objects };
   return { objects: target };
@@ -621,7 +678,8 @@ export function scoreDetections(
   height: number,
   prompt?: string,
 ): ScoreReport {
-  const P = objects.length, D = detections.length;
+  const P = objects.length,
+    D = detections.length;
   const maxArea = Math.max(1, ...detections.map((d) => d.area));
   const tie = 0.5 / (P + 1); // total tie-break bonus stays below one unit of real weight
   const core = (po: PromptObject, d: Detection): number => {
@@ -647,7 +705,10 @@ export function scoreDetections(
     const shapeOk = d !== undefined && d.shape === po.shape;
     const colourOk = d !== undefined && (po.colour === undefined ? shapeOk : d.colour === po.colour);
     const leaked =
-      shapeOk && po.colour !== undefined && !colourOk && d!.colour !== null &&
+      shapeOk &&
+      po.colour !== undefined &&
+      !colourOk &&
+      d!.colour !== null &&
       objects.some((q, k) => k !== i && q.colour === d!.colour && q.colour !== po.colour);
     return {
       shape: po.shape,

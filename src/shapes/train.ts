@@ -17,7 +17,13 @@ import { initParams } from '../train/init.js';
 import { GaussianRng } from '../util/random.js';
 import { ClipTokenizer } from '../tokenizer/clip.js';
 import { sampleBatch, sampleExample } from './generate.js';
-import { shapesModelConfig, shapesSchedulerConfigJson, shapesTextConfigJson, shapesUNetConfigJson, writeShapesModelFolder } from './model.js';
+import {
+  shapesModelConfig,
+  shapesSchedulerConfigJson,
+  shapesTextConfigJson,
+  shapesUNetConfigJson,
+  writeShapesModelFolder,
+} from './model.js';
 import { Rng } from './rng.js';
 import { scoreImage } from './score.js';
 import { buildShapesVocabulary } from './vocab.js';
@@ -114,16 +120,19 @@ function loadCheckpoint(dir: string, cfg: TextToImageConfig, options: ShapesTrai
   const file = SafetensorsFile.open(path);
   try {
     const step = Number(file.metadata['step']);
-    if (!Number.isInteger(step) || step < 0) throw new UserError(`${path}: checkpoint has no valid 'step' in its metadata`);
+    if (!Number.isInteger(step) || step < 0)
+      throw new UserError(`${path}: checkpoint has no valid 'step' in its metadata`);
     const params = new Map<string, Float32Array>();
     const emaInit = new Map<string, Float32Array>();
     const adam = new AdamW({ lr: options.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay });
     adam.step = Number(file.metadata['adam_step'] ?? step);
     for (const [name, shape] of parameterShapes(cfg)) {
       const key = `param/${name}`;
-      if (!file.has(key)) throw new UserError(`${path}: checkpoint lacks '${key}' (was it made with another model config?)`);
+      if (!file.has(key))
+        throw new UserError(`${path}: checkpoint lacks '${key}' (was it made with another model config?)`);
       const info = file.info(key);
-      if (info.shape.join(',') !== shape.join(',')) throw new UserError(`${path}: '${key}' has shape [${info.shape}], the model expects [${shape}]`);
+      if (info.shape.join(',') !== shape.join(','))
+        throw new UserError(`${path}: '${key}' has shape [${info.shape}], the model expects [${shape}]`);
       params.set(name, file.readFloat32(key));
       emaInit.set(name, file.readFloat32(`ema/${name}`));
       if (file.has(`adam_m/${name}`)) {
@@ -145,7 +154,12 @@ function learningRate(o: ShapesTrainOptions, step: number): number {
 }
 
 /** Export weights (EMA by default) as a model folder the pipeline loads. */
-export function exportShapesModel(dir: string, weights: ReadonlyMap<string, Float32Array>, cfg: TextToImageConfig, metadata: Record<string, string> = {}): void {
+export function exportShapesModel(
+  dir: string,
+  weights: ReadonlyMap<string, Float32Array>,
+  cfg: TextToImageConfig,
+  metadata: Record<string, string> = {},
+): void {
   const shapes = parameterShapes(cfg);
   const unetWeights = new Map<string, { data: Float32Array; shape: readonly number[] }>();
   const textWeights = new Map<string, { data: Float32Array; shape: readonly number[] }>();
@@ -166,7 +180,10 @@ export function exportShapesModel(dir: string, weights: ReadonlyMap<string, Floa
 }
 
 /** Generate one image per held-out caption with the exported model and score them. */
-export async function sampleAndScore(modelDir: string, options: { prompts: number; steps: number; guidance: number; seed: number }): Promise<{ images: RgbImage[]; captions: string[]; success: boolean[]; counts: number[] }> {
+export async function sampleAndScore(
+  modelDir: string,
+  options: { prompts: number; steps: number; guidance: number; seed: number },
+): Promise<{ images: RgbImage[]; captions: string[]; success: boolean[]; counts: number[] }> {
   const model = await StableDiffusion.load(modelDir);
   try {
     const rng = new Rng(`held-out-${options.seed}`);
@@ -176,7 +193,12 @@ export async function sampleAndScore(modelDir: string, options: { prompts: numbe
     const counts: number[] = [];
     for (let i = 0; i < options.prompts; i++) {
       const ex = sampleExample(rng, { ...TRAIN_SCENES, prefixProbability: 0 });
-      const r = await generate(model, { prompt: ex.caption, steps: options.steps, guidanceScale: options.guidance, seed: i });
+      const r = await generate(model, {
+        prompt: ex.caption,
+        steps: options.steps,
+        guidanceScale: options.guidance,
+        seed: i,
+      });
       const img = floatToRgb8(r.image);
       images.push(img);
       captions.push(ex.caption);
@@ -189,7 +211,15 @@ export async function sampleAndScore(modelDir: string, options: { prompts: numbe
   }
 }
 
-export async function trainShapes(options: ShapesTrainOptions, hooks: { resume: boolean; onProgress?: (p: TrainProgress) => void; onSample?: (r: SampleReport) => void; shouldStop?: () => boolean } = { resume: false }): Promise<State> {
+export async function trainShapes(
+  options: ShapesTrainOptions,
+  hooks: {
+    resume: boolean;
+    onProgress?: (p: TrainProgress) => void;
+    onSample?: (r: SampleReport) => void;
+    shouldStop?: () => boolean;
+  } = { resume: false },
+): Promise<State> {
   const cfg = shapesModelConfig();
   const dir = options.runDir;
   mkdirSync(dir, { recursive: true });
@@ -199,7 +229,12 @@ export async function trainShapes(options: ShapesTrainOptions, hooks: { resume: 
     state = loadCheckpoint(dir, cfg, options);
   } else {
     const params = initParams(parameterShapes(cfg), options.seed);
-    state = { step: 0, params, ema: new Ema(params), adam: new AdamW({ lr: options.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay }) };
+    state = {
+      step: 0,
+      params,
+      ema: new Ema(params),
+      adam: new AdamW({ lr: options.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay }),
+    };
   }
   const tok = buildShapesVocabulary();
   const tokenizer = new ClipTokenizer({ vocab: tok.vocab, merges: tok.merges, config: { modelMaxLength: cfg.tokens } });
@@ -245,14 +280,32 @@ export async function trainShapes(options: ShapesTrainOptions, hooks: { resume: 
       windowLoss += loss;
       windowN++;
       const elapsed = (performance.now() - windowStart) / 1000;
-      hooks.onProgress?.({ step: state.step, totalSteps: options.steps, loss, imagesPerSecond: (windowN * B) / elapsed, lr, gradNorm });
+      hooks.onProgress?.({
+        step: state.step,
+        totalSteps: options.steps,
+        loss,
+        imagesPerSecond: (windowN * B) / elapsed,
+        lr,
+        gradNorm,
+      });
       if (state.step % 25 === 0) {
-        appendFileSync(logPath, JSON.stringify({ step: state.step, loss: windowLoss / windowN, images_per_s: (windowN * B) / elapsed, lr, grad_norm: gradNorm, time: new Date().toISOString() }) + '\n');
+        appendFileSync(
+          logPath,
+          JSON.stringify({
+            step: state.step,
+            loss: windowLoss / windowN,
+            images_per_s: (windowN * B) / elapsed,
+            lr,
+            grad_norm: gradNorm,
+            time: new Date().toISOString(),
+          }) + '\n',
+        );
         windowLoss = 0;
         windowN = 0;
         windowStart = performance.now();
       }
-      if (state.step % options.checkpointEvery === 0 || state.step === options.steps) saveCheckpoint(dir, state, cfg, options);
+      if (state.step % options.checkpointEvery === 0 || state.step === options.steps)
+        saveCheckpoint(dir, state, cfg, options);
       if (options.sampleEvery > 0 && (state.step % options.sampleEvery === 0 || state.step === options.steps)) {
         const report = await writeSamples(dir, state, cfg, options);
         hooks.onSample?.(report);
@@ -265,10 +318,20 @@ export async function trainShapes(options: ShapesTrainOptions, hooks: { resume: 
   return state;
 }
 
-async function writeSamples(dir: string, state: State, cfg: TextToImageConfig, options: ShapesTrainOptions): Promise<SampleReport> {
+async function writeSamples(
+  dir: string,
+  state: State,
+  cfg: TextToImageConfig,
+  options: ShapesTrainOptions,
+): Promise<SampleReport> {
   const modelDir = join(dir, 'model');
   exportShapesModel(modelDir, state.ema.shadow, cfg, { step: String(state.step) });
-  const r = await sampleAndScore(modelDir, { prompts: options.samplePrompts, steps: options.sampleSteps, guidance: options.sampleGuidance, seed: 0 });
+  const r = await sampleAndScore(modelDir, {
+    prompts: options.samplePrompts,
+    steps: options.sampleSteps,
+    guidance: options.sampleGuidance,
+    seed: 0,
+  });
   const samplesDir = join(dir, 'samples');
   mkdirSync(samplesDir, { recursive: true });
   const grid = composeGrid(r.images, 8, { pad: 2 });
@@ -282,6 +345,9 @@ async function writeSamples(dir: string, state: State, cfg: TextToImageConfig, o
   });
   for (const k of Object.keys(n)) fullSuccess[k] = fullSuccess[k]! / n[k]!;
   const report: SampleReport = { step: state.step, grid: gridPath, fullSuccess, n };
-  appendFileSync(join(dir, 'samples.jsonl'), JSON.stringify({ ...report, captions: r.captions, success: r.success }) + '\n');
+  appendFileSync(
+    join(dir, 'samples.jsonl'),
+    JSON.stringify({ ...report, captions: r.captions, success: r.success }) + '\n',
+  );
   return report;
 }

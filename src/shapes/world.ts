@@ -69,7 +69,8 @@ export function shapeContains(shape: Shape, w: number, h: number, u: number, v: 
     case 'square':
       return u >= 0 && u <= w && v >= 0 && v <= h;
     case 'circle': {
-      const a = (u - w / 2) / (w / 2), b = (v - h / 2) / (h / 2);
+      const a = (u - w / 2) / (w / 2),
+        b = (v - h / 2) / (h / 2);
       return a * a + b * b <= 1;
     }
     case 'triangle':
@@ -140,7 +141,9 @@ export function renderSceneFloat(scene: Scene, out: Float32Array, offset = 0): v
   for (const o of scene.objects) {
     const m = shapeMask(o.shape, o.size);
     const rgb = PALETTE[o.colour];
-    const c0 = (rgb[0] * 2) / 255 - 1, c1 = (rgb[1] * 2) / 255 - 1, c2 = (rgb[2] * 2) / 255 - 1;
+    const c0 = (rgb[0] * 2) / 255 - 1,
+      c1 = (rgb[1] * 2) / 255 - 1,
+      c2 = (rgb[2] * 2) / 255 - 1;
     for (let j = 0; j < o.size; j++) {
       const y = o.y + j;
       if (y < 0 || y >= height) continue;

@@ -80,7 +80,7 @@ export class BytePairEncoder {
       }
       if (best === Infinity) break;
       const merged: string[] = [];
-      for (let i = 0; i < symbols.length; ) {
+      for (let i = 0; i < symbols.length;) {
         if (i + 1 < symbols.length && symbols[i] === first && symbols[i + 1] === second) {
           merged.push(first + second);
           i += 2;

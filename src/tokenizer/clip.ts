@@ -191,7 +191,9 @@ export class ClipTokenizer {
     const source = init.source ?? 'tokenizer';
     const variant = init.variant ?? 'hf-noftfy';
     if (!CLIP_TOKENIZER_VARIANTS.includes(variant)) {
-      throw new UserError(`tokenizer variant '${String(variant)}' is unknown (use ${CLIP_TOKENIZER_VARIANTS.join(', ')})`);
+      throw new UserError(
+        `tokenizer variant '${String(variant)}' is unknown (use ${CLIP_TOKENIZER_VARIANTS.join(', ')})`,
+      );
     }
     this.variant = variant;
     const config: ClipTokenizerConfig = { ...DEFAULT_CLIP_TOKENIZER_CONFIG };
@@ -212,7 +214,9 @@ export class ClipTokenizer {
       }
       const other = this.decoder.get(id);
       if (other !== undefined) {
-        throw new UserError(`${source}: vocabulary id ${id} is used by both ${JSON.stringify(other)} and ${JSON.stringify(token)}`);
+        throw new UserError(
+          `${source}: vocabulary id ${id} is used by both ${JSON.stringify(other)} and ${JSON.stringify(token)}`,
+        );
       }
       this.decoder.set(id, token);
     }
@@ -336,7 +340,7 @@ export class ClipTokenizer {
       pos += p.ids.length;
     }
     const out: number[][] = [];
-    for (let i = 0; i + query.length <= pieces.length; ) {
+    for (let i = 0; i + query.length <= pieces.length;) {
       let match = true;
       for (let j = 0; j < query.length; j++) {
         if (pieces[i + j]!.text !== query[j]) {
@@ -429,7 +433,9 @@ export function parseVocab(text: string, path = 'vocab.json'): Map<string, numbe
   const seen = new Map<number, string>();
   for (const [token, id] of Object.entries(obj)) {
     if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
-      throw new UserError(`${path}: the id of ${JSON.stringify(token)} is ${JSON.stringify(id)}, not a non-negative integer`);
+      throw new UserError(
+        `${path}: the id of ${JSON.stringify(token)} is ${JSON.stringify(id)}, not a non-negative integer`,
+      );
     }
     const other = seen.get(id);
     if (other !== undefined) {
@@ -449,14 +455,18 @@ export function parseVocab(text: string, path = 'vocab.json'): Map<string, numbe
 export function parseMerges(text: string, path = 'merges.txt'): [string, string][] {
   const lines = pyStrip(text).split('\n');
   if (!lines[0]!.startsWith('#')) {
-    throw new UserError(`${path}: the first line should be the '#version' header, got ${JSON.stringify(lines[0]!.slice(0, 40))}`);
+    throw new UserError(
+      `${path}: the first line should be the '#version' header, got ${JSON.stringify(lines[0]!.slice(0, 40))}`,
+    );
   }
   const body = lines.slice(1, 1 + CLIP_MAX_MERGES);
   if (body.length === 0) throw new UserError(`${path}: contains no merges`);
   return body.map((line, i) => {
     const parts = pySplit(line);
     if (parts.length !== 2) {
-      throw new UserError(`${path}:${i + 2}: expected two space-separated symbols, got ${JSON.stringify(line.slice(0, 40))}`);
+      throw new UserError(
+        `${path}:${i + 2}: expected two space-separated symbols, got ${JSON.stringify(line.slice(0, 40))}`,
+      );
     }
     return [parts[0]!, parts[1]!];
   });
@@ -488,7 +498,9 @@ export function parseTokenizerConfig(text: string, path = 'tokenizer_config.json
     else if (typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string') {
       out[field] = (v as { content: string }).content;
     } else {
-      throw new UserError(`${path}: ${key} must be a string or an object with a string "content", got ${JSON.stringify(v)}`);
+      throw new UserError(
+        `${path}: ${key} must be a string or an object with a string "content", got ${JSON.stringify(v)}`,
+      );
     }
   }
   if ('model_max_length' in o) {

@@ -83,11 +83,13 @@ function fixSurrogates(text: string): string {
 }
 
 // Python `re` (str pattern): \d is any Unicode decimal digit.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const ANSI_RE = /\x1b\[((?:\p{Nd}|;)*)([a-zA-Z])/gu;
 function removeTerminalEscapes(text: string): string {
   return text.replace(ANSI_RE, '');
 }
 
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL_CHARS_RE = /[\x00-\x08\x0b\x0e-\x1f\x7f\u206a-\u206f\ufeff\ufff9-\ufffc]/g;
 function removeControlChars(text: string): string {
   return text.replace(CONTROL_CHARS_RE, '');

@@ -129,4 +129,3 @@ export function ftfyUnescapeHtml(text: string): string {
     return m;
   });
 }
-

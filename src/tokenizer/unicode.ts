@@ -112,9 +112,11 @@ export function isChineseChar(cp: number): boolean {
 }
 
 /** Python's `str.isspace()` characters (what `str.split()` / `str.strip()` use). */
-export const PY_ISSPACE_CLASS = '\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+export const PY_ISSPACE_CLASS =
+  '\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 /** The `regex` module's `\s` for str patterns (Unicode White_Space); unlike JS `\s` it has U+0085 and not U+FEFF. */
-export const REGEX_WHITESPACE_CLASS = '\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+export const REGEX_WHITESPACE_CLASS =
+  '\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 
 const PY_STRIP_RE = new RegExp(`^[${PY_ISSPACE_CLASS}]+|[${PY_ISSPACE_CLASS}]+$`, 'g');
 const PY_SPLIT_RE = new RegExp(`[${PY_ISSPACE_CLASS}]+`);

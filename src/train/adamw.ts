@@ -21,7 +21,12 @@ export class AdamW {
    * One update of every parameter in place. `noDecay` names parameters exempt from weight decay (norms,
    * biases, embeddings are conventionally exempt).
    */
-  update(params: Map<string, Float32Array>, grads: ReadonlyMap<string, Float32Array>, lr: number, noDecay: (name: string) => boolean): void {
+  update(
+    params: Map<string, Float32Array>,
+    grads: ReadonlyMap<string, Float32Array>,
+    lr: number,
+    noDecay: (name: string) => boolean,
+  ): void {
     this.step++;
     const { beta1, beta2, eps, weightDecay } = this.config;
     const bc1 = 1 - beta1 ** this.step;

@@ -23,9 +23,20 @@ export interface TextToImageConfig {
 export const TEXT_PREFIX = 'text_encoder.';
 export const UNET_PREFIX = 'unet.';
 
-function buildModel(g: Graph, cfg: TextToImageConfig, textParams: ParamFn, unetParams: ParamFn, ids: Value, sample: Value, timestep: Value): Value {
+function buildModel(
+  g: Graph,
+  cfg: TextToImageConfig,
+  textParams: ParamFn,
+  unetParams: ParamFn,
+  ids: Value,
+  sample: Value,
+  timestep: Value,
+): Value {
   const context = g.scope('text_encoder', () => clipTextModel(cfg.text, textParams, ids).lastHiddenState);
-  return g.scope('unet', () => unet2dCondition(cfg.unet, unetParams, { sample, timestep, encoderHiddenStates: context }).noisePred);
+  return g.scope(
+    'unet',
+    () => unet2dCondition(cfg.unet, unetParams, { sample, timestep, encoderHiddenStates: context }).noisePred,
+  );
 }
 
 /** Every weight the model needs, by training key (text_encoder.* / unet.*), with its shape. */
@@ -39,7 +50,15 @@ export function parameterShapes(cfg: TextToImageConfig): Map<string, number[]> {
       return g.getParam(prefix + name) ?? g.param(prefix + name, { shape, read: () => new Float32Array(0) });
     };
   const s = cfg.unet.sampleSize;
-  buildModel(g, cfg, record(TEXT_PREFIX), record(UNET_PREFIX), g.input('ids', [1, cfg.tokens], 'int64'), g.input('x', [1, cfg.unet.inChannels, s, s]), g.input('t', [1]));
+  buildModel(
+    g,
+    cfg,
+    record(TEXT_PREFIX),
+    record(UNET_PREFIX),
+    g.input('ids', [1, cfg.tokens], 'int64'),
+    g.input('x', [1, cfg.unet.inChannels, s, s]),
+    g.input('t', [1]),
+  );
   return shapes;
 }
 
@@ -63,7 +82,11 @@ export class TrainingStep {
     private readonly names: string[],
   ) {}
 
-  static async create(cfg: TextToImageConfig, params: ReadonlyMap<string, Float32Array>, batch: number): Promise<TrainingStep> {
+  static async create(
+    cfg: TextToImageConfig,
+    params: ReadonlyMap<string, Float32Array>,
+    batch: number,
+  ): Promise<TrainingStep> {
     const g = new Graph('input');
     const weights = new MemoryWeights();
     const shapes = parameterShapes(cfg);
@@ -79,7 +102,15 @@ export class TrainingStep {
     const timesteps = g.input('timesteps', [batch]);
     const target = g.input('target', [batch, c, s, s]);
     const w = g.input('weights', [batch]);
-    const pred = buildModel(g, cfg, graphParams(g, weights, TEXT_PREFIX), graphParams(g, weights, UNET_PREFIX), ids, noisy, timesteps);
+    const pred = buildModel(
+      g,
+      cfg,
+      graphParams(g, weights, TEXT_PREFIX),
+      graphParams(g, weights, UNET_PREFIX),
+      ids,
+      noisy,
+      timesteps,
+    );
     const diff = op.sub(pred, target);
     const perSample = op.reduceMean(op.mul(diff, diff), [1, 2, 3], false);
     const loss = op.div(op.reduceSum(op.mul(perSample, w), [0], false), batch);
@@ -97,7 +128,10 @@ export class TrainingStep {
   }
 
   /** Run forward + backward with the given weights; returns the loss and a gradient per weight. */
-  async run(params: ReadonlyMap<string, Float32Array>, b: TrainingBatch): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+  async run(
+    params: ReadonlyMap<string, Float32Array>,
+    b: TrainingBatch,
+  ): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
     for (const name of this.names) this.session.setParam(name, params.get(name)!);
     const s = this.cfg.unet.sampleSize;
     const c = this.cfg.unet.inChannels;

@@ -50,7 +50,6 @@ export class Xoshiro128 {
 }
 
 export class GaussianRng extends Xoshiro128 {
-
   /**
    * @param seed an integer: a safe-integer number (negative allowed) or a bigint (taken modulo 2^64).
    */

@@ -20,7 +20,10 @@ function newestSource(dir: string): number {
 export function ensureBuilt(): void {
   const built = join(repoRoot, 'dist', 'cli', 'main.js');
   if (!existsSync(built) || statSync(built).mtimeMs < newestSource(join(repoRoot, 'src'))) {
-    spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', repoRoot], { stdio: 'ignore', timeout: 300_000 });
+    spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', repoRoot], {
+      stdio: 'ignore',
+      timeout: 300_000,
+    });
   }
   expect(existsSync(built), 'dist/ is not built (run npx tsc -p .)').toBe(true);
 }
@@ -32,7 +35,11 @@ export interface CliResult {
 }
 
 export function s2i(args: readonly string[], options: { cwd?: string; timeout?: number } = {}): CliResult {
-  const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), ...args], { cwd: options.cwd ?? repoRoot, encoding: 'utf8', timeout: options.timeout ?? 120_000 });
+  const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), ...args], {
+    cwd: options.cwd ?? repoRoot,
+    encoding: 'utf8',
+    timeout: options.timeout ?? 120_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -5,6 +5,8 @@
 import { expect } from 'vitest';
 
 export function expectGolden(label: string, measured: number, tolerance: number): void {
-  console.log(`[golden] ${label.padEnd(66)} ${measured.toExponential(1).padStart(8)}  (tolerance ${tolerance.toExponential(1)})`);
+  console.log(
+    `[golden] ${label.padEnd(66)} ${measured.toExponential(1).padStart(8)}  (tolerance ${tolerance.toExponential(1)})`,
+  );
   expect(measured, label).toBeLessThanOrEqual(tolerance);
 }

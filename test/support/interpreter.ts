@@ -26,7 +26,12 @@ export function refTensor(data: FeedData, shape: readonly number[], dtype: DType
  * otherwise come from their weight sources) to data; `overrides` replaces any value outright. Only the nodes
  * needed for `wanted` run.
  */
-export function evaluate(graph: Graph, feeds: Record<string, FeedData>, wanted: readonly Value[], overrides?: ReadonlyMap<Value, RefTensor>): RefTensor[] {
+export function evaluate(
+  graph: Graph,
+  feeds: Record<string, FeedData>,
+  wanted: readonly Value[],
+  overrides?: ReadonlyMap<Value, RefTensor>,
+): RefTensor[] {
   const env = new Map<Value, RefTensor>();
   const valueOf = (v: Value): RefTensor => {
     const known = overrides?.get(v) ?? env.get(v);
@@ -38,7 +43,10 @@ export function evaluate(graph: Graph, feeds: Record<string, FeedData>, wanted: 
       const outs = runNode(node, ins);
       node.outputs.forEach((o, k) => {
         const r = outs[k]!;
-        if (!sameDims(r.shape, o.shape)) throw new Error(`interpreter: ${node.opType} gave [${r.shape}], recorder inferred [${o.shape}] (${node.name})`);
+        if (!sameDims(r.shape, o.shape))
+          throw new Error(
+            `interpreter: ${node.opType} gave [${r.shape}], recorder inferred [${o.shape}] (${node.name})`,
+          );
         env.set(o, r);
       });
       return env.get(v)!;
@@ -120,7 +128,8 @@ function broadcastShape(shapes: readonly (readonly number[])[]): number[] {
     for (const s of shapes) {
       const x = s[s.length - rank + i] ?? 1;
       if (x !== 1) {
-        if (d !== 1 && d !== x) throw new Error(`interpreter: shapes ${shapes.map((q) => `[${q}]`).join(' ')} do not broadcast`);
+        if (d !== 1 && d !== x)
+          throw new Error(`interpreter: shapes ${shapes.map((q) => `[${q}]`).join(' ')} do not broadcast`);
         d = x;
       }
     }
@@ -231,7 +240,12 @@ function runNode(node: Node, ins: (RefTensor | null)[]): RefTensor[] {
       return [elementwise(ins[1]!.dtype, ins as RefTensor[], ([c, a, b]) => (c ? a! : b!))];
     case 'Cast': {
       const to = DTYPE_OF_ONNX[attrI(node, 'to', 1)]!;
-      const conv = to === 'bool' ? (v: number) => (v !== 0 ? 1 : 0) : to === 'int64' || to === 'int32' ? Math.trunc : (v: number) => v;
+      const conv =
+        to === 'bool'
+          ? (v: number) => (v !== 0 ? 1 : 0)
+          : to === 'int64' || to === 'int32'
+            ? Math.trunc
+            : (v: number) => v;
       return [make(to, x.shape, (_, f) => conv(x.data[f]!))];
     }
     case 'Reshape': {
@@ -244,32 +258,38 @@ function runNode(node: Node, ins: (RefTensor | null)[]): RefTensor[] {
     case 'Transpose': {
       const perm = attrIs(node, 'perm') ?? x.shape.map((_, i) => x.shape.length - 1 - i);
       const shape = perm.map((p) => x.shape[p]!);
-      return [make(x.dtype, shape, (idx) => {
-        const src = new Array<number>(idx.length);
-        perm.forEach((p, i) => (src[p] = idx[i]!));
-        return x.data[ravel(src, x.shape)]!;
-      })];
+      return [
+        make(x.dtype, shape, (idx) => {
+          const src = new Array<number>(idx.length);
+          perm.forEach((p, i) => (src[p] = idx[i]!));
+          return x.data[ravel(src, x.shape)]!;
+        }),
+      ];
     }
     case 'Concat': {
       const a = normAxis(attrI(node, 'axis', 0), x.shape.length);
       const parts = ins as RefTensor[];
       const shape = [...x.shape];
       shape[a] = parts.reduce((s, p) => s + p.shape[a]!, 0);
-      return [make(x.dtype, shape, (idx) => {
-        let k = idx[a]!;
-        for (const p of parts) {
-          if (k < p.shape[a]!) {
-            const src = [...idx];
-            src[a] = k;
-            return p.data[ravel(src, p.shape)]!;
+      return [
+        make(x.dtype, shape, (idx) => {
+          let k = idx[a]!;
+          for (const p of parts) {
+            if (k < p.shape[a]!) {
+              const src = [...idx];
+              src[a] = k;
+              return p.data[ravel(src, p.shape)]!;
+            }
+            k -= p.shape[a]!;
           }
-          k -= p.shape[a]!;
-        }
-        throw new Error('unreachable');
-      })];
+          throw new Error('unreachable');
+        }),
+      ];
     }
     case 'Slice':
-      return [slice(x, ints(ins[1]), ints(ins[2]), ins[3] ? ints(ins[3]) : undefined, ins[4] ? ints(ins[4]) : undefined)];
+      return [
+        slice(x, ints(ins[1]), ints(ins[2]), ins[3] ? ints(ins[3]) : undefined, ins[4] ? ints(ins[4]) : undefined),
+      ];
     case 'Expand': {
       const shape = broadcastShape([x.shape, ints(ins[1])]);
       return [make(x.dtype, shape, (idx) => at(x, idx))];
@@ -280,12 +300,14 @@ function runNode(node: Node, ins: (RefTensor | null)[]): RefTensor[] {
       const dim = x.shape[a]!;
       const shape = [...x.shape.slice(0, a), ...ind.shape, ...x.shape.slice(a + 1)];
       const r = ind.shape.length;
-      return [make(x.dtype, shape, (idx) => {
-        let k = ind.data[ravel(idx.slice(a, a + r), ind.shape)]!;
-        if (k < 0) k += dim;
-        if (k < 0 || k >= dim) throw new Error(`interpreter: Gather index ${k} out of range`);
-        return x.data[ravel([...idx.slice(0, a), k, ...idx.slice(a + r)], x.shape)]!;
-      })];
+      return [
+        make(x.dtype, shape, (idx) => {
+          let k = ind.data[ravel(idx.slice(a, a + r), ind.shape)]!;
+          if (k < 0) k += dim;
+          if (k < 0 || k >= dim) throw new Error(`interpreter: Gather index ${k} out of range`);
+          return x.data[ravel([...idx.slice(0, a), k, ...idx.slice(a + r)], x.shape)]!;
+        }),
+      ];
     }
     case 'ScatterND': {
       const [ind, upd] = [ins[1]!, ins[2]!];
@@ -322,7 +344,14 @@ function runNode(node: Node, ins: (RefTensor | null)[]): RefTensor[] {
         if (attrI(node, 'noop_with_empty_axes', 0)) return [x];
         axes = x.shape.map((_, i) => i);
       }
-      return [reduce(x, axes.map((a) => normAxis(a, x.shape.length)), attrI(node, 'keepdims', 1) === 1, t)];
+      return [
+        reduce(
+          x,
+          axes.map((a) => normAxis(a, x.shape.length)),
+          attrI(node, 'keepdims', 1) === 1,
+          t,
+        ),
+      ];
     }
     case 'ArgMax':
     case 'ArgMin': {
@@ -333,8 +362,20 @@ function runNode(node: Node, ins: (RefTensor | null)[]): RefTensor[] {
       const r = make('int64', kept, (idx) => {
         let best = 0;
         for (let k = 1; k < x.shape[a]!; k++) {
-          const v = x.data[ravel(idx.map((q, i) => (i === a ? k : q)), x.shape)]!;
-          const b = x.data[ravel(idx.map((q, i) => (i === a ? best : q)), x.shape)]!;
+          const v =
+            x.data[
+              ravel(
+                idx.map((q, i) => (i === a ? k : q)),
+                x.shape,
+              )
+            ]!;
+          const b =
+            x.data[
+              ravel(
+                idx.map((q, i) => (i === a ? best : q)),
+                x.shape,
+              )
+            ]!;
           const better = t === 'ArgMax' ? v > b || (last && v === b) : v < b || (last && v === b);
           if (better) best = k;
         }
@@ -361,7 +402,12 @@ function runNode(node: Node, ins: (RefTensor | null)[]): RefTensor[] {
       const scale = ins[1]!;
       const bias = ins[2] ?? null;
       const tail = (idx: number[]) => ravel(idx.slice(a), x.shape.slice(a));
-      const y = make(x.dtype, x.shape, (idx, f) => (x.data[f]! - at(mean, idx)) * at(inv, idx) * scale.data[tail(idx)]! + (bias ? bias.data[tail(idx)]! : 0));
+      const y = make(
+        x.dtype,
+        x.shape,
+        (idx, f) =>
+          (x.data[f]! - at(mean, idx)) * at(inv, idx) * scale.data[tail(idx)]! + (bias ? bias.data[tail(idx)]! : 0),
+      );
       return [y, mean, inv];
     }
     case 'MatMul':
@@ -398,7 +444,17 @@ function slice(x: RefTensor, starts: number[], ends: number[], axes?: number[], 
     step[a] = s;
     shape[a] = Math.max(0, Math.ceil((e - b) / s));
   });
-  return make(x.dtype, shape, (idx) => x.data[ravel(idx.map((k, i) => begin[i]! + k * step[i]!), x.shape)]!);
+  return make(
+    x.dtype,
+    shape,
+    (idx) =>
+      x.data[
+        ravel(
+          idx.map((k, i) => begin[i]! + k * step[i]!),
+          x.shape,
+        )
+      ]!,
+  );
 }
 
 function pad(x: RefTensor, pads: number[], mode: string, value: number): RefTensor {

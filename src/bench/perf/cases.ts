@@ -34,7 +34,11 @@ import type { GraphTiming } from '../../pipeline/stable-diffusion.js';
 
 export const CASES = ['tiny-step', 'tiny-ae', 'sd15-step', 'sd15-ae', 'train'] as const;
 export type CaseName = (typeof CASES)[number];
-export const PARTS = { tiny: ['tiny-step', 'tiny-ae'], sd15: ['sd15-step', 'sd15-ae'], train: ['train'] } as const satisfies Record<string, readonly CaseName[]>;
+export const PARTS = {
+  tiny: ['tiny-step', 'tiny-ae'],
+  sd15: ['sd15-step', 'sd15-ae'],
+  train: ['train'],
+} as const satisfies Record<string, readonly CaseName[]>;
 export type PartName = keyof typeof PARTS;
 
 export const CASE_LABELS: Record<CaseName, string> = {
@@ -75,7 +79,12 @@ export class BenchUNet implements UNetAccess {
   static open(unetDir: string, latentSize: number, compileOptions: CompileOptions = {}): BenchUNet {
     const configPath = join(unetDir, 'config.json');
     const config = parseUNetConfig(JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>, configPath);
-    return new BenchUNet(config, WeightStore.open(join(unetDir, 'diffusion_pytorch_model.safetensors')), latentSize, compileOptions);
+    return new BenchUNet(
+      config,
+      WeightStore.open(join(unetDir, 'diffusion_pytorch_model.safetensors')),
+      latentSize,
+      compileOptions,
+    );
   }
 
   async compile(key: string, build: (g: Graph, unet: UNetBuilder) => void): Promise<CompiledGraph> {
@@ -89,7 +98,13 @@ export class BenchUNet implements UNetAccess {
     const opts = { ...this.compileOptions };
     if (opts.profile) opts.profile = `${opts.profile}-${this.sessions.size}`;
     const compiled = await compile(g, opts);
-    this.timings.push({ key, buildMs, serializeMs: compiled.timings.serializeMs, sessionMs: compiled.timings.sessionMs, nodes: compiled.timings.nodes });
+    this.timings.push({
+      key,
+      buildMs,
+      serializeMs: compiled.timings.serializeMs,
+      sessionMs: compiled.timings.sessionMs,
+      nodes: compiled.timings.nodes,
+    });
     this.sessions.set(key, compiled);
     return compiled;
   }
@@ -173,7 +188,10 @@ export function trainingBatch(batch: number, cfg = shapesModelConfig()): Trainin
 }
 
 /** The shapes model's training step with freshly initialised weights; `initTime` gets the initialisation's ms. */
-export async function trainingStep(batch = TRAIN_BATCH, initTime?: (ms: number) => void): Promise<{ step: TrainingStep; params: Map<string, Float32Array>; data: TrainingBatch }> {
+export async function trainingStep(
+  batch = TRAIN_BATCH,
+  initTime?: (ms: number) => void,
+): Promise<{ step: TrainingStep; params: Map<string, Float32Array>; data: TrainingBatch }> {
   const cfg = shapesModelConfig();
   const t0 = performance.now();
   const params = initParams(parameterShapes(cfg), 0);

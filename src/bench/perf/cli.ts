@@ -76,8 +76,10 @@ if (values.threads) compile.threads = Number(values.threads);
 if (values.optimization) compile.optimization = values.optimization as CompileOptions['optimization'];
 
 const env: Record<string, string> = {};
-if (values.spinning !== undefined) env['S2I_ORT_SPINNING'] = values.spinning === '1' || values.spinning === 'true' ? '1' : '0';
-if (values['fused-attention'] !== undefined) env['S2I_FUSED_ATTENTION'] = values['fused-attention'] === '0' || values['fused-attention'] === 'false' ? '0' : '1';
+if (values.spinning !== undefined)
+  env['S2I_ORT_SPINNING'] = values.spinning === '1' || values.spinning === 'true' ? '1' : '0';
+if (values['fused-attention'] !== undefined)
+  env['S2I_FUSED_ATTENTION'] = values['fused-attention'] === '0' || values['fused-attention'] === 'false' ? '0' : '1';
 const positive = (name: string, v: string | undefined): number | undefined => {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -94,9 +96,15 @@ if (sd15Width !== undefined && sd15Width % 32 !== 0) {
   process.exit(2);
 }
 
-const tinyDir = resolve(values.tiny ?? process.env['S2I_TINY_SD'] ?? join(process.env['S2I_ORACLE'] ?? join(packageRoot, '..', 'shared', 'oracle'), 'tiny-sd'));
+const tinyDir = resolve(
+  values.tiny ??
+    process.env['S2I_TINY_SD'] ??
+    join(process.env['S2I_ORACLE'] ?? join(packageRoot, '..', 'shared', 'oracle'), 'tiny-sd'),
+);
 const log = values.quiet ? () => {} : (s: string) => process.stderr.write(s + '\n');
-log(`speed benchmark: ${parts.join(', ')} (runs: ${parts.map((p) => `${p} ${runs[p] ?? DEFAULT_RUNS[p]}`).join(', ')})`);
+log(
+  `speed benchmark: ${parts.join(', ')} (runs: ${parts.map((p) => `${p} ${runs[p] ?? DEFAULT_RUNS[p]}`).join(', ')})`,
+);
 
 const report = await runPerfBench({
   parts,

@@ -94,7 +94,9 @@ const childScript = join(here, `child${extname(fileURLToPath(import.meta.url))}`
 
 function onnxruntimeVersion(): string {
   try {
-    const pkg = JSON.parse(readFileSync(join(packageRoot, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')) as { version: string };
+    const pkg = JSON.parse(
+      readFileSync(join(packageRoot, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8'),
+    ) as { version: string };
     return pkg.version;
   } catch {
     return 'unknown';
@@ -107,7 +109,13 @@ export function torchVersion(python: string): string | null {
   return r.status === 0 ? r.stdout.trim() : null;
 }
 
-function run(cmd: string, args: string[], timeoutMs: number, log: (s: string) => void, env?: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  timeoutMs: number,
+  log: (s: string) => void,
+  env?: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolvePromise) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: env ?? process.env });
     let stderr = '';
@@ -126,7 +134,15 @@ function run(cmd: string, args: string[], timeoutMs: number, log: (s: string) =>
   });
 }
 
-async function runJson<T>(what: string, cmd: string, args: string[], resultFile: string, timeoutMs: number, log: (s: string) => void, env?: NodeJS.ProcessEnv): Promise<T> {
+async function runJson<T>(
+  what: string,
+  cmd: string,
+  args: string[],
+  resultFile: string,
+  timeoutMs: number,
+  log: (s: string) => void,
+  env?: NodeJS.ProcessEnv,
+): Promise<T> {
   rmSync(resultFile, { force: true });
   const { code, stderr } = await run(cmd, [...args, '--result', resultFile], timeoutMs, log, env);
   let text: string | null = null;
@@ -155,7 +171,8 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
   let torch: string | null = null;
   if (options.torch !== false) {
     torch = torchVersion(python);
-    if (!torch) notes.push(`PyTorch column skipped: \`${python} -c "import torch"\` failed (install Debian's python3-torch).`);
+    if (!torch)
+      notes.push(`PyTorch column skipped: \`${python} -c "import torch"\` failed (install Debian's python3-torch).`);
   }
 
   const tmp = mkdtempSync(join(tmpdir(), 's2i-perf-'));
@@ -167,11 +184,21 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
     const sd15UNet = join(cacheDir, width === 320 ? 'sd15-random-unet' : `sd15-w${width}-random-unet`);
     if (options.parts.includes('sd15')) {
       log(`SD-1.5 random weights: ${sd15UNet} (written once${width === 320 ? ', 3.4 GB' : ''})`);
-      ensureRandomUNetFolder(sd15UNet, { ...SD15_UNET_CONFIG_JSON, block_out_channels: [width, 2 * width, 4 * width, 4 * width] }, 0, log);
+      ensureRandomUNetFolder(
+        sd15UNet,
+        { ...SD15_UNET_CONFIG_JSON, block_out_channels: [width, 2 * width, 4 * width, 4 * width] },
+        0,
+        log,
+      );
     }
     const useCache = options.cache !== false;
     // The per-case cache may hold SD-1.5's two graphs (3.4 + ~5 GB): no eviction within a case.
-    const childEnv = (ortCache: string | null): NodeJS.ProcessEnv => ({ ...process.env, S2I_ORT_CACHE_MAX_GB: '64', ...options.env, S2I_ORT_CACHE: ortCache ?? '0' });
+    const childEnv = (ortCache: string | null): NodeJS.ProcessEnv => ({
+      ...process.env,
+      S2I_ORT_CACHE_MAX_GB: '64',
+      ...options.env,
+      S2I_ORT_CACHE: ortCache ?? '0',
+    });
     // The training case's configs for the PyTorch script.
     const trainUNet = join(tmp, 'train-unet.json');
     const trainText = join(tmp, 'train-text.json');
@@ -181,22 +208,64 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
     const cases: CaseReport[] = [];
     for (const part of options.parts) {
       for (const name of PARTS[part]) {
-        const label = name.startsWith('sd15') && (width !== 320 || latent !== 64) ? `${CASE_LABELS[name]} [reduced: width ${width}, ${latent}x${latent}]` : CASE_LABELS[name];
-        const report: CaseReport = { case: name, label, ours: null, oursCached: null, kernels: null, torch: null, errors: [] };
+        const label =
+          name.startsWith('sd15') && (width !== 320 || latent !== 64)
+            ? `${CASE_LABELS[name]} [reduced: width ${width}, ${latent}x${latent}]`
+            : CASE_LABELS[name];
+        const report: CaseReport = {
+          case: name,
+          label,
+          ours: null,
+          oursCached: null,
+          kernels: null,
+          torch: null,
+          errors: [],
+        };
         cases.push(report);
-        const common = ['--case', name, '--tiny', tinyUNet, '--sd15', sd15UNet, '--sd15-latent', String(latent), '--compile', compileJson];
+        const common = [
+          '--case',
+          name,
+          '--tiny',
+          tinyUNet,
+          '--sd15',
+          sd15UNet,
+          '--sd15-latent',
+          String(latent),
+          '--compile',
+          compileJson,
+        ];
         const node = [...process.execArgv, childScript];
         // A fresh optimized-model cache per case: the timed child fills it, the next ones find it.
         const ortCache = useCache ? mkdtempSync(join(tmp, 'ort-')) : null;
         try {
           try {
             log(`${name}: timing (${runs[part]} runs)`);
-            report.ours = await runJson<TimeResult>(`${name} timing`, process.execPath, [...node, ...common, '--purpose', 'time', '--runs', String(runs[part])], join(tmp, 'r.json'), timeoutMs, log, childEnv(ortCache));
-            log(`  median ${fmtMs(report.ours.medianMs)}, first step ${fmtMs(report.ours.firstStepMs)}, peak RSS ${report.ours.peakRssMb.toFixed(0)} MB`);
+            report.ours = await runJson<TimeResult>(
+              `${name} timing`,
+              process.execPath,
+              [...node, ...common, '--purpose', 'time', '--runs', String(runs[part])],
+              join(tmp, 'r.json'),
+              timeoutMs,
+              log,
+              childEnv(ortCache),
+            );
+            log(
+              `  median ${fmtMs(report.ours.medianMs)}, first step ${fmtMs(report.ours.firstStepMs)}, peak RSS ${report.ours.peakRssMb.toFixed(0)} MB`,
+            );
             if (ortCache) {
               log(`${name}: first step with the optimized-model cache`);
-              report.oursCached = await runJson<TimeResult>(`${name} cached first step`, process.execPath, [...node, ...common, '--purpose', 'time', '--runs', '0'], join(tmp, 'r.json'), timeoutMs, log, childEnv(ortCache));
-              log(`  first step ${fmtMs(report.oursCached.firstStepMs)} (${report.oursCached.cache.join(', ')}), peak RSS ${report.oursCached.peakRssMb.toFixed(0)} MB`);
+              report.oursCached = await runJson<TimeResult>(
+                `${name} cached first step`,
+                process.execPath,
+                [...node, ...common, '--purpose', 'time', '--runs', '0'],
+                join(tmp, 'r.json'),
+                timeoutMs,
+                log,
+                childEnv(ortCache),
+              );
+              log(
+                `  first step ${fmtMs(report.oursCached.firstStepMs)} (${report.oursCached.cache.join(', ')}), peak RSS ${report.oursCached.peakRssMb.toFixed(0)} MB`,
+              );
             }
           } catch (e) {
             report.errors.push((e as Error).message);
@@ -205,7 +274,15 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
           if (options.profile !== false) {
             try {
               log(`${name}: ONNX Runtime profile (${profileRuns(part)} runs)`);
-              report.kernels = await runJson<ProfileResult>(`${name} profile`, process.execPath, [...node, ...common, '--purpose', 'profile', '--runs', String(profileRuns(part))], join(tmp, 'p.json'), timeoutMs, log, childEnv(ortCache));
+              report.kernels = await runJson<ProfileResult>(
+                `${name} profile`,
+                process.execPath,
+                [...node, ...common, '--purpose', 'profile', '--runs', String(profileRuns(part))],
+                join(tmp, 'p.json'),
+                timeoutMs,
+                log,
+                childEnv(ortCache),
+              );
               log(`  kernels ${fmtMs(report.kernels.bestKernelSumMs)}`);
             } catch (e) {
               report.errors.push((e as Error).message);
@@ -218,10 +295,40 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
         if (torch) {
           try {
             log(`${name}: PyTorch ${torch} (${runs[part]} runs)`);
-            const args = [join(packageRoot, 'scripts', 'perf_reference.py'), '--case', name, '--runs', String(runs[part]), '--threads', String(options.compile?.threads ?? availableParallelism())];
-            args.push('--tiny', tinyUNet, '--sd15', sd15UNet, '--sd15-latent', String(latent), '--train-unet', trainUNet, '--train-text', trainText, '--batch', String(TRAIN_BATCH));
-            report.torch = await runJson<TorchResult>(`${name} PyTorch`, python, args, join(tmp, 't.json'), timeoutMs, log);
-            log(`  median ${fmtMs(report.torch.medianMs)}, first step ${fmtMs(report.torch.firstStepMs)}, peak RSS ${report.torch.peakRssMb.toFixed(0)} MB`);
+            const args = [
+              join(packageRoot, 'scripts', 'perf_reference.py'),
+              '--case',
+              name,
+              '--runs',
+              String(runs[part]),
+              '--threads',
+              String(options.compile?.threads ?? availableParallelism()),
+            ];
+            args.push(
+              '--tiny',
+              tinyUNet,
+              '--sd15',
+              sd15UNet,
+              '--sd15-latent',
+              String(latent),
+              '--train-unet',
+              trainUNet,
+              '--train-text',
+              trainText,
+              '--batch',
+              String(TRAIN_BATCH),
+            );
+            report.torch = await runJson<TorchResult>(
+              `${name} PyTorch`,
+              python,
+              args,
+              join(tmp, 't.json'),
+              timeoutMs,
+              log,
+            );
+            log(
+              `  median ${fmtMs(report.torch.medianMs)}, first step ${fmtMs(report.torch.firstStepMs)}, peak RSS ${report.torch.peakRssMb.toFixed(0)} MB`,
+            );
           } catch (e) {
             report.errors.push((e as Error).message);
             log(`  ${(e as Error).message}`);

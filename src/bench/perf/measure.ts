@@ -60,7 +60,11 @@ async function timed<T>(f: () => Promise<T>): Promise<[number, T]> {
   return [performance.now() - t0, r];
 }
 
-export async function runCase(name: CaseName, purpose: 'time' | 'profile', inputs: CaseInputs): Promise<TimeResult | ProfileResult> {
+export async function runCase(
+  name: CaseName,
+  purpose: 'time' | 'profile',
+  inputs: CaseInputs,
+): Promise<TimeResult | ProfileResult> {
   const start = la();
   const profDir = purpose === 'profile' ? mkdtempSync(join(tmpdir(), 's2i-prof-')) : null;
   const compileOptions: CompileOptions = { ...inputs.compile, ...(profDir ? { profile: join(profDir, 'p') } : {}) };
@@ -112,7 +116,13 @@ export async function runCase(name: CaseName, purpose: 'time' | 'profile', input
       case: name,
       purpose: 'time',
       firstStepMs,
-      setup: { openMs, buildMs: sum('buildMs'), serializeMs: sum('serializeMs'), sessionMs: sum('sessionMs'), firstRunMs },
+      setup: {
+        openMs,
+        buildMs: sum('buildMs'),
+        serializeMs: sum('serializeMs'),
+        sessionMs: sum('sessionMs'),
+        firstRunMs,
+      },
       graphs: unet.timings,
       cache: [...unet.sessions.values()].map((s) => s.timings.cache ?? 'off'),
       timesMs,
@@ -129,7 +139,12 @@ export async function runCase(name: CaseName, purpose: 'time' | 'profile', input
   }
 }
 
-async function runTrain(purpose: 'time' | 'profile', inputs: CaseInputs, start: number[], profDir: string | null): Promise<TimeResult | ProfileResult> {
+async function runTrain(
+  purpose: 'time' | 'profile',
+  inputs: CaseInputs,
+  start: number[],
+  profDir: string | null,
+): Promise<TimeResult | ProfileResult> {
   // TrainingStep compiles with the default options; the environment variable reaches its session.
   const prevEnv = process.env['S2I_ORT_PROFILE'];
   if (profDir) process.env['S2I_ORT_PROFILE'] = join(profDir, 'train');
@@ -156,7 +171,14 @@ async function runTrain(purpose: 'time' | 'profile', inputs: CaseInputs, start: 
     const file = readdirSync(profDir).find((f) => f.startsWith('train') && f.endsWith('.json'));
     if (!file) throw new Error('no profile written for the training step');
     const summary = readProfile(join(profDir, file), 1);
-    return { case: 'train', purpose: 'profile', graphs: [{ key: 'train', summary }], bestKernelSumMs: summary.bestKernelSumMs, profiledMedianMs: median(timesMs), loadavg: { start, end: la() } };
+    return {
+      case: 'train',
+      purpose: 'profile',
+      graphs: [{ key: 'train', summary }],
+      bestKernelSumMs: summary.bestKernelSumMs,
+      profiledMedianMs: median(timesMs),
+      loadavg: { start, end: la() },
+    };
   }
   const buildMs = createMs - initMs - ct.serializeMs - ct.sessionMs;
   const result: TimeResult = {

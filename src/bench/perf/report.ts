@@ -3,8 +3,11 @@ import { fmtMs, type CaseReport, type PerfReport } from './harness.js';
 import { median } from './profile.js';
 
 const ratio = (a: number | null | undefined, b: number | null | undefined, digits = 2): string =>
-  a !== null && a !== undefined && b !== null && b !== undefined && Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(digits)}×` : '—';
-const mb = (x: number | null | undefined) => (x === null || x === undefined ? '—' : x >= 1024 ? `${(x / 1024).toFixed(2)} GB` : `${x.toFixed(0)} MB`);
+  a !== null && a !== undefined && b !== null && b !== undefined && Number.isFinite(a) && Number.isFinite(b) && b > 0
+    ? `${(a / b).toFixed(digits)}×`
+    : '—';
+const mb = (x: number | null | undefined) =>
+  x === null || x === undefined ? '—' : x >= 1024 ? `${(x / 1024).toFixed(2)} GB` : `${x.toFixed(0)} MB`;
 
 /** Σ best kernels of the plain step (for *-ae: only the step graph) and of the gradient graph. */
 function kernelParts(c: CaseReport): { step: number | null; grad: number | null } {
@@ -26,10 +29,16 @@ export function formatPerfMarkdown(r: PerfReport): string {
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}.` +
       (Object.keys(r.compile).length ? ` Session options: \`${JSON.stringify(r.compile)}\`.` : '') +
-      (Object.keys(r.env).length ? ` Environment: \`${Object.entries(r.env).map(([k, v]) => `${k}=${v}`).join(' ')}\`.` : ''),
+      (Object.keys(r.env).length
+        ? ` Environment: \`${Object.entries(r.env)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')}\`.`
+        : ''),
   );
   out.push('');
-  out.push('| case | ours (median) | Σ best kernels | ours ÷ kernels | PyTorch (median) | PyTorch ÷ ours | first step: ours | first step: ours, cached | first step: PyTorch | peak RSS: ours | peak RSS: PyTorch |');
+  out.push(
+    '| case | ours (median) | Σ best kernels | ours ÷ kernels | PyTorch (median) | PyTorch ÷ ours | first step: ours | first step: ours, cached | first step: PyTorch | peak RSS: ours | peak RSS: PyTorch |',
+  );
   out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const c of r.cases) {
     const k = c.kernels?.bestKernelSumMs ?? null;
@@ -41,9 +50,13 @@ export function formatPerfMarkdown(r: PerfReport): string {
   const ae = r.cases.filter((c) => c.case.endsWith('-ae'));
   if (ae.length) {
     out.push('');
-    out.push('Attend-and-Excite: each A&E step is the gradient pass (batch-1 forward + backward to the latent) plus the plain guided step; both timed back to back in one process.');
+    out.push(
+      'Attend-and-Excite: each A&E step is the gradient pass (batch-1 forward + backward to the latent) plus the plain guided step; both timed back to back in one process.',
+    );
     out.push('');
-    out.push('| model | gradient pass: ours | plain step: ours | A&E step ÷ plain step: ours | gradient pass: PyTorch | plain step: PyTorch | A&E step ÷ plain step: PyTorch | gradient pass ÷ its kernels: ours |');
+    out.push(
+      '| model | gradient pass: ours | plain step: ours | A&E step ÷ plain step: ours | gradient pass: PyTorch | plain step: PyTorch | A&E step ÷ plain step: PyTorch | gradient pass ÷ its kernels: ours |',
+    );
     out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
     for (const c of ae) {
       const og = c.ours?.gradMs ? median(c.ours.gradMs) : null;
@@ -57,9 +70,13 @@ export function formatPerfMarkdown(r: PerfReport): string {
     }
   }
   out.push('');
-  out.push('First step, ours: what it is made of (weights opened or initialised, graphs built, serialised to ONNX, sessions created, first runs); "cached": a second process that finds the optimized models.');
+  out.push(
+    'First step, ours: what it is made of (weights opened or initialised, graphs built, serialised to ONNX, sessions created, first runs); "cached": a second process that finds the optimized models.',
+  );
   out.push('');
-  out.push('| case | open weights | build graphs | serialise | create sessions | first run(s) | total | create sessions, cached | total, cached | peak RSS, cached | nodes | PyTorch: build + load |');
+  out.push(
+    '| case | open weights | build graphs | serialise | create sessions | first run(s) | total | create sessions, cached | total, cached | peak RSS, cached | nodes | PyTorch: build + load |',
+  );
   out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const c of r.cases) {
     const s = c.ours?.setup;

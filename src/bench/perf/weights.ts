@@ -58,7 +58,11 @@ export function unetParameterShapes(cfg: UNetConfig, contextDim = cfg.crossAtten
   };
   // Weight shapes do not depend on the sample size; the smallest size the down-sampling allows keeps this cheap.
   const s = 2 ** (cfg.blockOutChannels.length - 1);
-  unet2dCondition(cfg, p, { sample: g.input('x', [1, cfg.inChannels, s, s]), timestep: g.input('t', [1]), encoderHiddenStates: g.input('c', [1, 1, contextDim]) });
+  unet2dCondition(cfg, p, {
+    sample: g.input('x', [1, cfg.inChannels, s, s]),
+    timestep: g.input('t', [1]),
+    encoderHiddenStates: g.input('c', [1, 1, contextDim]),
+  });
   return shapes;
 }
 
@@ -69,7 +73,8 @@ function streamSeed(seed: number, key: string): number {
   return h >>> 0 || 1;
 }
 
-const isNorm = (key: string) => /(^|\.)(norm\d*|norm_out|conv_norm_out|layer_norm\d*|final_layer_norm|group_norm)\.(weight|bias)$/.test(key);
+const isNorm = (key: string) =>
+  /(^|\.)(norm\d*|norm_out|conv_norm_out|layer_norm\d*|final_layer_norm|group_norm)\.(weight|bias)$/.test(key);
 
 function fanIn(shape: readonly number[]): number {
   let n = 1;
@@ -78,7 +83,13 @@ function fanIn(shape: readonly number[]): number {
 }
 
 /** Fill `out` with the tensor `key`'s random values (see the module comment). */
-export function fillRandom(out: Float32Array, key: string, shape: readonly number[], allShapes: ReadonlyMap<string, readonly number[]>, seed: number): Float32Array {
+export function fillRandom(
+  out: Float32Array,
+  key: string,
+  shape: readonly number[],
+  allShapes: ReadonlyMap<string, readonly number[]>,
+  seed: number,
+): Float32Array {
   if (isNorm(key)) return out.fill(key.endsWith('.weight') ? 1 : 0);
   let bound: number;
   if (key.endsWith('.bias')) {
@@ -125,7 +136,12 @@ export function defaultBenchCache(): string {
  * weights for `configJson`, written once into `dir` (streamed, never all in memory; atomically renamed into
  * place). Returns the folder.
  */
-export function ensureRandomUNetFolder(dir: string, configJson: Readonly<Record<string, unknown>>, seed = 0, log: (s: string) => void = () => {}): string {
+export function ensureRandomUNetFolder(
+  dir: string,
+  configJson: Readonly<Record<string, unknown>>,
+  seed = 0,
+  log: (s: string) => void = () => {},
+): string {
   const file = join(dir, 'diffusion_pytorch_model.safetensors');
   if (existsSync(file) && existsSync(join(dir, 'config.json'))) return dir;
   mkdirSync(dir, { recursive: true });

@@ -7,7 +7,13 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { benchSummary, formatSummaryMarkdown, formatSummaryText, renderHtmlReport, renderPngGrid } from '../../bench/report.js';
+import {
+  benchSummary,
+  formatSummaryMarkdown,
+  formatSummaryText,
+  renderHtmlReport,
+  renderPngGrid,
+} from '../../bench/report.js';
 import { writePng } from '../../image/png.js';
 import { parseMethods, parseSeeds, runBench, writeText } from '../../bench/run.js';
 import { BUILTIN_SUITES, loadSuite, parseSplit, SPLITS, type Split, type Suite } from '../../bench/suites.js';
@@ -48,20 +54,26 @@ function checkFileOutput(path: string, flag: string, out: string): string {
   const dir = dirname(abs);
   const rel = relative(resolve(out), dir);
   const insideOut = rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
-  if (!insideOut && (!existsSync(dir) || !statSync(dir).isDirectory())) throw new UserError(`${flag} ${path}: directory ${dir} does not exist`);
+  if (!insideOut && (!existsSync(dir) || !statSync(dir).isDirectory()))
+    throw new UserError(`${flag} ${path}: directory ${dir} does not exist`);
   if (existsSync(abs) && statSync(abs).isDirectory()) throw new UserError(`${flag} ${path} is a directory`);
   return abs;
 }
 
 function suiteList(value: string, split: Split | undefined): Suite[] {
-  const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const names = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (names.length === 0) throw new UserError(`--suite needs a suite (${BUILTIN_SUITES.join(', ')}) or a FILE.jsonl`);
   if (new Set(names).size !== names.length) throw new UserError(`--suite lists a suite twice: ${value}`);
   return names.map((n) => loadSuite(n, split));
 }
 
 function defaultOut(suites: Suite[]): string {
-  const name = suites.map((s) => (s.split ? `${s.name}-${s.split}` : basename(s.name).replace(/\.jsonl$/i, ''))).join('+');
+  const name = suites
+    .map((s) => (s.split ? `${s.name}-${s.split}` : basename(s.name).replace(/\.jsonl$/i, '')))
+    .join('+');
   return join('out', 'bench', name.replace(/[^A-Za-z0-9._+-]+/g, '-'));
 }
 
@@ -79,25 +91,49 @@ async function run(flags: BenchFlags): Promise<void> {
   const out = flags.out ?? defaultOut(suites);
   const report = flags.report !== undefined ? checkFileOutput(flags.report, '--report', out) : null;
   if (flags.reportMaps && !report) throw new UserError('--report-maps needs --report FILE');
-  if (existsSync(out) && !statSync(out).isDirectory()) throw new UserError(`--out ${out} exists and is not a directory`);
+  if (existsSync(out) && !statSync(out).isDirectory())
+    throw new UserError(`--out ${out} exists and is not a directory`);
   const modelDir = flags.model ?? defaultModelDir();
-  if (modelDir === null) throw new UserError('no --model given and no default model is installed (give --model DIR, e.g. the shapes model folder)');
+  if (modelDir === null)
+    throw new UserError(
+      'no --model given and no default model is installed (give --model DIR, e.g. the shapes model folder)',
+    );
   if (!existsSync(modelDir)) throw new UserError(`--model ${modelDir}: no such folder`);
 
   const model = await StableDiffusion.load(modelDir, threads !== undefined ? { threads } : {});
-  const bar = interactive(flags.json) ? new SingleBar({ format: 'bench {bar} {value}/{total} images | {rate} s/image | eta {eta_formatted} | {what}', hideCursor: true, etaBuffer: 20 }) : null;
+  const bar = interactive(flags.json)
+    ? new SingleBar({
+        format: 'bench {bar} {value}/{total} images | {rate} s/image | eta {eta_formatted} | {what}',
+        hideCursor: true,
+        etaBuffer: 20,
+      })
+    : null;
   const logLines = !bar && !flags.json;
-  let newSeconds = 0, newCount = 0, total = 0;
+  let newSeconds = 0,
+    newCount = 0,
+    total = 0;
   let outcome;
   try {
     outcome = await runBench(
       model,
       suites,
-      { out, methods, seeds, steps, guidance, ...(sampler ? { sampler } : {}), ...(limit !== undefined ? { limit } : {}), maps: flags.reportMaps === true },
+      {
+        out,
+        methods,
+        seeds,
+        steps,
+        guidance,
+        ...(sampler ? { sampler } : {}),
+        ...(limit !== undefined ? { limit } : {}),
+        maps: flags.reportMaps === true,
+      },
       {
         onStart: ({ total: t, existing }) => {
           total = t;
-          if (logLines) process.stderr.write(`bench: ${t} images planned into ${out} (${existing} rows already in results.jsonl)\n`);
+          if (logLines)
+            process.stderr.write(
+              `bench: ${t} images planned into ${out} (${existing} rows already in results.jsonl)\n`,
+            );
           bar?.start(t, 0, { rate: '-', what: '' });
         },
         onProgress: ({ done, skipped, row }) => {
@@ -106,7 +142,10 @@ async function run(flags: BenchFlags): Promise<void> {
             newCount++;
           }
           const rate = newCount ? (newSeconds / newCount).toFixed(2) : '-';
-          bar?.update(done, { rate, what: row ? `${row.method} | ${row.prompt.slice(0, 40)}` : 'skipped (already in results.jsonl)' });
+          bar?.update(done, {
+            rate,
+            what: row ? `${row.method} | ${row.prompt.slice(0, 40)}` : 'skipped (already in results.jsonl)',
+          });
           if (logLines && row && (newCount % 25 === 0 || done === total)) {
             process.stderr.write(`bench: ${done}/${total} images (${skipped} reused), ${rate} s/image\n`);
           }
@@ -130,7 +169,10 @@ async function run(flags: BenchFlags): Promise<void> {
   }
   const notes: string[] = [];
   notes.push(`${outcome.generated} images generated, ${outcome.skipped} reused from ${outcome.resultsPath}`);
-  if (outcome.ignoredLines) notes.push(`${outcome.ignoredLines} unreadable line${outcome.ignoredLines > 1 ? 's' : ''} of results.jsonl ignored (a partial last line from an interrupted run is dropped)`);
+  if (outcome.ignoredLines)
+    notes.push(
+      `${outcome.ignoredLines} unreadable line${outcome.ignoredLines > 1 ? 's' : ''} of results.jsonl ignored (a partial last line from an interrupted run is dropped)`,
+    );
   notes.push(`wrote ${join(out, 'summary.md')}, ${join(out, 'grid.png')}${report ? ` and ${report}` : ''}`);
   process.stdout.write(`${formatSummaryText(summary)}\n${notes.join('\n')}\n`);
 }
@@ -139,17 +181,30 @@ export function register(program: Command): void {
   program
     .command('bench')
     .description('benchmark methods on a prompt suite: generate, score, resume, summarise with confidence intervals')
-    .requiredOption('--suite <name>', `prompt suite: ${BUILTIN_SUITES.join(', ')}, or FILE.jsonl ({"prompt": "..."} per line); several with commas`)
+    .requiredOption(
+      '--suite <name>',
+      `prompt suite: ${BUILTIN_SUITES.join(', ')}, or FILE.jsonl ({"prompt": "..."} per line); several with commas`,
+    )
     .option('--split <split>', `built-in suites: ${SPLITS.join(', ')} (default: tuning)`)
     .option('--methods <list>', `methods, comma-separated (known: ${METHOD_NAMES.join(', ')})`, BENCH_DEFAULT_METHODS)
-    .option('--seeds <list>', 'seeds, e.g. 0-63 or 0,1,2 (each (prompt, seed) uses the same initial noise for every method)', BENCH_DEFAULT_SEEDS)
+    .option(
+      '--seeds <list>',
+      'seeds, e.g. 0-63 or 0,1,2 (each (prompt, seed) uses the same initial noise for every method)',
+      BENCH_DEFAULT_SEEDS,
+    )
     .option('--steps <n>', 'inference steps', String(BENCH_DEFAULT_STEPS))
     .option('--guidance <x>', 'classifier-free guidance scale', String(BENCH_DEFAULT_GUIDANCE))
     .option('--scheduler <name>', "sampler: pndm, ddim, euler, euler-a, dpmpp-2m (default: the model's own)")
     .option('--model <dir>', 'model folder (default: the installed shapes model, when there is one)')
-    .option('--out <dir>', 'output folder: results.jsonl, images/, summary.md, summary.json (default: out/bench/SUITE-SPLIT)')
+    .option(
+      '--out <dir>',
+      'output folder: results.jsonl, images/, summary.md, summary.json (default: out/bench/SUITE-SPLIT)',
+    )
     .option('--limit <n>', 'only the first n prompts of each suite')
-    .option('--json', 'print one JSON object (per-method rates with intervals, comparisons, run settings) instead of the table')
+    .option(
+      '--json',
+      'print one JSON object (per-method rates with intervals, comparisons, run settings) instead of the table',
+    )
     .option('--report <file>', 'also write a self-contained HTML report (tables and image grids with scores)')
     .option('--report-maps', 'record attention maps for new images and show them in the report')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
@@ -192,4 +247,3 @@ Examples:
     )
     .action(async (flags: BenchFlags) => run(flags));
 }
-

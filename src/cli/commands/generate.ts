@@ -11,7 +11,14 @@ import { readSamplingDefaults } from '../../io/model-folder.js';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { crossAttentionResolutions, meanMaps, promptTokenColumns, renderAttentionPicture, type AttentionRow, type TokenColumn } from '../../attention/render.js';
+import {
+  crossAttentionResolutions,
+  meanMaps,
+  promptTokenColumns,
+  renderAttentionPicture,
+  type AttentionRow,
+  type TokenColumn,
+} from '../../attention/render.js';
 import { describeSubject, resolveSubjects, subjectsJson, type ResolvedSubjects } from '../../attention/subjects.js';
 import { UserError } from '../../errors.js';
 import { floatToRgb8 } from '../../image/convert.js';
@@ -20,12 +27,26 @@ import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, SafetensorsFile, writeSafetensors } from '../../io/safetensors.js';
 import { autoSubjects, type AttributeLink } from '../../attention/auto-subjects.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
-import { buildMethod, METHOD_NAMES, methodPreset, methodTargets, scaledLoopDefaults, type MethodPreset, type MethodSettings } from '../../methods/registry.js';
+import {
+  buildMethod,
+  METHOD_NAMES,
+  methodPreset,
+  methodTargets,
+  scaledLoopDefaults,
+  type MethodPreset,
+  type MethodSettings,
+} from '../../methods/registry.js';
 import type { LatentLoopConfig } from '../../methods/latent-loop.js';
 import { LOSS_TERMS, type LossWeights, type SuppressMode } from '../../methods/suppress.js';
 import { generate, type GenerateResult } from '../../pipeline/generate.js';
 import { StableDiffusion } from '../../pipeline/stable-diffusion.js';
-import { createSampler, defaultSampler, parseSamplerName, resolveSchedulerConfig, type SamplerName } from '../../schedulers/index.js';
+import {
+  createSampler,
+  defaultSampler,
+  parseSamplerName,
+  resolveSchedulerConfig,
+  type SamplerName,
+} from '../../schedulers/index.js';
 import type { Tensor } from '../../tensor.js';
 import { defaultModelDir } from '../defaults.js';
 import { interactive, parseInteger, parseNumber } from '../options.js';
@@ -67,10 +88,17 @@ const AE_REFERENCE_STEPS = 50;
 // ---------------------------------------------------------------------------------------------------------------
 // option parsing (no model needed)
 
-const METHOD_ALIASES: Record<string, string> = { ae: 'attend-and-excite', 'attend-excite': 'attend-and-excite', s2i: 'suppress' };
+const METHOD_ALIASES: Record<string, string> = {
+  ae: 'attend-and-excite',
+  'attend-excite': 'attend-and-excite',
+  s2i: 'suppress',
+};
 
 function parseMethod(value: string): { name: string; preset: MethodPreset } {
-  const v = value.trim().toLowerCase().replace(/[_\s]+/g, '-');
+  const v = value
+    .trim()
+    .toLowerCase()
+    .replace(/[_\s]+/g, '-');
   const name = METHOD_ALIASES[v] ?? v;
   return { name, preset: methodPreset(name) };
 }
@@ -80,9 +108,13 @@ export function parseWeights(value: string): Partial<LossWeights> {
   const out: Partial<LossWeights> = {};
   for (const item of value.split(',')) {
     const m = /^\s*([a-z]+)\s*=\s*([^\s=]+)\s*$/.exec(item);
-    if (!m) throw new UserError(`--weights must look like suppress=1,excite=1,even=0.5 (terms: ${LOSS_TERMS.join(', ')}); got "${item.trim()}"`);
+    if (!m)
+      throw new UserError(
+        `--weights must look like suppress=1,excite=1,even=0.5 (terms: ${LOSS_TERMS.join(', ')}); got "${item.trim()}"`,
+      );
     const term = m[1] as keyof LossWeights;
-    if (!LOSS_TERMS.includes(term)) throw new UserError(`--weights: unknown term '${m[1]}' (terms: ${LOSS_TERMS.join(', ')})`);
+    if (!LOSS_TERMS.includes(term))
+      throw new UserError(`--weights: unknown term '${m[1]}' (terms: ${LOSS_TERMS.join(', ')})`);
     out[term] = parseNumber(m[2]!, `--weights ${term}`, 0);
   }
   return out;
@@ -90,7 +122,8 @@ export function parseWeights(value: string): Partial<LossWeights> {
 
 function parseMode(value: string): SuppressMode {
   const v = value.trim().toLowerCase();
-  if (v !== 'loss' && v !== 'edit' && v !== 'both') throw new UserError(`--mode must be loss, edit or both, got "${value}"`);
+  if (v !== 'loss' && v !== 'edit' && v !== 'both')
+    throw new UserError(`--mode must be loss, edit or both, got "${value}"`);
   return v;
 }
 
@@ -104,7 +137,8 @@ function parseImageSide(value: string | undefined, flag: string): number | undef
 /** `0:0.05,10:0.5,20:0.8` → Map(call index → threshold). */
 export function parseThresholds(value: string): Map<number, number> {
   const out = new Map<number, number>();
-  const bad = (why: string) => new UserError(`--thresholds must look like 0:0.05,10:0.5,20:0.8 (step:threshold, threshold from 0 to 1); ${why}`);
+  const bad = (why: string) =>
+    new UserError(`--thresholds must look like 0:0.05,10:0.5,20:0.8 (step:threshold, threshold from 0 to 1); ${why}`);
   if (value.trim() === '') throw bad('got an empty value');
   for (const item of value.split(',')) {
     const m = /^\s*(\d+)\s*:\s*([^\s:]+)\s*$/.exec(item);
@@ -123,7 +157,8 @@ function parseResolution(value: string, flag: string): [number, number] {
   const m = /^\s*(\d+)\s*(?:[x×]\s*(\d+)\s*)?$/i.exec(value);
   const h = m ? Number(m[1]) : NaN;
   const w = m ? Number(m[2] ?? m[1]) : NaN;
-  if (!(h >= 1 && w >= 1 && h <= 4096 && w <= 4096)) throw new UserError(`${flag} must be a size such as 16 or 16x16, got "${value}"`);
+  if (!(h >= 1 && w >= 1 && h <= 4096 && w <= 4096))
+    throw new UserError(`${flag} must be a size such as 16 or 16x16, got "${value}"`);
   return [h, w];
 }
 
@@ -136,7 +171,8 @@ function parseAttentionSteps(value: string | undefined): number[] | 'all' | 'mea
   const out: number[] = [];
   for (const s of items) {
     const n = /^\d+$/.test(s) ? Number(s) : NaN;
-    if (!Number.isSafeInteger(n)) throw new UserError(`--attention-steps must be step numbers such as 0,10,49, or all, or mean; got "${value}"`);
+    if (!Number.isSafeInteger(n))
+      throw new UserError(`--attention-steps must be step numbers such as 0,10,49, or all, or mean; got "${value}"`);
     if (!out.includes(n)) out.push(n);
   }
   return out;
@@ -145,7 +181,8 @@ function parseAttentionSteps(value: string | undefined): number[] | 'all' | 'mea
 function checkOutputPath(path: string, flag: string): string {
   const abs = resolve(path);
   const dir = dirname(abs);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`${flag} ${path}: directory ${dir} does not exist`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new UserError(`${flag} ${path}: directory ${dir} does not exist`);
   if (existsSync(abs) && statSync(abs).isDirectory()) throw new UserError(`${flag} ${path} is a directory`);
   return abs;
 }
@@ -170,7 +207,10 @@ function readLatentsFile(spec: string): { tensor: Tensor; file: string; key: str
   try {
     if (!st.has(key)) {
       const names = st.names();
-      const list = names.length === 0 ? 'it holds no tensors' : `its tensors: ${names.slice(0, 20).map(quoteKey).join(', ')}${names.length > 20 ? `, ... (${names.length} in all)` : ''}`;
+      const list =
+        names.length === 0
+          ? 'it holds no tensors'
+          : `its tensors: ${names.slice(0, 20).map(quoteKey).join(', ')}${names.length > 20 ? `, ... (${names.length} in all)` : ''}`;
       throw new UserError(`--latents: ${st.path} has no tensor ${quoteKey(key)} (${list}); name one as FILE:KEY`);
     }
     return { tensor: st.read(key), file: st.path, key };
@@ -180,13 +220,22 @@ function readLatentsFile(spec: string): { tensor: Tensor; file: string; key: str
 }
 
 /** `--attributes circle:red,square:blue`: each adjective word bound to a subject word. */
-function parseAttributes(model: StableDiffusion, prompt: string, value: string, subjects: ResolvedSubjects): AttributeLink[] {
+function parseAttributes(
+  model: StableDiffusion,
+  prompt: string,
+  value: string,
+  subjects: ResolvedSubjects,
+): AttributeLink[] {
   return value.split(',').map((item) => {
     const m = /^\s*([^:]+?)\s*:\s*([^:]+?)\s*$/.exec(item);
-    if (!m) throw new UserError(`--attributes must look like circle:red,square:blue (noun:adjective), got "${item.trim()}"`);
+    if (!m)
+      throw new UserError(`--attributes must look like circle:red,square:blue (noun:adjective), got "${item.trim()}"`);
     const [noun, adjective] = [m[1]!, m[2]!];
     const subject = subjects.subjects.findIndex((s) => s.word === noun.toLowerCase() || s.query === noun);
-    if (subject < 0) throw new UserError(`--attributes: '${noun}' is not one of the subjects (${subjects.subjects.map((s) => s.word).join(', ')})`);
+    if (subject < 0)
+      throw new UserError(
+        `--attributes: '${noun}' is not one of the subjects (${subjects.subjects.map((s) => s.word).join(', ')})`,
+      );
     const attribute = resolveSubjects(model.tokenizer, prompt, { subjects: adjective })!.subjects[0]!;
     return { attribute, subject };
   });
@@ -227,30 +276,48 @@ interface Plan {
   notes: string[];
 }
 
-function pickAttnRes(available: [number, number][], latentH: number, latentW: number, given: [number, number] | null): [number, number] {
+function pickAttnRes(
+  available: [number, number][],
+  latentH: number,
+  latentW: number,
+  given: [number, number] | null,
+): [number, number] {
   const has = (r: [number, number]) => available.some(([h, w]) => h === r[0] && w === r[1]);
   const list = available.map(([h, w]) => `${h}x${w}`).join(', ') || 'none';
   if (given) {
-    if (!has(given)) throw new UserError(`--attn-res ${given[0]}x${given[1]}: the UNet has no cross-attention at that size for this image (it has: ${list})`);
+    if (!has(given))
+      throw new UserError(
+        `--attn-res ${given[0]}x${given[1]}: the UNet has no cross-attention at that size for this image (it has: ${list})`,
+      );
     return given;
   }
   // diffusers' default is 16x16 (SD at 512 px); when the UNet has none at this size, latent/4 (SD's ratio).
-  const candidates: [number, number][] = [[16, 16], [Math.ceil(latentH / 4), Math.ceil(latentW / 4)]];
+  const candidates: [number, number][] = [
+    [16, 16],
+    [Math.ceil(latentH / 4), Math.ceil(latentW / 4)],
+  ];
   for (const c of candidates) if (has(c)) return c;
   if (available.length > 0) return available[Math.floor(available.length / 2)]!;
   throw new UserError('the UNet has no cross-attention layers; attention methods and maps need them');
 }
 
-async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan; model: StableDiffusion; loadMs: number }> {
+async function plan(
+  prompt: string,
+  flags: GenerateFlags,
+): Promise<{ plan: Plan; model: StableDiffusion; loadMs: number }> {
   // Everything that needs no model first, so mistakes are reported instantly.
   const modelDir = flags.model ?? defaultModelDir();
-  if (modelDir === null) throw new UserError('no --model given and no default model is installed (give --model DIR, a diffusers model folder)');
+  if (modelDir === null)
+    throw new UserError(
+      'no --model given and no default model is installed (give --model DIR, a diffusers model folder)',
+    );
   // SD's 50 steps / 7.5 unless the model recommends its own (s2i.json, e.g. the shipped shapes model).
   const recommended = existsSync(modelDir) ? readSamplingDefaults(modelDir) : {};
   const steps = parseInteger(flags.steps ?? String(recommended.steps ?? 50), '--steps', 1, 1000);
   const guidance = parseNumber(flags.guidance ?? String(recommended.guidance ?? 7.5), '--guidance');
   const samplerGiven = flags.scheduler !== undefined ? parseSamplerName(flags.scheduler, '--scheduler') : undefined;
-  const seed = flags.seed !== undefined ? parseInteger(flags.seed, '--seed', 0, Number.MAX_SAFE_INTEGER) : randomInt(0, 2 ** 32);
+  const seed =
+    flags.seed !== undefined ? parseInteger(flags.seed, '--seed', 0, Number.MAX_SAFE_INTEGER) : randomInt(0, 2 ** 32);
   const heightGiven = parseImageSide(flags.height, '--height');
   const widthGiven = parseImageSide(flags.width, '--width');
   const { name: method, preset } = parseMethod(flags.method);
@@ -259,40 +326,71 @@ async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan;
   const guided = preset.kind !== 'none';
   const isAE = preset.kind === 'attend-and-excite';
   const isSuppress = preset.kind === 'suppress';
-  for (const [flag, v] of [['--max-iter-to-alter', flags.maxIterToAlter], ['--thresholds', flags.thresholds], ['--scale-factor', flags.scaleFactor]] as const) {
-    if (v !== undefined && !guided) throw new UserError(`${flag} only applies to a guidance --method (attend-and-excite, suppress, ...)`);
+  for (const [flag, v] of [
+    ['--max-iter-to-alter', flags.maxIterToAlter],
+    ['--thresholds', flags.thresholds],
+    ['--scale-factor', flags.scaleFactor],
+  ] as const) {
+    if (v !== undefined && !guided)
+      throw new UserError(`${flag} only applies to a guidance --method (attend-and-excite, suppress, ...)`);
   }
-  for (const [flag, v] of [['--mode', flags.mode], ['--weights', flags.weights], ['--gamma', flags.gamma], ['--edit-steps', flags.editSteps], ['--attributes', flags.attributes]] as const) {
-    if (v !== undefined && !isSuppress) throw new UserError(`${flag} only applies to the suppress methods (--method suppress, suppress-loss, ...)`);
+  for (const [flag, v] of [
+    ['--mode', flags.mode],
+    ['--weights', flags.weights],
+    ['--gamma', flags.gamma],
+    ['--edit-steps', flags.editSteps],
+    ['--attributes', flags.attributes],
+  ] as const) {
+    if (v !== undefined && !isSuppress)
+      throw new UserError(`${flag} only applies to the suppress methods (--method suppress, suppress-loss, ...)`);
   }
   if (flags.attnRes !== undefined && !guided && flags.attentionMaps === undefined) {
     throw new UserError('--attn-res only applies to a guidance --method and --attention-maps');
   }
-  if (flags.attentionSteps !== undefined && flags.attentionMaps === undefined) throw new UserError('--attention-steps needs --attention-maps FILE');
+  if (flags.attentionSteps !== undefined && flags.attentionMaps === undefined)
+    throw new UserError('--attention-steps needs --attention-maps FILE');
   if (isAE && flags.tokens === undefined && flags.subjects === undefined) {
-    throw new UserError('--method attend-and-excite needs the subjects to strengthen: --subjects cat,frog or --tokens 2,5');
+    throw new UserError(
+      '--method attend-and-excite needs the subjects to strengthen: --subjects cat,frog or --tokens 2,5',
+    );
   }
   if (!guided && flags.attentionMaps === undefined && (flags.tokens !== undefined || flags.subjects !== undefined)) {
-    throw new UserError(`${flags.tokens !== undefined ? '--tokens' : '--subjects'} is used by a guidance --method and --attention-maps; give one of them`);
+    throw new UserError(
+      `${flags.tokens !== undefined ? '--tokens' : '--subjects'} is used by a guidance --method and --attention-maps; give one of them`,
+    );
   }
   const autoWanted = flags.subjects?.trim().toLowerCase() === 'auto';
-  if (autoWanted && !isSuppress && flags.attentionMaps === undefined) throw new UserError('--subjects auto applies to the suppress methods and --attention-maps');
+  if (autoWanted && !isSuppress && flags.attentionMaps === undefined)
+    throw new UserError('--subjects auto applies to the suppress methods and --attention-maps');
   const mode = flags.mode !== undefined ? parseMode(flags.mode) : undefined;
   const weights = flags.weights !== undefined ? parseWeights(flags.weights) : undefined;
   const gamma = flags.gamma !== undefined ? parseNumber(flags.gamma, '--gamma', 0, 1) : undefined;
-  const editStepsGiven = flags.editSteps !== undefined ? parseInteger(flags.editSteps, '--edit-steps', 0, 100000) : undefined;
-  const maxIterGiven = flags.maxIterToAlter !== undefined ? parseInteger(flags.maxIterToAlter, '--max-iter-to-alter', 0, 100000) : undefined;
+  const editStepsGiven =
+    flags.editSteps !== undefined ? parseInteger(flags.editSteps, '--edit-steps', 0, 100000) : undefined;
+  const maxIterGiven =
+    flags.maxIterToAlter !== undefined
+      ? parseInteger(flags.maxIterToAlter, '--max-iter-to-alter', 0, 100000)
+      : undefined;
   const thresholdsGiven = flags.thresholds !== undefined ? parseThresholds(flags.thresholds) : undefined;
-  const scaleFactor = flags.scaleFactor !== undefined ? parseNumber(flags.scaleFactor, '--scale-factor', 0) : ATTEND_EXCITE_DEFAULTS.scaleFactor;
+  const scaleFactor =
+    flags.scaleFactor !== undefined
+      ? parseNumber(flags.scaleFactor, '--scale-factor', 0)
+      : ATTEND_EXCITE_DEFAULTS.scaleFactor;
   const attnResGiven = flags.attnRes !== undefined ? parseResolution(flags.attnRes, '--attn-res') : null;
   const attentionSteps = parseAttentionSteps(flags.attentionSteps);
 
   const outImage = checkOutputPath(flags.out ?? `s2i-${seed}.png`, '--out');
   const outLatents = flags.saveLatents !== undefined ? checkOutputPath(flags.saveLatents, '--save-latents') : null;
   const outMaps = flags.attentionMaps !== undefined ? checkOutputPath(flags.attentionMaps, '--attention-maps') : null;
-  const outs = [['--out', outImage], ['--save-latents', outLatents], ['--attention-maps', outMaps]].filter((o): o is [string, string] => o[1] !== null);
+  const outs = [
+    ['--out', outImage],
+    ['--save-latents', outLatents],
+    ['--attention-maps', outMaps],
+  ].filter((o): o is [string, string] => o[1] !== null);
   for (let a = 0; a < outs.length; a++) {
-    for (let b = a + 1; b < outs.length; b++) if (outs[a]![1] === outs[b]![1]) throw new UserError(`${outs[a]![0]} and ${outs[b]![0]} name the same file ${outs[a]![1]}`);
+    for (let b = a + 1; b < outs.length; b++)
+      if (outs[a]![1] === outs[b]![1])
+        throw new UserError(`${outs[a]![0]} and ${outs[b]![0]} name the same file ${outs[a]![1]}`);
   }
   const latents = flags.latents !== undefined ? readLatentsFile(flags.latents) : null;
 
@@ -316,33 +414,44 @@ async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan;
     }
     const [, , lh, lw] = shape4 as [number, number, number, number];
     if ((heightGiven !== undefined && heightGiven !== lh * f) || (widthGiven !== undefined && widthGiven !== lw * f)) {
-      throw new UserError(`${where} has shape [${s.join(', ')}], expected [1, ${c}, ${height / f}, ${width / f}] for a ${width}x${height} image`);
+      throw new UserError(
+        `${where} has shape [${s.join(', ')}], expected [1, ${c}, ${height / f}, ${width / f}] for a ${width}x${height} image`,
+      );
     }
     height = lh * f;
     width = lw * f;
     if (height % 8 !== 0 || width % 8 !== 0) {
-      throw new UserError(`${where} has shape [${s.join(', ')}], which makes a ${width}x${height} image; image sides must be multiples of 8`);
+      throw new UserError(
+        `${where} has shape [${s.join(', ')}], which makes a ${width}x${height} image; image sides must be multiples of 8`,
+      );
     }
     latents.tensor = { data: latents.tensor.data, shape: shape4 };
   }
-  for (const [flag, v] of [['--height', height], ['--width', width]] as const) {
+  for (const [flag, v] of [
+    ['--height', height],
+    ['--width', width],
+  ] as const) {
     if (v % f !== 0) throw new UserError(`${flag} ${v} is not a multiple of the VAE factor ${f}`);
   }
   const latentH = height / f;
   const latentW = width / f;
 
   const sampler = samplerGiven ?? defaultSampler(model.schedulerConfig, model.folder.componentDir('scheduler'));
-  const probe = createSampler(sampler, resolveSchedulerConfig(sampler, model.schedulerConfig, {}), steps, { noise: (n) => new Float32Array(n) });
+  const probe = createSampler(sampler, resolveSchedulerConfig(sampler, model.schedulerConfig, {}), steps, {
+    noise: (n) => new Float32Array(n),
+  });
   const totalCalls = probe.timesteps.length;
 
   // Subjects: --tokens/--subjects, or found automatically (the default for the suppress methods).
-  let subjects: ResolvedSubjects | null = null;
+  let subjects: ResolvedSubjects | null;
   let attributes: AttributeLink[] = [];
   if ((isSuppress && flags.tokens === undefined && flags.subjects === undefined) || autoWanted) {
     const auto = autoSubjects(model.tokenizer, prompt);
     subjects = { source: 'words', subjects: auto.subjects, notes: auto.notes };
     attributes = auto.attributes;
-    notes.push(`subjects found automatically (nouns and their adjectives); override with --subjects, --tokens, --attributes`);
+    notes.push(
+      `subjects found automatically (nouns and their adjectives); override with --subjects, --tokens, --attributes`,
+    );
   } else {
     subjects = resolveSubjects(model.tokenizer, prompt, { tokens: flags.tokens, subjects: flags.subjects });
   }
@@ -362,10 +471,18 @@ async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan;
     if (isSuppress && steps !== AE_REFERENCE_STEPS && editStepsGiven === undefined) scaledFrom50.push('edit_steps');
     const thresholds = thresholdsGiven ?? scaled.thresholds;
     const late = [...thresholds.keys()].filter((k) => k >= totalCalls);
-    if (late.length) notes.push(`--thresholds step${late.length > 1 ? 's' : ''} ${late.join(', ')} never come${late.length > 1 ? '' : 's'}: this run has steps 0..${totalCalls - 1}`);
+    if (late.length)
+      notes.push(
+        `--thresholds step${late.length > 1 ? 's' : ''} ${late.join(', ')} never come${late.length > 1 ? '' : 's'}: this run has steps 0..${totalCalls - 1}`,
+      );
     settings = {
       steps,
-      loop: { ...ATTEND_EXCITE_DEFAULTS, maxIterToAlter: maxIterGiven ?? scaled.maxIterToAlter, thresholds, scaleFactor },
+      loop: {
+        ...ATTEND_EXCITE_DEFAULTS,
+        maxIterToAlter: maxIterGiven ?? scaled.maxIterToAlter,
+        thresholds,
+        scaleFactor,
+      },
       attnRes: mapRes!,
       ...(mode ? { mode } : {}),
       ...(weights ? { weights } : {}),
@@ -376,7 +493,10 @@ async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan;
   }
   if (Array.isArray(attentionSteps)) {
     const bad = attentionSteps.filter((s) => s >= totalCalls);
-    if (bad.length) throw new UserError(`--attention-steps ${bad.join(', ')}: this run has steps 0..${totalCalls - 1} (${sampler}, ${steps} steps)`);
+    if (bad.length)
+      throw new UserError(
+        `--attention-steps ${bad.join(', ')}: this run has steps 0..${totalCalls - 1} (${sampler}, ${steps} steps)`,
+      );
   }
   return {
     plan: {
@@ -414,7 +534,9 @@ async function plan(prompt: string, flags: GenerateFlags): Promise<{ plan: Plan;
 function attentionRows(result: GenerateResult, which: number[] | 'all' | 'mean'): AttentionRow[] {
   const calls = [...result.attentionMaps.keys()].sort((a, b) => a - b);
   if (which === 'mean') {
-    return [{ label: ['mean of', `${calls.length} steps`], maps: meanMaps(calls.map((i) => result.attentionMaps.get(i)!)) }];
+    return [
+      { label: ['mean of', `${calls.length} steps`], maps: meanMaps(calls.map((i) => result.attentionMaps.get(i)!)) },
+    ];
   }
   const steps = which === 'all' ? calls : which;
   return steps.map((i) => ({ label: [`step ${i}`, `t=${result.timesteps[i]}`], maps: result.attentionMaps.get(i)! }));
@@ -435,7 +557,13 @@ function shown(abs: string): string {
 
 const sec = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 
-function summary(p: Plan, r: GenerateResult, model: StableDiffusion, loadMs: number, mapsSize: [number, number] | null): string {
+function summary(
+  p: Plan,
+  r: GenerateResult,
+  model: StableDiffusion,
+  loadMs: number,
+  mapsSize: [number, number] | null,
+): string {
   const L: string[] = [];
   const row = (k: string, v: string) => L.push(`${k.padEnd(10)} ${v}`);
   row('prompt', JSON.stringify(p.prompt));
@@ -444,38 +572,70 @@ function summary(p: Plan, r: GenerateResult, model: StableDiffusion, loadMs: num
   row('sampler', `${r.sampler}, ${p.steps} steps (${r.timesteps.length} UNet calls), guidance ${p.guidance}`);
   row('timesteps', r.timesteps.join(' '));
   row('image', `${r.width}x${r.height}, latents [${r.finalLatents.shape.join(', ')}], seed ${p.seed}`);
-  row('start', p.latents ? `latents ${quoteKey(p.latents.key)} from ${shown(p.latents.file)}` : `seeded noise (seed ${p.seed})`);
+  row(
+    'start',
+    p.latents ? `latents ${quoteKey(p.latents.key)} from ${shown(p.latents.file)}` : `seeded noise (seed ${p.seed})`,
+  );
   if (p.subjects) row('subjects', p.subjects.subjects.map(describeSubject).join(', '));
   if (p.settings) {
     const st = p.settings;
     const loop = st.loop;
     const targets = p.subjects!.subjects.map((x) => x.tokenIndex);
     row('method', `${p.method}: ${p.preset.description}`);
-    row('', `tokens ${targets.join(', ')}${p.attributes.length ? `; attributes ${p.attributes.map((a) => `${a.attribute.word}→${p.subjects!.subjects[a.subject]!.word}`).join(', ')}` : ''}, attn_res ${st.attnRes!.join('x')}`);
+    row(
+      '',
+      `tokens ${targets.join(', ')}${p.attributes.length ? `; attributes ${p.attributes.map((a) => `${a.attribute.word}→${p.subjects!.subjects[a.subject]!.word}`).join(', ')}` : ''}, attn_res ${st.attnRes!.join('x')}`,
+    );
     if (p.preset.kind === 'suppress') {
       const w = { ...p.preset.weights!, ...st.weights };
-      const on = LOSS_TERMS.filter((t) => w[t]).map((t) => `${t}=${w[t]}`).join(',');
+      const on = LOSS_TERMS.filter((t) => w[t])
+        .map((t) => `${t}=${w[t]}`)
+        .join(',');
       const mode = st.mode ?? p.preset.mode!;
-      row('', `mode ${mode}${mode !== 'edit' ? `, weights ${on}` : ''}${mode !== 'loss' ? `, gamma ${st.gamma ?? 0}, edit steps ${st.editSteps ?? Math.max(1, Math.round((10 * p.steps) / 50))}` : ''}`);
+      row(
+        '',
+        `mode ${mode}${mode !== 'edit' ? `, weights ${on}` : ''}${mode !== 'loss' ? `, gamma ${st.gamma ?? 0}, edit steps ${st.editSteps ?? Math.max(1, Math.round((10 * p.steps) / 50))}` : ''}`,
+      );
     }
-    row('', `max_iter_to_alter ${loop.maxIterToAlter}, thresholds ${fmtThresholds(loop.thresholds)}, scale_factor ${loop.scaleFactor}`);
+    row(
+      '',
+      `max_iter_to_alter ${loop.maxIterToAlter}, thresholds ${fmtThresholds(loop.thresholds)}, scale_factor ${loop.scaleFactor}`,
+    );
     if (st.scaledFrom50.length) {
-      row('', `(${st.scaledFrom50.join(', ')} scaled from the 50-step defaults 25 / ${fmtThresholds(ATTEND_EXCITE_DEFAULTS.thresholds)}${p.preset.kind === 'suppress' ? ' / 10' : ''} to ${p.steps} steps)`);
+      row(
+        '',
+        `(${st.scaledFrom50.join(', ')} scaled from the 50-step defaults 25 / ${fmtThresholds(ATTEND_EXCITE_DEFAULTS.thresholds)}${p.preset.kind === 'suppress' ? ' / 10' : ''} to ${p.steps} steps)`,
+      );
     }
   } else row('method', 'none');
   for (const n of p.notes) row('note', n);
   if (p.settings) {
     const names = p.subjects!.subjects.map((x) => (x.occurrences > 1 ? `${x.word}#${x.occurrence}` : x.word));
     const widths = names.map((n) => Math.max(6, n.length));
-    const terms = p.preset.kind === 'suppress' ? LOSS_TERMS.filter((t) => r.steps.some((x) => (x.method as { terms?: Record<string, number> } | undefined)?.terms?.[t] !== undefined)) : [];
+    const terms =
+      p.preset.kind === 'suppress'
+        ? LOSS_TERMS.filter((t) =>
+            r.steps.some((x) => (x.method as { terms?: Record<string, number> } | undefined)?.terms?.[t] !== undefined),
+          )
+        : [];
     const termW = terms.map((t) => Math.max(6, t.length));
     L.push('');
     L.push(
       `${'step'.padStart(4)} ${'t'.padStart(5)}  ${'loss'.padStart(6)}  ${names.map((n, i) => n.padStart(widths[i]!)).join('  ')}${terms.length ? '  ' + terms.map((t, i) => t.padStart(termW[i]!)).join('  ') : ''}  ${'tries'.padStart(5)}  ${'ms'.padStart(7)}`,
     );
     for (const x of r.steps) {
-      const m = x.method as { max_attention?: number[] | null; loss?: number | null; refinement_tries?: number; step_size?: number | null; terms?: Record<string, number>; edited?: boolean } | undefined;
-      const num = (v: number | null | undefined, w: number) => (v === null || v === undefined ? '-' : v.toFixed(3)).padStart(w);
+      const m = x.method as
+        | {
+            max_attention?: number[] | null;
+            loss?: number | null;
+            refinement_tries?: number;
+            step_size?: number | null;
+            terms?: Record<string, number>;
+            edited?: boolean;
+          }
+        | undefined;
+      const num = (v: number | null | undefined, w: number) =>
+        (v === null || v === undefined ? '-' : v.toFixed(3)).padStart(w);
       const maxes = names.map((_, i) => num(m?.max_attention?.[i], widths[i]!)).join('  ');
       const altered = m?.step_size !== null && m?.step_size !== undefined;
       const termCols = terms.map((t, i) => num(m?.terms?.[t], termW[i]!)).join('  ');
@@ -483,21 +643,36 @@ function summary(p: Plan, r: GenerateResult, model: StableDiffusion, loadMs: num
         `${String(x.index).padStart(4)} ${String(x.timestep).padStart(5)}  ${num(m?.loss, 6)}${altered ? '*' : m?.edited ? 'e' : ' '} ${maxes}${terms.length ? '  ' + termCols : ''}  ${String(m?.refinement_tries || '-').padStart(5)}  ${x.ms.toFixed(0).padStart(7)}`,
       );
     }
-    L.push(p.preset.kind === 'attend-and-excite' ? '(loss = 1 - the smallest max attention; * = latents updated; tries = refinement steps;' : '(loss = weighted mean of the terms; * = latents updated; e = attention edited; tries = refinement steps;');
+    L.push(
+      p.preset.kind === 'attend-and-excite'
+        ? '(loss = 1 - the smallest max attention; * = latents updated; tries = refinement steps;'
+        : '(loss = weighted mean of the terms; * = latents updated; e = attention edited; tries = refinement steps;',
+    );
     L.push(' subject columns: max attention; ms includes compiling graphs on first use)');
     L.push('');
   } else {
     const ms = r.steps.map((s) => s.ms).sort((a, b) => a - b);
-    row('steps', `${ms.length} UNet calls, ${ms[Math.floor(ms.length / 2)]!.toFixed(0)} ms median (min ${ms[0]!.toFixed(0)}, max ${ms[ms.length - 1]!.toFixed(0)}, including graph compilation)`);
+    row(
+      'steps',
+      `${ms.length} UNet calls, ${ms[Math.floor(ms.length / 2)]!.toFixed(0)} ms median (min ${ms[0]!.toFixed(0)}, max ${ms[ms.length - 1]!.toFixed(0)}, including graph compilation)`,
+    );
   }
   const g = model.graphTimings;
   const build = g.reduce((s, t) => s + t.buildMs + t.serializeMs, 0);
   const sess = g.reduce((s, t) => s + t.sessionMs, 0);
-  row('timings', `total ${sec(r.timings.totalMs + loadMs)}: load ${sec(loadMs)}, text encoder ${sec(r.timings.encodeMs)}, denoise ${sec(r.timings.denoiseMs)}, decode ${sec(r.timings.decodeMs)}`);
+  row(
+    'timings',
+    `total ${sec(r.timings.totalMs + loadMs)}: load ${sec(loadMs)}, text encoder ${sec(r.timings.encodeMs)}, denoise ${sec(r.timings.denoiseMs)}, decode ${sec(r.timings.decodeMs)}`,
+  );
   row('', `of which ${g.length} graphs built in ${sec(build)} and ONNX Runtime sessions created in ${sec(sess)}`);
-  row('wrote', `${shown(p.outImage)} (${r.width * p.upscale}x${r.height * p.upscale} PNG${p.upscale > 1 ? `, enlarged ${p.upscale}x` : ''})`);
-  if (p.outLatents) row('', `${shown(p.outLatents)} (final latents [${r.finalLatents.shape.join(', ')}] as tensor 'latents')`);
-  if (p.outMaps && mapsSize) row('', `${shown(p.outMaps)} (cross-attention ${p.mapRes!.join('x')}, ${mapsSize[0]}x${mapsSize[1]} PNG)`);
+  row(
+    'wrote',
+    `${shown(p.outImage)} (${r.width * p.upscale}x${r.height * p.upscale} PNG${p.upscale > 1 ? `, enlarged ${p.upscale}x` : ''})`,
+  );
+  if (p.outLatents)
+    row('', `${shown(p.outLatents)} (final latents [${r.finalLatents.shape.join(', ')}] as tensor 'latents')`);
+  if (p.outMaps && mapsSize)
+    row('', `${shown(p.outMaps)} (cross-attention ${p.mapRes!.join('x')}, ${mapsSize[0]}x${mapsSize[1]} PNG)`);
   return L.join('\n') + '\n';
 }
 
@@ -526,13 +701,22 @@ function jsonReport(p: Plan, r: GenerateResult, model: StableDiffusion, loadMs: 
           name: p.method,
           description: p.preset.description,
           token_indices: p.subjects!.subjects.map((x) => x.tokenIndex),
-          attributes: p.attributes.map((a) => ({ word: a.attribute.word, token_indices: a.attribute.tokenIndices, subject: p.subjects!.subjects[a.subject]!.word })),
+          attributes: p.attributes.map((a) => ({
+            word: a.attribute.word,
+            token_indices: a.attribute.tokenIndices,
+            subject: p.subjects!.subjects[a.subject]!.word,
+          })),
           max_iter_to_alter: p.settings.loop.maxIterToAlter,
           thresholds: Object.fromEntries(p.settings.loop.thresholds),
           scale_factor: p.settings.loop.scaleFactor,
           attn_res: p.settings.attnRes,
           ...(p.preset.kind === 'suppress'
-            ? { mode: p.settings.mode ?? p.preset.mode, weights: { ...p.preset.weights, ...p.settings.weights }, gamma: p.settings.gamma ?? 0, edit_steps: p.settings.editSteps ?? Math.max(1, Math.round((10 * p.steps) / 50)) }
+            ? {
+                mode: p.settings.mode ?? p.preset.mode,
+                weights: { ...p.preset.weights, ...p.settings.weights },
+                gamma: p.settings.gamma ?? 0,
+                edit_steps: p.settings.editSteps ?? Math.max(1, Math.round((10 * p.steps) / 50)),
+              }
             : {}),
           scaled_from_50_steps: p.settings.scaledFrom50,
         }
@@ -546,14 +730,25 @@ function jsonReport(p: Plan, r: GenerateResult, model: StableDiffusion, loadMs: 
       decode_ms: r.timings.decodeMs,
       total_ms: r.timings.totalMs + loadMs,
     },
-    graphs: model.graphTimings.map((t) => ({ key: t.key, build_ms: t.buildMs, serialize_ms: t.serializeMs, session_ms: t.sessionMs, nodes: t.nodes })),
+    graphs: model.graphTimings.map((t) => ({
+      key: t.key,
+      build_ms: t.buildMs,
+      serialize_ms: t.serializeMs,
+      session_ms: t.sessionMs,
+      nodes: t.nodes,
+    })),
     outputs: { image: p.outImage, latents: p.outLatents, attention_maps: p.outMaps },
   };
 }
 
 async function run(prompt: string, flags: GenerateFlags): Promise<void> {
   const { plan: p, model, loadMs } = await plan(prompt, flags);
-  const bar = interactive(flags.json) ? new SingleBar({ format: 'generate {bar} {value}/{total} steps | {ms} ms/step | eta {eta_formatted}', hideCursor: true }) : null;
+  const bar = interactive(flags.json)
+    ? new SingleBar({
+        format: 'generate {bar} {value}/{total} steps | {ms} ms/step | eta {eta_formatted}',
+        hideCursor: true,
+      })
+    : null;
   let result: GenerateResult;
   try {
     bar?.start(p.totalCalls, 0, { ms: '-' });
@@ -567,8 +762,17 @@ async function run(prompt: string, flags: GenerateFlags): Promise<void> {
       height: p.height,
       width: p.width,
       ...(p.latents ? { initialLatents: p.latents.tensor } : {}),
-      ...(p.settings ? { method: buildMethod(p.method, methodTargets(p.subjects!.subjects, p.attributes), p.settings) } : {}),
-      ...(p.outMaps ? { recordAttention: { resolution: p.mapRes!, ...(Array.isArray(p.attentionSteps) ? { steps: p.attentionSteps } : {}) } } : {}),
+      ...(p.settings
+        ? { method: buildMethod(p.method, methodTargets(p.subjects!.subjects, p.attributes), p.settings) }
+        : {}),
+      ...(p.outMaps
+        ? {
+            recordAttention: {
+              resolution: p.mapRes!,
+              ...(Array.isArray(p.attentionSteps) ? { steps: p.attentionSteps } : {}),
+            },
+          }
+        : {}),
       onStep: (s) => bar?.update(s.index + 1, { ms: s.ms.toFixed(0) }),
     });
   } finally {
@@ -587,10 +791,19 @@ async function run(prompt: string, flags: GenerateFlags): Promise<void> {
     mapsSize = [picture.width, picture.height];
   }
   writeFileAtomic(p.outImage, png);
-  if (p.outLatents) writeSafetensors(p.outLatents, { latents: result.finalLatents }, { format: 'pt', prompt: p.prompt, seed: String(p.seed), sampler: result.sampler, steps: String(p.steps) });
+  if (p.outLatents)
+    writeSafetensors(
+      p.outLatents,
+      { latents: result.finalLatents },
+      { format: 'pt', prompt: p.prompt, seed: String(p.seed), sampler: result.sampler, steps: String(p.steps) },
+    );
   if (p.outMaps && mapsPng) writeFileAtomic(p.outMaps, mapsPng);
   await model.release();
-  process.stdout.write(flags.json ? `${JSON.stringify(jsonReport(p, result, model, loadMs))}\n` : summary(p, result, model, loadMs, mapsSize));
+  process.stdout.write(
+    flags.json
+      ? `${JSON.stringify(jsonReport(p, result, model, loadMs))}\n`
+      : summary(p, result, model, loadMs, mapsSize),
+  );
 }
 
 export function register(program: Command): void {
@@ -599,7 +812,10 @@ export function register(program: Command): void {
     .command('generate')
     .description('generate an image from a text prompt (optionally with Attend-and-Excite and attention maps)')
     .argument('<prompt>', 'the text prompt (quote it)')
-    .option('--model <dir>', 'diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)')
+    .option(
+      '--model <dir>',
+      'diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)',
+    )
     .option('--negative <text>', 'negative prompt (default: the empty prompt, as diffusers)')
     .option('--steps <n>', "inference steps (default: the model's s2i.json, else 50)")
     .option('--guidance <x>', "classifier-free guidance scale (default: the model's s2i.json, else 7.5)")
@@ -607,25 +823,55 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of the initial noise (and of euler-a); default: a random seed, printed')
     .option('--height <px>', "image height, a multiple of 8 (default: the model's size, or the --latents size)")
     .option('--width <px>', "image width, a multiple of 8 (default: the model's size, or the --latents size)")
-    .option('--latents <file[:key]>', 'start from these initial latents (safetensors tensor, key default "latents", shape [1,C,H/f,W/f])')
+    .option(
+      '--latents <file[:key]>',
+      'start from these initial latents (safetensors tensor, key default "latents", shape [1,C,H/f,W/f])',
+    )
     .option('--save-latents <file>', 'also write the final latents (before decoding) as tensor "latents"')
     .option('--out <file>', 'output PNG (default: s2i-SEED.png)')
-    .option('--json', 'print one JSON object (settings, timesteps, per-step log, timings, outputs) instead of a summary')
+    .option(
+      '--json',
+      'print one JSON object (settings, timesteps, per-step log, timings, outputs) instead of a summary',
+    )
     .option('--method <name>', `guidance method: ${METHOD_NAMES.join(', ')}`, 'none')
     .option('--tokens <list>', 'subject token positions, e.g. 2,5 (0 is the start token)')
-    .option('--subjects <list>', 'subject words, e.g. cat,frog (frog#2: its second occurrence), or auto (suppress: the default)')
-    .option('--attributes <list>', 'suppress: adjectives bound to subjects, e.g. circle:red,square:blue (default: found automatically)')
+    .option(
+      '--subjects <list>',
+      'subject words, e.g. cat,frog (frog#2: its second occurrence), or auto (suppress: the default)',
+    )
+    .option(
+      '--attributes <list>',
+      'suppress: adjectives bound to subjects, e.g. circle:red,square:blue (default: found automatically)',
+    )
     .option('--mode <mode>', 'suppress: loss (gradient), edit (attention edit, no gradient) or both')
-    .option('--weights <list>', `suppress: loss weights, e.g. suppress=1,excite=1,even=0.5,exclusive=1,bind=1 (terms: ${LOSS_TERMS.join(', ')})`)
+    .option(
+      '--weights <list>',
+      `suppress: loss weights, e.g. suppress=1,excite=1,even=0.5,exclusive=1,bind=1 (terms: ${LOSS_TERMS.join(', ')})`,
+    )
     .option('--gamma <x>', 'suppress edit mode: factor on subject attention outside its region (0: definitively zero)')
-    .option('--edit-steps <n>', 'suppress edit mode: edit the guided passes of steps 1..n-1 (default 10 for 50 steps, scaled)')
-    .option('--max-iter-to-alter <n>', `gradient methods: update the latents at steps below n (default ${d.maxIterToAlter} for 50 steps, scaled)`)
-    .option('--thresholds <list>', `gradient methods: step:threshold refinement points (default ${fmtThresholds(d.thresholds)} for 50 steps, scaled)`)
+    .option(
+      '--edit-steps <n>',
+      'suppress edit mode: edit the guided passes of steps 1..n-1 (default 10 for 50 steps, scaled)',
+    )
+    .option(
+      '--max-iter-to-alter <n>',
+      `gradient methods: update the latents at steps below n (default ${d.maxIterToAlter} for 50 steps, scaled)`,
+    )
+    .option(
+      '--thresholds <list>',
+      `gradient methods: step:threshold refinement points (default ${fmtThresholds(d.thresholds)} for 50 steps, scaled)`,
+    )
     .option('--scale-factor <x>', `gradient methods: step size of the latent update (default ${d.scaleFactor})`)
     .option('--attn-res <n>', 'A&E and --attention-maps: query resolution of the maps, e.g. 16 or 16x16 (default 16)')
     .option('--attention-maps <file>', 'write a PNG of the cross-attention map of each token over the image')
-    .option('--attention-steps <list>', 'rows of the attention picture: steps such as 0,10,49, or all, or mean (default: mean)')
-    .option('--upscale <n>', 'write the PNG enlarged n times, nearest neighbour (for small models such as the 32x32 default)')
+    .option(
+      '--attention-steps <list>',
+      'rows of the attention picture: steps such as 0,10,49, or all, or mean (default: mean)',
+    )
+    .option(
+      '--upscale <n>',
+      'write the PNG enlarged n times, nearest neighbour (for small models such as the 32x32 default)',
+    )
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
     .addHelpText(
       'after',

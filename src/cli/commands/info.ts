@@ -59,9 +59,19 @@ function summariseUnet(c: Config, f: string): Record<string, unknown> {
     layers_per_block: configNumberOrArray(c, 'layers_per_block', f, 2),
     attention_head_dim: configNumberOrArray(c, 'attention_head_dim', f, 8),
     cross_attention_dim: configNumberOrArray(c, 'cross_attention_dim', f, 1280),
-    down_block_types: configStringArray(c, 'down_block_types', f, ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D']),
+    down_block_types: configStringArray(c, 'down_block_types', f, [
+      'CrossAttnDownBlock2D',
+      'CrossAttnDownBlock2D',
+      'CrossAttnDownBlock2D',
+      'DownBlock2D',
+    ]),
     mid_block_type: configOptionalString(c, 'mid_block_type', f) ?? 'UNetMidBlock2DCrossAttn',
-    up_block_types: configStringArray(c, 'up_block_types', f, ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D']),
+    up_block_types: configStringArray(c, 'up_block_types', f, [
+      'UpBlock2D',
+      'CrossAttnUpBlock2D',
+      'CrossAttnUpBlock2D',
+      'CrossAttnUpBlock2D',
+    ]),
   };
 }
 
@@ -233,7 +243,8 @@ function table(rows: string[][], rightAligned: ReadonlySet<number>): string[] {
 export function formatModelInfo(info: ModelInfo): string {
   const lines: string[] = [];
   lines.push(`model     ${info.model}`);
-  if (info.pipeline) lines.push(`pipeline  ${info.pipeline}${info.diffusersVersion ? ` (diffusers ${info.diffusersVersion})` : ''}`);
+  if (info.pipeline)
+    lines.push(`pipeline  ${info.pipeline}${info.diffusersVersion ? ` (diffusers ${info.diffusersVersion})` : ''}`);
   lines.push('');
 
   const rows: string[][] = [['component', 'class', 'parameters', 'dtype on disk', 'file size', 'float32 memory']];
@@ -242,12 +253,24 @@ export function formatModelInfo(info: ModelInfo): string {
       c.name,
       c.class ?? '?',
       c.parameters === null ? '-' : fmtInt(c.parameters),
-      c.dtypes ? Object.entries(c.dtypes).sort((a, b) => b[1] - a[1]).map(([d]) => d).join('+') : '-', // most common first
+      c.dtypes
+        ? Object.entries(c.dtypes)
+            .sort((a, b) => b[1] - a[1])
+            .map(([d]) => d)
+            .join('+')
+        : '-', // most common first
       c.fileBytes === null ? '-' : formatBytes(c.fileBytes),
       c.float32Bytes === null ? '-' : formatBytes(c.float32Bytes),
     ]);
   }
-  rows.push(['total', '', fmtInt(info.total.parameters), '', formatBytes(info.total.fileBytes), formatBytes(info.total.float32Bytes)]);
+  rows.push([
+    'total',
+    '',
+    fmtInt(info.total.parameters),
+    '',
+    formatBytes(info.total.fileBytes),
+    formatBytes(info.total.float32Bytes),
+  ]);
   lines.push(...table(rows, new Set([2, 4, 5])));
   lines.push('');
 

@@ -33,15 +33,18 @@ interface ScoreFlags {
 
 function parseIntFlag(value: string, flag: string, lo: number, hi: number): number {
   const v = /^-?\d+$/.test(value.trim()) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(v) || v < lo || v > hi) throw new UserError(`${flag} must be an integer from ${lo} to ${hi}, got "${value}"`);
+  if (!Number.isSafeInteger(v) || v < lo || v > hi)
+    throw new UserError(`${flag} must be an integer from ${lo} to ${hi}, got "${value}"`);
   return v;
 }
 
 function parseObjects(value: string): [number, number] {
   const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(value);
   if (!m) throw new UserError(`--objects must be a count or a range such as 1-3, got "${value}"`);
-  const lo = Number(m[1]), hi = m[2] === undefined ? lo : Number(m[2]);
-  if (lo < 1 || hi < lo) throw new UserError(`--objects must be a count or a range such as 1-3 with 1 <= low <= high, got "${value}"`);
+  const lo = Number(m[1]),
+    hi = m[2] === undefined ? lo : Number(m[2]);
+  if (lo < 1 || hi < lo)
+    throw new UserError(`--objects must be a count or a range such as 1-3 with 1 <= low <= high, got "${value}"`);
   return [lo, hi];
 }
 
@@ -51,7 +54,8 @@ function runSample(flags: SampleFlags): void {
   const size = parseIntFlag(flags.size, '--size', 16, 1024);
   const [minObjects, maxObjects] = parseObjects(flags.objects);
   const prefixProbability = Number(flags.prefixProb);
-  if (!(prefixProbability >= 0 && prefixProbability <= 1)) throw new UserError(`--prefix-prob must be a number from 0 to 1, got "${flags.prefixProb}"`);
+  if (!(prefixProbability >= 0 && prefixProbability <= 1))
+    throw new UserError(`--prefix-prob must be a number from 0 to 1, got "${flags.prefixProb}"`);
   const options: ExampleOptions = {
     size,
     minObjects,
@@ -62,13 +66,18 @@ function runSample(flags: SampleFlags): void {
   };
   // Reject impossible vocab/count combinations with the flag names before writing anything.
   if (!options.allowSameShape && maxObjects > SHAPES.length) {
-    throw new UserError(`--objects: at most ${SHAPES.length} objects per image with distinct shapes; add --same-shape for more`);
+    throw new UserError(
+      `--objects: at most ${SHAPES.length} objects per image with distinct shapes; add --same-shape for more`,
+    );
   }
   if (!options.allowSameColour && maxObjects > COLOURS.length) {
-    throw new UserError(`--objects: at most ${COLOURS.length} objects per image with distinct colours; add --same-colour for more`);
+    throw new UserError(
+      `--objects: at most ${COLOURS.length} objects per image with distinct colours; add --same-colour for more`,
+    );
   }
   const out = flags.out;
-  if (existsSync(out) && !statSync(out).isDirectory()) throw new UserError(`--out ${out} exists and is not a directory`);
+  if (existsSync(out) && !statSync(out).isDirectory())
+    throw new UserError(`--out ${out} exists and is not a directory`);
   try {
     mkdirSync(out, { recursive: true });
   } catch (e) {
@@ -92,7 +101,9 @@ function runSample(flags: SampleFlags): void {
     process.stdout.write(JSON.stringify({ out, count, seed, size, captions: captionsPath, examples }) + '\n');
     return;
   }
-  process.stdout.write(`wrote ${count} image${count === 1 ? '' : 's'} (${size}x${size}, seed ${seed}) and captions.jsonl to ${out}\n`);
+  process.stdout.write(
+    `wrote ${count} image${count === 1 ? '' : 's'} (${size}x${size}, seed ${seed}) and captions.jsonl to ${out}\n`,
+  );
   for (const line of lines.slice(0, 5)) {
     const e = JSON.parse(line) as { file: string; caption: string };
     process.stdout.write(`  ${e.file}  ${e.caption}\n`);
@@ -105,8 +116,11 @@ const pct = (v: number): string => `${(100 * v).toFixed(0)}%`;
 /** The human-readable form of a score report. */
 export function formatReport(report: ScoreReport, image: string): string {
   const lines: string[] = [];
-  lines.push(`${image} (${report.width}x${report.height})${report.prompt !== undefined ? `  prompt: "${report.prompt}"` : ''}`);
-  const name = (colour: string | null, shape: string | null): string => [colour ?? 'any-colour', shape].filter(Boolean).join(' ');
+  lines.push(
+    `${image} (${report.width}x${report.height})${report.prompt !== undefined ? `  prompt: "${report.prompt}"` : ''}`,
+  );
+  const name = (colour: string | null, shape: string | null): string =>
+    [colour ?? 'any-colour', shape].filter(Boolean).join(' ');
   for (const o of report.objects) {
     const want = name(o.colour, o.shape);
     let status: string;
@@ -122,7 +136,9 @@ export function formatReport(report: ScoreReport, image: string): string {
   }
   for (const d of report.detections) {
     if (d.matched_to !== null) continue;
-    lines.push(`  ${'extra'.padEnd(16)} ${d.colour ?? 'grey/dark'} ${d.shape} at (${d.bbox[0]},${d.bbox[1]}) ${d.bbox[2]}x${d.bbox[3]}, ${d.area} px`);
+    lines.push(
+      `  ${'extra'.padEnd(16)} ${d.colour ?? 'grey/dark'} ${d.shape} at (${d.bbox[0]},${d.bbox[1]}) ${d.bbox[2]}x${d.bbox[3]}, ${d.area} px`,
+    );
   }
   lines.push(
     `object recall ${pct(report.object_recall)}, binding ${pct(report.binding)}, leakage ${pct(report.leakage)}, ` +
@@ -143,7 +159,9 @@ function runScore(imagePath: string, flags: ScoreFlags): void {
 }
 
 export function register(program: Command): void {
-  const shapes = program.command('shapes').description('the synthetic shapes world: sample training images, score generated images');
+  const shapes = program
+    .command('shapes')
+    .description('the synthetic shapes world: sample training images, score generated images');
   shapes
     .command('sample')
     .description('write random shapes-world images as PNGs plus captions.jsonl (file, caption, objects per line)')

@@ -30,7 +30,7 @@ export function register(program: Command): void {
   const d = SHAPES_TRAIN_DEFAULTS;
   program
     .command('train')
-    .description('train the shapes-world model from scratch with the project\'s own engine (resumable)')
+    .description("train the shapes-world model from scratch with the project's own engine (resumable)")
     .requiredOption('--run <dir>', 'run folder: checkpoint, log.jsonl, samples/ and the exported model/')
     .option('--steps <n>', 'train until this many optimiser steps in total', String(d.steps))
     .option('--batch <n>', 'images per step', String(d.batchSize))
@@ -66,7 +66,12 @@ Examples:
         sampleEvery: parseInteger(flags.sampleEvery, '--sample-every', 0),
         samplePrompts: parseInteger(flags.samplePrompts, '--sample-prompts', 1, 10000),
       };
-      const bar = interactive(flags.json) ? new SingleBar({ format: 'train {bar} {value}/{total} | loss {loss} | {ips} img/s | eta {eta_formatted}', hideCursor: true }) : null;
+      const bar = interactive(flags.json)
+        ? new SingleBar({
+            format: 'train {bar} {value}/{total} | loss {loss} | {ips} img/s | eta {eta_formatted}',
+            hideCursor: true,
+          })
+        : null;
       let stop = false;
       const onSignal = () => {
         stop = true; // finish the current step, write the checkpoint, exit
@@ -84,12 +89,26 @@ Examples:
               bar.update(p.step, { loss: p.loss.toFixed(4), ips: p.imagesPerSecond.toFixed(1) });
             } else if (p.step - lastLog >= 25 || p.step === p.totalSteps) {
               lastLog = p.step;
-              const line = { step: p.step, total: p.totalSteps, loss: p.loss, images_per_s: p.imagesPerSecond, lr: p.lr, grad_norm: p.gradNorm };
-              process.stdout.write((flags.json ? JSON.stringify(line) : `step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(4)} ${p.imagesPerSecond.toFixed(1)} img/s`) + '\n');
+              const line = {
+                step: p.step,
+                total: p.totalSteps,
+                loss: p.loss,
+                images_per_s: p.imagesPerSecond,
+                lr: p.lr,
+                grad_norm: p.gradNorm,
+              };
+              process.stdout.write(
+                (flags.json
+                  ? JSON.stringify(line)
+                  : `step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(4)} ${p.imagesPerSecond.toFixed(1)} img/s`) +
+                  '\n',
+              );
             }
           },
           onSample: (r) => {
-            const msg = `samples at step ${r.step}: full success ${Object.entries(r.fullSuccess).map(([k, v]) => `${k} obj ${(100 * v).toFixed(0)}% (n=${r.n[k]})`).join(', ')} → ${r.grid}`;
+            const msg = `samples at step ${r.step}: full success ${Object.entries(r.fullSuccess)
+              .map(([k, v]) => `${k} obj ${(100 * v).toFixed(0)}% (n=${r.n[k]})`)
+              .join(', ')} → ${r.grid}`;
             if (bar) bar.stop();
             process.stderr.write(msg + '\n');
           },
@@ -103,7 +122,7 @@ Examples:
 
   program
     .command('export-model')
-    .description('write a run\'s EMA (or raw) weights as a model folder the pipeline loads')
+    .description("write a run's EMA (or raw) weights as a model folder the pipeline loads")
     .requiredOption('--run <dir>', 'run folder holding checkpoint.safetensors')
     .requiredOption('--out <dir>', 'model folder to write (replaced atomically)')
     .option('--raw', 'export the raw weights instead of the EMA')
@@ -112,9 +131,15 @@ Examples:
       const file = SafetensorsFile.open(join(flags.run, 'checkpoint.safetensors'));
       try {
         const weights = new Map<string, Float32Array>();
-        for (const name of parameterShapes(cfg).keys()) weights.set(name, file.readFloat32(`${flags.raw ? 'param' : 'ema'}/${name}`));
-        exportShapesModel(flags.out, weights, cfg, { step: file.metadata['step'] ?? '?', weights: flags.raw ? 'raw' : 'ema' });
-        process.stdout.write(`exported step ${file.metadata['step']} (${flags.raw ? 'raw' : 'EMA'} weights) to ${flags.out}\n`);
+        for (const name of parameterShapes(cfg).keys())
+          weights.set(name, file.readFloat32(`${flags.raw ? 'param' : 'ema'}/${name}`));
+        exportShapesModel(flags.out, weights, cfg, {
+          step: file.metadata['step'] ?? '?',
+          weights: flags.raw ? 'raw' : 'ema',
+        });
+        process.stdout.write(
+          `exported step ${file.metadata['step']} (${flags.raw ? 'raw' : 'EMA'} weights) to ${flags.out}\n`,
+        );
       } finally {
         file.close();
       }
