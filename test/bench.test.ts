@@ -9,14 +9,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchSummary, failures, formatSummaryMarkdown, renderHtmlReport, renderPngGrid } from '../src/bench/report.js';
+import { floatToRgb8 } from '../src/image/convert.js';
 import { readPng } from '../src/image/png.js';
-import { canonicalJson, parseMethods, parseSeeds, readResults, runBench, type BenchRow } from '../src/bench/run.js';
+import { generate } from '../src/pipeline/generate.js';
+import {
+  canonicalJson,
+  noiseSeed,
+  parseMethods,
+  parseSeeds,
+  readResults,
+  runBench,
+  type BenchRow,
+} from '../src/bench/run.js';
 import {
   binomialHalfCdf,
   clusterRate,
   compareMethods,
+  failureKinds,
   mcnemarExact,
+  signFlipExact,
   summarize,
+  twoWayRate,
   wilson,
   type StatRow,
 } from '../src/bench/stats.js';
@@ -265,7 +278,12 @@ describe('statistics', () => {
       method_only: 3,
       baseline_only: 1,
       p: mcnemarExact(3, 1).p,
+      // per prompt (won − lost): p0 +1, p1 0 (one each), p2 +1 → flips of [1, 1]: P(|sum| ≥ 2) = 1/2
+      p_cluster: 0.5,
+      failure_ratio: expect.objectContaining({ rate: 1 / 3 }) as unknown,
     });
+    expect(c.failure_ratio.low!).toBeLessThanOrEqual(1 / 3);
+    expect(c.failure_ratio.high!).toBeGreaterThanOrEqual(1 / 3);
     expect(mcnemarExact(3, 1).p).toBeCloseTo(0.625, 12); // 2 · (1 + 4) / 16
     const vsAe = s.comparisons.find((x) => x.method === 'suppress' && x.baseline === 'attend-and-excite')!;
     expect(vsAe).toMatchObject({ pairs: 5, method_only: 4, baseline_only: 1 });
@@ -275,6 +293,76 @@ describe('statistics', () => {
       'none/attend-and-excite',
       'suppress/attend-and-excite',
     ]);
+  });
+
+  it('two-way bootstrap over prompts and seeds: pooled rate, deterministic, wider than one-way when seeds differ', () => {
+    // 6 prompts × 4 seeds; seed 0 fails everywhere, the others succeed: a seed effect a one-way bootstrap cannot see.
+    const cells = [];
+    for (let p = 0; p < 6; p++)
+      for (let seed = 0; seed < 4; seed++)
+        cells.push({ prompt: `p${p}`, seed, successes: seed === 0 ? 0 : 1, trials: 1 });
+    const two = twoWayRate(cells);
+    expect(two.rate).toBeCloseTo(0.75, 12);
+    expect(twoWayRate(cells)).toEqual(two);
+    const oneWay = clusterRate(
+      [0, 1, 2, 3, 4, 5].map((p) => ({ successes: 3, trials: 4, prompt: `p${p}` })), // every prompt 3 of 4
+    );
+    expect(oneWay.rate).toBe(0.75);
+    expect(oneWay.high! - oneWay.low!).toBeLessThan(two.high! - two.low!);
+    expect(two.low!).toBeLessThan(0.75);
+    expect(two.high!).toBeGreaterThanOrEqual(0.75);
+    // with one seed it is the prompt (cluster) bootstrap
+    const single = [0, 1, 2, 3].map((p) => ({ prompt: `p${p}`, seed: 0, successes: p % 2, trials: 1 }));
+    expect(twoWayRate(single)).toEqual(clusterRate(single));
+  });
+
+  it('exact sign-flip test: McNemar with one pair per prompt, prompts flipped as units otherwise', () => {
+    for (const [b, c] of [
+      [1, 9],
+      [0, 5],
+      [2, 8],
+      [3, 3],
+      [7, 2],
+    ] as const) {
+      const d = [...new Array<number>(b).fill(1), ...new Array<number>(c).fill(-1), 0, 0];
+      expect(signFlipExact(d)).toBeCloseTo(mcnemarExact(b, c).p, 12);
+    }
+    expect(signFlipExact([])).toBe(1);
+    expect(signFlipExact([0, 0])).toBe(1);
+    // two prompts that each won 4 of 4: all 2^2 patterns → |sum| ∈ {8, 0, 0, 8}: p = 1/2 (McNemar on 8 pairs: 1/128)
+    expect(signFlipExact([4, 4])).toBeCloseTo(0.5, 12);
+    expect(mcnemarExact(8, 0).p).toBeCloseTo(1 / 128, 12);
+    // 10 prompts, each won 2: only the all-same patterns reach |20|: p = 2 / 2^10
+    expect(signFlipExact(new Array<number>(10).fill(2))).toBeCloseTo(2 / 1024, 12);
+  });
+
+  it('failure kinds of an image', () => {
+    const o = (found: boolean, colour: boolean) => ({
+      found_shape_match: found,
+      colour_correct: colour,
+      leaked: false,
+      colour: 'red',
+    });
+    expect(failureKinds({ objects: [o(true, true), o(false, false)], extra_objects: 0 })).toEqual({
+      missing: true,
+      recoloured: false,
+      extra: false,
+    });
+    expect(failureKinds({ objects: [o(true, false)], extra_objects: 2 })).toEqual({
+      missing: false,
+      recoloured: true,
+      extra: true,
+    });
+  });
+
+  it('every (prompt, seed) pair draws its own noise; a pair always the same', () => {
+    expect(noiseSeed(0, 'a red circle')).toBe(noiseSeed(0, 'a red circle'));
+    expect(noiseSeed(0, 'a red circle')).not.toBe(noiseSeed(0, 'a blue circle'));
+    expect(noiseSeed(0, 'a red circle')).not.toBe(noiseSeed(1, 'a red circle'));
+    const seeds = new Set<number>();
+    for (let s = 0; s < 50; s++) for (const p of ['a', 'b', 'c']) seeds.add(noiseSeed(s, p));
+    expect(seeds.size).toBe(150);
+    for (const v of seeds) expect(Number.isInteger(v) && v >= 0 && v < 2 ** 32).toBe(true);
   });
 
   it('describes failures object by object', () => {
@@ -351,7 +439,17 @@ describe('bench on tiny-sd', () => {
       expect(typeof r.full_success).toBe('boolean');
       expect(r.seconds).toBeGreaterThan(0);
       expect(existsSync(join(out, r.image))).toBe(true);
+      expect(r.noise_seed).toBe(noiseSeed(0, r.prompt));
     }
+    // The image is the plain pipeline's at the row's noise seed (what `s2i generate --seed` reproduces).
+    const direct = await generate(model, {
+      prompt: rows[0]!.prompt,
+      seed: rows[0]!.noise_seed,
+      steps: 2,
+      guidanceScale: 7.5,
+      sampler: 'ddim',
+    });
+    expect(readPng(join(out, rows[0]!.image)).data).toEqual(floatToRgb8(direct.image).data);
     expect(rows[0]!.settings.method).toEqual({});
     expect(rows[1]!.settings.method).toMatchObject({ class: 'SuppressToImpress', mode: 'edit' });
     expect(rows[1]!.subjects.map((s) => s.word)).toEqual(['circle', 'square']);

@@ -12,8 +12,9 @@ import { resizeNearest } from '../image/resize.js';
 import type { BenchItem, BenchOutcome, BenchRow } from './run.js';
 import {
   BASELINES,
+  FAILURE_KINDS,
   summarize,
-  wilson,
+  twoWayRate,
   type Comparison,
   type Interval,
   type MethodSummary,
@@ -48,6 +49,19 @@ function statRow(r: BenchRow): StatRow {
   return r;
 }
 
+/**
+ * Methods every other method is compared with when they ran: the two baselines of the main table, and the rivals
+ * (the targets of Suppress-to-Impress are stated against the best of them).
+ */
+const COMPARED_WITH = [...BASELINES, 'initno', 'astar'];
+
+/** Comparisons worth printing: everything against the baselines; against a rival, only the non-rivals. */
+function compared(s: Summary): Summary {
+  const keep = (c: Comparison) =>
+    (BASELINES as readonly string[]).includes(c.baseline) || !COMPARED_WITH.includes(c.method);
+  return { ...s, comparisons: s.comparisons.filter(keep) };
+}
+
 export function benchSummary(
   outcome: BenchOutcome,
   info: { methods: readonly string[]; seeds: readonly number[]; model: string },
@@ -59,7 +73,8 @@ export function benchSummary(
   }
   for (const s of suites) s.prompts = new Set(items.filter((i) => i.suite === s.name).map((i) => i.row.prompt)).size;
   const rows = items.map((i) => statRow(i.row));
-  const overall = summarize(rows, info.methods);
+  const baselines = COMPARED_WITH.filter((b) => info.methods.includes(b));
+  const overall = compared(summarize(rows, info.methods, baselines));
   const summary: BenchSummary = {
     run: {
       suites,
@@ -80,9 +95,12 @@ export function benchSummary(
   if (suites.length > 1) {
     summary.by_suite = {};
     for (const s of suites)
-      summary.by_suite[s.name] = summarize(
-        items.filter((i) => i.suite === s.name).map((i) => statRow(i.row)),
-        info.methods,
+      summary.by_suite[s.name] = compared(
+        summarize(
+          items.filter((i) => i.suite === s.name).map((i) => statRow(i.row)),
+          info.methods,
+          baselines,
+        ),
       );
   }
   const kinds = [...new Set(items.map((i) => i.kind).filter((k): k is PromptKind => k !== null))];
@@ -90,7 +108,8 @@ export function benchSummary(
     const per: Record<string, Interval & { n: number }> = {};
     for (const m of info.methods) {
       const rs = items.filter((i) => i.kind === k && i.row.method === m).map((i) => i.row);
-      per[m] = { ...wilson(rs.filter((r) => r.full_success).length, rs.length), n: rs.length };
+      const cells = rs.map((r) => ({ prompt: r.prompt, seed: r.seed, successes: r.full_success ? 1 : 0, trials: 1 }));
+      per[m] = { ...twoWayRate(cells), n: rs.length };
     }
     summary.by_kind[k] = per;
   }
@@ -130,6 +149,7 @@ function tableData(summary: Summary, methods: readonly string[]): TableData {
     'method',
     'n',
     'full success %',
+    'per seed %',
     'object recall %',
     'binding %',
     'leakage %',
@@ -142,6 +162,7 @@ function tableData(summary: Summary, methods: readonly string[]): TableData {
       m,
       String(s.n),
       formatInterval(s.full_success),
+      s.per_seed.map((x) => (100 * x.rate).toFixed(0)).join(' / '),
       formatInterval(s.object_recall),
       formatInterval(s.binding),
       formatInterval(s.leakage),
@@ -152,6 +173,32 @@ function tableData(summary: Summary, methods: readonly string[]): TableData {
     ];
   });
   return { header, rows };
+}
+
+/** Share of images with each failure kind, per method. */
+function failureTable(summary: Summary, methods: readonly string[]): TableData {
+  return {
+    header: ['method', 'object missing %', 'object recoloured %', 'extra object %'],
+    rows: methods.map((m) => [m, ...FAILURE_KINDS.map((k) => formatInterval(summary.methods[m]!.failures[k]))]),
+  };
+}
+
+/** Paired comparisons: failure ratios and both tests, against every baseline that ran. */
+function comparisonTable(summary: Summary): TableData {
+  const ratio = (iv: Interval) =>
+    iv.rate === null ? '–' : `${iv.rate.toFixed(2)} [${iv.low!.toFixed(2)}–${iv.high!.toFixed(2)}]`;
+  return {
+    header: ['method', 'vs', 'pairs', 'failures ÷ baseline failures', '+won −lost', 'p (McNemar)', 'p (by prompt)'],
+    rows: summary.comparisons.map((c) => [
+      c.method,
+      BASELINE_LABEL[c.baseline] ?? c.baseline,
+      String(c.pairs),
+      ratio(c.failure_ratio),
+      `+${c.method_only} −${c.baseline_only}`,
+      formatP(c.p),
+      formatP(c.p_cluster),
+    ]),
+  };
 }
 
 function textTable(t: TableData): string {
@@ -176,16 +223,32 @@ function markdownTable(t: TableData): string {
 
 function describeRun(run: RunInfo): string {
   const suites = run.suites.map((s) => `${s.name}${s.split ? ` (${s.split})` : ''}: ${s.prompts} prompts`).join('; ');
-  const seeds = run.seeds.length === 1 ? `seed ${run.seeds[0]}` : `${run.seeds.length} seeds`;
+  const seeds = run.seeds.length === 1 ? `seed ${run.seeds[0]}` : `seeds ${formatSeeds(run.seeds)}`;
   return `${suites}; ${seeds}; ${run.steps} steps, guidance ${run.guidance}, ${run.sampler}; model ${run.model} (${run.model_fingerprint})`;
 }
 
+/** `0-3`, `0,2,5-7`. */
+function formatSeeds(seeds: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < seeds.length;) {
+    let j = i;
+    while (j + 1 < seeds.length && seeds[j + 1] === seeds[j]! + 1) j++;
+    parts.push(j > i ? `${seeds[i]}-${seeds[j]}` : String(seeds[i]));
+    i = j + 1;
+  }
+  return parts.join(',');
+}
+
 const LEGEND =
-  'Rates in % with 95% intervals: full success (every object with its shape and colour, nothing extra) per image, Wilson; ' +
-  'object recall (right shape, any colour), binding (right shape and colour) and leakage (right shape in another prompted ' +
-  "object's colour; lower is better) pooled over objects, cluster bootstrap over prompts. s/image: mean generation seconds. " +
-  'vs none / vs A&E: exact McNemar test on full success over the same (prompt, seed) pairs; +won = the method succeeded where ' +
-  'the baseline failed, −lost = the reverse.';
+  'Every image is its own noise draw (from its prompt and seed); the methods of a (prompt, seed) pair share it. ' +
+  'Rates in % with 95% intervals from a two-way bootstrap over prompts and seeds: full success (every object with its ' +
+  'shape and colour, nothing extra) per image; per seed: full success of each seed alone; object recall (right shape, ' +
+  "any colour), binding (right shape and colour) and leakage (right shape in another prompted object's colour; lower " +
+  'is better) pooled over objects; failure kinds: share of images with an object missing (neglect), recoloured ' +
+  '(binding) or an extra object. s/image: mean generation seconds. vs none / vs A&E: +won = pairs where the method ' +
+  'succeeded and the baseline failed, −lost = the reverse, p = exact McNemar test. Comparisons: the failure ratio ' +
+  '(method failures ÷ baseline failures over the same pairs, paired bootstrap interval), McNemar, and an exact ' +
+  'sign-flip test that flips the pairs of a prompt together (it does not take the seeds of a prompt as independent).';
 
 /** The terminal summary: one table per suite when there are several, then the combined one. */
 export function formatSummaryText(summary: BenchSummary): string {
@@ -195,7 +258,10 @@ export function formatSummaryText(summary: BenchSummary): string {
       parts.push(`${name}:`, textTable(tableData(s, summary.run.methods)), '');
     parts.push('all suites:');
   }
-  parts.push(textTable(tableData(summary, summary.run.methods)), '', LEGEND);
+  parts.push(textTable(tableData(summary, summary.run.methods)), '');
+  parts.push('failure kinds (share of images):', textTable(failureTable(summary, summary.run.methods)), '');
+  if (summary.comparisons.length) parts.push('comparisons:', textTable(comparisonTable(summary)), '');
+  parts.push(LEGEND);
   return parts.join('\n') + '\n';
 }
 
@@ -207,12 +273,20 @@ export function formatSummaryMarkdown(summary: BenchSummary): string {
     `*${describeRun(summary.run)}*`,
     '',
   ];
+  const methods = summary.run.methods;
+  const section = (s: Summary) => {
+    parts.push(markdownTable(tableData(s, methods)), '');
+    parts.push('Failure kinds (share of images):', '', markdownTable(failureTable(s, methods)), '');
+    if (s.comparisons.length) parts.push('Comparisons:', '', markdownTable(comparisonTable(s)), '');
+  };
   if (summary.by_suite) {
-    for (const [name, s] of Object.entries(summary.by_suite))
-      parts.push(`**${name}**`, '', markdownTable(tableData(s, summary.run.methods)), '');
+    for (const [name, s] of Object.entries(summary.by_suite)) {
+      parts.push(`**${name}**`, '');
+      section(s);
+    }
     parts.push('**all suites**', '');
   }
-  parts.push(markdownTable(tableData(summary, summary.run.methods)), '');
+  section(summary);
   const kinds = Object.keys(summary.by_kind) as PromptKind[];
   if (kinds.length > 1) {
     parts.push('Full success % by prompt kind:', '');

@@ -2,8 +2,10 @@
  * Running a benchmark: every prompt × seed × method, with one loaded model, scored by the shapes-world scorer and
  * appended to `results.jsonl` in the output folder, one line per image.
  *
- * - Same initial noise: a (prompt, seed) pair uses `seed` for every method, so the pipeline draws the same initial
- *   latents and the methods are compared on the same noise.
+ * - Independent images, paired methods: the initial noise of an image is drawn from `noiseSeed(seed, prompt)`, so
+ *   every (prompt, seed) pair is its own draw (prompts of one seed do not share a layout) and every method of a pair
+ *   starts from the same noise (the comparison is paired). `s2i generate PROMPT --seed <noise_seed>` reproduces an
+ *   image of plain sampling.
  * - Subjects: chosen automatically (`autoSubjects`: the nouns and their adjectives; `methodTargets`).
  * - Resumable: a row's key is a hash of (prompt, seed, method, settings hash), where the settings are the sampling
  *   settings (steps, guidance, sampler, image size), a fingerprint of the model folder, and the method's full
@@ -50,8 +52,11 @@ import { type ObjectReport, scoreImage } from '../shapes/score.js';
 import type { Tensor } from '../tensor.js';
 import type { PromptKind, Split, Suite, SuitePrompt } from './suites.js';
 
-/** Bumped when the meaning of a row changes (then old rows are not reused). */
-export const BENCH_ROW_VERSION = 1;
+/**
+ * Bumped when the meaning of a row changes (then old rows are not reused). 2: the initial noise comes from
+ * (seed, prompt), no longer from the seed alone.
+ */
+export const BENCH_ROW_VERSION = 2;
 
 export const RESULTS_FILE = 'results.jsonl';
 const LOCK_FILE = '.bench.lock';
@@ -83,6 +88,8 @@ export interface BenchRow {
   key: string;
   prompt: string;
   seed: number;
+  /** The seed the image was generated with: `noiseSeed(seed, prompt)`. */
+  noise_seed: number;
   method: string;
   settings: BenchSettings;
   settings_hash: string;
@@ -275,6 +282,14 @@ export function methodSettings(method: GuidanceMethod | undefined): Record<strin
 
 export function settingsHash(settings: BenchSettings): string {
   return sha256(canonicalJson({ v: BENCH_ROW_VERSION, ...settings })).slice(0, 16);
+}
+
+/**
+ * The generation seed of benchmark seed `seed` for `prompt`: the first 32 bits of SHA-256 over both. Different
+ * prompts get unrelated noise under the same benchmark seed; the same pair always gets the same noise.
+ */
+export function noiseSeed(seed: number, prompt: string): number {
+  return parseInt(sha256(`s2i-bench-noise\u0000${seed}\u0000${prompt}`).slice(0, 8), 16);
 }
 
 export function rowKey(prompt: string, seed: number, method: string, settingsHashValue: string): string {
@@ -518,9 +533,10 @@ async function runLocked(
       }
 
       const nGraphs = model.graphTimings.length;
+      const generationSeed = noiseSeed(seed, entry.prompt);
       const result = await generate(model, {
         prompt: entry.prompt,
-        seed,
+        seed: generationSeed,
         steps: options.steps,
         guidanceScale: options.guidance,
         sampler,
@@ -562,6 +578,7 @@ async function runLocked(
         key,
         prompt: entry.prompt,
         seed,
+        noise_seed: generationSeed,
         method: name,
         settings,
         settings_hash: hash,

@@ -1,29 +1,38 @@
 /**
  * Benchmark statistics: per-method rates with 95% intervals, and paired comparisons between methods.
  *
+ * The design they assume (src/bench/run.ts): every image is one (prompt, seed) pair with its own initial noise,
+ * drawn from (seed, prompt); the methods of a pair share that noise. So images are independent draws given their
+ * prompt, images of one prompt share the prompt (its difficulty), and a comparison of two methods is paired.
+ *
  * Definitions (over the rows of one method; one row = one image = one (prompt, seed)):
  *
  * - `full_success`: fraction of IMAGES in which every prompted object is present with its shape and colour and
- *   nothing else was detected (`ScoreReport.full_success`). n = images. 95% Wilson score interval over images
- *   (this treats images as independent; images of the same prompt under different seeds are only approximately so).
+ *   nothing else was detected (`ScoreReport.full_success`).
  * - `object_recall`: fraction of prompted OBJECTS (pooled over all images) that are present with the prompted shape,
  *   any colour (`found_shape_match`). 1 − object_recall is the neglect rate.
  * - `binding`: fraction of prompted objects present with the prompted shape AND colour.
  * - `leakage`: among prompted objects that name a colour, the fraction drawn with the right shape but in the colour
  *   of ANOTHER prompted object (`leaked`). Lower is better. Always 0 for single-object prompts.
+ * - `failures`: the share of images with an object missing, with an object recoloured, with an extra object
+ *   (`failureKinds`; an image can have several).
+ * - `per_seed`: full_success of each seed alone — the spread a one-seed table hides.
  *
- *   The objects of one image (and the images of one prompt) are not independent, so the object-level rates get a
- *   cluster bootstrap instead of a binomial interval: the prompts are resampled with replacement (all images and
- *   objects of a drawn prompt come along), the pooled rate is recomputed, 2000 times with a fixed seed, and the
- *   interval is the 2.5th–97.5th percentile. When every resample gives the same value (e.g. no object ever leaked)
- *   the bootstrap interval has no width; then the Wilson interval with n = the number of prompts (the independent
- *   units) is reported instead.
+ *   Intervals: images of one prompt are not independent (nor are the objects of one image), so every rate gets a
+ *   two-way bootstrap interval over prompts and seeds (`twoWayRate`), not a binomial one: prompts and seeds are
+ *   resampled with replacement, every cell of a drawn (prompt, seed) comes along, the pooled rate is recomputed,
+ *   2000 times with a fixed seed, and the interval is the 2.5th–97.5th percentile. When every resample gives the
+ *   same value (e.g. no object ever leaked) the interval has no width; then the Wilson interval with n = the number
+ *   of prompts is reported instead.
  * - `seconds_per_image`: mean wall-clock seconds of generation per image (encode + denoise + decode), excluding the
  *   one-off compilation of graphs (recorded separately in each row).
  *
- * Paired comparison on full_success (`mcnemar`): over the (prompt, seed) pairs that both methods ran — the same
- * initial noise — b = pairs where the method succeeded and the baseline failed, c = the reverse. Exact McNemar test:
- * two-sided binomial test of b against Bin(b + c, 1/2), p = min(1, 2 · P(X ≤ min(b, c))); p = 1 when b + c = 0.
+ * Paired comparison on full_success: over the (prompt, seed) pairs that both methods ran — the same initial noise —
+ * b = pairs where the method succeeded and the baseline failed, c = the reverse. `p`: exact McNemar test, two-sided
+ * binomial test of b against Bin(b + c, 1/2), p = min(1, 2 · P(X ≤ min(b, c))) (1 when b + c = 0); it takes the
+ * pairs as independent. `p_cluster`: the exact sign-flip test that flips all pairs of a prompt together
+ * (`signFlipExact`), which does not. `failure_ratio`: the method's failures ÷ the baseline's over the same pairs,
+ * with a paired two-way bootstrap interval.
  */
 
 /** 97.5th percentile of the standard normal distribution. */
@@ -110,39 +119,142 @@ export interface BootstrapOptions {
   z?: number;
 }
 
+/** Successes and trials of one (prompt, seed) cell: one image, or one image's objects. */
+export interface Cell extends Cluster {
+  prompt: string;
+  seed: number;
+}
+
 /**
- * Pooled rate Σ successes / Σ trials over clusters, with a percentile cluster-bootstrap 95% interval (see the module
- * comment; Wilson over clusters when the bootstrap has no spread).
+ * The cells as a prompts × seeds grid (missing cells count 0 of 0), for the two-way bootstrap.
+ * `values[k][i * seeds + j]` is quantity k of prompt i, seed j.
  */
-export function clusterRate(clusters: readonly Cluster[], options: BootstrapOptions = {}): Interval {
-  const used = clusters.filter((c) => c.trials > 0);
+interface Grid {
+  prompts: number;
+  seeds: number;
+  values: Float64Array[];
+}
+
+function grid(cells: readonly { prompt: string; seed: number; values: readonly number[] }[]): Grid {
+  const promptIx = new Map<string, number>();
+  const seedIx = new Map<number, number>();
+  for (const c of cells) {
+    if (!promptIx.has(c.prompt)) promptIx.set(c.prompt, promptIx.size);
+    if (!seedIx.has(c.seed)) seedIx.set(c.seed, seedIx.size);
+  }
+  const P = promptIx.size,
+    S = seedIx.size;
+  const K = cells[0]?.values.length ?? 0;
+  const values = Array.from({ length: K }, () => new Float64Array(P * S));
+  for (const c of cells) {
+    const at = promptIx.get(c.prompt)! * S + seedIx.get(c.seed)!;
+    c.values.forEach((v, k) => (values[k]![at]! += v));
+  }
+  return { prompts: P, seeds: S, values };
+}
+
+/**
+ * Two-way ("pigeonhole") bootstrap over a prompts × seeds grid (Owen 2007; McCullagh 2000): each resample draws
+ * the prompts with replacement and, independently, the seeds with replacement, and keeps every cell of the drawn
+ * rows and columns (a cell drawn as prompt ×a and seed ×b counts a·b times). It respects both ways the images of a
+ * benchmark are grouped — images of one prompt share the prompt, images of one seed share whatever a seed shares —
+ * and is conservative when one of the two has no effect. `stat(sums)` maps the resampled sums of each quantity to
+ * the statistic; returns the sorted statistics of `resamples` resamples (NaN statistics are dropped).
+ */
+function twoWayBootstrap(g: Grid, stat: (sums: readonly number[]) => number, options: BootstrapOptions): Float64Array {
+  const B = options.resamples ?? 2000;
+  const rand = mulberry32(options.seed ?? 12345);
+  const { prompts: P, seeds: S, values } = g;
+  const K = values.length;
+  const cp = new Float64Array(P);
+  const cs = new Float64Array(S);
+  const sums = new Array<number>(K).fill(0);
+  const out: number[] = [];
+  for (let b = 0; b < B; b++) {
+    cp.fill(0);
+    cs.fill(0);
+    for (let i = 0; i < P; i++) cp[Math.floor(rand() * P)]! += 1;
+    if (S === 1) cs[0] = 1;
+    else for (let j = 0; j < S; j++) cs[Math.floor(rand() * S)]! += 1;
+    for (let k = 0; k < K; k++) {
+      const v = values[k]!;
+      let total = 0;
+      for (let i = 0; i < P; i++) {
+        const wi = cp[i]!;
+        if (wi === 0) continue;
+        let row = 0;
+        for (let j = 0; j < S; j++) row += cs[j]! * v[i * S + j]!;
+        total += wi * row;
+      }
+      sums[k] = total;
+    }
+    const x = stat(sums);
+    if (Number.isFinite(x)) out.push(x);
+  }
+  return Float64Array.from(out).sort();
+}
+
+/**
+ * Pooled rate Σ successes / Σ trials over (prompt, seed) cells, with a 95% percentile interval from the two-way
+ * bootstrap over prompts and seeds. When no resample differs (e.g. every image succeeded), the bootstrap has no
+ * width; then the Wilson interval with n = the number of prompts (the coarser grouping) is reported instead.
+ */
+export function twoWayRate(cells: readonly Cell[], options: BootstrapOptions = {}): Interval {
+  const used = cells.filter((c) => c.trials > 0);
   const S = used.reduce((s, c) => s + c.successes, 0);
   const T = used.reduce((s, c) => s + c.trials, 0);
   if (T === 0) return { rate: null, low: null, high: null };
   const rate = S / T;
-  const B = options.resamples ?? 2000;
-  const rand = mulberry32(options.seed ?? 12345);
-  const k = used.length;
-  const values = new Float64Array(B);
-  for (let b = 0; b < B; b++) {
-    let s = 0,
-      t = 0;
-    for (let i = 0; i < k; i++) {
-      const c = used[Math.floor(rand() * k)]!;
-      s += c.successes;
-      t += c.trials;
-    }
-    values[b] = s / t;
-  }
-  values.sort();
+  const g = grid(used.map((c) => ({ prompt: c.prompt, seed: c.seed, values: [c.successes, c.trials] })));
+  const values = twoWayBootstrap(g, ([s, t]) => s! / t!, options);
   const lo = quantile(values, 0.025);
   const hi = quantile(values, 0.975);
-  if (hi - lo < 1e-12) {
-    // No spread in the resamples: every prompt has the same rate (0 or 1, in practice). Binomial over prompts.
-    const w = wilson(rate * k, k, options.z);
+  if (!(hi - lo >= 1e-12)) {
+    const w = wilson(rate * g.prompts, g.prompts, options.z);
     return { rate, low: w.low, high: w.high };
   }
   return { rate, low: Math.min(lo, rate), high: Math.max(hi, rate) };
+}
+
+/**
+ * Pooled rate Σ successes / Σ trials over clusters, with a percentile cluster-bootstrap 95% interval over the
+ * clusters (Wilson over clusters when the bootstrap has no spread). The one-way case of `twoWayRate`.
+ */
+export function clusterRate(clusters: readonly Cluster[], options: BootstrapOptions = {}): Interval {
+  return twoWayRate(
+    clusters.map((c, i) => ({ ...c, prompt: String(i), seed: 0 })),
+    options,
+  );
+}
+
+/**
+ * Exact two-sided sign-flip (randomisation) test of a paired difference with clusters: `d[c]` is cluster c's sum of
+ * per-pair differences (here: pairs the method won minus pairs it lost, over the seeds of one prompt). Under the null
+ * hypothesis the two methods are exchangeable within a cluster, so each cluster's difference is as likely negated;
+ * p = P(|Σ ε_c d_c| ≥ |Σ d_c|) over the 2^C sign patterns, computed exactly by convolution over the integer sums.
+ * With one pair per cluster it is the exact McNemar test.
+ */
+export function signFlipExact(d: readonly number[]): number {
+  const ds = d.map((x) => Math.abs(Math.round(x))).filter((x) => x > 0);
+  const observed = Math.abs(d.reduce((s, x) => s + Math.round(x), 0));
+  const span = ds.reduce((s, x) => s + x, 0);
+  if (span === 0) return 1;
+  // dist[v + span] = probability that the flipped sum equals v.
+  let dist = new Float64Array(2 * span + 1);
+  dist[span] = 1;
+  for (const x of ds) {
+    const next = new Float64Array(dist.length);
+    for (let v = 0; v < dist.length; v++) {
+      const p = dist[v]!;
+      if (p === 0) continue;
+      next[v + x]! += p / 2;
+      next[v - x]! += p / 2;
+    }
+    dist = next;
+  }
+  let p = 0;
+  for (let v = 0; v < dist.length; v++) if (Math.abs(v - span) >= observed) p += dist[v]!;
+  return Math.min(1, p);
 }
 
 /** Linear-interpolation quantile (type 7, numpy's default) of sorted values. */
@@ -164,7 +276,32 @@ export interface StatRow {
   method: string;
   full_success: boolean;
   objects: readonly { found_shape_match: boolean; colour_correct: boolean; leaked: boolean; colour: string | null }[];
+  /** Detections not matched to a prompted object (absent in rows of old benchmark versions: counted as 0). */
+  extra_objects?: number;
   seconds: number;
+}
+
+/** Failure kinds of one image (an image can have several). */
+export const FAILURE_KINDS = ['missing', 'recoloured', 'extra'] as const;
+export type FailureKind = (typeof FAILURE_KINDS)[number];
+
+/**
+ * missing: a prompted object is not there with its shape (catastrophic neglect); recoloured: a prompted object is
+ * there with its shape but the wrong colour (attribute binding); extra: something was detected that no prompted
+ * object accounts for (an extra copy, a merged or stray object).
+ */
+export function failureKinds(r: Pick<StatRow, 'objects' | 'extra_objects'>): Record<FailureKind, boolean> {
+  return {
+    missing: r.objects.some((o) => !o.found_shape_match),
+    recoloured: r.objects.some((o) => o.found_shape_match && !o.colour_correct),
+    extra: (r.extra_objects ?? 0) > 0,
+  };
+}
+
+export interface SeedRate {
+  seed: number;
+  n: number;
+  rate: number;
 }
 
 export interface MethodSummary {
@@ -172,11 +309,16 @@ export interface MethodSummary {
   object_recall: Interval;
   binding: Interval;
   leakage: Interval;
+  /** Share of images with each failure kind. */
+  failures: Record<FailureKind, Interval>;
+  /** full_success seed by seed: how much one noise draw per prompt moves the rate. */
+  per_seed: SeedRate[];
   /** Images. */
   n: number;
   /** Prompted objects over all images. */
   objects: number;
   prompts: number;
+  seeds: number;
   seconds_per_image: number | null;
 }
 
@@ -189,61 +331,76 @@ export interface Comparison {
   method_only: number;
   /** Baseline succeeded, method failed. */
   baseline_only: number;
-  /** Exact McNemar two-sided p-value. */
+  /** Exact McNemar two-sided p-value (pairs taken as independent). */
   p: number;
+  /** Exact sign-flip p-value with the pairs of one prompt flipped together (respects the clustering by prompt). */
+  p_cluster: number;
+  /**
+   * Failures of the method ÷ failures of the baseline over the same pairs (failure = not full success), with a 95%
+   * interval from the paired two-way bootstrap; rate null when the baseline never failed.
+   */
+  failure_ratio: Interval;
 }
 
 export interface Summary {
   methods: Record<string, MethodSummary>;
   comparisons: Comparison[];
-  /** How each interval was computed (for readers of the JSON). */
-  intervals: Record<'full_success' | 'object_recall' | 'binding' | 'leakage', string>;
+  /** How each interval and test was computed (for readers of the JSON). */
+  intervals: Record<'full_success' | 'object_recall' | 'binding' | 'leakage' | 'failures' | 'comparisons', string>;
 }
 
+const TWO_WAY =
+  '95% percentile two-way bootstrap over prompts and seeds (2000 resamples; Wilson over prompts when it has no spread)';
+
 export const INTERVAL_NOTES: Summary['intervals'] = {
-  full_success: '95% Wilson score interval over images',
-  object_recall:
-    '95% percentile cluster bootstrap over prompts (2000 resamples; Wilson over prompts when it has no spread)',
-  binding: '95% percentile cluster bootstrap over prompts (2000 resamples; Wilson over prompts when it has no spread)',
-  leakage:
-    '95% percentile cluster bootstrap over prompts, among objects that name a colour (2000 resamples; Wilson over prompts when it has no spread)',
+  full_success: `per image; ${TWO_WAY}`,
+  object_recall: `pooled over objects; ${TWO_WAY}`,
+  binding: `pooled over objects; ${TWO_WAY}`,
+  leakage: `pooled over objects that name a colour; ${TWO_WAY}`,
+  failures: `share of images with each failure kind; ${TWO_WAY}`,
+  comparisons:
+    'paired over (prompt, seed): exact McNemar (p), exact sign-flip test with the pairs of a prompt flipped together ' +
+    '(p_cluster), failure ratio with a 95% paired two-way bootstrap interval',
 };
 
 /** Baselines every other method is compared with (when they ran). */
 export const BASELINES = ['none', 'attend-and-excite'] as const;
 
 export function summarizeMethod(rows: readonly StatRow[]): MethodSummary {
-  const byPrompt = new Map<string, StatRow[]>();
-  for (const r of rows) {
-    const list = byPrompt.get(r.prompt) ?? [];
-    list.push(r);
-    byPrompt.set(r.prompt, list);
-  }
-  const clusters = (pick: (o: StatRow['objects'][number]) => boolean | null): Cluster[] =>
-    [...byPrompt.values()].map((list) => {
+  const objectCells = (pick: (o: StatRow['objects'][number]) => boolean | null): Cell[] =>
+    rows.map((r) => {
       let successes = 0,
         trials = 0;
-      for (const r of list) {
-        for (const o of r.objects) {
-          const v = pick(o);
-          if (v === null) continue;
-          trials++;
-          if (v) successes++;
-        }
+      for (const o of r.objects) {
+        const v = pick(o);
+        if (v === null) continue;
+        trials++;
+        if (v) successes++;
       }
-      return { successes, trials };
+      return { prompt: r.prompt, seed: r.seed, successes, trials };
     });
-  const n = rows.length;
-  const successes = rows.filter((r) => r.full_success).length;
+  const imageCells = (pick: (r: StatRow, i: number) => boolean): Cell[] =>
+    rows.map((r, i) => ({ prompt: r.prompt, seed: r.seed, successes: pick(r, i) ? 1 : 0, trials: 1 }));
+  const seeds = [...new Set(rows.map((r) => r.seed))].sort((a, b) => a - b);
+  const per_seed = seeds.map((seed) => {
+    const rs = rows.filter((r) => r.seed === seed);
+    return { seed, n: rs.length, rate: rs.filter((r) => r.full_success).length / rs.length };
+  });
+  const kinds = rows.map(failureKinds);
   const seconds = rows.map((r) => r.seconds).filter((s) => Number.isFinite(s));
   return {
-    full_success: wilson(successes, n),
-    object_recall: clusterRate(clusters((o) => o.found_shape_match)),
-    binding: clusterRate(clusters((o) => o.found_shape_match && o.colour_correct)),
-    leakage: clusterRate(clusters((o) => (o.colour === null ? null : o.leaked))),
-    n,
+    full_success: twoWayRate(imageCells((r) => r.full_success)),
+    object_recall: twoWayRate(objectCells((o) => o.found_shape_match)),
+    binding: twoWayRate(objectCells((o) => o.found_shape_match && o.colour_correct)),
+    leakage: twoWayRate(objectCells((o) => (o.colour === null ? null : o.leaked))),
+    failures: Object.fromEntries(
+      FAILURE_KINDS.map((k) => [k, twoWayRate(imageCells((_, i) => kinds[i]![k]))]),
+    ) as Record<FailureKind, Interval>,
+    per_seed,
+    n: rows.length,
     objects: rows.reduce((s, r) => s + r.objects.length, 0),
-    prompts: byPrompt.size,
+    prompts: new Set(rows.map((r) => r.prompt)).size,
+    seeds: seeds.length,
     seconds_per_image: seconds.length
       ? Math.round((1000 * seconds.reduce((a, b) => a + b, 0)) / seconds.length) / 1000
       : null,
@@ -255,28 +412,58 @@ export function compareMethods(rows: readonly StatRow[], method: string, baselin
   const key = (r: StatRow) => `${r.seed}\u0000${r.prompt}`;
   const base = new Map<string, boolean>();
   for (const r of rows) if (r.method === baseline) base.set(key(r), r.full_success);
-  let pairs = 0,
-    b = 0,
+  let b = 0,
     c = 0;
+  const perPrompt = new Map<string, number>();
+  const cells: { prompt: string; seed: number; values: number[] }[] = [];
   for (const r of rows) {
     if (r.method !== method) continue;
     const other = base.get(key(r));
     if (other === undefined) continue;
-    pairs++;
-    if (r.full_success && !other) b++;
-    else if (!r.full_success && other) c++;
+    const d = r.full_success && !other ? 1 : !r.full_success && other ? -1 : 0;
+    if (d > 0) b++;
+    else if (d < 0) c++;
+    perPrompt.set(r.prompt, (perPrompt.get(r.prompt) ?? 0) + d);
+    cells.push({ prompt: r.prompt, seed: r.seed, values: [r.full_success ? 0 : 1, other ? 0 : 1] });
   }
-  const t = mcnemarExact(b, c);
-  return { method, baseline, pairs, method_only: b, baseline_only: c, p: t.p };
+  const fm = cells.reduce((s, x) => s + x.values[0]!, 0);
+  const fb = cells.reduce((s, x) => s + x.values[1]!, 0);
+  let failure_ratio: Interval = { rate: null, low: null, high: null };
+  if (fb > 0) {
+    const values = twoWayBootstrap(grid(cells), ([m, bl]) => m! / bl!, {});
+    const rate = fm / fb;
+    failure_ratio = {
+      rate,
+      low: Math.min(quantile(values, 0.025), rate),
+      high: Math.max(quantile(values, 0.975), rate),
+    };
+  }
+  return {
+    method,
+    baseline,
+    pairs: cells.length,
+    method_only: b,
+    baseline_only: c,
+    p: mcnemarExact(b, c).p,
+    p_cluster: signFlipExact([...perPrompt.values()]),
+    failure_ratio,
+  };
 }
 
-/** Per-method summaries (in `methodOrder`) and the comparisons of every method with `none` and `attend-and-excite`. */
-export function summarize(rows: readonly StatRow[], methodOrder?: readonly string[]): Summary {
+/**
+ * Per-method summaries (in `methodOrder`) and the comparisons of every method with each baseline that ran
+ * (default: `none` and `attend-and-excite`).
+ */
+export function summarize(
+  rows: readonly StatRow[],
+  methodOrder?: readonly string[],
+  baselines: readonly string[] = BASELINES,
+): Summary {
   const order = methodOrder ?? [...new Set(rows.map((r) => r.method))];
   const methods: Record<string, MethodSummary> = {};
   for (const m of order) methods[m] = summarizeMethod(rows.filter((r) => r.method === m));
   const comparisons: Comparison[] = [];
-  for (const baseline of BASELINES) {
+  for (const baseline of baselines) {
     if (!order.includes(baseline)) continue;
     for (const m of order) if (m !== baseline) comparisons.push(compareMethods(rows, m, baseline));
   }

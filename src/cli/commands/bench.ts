@@ -189,7 +189,7 @@ export function register(program: Command): void {
     .option('--methods <list>', `methods, comma-separated (known: ${METHOD_NAMES.join(', ')})`, BENCH_DEFAULT_METHODS)
     .option(
       '--seeds <list>',
-      'seeds, e.g. 0-63 or 0,1,2 (each (prompt, seed) uses the same initial noise for every method)',
+      'seeds, e.g. 0-63 or 0,1,2 (each (prompt, seed) pair is its own noise draw, shared by every method)',
       BENCH_DEFAULT_SEEDS,
     )
     .option('--steps <n>', 'inference steps', String(BENCH_DEFAULT_STEPS))
@@ -213,9 +213,11 @@ export function register(program: Command): void {
       `
 Description:
   For every prompt x seed x method: picks the subjects automatically (the
-  prompt's nouns and their adjectives), generates with the same initial noise
-  for every method (the seed), scores the image with the shapes-world scorer
-  and appends one line to DIR/results.jsonl. A rerun with the same --out skips
+  prompt's nouns and their adjectives), generates from initial noise drawn
+  from (seed, prompt) — every image its own draw, the same for every method of
+  a pair —, scores the image with the shapes-world scorer and appends one
+  line to DIR/results.jsonl (its noise_seed reproduces the image with
+  s2i generate --seed). A rerun with the same --out skips
   the images already there (same prompt, seed, method, settings and model),
   so an interrupted run resumes where it stopped.
 
@@ -227,10 +229,14 @@ Suites (built in; tuning / held-apart prompts):
   --limit 6) runs the first half, as balanced as the whole.
 
 Statistics:
-  full success (per image, Wilson 95% interval), object recall, binding and
-  leakage (per object, cluster bootstrap over prompts), seconds per image,
-  and exact McNemar tests of full success against none and
-  attend-and-excite over the same (prompt, seed) pairs.
+  full success (per image), object recall, binding and leakage (per object),
+  the share of images with an object missing / recoloured / an extra object,
+  each with a 95% two-way bootstrap interval over prompts and seeds; full
+  success seed by seed; seconds per image. Against none and
+  attend-and-excite (and the rivals, when they ran), over the same
+  (prompt, seed) pairs: the failure ratio with a bootstrap interval, the
+  exact McNemar test and an exact sign-flip test that keeps each prompt's
+  pairs together.
 
 Defaults:
   --steps ${BENCH_DEFAULT_STEPS} (gradient methods cost about 3x plain sampling per image on CPU;
@@ -240,7 +246,7 @@ Defaults:
 Examples:
   s2i bench --suite shapes-2 --methods none,attend-and-excite,suppress \\
       --seeds 0-3 --model models/shapes --out out/bench/s2
-  s2i bench --suite shapes-2,shapes-3 --split held-apart --seeds 0 \\
+  s2i bench --suite shapes-2,shapes-3 --split held-apart --seeds 0-3 \\
       --methods none,suppress --report report.html --json
   s2i bench --suite prompts.jsonl --methods none,suppress-edit --seeds 0,1
 `,
