@@ -50,6 +50,8 @@ export interface StepInfo {
   timestep: number;
   totalCalls: number;
   latents: Tensor;
+  /** The sampler's prediction of the final (denoised) latents at this step, when it makes one. */
+  predictedOriginal: Tensor | null;
   ms: number;
 }
 
@@ -233,7 +235,8 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
     if (usedMaps && (!recordSteps || recordSteps.has(i))) result.attentionMaps.set(i, usedMaps);
     if (rawMaps && edit) result.rawAttentionMaps.set(i, rawMaps);
     method?.afterGuidedPass?.(ctx(), rawMaps);
-    const next = sampler.step(guided, i, latents.data).prevSample;
+    const stepped = sampler.step(guided, i, latents.data);
+    const next = stepped.prevSample;
     const bad = firstNonFinite(next);
     if (bad >= 0)
       throw new UserError(
@@ -246,7 +249,10 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
     const log = method?.stepLog?.(i);
     if (log) record.method = log;
     result.steps.push(record);
-    options.onStep?.({ index: i, timestep, totalCalls, latents, ms });
+    const predictedOriginal = stepped.predOriginalSample
+      ? { data: stepped.predOriginalSample, shape: [...latentShape] }
+      : null;
+    options.onStep?.({ index: i, timestep, totalCalls, latents, predictedOriginal, ms });
   }
   result.timings.denoiseMs = performance.now() - tDenoise;
   result.finalLatents = latents;
