@@ -32,7 +32,7 @@ export function openModel(path: string, request: OpenModelRequest = {}): OpenedM
   try {
     isDir = statSync(abs).isDirectory();
   } catch {
-    throw new UserError(`${abs}: no such model folder or file`);
+    throw new UserError(`${abs}: model folder or file not found`);
   }
   if (isDir) {
     if (request.configDir !== undefined) {

@@ -23,7 +23,7 @@ export function checkRegularFile(path: string, maxBytes = Number.POSITIVE_INFINI
     st = statSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UserError(`${path}: file not found`);
+    if (code === 'ENOENT') throw new UserError(`${path}: no such file`);
     if (code === 'ELOOP') throw new UserError(`${path}: symbolic links loop`);
     throw new UserError(`${path}: cannot read (${oneLine((e as Error).message)})`);
   }
