@@ -24,7 +24,15 @@ import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { maxAbsDiff, type Int64Tensor, type Tensor } from '../src/tensor.js';
 import { ensureBuilt, expectOneLineError, s2i } from './support/cli.js';
 import { expectGolden } from './support/golden.js';
-import { clipToOpenClip, toHalf, unetToLdm, vaeToLdm, writeRawSafetensors, type RawTensor } from './support/ldm.js';
+import {
+  clipToOpenClip,
+  toBfloat16,
+  toHalf,
+  unetToLdm,
+  vaeToLdm,
+  writeRawSafetensors,
+  type RawTensor,
+} from './support/ldm.js';
 import { goldenPath, oracleDir, singleFileDir, tinySdDir } from './support/oracle.js';
 
 const FILE = join(singleFileDir, 'tiny-sd.safetensors');
@@ -183,13 +191,14 @@ describe('the oracle single file (SD 1.x layout) with its config folder', () => 
 });
 
 /** The oracle's weights with the text encoder in OpenCLIP's layout (SD 2.x), an extra last block and the projection. */
-function openClipFile(dtype: 'F32' | 'F16'): string {
+function openClipFile(dtype: 'F32' | 'F16' | 'BF16'): string {
   const text = openModelFolder(tinySdDir).component('text_encoder').weights();
   const out: RawTensor[] = [];
-  const enc = (a: Float32Array): Uint8Array => new Uint8Array(bytesOf(dtype === 'F16' ? toHalf(a) : a));
+  const enc = (a: Float32Array): Uint8Array =>
+    new Uint8Array(bytesOf(dtype === 'F16' ? toHalf(a) : dtype === 'BF16' ? toBfloat16(a) : a));
   for (const t of oracleTensors()) {
     if (t.name.startsWith('cond_stage_model.')) continue;
-    if (t.dtype === 'F32' && dtype === 'F16')
+    if (t.dtype === 'F32' && dtype !== 'F32')
       out.push({
         ...t,
         dtype,
@@ -264,20 +273,29 @@ describe('SD 2.x single files: the OpenCLIP text encoder', () => {
     }
   });
 
-  it('reads F16 weights: the text embeddings agree with float32 to half precision', async () => {
-    const single = await StableDiffusion.load(openClipFile('F16'), { config: CONFIG });
-    const folder = await StableDiffusion.load(tinySdDir);
-    try {
-      const a = await single.encodePrompt(PROMPTS[0]!);
-      const b = await folder.encodePrompt(PROMPTS[0]!);
-      const d = maxAbsDiff(a.data, b.data);
-      expect(d).toBeGreaterThan(0); // it really is the rounded weights
-      expect(d).toBeLessThan(5e-2);
-    } finally {
-      await single.release();
-      await folder.release();
-    }
-  });
+  for (const dtype of ['F16', 'BF16'] as const) {
+    it(`reads ${dtype} weights, kept half (Cast in the graph) or converted first: the same embeddings`, async () => {
+      const path = openClipFile(dtype);
+      const kept = await StableDiffusion.load(path, { config: CONFIG, halfWeights: 'keep' });
+      const converted = await StableDiffusion.load(path, { config: CONFIG, halfWeights: 'float32' });
+      const folder = await StableDiffusion.load(tinySdDir);
+      try {
+        for (const p of PROMPTS) {
+          const a = await kept.encodePrompt(p);
+          const b = await converted.encodePrompt(p);
+          expect(bytesOf(a.data).equals(bytesOf(b.data)), p).toBe(true);
+          // and they are the rounded weights' embeddings: close to float32's, not equal
+          const d = maxAbsDiff(a.data, (await folder.encodePrompt(p)).data);
+          expect(d).toBeGreaterThan(0);
+          expect(d).toBeLessThan(dtype === 'F16' ? 5e-2 : 2e-1);
+        }
+      } finally {
+        await kept.release();
+        await converted.release();
+        await folder.release();
+      }
+    });
+  }
 });
 
 // ---------------------------------------------------------------------------------------------------------------

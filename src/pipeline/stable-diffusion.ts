@@ -44,6 +44,8 @@ export interface LoadOptions {
    * defaults to 'v_prediction' (768 px) as diffusers' converter does; 'epsilon' is the 512-px 2.x base.
    */
   predictionType?: PredictionType;
+  /** F16 / BF16 weights: kept half in the graphs (default) or converted to float32 first (see CompileOptions). */
+  halfWeights?: 'keep' | 'float32';
 }
 
 export const PREDICTION_TYPES = ['epsilon', 'v_prediction', 'sample'] as const;
@@ -184,7 +186,10 @@ export class StableDiffusion {
       vaeConfig,
       schedulerConfig,
       weights,
-      { threads: options.threads },
+      {
+        threads: options.threads,
+        ...(options.halfWeights !== undefined ? { halfWeights: options.halfWeights } : {}),
+      },
       singleFile,
     );
   }

@@ -178,3 +178,15 @@ export function clipToOpenClip(key: string): string | null {
     .replace(/^self_attn\.out_proj\./, 'attn.out_proj.');
   return `${p}transformer.resblocks.${m[1]}.${renamed}`;
 }
+
+/** float32 → bfloat16 bits (round to nearest even; NaN stays NaN). */
+export function toBfloat16(values: Float32Array): Uint16Array {
+  const u = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < u.length; i++) {
+    const x = u[i]!;
+    if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) out[i] = (x >>> 16) | 0x40;
+    else out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
