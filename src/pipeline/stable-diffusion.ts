@@ -44,7 +44,7 @@ export interface LoadOptions {
    * defaults to 'v_prediction' (768 px) as diffusers' converter does; 'epsilon' is the 512-px 2.x base.
    */
   predictionType?: PredictionType;
-  /** F16 / BF16 weights: kept half in the graphs (default) or converted to float32 first (see CompileOptions). */
+  /** F16 / BF16 weights: converted to float32 first (default) or kept half in the graphs (see CompileOptions). */
   halfWeights?: 'keep' | 'float32';
 }
 
