@@ -28,7 +28,7 @@ export interface OpenedModel {
 
 export function openModel(path: string, request: OpenModelRequest = {}): OpenedModel {
   const abs = resolve(path);
-  let isDir = false;
+  let isDir: boolean;
   try {
     isDir = statSync(abs).isDirectory();
   } catch {

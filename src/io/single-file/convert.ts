@@ -201,7 +201,7 @@ function upLevelRanks(vaeKeys: readonly string[]): Map<number, number> {
 
 function vaeKey(key: string, t: TensorInfo, upRank: ReadonlyMap<number, number>): [string, TensorInfo] | null {
   let m: RegExpExecArray | null;
-  if ((m = /^(encoder|decoder)\.(conv_in|conv_out)\.(weight|bias)$/.exec(key))) return [key, t];
+  if (/^(encoder|decoder)\.(conv_in|conv_out)\.(weight|bias)$/.test(key)) return [key, t];
   if ((m = /^(encoder|decoder)\.norm_out\.(weight|bias)$/.exec(key))) return [`${m[1]}.conv_norm_out.${m[2]}`, t];
   if (/^(post_)?quant_conv\.(weight|bias)$/.test(key)) return [key, t];
   const res = (rest: string) => (rest.startsWith('nin_shortcut.') ? `conv_shortcut.${rest.slice(13)}` : rest);
