@@ -20,10 +20,9 @@ import {
   configNumberOrArray,
   configString,
   configStringArray,
-  openModelFolder,
-  readSamplingDefaults,
-  WeightStore,
-} from '../src/io/model-folder.js';
+} from '../src/io/json-config.js';
+import { openModelFolder, readSamplingDefaults } from '../src/io/model-folder.js';
+import { WeightStore } from '../src/io/weight-store.js';
 import {
   bf16ToF32,
   f16ToF32,

@@ -13,7 +13,7 @@ import * as ort from 'onnxruntime-node';
 import { liveNodes, serializeGraph } from '../src/graph/onnx.js';
 import * as op from '../src/graph/ops.js';
 import { compile, type CompileOptions } from '../src/graph/runtime.js';
-import { WeightStore } from '../src/io/model-folder.js';
+import { WeightStore } from '../src/io/weight-store.js';
 import { attention, type AttentionHook } from '../src/models/attention.js';
 import { graphParams } from '../src/models/params.js';
 import { GaussianRng } from '../src/util/random.js';

@@ -1,5 +1,6 @@
 /** Parsing and validating option values: one-line UserErrors that name the option. */
 import { UserError } from '../errors.js';
+import { PREDICTION_TYPES, type PredictionType } from '../pipeline/stable-diffusion.js';
 
 export function parseInteger(value: string, flag: string, lo = -(2 ** 53 - 1), hi = 2 ** 53 - 1): number {
   const v = /^\s*-?\d+\s*$/.test(value) ? Number(value) : NaN;
@@ -25,6 +26,14 @@ export function parseNumber(value: string, flag: string, lo = -Infinity, hi = In
     throw new UserError(`${flag} must be a number${range}, got "${value}"`);
   }
   return v;
+}
+
+export function parsePredictionType(value: string, flag: string): PredictionType {
+  const v = value.trim();
+  if (!(PREDICTION_TYPES as readonly string[]).includes(v)) {
+    throw new UserError(`${flag} must be one of ${PREDICTION_TYPES.join(', ')}, got "${value}"`);
+  }
+  return v as PredictionType;
 }
 
 /** Whether progress bars should be drawn: only for a human watching stderr. */

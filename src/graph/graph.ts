@@ -74,6 +74,16 @@ export interface WeightSource {
   readonly shape: Shape;
   read(): Float32Array;
   readonly external?: { path: string; offset: number; length: number };
+  /**
+   * The weight as stored when that is half precision (an F16 / BF16 safetensors tensor): a serialiser may keep
+   * it so — a half initializer (read from `external` when given) and a Cast to float32 in the graph — instead of
+   * converting it to float32 in memory. `read()` still gives the float32 values.
+   */
+  readonly half?: {
+    readonly dtype: 'float16' | 'bfloat16';
+    read(): Uint16Array;
+    readonly external?: { path: string; offset: number; length: number };
+  };
 }
 
 export type ParamMode = 'initializer' | 'input';

@@ -54,6 +54,12 @@ export interface SerializeOptions {
    * ONNX Runtime then reads the weights straight from the original file: no float32 copy in memory, none on disk.
    */
   linkExternal?: (path: string) => string | null;
+  /**
+   * Keep half-precision weights half (`WeightSource.half`): a FLOAT16 / BFLOAT16 initializer (linked like F32
+   * weights when it lies in a file) and a Cast to float32 in the graph, instead of a float32 initializer made
+   * in memory. Default false.
+   */
+  keepHalf?: boolean;
 }
 
 /**
@@ -133,17 +139,19 @@ export function liveNodes(graph: Graph): Node[] {
   return liveGraph(graph).nodes;
 }
 
-/** A float32 initializer whose bytes lie in `location` (a file in the model's folder) at [offset, offset + length). */
+/** An initializer whose bytes lie in `location` (a file in the model's folder) at [offset, offset + length). */
 function externalInitializer(
   value: Value,
   location: string,
   offset: number,
   length: number,
+  name = value.name,
+  dataType: number = onnx.TensorProto.DataType.FLOAT,
 ): onnxProto.onnx.ITensorProto {
   return {
-    name: value.name,
+    name,
     dims: [...value.shape],
-    dataType: onnx.TensorProto.DataType.FLOAT,
+    dataType,
     dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
     externalData: [
       { key: 'location', value: location },
@@ -166,6 +174,22 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
   }
 
   const graphInputs: onnxProto.onnx.IValueInfoProto[] = graph.inputs.map((v) => valueInfo(v.name, v));
+  // Half weights kept half: the initializer under another name, and a Cast giving the parameter's float32 value.
+  const casts: onnxProto.onnx.INodeProto[] = [];
+  const halfOf = (p: Graph['params'][number]) => {
+    const half = options.keepHalf && graph.paramMode === 'initializer' ? p.source.half : undefined;
+    if (!half) return null;
+    const name = `${p.value.name}::${half.dtype}`;
+    casts.push({
+      name: `cast/${p.value.name}`,
+      opType: 'Cast',
+      input: [name],
+      output: [p.value.name],
+      attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: onnx.TensorProto.DataType.FLOAT }],
+    });
+    const dataType = half.dtype === 'float16' ? onnx.TensorProto.DataType.FLOAT16 : onnx.TensorProto.DataType.BFLOAT16;
+    return { half, name, dataType };
+  };
   if (graph.paramMode === 'input') {
     for (const p of graph.params) graphInputs.push(valueInfo(p.value.name, p.value));
   } else if (options.externalDataPath) {
@@ -174,6 +198,22 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
     try {
       for (const p of graph.params) {
         if (!used.has(p.value)) continue;
+        const h = halfOf(p);
+        if (h) {
+          const linked = h.half.external && options.linkExternal ? options.linkExternal(h.half.external.path) : null;
+          if (h.half.external && linked) {
+            const { offset: at, length } = h.half.external;
+            initializers.push(externalInitializer(p.value, linked, at, length, h.name, h.dataType));
+            continue;
+          }
+          const bytes = bytesOf(h.half.read());
+          writeSync(fd, bytes, 0, bytes.length, offset);
+          initializers.push(
+            externalInitializer(p.value, basename(options.externalDataPath), offset, bytes.length, h.name, h.dataType),
+          );
+          offset += Math.ceil(bytes.length / 64) * 64;
+          continue;
+        }
         const ext = p.source.external;
         const linked = ext && options.linkExternal ? options.linkExternal(ext.path) : null;
         if (ext && linked) {
@@ -192,6 +232,16 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
   } else {
     for (const p of graph.params) {
       if (!used.has(p.value)) continue;
+      const h = halfOf(p);
+      if (h) {
+        initializers.push({
+          name: h.name,
+          dims: [...p.value.shape],
+          dataType: h.dataType,
+          rawData: bytesOf(h.half.read()),
+        });
+        continue;
+      }
       initializers.push({
         name: p.value.name,
         dims: [...p.value.shape],
@@ -202,14 +252,17 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
   }
 
   const nameOf = (v: Value | null) => (v ? mapped(v).name : '');
-  const nodeProtos: onnxProto.onnx.INodeProto[] = nodes.map((n) => ({
-    name: n.name,
-    opType: n.opType,
-    domain: n.domain,
-    input: n.inputs.map(nameOf),
-    output: n.outputs.map((o) => o.name),
-    attribute: Object.entries(n.attrs).map(([k, a]) => attribute(k, a)),
-  }));
+  const nodeProtos: onnxProto.onnx.INodeProto[] = casts;
+  nodeProtos.push(
+    ...nodes.map((n) => ({
+      name: n.name,
+      opType: n.opType,
+      domain: n.domain,
+      input: n.inputs.map(nameOf),
+      output: n.outputs.map((o) => o.name),
+      attribute: Object.entries(n.attrs).map(([k, a]) => attribute(k, a)),
+    })),
+  );
   // Public output names are given by Identity nodes so one value can be exported under several names.
   for (const o of graph.outputs) {
     nodeProtos.push({

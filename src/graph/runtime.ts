@@ -58,6 +58,14 @@ export interface CompileOptions {
    */
   linkWeights?: boolean;
   /**
+   * Half-precision weights (F16 / BF16 safetensors): 'keep' serialises them half with a Cast to float32 in the
+   * graph (linked from their files like F32 weights); 'float32' converts them to a float32 weights file first.
+   * Default 'float32', or $S2I_HALF_WEIGHTS. Measured on SD-1.5's UNet (`npm run bench:half`): 'keep' creates the
+   * first session about twice as fast and writes no copy, but ONNX Runtime folds the Casts into float32
+   * initializers on its heap, so peak RSS is ~1.8 GB higher than with the converted file it memory-maps.
+   */
+  halfWeights?: 'keep' | 'float32';
+  /**
    * Folder of ONNX Runtime's optimized models, keyed by a hash of the serialised graph, the weight files'
    * identities, the ONNX Runtime version and the CPU: a later session of the same graph loads the optimized model
    * and skips graph optimisation. Default: $S2I_ORT_CACHE, else ~/.cache/s2i/ort; false (or S2I_ORT_CACHE=0)
@@ -94,8 +102,13 @@ function describe(v: { shape: readonly number[] }): string {
  * possible (so they can be hard-linked into it): the system's temporary folder, else ~/.cache/s2i, else the
  * weights' own folder.
  */
-function privateFolder(graph: Graph): string {
-  const file = graph.params.find((p) => p.source.external)?.source.external?.path;
+/** The file a weight's bytes lie in, as a serialiser may link it (half or float32), if any. */
+function weightFile(p: Graph['params'][number], keepHalf: boolean): string | undefined {
+  return (keepHalf ? p.source.half?.external?.path : undefined) ?? p.source.external?.path;
+}
+
+function privateFolder(graph: Graph, keepHalf: boolean): string {
+  const file = graph.params.map((p) => weightFile(p, keepHalf)).find((f) => f !== undefined);
   if (file) {
     try {
       const dev = statSync(file).dev;
@@ -125,9 +138,9 @@ interface Serialized {
   cleanup(): void;
 }
 
-function serialize(graph: Graph, external: boolean, link: boolean): Serialized {
-  if (!external) return { bytes: serializeGraph(graph), path: null, dependencies: [], cleanup: () => {} };
-  const dir = privateFolder(graph);
+function serialize(graph: Graph, external: boolean, link: boolean, keepHalf: boolean): Serialized {
+  if (!external) return { bytes: serializeGraph(graph, { keepHalf }), path: null, dependencies: [], cleanup: () => {} };
+  const dir = privateFolder(graph, keepHalf);
   try {
     const links = new Map<string, string | null>();
     const dependencies: string[] = [];
@@ -148,7 +161,11 @@ function serialize(graph: Graph, external: boolean, link: boolean): Serialized {
       return name;
     };
     const weights = join(dir, 'weights.bin');
-    const bytes = serializeGraph(graph, { externalDataPath: weights, linkExternal: link ? linkExternal : undefined });
+    const bytes = serializeGraph(graph, {
+      externalDataPath: weights,
+      linkExternal: link ? linkExternal : undefined,
+      keepHalf,
+    });
     const path = join(dir, 'model.onnx');
     writeFileSync(path, bytes);
     if (statSync(weights).size > 0) dependencies.push(`weights.bin:${hashFile(weights)}`);
@@ -274,7 +291,9 @@ export class CompiledGraph {
     const weightBytes = graph.stats().paramElements * 4;
     const initializers = graph.paramMode === 'initializer';
     const link = options.linkWeights !== false;
-    const linkable = initializers && link && graph.params.some((p) => p.source.external);
+    const keepHalf =
+      (options.halfWeights ?? (process.env['S2I_HALF_WEIGHTS'] === 'keep' ? 'keep' : 'float32')) === 'keep';
+    const linkable = initializers && link && graph.params.some((p) => weightFile(p, keepHalf) !== undefined);
     // External data beats weights inside the protobuf well before protobuf's 2 GB limit: a 570 MB UNet created
     // its session in 1.9 s (linked) / 2.7–3.2 s (copied) against 7–7.7 s, with 0.9 GB peak RSS against 2.4 GB.
     const external =
@@ -282,7 +301,7 @@ export class CompiledGraph {
       (weightBytes > EXTERNAL_THRESHOLD_BYTES ||
         (options.externalData ?? (linkable || weightBytes > EXTERNAL_COPY_THRESHOLD_BYTES)));
     const t0 = performance.now();
-    const model = serialize(graph, external, link);
+    const model = serialize(graph, external, link, keepHalf);
     try {
       const serializeMs = performance.now() - t0;
       const { session, cache } = await openSession(

@@ -3,55 +3,43 @@
  * (`{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {string: string}}`, padded with spaces),
  * then the raw little-endian tensor bytes; `data_offsets` are relative to the first byte after the header.
  *
- * `SafetensorsFile.open` reads only the length and the header, validates every entry, and reads tensors on demand
- * at their offsets, so a multi-GB checkpoint is never held in memory as a whole. Everything a malformed or
+ * `SafetensorsFile.open` reads only the length and the header, validates it as the reference implementation does
+ * (safetensors-header.ts: every field, and offsets that cover the data section exactly), and reads tensors on
+ * demand at their offsets, so a multi-GB checkpoint is never held in memory as a whole. Everything a malformed or
  * truncated file can trigger is a one-line UserError naming the file (and the tensor).
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants as fsConstants,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readSync,
+  realpathSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { endianness } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import type { WeightSource } from '../graph/graph.js';
 import { numel, shapeString, type Int64Tensor, type Tensor } from '../tensor.js';
+import { oneLine, quoteKey } from './messages.js';
+import { checkRegularFile } from './regular-file.js';
+import {
+  DTYPE_SIZE,
+  HeaderError,
+  MAX_HEADER_BYTES,
+  parseSafetensorsHeader,
+  type SafetensorsDType,
+  type TensorInfo,
+} from './safetensors-header.js';
+
+export { DTYPE_SIZE, MAX_HEADER_BYTES, quoteKey, type SafetensorsDType, type TensorInfo };
 
 // ---------------------------------------------------------------------------------------------------------------
 // dtypes
-
-export type SafetensorsDType =
-  | 'F64'
-  | 'F32'
-  | 'F16'
-  | 'BF16'
-  | 'F8_E5M2'
-  | 'F8_E4M3'
-  | 'I64'
-  | 'I32'
-  | 'I16'
-  | 'I8'
-  | 'U64'
-  | 'U32'
-  | 'U16'
-  | 'U8'
-  | 'BOOL';
-
-/** Bytes per element of each dtype this reader understands. */
-export const DTYPE_SIZE: Readonly<Record<SafetensorsDType, number>> = {
-  F64: 8,
-  F32: 4,
-  F16: 2,
-  BF16: 2,
-  F8_E5M2: 1,
-  F8_E4M3: 1,
-  I64: 8,
-  I32: 4,
-  I16: 2,
-  I8: 1,
-  U64: 8,
-  U32: 4,
-  U16: 2,
-  U8: 1,
-  BOOL: 1,
-};
 
 const FLOAT_DTYPES: ReadonlySet<SafetensorsDType> = new Set(['F64', 'F32', 'F16', 'BF16', 'F8_E5M2', 'F8_E4M3']);
 
@@ -59,14 +47,7 @@ export function isFloatDType(dtype: SafetensorsDType): boolean {
   return FLOAT_DTYPES.has(dtype);
 }
 
-function isKnownDType(s: unknown): s is SafetensorsDType {
-  return typeof s === 'string' && Object.hasOwn(DTYPE_SIZE, s);
-}
-
 const LITTLE_ENDIAN_HOST = endianness() === 'LE';
-
-/** The reference implementation refuses headers above 100 MB; a larger length means a corrupt or hostile file. */
-export const MAX_HEADER_BYTES = 100_000_000;
 
 // ---------------------------------------------------------------------------------------------------------------
 // float conversions (exact: every F16 / BF16 / F8 value is representable in float32)
@@ -138,15 +119,6 @@ function f8e4m3ToF32(src: Uint8Array): Float32Array {
 // ---------------------------------------------------------------------------------------------------------------
 // errors
 
-/** Quote a tensor name for a one-line message (names are arbitrary strings and may hold newlines or quotes). */
-export function quoteKey(key: string): string {
-  return `'${JSON.stringify(key).slice(1, -1)}'`;
-}
-
-function oneLine(s: string): string {
-  return s.replace(/\s+/g, ' ').trim();
-}
-
 function fail(path: string, what: string): never {
   throw new UserError(`${path}: ${oneLine(what)}`);
 }
@@ -155,22 +127,8 @@ function failKey(path: string, key: string, what: string): never {
   throw new UserError(`${path}: tensor ${quoteKey(key)}: ${oneLine(what)}`);
 }
 
-function describeValue(v: unknown): string {
-  const s = JSON.stringify(v) ?? String(v);
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // reading
-
-export interface TensorInfo {
-  readonly name: string;
-  readonly dtype: SafetensorsDType;
-  readonly shape: readonly number[];
-  /** Absolute byte offset of the tensor's data in the file. */
-  readonly byteOffset: number;
-  readonly byteLength: number;
-}
 
 /** Fill `target` from the file at `position`, in chunks (a single read is capped near 2 GB). */
 function readFully(fd: number, target: Uint8Array, position: number, path: string): void {
@@ -194,102 +152,18 @@ function swapBytes(bytes: Uint8Array, size: number): void {
   for (let i = 0; i < bytes.length; i += size) bytes.subarray(i, i + size).reverse();
 }
 
-/** Validate a decoded header; `dataStart` is where the data section begins (8 + header length), `dataBytes` its size. */
-function parseHeader(
-  path: string,
-  text: string,
-  dataStart: number,
-  dataBytes: number,
-): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
-  let header: unknown;
-  try {
-    header = JSON.parse(text);
-  } catch (e) {
-    fail(path, `the safetensors header is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
-  }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
-    fail(path, `the safetensors header must be a JSON object, found ${describeValue(header)}`);
-  }
-
-  const metadata: Record<string, string> = {};
-  const tensors = new Map<string, TensorInfo>();
-  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
-    if (name === '__metadata__') {
-      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
-        fail(path, `__metadata__ must be an object of strings, found ${describeValue(entry)}`);
-      }
-      for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
-        if (typeof v !== 'string')
-          fail(path, `__metadata__ value ${quoteKey(k)} must be a string, found ${describeValue(v)}`);
-        // defineProperty, not assignment: a key named "__proto__" must stay an ordinary entry
-        Object.defineProperty(metadata, k, { value: v, enumerable: true, writable: true, configurable: true });
-      }
-      continue;
-    }
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
-      failKey(path, name, `entry must be an object, found ${describeValue(entry)}`);
-    const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
-    if (dtype === undefined) failKey(path, name, 'missing "dtype"');
-    if (shape === undefined) failKey(path, name, 'missing "shape"');
-    if (offsets === undefined) failKey(path, name, 'missing "data_offsets"');
-    if (!isKnownDType(dtype))
-      failKey(path, name, `unknown dtype ${describeValue(dtype)} (supported: ${Object.keys(DTYPE_SIZE).join(', ')})`);
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      failKey(path, name, `shape must be a list of non-negative integers, found ${describeValue(shape)}`);
-    }
-    if (
-      !Array.isArray(offsets) ||
-      offsets.length !== 2 ||
-      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
-      offsets[0] > offsets[1]
-    ) {
-      failKey(path, name, `data_offsets must be [begin, end] with 0 <= begin <= end, found ${describeValue(offsets)}`);
-    }
-    const [begin, end] = offsets as [number, number];
-    const count = numel(shape as number[]);
-    const expected = count * DTYPE_SIZE[dtype];
-    if (!Number.isSafeInteger(expected) || expected !== end - begin) {
-      failKey(
-        path,
-        name,
-        `${dtype} ${shapeString(shape as number[])} needs ${expected} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`,
-      );
-    }
-    if (end > dataBytes) {
-      failKey(
-        path,
-        name,
-        `data ends at byte ${dataStart + end} but the file has only ${dataStart + dataBytes} bytes (truncated file?)`,
-      );
-    }
-    tensors.set(name, {
-      name,
-      dtype,
-      shape: Object.freeze([...(shape as number[])]),
-      byteOffset: dataStart + begin,
-      byteLength: end - begin,
-    });
-  }
-
-  // No two tensors may share bytes (the reference writer lays them out back to back). Zero-sized tensors occupy nothing.
-  const byStart = [...tensors.values()].filter((t) => t.byteLength > 0).sort((a, b) => a.byteOffset - b.byteOffset);
-  for (let i = 1; i < byStart.length; i++) {
-    const prev = byStart[i - 1]!;
-    const cur = byStart[i]!;
-    if (cur.byteOffset < prev.byteOffset + prev.byteLength) {
-      fail(path, `tensors ${quoteKey(prev.name)} and ${quoteKey(cur.name)} have overlapping data_offsets`);
-    }
-  }
-  return { tensors, metadata };
-}
-
 /** One safetensors file, header parsed and validated, tensors read lazily. */
 export class SafetensorsFile {
   private fd: number | null;
 
   private constructor(
-    /** Absolute path of the file. */
+    /** Absolute path of the file, as given (messages name this). */
     readonly path: string,
+    /**
+     * The file itself, symbolic links resolved (the Hugging Face cache links snapshots/ to blobs/): what ONNX
+     * Runtime is pointed at, since it refuses links outside a model's folder.
+     */
+    readonly realPath: string,
     readonly metadata: Readonly<Record<string, string>>,
     private readonly tensors: ReadonlyMap<string, TensorInfo>,
     /** Size of the file in bytes when it was opened. */
@@ -302,14 +176,16 @@ export class SafetensorsFile {
   /** Open and validate `path`; reads only the header. */
   static open(path: string): SafetensorsFile {
     const abs = resolve(path);
+    // Checked before opening: opening a FIFO for reading would block until a writer appears.
+    checkRegularFile(abs);
     let fd: number;
+    let realPath: string;
     try {
-      fd = openSync(abs, 'r');
+      realPath = realpathSync(abs);
+      // O_NONBLOCK: should the file have been swapped for a FIFO since the check, the open still returns.
+      fd = openSync(abs, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new UserError(
-        `${abs}: cannot open safetensors file (${code === 'ENOENT' ? 'no such file' : oneLine(String((e as Error).message))})`,
-      );
+      throw new UserError(`${abs}: cannot open safetensors file (${oneLine(String((e as Error).message))})`);
     }
     try {
       const st = fstatSync(fd);
@@ -323,21 +199,29 @@ export class SafetensorsFile {
         fail(abs, `header length ${headerLen} is absurdly large (limit ${MAX_HEADER_BYTES}); not a safetensors file?`);
       }
       const n = Number(headerLen);
-      if (8 + n > size)
+      if (8 + n > size) {
         fail(
           abs,
           `header length ${n} runs past the end of the ${size}-byte file (truncated or not a safetensors file)`,
         );
+      }
       const headerBytes = new Uint8Array(n);
       readFully(fd, headerBytes, 8, abs);
       let text: string;
       try {
-        text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
+        // ignoreBOM: keep a byte-order mark in the text, so the header parser refuses it as the reference does
+        text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(headerBytes);
       } catch {
         fail(abs, 'the safetensors header is not valid UTF-8');
       }
-      const { tensors, metadata } = parseHeader(abs, text, 8 + n, size - 8 - n);
-      return new SafetensorsFile(abs, Object.freeze(metadata), tensors, size, fd);
+      let parsed;
+      try {
+        parsed = parseSafetensorsHeader(text, 8 + n, size - 8 - n);
+      } catch (e) {
+        if (e instanceof HeaderError) fail(abs, e.message);
+        throw e;
+      }
+      return new SafetensorsFile(abs, realPath, Object.freeze(parsed.metadata), parsed.tensors, size, fd);
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -363,7 +247,7 @@ export class SafetensorsFile {
     return [...this.tensors.values()];
   }
 
-  /** The tensor's raw bytes in host byte order, in a fresh (hence aligned) buffer. */
+  /** The raw bytes of `t` (a tensor of this file, or a byte range of one) in host byte order, freshly allocated. */
   private readBytes(t: TensorInfo): Uint8Array {
     const bytes = new Uint8Array(t.byteLength);
     readFully(this.descriptor(), bytes, t.byteOffset, this.path);
@@ -376,13 +260,14 @@ export class SafetensorsFile {
     if (this.fd === null) {
       let fd: number;
       try {
-        fd = openSync(this.path, 'r');
+        fd = openSync(this.path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
       } catch (e) {
         throw new UserError(`${this.path}: cannot reopen safetensors file (${oneLine(String((e as Error).message))})`);
       }
-      if (fstatSync(fd).size !== this.fileSize) {
+      const st = fstatSync(fd);
+      if (!st.isFile() || st.size !== this.fileSize) {
         closeSync(fd);
-        throw new UserError(`${this.path}: the file changed size since it was opened`);
+        throw new UserError(`${this.path}: the file changed since it was opened`);
       }
       this.fd = fd;
     }
@@ -391,8 +276,15 @@ export class SafetensorsFile {
 
   /** A floating-point tensor as float32 (F64 is rounded; F16, BF16 and F8 convert exactly). */
   readFloat32(name: string): Float32Array {
-    const t = this.info(name);
-    if (!isFloatDType(t.dtype)) failKey(this.path, name, `is ${t.dtype}, expected a floating-point tensor`);
+    return this.readFloat32Of(this.info(name));
+  }
+
+  /**
+   * The float32 values of `t`: a tensor of this file, or a view of one (another shape over the same bytes, or a
+   * contiguous byte range of it, as single-file conversion makes them).
+   */
+  readFloat32Of(t: TensorInfo): Float32Array {
+    if (!isFloatDType(t.dtype)) failKey(this.path, t.name, `is ${t.dtype}, expected a floating-point tensor`);
     const bytes = this.readBytes(t);
     const n = t.byteLength / DTYPE_SIZE[t.dtype];
     switch (t.dtype) {
@@ -411,6 +303,13 @@ export class SafetensorsFile {
       default:
         throw new Error(`unreachable dtype ${t.dtype}`);
     }
+  }
+
+  /** The 16-bit patterns of an F16 or BF16 tensor (or view), unconverted. */
+  readHalfBits(t: TensorInfo): Uint16Array {
+    if (t.dtype !== 'F16' && t.dtype !== 'BF16') failKey(this.path, t.name, `is ${t.dtype}, expected F16 or BF16`);
+    const bytes = this.readBytes(t);
+    return new Uint16Array(bytes.buffer, 0, t.byteLength / 2);
   }
 
   /** An integer or boolean tensor as int64. */
@@ -488,15 +387,22 @@ export function readSafetensors(path: string): Record<string, Tensor | Int64Tens
 }
 
 /**
- * A graph weight backed by tensor `name` of `file`. F32 tensors on a little-endian host also carry `external`,
- * so a serialiser can point ONNX Runtime at the bytes in the file instead of copying them.
+ * A graph weight backed by tensor `name` of `file` (or by a view `t` of one of its tensors). F32 tensors on a
+ * little-endian host also carry `external`, so a serialiser can point ONNX Runtime at the bytes in the file
+ * instead of copying them; F16 and BF16 tensors carry `half`, so it can keep them half precision (see graph.ts).
  */
-export function weightSource(file: SafetensorsFile, name: string): WeightSource {
-  const t = file.info(name);
+export function weightSource(file: SafetensorsFile, name: string, t: TensorInfo = file.info(name)): WeightSource {
   if (!isFloatDType(t.dtype)) failKey(file.path, name, `is ${t.dtype}, a weight must be a floating-point tensor`);
-  const read = () => file.readFloat32(name);
-  if (t.dtype === 'F32' && LITTLE_ENDIAN_HOST) {
-    return { shape: t.shape, read, external: { path: file.path, offset: t.byteOffset, length: t.byteLength } };
+  const read = () => file.readFloat32Of(t);
+  const external = LITTLE_ENDIAN_HOST ? { path: file.realPath, offset: t.byteOffset, length: t.byteLength } : undefined;
+  if (t.dtype === 'F32' && external) return { shape: t.shape, read, external };
+  if (t.dtype === 'F16' || t.dtype === 'BF16') {
+    const half = {
+      dtype: t.dtype === 'F16' ? ('float16' as const) : ('bfloat16' as const),
+      read: () => file.readHalfBits(t),
+      ...(external ? { external } : {}),
+    };
+    return { shape: t.shape, read, half };
   }
   return { shape: t.shape, read };
 }

@@ -1,14 +1,38 @@
 /**
  * config.json → typed model configs, with diffusers' / transformers' defaults for absent keys and a one-line
  * error for anything we cannot run (naming the file and the key).
+ *
+ * Besides types, values are checked against what the models can build: activations they implement, group
+ * norms whose groups divide the channels, positive epsilons, and sizes within sane limits — far above any
+ * Stable Diffusion (SDXL's largest width is 2,048, its sample size 128) but below where a typo such as
+ * `sample_size: 4096` or `hidden_size: 1e9` would exhaust memory before any weight is compared with it.
  */
 import { UserError } from '../errors.js';
-import { configBool, configIntArray, configNumber, configString, configStringArray } from '../io/model-folder.js';
+import { configBool, configIntArray, configNumber, configString, configStringArray } from '../io/json-config.js';
 import type { ClipTextConfig } from './clip.js';
 import type { DownBlockType, UNetConfig, UpBlockType } from './unet.js';
 import type { VaeConfig } from './vae.js';
 
 type Json = Record<string, unknown>;
+
+/** Upper limits on config sizes (see the module comment). */
+export const CONFIG_LIMITS = {
+  /** Channels, hidden and intermediate sizes, cross-attention width. */
+  width: 65_536,
+  /** UNet sample_size (latent pixels): 512 is 4,096 px with an SD VAE. */
+  sampleSize: 512,
+  vocabulary: 1_048_576,
+  positions: 4_096,
+  layers: 256,
+  heads: 1_024,
+  blocks: 16,
+  imageChannels: 64,
+  kernel: 15,
+} as const;
+
+/** Activations the models implement (layers.ts), by config value. */
+const UNET_ACTIVATIONS = ['silu', 'swish', 'gelu', 'relu'];
+const CLIP_ACTIVATIONS = ['quick_gelu', 'gelu'];
 
 /** io's config accessors bound to one file, plus the range checks and per-block forms models need. */
 class Reader {
@@ -22,17 +46,31 @@ class Reader {
     return v === null ? undefined : v;
   }
 
-  private fail(key: string, want: string, v: unknown): never {
-    throw new UserError(`${this.file}: config key '${key}' must be ${want}, found ${JSON.stringify(v)}`);
+  fail(key: string, want: string, v: unknown): never {
+    let shown: string;
+    try {
+      shown = JSON.stringify(v) ?? String(v);
+    } catch {
+      shown = String(v);
+    }
+    if (shown.length > 60) shown = `${shown.slice(0, 57)}...`;
+    throw new UserError(`${this.file}: config key '${key}' must be ${want}, found ${shown}`);
   }
 
   number(key: string, fallback?: number): number {
     return configNumber(this.json, key, this.file, fallback);
   }
 
-  int(key: string, fallback?: number, min = 0): number {
+  /** A number in (min, max] (exclusive min: epsilons). */
+  positive(key: string, fallback: number, max: number): number {
     const v = this.number(key, fallback);
-    if (!Number.isInteger(v) || v < min) this.fail(key, `an integer >= ${min}`, v);
+    if (!(v > 0 && v <= max)) this.fail(key, `a number above 0 and at most ${max}`, v);
+    return v;
+  }
+
+  int(key: string, fallback: number | undefined, min: number, max: number): number {
+    const v = this.number(key, fallback);
+    if (!Number.isInteger(v) || v < min || v > max) this.fail(key, `an integer from ${min} to ${max}`, v);
     return v;
   }
 
@@ -44,25 +82,35 @@ class Reader {
     return configString(this.json, key, this.file, fallback);
   }
 
-  stringList(key: string, fallback?: string[]): string[] {
-    return configStringArray(this.json, key, this.file, fallback);
+  oneOf(key: string, fallback: string, allowed: readonly string[]): string {
+    const v = this.string(key, fallback);
+    if (!allowed.includes(v)) this.fail(key, `one of ${allowed.join(', ')}`, v);
+    return v;
   }
 
-  intList(key: string, fallback?: number[]): number[] {
+  stringList(key: string, fallback?: string[]): string[] {
+    const v = configStringArray(this.json, key, this.file, fallback);
+    if (v.length > CONFIG_LIMITS.blocks) this.fail(key, `a list of at most ${CONFIG_LIMITS.blocks} names`, v);
+    return v;
+  }
+
+  intList(key: string, fallback: number[] | undefined, max: number): number[] {
     const v = configIntArray(this.json, key, this.file, fallback);
-    if (v.some((x) => x < 1)) this.fail(key, 'a list of positive integers', v);
+    if (v.length === 0 || v.length > CONFIG_LIMITS.blocks || v.some((x) => x < 1 || x > max)) {
+      this.fail(key, `a list of 1 to ${CONFIG_LIMITS.blocks} integers from 1 to ${max}`, v);
+    }
     return v;
   }
 
   /** An int or a per-block list (diffusers accepts both for several keys). */
-  perBlock(key: string, n: number, fallback?: number): number[] {
+  perBlock(key: string, n: number, fallback: number, max: number): number[] {
     const v = this.value(key);
     if (Array.isArray(v)) {
-      const list = this.intList(key);
+      const list = this.intList(key, undefined, max);
       if (list.length !== n) this.fail(key, `a list of ${n} integers (one per block)`, v);
       return list;
     }
-    return Array.from({ length: n }, () => this.int(key, fallback, 1));
+    return Array.from({ length: n }, () => this.int(key, fallback, 1, max));
   }
 
   boolPerBlock(key: string, n: number, fallback: boolean): boolean[] {
@@ -77,26 +125,40 @@ class Reader {
   unsupportedUnless(key: string, allowed: unknown[]): void {
     const v = this.value(key);
     if (v !== undefined && !allowed.includes(v)) {
-      throw new UserError(`${this.file}: config key '${key}' = ${JSON.stringify(v)} is not supported (supported: ${allowed.map((a) => JSON.stringify(a)).join(', ')})`);
+      throw new UserError(
+        `${this.file}: config key '${key}' = ${JSON.stringify(v)} is not supported (supported: ${allowed.map((a) => JSON.stringify(a)).join(', ')})`,
+      );
+    }
+  }
+
+  /** GroupNorm splits channels into groups: every channel count must be a multiple of the group count. */
+  groupsDivide(key: string, groups: number, channels: readonly number[]): void {
+    const bad = channels.find((c) => c % groups !== 0);
+    if (bad !== undefined) {
+      throw new UserError(
+        `${this.file}: config key '${key}' = ${groups} does not divide ${bad} channels (block_out_channels ${JSON.stringify(channels)}); GroupNorm needs it to`,
+      );
     }
   }
 }
 
 export function parseClipTextConfig(json: Json, file: string): ClipTextConfig {
   const r = new Reader(json, file);
-  const hiddenAct = r.string('hidden_act', 'quick_gelu');
-  if (!['quick_gelu', 'gelu'].includes(hiddenAct)) throw new UserError(`${file}: hidden_act '${hiddenAct}' is not supported (quick_gelu, gelu)`);
+  const L = CONFIG_LIMITS;
   const cfg: ClipTextConfig = {
-    vocabSize: r.int('vocab_size', 49408, 1),
-    hiddenSize: r.int('hidden_size', 512, 1),
-    intermediateSize: r.int('intermediate_size', 2048, 1),
-    numHiddenLayers: r.int('num_hidden_layers', 12, 1),
-    numAttentionHeads: r.int('num_attention_heads', 8, 1),
-    maxPositionEmbeddings: r.int('max_position_embeddings', 77, 1),
-    hiddenAct,
-    layerNormEps: r.number('layer_norm_eps', 1e-5),
+    vocabSize: r.int('vocab_size', 49408, 1, L.vocabulary),
+    hiddenSize: r.int('hidden_size', 512, 1, L.width),
+    intermediateSize: r.int('intermediate_size', 2048, 1, 4 * L.width),
+    numHiddenLayers: r.int('num_hidden_layers', 12, 1, L.layers),
+    numAttentionHeads: r.int('num_attention_heads', 8, 1, L.heads),
+    maxPositionEmbeddings: r.int('max_position_embeddings', 77, 1, L.positions),
+    hiddenAct: r.oneOf('hidden_act', 'quick_gelu', CLIP_ACTIVATIONS),
+    layerNormEps: r.positive('layer_norm_eps', 1e-5, 1),
   };
-  if (cfg.hiddenSize % cfg.numAttentionHeads !== 0) throw new UserError(`${file}: hidden_size ${cfg.hiddenSize} is not divisible by num_attention_heads ${cfg.numAttentionHeads}`);
+  if (cfg.hiddenSize % cfg.numAttentionHeads !== 0)
+    throw new UserError(
+      `${file}: hidden_size ${cfg.hiddenSize} is not divisible by num_attention_heads ${cfg.numAttentionHeads}`,
+    );
   return cfg;
 }
 
@@ -105,7 +167,17 @@ const UP_TYPES: UpBlockType[] = ['CrossAttnUpBlock2D', 'UpBlock2D'];
 
 export function parseUNetConfig(json: Json, file: string): UNetConfig {
   const r = new Reader(json, file);
-  for (const key of ['addition_embed_type', 'class_embed_type', 'encoder_hid_dim', 'encoder_hid_dim_type', 'time_cond_proj_dim', 'num_class_embeds', 'timestep_post_act', 'time_embedding_act_fn']) {
+  const L = CONFIG_LIMITS;
+  for (const key of [
+    'addition_embed_type',
+    'class_embed_type',
+    'encoder_hid_dim',
+    'encoder_hid_dim_type',
+    'time_cond_proj_dim',
+    'num_class_embeds',
+    'timestep_post_act',
+    'time_embedding_act_fn',
+  ]) {
     r.unsupportedUnless(key, []);
   }
   r.unsupportedUnless('resnet_time_scale_shift', ['default']);
@@ -116,44 +188,67 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
   r.unsupportedUnless('resnet_out_scale_factor', [1, 1.0]);
   r.unsupportedUnless('cross_attention_norm', []);
   r.unsupportedUnless('time_embedding_dim', []);
-  const boc = r.intList('block_out_channels', [320, 640, 1280, 1280]);
+  const boc = r.intList('block_out_channels', [320, 640, 1280, 1280], L.width);
   const n = boc.length;
-  const down = r.stringList('down_block_types', ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D']);
+  const down = r.stringList('down_block_types', [
+    'CrossAttnDownBlock2D',
+    'CrossAttnDownBlock2D',
+    'CrossAttnDownBlock2D',
+    'DownBlock2D',
+  ]);
   const up = r.stringList('up_block_types', ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D']);
-  for (const t of down) if (!DOWN_TYPES.includes(t as DownBlockType)) throw new UserError(`${file}: down block type '${t}' is not supported (${DOWN_TYPES.join(', ')})`);
-  for (const t of up) if (!UP_TYPES.includes(t as UpBlockType)) throw new UserError(`${file}: up block type '${t}' is not supported (${UP_TYPES.join(', ')})`);
-  if (down.length !== n || up.length !== n) throw new UserError(`${file}: down_block_types, up_block_types and block_out_channels must have the same length`);
+  for (const t of down)
+    if (!DOWN_TYPES.includes(t as DownBlockType))
+      throw new UserError(`${file}: down block type '${t}' is not supported (${DOWN_TYPES.join(', ')})`);
+  for (const t of up)
+    if (!UP_TYPES.includes(t as UpBlockType))
+      throw new UserError(`${file}: up block type '${t}' is not supported (${UP_TYPES.join(', ')})`);
+  if (down.length !== n || up.length !== n)
+    throw new UserError(`${file}: down_block_types, up_block_types and block_out_channels must have the same length`);
   const midRaw = json['mid_block_type'];
   const midBlockType = midRaw === null ? null : r.string('mid_block_type', 'UNetMidBlock2DCrossAttn');
-  if (midBlockType !== null && midBlockType !== 'UNetMidBlock2DCrossAttn') throw new UserError(`${file}: mid_block_type '${midBlockType}' is not supported`);
+  if (midBlockType !== null && midBlockType !== 'UNetMidBlock2DCrossAttn')
+    throw new UserError(`${file}: mid_block_type '${midBlockType}' is not supported`);
   // diffusers: num_attention_heads = num_attention_heads or attention_head_dim (SD configs name the head count attention_head_dim).
-  const headsKey = json['num_attention_heads'] !== undefined && json['num_attention_heads'] !== null ? 'num_attention_heads' : 'attention_head_dim';
-  const numAttentionHeads = r.perBlock(headsKey, n, 8);
+  const headsKey =
+    json['num_attention_heads'] !== undefined && json['num_attention_heads'] !== null
+      ? 'num_attention_heads'
+      : 'attention_head_dim';
+  const numAttentionHeads = r.perBlock(headsKey, n, 8, L.heads);
   boc.forEach((c, i) => {
-    if (c % numAttentionHeads[i]! !== 0) throw new UserError(`${file}: block ${i} has ${c} channels, not divisible by ${numAttentionHeads[i]} heads`);
+    if (c % numAttentionHeads[i]! !== 0)
+      throw new UserError(`${file}: block ${i} has ${c} channels, not divisible by ${numAttentionHeads[i]} heads`);
   });
-  const kIn = r.int('conv_in_kernel', 3, 1);
-  const kOut = r.int('conv_out_kernel', 3, 1);
+  const kIn = r.int('conv_in_kernel', 3, 1, L.kernel);
+  const kOut = r.int('conv_out_kernel', 3, 1, L.kernel);
   if (kIn % 2 === 0 || kOut % 2 === 0) throw new UserError(`${file}: conv kernels must be odd`);
+  const normNumGroups = r.int('norm_num_groups', 32, 1, L.width);
+  r.groupsDivide('norm_num_groups', normNumGroups, boc);
+  const sampleSize = r.number('sample_size', 64);
+  if (!Number.isInteger(sampleSize) || sampleSize < 1 || sampleSize > L.sampleSize) {
+    throw new UserError(
+      `${file}: config key 'sample_size' = ${sampleSize} is outside 1..${L.sampleSize} (the latent size the model is trained at; SD 1.x uses 64, SDXL 128)`,
+    );
+  }
   return {
-    sampleSize: r.int('sample_size', 64, 1),
-    inChannels: r.int('in_channels', 4, 1),
-    outChannels: r.int('out_channels', 4, 1),
+    sampleSize,
+    inChannels: r.int('in_channels', 4, 1, L.imageChannels),
+    outChannels: r.int('out_channels', 4, 1, L.imageChannels),
     centerInputSample: r.bool('center_input_sample', false),
     flipSinToCos: r.bool('flip_sin_to_cos', true),
-    freqShift: r.number('freq_shift', 0),
+    freqShift: r.int('freq_shift', 0, 0, 1),
     downBlockTypes: down as DownBlockType[],
     upBlockTypes: up as UpBlockType[],
     midBlockType: midBlockType as UNetConfig['midBlockType'],
     blockOutChannels: boc,
-    layersPerBlock: r.perBlock('layers_per_block', n, 2),
-    downsamplePadding: r.int('downsample_padding', 1),
-    midBlockScaleFactor: r.number('mid_block_scale_factor', 1),
-    actFn: r.string('act_fn', 'silu'),
-    normNumGroups: r.int('norm_num_groups', 32, 1),
-    normEps: r.number('norm_eps', 1e-5),
-    crossAttentionDim: r.perBlock('cross_attention_dim', n, 1280),
-    transformerLayersPerBlock: r.perBlock('transformer_layers_per_block', n, 1),
+    layersPerBlock: r.perBlock('layers_per_block', n, 2, L.layers),
+    downsamplePadding: r.int('downsample_padding', 1, 0, 1),
+    midBlockScaleFactor: r.positive('mid_block_scale_factor', 1, 1e6),
+    actFn: r.oneOf('act_fn', 'silu', UNET_ACTIVATIONS),
+    normNumGroups,
+    normEps: r.positive('norm_eps', 1e-5, 1),
+    crossAttentionDim: r.perBlock('cross_attention_dim', n, 1280, L.width),
+    transformerLayersPerBlock: r.perBlock('transformer_layers_per_block', n, 1, L.layers),
     numAttentionHeads,
     onlyCrossAttention: r.boolPerBlock('only_cross_attention', n, false),
     useLinearProjection: r.bool('use_linear_projection', false),
@@ -165,23 +260,36 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
 
 export function parseVaeConfig(json: Json, file: string): VaeConfig {
   const r = new Reader(json, file);
-  const boc = r.intList('block_out_channels', [64]);
-  const down = r.stringList('down_block_types', boc.map(() => 'DownEncoderBlock2D'));
-  const up = r.stringList('up_block_types', boc.map(() => 'UpDecoderBlock2D'));
+  const L = CONFIG_LIMITS;
+  const boc = r.intList('block_out_channels', [64], L.width);
+  const down = r.stringList(
+    'down_block_types',
+    boc.map(() => 'DownEncoderBlock2D'),
+  );
+  const up = r.stringList(
+    'up_block_types',
+    boc.map(() => 'UpDecoderBlock2D'),
+  );
   if (down.some((t) => t !== 'DownEncoderBlock2D') || up.some((t) => t !== 'UpDecoderBlock2D')) {
     throw new UserError(`${file}: only DownEncoderBlock2D / UpDecoderBlock2D VAEs are supported`);
   }
-  if (down.length !== boc.length || up.length !== boc.length) throw new UserError(`${file}: block types and block_out_channels differ in length`);
+  if (down.length !== boc.length || up.length !== boc.length)
+    throw new UserError(`${file}: block types and block_out_channels differ in length`);
   r.unsupportedUnless('latents_mean', []);
+  const normNumGroups = r.int('norm_num_groups', 32, 1, L.width);
+  r.groupsDivide('norm_num_groups', normNumGroups, boc);
+  const scalingFactor = r.number('scaling_factor', 0.18215);
+  // decode divides by it: 0 would turn every image into NaN
+  if (!(scalingFactor > 0)) r.fail('scaling_factor', 'a number above 0', scalingFactor);
   return {
-    inChannels: r.int('in_channels', 3, 1),
-    outChannels: r.int('out_channels', 3, 1),
-    latentChannels: r.int('latent_channels', 4, 1),
+    inChannels: r.int('in_channels', 3, 1, L.imageChannels),
+    outChannels: r.int('out_channels', 3, 1, L.imageChannels),
+    latentChannels: r.int('latent_channels', 4, 1, L.imageChannels),
     blockOutChannels: boc,
-    layersPerBlock: r.int('layers_per_block', 1, 1),
-    normNumGroups: r.int('norm_num_groups', 32, 1),
-    actFn: r.string('act_fn', 'silu'),
-    scalingFactor: r.number('scaling_factor', 0.18215),
+    layersPerBlock: r.int('layers_per_block', 1, 1, L.layers),
+    normNumGroups,
+    actFn: r.oneOf('act_fn', 'silu', UNET_ACTIVATIONS),
+    scalingFactor,
     midBlockAddAttention: r.bool('mid_block_add_attention', true),
   };
 }

@@ -1,18 +1,26 @@
 /**
- * A loaded Stable Diffusion model folder: configs, tokenizer, weights (read lazily), and the compiled graphs
- * built from them on first use and cached for the life of the object — the text encoder once, the UNet once
- * per (variant, latent size), the VAE decoder once per latent size.
+ * A loaded Stable Diffusion model — a diffusers folder or a single-file checkpoint: configs, tokenizer, weights
+ * (read lazily), and the compiled graphs built from them on first use and cached for the life of the object —
+ * the text encoder once, the UNet once per (variant, latent size), the VAE decoder once per latent size.
+ *
+ * Loading checks that the weights are exactly the ones the configs describe before anything runs: every model is
+ * walked once (as a graph that is never compiled), which asks for each weight by key and shape; a weight the
+ * walk does not ask for is refused too (`WeightStore.assertAllUsed`), so a config with fewer layers than its
+ * weights, or a stray tensor, is an error rather than a different image.
  */
 import { UserError } from '../errors.js';
 import { Graph } from '../graph/graph.js';
 import * as op from '../graph/ops.js';
 import { compile, type CompiledGraph, type CompileOptions } from '../graph/runtime.js';
-import { openModelFolder, type ModelFolder, type WeightStore } from '../io/model-folder.js';
+import type { ModelFolder } from '../io/model-folder.js';
+import { openModel } from '../io/open-model.js';
+import type { SingleFileInfo } from '../io/single-file/open.js';
+import type { WeightStore } from '../io/weight-store.js';
 import { clipTextModel, type ClipTextConfig } from '../models/clip.js';
 import { parseClipTextConfig, parseUNetConfig, parseVaeConfig, vaeScaleFactor } from '../models/config.js';
 import { graphParams } from '../models/params.js';
 import { unet2dCondition, type UNetConfig, type UNetInputs, type UNetOptions } from '../models/unet.js';
-import { vaeDecode, type VaeConfig } from '../models/vae.js';
+import { vaeDecode, vaeEncode, type VaeConfig } from '../models/vae.js';
 import type { UNetAccess } from '../methods/types.js';
 import type { RawSchedulerConfig } from '../schedulers/index.js';
 import type { Tensor } from '../tensor.js';
@@ -29,6 +37,58 @@ export interface GraphTiming {
 export interface LoadOptions {
   /** ONNX Runtime intra-op threads (default: all cores). */
   threads?: number;
+  /** For a single-file checkpoint: a diffusers folder without weights giving its configs and tokenizer. */
+  config?: string;
+  /**
+   * What the UNet predicts, overriding the scheduler config: weights do not say, and an SD 2.x single file
+   * defaults to 'v_prediction' (768 px) as diffusers' converter does; 'epsilon' is the 512-px 2.x base.
+   */
+  predictionType?: PredictionType;
+  /** F16 / BF16 weights: converted to float32 first (default) or kept half in the graphs (see CompileOptions). */
+  halfWeights?: 'keep' | 'float32';
+}
+
+export const PREDICTION_TYPES = ['epsilon', 'v_prediction', 'sample'] as const;
+export type PredictionType = (typeof PREDICTION_TYPES)[number];
+
+/** The text encoder's position ids are a buffer (0..76) the model computes itself; files carry them anyway. */
+const TEXT_BUFFERS = new Set(['text_model.embeddings.position_ids']);
+
+/**
+ * Walk each model once over its weights (graphs that are never compiled) so that every key and shape the
+ * configs imply is checked now, then refuse weights no model asked for.
+ */
+function checkWeights(
+  text: { config: ClipTextConfig; weights: WeightStore },
+  unet: { config: UNetConfig; weights: WeightStore },
+  vae: { config: VaeConfig; weights: WeightStore } | null,
+): void {
+  {
+    const g = new Graph('initializer');
+    clipTextModel(text.config, graphParams(g, text.weights), g.input('input_ids', [1, 1], 'int64'));
+    text.weights.assertAllUsed((k) => TEXT_BUFFERS.has(k));
+  }
+  {
+    const g = new Graph('initializer');
+    // Weight shapes do not depend on the sample size: the smallest one the down-sampling allows keeps this cheap.
+    const s = 2 ** (unet.config.blockOutChannels.length - 1);
+    unet2dCondition(unet.config, graphParams(g, unet.weights), {
+      sample: g.input('sample', [1, unet.config.inChannels, s, s]),
+      timestep: g.input('timestep', [1]),
+      encoderHiddenStates: g.input('context', [1, 1, unet.config.crossAttentionDim[0]!]),
+    });
+    unet.weights.assertAllUsed();
+  }
+  if (vae) {
+    const g = new Graph('initializer');
+    const s = 2 ** (vae.config.blockOutChannels.length - 1);
+    vaeDecode(vae.config, graphParams(g, vae.weights), g.input('latents', [1, vae.config.latentChannels, 1, 1]));
+    // s2i only decodes; a VAE's encoder, when the file has one, must still match the config.
+    if (vae.weights.keys().some((k) => k.startsWith('encoder.') || k.startsWith('quant_conv.'))) {
+      vaeEncode(vae.config, graphParams(g, vae.weights), g.input('image', [1, vae.config.inChannels, s, s]));
+    }
+    vae.weights.assertAllUsed();
+  }
 }
 
 export class StableDiffusion {
@@ -37,6 +97,7 @@ export class StableDiffusion {
   private readonly sessions = new Map<string, Promise<CompiledGraph>>();
 
   private constructor(
+    /** The model as given: a folder, or a single-file checkpoint. */
     readonly dir: string,
     readonly folder: ModelFolder,
     readonly tokenizer: ClipTokenizer,
@@ -47,10 +108,35 @@ export class StableDiffusion {
     readonly schedulerConfig: RawSchedulerConfig,
     private readonly weights: { text: WeightStore; unet: WeightStore; vae: WeightStore | null },
     private readonly compileOptions: CompileOptions,
+    /** How a single-file checkpoint was read (null for a folder). */
+    readonly singleFile: SingleFileInfo | null,
   ) {}
 
+  /** Load a diffusers folder or a single-file `.safetensors` checkpoint (SD 1.x / 2.x, LDM layout). */
   static async load(dir: string, options: LoadOptions = {}): Promise<StableDiffusion> {
-    const folder = openModelFolder(dir);
+    if (options.predictionType !== undefined && !PREDICTION_TYPES.includes(options.predictionType)) {
+      throw new UserError(
+        `prediction type '${String(options.predictionType)}' is not one of ${PREDICTION_TYPES.join(', ')}`,
+      );
+    }
+    const { folder, singleFile } = openModel(dir, {
+      ...(options.config !== undefined ? { configDir: options.config } : {}),
+      ...(options.predictionType !== undefined ? { predictionType: options.predictionType } : {}),
+    });
+    try {
+      return StableDiffusion.fromFolder(dir, folder, singleFile, options);
+    } catch (e) {
+      folder.close();
+      throw e;
+    }
+  }
+
+  private static fromFolder(
+    dir: string,
+    folder: ModelFolder,
+    singleFile: SingleFileInfo | null,
+    options: LoadOptions,
+  ): StableDiffusion {
     const text = folder.component('text_encoder');
     const unet = folder.component('unet');
     const vae = folder.has('vae') ? folder.component('vae') : null;
@@ -74,7 +160,23 @@ export class StableDiffusion {
         `tokenizer model_max_length ${tokenizer.modelMaxLength} exceeds the text encoder's max_position_embeddings ${textConfig.maxPositionEmbeddings}`,
       );
     }
+    // Every id the tokenizer can produce must have an embedding row (else the text encoder's Gather fails).
+    if (tokenizer.maxId >= textConfig.vocabSize) {
+      throw new UserError(
+        `${folder.componentDir('tokenizer')}: the vocabulary has token id ${tokenizer.maxId}, but the text encoder's ` +
+          `vocab_size is ${textConfig.vocabSize} (${text.configPath})`,
+      );
+    }
     const weights = { text: text.weights(), unet: unet.weights(), vae: vae ? vae.weights() : null };
+    checkWeights(
+      { config: textConfig, weights: weights.text },
+      { config: unetConfig, weights: weights.unet },
+      vaeConfig && weights.vae ? { config: vaeConfig, weights: weights.vae } : null,
+    );
+    const schedulerConfig: RawSchedulerConfig =
+      options.predictionType !== undefined
+        ? { ...scheduler.config, prediction_type: options.predictionType }
+        : scheduler.config;
     return new StableDiffusion(
       dir,
       folder,
@@ -82,9 +184,13 @@ export class StableDiffusion {
       textConfig,
       unetConfig,
       vaeConfig,
-      scheduler.config as RawSchedulerConfig,
+      schedulerConfig,
       weights,
-      { threads: options.threads },
+      {
+        threads: options.threads,
+        ...(options.halfWeights !== undefined ? { halfWeights: options.halfWeights } : {}),
+      },
+      singleFile,
     );
   }
 

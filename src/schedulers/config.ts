@@ -323,6 +323,9 @@ function num(key: string, v: unknown, where: string, check: (x: number) => boole
 
 const isInt = (x: number) => Number.isInteger(x);
 
+/** The most training timesteps a scheduler config may have (SD: 1,000). */
+export const MAX_TRAIN_TIMESTEPS = 100_000;
+
 /**
  * Resolves a raw scheduler config for `sampler` with diffusers' `from_config` semantics (see the module comment).
  * `overrides` (e.g. from CLI options) win over the file; an override key the sampler does not accept is a
@@ -364,8 +367,9 @@ export function resolveSchedulerConfig(
     'num_train_timesteps',
     c.num_train_timesteps,
     where,
-    (x) => isInt(x) && x >= 2,
-    'an integer >= 2',
+    // SD trains on 1,000; the schedule is allocated per timestep, so a typo like 1e9 must not reach it
+    (x) => isInt(x) && x >= 2 && x <= MAX_TRAIN_TIMESTEPS,
+    `an integer from 2 to ${MAX_TRAIN_TIMESTEPS}`,
   );
   c.beta_start = num('beta_start', c.beta_start, where, (x) => Number.isFinite(x) && x >= 0, 'a number >= 0');
   c.beta_end = num('beta_end', c.beta_end, where, (x) => Number.isFinite(x) && x >= 0, 'a number >= 0');

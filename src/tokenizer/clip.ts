@@ -251,6 +251,13 @@ export class ClipTokenizer {
     return this.encoder.size;
   }
 
+  /** The largest token id the vocabulary holds (a text encoder needs an embedding row for each id up to it). */
+  get maxId(): number {
+    let max = 0;
+    for (const id of this.decoder.keys()) if (id > max) max = id;
+    return max;
+  }
+
   /** BPE ids of the prompt, without BOS/EOS and untruncated. */
   encode(text: string): number[] {
     const out: number[] = [];

@@ -13,3 +13,5 @@ if (!existsSync(join(oracleDir, 'goldens', 'manifest.json'))) {
 
 export const tinySdDir = join(oracleDir, 'tiny-sd');
 export const goldenPath = (name: string) => join(oracleDir, 'goldens', `${name}.safetensors`);
+/** tiny-sd's weights as one LDM-layout single-file checkpoint, and its config folder (no weights). */
+export const singleFileDir = join(oracleDir, 'single-file');

@@ -18,7 +18,7 @@
 import { join } from 'node:path';
 import { Graph } from '../../graph/graph.js';
 import { compile, type CompiledGraph, type CompileOptions } from '../../graph/runtime.js';
-import { WeightStore } from '../../io/model-folder.js';
+import { WeightStore } from '../../io/weight-store.js';
 import { ATTEND_EXCITE_DEFAULTS, AttendAndExcite } from '../../methods/attend-and-excite.js';
 import type { StepContext, UNetAccess, UNetBuilder } from '../../methods/types.js';
 import { parseUNetConfig } from '../../models/config.js';

@@ -22,7 +22,7 @@ import { METHOD_NAMES } from '../../methods/registry.js';
 import { StableDiffusion } from '../../pipeline/stable-diffusion.js';
 import { parseSamplerName } from '../../schedulers/index.js';
 import { defaultModelDir } from '../defaults.js';
-import { interactive, parseInteger, parseNumber } from '../options.js';
+import { interactive, parseInteger, parseNumber, parsePredictionType } from '../options.js';
 
 /** Default inference steps: A&E-style methods cost ~3x plain sampling per step on CPU; 25 keeps a suite practical. */
 export const BENCH_DEFAULT_STEPS = 25;
@@ -32,6 +32,8 @@ export const BENCH_DEFAULT_METHODS = 'none,attend-and-excite,suppress';
 export const BENCH_DEFAULT_SEEDS = '0-3';
 
 interface BenchFlags {
+  config?: string;
+  predictionType?: string;
   suite: string;
   split?: string;
   methods: string;
@@ -98,9 +100,15 @@ async function run(flags: BenchFlags): Promise<void> {
     throw new UserError(
       'no --model given and no default model is installed (give --model DIR, e.g. the shapes model folder)',
     );
-  if (!existsSync(modelDir)) throw new UserError(`--model ${modelDir}: no such folder`);
+  if (!existsSync(modelDir)) throw new UserError(`--model ${modelDir}: no such folder or file`);
+  const predictionType =
+    flags.predictionType !== undefined ? parsePredictionType(flags.predictionType, '--prediction-type') : undefined;
 
-  const model = await StableDiffusion.load(modelDir, threads !== undefined ? { threads } : {});
+  const model = await StableDiffusion.load(modelDir, {
+    ...(threads !== undefined ? { threads } : {}),
+    ...(flags.config !== undefined ? { config: flags.config } : {}),
+    ...(predictionType !== undefined ? { predictionType } : {}),
+  });
   const bar = interactive(flags.json)
     ? new SingleBar({
         format: 'bench {bar} {value}/{total} images | {rate} s/image | eta {eta_formatted} | {what}',
@@ -195,7 +203,12 @@ export function register(program: Command): void {
     .option('--steps <n>', 'inference steps', String(BENCH_DEFAULT_STEPS))
     .option('--guidance <x>', 'classifier-free guidance scale', String(BENCH_DEFAULT_GUIDANCE))
     .option('--scheduler <name>', "sampler: pndm, ddim, euler, euler-a, dpmpp-2m (default: the model's own)")
-    .option('--model <dir>', 'model folder (default: the installed shapes model, when there is one)')
+    .option(
+      '--model <path>',
+      'model folder or single-file SD 1.x/2.x .safetensors (default: the installed shapes model, when there is one)',
+    )
+    .option('--config <dir>', "a single file's configs and tokenizer: a diffusers folder without weights")
+    .option('--prediction-type <type>', 'what the UNet predicts: epsilon, v_prediction, sample (default: the config)')
     .option(
       '--out <dir>',
       'output folder: results.jsonl, images/, summary.md, summary.json (default: out/bench/SUITE-SPLIT)',

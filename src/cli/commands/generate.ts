@@ -49,10 +49,12 @@ import {
 } from '../../schedulers/index.js';
 import type { Tensor } from '../../tensor.js';
 import { defaultModelDir } from '../defaults.js';
-import { interactive, parseInteger, parseNumber } from '../options.js';
+import { interactive, parseInteger, parseNumber, parsePredictionType } from '../options.js';
 
 interface GenerateFlags {
   model?: string;
+  config?: string;
+  predictionType?: string;
   negative?: string;
   steps?: string;
   guidance?: string;
@@ -322,6 +324,8 @@ async function plan(
   const widthGiven = parseImageSide(flags.width, '--width');
   const { name: method, preset } = parseMethod(flags.method);
   const threads = flags.threads !== undefined ? parseInteger(flags.threads, '--threads', 1, 1024) : undefined;
+  const predictionType =
+    flags.predictionType !== undefined ? parsePredictionType(flags.predictionType, '--prediction-type') : undefined;
   const upscale = flags.upscale !== undefined ? parseInteger(flags.upscale, '--upscale', 1, 16) : 1;
   const guided = preset.kind !== 'none';
   const isAE = preset.kind === 'attend-and-excite';
@@ -395,7 +399,11 @@ async function plan(
   const latents = flags.latents !== undefined ? readLatentsFile(flags.latents) : null;
 
   const t0 = performance.now();
-  const model = await StableDiffusion.load(modelDir, threads !== undefined ? { threads } : {});
+  const model = await StableDiffusion.load(modelDir, {
+    ...(threads !== undefined ? { threads } : {}),
+    ...(flags.config !== undefined ? { config: flags.config } : {}),
+    ...(predictionType !== undefined ? { predictionType } : {}),
+  });
   const loadMs = performance.now() - t0;
   const notes: string[] = [];
 
@@ -813,8 +821,13 @@ export function register(program: Command): void {
     .description('generate an image from a text prompt (optionally with Attend-and-Excite and attention maps)')
     .argument('<prompt>', 'the text prompt (quote it)')
     .option(
-      '--model <dir>',
-      'diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)',
+      '--model <path>',
+      'diffusers model folder (model_index.json, unet/, vae/, ...) or single-file SD 1.x/2.x .safetensors checkpoint',
+    )
+    .option('--config <dir>', "a single file's configs and tokenizer: a diffusers folder without weights")
+    .option(
+      '--prediction-type <type>',
+      'what the UNet predicts: epsilon, v_prediction, sample (default: the scheduler config; SD 2.x files: v_prediction)',
     )
     .option('--negative <text>', 'negative prompt (default: the empty prompt, as diffusers)')
     .option('--steps <n>', "inference steps (default: the model's s2i.json, else 50)")

@@ -1,6 +1,7 @@
 /**
- * `s2i info --model DIR [--json]`: what a model folder holds, read from its configs and safetensors headers
- * only (no tensor data is read, so this is instant even for multi-GB checkpoints).
+ * `s2i info --model DIR|FILE [--json]`: what a model folder or a single-file checkpoint holds, read from its
+ * configs and safetensors headers only (no tensor data is read, so this is instant even for multi-GB
+ * checkpoints).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,12 +16,11 @@ import {
   configOptionalString,
   configString,
   configStringArray,
-  openModelFolder,
   readJsonObject,
-  SD_COMPONENTS,
-  type Component,
   type Config,
-} from '../../io/model-folder.js';
+} from '../../io/json-config.js';
+import { SD_COMPONENTS, type Component } from '../../io/model-folder.js';
+import { openModel } from '../../io/open-model.js';
 
 export interface ComponentInfo {
   name: string;
@@ -39,8 +39,24 @@ export interface ComponentInfo {
   float32Bytes: number | null;
 }
 
+/** How a single-file checkpoint was read. */
+export interface SingleFileSummary {
+  layout: 'ldm';
+  /** 'SD 1.x' (OpenAI CLIP text encoder) or 'SD 2.x' (OpenCLIP). */
+  family: string;
+  textEncoder: 'clip' | 'open-clip';
+  /** Where the configs came from: inferred from the weights over the shipped folder, or the user's --config. */
+  configs: 'inferred' | 'given';
+  configDir: string;
+  /** Keys of the file not used on purpose (EMA weights, schedule buffers, OpenCLIP's unused last layer). */
+  skippedKeys: number;
+  fileBytes: number;
+}
+
 export interface ModelInfo {
   model: string;
+  /** Set for a single-file checkpoint. */
+  singleFile: SingleFileSummary | null;
   pipeline: string | null;
   diffusersVersion: string | null;
   components: Record<string, ComponentInfo>;
@@ -161,14 +177,32 @@ function summarise(comp: Component): Record<string, unknown> {
   }
 }
 
-/** Everything `s2i info` reports, for one model folder (configs and headers only). */
-export function modelInfo(dir: string, options: { variant?: string } = {}): ModelInfo {
-  const folder = openModelFolder(dir, options);
+export interface ModelInfoOptions {
+  variant?: string;
+  /** For a single file: its config folder (--config). */
+  config?: string;
+}
+
+/** Everything `s2i info` reports, for one model folder or single-file checkpoint (configs and headers only). */
+export function modelInfo(path: string, options: ModelInfoOptions = {}): ModelInfo {
+  const { folder, singleFile } = openModel(path, {
+    ...(options.variant !== undefined ? { variant: options.variant } : {}),
+    ...(options.config !== undefined ? { configDir: options.config } : {}),
+  });
   try {
     const names = folder.componentNames();
     const used = names.filter((n) => (SD_COMPONENTS as readonly string[]).includes(n));
     const info: ModelInfo = {
-      model: folder.dir,
+      model: singleFile ? singleFile.file : folder.dir,
+      singleFile: singleFile && {
+        layout: 'ldm',
+        family: singleFile.familyName,
+        textEncoder: singleFile.textEncoderLayout,
+        configs: singleFile.inferred ? 'inferred' : 'given',
+        configDir: singleFile.configDir,
+        skippedKeys: singleFile.skippedKeys.length,
+        fileBytes: singleFile.fileBytes,
+      },
       pipeline: folder.pipelineClass,
       diffusersVersion: folder.diffusersVersion,
       components: {},
@@ -193,7 +227,8 @@ export function modelInfo(dir: string, options: { variant?: string } = {}): Mode
         ci.parameters = w.paramCount();
         ci.dtypes = w.dtypeCounts();
         ci.weightFiles = w.files.map((f) => f.path);
-        ci.fileBytes = w.fileBytes();
+        // A single file's components share it: each is counted by the bytes of its own tensors.
+        ci.fileBytes = singleFile ? w.tensorBytes() : w.fileBytes();
         ci.float32Bytes = ci.parameters * 4;
         info.total.parameters += ci.parameters;
         info.total.fileBytes += ci.fileBytes;
@@ -201,6 +236,7 @@ export function modelInfo(dir: string, options: { variant?: string } = {}): Mode
       }
       info.components[name] = ci;
     }
+    if (singleFile) info.total.fileBytes = singleFile.fileBytes;
     return info;
   } finally {
     folder.close();
@@ -243,6 +279,16 @@ function table(rows: string[][], rightAligned: ReadonlySet<number>): string[] {
 export function formatModelInfo(info: ModelInfo): string {
   const lines: string[] = [];
   lines.push(`model     ${info.model}`);
+  const sf = info.singleFile;
+  if (sf) {
+    const encoder = sf.textEncoder === 'clip' ? 'OpenAI CLIP' : 'OpenCLIP';
+    lines.push(`format    single-file checkpoint, LDM layout: ${sf.family} (${encoder} text encoder)`);
+    lines.push(
+      `configs   ${sf.configs === 'inferred' ? `inferred from the weights over ${sf.configDir}` : sf.configDir}`,
+    );
+    if (sf.skippedKeys > 0)
+      lines.push(`skipped   ${sf.skippedKeys} keys (EMA weights, schedule buffers, unused layers)`);
+  }
   if (info.pipeline)
     lines.push(`pipeline  ${info.pipeline}${info.diffusersVersion ? ` (diffusers ${info.diffusersVersion})` : ''}`);
   lines.push('');
@@ -296,12 +342,21 @@ export function formatModelInfo(info: ModelInfo): string {
 export function register(program: Command): void {
   program
     .command('info')
-    .description('describe a diffusers model folder: components, configs, parameter counts, sizes')
-    .requiredOption('--model <dir>', 'diffusers model folder (model_index.json, unet/, vae/, text_encoder/, ...)')
+    .description(
+      'describe a model (diffusers folder or single-file checkpoint): components, configs, parameter counts, sizes',
+    )
+    .requiredOption(
+      '--model <path>',
+      'diffusers model folder (model_index.json, unet/, vae/, ...) or single-file SD 1.x/2.x .safetensors',
+    )
     .option('--variant <name>', "weights variant, e.g. 'fp16' for diffusion_pytorch_model.fp16.safetensors")
+    .option('--config <dir>', "a single file's config folder: a diffusers model folder without weights")
     .option('--json', 'print one JSON object instead of a table')
-    .action((opts: { model: string; variant?: string; json?: boolean }) => {
-      const info = modelInfo(opts.model, opts.variant !== undefined ? { variant: opts.variant } : {});
+    .action((opts: { model: string; variant?: string; config?: string; json?: boolean }) => {
+      const info = modelInfo(opts.model, {
+        ...(opts.variant !== undefined ? { variant: opts.variant } : {}),
+        ...(opts.config !== undefined ? { config: opts.config } : {}),
+      });
       process.stdout.write(opts.json ? `${JSON.stringify(info, null, 2)}\n` : formatModelInfo(info));
     });
 }

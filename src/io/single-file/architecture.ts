@@ -1,0 +1,157 @@
+/**
+ * The diffusers configs of a converted single-file checkpoint, as diffusers' `create_unet_diffusers_config` /
+ * `create_vae_diffusers_config` make them: every size a weight shape determines is read from the weights
+ * (channels, layers per block, which blocks have attention, cross-attention width, conv or linear projections,
+ * text width, depth and vocabulary); what no shape holds is the SD family's (configs/stable-diffusion-v1 or -v2:
+ * attention heads, norms, activations, the VAE's scaling factor, the scheduler).
+ *
+ * Attention heads are the one architectural number weights do not show, so inference is limited to the
+ * standard SD 1.x / 2.x widths (UNet base width 320, text width 768 / 1024), where it is known: 8 heads per
+ * block for SD 1.x, 64-wide heads for SD 2.x. Anything else needs its config folder (`--config DIR`).
+ */
+import { fileURLToPath } from 'node:url';
+import { UserError } from '../../errors.js';
+import { readJsonObject, type Config } from '../json-config.js';
+import type { WeightEntry } from '../weight-store.js';
+import type { TextEncoderLayout } from './convert.js';
+
+export type SdFamily = 'stable-diffusion-v1' | 'stable-diffusion-v2';
+
+/** The config folders shipped with s2i for single files (see configs/README.md for their source). */
+export function shippedConfigDir(family: SdFamily): string {
+  return fileURLToPath(new URL(`../../../configs/${family}`, import.meta.url));
+}
+
+export const FAMILY_OF_LAYOUT: Readonly<Record<TextEncoderLayout, SdFamily>> = {
+  clip: 'stable-diffusion-v1',
+  'open-clip': 'stable-diffusion-v2',
+};
+
+/** What `s2i info` and messages call a family. */
+export const FAMILY_NAME: Readonly<Record<SdFamily, string>> = {
+  'stable-diffusion-v1': 'SD 1.x',
+  'stable-diffusion-v2': 'SD 2.x',
+};
+
+const STANDARD = {
+  'stable-diffusion-v1': { unetWidth: 320, textWidth: 768 },
+  'stable-diffusion-v2': { unetWidth: 320, textWidth: 1024 },
+} as const;
+
+type Shapes = ReadonlyMap<string, WeightEntry>;
+
+function shapeOf(weights: Shapes, key: string, where: string): readonly number[] {
+  const e = weights.get(key);
+  if (!e) throw new UserError(`${where}: missing weight '${key}'`);
+  return e.tensor.shape;
+}
+
+/** Distinct values of the numeric path segment captured by `re` (e.g. the N of `down_blocks.N.`). */
+function indices(weights: Shapes, re: RegExp): number[] {
+  const out = new Set<number>();
+  for (const k of weights.keys()) {
+    const m = re.exec(k);
+    if (m) out.add(Number(m[1]));
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+function hasPrefix(weights: Shapes, prefix: string): boolean {
+  for (const k of weights.keys()) if (k.startsWith(prefix)) return true;
+  return false;
+}
+
+export interface InferredConfigs {
+  unet: Config;
+  vae: Config;
+  textEncoder: Config;
+}
+
+export function inferConfigs(
+  family: SdFamily,
+  layout: TextEncoderLayout,
+  weights: { unet: Shapes; vae: Shapes; textEncoder: Shapes },
+  where: string,
+): InferredConfigs {
+  const dir = shippedConfigDir(family);
+  const base = (name: string) => readJsonObject(`${dir}/${name}/config.json`);
+  const { unet, vae, textEncoder: text } = weights;
+
+  // text encoder
+  const [vocab, textWidth] = shapeOf(text, 'text_model.embeddings.token_embedding.weight', where) as [number, number];
+  const positions = shapeOf(text, 'text_model.embeddings.position_embedding.weight', where)[0]!;
+  const blocks = indices(text, /^text_model\.encoder\.layers\.(\d+)\./).length;
+  const intermediate = shapeOf(text, 'text_model.encoder.layers.0.mlp.fc1.weight', where)[0]!;
+  // SD 2.x conditions on OpenCLIP's penultimate layer: diffusers' text encoder has one layer less than the file.
+  const layers = layout === 'open-clip' ? blocks - 1 : blocks;
+
+  // UNet
+  const [width, inChannels] = shapeOf(unet, 'conv_in.weight', where) as [number, number];
+  const outChannels = shapeOf(unet, 'conv_out.weight', where)[0]!;
+  const levels = indices(unet, /^down_blocks\.(\d+)\./);
+  const layersPerBlock = indices(unet, /^down_blocks\.0\.resnets\.(\d+)\./).length;
+  const blockOut = levels.map((b) => shapeOf(unet, `down_blocks.${b}.resnets.0.conv1.weight`, where)[0]!);
+  const down = levels.map((b) =>
+    hasPrefix(unet, `down_blocks.${b}.attentions.`) ? 'CrossAttnDownBlock2D' : 'DownBlock2D',
+  );
+  const up = levels.map((b) => (hasPrefix(unet, `up_blocks.${b}.attentions.`) ? 'CrossAttnUpBlock2D' : 'UpBlock2D'));
+  const firstAttention = [...unet.keys()].find((k) => /\.attn2\.to_k\.weight$/.test(k));
+  const crossAttentionDim = firstAttention ? shapeOf(unet, firstAttention, where)[1]! : textWidth;
+  const projIn = [...unet.keys()].find((k) => k.endsWith('.proj_in.weight'));
+  const linearProjection = projIn ? shapeOf(unet, projIn, where).length === 2 : false;
+  const depth = levels.map((b) =>
+    Math.max(
+      1,
+      indices(unet, new RegExp(`^down_blocks\\.${b}\\.attentions\\.0\\.transformer_blocks\\.(\\d+)\\.`)).length,
+    ),
+  );
+
+  const standard = STANDARD[family];
+  if (width !== standard.unetWidth || textWidth !== standard.textWidth) {
+    throw new UserError(
+      `${where}: not a standard ${FAMILY_NAME[family]} architecture (UNet width ${width}, text encoder width ${textWidth}; ` +
+        `standard: ${standard.unetWidth}, ${standard.textWidth}), so its attention heads are unknown; ` +
+        `give its diffusers config folder with --config DIR`,
+    );
+  }
+
+  const unetConfig: Record<string, unknown> = {
+    ...base('unet'),
+    in_channels: inChannels,
+    out_channels: outChannels,
+    block_out_channels: blockOut,
+    layers_per_block: layersPerBlock,
+    down_block_types: down,
+    up_block_types: [...up],
+    mid_block_type: hasPrefix(unet, 'mid_block.attentions.') ? 'UNetMidBlock2DCrossAttn' : null,
+    cross_attention_dim: crossAttentionDim,
+    use_linear_projection: linearProjection,
+    transformer_layers_per_block: depth.every((d) => d === depth[0]) ? depth[0] : depth,
+    // SD 1.x: 8 heads in every block; SD 2.x: heads 64 wide (diffusers: num_head_channels 64 in v2-inference.yaml)
+    attention_head_dim: family === 'stable-diffusion-v1' ? 8 : blockOut.map((c) => c / 64),
+  };
+
+  const vaeLevels = indices(vae, /^encoder\.down_blocks\.(\d+)\./);
+  const vaeConfig: Record<string, unknown> = {
+    ...base('vae'),
+    in_channels: shapeOf(vae, 'encoder.conv_in.weight', where)[1],
+    out_channels: shapeOf(vae, 'decoder.conv_out.weight', where)[0],
+    latent_channels: shapeOf(vae, 'decoder.conv_in.weight', where)[1],
+    block_out_channels: vaeLevels.map((i) => shapeOf(vae, `encoder.down_blocks.${i}.resnets.0.conv1.weight`, where)[0]),
+    layers_per_block: indices(vae, /^encoder\.down_blocks\.0\.resnets\.(\d+)\./).length,
+    down_block_types: vaeLevels.map(() => 'DownEncoderBlock2D'),
+    up_block_types: vaeLevels.map(() => 'UpDecoderBlock2D'),
+    mid_block_add_attention: hasPrefix(vae, 'decoder.mid_block.attentions.'),
+  };
+
+  const textConfig: Record<string, unknown> = {
+    ...base('text_encoder'),
+    vocab_size: vocab,
+    hidden_size: textWidth,
+    intermediate_size: intermediate,
+    num_hidden_layers: layers,
+    num_attention_heads: textWidth / 64,
+    max_position_embeddings: positions,
+  };
+  return { unet: unetConfig, vae: vaeConfig, textEncoder: textConfig };
+}
