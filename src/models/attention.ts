@@ -82,7 +82,13 @@ export function attention(q: Value, k: Value, v: Value, heads: number, opts: Att
   if (FUSED_ATTENTION && probs === raw && !opts.mask && !opts.scaleQuery && q.dtype === 'float32') {
     // The plain nodes above stay in the graph for hooks and reverse mode; the serialiser runs this one kernel
     // instead only when nothing else reads the probabilities or scores (no recording, no loss, no backward pass).
-    const fused = q.graph.addNode('MultiHeadAttention', [q, k, v], [{ dtype: q.dtype, shape: [b, n, inner] }], { num_heads: attr.int(heads), scale: attr.float(scale) }, 'com.microsoft')[0]!;
+    const fused = q.graph.addNode(
+      'MultiHeadAttention',
+      [q, k, v],
+      [{ dtype: q.dtype, shape: [b, n, inner] }],
+      { num_heads: attr.int(heads), scale: attr.float(scale) },
+      'com.microsoft',
+    )[0]!;
     registerSubstitution(out, fused, [raw, scores]);
   }
   return out;

@@ -36,7 +36,8 @@ function causalMask(x: Value, length: number): Value {
 /** input_ids: int64 [B, T]. */
 export function clipTextModel(cfg: ClipTextConfig, params: ParamFn, inputIds: Value): ClipTextOutputs {
   const t = inputIds.shape[1]!;
-  if (t > cfg.maxPositionEmbeddings) throw new Error(`CLIP: ${t} tokens exceed max_position_embeddings ${cfg.maxPositionEmbeddings}`);
+  if (t > cfg.maxPositionEmbeddings)
+    throw new Error(`CLIP: ${t} tokens exceed max_position_embeddings ${cfg.maxPositionEmbeddings}`);
   const p = child(params, 'text_model');
   const d = cfg.hiddenSize;
   const g = inputIds.graph;
@@ -58,7 +59,12 @@ export function clipTextModel(cfg: ClipTextConfig, params: ParamFn, inputIds: Va
         const attn = attention(q, k, v, cfg.numAttentionHeads, { mask, scaleQuery: true });
         const h1 = op.add(h, linear(child(ap, 'out_proj'), attn, d, d));
         const y = layerNorm(child(lp, 'layer_norm2'), h1, cfg.layerNormEps);
-        const mlp = linear(child(lp, 'mlp.fc2'), activation(cfg.hiddenAct, linear(child(lp, 'mlp.fc1'), y, d, cfg.intermediateSize)), cfg.intermediateSize, d);
+        const mlp = linear(
+          child(lp, 'mlp.fc2'),
+          activation(cfg.hiddenAct, linear(child(lp, 'mlp.fc1'), y, d, cfg.intermediateSize)),
+          cfg.intermediateSize,
+          d,
+        );
         return op.add(h1, mlp);
       });
       hiddenStates.push(h);

@@ -196,7 +196,12 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
     'CrossAttnDownBlock2D',
     'DownBlock2D',
   ]);
-  const up = r.stringList('up_block_types', ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D']);
+  const up = r.stringList('up_block_types', [
+    'UpBlock2D',
+    'CrossAttnUpBlock2D',
+    'CrossAttnUpBlock2D',
+    'CrossAttnUpBlock2D',
+  ]);
   for (const t of down)
     if (!DOWN_TYPES.includes(t as DownBlockType))
       throw new UserError(`${file}: down block type '${t}' is not supported (${DOWN_TYPES.join(', ')})`);

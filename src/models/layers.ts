@@ -7,7 +7,14 @@ export function linear(p: ParamFn, x: Value, inFeatures: number, outFeatures: nu
   return op.linear(x, p('weight', [outFeatures, inFeatures]), bias ? p('bias', [outFeatures]) : null);
 }
 
-export function conv2d(p: ParamFn, x: Value, inChannels: number, outChannels: number, kernel: number, opts: { stride?: number; padding?: number } = {}): Value {
+export function conv2d(
+  p: ParamFn,
+  x: Value,
+  inChannels: number,
+  outChannels: number,
+  kernel: number,
+  opts: { stride?: number; padding?: number } = {},
+): Value {
   const s = opts.stride ?? 1;
   const pad = opts.padding ?? 0;
   return op.conv(x, p('weight', [outChannels, inChannels, kernel, kernel]), p('bias', [outChannels]), {

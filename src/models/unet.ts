@@ -5,7 +5,13 @@
  */
 import type { Value } from '../graph/graph.js';
 import * as op from '../graph/ops.js';
-import { attention, type AttentionHook, type AttentionKind, type AttentionLayer, type AttentionPlace } from './attention.js';
+import {
+  attention,
+  type AttentionHook,
+  type AttentionKind,
+  type AttentionLayer,
+  type AttentionPlace,
+} from './attention.js';
 import { activation, conv2d, groupNorm, layerNorm, linear } from './layers.js';
 import { child, type ParamFn } from './params.js';
 
@@ -69,7 +75,8 @@ function timestepEmbedding(timestep: Value, dim: number, flipSinToCos: boolean, 
   // Frequencies computed in float32, step by step as torch does, so the embedding matches to the last bit or two.
   const freqs = new Float32Array(half);
   const logMax = Math.fround(-Math.log(10000));
-  for (let i = 0; i < half; i++) freqs[i] = Math.fround(Math.exp(Math.fround(Math.fround(logMax * i) / (half - freqShift))));
+  for (let i = 0; i < half; i++)
+    freqs[i] = Math.fround(Math.exp(Math.fround(Math.fround(logMax * i) / (half - freqShift))));
   const g = timestep.graph;
   const b = timestep.shape[0]!;
   const args = op.mul(op.reshape(timestep, [b, 1]), g.constant(freqs, [1, half], 'float32', 'time_freqs'));
@@ -80,7 +87,14 @@ function timestepEmbedding(timestep: Value, dim: number, flipSinToCos: boolean, 
   return emb;
 }
 
-function resnetBlock(p: ParamFn, ctx: Ctx, x: Value, inChannels: number, outChannels: number, outputScaleFactor = 1): Value {
+function resnetBlock(
+  p: ParamFn,
+  ctx: Ctx,
+  x: Value,
+  inChannels: number,
+  outChannels: number,
+  outputScaleFactor = 1,
+): Value {
   const { cfg } = ctx;
   let h = activation(cfg.actFn, groupNorm(child(p, 'norm1'), x, cfg.normNumGroups, cfg.normEps));
   h = conv2d(child(p, 'conv1'), h, inChannels, outChannels, 3, { padding: 1 });
@@ -113,14 +127,34 @@ function attentionModule(
   return linear(child(p, 'to_out.0'), out, inner, inner);
 }
 
-function basicTransformerBlock(p: ParamFn, ctx: Ctx, x: Value, heads: number, onlyCross: boolean, name: string, place: AttentionPlace, height: number, width: number): Value {
+function basicTransformerBlock(
+  p: ParamFn,
+  ctx: Ctx,
+  x: Value,
+  heads: number,
+  onlyCross: boolean,
+  name: string,
+  place: AttentionPlace,
+  height: number,
+  width: number,
+): Value {
   const dim = x.shape[2]!;
   const meta = { place, height, width };
   let h = x;
   const n1 = layerNorm(child(p, 'norm1'), h, 1e-5);
-  h = op.add(attentionModule(child(p, 'attn1'), ctx, n1, onlyCross ? ctx.context : null, heads, { ...meta, name: `${name}.attn1`, kind: onlyCross ? 'cross' : 'self' }), h);
+  h = op.add(
+    attentionModule(child(p, 'attn1'), ctx, n1, onlyCross ? ctx.context : null, heads, {
+      ...meta,
+      name: `${name}.attn1`,
+      kind: onlyCross ? 'cross' : 'self',
+    }),
+    h,
+  );
   const n2 = layerNorm(child(p, 'norm2'), h, 1e-5);
-  h = op.add(attentionModule(child(p, 'attn2'), ctx, n2, ctx.context, heads, { ...meta, name: `${name}.attn2`, kind: 'cross' }), h);
+  h = op.add(
+    attentionModule(child(p, 'attn2'), ctx, n2, ctx.context, heads, { ...meta, name: `${name}.attn2`, kind: 'cross' }),
+    h,
+  );
   const n3 = layerNorm(child(p, 'norm3'), h, 1e-5);
   // GEGLU feed-forward: proj to 2 * 4 * dim, half of it gates the other half through exact GELU.
   const innerFf = dim * 4;
@@ -130,17 +164,40 @@ function basicTransformerBlock(p: ParamFn, ctx: Ctx, x: Value, heads: number, on
   return op.add(ff, h);
 }
 
-function transformer2d(p: ParamFn, ctx: Ctx, x: Value, heads: number, layers: number, onlyCross: boolean, name: string, place: AttentionPlace): Value {
+function transformer2d(
+  p: ParamFn,
+  ctx: Ctx,
+  x: Value,
+  heads: number,
+  layers: number,
+  onlyCross: boolean,
+  name: string,
+  place: AttentionPlace,
+): Value {
   const { cfg } = ctx;
   const [b, c, height, width] = x.shape as [number, number, number, number];
   let h = groupNorm(child(p, 'norm'), x, cfg.normNumGroups, 1e-6);
   const toTokens = (v: Value) => op.reshape(op.transpose(v, [0, 2, 3, 1]), [b, height * width, c]);
   const toImage = (v: Value) => op.transpose(op.reshape(v, [b, height, width, c]), [0, 3, 1, 2]);
-  h = cfg.useLinearProjection ? linear(child(p, 'proj_in'), toTokens(h), c, c) : toTokens(conv2d(child(p, 'proj_in'), h, c, c, 1));
+  h = cfg.useLinearProjection
+    ? linear(child(p, 'proj_in'), toTokens(h), c, c)
+    : toTokens(conv2d(child(p, 'proj_in'), h, c, c, 1));
   for (let i = 0; i < layers; i++) {
-    h = basicTransformerBlock(child(p, `transformer_blocks.${i}`), ctx, h, heads, onlyCross, `${name}.transformer_blocks.${i}`, place, height, width);
+    h = basicTransformerBlock(
+      child(p, `transformer_blocks.${i}`),
+      ctx,
+      h,
+      heads,
+      onlyCross,
+      `${name}.transformer_blocks.${i}`,
+      place,
+      height,
+      width,
+    );
   }
-  h = cfg.useLinearProjection ? toImage(linear(child(p, 'proj_out'), h, c, c)) : conv2d(child(p, 'proj_out'), toImage(h), c, c, 1);
+  h = cfg.useLinearProjection
+    ? toImage(linear(child(p, 'proj_out'), h, c, c))
+    : conv2d(child(p, 'proj_out'), toImage(h), c, c, 1);
   return op.add(h, x);
 }
 
@@ -150,7 +207,9 @@ function upsampleNearest(x: Value, outH: number, outW: number): Value {
   if (outH === 2 * h && outW === 2 * w) return op.upsampleNearest2x(x);
   const indices = (inSize: number, outSize: number) => {
     const scale = Math.fround(inSize / outSize);
-    return BigInt64Array.from({ length: outSize }, (_, i) => BigInt(Math.min(Math.floor(Math.fround(i * scale)), inSize - 1)));
+    return BigInt64Array.from({ length: outSize }, (_, i) =>
+      BigInt(Math.min(Math.floor(Math.fround(i * scale)), inSize - 1)),
+    );
   };
   const g = x.graph;
   const rows = op.gather(x, g.constant(indices(h, outH), [outH], 'int64', 'nearest_rows'), 2);
@@ -161,7 +220,12 @@ export interface UNetOutputs {
   noisePred: Value;
 }
 
-export function unet2dCondition(cfg: UNetConfig, params: ParamFn, inputs: UNetInputs, options: UNetOptions = {}): UNetOutputs {
+export function unet2dCondition(
+  cfg: UNetConfig,
+  params: ParamFn,
+  inputs: UNetInputs,
+  options: UNetOptions = {},
+): UNetOutputs {
   const g = inputs.sample.graph;
   const keep = (name: string, v: Value) => {
     options.intermediates?.set(name, v);
@@ -188,7 +252,10 @@ export function unet2dCondition(cfg: UNetConfig, params: ParamFn, inputs: UNetIn
   const ctx: Ctx = { cfg, temb, context: inputs.encoderHiddenStates, hook: options.attentionHook, attentionIndex: 0 };
 
   const inPad = (cfg.convInKernel - 1) / 2;
-  sample = keep('conv_in', conv2d(child(params, 'conv_in'), sample, cfg.inChannels, boc[0]!, cfg.convInKernel, { padding: inPad }));
+  sample = keep(
+    'conv_in',
+    conv2d(child(params, 'conv_in'), sample, cfg.inChannels, boc[0]!, cfg.convInKernel, { padding: inPad }),
+  );
   const skips: Value[] = [sample];
 
   // ---- down
@@ -202,7 +269,16 @@ export function unet2dCondition(cfg: UNetConfig, params: ParamFn, inputs: UNetIn
       for (let j = 0; j < cfg.layersPerBlock[i]!; j++) {
         h = resnetBlock(child(p, `resnets.${j}`), ctx, h, j === 0 ? channels : out, out);
         if (type === 'CrossAttnDownBlock2D') {
-          h = transformer2d(child(p, `attentions.${j}`), ctx, h, cfg.numAttentionHeads[i]!, cfg.transformerLayersPerBlock[i]!, cfg.onlyCrossAttention[i]!, `${name}.attentions.${j}`, 'down');
+          h = transformer2d(
+            child(p, `attentions.${j}`),
+            ctx,
+            h,
+            cfg.numAttentionHeads[i]!,
+            cfg.transformerLayersPerBlock[i]!,
+            cfg.onlyCrossAttention[i]!,
+            `${name}.attentions.${j}`,
+            'down',
+          );
         }
         skips.push(h);
       }
@@ -224,7 +300,16 @@ export function unet2dCondition(cfg: UNetConfig, params: ParamFn, inputs: UNetIn
     const c = boc[nBlocks - 1]!;
     sample = g.scope('mid_block', () => {
       let h = resnetBlock(child(p, 'resnets.0'), ctx, sample, c, c, cfg.midBlockScaleFactor);
-      h = transformer2d(child(p, 'attentions.0'), ctx, h, cfg.numAttentionHeads[nBlocks - 1]!, cfg.transformerLayersPerBlock[nBlocks - 1]!, false, 'mid_block.attentions.0', 'mid');
+      h = transformer2d(
+        child(p, 'attentions.0'),
+        ctx,
+        h,
+        cfg.numAttentionHeads[nBlocks - 1]!,
+        cfg.transformerLayersPerBlock[nBlocks - 1]!,
+        false,
+        'mid_block.attentions.0',
+        'mid',
+      );
       return resnetBlock(child(p, 'resnets.1'), ctx, h, c, c, cfg.midBlockScaleFactor);
     });
     keep('mid_block', sample);
@@ -249,11 +334,23 @@ export function unet2dCondition(cfg: UNetConfig, params: ParamFn, inputs: UNetIn
         const skip = skips.pop()!;
         const skipCh = skip.shape[1]!;
         const expectedSkip = j === numLayers - 1 ? inCh : out;
-        if (skipCh !== expectedSkip) throw new Error(`UNet: skip connection into ${name}.resnets.${j} has ${skipCh} channels, expected ${expectedSkip}`);
+        if (skipCh !== expectedSkip)
+          throw new Error(
+            `UNet: skip connection into ${name}.resnets.${j} has ${skipCh} channels, expected ${expectedSkip}`,
+          );
         const resIn = j === 0 ? prevOut : out;
         h = resnetBlock(child(p, `resnets.${j}`), ctx, op.concat([h, skip], 1), resIn + skipCh, out);
         if (type === 'CrossAttnUpBlock2D') {
-          h = transformer2d(child(p, `attentions.${j}`), ctx, h, revHeads[i]!, revTransformerLayers[i]!, revOnlyCross[i]!, `${name}.attentions.${j}`, 'up');
+          h = transformer2d(
+            child(p, `attentions.${j}`),
+            ctx,
+            h,
+            revHeads[i]!,
+            revTransformerLayers[i]!,
+            revOnlyCross[i]!,
+            `${name}.attentions.${j}`,
+            'up',
+          );
         }
       }
       if (i < nBlocks - 1) {
@@ -268,8 +365,16 @@ export function unet2dCondition(cfg: UNetConfig, params: ParamFn, inputs: UNetIn
     keep(name, sample);
   });
 
-  const normed = keep('conv_norm_out', groupNorm(child(params, 'conv_norm_out'), sample, cfg.normNumGroups, cfg.normEps));
+  const normed = keep(
+    'conv_norm_out',
+    groupNorm(child(params, 'conv_norm_out'), sample, cfg.normNumGroups, cfg.normEps),
+  );
   const outPad = (cfg.convOutKernel - 1) / 2;
-  const noisePred = keep('conv_out', conv2d(child(params, 'conv_out'), activation(cfg.actFn, normed), boc[0]!, cfg.outChannels, cfg.convOutKernel, { padding: outPad }));
+  const noisePred = keep(
+    'conv_out',
+    conv2d(child(params, 'conv_out'), activation(cfg.actFn, normed), boc[0]!, cfg.outChannels, cfg.convOutKernel, {
+      padding: outPad,
+    }),
+  );
   return { noisePred };
 }

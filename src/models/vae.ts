@@ -66,8 +66,10 @@ export function vaeDecode(cfg: VaeConfig, params: ParamFn, latents: Value): Valu
     let prev = rev[0]!;
     rev.forEach((out, i) => {
       const bp = child(p, `up_blocks.${i}`);
-      for (let j = 0; j <= cfg.layersPerBlock; j++) h = resnet(child(bp, `resnets.${j}`), cfg, h, j === 0 ? prev : out, out);
-      if (i < rev.length - 1) h = conv2d(child(bp, 'upsamplers.0.conv'), op.upsampleNearest2x(h), out, out, 3, { padding: 1 });
+      for (let j = 0; j <= cfg.layersPerBlock; j++)
+        h = resnet(child(bp, `resnets.${j}`), cfg, h, j === 0 ? prev : out, out);
+      if (i < rev.length - 1)
+        h = conv2d(child(bp, 'upsamplers.0.conv'), op.upsampleNearest2x(h), out, out, 3, { padding: 1 });
       prev = out;
     });
     h = activation(cfg.actFn, groupNorm(child(p, 'conv_norm_out'), h, cfg.normNumGroups, EPS));
@@ -86,7 +88,8 @@ export function vaeEncode(cfg: VaeConfig, params: ParamFn, image: Value): { mean
     let prev = boc[0]!;
     boc.forEach((out, i) => {
       const bp = child(p, `down_blocks.${i}`);
-      for (let j = 0; j < cfg.layersPerBlock; j++) h = resnet(child(bp, `resnets.${j}`), cfg, h, j === 0 ? prev : out, out);
+      for (let j = 0; j < cfg.layersPerBlock; j++)
+        h = resnet(child(bp, `resnets.${j}`), cfg, h, j === 0 ? prev : out, out);
       if (i < boc.length - 1) {
         // Downsample2D with padding 0: pad right/bottom by one, then a stride-2 conv.
         h = conv2d(child(bp, 'downsamplers.0.conv'), op.pad(h, [0, 0, 0, 0, 0, 0, 1, 1]), out, out, 3, { stride: 2 });
