@@ -9,7 +9,7 @@ import { drawText, textHeight, textWidth } from '../image/font.js';
 import { blit, createImage, fillRect, type Rgb, type RgbImage } from '../image/image.js';
 import { readPng } from '../image/png.js';
 import { resizeNearest } from '../image/resize.js';
-import type { BenchItem, BenchOutcome, BenchRow } from './run.js';
+import type { BenchFailure, BenchItem, BenchOutcome, BenchRow } from './run.js';
 import {
   BASELINES,
   FAILURE_KINDS,
@@ -35,6 +35,8 @@ export interface RunInfo {
   images: number;
   generated: number;
   skipped: number;
+  /** Images of the plan that failed for good (job queue): not in any rate. */
+  failed: number;
 }
 
 export interface BenchSummary extends Summary {
@@ -43,6 +45,8 @@ export interface BenchSummary extends Summary {
   by_suite?: Record<string, Summary>;
   /** full_success per prompt kind (built-in suites: distinct, same-shape, same-colour, single) and method. */
   by_kind: Partial<Record<PromptKind, Record<string, Interval & { n: number }>>>;
+  /** The failed images, with the last error of each. */
+  failed: BenchFailure[];
 }
 
 function statRow(r: BenchRow): StatRow {
@@ -88,9 +92,11 @@ export function benchSummary(
       images: items.length,
       generated: outcome.generated,
       skipped: outcome.skipped,
+      failed: outcome.failed?.length ?? 0,
     },
     ...overall,
     by_kind: {},
+    failed: outcome.failed ?? [],
   };
   if (suites.length > 1) {
     summary.by_suite = {};
@@ -227,6 +233,16 @@ function describeRun(run: RunInfo): string {
   return `${suites}; ${seeds}; ${run.steps} steps, guidance ${run.guidance}, ${run.sampler}; model ${run.model} (${run.model_fingerprint})`;
 }
 
+/** The images that failed for good, one line each: they are missing from every rate above. */
+function failedLines(failed: readonly BenchFailure[]): string[] {
+  return [
+    `FAILED: ${failed.length} image${failed.length > 1 ? 's' : ''} could not be made and ${failed.length > 1 ? 'are' : 'is'} not in the rates (a rerun retries them):`,
+    ...failed.map(
+      (f) => `  ${f.method} seed ${f.seed} ${JSON.stringify(f.prompt)} after ${f.attempts} tries: ${f.reason}`,
+    ),
+  ];
+}
+
 /** `0-3`, `0,2,5-7`. */
 function formatSeeds(seeds: readonly number[]): string {
   const parts: string[] = [];
@@ -261,6 +277,7 @@ export function formatSummaryText(summary: BenchSummary): string {
   parts.push(textTable(tableData(summary, summary.run.methods)), '');
   parts.push('failure kinds (share of images):', textTable(failureTable(summary, summary.run.methods)), '');
   if (summary.comparisons.length) parts.push('comparisons:', textTable(comparisonTable(summary)), '');
+  if (summary.failed.length) parts.push(...failedLines(summary.failed), '');
   parts.push(LEGEND);
   return parts.join('\n') + '\n';
 }
@@ -287,6 +304,7 @@ export function formatSummaryMarkdown(summary: BenchSummary): string {
     parts.push('**all suites**', '');
   }
   section(summary);
+  if (summary.failed.length) parts.push(...failedLines(summary.failed).map((l) => l.replace(/^ {2}/, '- ')), '');
   const kinds = Object.keys(summary.by_kind) as PromptKind[];
   if (kinds.length > 1) {
     parts.push('Full success % by prompt kind:', '');

@@ -33,21 +33,22 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { join, relative } from 'node:path';
-import { autoSubjects } from '../attention/auto-subjects.js';
+import { dirname, join, relative } from 'node:path';
+import { autoSubjects, type AutoSubjects } from '../attention/auto-subjects.js';
 import { meanMaps, tokenMap } from '../attention/render.js';
 import { UserError } from '../errors.js';
 import { blendImages, heatmap } from '../image/colormap.js';
 import { floatToRgb8 } from '../image/convert.js';
 import { composeGrid } from '../image/grid.js';
 import type { RgbImage } from '../image/image.js';
-import { writeFileAtomic, writePng } from '../image/png.js';
+import { encodePng, writeFileAtomic } from '../image/png.js';
 import { resizeImage, resizeMap } from '../image/resize.js';
 import { buildMethod, methodPreset, methodTargets, type MethodSettings } from '../methods/registry.js';
 import type { GuidanceMethod } from '../methods/types.js';
 import { generate } from '../pipeline/generate.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import { defaultSampler, type SamplerName } from '../schedulers/index.js';
+import type { PromptObject } from '../shapes/prompt.js';
 import { type ObjectReport, scoreImage } from '../shapes/score.js';
 import type { Tensor } from '../tensor.js';
 import type { PromptKind, Split, Suite, SuitePrompt } from './suites.js';
@@ -166,6 +167,18 @@ export interface BenchOutcome {
   ignoredLines: number;
   resultsPath: string;
   settings: Omit<BenchSettings, 'method'>;
+  /** Images that could not be made (a job queue's jobs that failed for good); they have no row. */
+  failed?: BenchFailure[];
+}
+
+/** An image of the plan that failed for good (after its tries on a job queue). */
+export interface BenchFailure {
+  key: string;
+  prompt: string;
+  seed: number;
+  method: string;
+  reason: string;
+  attempts: number;
 }
 
 export interface BenchHooks {
@@ -417,13 +430,214 @@ export function mapsPicture(
   return composeGrid(tiles, tiles.length, { pad: 2, labels: tokens.map((t) => t.word) });
 }
 
+// ------------------------------------------------------------------------------------------------------ one image
+
+/**
+ * One image of a benchmark as plain JSON: everything needed to generate and score it. The local run builds these
+ * from its plan; a job queue carries them to workers (src/bench/queue.ts), which produce the same row and bytes.
+ */
+export interface BenchJob {
+  prompt: string;
+  /** What the scorer checks, in prompt order. */
+  objects: PromptObject[];
+  seed: number;
+  method: string;
+  /** Suite, split and kind the row is generated for. */
+  suite: string;
+  split: Split | null;
+  kind: PromptKind | null;
+  steps: number;
+  guidance: number;
+  sampler: SamplerName;
+  methodOverrides?: Omit<MethodSettings, 'steps'>;
+  /** Record and save the attention-map picture. */
+  maps: boolean;
+}
+
+/** A job resolved against a loaded model: its method, settings and row key. */
+export interface PreparedBenchJob {
+  job: BenchJob;
+  auto: AutoSubjects;
+  method: GuidanceMethod | undefined;
+  settings: BenchSettings;
+  hash: string;
+  key: string;
+}
+
+/** A generated image: its row and the files it refers to (paths relative to the output folder). */
+export interface BenchImage {
+  row: BenchRow;
+  files: { path: string; bytes: Buffer }[];
+}
+
+/** The subjects and attributes the methods target in `prompt` (auto); a bad prompt is a UserError quoting it. */
+export function promptSubjects(model: StableDiffusion, prompt: string): AutoSubjects {
+  try {
+    return autoSubjects(model.tokenizer, prompt);
+  } catch (e) {
+    if (e instanceof UserError) throw new UserError(`prompt ${JSON.stringify(prompt)}: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+/**
+ * Builds the job's method on `model` and derives its settings and row key. `fingerprint` is
+ * `modelFingerprint(model.dir)` (computed once by the caller: it reads the folder).
+ */
+export function prepareBenchJob(
+  model: StableDiffusion,
+  fingerprint: string,
+  job: BenchJob,
+  subjectsOf: (prompt: string) => AutoSubjects = (p) => promptSubjects(model, p),
+): PreparedBenchJob {
+  const auto = subjectsOf(job.prompt);
+  const targets = methodTargets(auto.subjects, auto.attributes);
+  const method = buildMethod(job.method, targets, { ...job.methodOverrides, steps: job.steps });
+  const size = model.defaultImageSize;
+  const settings: BenchSettings = {
+    steps: job.steps,
+    guidance: job.guidance,
+    sampler: job.sampler,
+    height: size,
+    width: size,
+    model: fingerprint,
+    method: methodSettings(method),
+  };
+  const hash = settingsHash(settings);
+  return { job, auto, method, settings, hash, key: rowKey(job.prompt, job.seed, job.method, hash) };
+}
+
+/** Where a row's image (and maps picture) lie, relative to the output folder. */
+export function benchImagePaths(
+  prompt: string,
+  method: string,
+  seed: number,
+  hash: string,
+): { image: string; maps: string } {
+  const stem = `images/${slug(prompt)}/${method}-s${seed}-${hash.slice(0, 8)}`;
+  return { image: `${stem}.png`, maps: `${stem}-maps.png` };
+}
+
+/** Generates and scores one prepared job: the row and the PNG bytes of its files. Writes nothing. */
+export async function generateBenchImage(model: StableDiffusion, prepared: PreparedBenchJob): Promise<BenchImage> {
+  const { job, auto, method, settings, hash, key } = prepared;
+  const nGraphs = model.graphTimings.length;
+  const generationSeed = noiseSeed(job.seed, job.prompt);
+  const result = await generate(model, {
+    prompt: job.prompt,
+    seed: generationSeed,
+    steps: job.steps,
+    guidanceScale: job.guidance,
+    sampler: job.sampler,
+    ...(method ? { method } : {}),
+    ...(job.maps ? { recordAttention: {} } : {}),
+  });
+  const compileMs = model.graphTimings.slice(nGraphs).reduce((s, g) => s + g.buildMs + g.serializeMs + g.sessionMs, 0);
+  const image = floatToRgb8(result.image);
+  const tScore = performance.now();
+  const score = scoreImage(image, undefined, undefined, job.objects);
+  const scoreMs = performance.now() - tScore;
+
+  const paths = benchImagePaths(job.prompt, job.method, job.seed, hash);
+  const saved = smallImage(image);
+  const files = [{ path: paths.image, bytes: encodePng(saved.data, saved.width, saved.height) }];
+  let mapsPath: string | null = null;
+  if (job.maps) {
+    const tokens = [
+      ...auto.subjects.map((s) => ({ word: s.word, index: s.tokenIndex })),
+      ...auto.attributes.map((a) => ({ word: a.attribute.word, index: a.attribute.tokenIndex })),
+    ].sort((a, b) => a.index - b.index);
+    const pic = mapsPicture(image, [...result.attentionMaps.values()], tokens);
+    if (pic) {
+      mapsPath = paths.maps;
+      files.push({ path: mapsPath, bytes: encodePng(pic.data, pic.width, pic.height) });
+    }
+  }
+  const tries = result.steps.reduce(
+    (s, st) =>
+      s + (typeof st.method?.['refinement_tries'] === 'number' ? (st.method['refinement_tries'] as number) : 0),
+    0,
+  );
+  const row: BenchRow = {
+    v: BENCH_ROW_VERSION,
+    key,
+    prompt: job.prompt,
+    seed: job.seed,
+    noise_seed: generationSeed,
+    method: job.method,
+    settings,
+    settings_hash: hash,
+    suite: job.suite,
+    split: job.split,
+    kind: job.kind,
+    subjects: auto.subjects.map((s) => ({ word: s.word, tokens: [...s.tokenIndices] })),
+    attributes: auto.attributes.map((a) => ({
+      word: a.attribute.word,
+      tokens: [...a.attribute.tokenIndices],
+      subject: a.subject,
+    })),
+    objects: score.objects,
+    full_success: score.full_success,
+    object_recall: score.object_recall,
+    binding: score.binding,
+    binding_given_found: score.binding_given_found,
+    leakage: score.leakage,
+    extra_objects: score.extra_objects,
+    detections: score.detections.map((d) => ({
+      shape: d.shape,
+      colour: d.colour,
+      bbox: d.bbox,
+      area: d.area,
+      matched_to: d.matched_to,
+    })),
+    seconds: round3((result.timings.totalMs - compileMs) / 1000),
+    compile_seconds: round3(compileMs / 1000),
+    timings: {
+      encode: round3(result.timings.encodeMs / 1000),
+      denoise: round3(result.timings.denoiseMs / 1000),
+      decode: round3(result.timings.decodeMs / 1000),
+      score: round3(scoreMs / 1000),
+    },
+    refinement_tries: tries,
+    image: paths.image,
+    maps: mapsPath,
+    model_dir: model.dir,
+    created: new Date().toISOString(),
+  };
+  return { row, files };
+}
+
+/** Appends one row to results.jsonl with a single write (a crash leaves at most a partial last line). */
+export function appendRow(fd: number, row: BenchRow): void {
+  const line = Buffer.from(`${JSON.stringify(row)}\n`, 'utf8');
+  let off = 0;
+  while (off < line.length) off += writeSync(fd, line, off, line.length - off);
+}
+
 // ------------------------------------------------------------------------------------------------------ the run
 
-interface PlanItem {
+export interface PlanItem {
   suite: Suite;
   entry: SuitePrompt;
   seed: number;
   method: string;
+}
+
+export function planJob(it: PlanItem, base: Omit<BenchSettings, 'method'>, options: BenchOptions): BenchJob {
+  return {
+    prompt: it.entry.prompt,
+    objects: it.entry.objects,
+    seed: it.seed,
+    method: it.method,
+    suite: it.suite.name,
+    split: it.suite.split,
+    kind: it.entry.kind ?? null,
+    steps: base.steps,
+    guidance: base.guidance,
+    sampler: base.sampler,
+    ...(options.methodOverrides ? { methodOverrides: options.methodOverrides } : {}),
+    maps: options.maps === true,
+  };
 }
 
 /**
@@ -437,6 +651,11 @@ export async function runBench(
   options: BenchOptions,
   hooks: BenchHooks = {},
 ): Promise<BenchOutcome> {
+  return withBenchFolder(options, () => runLocked(model, suites, options, hooks));
+}
+
+/** Checks the plan's options, creates the output folder and holds its lock (`.bench.lock`) while `body` runs. */
+export async function withBenchFolder<T>(options: BenchOptions, body: () => Promise<T>): Promise<T> {
   if (options.methods.length === 0) throw new UserError('--methods needs at least one method name');
   for (const m of options.methods) methodPreset(m, '--methods');
   if (options.seeds.length === 0) throw new UserError('--seeds needs at least one seed');
@@ -450,18 +669,23 @@ export async function runBench(
   }
   const release = acquireLock(out);
   try {
-    return await runLocked(model, suites, options, hooks);
+    return await body();
   } finally {
     release();
   }
 }
 
-async function runLocked(
-  model: StableDiffusion,
-  suites: readonly Suite[],
-  options: BenchOptions,
-  hooks: BenchHooks,
-): Promise<BenchOutcome> {
+/** A run's starting point: the rows already in the folder (a partial last line dropped) and the plan. */
+export interface BenchStart {
+  resultsPath: string;
+  existing: ReadResults;
+  byKey: Map<string, BenchRow>;
+  base: Omit<BenchSettings, 'method'>;
+  plan: PlanItem[];
+}
+
+/** Reads results.jsonl (dropping a partial last line) and lays out the plan; call it holding the folder's lock. */
+export function startBench(model: StableDiffusion, suites: readonly Suite[], options: BenchOptions): BenchStart {
   const out = options.out;
   const resultsPath = join(out, RESULTS_FILE);
   const existing = readResults(resultsPath);
@@ -493,20 +717,23 @@ async function runLocked(
     for (const entry of prompts)
       for (const seed of options.seeds) for (const method of options.methods) plan.push({ suite, entry, seed, method });
   }
+  return { resultsPath, existing, byKey, base, plan };
+}
+
+async function runLocked(
+  model: StableDiffusion,
+  suites: readonly Suite[],
+  options: BenchOptions,
+  hooks: BenchHooks,
+): Promise<BenchOutcome> {
+  const out = options.out;
+  const { resultsPath, existing, byKey, base, plan } = startBench(model, suites, options);
   hooks.onStart?.({ total: plan.length, existing: existing.rows.length });
 
-  const subjectCache = new Map<string, ReturnType<typeof autoSubjects>>();
+  const subjectCache = new Map<string, AutoSubjects>();
   const subjectsOf = (prompt: string) => {
     let s = subjectCache.get(prompt);
-    if (!s) {
-      try {
-        s = autoSubjects(model.tokenizer, prompt);
-      } catch (e) {
-        if (e instanceof UserError) throw new UserError(`prompt ${JSON.stringify(prompt)}: ${e.message}`, { cause: e });
-        throw e;
-      }
-      subjectCache.set(prompt, s);
-    }
+    if (!s) subjectCache.set(prompt, (s = promptSubjects(model, prompt)));
     return s;
   };
 
@@ -516,14 +743,9 @@ async function runLocked(
     skipped = 0;
   try {
     for (const it of plan) {
-      const { entry, seed, method: name } = it;
-      const auto = subjectsOf(entry.prompt);
-      const targets = methodTargets(auto.subjects, auto.attributes);
-      const method = buildMethod(name, targets, { ...options.methodOverrides, steps: options.steps });
-      const settings: BenchSettings = { ...base, method: methodSettings(method) };
-      const hash = settingsHash(settings);
-      const key = rowKey(entry.prompt, seed, name, hash);
-      const kind = entry.kind ?? null;
+      const job = prepareBenchJob(model, base.model, planJob(it, base, options), subjectsOf);
+      const { key } = job;
+      const kind = job.job.kind;
       const found = byKey.get(key);
       if (found) {
         skipped++;
@@ -531,97 +753,12 @@ async function runLocked(
         hooks.onProgress?.({ done: items.length, total: plan.length, skipped, row: null });
         continue;
       }
-
-      const nGraphs = model.graphTimings.length;
-      const generationSeed = noiseSeed(seed, entry.prompt);
-      const result = await generate(model, {
-        prompt: entry.prompt,
-        seed: generationSeed,
-        steps: options.steps,
-        guidanceScale: options.guidance,
-        sampler,
-        ...(method ? { method } : {}),
-        ...(options.maps ? { recordAttention: {} } : {}),
-      });
-      const compileMs = model.graphTimings
-        .slice(nGraphs)
-        .reduce((s, g) => s + g.buildMs + g.serializeMs + g.sessionMs, 0);
-      const image = floatToRgb8(result.image);
-      const tScore = performance.now();
-      const score = scoreImage(image, undefined, undefined, entry.objects);
-      const scoreMs = performance.now() - tScore;
-
-      const dir = join('images', slug(entry.prompt));
-      mkdirSync(join(out, dir), { recursive: true });
-      const stem = `${name}-s${seed}-${hash.slice(0, 8)}`;
-      const imagePath = join(dir, `${stem}.png`);
-      writePng(join(out, imagePath), smallImage(image));
-      let mapsPath: string | null = null;
-      if (options.maps) {
-        const tokens = [
-          ...auto.subjects.map((s) => ({ word: s.word, index: s.tokenIndex })),
-          ...auto.attributes.map((a) => ({ word: a.attribute.word, index: a.attribute.tokenIndex })),
-        ].sort((a, b) => a.index - b.index);
-        const pic = mapsPicture(image, [...result.attentionMaps.values()], tokens);
-        if (pic) {
-          mapsPath = join(dir, `${stem}-maps.png`);
-          writePng(join(out, mapsPath), pic);
-        }
+      const { row, files } = await generateBenchImage(model, job);
+      for (const f of files) {
+        mkdirSync(dirname(join(out, f.path)), { recursive: true });
+        writeFileAtomic(join(out, f.path), f.bytes);
       }
-      const tries = result.steps.reduce(
-        (s, st) =>
-          s + (typeof st.method?.['refinement_tries'] === 'number' ? (st.method['refinement_tries'] as number) : 0),
-        0,
-      );
-      const row: BenchRow = {
-        v: BENCH_ROW_VERSION,
-        key,
-        prompt: entry.prompt,
-        seed,
-        noise_seed: generationSeed,
-        method: name,
-        settings,
-        settings_hash: hash,
-        suite: it.suite.name,
-        split: it.suite.split,
-        kind,
-        subjects: auto.subjects.map((s) => ({ word: s.word, tokens: [...s.tokenIndices] })),
-        attributes: auto.attributes.map((a) => ({
-          word: a.attribute.word,
-          tokens: [...a.attribute.tokenIndices],
-          subject: a.subject,
-        })),
-        objects: score.objects,
-        full_success: score.full_success,
-        object_recall: score.object_recall,
-        binding: score.binding,
-        binding_given_found: score.binding_given_found,
-        leakage: score.leakage,
-        extra_objects: score.extra_objects,
-        detections: score.detections.map((d) => ({
-          shape: d.shape,
-          colour: d.colour,
-          bbox: d.bbox,
-          area: d.area,
-          matched_to: d.matched_to,
-        })),
-        seconds: round3((result.timings.totalMs - compileMs) / 1000),
-        compile_seconds: round3(compileMs / 1000),
-        timings: {
-          encode: round3(result.timings.encodeMs / 1000),
-          denoise: round3(result.timings.denoiseMs / 1000),
-          decode: round3(result.timings.decodeMs / 1000),
-          score: round3(scoreMs / 1000),
-        },
-        refinement_tries: tries,
-        image: imagePath.split('\\').join('/'),
-        maps: mapsPath?.split('\\').join('/') ?? null,
-        model_dir: model.dir,
-        created: new Date().toISOString(),
-      };
-      const line = Buffer.from(`${JSON.stringify(row)}\n`, 'utf8');
-      let off = 0;
-      while (off < line.length) off += writeSync(fd, line, off, line.length - off);
+      appendRow(fd, row);
       byKey.set(key, row);
       generated++;
       items.push({ suite: it.suite.name, split: it.suite.split, kind, row });

@@ -15,7 +15,9 @@ import {
   renderPngGrid,
 } from '../../bench/report.js';
 import { writePng } from '../../image/png.js';
-import { parseMethods, parseSeeds, runBench, writeText } from '../../bench/run.js';
+import { runBenchOnQueue } from '../../bench/queue.js';
+import { parseRedisUrl, probeRedis } from '../../bench/redis.js';
+import { parseMethods, parseSeeds, runBench, writeText, type BenchRow } from '../../bench/run.js';
 import { BUILTIN_SUITES, loadSuite, parseSplit, SPLITS, type Split, type Suite } from '../../bench/suites.js';
 import { UserError } from '../../errors.js';
 import { METHOD_NAMES } from '../../methods/registry.js';
@@ -48,6 +50,7 @@ interface BenchFlags {
   report?: string;
   reportMaps?: boolean;
   threads?: string;
+  queue?: string;
 }
 
 /** An output file's path; its folder must exist unless it lies inside `--out` (created by the run). */
@@ -103,7 +106,9 @@ async function run(flags: BenchFlags): Promise<void> {
   if (!existsSync(modelDir)) throw new UserError(`--model ${modelDir}: no such folder or file`);
   const predictionType =
     flags.predictionType !== undefined ? parsePredictionType(flags.predictionType, '--prediction-type') : undefined;
+  const queue = flags.queue !== undefined ? parseRedisUrl(flags.queue, '--queue') : null;
 
+  if (queue) await probeRedis(queue); // fail fast, before the model is loaded
   const model = await StableDiffusion.load(modelDir, {
     ...(threads !== undefined ? { threads } : {}),
     ...(flags.config !== undefined ? { config: flags.config } : {}),
@@ -111,7 +116,7 @@ async function run(flags: BenchFlags): Promise<void> {
   });
   const bar = interactive(flags.json)
     ? new SingleBar({
-        format: 'bench {bar} {value}/{total} images | {rate} s/image | eta {eta_formatted} | {what}',
+        format: `bench {bar} {value}/{total} images${queue ? ' | workers {workers}' : ''} | {rate} s/image | eta {eta_formatted} | {what}`,
         hideCursor: true,
         etaBuffer: 20,
       })
@@ -121,46 +126,68 @@ async function run(flags: BenchFlags): Promise<void> {
     newCount = 0,
     total = 0;
   let outcome;
+  let workers = '?';
+  // On a job queue, Ctrl-C stops collecting and leaves the queue as it is (a rerun collects the rest).
+  const interrupt = new AbortController();
+  const onSigint = () => interrupt.abort();
+  if (queue) process.on('SIGINT', onSigint);
   try {
-    outcome = await runBench(
-      model,
-      suites,
-      {
-        out,
-        methods,
-        seeds,
-        steps,
-        guidance,
-        ...(sampler ? { sampler } : {}),
-        ...(limit !== undefined ? { limit } : {}),
-        maps: flags.reportMaps === true,
+    const options = {
+      out,
+      methods,
+      seeds,
+      steps,
+      guidance,
+      ...(sampler ? { sampler } : {}),
+      ...(limit !== undefined ? { limit } : {}),
+      maps: flags.reportMaps === true,
+    };
+    const hooks = {
+      onStart: ({ total: t, existing }: { total: number; existing: number }) => {
+        total = t;
+        if (logLines)
+          process.stderr.write(`bench: ${t} images planned into ${out} (${existing} rows already in results.jsonl)\n`);
+        bar?.start(t, 0, { rate: '-', what: '', workers });
       },
-      {
-        onStart: ({ total: t, existing }) => {
-          total = t;
-          if (logLines)
-            process.stderr.write(
-              `bench: ${t} images planned into ${out} (${existing} rows already in results.jsonl)\n`,
-            );
-          bar?.start(t, 0, { rate: '-', what: '' });
-        },
-        onProgress: ({ done, skipped, row }) => {
-          if (row) {
-            newSeconds += row.seconds + row.compile_seconds;
-            newCount++;
-          }
-          const rate = newCount ? (newSeconds / newCount).toFixed(2) : '-';
-          bar?.update(done, {
-            rate,
-            what: row ? `${row.method} | ${row.prompt.slice(0, 40)}` : 'skipped (already in results.jsonl)',
-          });
-          if (logLines && row && (newCount % 25 === 0 || done === total)) {
-            process.stderr.write(`bench: ${done}/${total} images (${skipped} reused), ${rate} s/image\n`);
-          }
-        },
+      onQueued: ({ jobs, retried, queue: where }: { jobs: number; retried: number; queue: string }) => {
+        const line = `${jobs} jobs queued on ${where}${retried ? ` (${retried} that failed before are retried)` : ''}; waiting for workers (s2i worker --queue ...)`;
+        if (logLines) process.stderr.write(`bench: ${line}\n`);
+        bar?.update({ what: line });
       },
-    );
+      onStalled: () => {
+        const line = 'a worker stopped answering; its job went back to the queue for another worker';
+        if (logLines) process.stderr.write(`bench: ${line}\n`);
+        bar?.update({ what: line });
+      },
+      onWorkers: (n: number) => {
+        workers = String(n);
+        bar?.update({ workers });
+      },
+      onFailed: (f: { method: string; seed: number; prompt: string; reason: string }) => {
+        const line = `FAILED ${f.method} seed ${f.seed} ${JSON.stringify(f.prompt)}: ${f.reason}`;
+        if (logLines) process.stderr.write(`bench: ${line}\n`);
+        bar?.update({ what: line.slice(0, 80) });
+      },
+      onProgress: ({ done, skipped, row }: { done: number; skipped: number; row: BenchRow | null }) => {
+        if (row) {
+          newSeconds += row.seconds + row.compile_seconds;
+          newCount++;
+        }
+        const rate = newCount ? (newSeconds / newCount).toFixed(2) : '-';
+        bar?.update(done, {
+          rate,
+          what: row ? `${row.method} | ${row.prompt.slice(0, 40)}` : 'skipped (already in results.jsonl)',
+        });
+        if (logLines && row && (newCount % 25 === 0 || done === total)) {
+          process.stderr.write(`bench: ${done}/${total} images (${skipped} reused), ${rate} s/image\n`);
+        }
+      },
+    };
+    outcome = queue
+      ? await runBenchOnQueue(model, suites, options, { target: queue, signal: interrupt.signal }, hooks)
+      : await runBench(model, suites, options, hooks);
   } finally {
+    process.off('SIGINT', onSigint);
     bar?.stop();
     await model.release();
   }
@@ -173,16 +200,28 @@ async function run(flags: BenchFlags): Promise<void> {
   if (report) writeText(report, renderHtmlReport(summary, outcome.items, out, { maps: flags.reportMaps === true }));
   if (flags.json) {
     process.stdout.write(`${JSON.stringify({ ...summary, out, results: outcome.resultsPath, report })}\n`);
+    failedForGood(summary.failed.length, summary.run.images + summary.failed.length);
     return;
   }
   const notes: string[] = [];
-  notes.push(`${outcome.generated} images generated, ${outcome.skipped} reused from ${outcome.resultsPath}`);
+  notes.push(
+    `${outcome.generated} images generated${queue ? ` by workers on ${queue.display}` : ''}, ${outcome.skipped} reused from ${outcome.resultsPath}`,
+  );
   if (outcome.ignoredLines)
     notes.push(
       `${outcome.ignoredLines} unreadable line${outcome.ignoredLines > 1 ? 's' : ''} of results.jsonl ignored (a partial last line from an interrupted run is dropped)`,
     );
   notes.push(`wrote ${join(out, 'summary.md')}, ${join(out, 'grid.png')}${report ? ` and ${report}` : ''}`);
   process.stdout.write(`${formatSummaryText(summary)}\n${notes.join('\n')}\n`);
+  failedForGood(summary.failed.length, summary.run.images + summary.failed.length);
+}
+
+/** A run with images that failed for good ends with exit code 1 (after its summary is written). */
+function failedForGood(n: number, total: number): void {
+  if (n > 0)
+    throw new UserError(
+      `${n} of ${total} images failed for good (listed as FAILED in the summary); a rerun of the same command retries them`,
+    );
 }
 
 export function register(program: Command): void {
@@ -221,6 +260,10 @@ export function register(program: Command): void {
     .option('--report <file>', 'also write a self-contained HTML report (tables and image grids with scores)')
     .option('--report-maps', 'record attention maps for new images and show them in the report')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
+    .option(
+      '--queue <url>',
+      'generate on workers through a job queue: redis://[:PASSWORD@]HOST[:PORT][/DB] (see s2i worker --help)',
+    )
     .addHelpText(
       'after',
       `
@@ -240,6 +283,15 @@ Suites (built in; tuning / held-apart prompts):
   shapes-3  three objects, 48 / 96
   The held-apart split is two balanced halves in order: --limit 48 (shapes-1:
   --limit 6) runs the first half, as balanced as the whole.
+
+Job queue (--queue redis://HOST:PORT/DB):
+  Instead of generating, enqueue one job per image (BullMQ on Redis) and
+  collect what workers return (s2i worker --queue URL, on any machines with
+  the same model) into DIR exactly as a local run writes it. A worker that
+  dies loses nothing (its jobs go to others); a job that fails 3 times is
+  listed as FAILED in the summary; Ctrl-C leaves the queue as it is and a
+  rerun collects the rest. The password may also come from
+  $S2I_REDIS_PASSWORD; it is never printed.
 
 Statistics:
   full success (per image), object recall, binding and leakage (per object),
@@ -262,6 +314,7 @@ Examples:
   s2i bench --suite shapes-2,shapes-3 --split held-apart --seeds 0-3 \\
       --methods none,suppress --report report.html --json
   s2i bench --suite prompts.jsonl --methods none,suppress-edit --seeds 0,1
+  s2i bench --suite shapes-2 --seeds 0-3 --queue redis://10.0.0.5:6379/0
 `,
     )
     .action(async (flags: BenchFlags) => run(flags));

@@ -4,6 +4,7 @@ import { register as registerGenerate } from './generate.js';
 import { register as registerInfo } from './info.js';
 import { register as registerShapes } from './shapes.js';
 import { register as registerTrain } from './train.js';
+import { register as registerWorker } from './worker.js';
 
 /**
  * Every subcommand module exports `register(program)`; they are listed here in the order `s2i --help` shows.
@@ -12,6 +13,7 @@ export function registerCommands(program: Command): void {
   void program;
   registerGenerate(program);
   registerBench(program);
+  registerWorker(program);
   registerInfo(program);
   registerShapes(program);
   registerTrain(program);

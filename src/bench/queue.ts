@@ -1,0 +1,640 @@
+/**
+ * A benchmark on a job queue (BullMQ on Redis): one producer (`s2i bench --queue URL`) enqueues one job per image
+ * and collects the results into its output folder exactly as a local run writes them; any number of workers
+ * (`s2i worker --queue URL`, on any machines that reach the Redis server) generate and score the images.
+ *
+ * - Job id: `s2i-<row key>`; the row key hashes (prompt, seed, method, settings), and the settings hold the model's
+ *   fingerprint and the method's configuration. Adding a job whose id exists is a no-op, so a rerun (or a second
+ *   producer) never duplicates work. Rows already in results.jsonl are not enqueued (resume works as locally).
+ * - A job carries the `BenchJob` (plain JSON) plus the expected model fingerprint and row key. A worker whose model
+ *   has another fingerprint, or that derives another key (another s2i version), refuses the job with an error
+ *   that says so. The worker returns the row and the PNG bytes (base64), or with `--out` writes the files itself
+ *   into that (shared) folder and returns the row alone. Its model runs in a thread of its own (queue-thread.ts),
+ *   so that ONNX Runtime's synchronous calls never stop the main thread from renewing the jobs' locks.
+ * - Faults: a job is tried 3 times (exponential backoff); a job whose worker dies (SIGKILL, power loss) keeps its
+ *   lock only for `lockMs`, then BullMQ's stalled-job check moves it back to wait for another worker (up to
+ *   `MAX_STALLED` times). A job that fails for good is reported in the summary as failed (it stays in Redis'
+ *   failed set; a rerun of the producer retries it).
+ * - The producer writes each result once: a completed job is settled (in memory, before any await), its files
+ *   written atomically, its row appended with one write, and only then is the job removed from Redis. A crash in
+ *   between leaves the job completed in Redis; the rerun finds its row in results.jsonl and only removes the job.
+ *   Completions are found by sweeping Redis' completed and failed sets, woken by QueueEvents (and every 2 s, so a
+ *   missed event costs nothing); jobs that vanished from Redis (a restart without persistence) are enqueued again.
+ * - SIGINT on the producer (an aborted `signal`) stops collecting and leaves the queue as it is: workers go on,
+ *   their results wait in Redis for the rerun.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Worker as Thread } from 'node:worker_threads';
+import { Queue, QueueEvents, UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { AutoSubjects } from '../attention/auto-subjects.js';
+import { UserError } from '../errors.js';
+import { writeFileAtomic } from '../image/png.js';
+import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
+import type { PredictionType } from '../schedulers/index.js';
+import {
+  appendRow,
+  benchImagePaths,
+  planJob,
+  prepareBenchJob,
+  promptSubjects,
+  startBench,
+  withBenchFolder,
+  type BenchFailure,
+  type BenchHooks,
+  type BenchItem,
+  type BenchJob,
+  type BenchOptions,
+  type BenchOutcome,
+  type BenchRow,
+  type PreparedBenchJob,
+} from './run.js';
+import {
+  encodeJson,
+  isRowLike,
+  jobIdOf,
+  keyOfJobId,
+  predictionTypeOf,
+  type QueuedJob,
+  type QueuedResult,
+} from './queue-job.js';
+import type { FromThread, ThreadData, ToThread } from './queue-thread.js';
+import { bullConnection, probeRedis, redact, watchRedis, type RedisTarget } from './redis.js';
+import type { Suite } from './suites.js';
+
+/** The BullMQ queue every producer and worker uses (jobs of different sweeps never share an id). */
+export const QUEUE_NAME = 's2i-bench';
+/** Tries per job before it is failed for good. */
+export const JOB_ATTEMPTS = 3;
+/** Times a job may be recovered from a dead worker before it is failed. */
+export const MAX_STALLED = 2;
+const BACKOFF_MS = 1000;
+
+// ------------------------------------------------------------------------------------------------------ producer
+
+export interface QueueRunOptions {
+  target: RedisTarget;
+  /** Aborting stops collecting (SIGINT); the queue is left as it is, resumable. */
+  signal?: AbortSignal;
+  /** Give up when Redis has been unreachable this long during the run (default 60 s). */
+  lostAfterMs?: number;
+}
+
+export interface QueueBenchHooks extends BenchHooks {
+  /** After enqueueing: jobs added (or already waiting in the queue), and earlier failures set to run again. */
+  onQueued?(info: { jobs: number; retried: number; queue: string }): void;
+  /** Workers connected to the queue, checked every few seconds. */
+  onWorkers?(count: number): void;
+  onFailed?(failure: BenchFailure): void;
+  /** A worker stopped answering during a job: the job went back to the queue for another worker. */
+  onStalled?(): void;
+}
+
+/** An aborted wait: the run was interrupted or Redis was lost. */
+class Stop extends Error {}
+
+/**
+ * Runs (or resumes) a benchmark into `options.out` through the job queue: enqueues what results.jsonl lacks,
+ * collects the workers' results as they come, and returns the same outcome as `runBench` (items in plan order),
+ * plus the jobs that failed for good. `model` is only read (tokenizer, configs, fingerprint), never run.
+ */
+export async function runBenchOnQueue(
+  model: StableDiffusion,
+  suites: readonly Suite[],
+  options: BenchOptions,
+  queue: QueueRunOptions,
+  hooks: QueueBenchHooks = {},
+): Promise<BenchOutcome> {
+  const { target } = queue;
+  await probeRedis(target); // fail fast, before the output folder is touched
+  return withBenchFolder(options, () => collect(model, suites, options, queue, hooks));
+}
+
+async function collect(
+  model: StableDiffusion,
+  suites: readonly Suite[],
+  options: BenchOptions,
+  queue: QueueRunOptions,
+  hooks: QueueBenchHooks,
+): Promise<BenchOutcome> {
+  const { target } = queue;
+  const out = options.out;
+  const { resultsPath, existing, byKey, base, plan } = startBench(model, suites, options);
+  hooks.onStart?.({ total: plan.length, existing: existing.rows.length });
+
+  const subjectCache = new Map<string, AutoSubjects>();
+  const subjectsOf = (prompt: string) => {
+    let s = subjectCache.get(prompt);
+    if (!s) subjectCache.set(prompt, (s = promptSubjects(model, prompt)));
+    return s;
+  };
+  const prepared = plan.map((it) => prepareBenchJob(model, base.model, planJob(it, base, options), subjectsOf));
+  /** Plan entries per key (a prompt in two suites is one image). */
+  const multiplicity = new Map<string, number>();
+  for (const p of prepared) multiplicity.set(p.key, (multiplicity.get(p.key) ?? 0) + 1);
+  const planKeys = new Set(prepared.map((p) => p.key));
+  const pending = new Map<string, PreparedBenchJob>();
+  for (const p of prepared) if (!byKey.has(p.key)) pending.set(p.key, p);
+
+  let done = plan.length - [...pending.keys()].reduce((s, k) => s + multiplicity.get(k)!, 0);
+  const skipped = done;
+  let generated = 0;
+  for (let i = 0; i < done; i++) hooks.onProgress?.({ done: i + 1, total: plan.length, skipped: i + 1, row: null });
+
+  const connection = bullConnection(target);
+  const errors: string[] = [];
+  const onError = (e: unknown) => errors.push(redact((e as Error)?.message ?? String(e), target));
+  const q = new Queue(QUEUE_NAME, { connection });
+  q.on('error', onError);
+  const events = new QueueEvents(QUEUE_NAME, { connection });
+  events.on('error', onError);
+
+  // One wake-up promise at a time: QueueEvents, the 2 s tick, an abort or a lost Redis resolve it.
+  let wake: (() => void) | null = null;
+  let poked = false;
+  let stopWhy: string | null = null;
+  const poke = () => {
+    poked = true; // an event during a sweep: sweep again at once
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  const stopWith = (why: string) => {
+    stopWhy ??= why;
+    poke();
+  };
+  events.on('completed', poke);
+  events.on('failed', poke);
+  events.on('stalled', () => hooks.onStalled?.());
+  const onAbort = () => stopWith('interrupted');
+  queue.signal?.addEventListener('abort', onAbort);
+  if (queue.signal?.aborted) onAbort();
+  const stopWatch = watchRedis(target, stopWith, { lostAfterMs: queue.lostAfterMs ?? 60_000 });
+  const check = () => {
+    if (stopWhy !== null) throw new Stop(stopWhy);
+  };
+
+  const settled = new Set<string>();
+  const failed: BenchFailure[] = [];
+  const fd = openSync(resultsPath, 'a');
+  try {
+    await events.waitUntilReady();
+    check();
+    // Jobs of ours that failed for good in an earlier run get a fresh set of tries.
+    let retried = 0;
+    await forEachJob(q, 'failed', async (job) => {
+      const key = keyOfJobId(job.id);
+      if (key && pending.has(key)) {
+        await job.remove();
+        retried++;
+        return true;
+      }
+      return false;
+    });
+    const jobOptions = (p: PreparedBenchJob) => ({
+      jobId: jobIdOf(p.key),
+      attempts: JOB_ATTEMPTS,
+      backoff: { type: 'exponential', delay: BACKOFF_MS },
+      removeOnComplete: false,
+      removeOnFail: false,
+    });
+    const wire = (p: PreparedBenchJob): QueuedJob => ({
+      job: encodeJson(p.job) as BenchJob,
+      model: base.model,
+      key: p.key,
+      predictionType: predictionTypeOf(model),
+    });
+    const all = [...pending.values()];
+    for (let i = 0; i < all.length; i += 500) {
+      check();
+      await q.addBulk(all.slice(i, i + 500).map((p) => ({ name: p.job.method, data: wire(p), opts: jobOptions(p) })));
+    }
+    hooks.onQueued?.({ jobs: all.length, retried, queue: `${target.display} (queue ${QUEUE_NAME})` });
+
+    const persist = (p: PreparedBenchJob, value: unknown) => {
+      const expected = benchImagePaths(p.job.prompt, p.job.method, p.job.seed, p.hash);
+      const result = value as Partial<QueuedResult> | null;
+      const why = !result
+        ? 'no result'
+        : !isRowLike(result.row)
+          ? 'the row is malformed'
+          : result.row.key !== p.key
+            ? `its row key ${result.row.key} is not the job's ${p.key}`
+            : result.row.prompt !== p.job.prompt || result.row.seed !== p.job.seed || result.row.method !== p.job.method
+              ? 'its row is for another image'
+              : result.row.image !== expected.image || (result.row.maps !== null && result.row.maps !== expected.maps)
+                ? 'its file paths are not the expected ones'
+                : !Array.isArray(result.files) ||
+                    !result.files.some((f) => f?.path === expected.image) ||
+                    result.files.some((f) => !f || (f.path !== expected.image && f.path !== expected.maps))
+                  ? 'it lists unexpected files'
+                  : null;
+      if (why) throw new Error(`the worker returned a malformed result (${why})`);
+      const files = result!.files!;
+      for (const f of files) {
+        const path = join(out, f.path);
+        if (typeof f.png === 'string') {
+          mkdirSync(dirname(path), { recursive: true });
+          writeFileAtomic(path, Buffer.from(f.png, 'base64'));
+        } else if (!existsSync(path)) {
+          throw new Error(
+            `the worker wrote ${f.path} into its own --out, which is not this run's folder ${out} (a worker's --out must be this folder, shared)`,
+          );
+        }
+      }
+      // The row names the producer's model folder, as a local run's does (the fingerprint says it is the same model).
+      const row: BenchRow = { ...result!.row!, model_dir: model.dir };
+      appendRow(fd, row);
+      byKey.set(p.key, row);
+      generated++;
+      for (let i = 0; i < multiplicity.get(p.key)!; i++) {
+        done++;
+        hooks.onProgress?.({ done, total: plan.length, skipped, row });
+      }
+    };
+    const fail = (p: PreparedBenchJob, reason: string, attempts: number) => {
+      const f = { key: p.key, prompt: p.job.prompt, seed: p.job.seed, method: p.job.method, reason, attempts };
+      failed.push(f);
+      hooks.onFailed?.(f);
+      for (let i = 0; i < multiplicity.get(p.key)!; i++) {
+        done++;
+        hooks.onProgress?.({ done, total: plan.length, skipped, row: null });
+      }
+    };
+
+    const sweep = async () => {
+      await forEachJob(q, 'completed', async (job) => {
+        const key = keyOfJobId(job.id);
+        const p = key ? pending.get(key) : undefined;
+        if (!p) {
+          // Written by an earlier run that stopped before it removed the job: only the removal is left to do.
+          if (key === null || !planKeys.has(key) || !byKey.has(key)) return false;
+          await job.remove();
+          return true;
+        }
+        if (!settled.has(p.key)) {
+          settled.add(p.key); // before any await: a concurrent sweep never writes the same result again
+          try {
+            persist(p, job.returnvalue);
+          } catch (e) {
+            if (e instanceof UserError) throw e; // our own folder cannot be written: stop
+            fail(p, (e as Error).message, job.attemptsMade);
+          }
+        }
+        await job.remove();
+        return true;
+      });
+      await forEachJob(q, 'failed', async (job) => {
+        const key = keyOfJobId(job.id);
+        const p = key ? pending.get(key) : undefined;
+        if (p && !settled.has(p.key)) {
+          settled.add(p.key);
+          fail(p, redact(job.failedReason || 'failed', target), job.attemptsMade);
+        }
+        return false;
+      });
+    };
+    /** Jobs that are in no state at all (Redis lost them) are enqueued again. */
+    const requeueLost = async () => {
+      const open = all.filter((p) => !settled.has(p.key));
+      for (let i = 0; i < open.length; i += 200) {
+        const chunk = open.slice(i, i + 200);
+        const states = await Promise.all(chunk.map((p) => q.getJobState(jobIdOf(p.key))));
+        const lost = chunk.filter((p, k) => states[k] === 'unknown' && !settled.has(p.key));
+        for (const p of lost) await q.add(p.job.method, wire(p), jobOptions(p));
+      }
+    };
+
+    let lastLostCheck = Date.now();
+    let lastWorkers = 0;
+    while (settled.size < pending.size) {
+      check();
+      await sweep();
+      if (settled.size >= pending.size) break;
+      check();
+      if (Date.now() - lastLostCheck > 15_000) {
+        await requeueLost();
+        lastLostCheck = Date.now();
+      }
+      if (hooks.onWorkers && Date.now() - lastWorkers > 5000) {
+        hooks.onWorkers(await q.getWorkersCount());
+        lastWorkers = Date.now();
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          wake = null;
+          resolve();
+        }, 2000);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+        if (stopWhy !== null || poked) poke();
+      });
+      poked = false;
+    }
+  } catch (e) {
+    if (e instanceof Stop || stopWhy !== null) {
+      const left = pending.size - settled.size;
+      const why = stopWhy ?? (e as Error).message;
+      if (why === 'interrupted')
+        throw new UserError(
+          `interrupted: ${settled.size} of ${pending.size} queued images collected into ${out}; the other ${left} stay queued in ${target.display} and workers go on: rerun the same command to collect them`,
+          { cause: e },
+        );
+      throw new UserError(why, { cause: e });
+    }
+    if (e instanceof UserError) throw e;
+    throw new UserError(
+      redact(`job queue at ${target.display}: ${errors.at(-1) ?? (e as Error).message}`, target).split('\n')[0]!,
+      { cause: e },
+    );
+  } finally {
+    closeSync(fd);
+    queue.signal?.removeEventListener('abort', onAbort);
+    stopWatch();
+    await closeWithin([events.close(), q.close()], stopWhy === null ? 10_000 : 2000);
+  }
+
+  const items: BenchItem[] = [];
+  let skippedItems = 0;
+  for (let i = 0; i < plan.length; i++) {
+    const row = byKey.get(prepared[i]!.key);
+    if (!row) continue;
+    if (!pending.has(prepared[i]!.key)) skippedItems++;
+    items.push({ suite: plan[i]!.suite.name, split: plan[i]!.suite.split, kind: prepared[i]!.job.kind, row });
+  }
+  return {
+    items,
+    generated,
+    skipped: skippedItems,
+    ignoredLines: existing.ignored,
+    resultsPath,
+    settings: base,
+    failed,
+  };
+}
+
+/**
+ * Waits for BullMQ objects to close, at most `ms`: without a Redis server their close may never settle, and a
+ * lost server must not keep the process waiting (their reconnect timers are stopped by the close itself).
+ */
+async function closeWithin(closes: Promise<unknown>[], ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled(closes),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, ms).unref())),
+  ]);
+  clearTimeout(timer);
+}
+
+/**
+ * Calls `fn` on every job in one state, a page at a time; `fn` returns whether it removed the job (the pages
+ * then shift).
+ */
+async function forEachJob(q: Queue, state: 'completed' | 'failed', fn: (job: Job) => Promise<boolean>): Promise<void> {
+  const page = 100;
+  for (let start = 0; ;) {
+    const jobs = await q.getJobs([state], start, start + page - 1, true);
+    if (jobs.length === 0) return;
+    let removed = 0;
+    for (const job of jobs) if (job && (await fn(job))) removed++;
+    start += jobs.length - removed;
+    if (jobs.length < page) return;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------------ worker
+
+export interface WorkerOptions {
+  target: RedisTarget;
+  /** The model folder: loaded in the worker's model thread (queue-thread.ts). */
+  modelDir: string;
+  /** ONNX Runtime threads (default: all cores). */
+  threads?: number;
+  /** Load options, as `s2i bench` takes them: a single file's configs, the UNet's prediction type. */
+  config?: string;
+  predictionType?: PredictionType;
+  /** Jobs this worker holds and runs at once through its one model (ONNX Runtime sessions take concurrent runs). */
+  concurrency: number;
+  /** Write the images into this (shared) folder instead of returning their bytes. */
+  out?: string;
+  /**
+   * How long a job's lock lasts without renewal: a worker that dies is noticed this long after its last renewal
+   * (plus one stalled-check interval, the same length) and its jobs go back to the queue. Default 30 s.
+   */
+  lockMs?: number;
+  /** Give up when Redis has been unreachable this long (default 60 s). */
+  lostAfterMs?: number;
+  log?(line: string): void;
+}
+
+export interface WorkerSummary {
+  completed: number;
+  failed: number;
+}
+
+export interface BenchWorker {
+  /** Closes the worker: gracefully (the active jobs finish first), or at once (they go back to the queue). */
+  close(force: boolean): void;
+  /** Resolves when the worker has closed; rejects (one-line UserError) when it lost Redis or its model thread. */
+  done: Promise<WorkerSummary>;
+}
+
+/** The worker's model thread (queue-thread.ts): jobs in, results out. */
+class ModelThread {
+  private next = 0;
+  private readonly waiting = new Map<number, { resolve(r: QueuedResult): void; reject(e: Error): void }>();
+  private closing = false;
+  /** Called once if the thread dies on its own. */
+  onDeath: (message: string) => void = () => {};
+
+  private constructor(
+    private readonly thread: Thread,
+    readonly fingerprint: string,
+    readonly dir: string,
+  ) {
+    thread.on('message', (m: FromThread) => {
+      if (m.type !== 'result' && m.type !== 'failed') return;
+      const w = this.waiting.get(m.id);
+      this.waiting.delete(m.id);
+      if (m.type === 'result') w?.resolve(m.result as QueuedResult);
+      else w?.reject(m.unrecoverable ? new UnrecoverableError(m.message) : new Error(m.message));
+    });
+    const died = (why: string) => {
+      if (this.closing) return;
+      this.closing = true;
+      for (const w of this.waiting.values()) w.reject(new Error(`the worker's model thread stopped: ${why}`));
+      this.waiting.clear();
+      this.onDeath(`the model thread stopped: ${why}`);
+    };
+    thread.on('error', (e) => died(e.message.split('\n')[0]!));
+    thread.on('exit', (code) => died(`exit code ${code}`));
+  }
+
+  /** Starts the thread and waits for its model; a model that cannot be loaded is a one-line UserError. */
+  static start(data: ThreadData): Promise<ModelThread> {
+    const thread = new Thread(new URL('./queue-thread.js', import.meta.url), {
+      workerData: { ...data, s2iBenchWorker: true },
+    });
+    return new Promise((resolve, reject) => {
+      const onMessage = (m: FromThread) => {
+        if (m.type === 'ready') {
+          cleanup();
+          resolve(new ModelThread(thread, m.fingerprint, m.dir));
+        } else if (m.type === 'fatal') {
+          cleanup();
+          void thread.terminate();
+          reject(m.user ? new UserError(m.message) : new Error(m.message));
+        }
+      };
+      const onError = (e: Error) => (cleanup(), reject(e));
+      const onExit = (code: number) => (cleanup(), reject(new Error(`the model thread exited (code ${code})`)));
+      const cleanup = () => {
+        thread.off('message', onMessage);
+        thread.off('error', onError);
+        thread.off('exit', onExit);
+      };
+      thread.on('message', onMessage);
+      thread.on('error', onError);
+      thread.on('exit', onExit);
+    });
+  }
+
+  run(data: unknown): Promise<QueuedResult> {
+    if (this.closing) return Promise.reject(new Error("the worker's model thread is closed"));
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.thread.postMessage({ type: 'job', id, data } satisfies ToThread);
+    });
+  }
+
+  /** Lets the thread release its model and end; ends it anyway after `ms`. */
+  async close(ms = 5000): Promise<void> {
+    if (this.closing) return void (await this.thread.terminate());
+    this.closing = true;
+    const exited = new Promise<void>((resolve) => this.thread.once('exit', () => resolve()));
+    this.thread.postMessage({ type: 'close' } satisfies ToThread);
+    await closeWithin([exited], ms);
+    await this.thread.terminate();
+  }
+}
+
+/**
+ * Takes benchmark jobs from the queue until closed. The model lives in a thread of its own (queue-thread.ts), so
+ * that this thread keeps renewing the jobs' locks while ONNX Runtime computes; there each job is checked against
+ * the model (fingerprint and row key), generated and scored with the same function as a local run
+ * (`generateBenchImage`), and the row and PNG bytes come back. Resolves once connected and loaded (a one-line
+ * UserError when Redis cannot be reached or the model cannot be loaded).
+ *
+ * Batching later: with `concurrency` N, up to N jobs are active at once and their names are their methods; the
+ * model thread is the place to gather those of one method into one batched generation. Today each runs alone.
+ */
+export async function startBenchWorker(options: WorkerOptions): Promise<BenchWorker> {
+  const { target } = options;
+  const log = options.log ?? (() => {});
+  await probeRedis(target);
+  const out = options.out;
+  if (out !== undefined) {
+    if (existsSync(out) && !statSync(out).isDirectory()) throw new UserError(`--out ${out} is not a directory`);
+    try {
+      mkdirSync(join(out, 'images'), { recursive: true });
+    } catch (e) {
+      throw new UserError(`--out ${out}: cannot create the folder: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  const model = await ModelThread.start({
+    modelDir: options.modelDir,
+    ...(options.threads !== undefined ? { threads: options.threads } : {}),
+    ...(options.config !== undefined ? { config: options.config } : {}),
+    ...(options.predictionType !== undefined ? { predictionType: options.predictionType } : {}),
+    ...(out !== undefined ? { out } : {}),
+  });
+
+  const describe = (job: Job | undefined) => {
+    const d = job?.data as Partial<QueuedJob> | undefined;
+    return d?.job ? `${d.job.method} s${d.job.seed} ${JSON.stringify(d.job.prompt)}` : `job ${job?.id ?? '?'}`;
+  };
+  const processJob = async (job: Job): Promise<QueuedResult> => {
+    log(`took ${describe(job)}${job.stalledCounter > 0 ? ' (from a worker that stopped answering)' : ''}`);
+    return model.run(job.data);
+  };
+
+  const lockMs = options.lockMs ?? 30_000;
+  const worker = new Worker(QUEUE_NAME, processJob, {
+    connection: bullConnection(target),
+    concurrency: options.concurrency,
+    lockDuration: lockMs,
+    stalledInterval: lockMs,
+    maxStalledCount: MAX_STALLED,
+    autorun: false,
+  });
+  const summary: WorkerSummary = { completed: 0, failed: 0 };
+  let lastError = '';
+  worker.on('error', (e) => (lastError = redact(e.message, target)));
+  worker.on('completed', (job, result: QueuedResult) => {
+    summary.completed++;
+    log(`done ${describe(job)} in ${(result.row.seconds + result.row.compile_seconds).toFixed(2)} s`);
+  });
+  worker.on('failed', (job, err) => {
+    summary.failed++;
+    log(
+      redact(
+        `failed ${describe(job)} (try ${job?.attemptsMade ?? '?'} of ${JOB_ATTEMPTS}): ${err.message.split('\n')[0]}`,
+        target,
+      ),
+    );
+  });
+
+  // A lost Redis ends the worker at once: BullMQ's close may never settle without a server to talk to.
+  let lost: (e: UserError) => void = () => {};
+  const lostRedis = new Promise<never>((_, reject) => (lost = reject));
+  lostRedis.catch(() => {});
+  const stopWatch = watchRedis(
+    target,
+    (why) => {
+      lost(new UserError(why));
+      void closeWithin([worker.close(true)], 2000);
+    },
+    { lostAfterMs: options.lostAfterMs ?? 60_000 },
+  );
+  model.onDeath = (why) => {
+    lost(new UserError(why));
+    void closeWithin([worker.close(true)], 2000);
+  };
+  try {
+    await worker.waitUntilReady();
+  } catch (e) {
+    stopWatch();
+    await closeWithin([worker.close(true), model.close()], 2000);
+    throw new UserError(redact(`job queue at ${target.display}: ${lastError || (e as Error).message}`, target), {
+      cause: e,
+    });
+  }
+  log(
+    `model ${model.dir} (fingerprint ${model.fingerprint}); taking jobs from ${target.display} (queue ${QUEUE_NAME}), ` +
+      `${options.concurrency} at a time${out !== undefined ? `, images into ${out}` : ''}`,
+  );
+  const closing: Promise<void>[] = [];
+  const running = (async () => {
+    try {
+      await worker.run();
+      await Promise.allSettled(closing);
+    } catch (e) {
+      if (!worker.closing)
+        throw new UserError(redact(`job queue at ${target.display}: ${lastError || (e as Error).message}`, target), {
+          cause: e,
+        });
+    }
+    return summary;
+  })();
+  const done = Promise.race([running, lostRedis]).finally(async () => {
+    stopWatch();
+    await model.close();
+  });
+  return {
+    close: (force) => closing.push(worker.close(force)),
+    done,
+  };
+}

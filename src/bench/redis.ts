@@ -1,0 +1,185 @@
+/**
+ * Reaching the Redis server behind a benchmark's job queue: the `--queue redis://...` URL (its password is never
+ * printed: every message that could hold it goes through `redact`), a probe that fails fast with one line when the
+ * server cannot be reached (instead of ioredis' endless reconnect loop), the connection options BullMQ gets, and a
+ * watchdog that gives up with one line when a running producer or worker loses the server for too long.
+ */
+import type { RedisOptions as BullRedisOptions } from 'bullmq';
+import { Redis, type RedisOptions } from 'ioredis';
+import { UserError } from '../errors.js';
+
+export interface RedisTarget {
+  host: string;
+  port: number;
+  db: number;
+  username?: string;
+  password?: string;
+  tls: boolean;
+  /** The URL as it may be shown: the password replaced by `***`. */
+  display: string;
+}
+
+const URL_FORM = 'redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (or rediss:// for TLS)';
+
+/**
+ * Parses `redis://[[user]:password@]host[:port][/db]` (`rediss://` for TLS). A URL without a password takes
+ * $S2I_REDIS_PASSWORD when set (keeps the password out of the process list). Errors never echo the value.
+ */
+export function parseRedisUrl(value: string, option = '--queue', env = process.env): RedisTarget {
+  const bad = (why: string) => new UserError(`${option} must be ${URL_FORM}; ${why}`);
+  let url: URL;
+  try {
+    url = new URL(value.trim());
+  } catch {
+    throw bad('this value is not a URL');
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw bad(`got the scheme "${url.protocol}"`);
+  if (url.hostname === '') throw bad('the host is missing');
+  if (url.search !== '' || url.hash !== '') throw bad('it takes no ?query or #fragment');
+  const port = url.port === '' ? 6379 : Number(url.port);
+  const dbText = url.pathname.replace(/^\//, '');
+  if (dbText !== '' && !/^\d{1,5}$/.test(dbText)) throw bad('the database after the / must be a number');
+  const db = dbText === '' ? 0 : Number(dbText);
+  let username = url.username === '' ? undefined : decodeURIComponent(url.username);
+  let password = url.password === '' ? undefined : decodeURIComponent(url.password);
+  if (password === undefined && env['S2I_REDIS_PASSWORD']) password = env['S2I_REDIS_PASSWORD'];
+  if (username === '') username = undefined;
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const auth = password !== undefined ? `${username ?? ''}:***@` : username !== undefined ? `${username}@` : '';
+  return {
+    host,
+    port,
+    db,
+    ...(username !== undefined ? { username } : {}),
+    ...(password !== undefined ? { password } : {}),
+    tls: url.protocol === 'rediss:',
+    display: `${url.protocol}//${auth}${url.host}/${db}`,
+  };
+}
+
+/** `text` with the target's password (raw and URL-encoded) replaced by `***`. */
+export function redact(text: string, target: RedisTarget): string {
+  const pw = target.password;
+  if (!pw) return text;
+  let out = text;
+  for (const form of new Set([pw, encodeURIComponent(pw)])) out = out.split(form).join('***');
+  return out;
+}
+
+function baseOptions(target: RedisTarget): RedisOptions {
+  return {
+    host: target.host,
+    port: target.port,
+    db: target.db,
+    ...(target.username !== undefined ? { username: target.username } : {}),
+    ...(target.password !== undefined ? { password: target.password } : {}),
+    ...(target.tls ? { tls: {} } : {}),
+    connectTimeout: 5000,
+  };
+}
+
+/**
+ * Options for BullMQ's own connections: reconnect every second or so while the watchdog waits (it decides when to
+ * give up), so that a restarted Redis is picked up again.
+ */
+export function bullConnection(target: RedisTarget): BullRedisOptions {
+  const { tls, ...rest } = baseOptions(target);
+  return { ...rest, ...(tls ? { tls } : {}), retryStrategy: (times: number) => Math.min(250 * times, 2000) };
+}
+
+function errorText(e: unknown): string {
+  const err = e as { message?: string; code?: string; errors?: unknown[] };
+  if (Array.isArray(err.errors) && err.errors.length) return errorText(err.errors[0]);
+  const msg = (err.message ?? String(e)).split('\n')[0]!;
+  return msg || err.code || 'unknown error';
+}
+
+/** The smallest Redis version BullMQ supports. */
+const MIN_VERSION = [6, 2, 0];
+
+/**
+ * Connects once, without retrying, and checks the server: reachable, password accepted, version new enough. A
+ * failure is a one-line UserError naming the (redacted) URL. Returns the server's version.
+ */
+export async function probeRedis(target: RedisTarget): Promise<string> {
+  const client = new Redis({
+    ...baseOptions(target),
+    lazyConnect: true,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    enableReadyCheck: false,
+  });
+  let lastError: unknown = null;
+  client.on('error', (e: unknown) => (lastError = e));
+  const fail = (e: unknown) =>
+    new UserError(redact(`cannot reach Redis at ${target.display}: ${errorText(lastError ?? e)}`, target));
+  try {
+    try {
+      await client.connect();
+      await client.ping();
+    } catch (e) {
+      throw fail(e);
+    }
+    const info = await client.info('server').catch((e: unknown) => {
+      throw fail(e);
+    });
+    const version = /redis_version:([\d.]+)/.exec(info)?.[1] ?? '0';
+    const parts = version.split('.').map(Number);
+    for (let i = 0; i < 3; i++) {
+      const a = parts[i] ?? 0,
+        b = MIN_VERSION[i]!;
+      if (a > b) break;
+      if (a < b)
+        throw new UserError(`Redis at ${target.display} is version ${version}; the job queue needs 6.2 or newer`);
+    }
+    return version;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/**
+ * Pings the server every `everyMs`; when no ping has succeeded for `lostAfterMs`, calls `onLost` once with a
+ * one-line message (redacted). Stop it with the returned function.
+ */
+export function watchRedis(
+  target: RedisTarget,
+  onLost: (message: string) => void,
+  { everyMs = 2000, lostAfterMs = 60_000 } = {},
+): () => void {
+  const client = new Redis({
+    ...baseOptions(target),
+    retryStrategy: () => Math.min(everyMs, 1000),
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+  });
+  let lastError: unknown = null;
+  client.on('error', (e: unknown) => (lastError = e));
+  let lastOk = Date.now();
+  let stopped = false;
+  const timer = setInterval(() => {
+    client.ping().then(
+      () => (lastOk = Date.now()),
+      (e: unknown) => {
+        lastError ??= e;
+        if (!stopped && Date.now() - lastOk > lostAfterMs) {
+          stop();
+          onLost(
+            redact(
+              `lost the connection to Redis at ${target.display} for ${Math.round(lostAfterMs / 1000)} s: ${errorText(lastError)}`,
+              target,
+            ),
+          );
+        }
+      },
+    );
+  }, everyMs);
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    clearInterval(timer);
+    client.disconnect();
+  };
+  return stop;
+}

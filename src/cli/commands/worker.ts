@@ -1,0 +1,111 @@
+/**
+ * `s2i worker --queue URL`: takes benchmark jobs from a job queue (BullMQ on Redis) that `s2i bench --queue URL`
+ * fills, generates and scores each image with one loaded model, and returns the row and image. Runs until
+ * interrupted (Ctrl-C: finish the active jobs; twice: stop at once, the jobs go to other workers). See
+ * src/bench/queue.ts.
+ */
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { QUEUE_NAME, startBenchWorker, type BenchWorker } from '../../bench/queue.js';
+import { parseRedisUrl } from '../../bench/redis.js';
+import { UserError } from '../../errors.js';
+import { defaultModelDir } from '../defaults.js';
+import { parseInteger, parseNumber, parsePredictionType } from '../options.js';
+
+interface WorkerFlags {
+  queue: string;
+  model?: string;
+  config?: string;
+  predictionType?: string;
+  concurrency: string;
+  out?: string;
+  threads?: string;
+  lockSeconds: string;
+}
+
+async function run(flags: WorkerFlags): Promise<void> {
+  const target = parseRedisUrl(flags.queue, '--queue');
+  const concurrency = parseInteger(flags.concurrency, '--concurrency', 1, 64);
+  const threads = flags.threads !== undefined ? parseInteger(flags.threads, '--threads', 1, 1024) : undefined;
+  const lockSeconds = parseNumber(flags.lockSeconds, '--lock-seconds', 1, 3600);
+  const modelDir = flags.model ?? defaultModelDir();
+  if (modelDir === null)
+    throw new UserError('no --model given and no default model is installed (give --model DIR, the benchmark model)');
+  if (!existsSync(modelDir)) throw new UserError(`--model ${modelDir}: no such folder or file`);
+  const predictionType =
+    flags.predictionType !== undefined ? parsePredictionType(flags.predictionType, '--prediction-type') : undefined;
+
+  const log = (line: string) => process.stderr.write(`worker: ${line}\n`);
+  let signals = 0;
+  let worker: BenchWorker | null = null;
+  const handler = () => {
+    if (++signals === 1) log('closing: finishing the active jobs (interrupt again to stop at once)');
+    worker?.close(signals > 1);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  try {
+    worker = await startBenchWorker({
+      target,
+      modelDir,
+      ...(threads !== undefined ? { threads } : {}),
+      ...(flags.config !== undefined ? { config: flags.config } : {}),
+      ...(predictionType !== undefined ? { predictionType } : {}),
+      concurrency,
+      lockMs: lockSeconds * 1000,
+      log,
+      ...(flags.out !== undefined ? { out: flags.out } : {}),
+    });
+    if (signals > 0) worker.close(signals > 1);
+    const summary = await worker.done;
+    log(`closed: ${summary.completed} jobs done, ${summary.failed} failed`);
+  } finally {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('worker')
+    .description('generate benchmark images for s2i bench --queue: take jobs from Redis, return rows and images')
+    .requiredOption('--queue <url>', 'the job queue: redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS)')
+    .option(
+      '--model <path>',
+      "the benchmark's model: a folder or single-file .safetensors (default: the installed shapes model)",
+    )
+    .option('--config <dir>', "a single file's configs and tokenizer, as s2i bench --config")
+    .option('--prediction-type <type>', 'what the UNet predicts, as s2i bench --prediction-type')
+    .option('--concurrency <n>', 'jobs run at once through the one loaded model', '1')
+    .option('--out <dir>', "write images into this folder (the benchmark's --out, shared) instead of returning them")
+    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
+    .option(
+      '--lock-seconds <s>',
+      "how long a job's lock lasts without renewal: when a worker dies, its jobs go to other workers after about twice this",
+      '30',
+    )
+    .addHelpText(
+      'after',
+      `
+Description:
+  Connects to the Redis server of the URL (the password may also come from
+  $S2I_REDIS_PASSWORD; it is never printed), takes jobs from the queue
+  "${QUEUE_NAME}" that s2i bench --queue fills, and for each: checks that
+  the job was planned for this model (its fingerprint) and these method
+  settings (else the job fails with an error saying so), generates and
+  scores the image exactly as a local s2i bench would, and returns the row
+  and the PNG bytes to the producer. Runs until interrupted: Ctrl-C (or
+  SIGTERM) finishes the active jobs and exits; a second one exits at once.
+  A worker that dies (SIGKILL, power loss) loses nothing: its jobs go back to
+  the queue after the lock expires and other workers take them.
+
+  Run one worker per machine: ONNX Runtime already uses every core
+  (--threads), so --concurrency above 1 rarely helps on CPU.
+
+Examples:
+  s2i worker --queue redis://10.0.0.5:6379/0 --model models/shapes
+  S2I_REDIS_PASSWORD=... s2i worker --queue redis://10.0.0.5:6379 --threads 8
+`,
+    )
+    .action(async (flags: WorkerFlags) => run(flags));
+}
