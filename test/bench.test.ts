@@ -4,7 +4,17 @@
  * partial line, the summary's shape), and the CLI through the built binary.
  */
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +24,7 @@ import { readPng } from '../src/image/png.js';
 import { generate } from '../src/pipeline/generate.js';
 import {
   canonicalJson,
+  modelFingerprint,
   noiseSeed,
   parseMethods,
   parseSeeds,
@@ -353,6 +364,23 @@ describe('statistics', () => {
       recoloured: true,
       extra: true,
     });
+  });
+
+  it('model fingerprints: single-file checkpoints, and symbolic links as in the Hugging Face cache', () => {
+    const dir = join(tmp, 'fp');
+    const real = join(dir, 'real', 'unet');
+    const linked = join(dir, 'linked', 'unet');
+    mkdirSync(real, { recursive: true });
+    mkdirSync(linked, { recursive: true });
+    const blob = join(dir, 'blob.bin');
+    writeFileSync(blob, Buffer.alloc(200_000, 7));
+    copyFileSync(blob, join(real, 'w.safetensors'));
+    symlinkSync(blob, join(linked, 'w.safetensors'));
+    const a = modelFingerprint(join(dir, 'real'));
+    expect(modelFingerprint(join(dir, 'linked'))).toBe(a);
+    writeFileSync(join(real, 'w.safetensors'), Buffer.alloc(200_000, 8));
+    expect(modelFingerprint(join(dir, 'real'))).not.toBe(a);
+    expect(modelFingerprint(blob)).toMatch(/^[0-9a-f]{16}$/);
   });
 
   it('every (prompt, seed) pair draws its own noise; a pair always the same', () => {

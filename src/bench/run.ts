@@ -33,7 +33,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { autoSubjects, type AutoSubjects } from '../attention/auto-subjects.js';
 import { meanMaps, tokenMap } from '../attention/render.js';
 import { UserError } from '../errors.js';
@@ -249,39 +249,43 @@ function sha256(text: string | Buffer): string {
 }
 
 /**
- * A fingerprint of a model folder: every file's relative path and size, the full text of small files (configs,
- * tokenizer), and the first and last 64 KiB of large ones (weights). Changes whenever the model is retrained or
- * replaced, without reading gigabytes.
+ * A fingerprint of a model folder (or single-file checkpoint): every file's relative path and size, the full text of
+ * small files (configs, tokenizer), and the first and last 64 KiB of large ones (weights). Changes whenever the model
+ * is retrained or replaced, without reading gigabytes.
  */
-export function modelFingerprint(dir: string): string {
+export function modelFingerprint(path: string): string {
   const h = createHash('sha256');
-  const walk = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) =>
-      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
-    )) {
-      if (e.name.startsWith('.')) continue;
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) {
-        const size = statSync(p).size;
-        h.update(`${relative(dir, p)}\u0000${size}\u0000`);
-        const chunk = 64 * 1024;
-        const fd = openSync(p, 'r');
-        try {
-          const read = (pos: number, n: number) => {
-            const buf = Buffer.alloc(n);
-            const got = readSync(fd, buf, 0, n, pos);
-            h.update(buf.subarray(0, got));
-          };
-          if (size <= 2 * chunk) read(0, size);
-          else (read(0, chunk), read(size - chunk, chunk));
-        } finally {
-          closeSync(fd);
-        }
-      }
+  const chunk = 64 * 1024;
+  const addFile = (p: string, name: string, size: number) => {
+    h.update(`${name}\u0000${size}\u0000`);
+    const fd = openSync(p, 'r');
+    try {
+      const read = (pos: number, n: number) => {
+        const buf = Buffer.alloc(n);
+        const got = readSync(fd, buf, 0, n, pos);
+        h.update(buf.subarray(0, got));
+      };
+      if (size <= 2 * chunk) read(0, size);
+      else (read(0, chunk), read(size - chunk, chunk));
+    } finally {
+      closeSync(fd);
     }
   };
-  walk(dir);
+  // statSync follows symbolic links: a Hugging Face cache snapshot links its files into the blobs folder.
+  const walk = (d: string, depth: number): void => {
+    if (depth > 8) return;
+    for (const name of readdirSync(d).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (name.startsWith('.')) continue;
+      const p = join(d, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p, depth + 1);
+      else if (st.isFile()) addFile(p, relative(path, p), st.size);
+    }
+  };
+  const st = statSync(path);
+  if (st.isFile())
+    addFile(path, basename(path), st.size); // a single-file checkpoint
+  else walk(path, 0);
   return h.digest('hex').slice(0, 16);
 }
 
