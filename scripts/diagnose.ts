@@ -30,6 +30,7 @@ import { composeGrid } from '../src/image/grid.js';
 import type { RgbImage } from '../src/image/image.js';
 import { writePng } from '../src/image/png.js';
 import { resizeImage, resizeMap } from '../src/image/resize.js';
+import { findCarriers, groupMaps as carrierGroupMaps, layoutScore } from '../src/methods/carriers.js';
 import { focusRegions, subjectMapsHost } from '../src/methods/focus.js';
 import { generate } from '../src/pipeline/generate.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
@@ -51,6 +52,17 @@ const { values } = parseArgs({
 });
 
 const PICTURE_STEPS = [0, 1, 2, 3, 4, 6, 8, 12, 24];
+const SIGNAL_STEPS = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+
+/** Area under the ROC curve of `scores` for telling `positive` items apart (ties count half). */
+function auc(scores: readonly number[], positive: readonly boolean[]): number | null {
+  const pos = scores.filter((_, i) => positive[i]);
+  const neg = scores.filter((_, i) => !positive[i]);
+  if (pos.length === 0 || neg.length === 0) return null;
+  let wins = 0;
+  for (const p of pos) for (const n of neg) wins += p > n ? 1 : p === n ? 0.5 : 0;
+  return wins / (pos.length * neg.length);
+}
 const SCALE = 3;
 
 /** Rows of (predicted image, each subject's map over it, the padding map) at PICTURE_STEPS. */
@@ -113,6 +125,11 @@ interface ImageDiagnosis {
   recoloured: RecolourDiagnosis[];
   /** Pairs of final detections whose 8x8 cells overlap (too close for the maps to separate). */
   closePairs: number;
+  /**
+   * Early-warning signals at steps 0..8, lower = looks better: A&E's (1 − the weakest subject's peak) on the subject
+   * tokens' maps, and the layout score's duplicate and collision on the subjects' token groups (methods/carriers.ts).
+   */
+  signals: { aeWeakest: number; duplicate: number; collision: number; layout: number }[];
 }
 
 interface ExtraDiagnosis {
@@ -390,7 +407,29 @@ async function main(): Promise<void> {
             cb = cellsOf(dets[b]!);
           if (ca.some((v, p) => v && cb[p])) closePairs++;
         }
+      const signals = SIGNAL_STEPS.filter((i) => result.attentionMaps.has(i)).map((i) => {
+        const m = result.attentionMaps.get(i)!;
+        const tokens = auto.subjects.map((s) => ({ token: s.tokenIndex, tokens: s.tokenIndices }));
+        const ae = subjectMapsHost(
+          m,
+          tokens.map((t) => t.token),
+          { kernelSize: 3, sigma: 0.5 },
+        );
+        const groups = findCarriers(
+          m,
+          tokens,
+          auto.attributes.flatMap((a) => a.attribute.tokenIndices),
+        );
+        const score = layoutScore(carrierGroupMaps(m, groups, false));
+        return {
+          aeWeakest: 1 - Math.min(...ae.maps.map((a) => Math.max(...a))),
+          duplicate: score.duplicate,
+          collision: score.collision,
+          layout: score.total,
+        };
+      });
       results.push({
+        signals,
         prompt: entry.prompt,
         seed,
         noiseSeed: ns,
@@ -465,6 +504,51 @@ function summarizeDiagnosis(rs: ImageDiagnosis[]) {
       otherAttributeShareInside: mean(rec.map((r) => r.otherAttribute)),
     },
     imagesWithCloseObjects: rs.filter((r) => r.closePairs > 0).length,
+    // How well each signal at each step tells the images that will fail (any kind / an object missing / an extra
+    // object) from the others: ROC AUC (0.5 = no better than chance).
+    signalAuc: SIGNAL_STEPS.filter((i) => i < (rs[0]?.signals.length ?? 0)).map((i) => {
+      const row: Record<string, unknown> = { step: i };
+      for (const k of ['aeWeakest', 'duplicate', 'collision', 'layout'] as const) {
+        const sc = rs.map((r) => r.signals[i]![k]);
+        const round = (x: number | null) => (x === null ? null : Math.round(x * 100) / 100);
+        row[k] = {
+          failure: round(
+            auc(
+              sc,
+              rs.map((r) => !r.fullSuccess),
+            ),
+          ),
+          missing: round(
+            auc(
+              sc,
+              rs.map((r) => r.kinds.missing),
+            ),
+          ),
+          extra: round(
+            auc(
+              sc,
+              rs.map((r) => r.kinds.extra),
+            ),
+          ),
+        };
+      }
+      return row;
+    }),
+    // Choosing among the seeds of a prompt by the layout score at a step (as a selection of the initial noise among
+    // K candidates would): full success of the chosen image, against the mean over all seeds.
+    selectionBySeed: [3, 4, 5].map((step) => {
+      const byPrompt = new Map<string, ImageDiagnosis[]>();
+      for (const r of rs) byPrompt.set(r.prompt, [...(byPrompt.get(r.prompt) ?? []), r]);
+      const chosen = [...byPrompt.values()].map((list) =>
+        list.reduce((a, b) => (b.signals[step]!.layout < a.signals[step]!.layout ? b : a)),
+      );
+      return {
+        step,
+        candidates: rs.length / byPrompt.size,
+        chosenFullSuccess: chosen.filter((r) => r.fullSuccess).length / chosen.length,
+        meanFullSuccess: rs.filter((r) => r.fullSuccess).length / rs.length,
+      };
+    }),
   };
 }
 
