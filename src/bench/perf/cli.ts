@@ -99,7 +99,7 @@ if (sd15Width !== undefined && sd15Width % 32 !== 0) {
 const tinyDir = resolve(
   values.tiny ??
     process.env['S2I_TINY_SD'] ??
-    join(process.env['S2I_ORACLE'] ?? join(packageRoot, '..', 'shared', 'oracle'), 'tiny-sd'),
+    join(process.env['S2I_ORACLE'] ?? join(packageRoot, 'test', 'fixtures', 'oracle'), 'tiny-sd'),
 );
 const log = values.quiet ? () => {} : (s: string) => process.stderr.write(s + '\n');
 log(

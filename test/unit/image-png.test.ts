@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { UserError } from '../src/errors.js';
-import { decodePng, encodePng, writePngAtomic } from '../src/image/png.js';
+import { UserError } from '../../src/errors.js';
+import { decodePng, encodePng, writePngAtomic } from '../../src/image/png.js';
 
 const dir = mkdtempSync(join(tmpdir(), 's2i-png-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -17,7 +17,7 @@ import {
   rgb8ToFloat,
   textWidth,
   type RgbImage,
-} from '../src/image/index.js';
+} from '../../src/image/index.js';
 
 const px = (img: RgbImage, x: number, y: number): number[] => [
   ...img.data.subarray((y * img.width + x) * 3, (y * img.width + x) * 3 + 3),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { UserError } from '../src/errors.js';
-import { rgb8ToFloat } from '../src/image/convert.js';
+import { UserError } from '../../src/errors.js';
+import { rgb8ToFloat } from '../../src/image/convert.js';
 import {
   captionFor,
   COLOURS,
@@ -15,7 +15,7 @@ import {
   type Scene,
   shapeMask,
   SHAPES,
-} from '../src/shapes/index.js';
+} from '../../src/shapes/index.js';
 
 describe('Rng', () => {
   it('is xoshiro128** (reference outputs for state 1, 2, 3, 4)', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { gaussianBlur } from '../src/image/filter.js';
-import type { RgbImage } from '../src/image/image.js';
-import { resizeBilinear } from '../src/image/resize.js';
+import { gaussianBlur } from '../../src/image/filter.js';
+import type { RgbImage } from '../../src/image/image.js';
+import { resizeBilinear } from '../../src/image/resize.js';
 import {
   addNoise,
   colourShift,
@@ -15,7 +15,7 @@ import {
   type Scene,
   scoreImage,
   type ExampleOptions,
-} from '../src/shapes/index.js';
+} from '../../src/shapes/index.js';
 
 const toImage = (scene: Scene): RgbImage => ({ data: renderScene(scene), width: scene.width, height: scene.height });
 const objectsOf = (scene: Scene) => scene.objects.map((o) => ({ shape: o.shape, colour: o.colour }));

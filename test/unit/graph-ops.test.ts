@@ -4,11 +4,11 @@
  * graph compiled once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Graph, type DType, type Shape, type Value } from '../src/graph/graph.js';
-import * as op from '../src/graph/ops.js';
-import { compile, type CompiledGraph } from '../src/graph/runtime.js';
-import type { Int64Tensor, Tensor } from '../src/tensor.js';
-import { evaluate, type FeedData } from './support/interpreter.js';
+import { Graph, type DType, type Shape, type Value } from '../../src/graph/graph.js';
+import * as op from '../../src/graph/ops.js';
+import { compile, type CompiledGraph } from '../../src/graph/runtime.js';
+import type { Int64Tensor, Tensor } from '../../src/tensor.js';
+import { evaluate, type FeedData } from '../support/interpreter.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GaussianRng } from '../src/util/random.js';
+import { GaussianRng } from '../../src/util/random.js';
 
 describe('GaussianRng', () => {
   it('is xoshiro128** seeded by SplitMix64 (values pinned: portable across platforms)', () => {

@@ -7,12 +7,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { differentiableOps, gradients } from '../src/graph/autodiff.js';
-import { Graph, type DType, type Shape, type Value } from '../src/graph/graph.js';
-import * as op from '../src/graph/ops.js';
-import { compile, type CompiledGraph } from '../src/graph/runtime.js';
-import type { Int64Tensor, Tensor } from '../src/tensor.js';
-import { evaluate, type FeedData, type RefTensor } from './support/interpreter.js';
+import { differentiableOps, gradients } from '../../src/graph/autodiff.js';
+import { Graph, type DType, type Shape, type Value } from '../../src/graph/graph.js';
+import * as op from '../../src/graph/ops.js';
+import { compile, type CompiledGraph } from '../../src/graph/runtime.js';
+import type { Int64Tensor, Tensor } from '../../src/tensor.js';
+import { evaluate, type FeedData, type RefTensor } from '../support/interpreter.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -621,7 +621,7 @@ describe('reverse-mode semantics', () => {
   });
 
   it('every operator recorded by ops.ts has a VJP rule (bool-valued comparisons excepted)', () => {
-    const source = readFileSync(new URL('../src/graph/ops.ts', import.meta.url), 'utf8');
+    const source = readFileSync(new URL('../../src/graph/ops.ts', import.meta.url), 'utf8');
     const recorded = new Set([...source.matchAll(/(?:addNode|binary|unary|reduceAttr)\('(\w+)'/g)].map((m) => m[1]!));
     for (const t of ['Equal', 'Greater', 'Less', 'ArgMax']) recorded.delete(t); // integer or boolean outputs: no gradient
     expect(recorded.size).toBeGreaterThan(35);
