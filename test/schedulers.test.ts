@@ -162,7 +162,7 @@ describe('scheduler config (from_config semantics)', () => {
     expect(resolveSchedulerConfig('euler', raw).timestep_spacing).toBe('leading');
   });
 
-  it('bad names and values are one-line UserErrors naming the option and the valid values', () => {
+  it('bad names and values are one-line UserErrors naming the field and the valid values', () => {
     const err = (fn: () => unknown) => {
       try {
         fn();
@@ -172,7 +172,9 @@ describe('scheduler config (from_config semantics)', () => {
       }
       throw new Error('expected a UserError');
     };
-    expect(err(() => parseSamplerName('lms'))).toMatch(/--sampler.*"lms".*pndm, ddim, euler, euler-a, dpmpp-2m/);
+    expect(err(() => parseSamplerName('lms'))).toMatch(
+      /^sampler: unknown sampler "lms".*pndm, ddim, euler, euler-a, dpmpp-2m/,
+    );
     expect(parseSamplerName('Euler_A')).toBe('euler-a');
     expect(parseSamplerName('DPM++2M')).toBe('dpmpp-2m');
     expect(err(() => resolveSchedulerConfig('ddim', { beta_schedule: 'cosine' }))).toMatch(
@@ -189,7 +191,7 @@ describe('scheduler config (from_config semantics)', () => {
       /"algorithm_type"/,
     );
     expect(err(() => defaultSampler({ _class_name: 'LMSDiscreteScheduler' }))).toMatch(
-      /LMSDiscreteScheduler.*--sampler/,
+      /LMSDiscreteScheduler.*choose one with sampler \(/,
     );
     expect(err(() => createSampler('ddim', SD15, 0))).toMatch(/inference steps/);
     for (const m of [

@@ -3,8 +3,45 @@
  * itself on the program; this file only wires them up and turns errors into one-line messages.
  */
 import { Command, CommanderError } from 'commander';
-import { isUserError } from '../errors.js';
+import { FieldError, isUserError } from '../errors.js';
 import { registerCommands } from './commands/index.js';
+
+/**
+ * The flag that sets each library field: library errors name fields (FieldError), the CLI speaks in flags.
+ * A field not listed here has no flag and keeps its own name.
+ */
+export const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
+  steps: '--steps',
+  guidanceScale: '--guidance',
+  sampler: '--scheduler',
+  seed: '--seed',
+  height: '--height',
+  width: '--width',
+  initialLatents: '--latents',
+  method: '--method',
+  tokens: '--tokens',
+  subjects: '--subjects',
+  attributes: '--attributes',
+  attnRes: '--attn-res',
+  maxIterToAlter: '--max-iter-to-alter',
+  thresholds: '--thresholds',
+  scaleFactor: '--scale-factor',
+  mode: '--mode',
+  weights: '--weights',
+  gamma: '--gamma',
+  editSteps: '--edit-steps',
+  methods: '--methods',
+  seeds: '--seeds',
+  suite: '--suite',
+  split: '--split',
+  out: '--out',
+  resume: '--resume',
+};
+
+/** A user error's one line, in the CLI's words. */
+export function userMessage(e: Error): string {
+  return e instanceof FieldError ? e.messageFor(FLAG_OF_FIELD[e.field] ?? e.field) : e.message;
+}
 
 export function buildProgram(): Command {
   const program = new Command('s2i')
@@ -28,7 +65,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode; // commander already printed help/version/usage error
     if (isUserError(e)) {
-      process.stderr.write(`s2i: error: ${e.message}\n`);
+      process.stderr.write(`s2i: error: ${userMessage(e)}\n`);
       return 1;
     }
     if (process.env['S2I_DEBUG']) throw e;

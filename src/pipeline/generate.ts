@@ -7,7 +7,7 @@
  */
 import { AttentionStore, composeHooks } from '../attention/store.js';
 import { multiplicativeEditor, parseEditInputName } from '../attention/editors.js';
-import { UserError } from '../errors.js';
+import { FieldError, UserError } from '../errors.js';
 import * as op from '../graph/ops.js';
 import type { GuidanceMethod, StepContext } from '../methods/types.js';
 import { createSampler, defaultSampler, resolveSchedulerConfig, type SamplerName } from '../schedulers/index.js';
@@ -83,18 +83,18 @@ export interface GenerateResult {
   timings: { encodeMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
 }
 
-function checkImageSize(name: string, v: number): void {
+function checkImageSize(name: 'height' | 'width', v: number): void {
   if (!Number.isInteger(v) || v < 8 || v % 8 !== 0)
-    throw new UserError(`--${name} must be a positive multiple of 8, got ${v}`);
+    throw new FieldError(name, `must be a positive multiple of 8, got ${v}`);
 }
 
 export async function generate(model: StableDiffusion, options: GenerateOptions): Promise<GenerateResult> {
   const t0 = performance.now();
   const steps = options.steps ?? 50;
   if (!Number.isInteger(steps) || steps < 1 || steps > 1000)
-    throw new UserError(`--steps must be an integer from 1 to 1000, got ${steps}`);
+    throw new FieldError('steps', `must be an integer from 1 to 1000, got ${steps}`);
   const guidance = options.guidanceScale ?? 7.5;
-  if (!Number.isFinite(guidance)) throw new UserError(`--guidance must be a number, got ${guidance}`);
+  if (!Number.isFinite(guidance)) throw new FieldError('guidanceScale', `must be a number, got ${guidance}`);
   const height = options.height ?? model.defaultImageSize;
   const width = options.width ?? model.defaultImageSize;
   checkImageSize('height', height);
@@ -238,10 +238,19 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
     const stepped = sampler.step(guided, i, latents.data);
     const next = stepped.prevSample;
     const bad = firstNonFinite(next);
-    if (bad >= 0)
-      throw new UserError(
-        `the latents became ${next[bad]} at step ${i} (t=${timestep}); try a lower --guidance or another --scheduler`,
-      );
+    if (bad >= 0) {
+      // Blame the guidance only when the guided prediction itself overflowed; otherwise the sampler did it.
+      const badPrediction = firstNonFinite(guided);
+      throw badPrediction >= 0
+        ? new FieldError(
+            'guidanceScale',
+            (name) =>
+              `the guided noise prediction became ${guided[badPrediction]} at step ${i} (t=${timestep}); try a lower ${name}`,
+          )
+        : new UserError(
+            `sampler ${samplerName} turned finite latents into ${next[bad]} at step ${i} (t=${timestep}); try another sampler`,
+          );
+    }
     latents = { data: next, shape: [...latentShape] };
     result.latentsPerStep.push(latents);
     const ms = performance.now() - tStep;

@@ -12,7 +12,7 @@
  */
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { UserError } from '../errors.js';
+import { FieldError, UserError } from '../errors.js';
 
 export type SamplerName = 'pndm' | 'ddim' | 'euler' | 'euler-a' | 'dpmpp-2m';
 export const SAMPLER_NAMES: readonly SamplerName[] = ['pndm', 'ddim', 'euler', 'euler-a', 'dpmpp-2m'];
@@ -215,16 +215,16 @@ const ALIASES: Readonly<Record<string, SamplerName>> = {
 
 /**
  * Parses a user-given sampler name (case-insensitive; `_` and spaces read as `-`; a few aliases such as `plms`,
- * `euler_ancestral`, `dpm++2m`). Unknown names throw a UserError naming `optionName` and the valid values.
+ * `euler_ancestral`, `dpm++2m`). Unknown names throw a FieldError for `sampler` listing the valid values.
  */
-export function parseSamplerName(name: string, optionName = '--sampler'): SamplerName {
+export function parseSamplerName(name: string): SamplerName {
   const key = name
     .trim()
     .toLowerCase()
     .replace(/[_\s]+/g, '-');
   const found = ALIASES[key];
   if (found === undefined) {
-    throw new UserError(`${optionName}: unknown sampler "${name}"; valid samplers: ${SAMPLER_NAMES.join(', ')}`);
+    throw new FieldError('sampler', `: unknown sampler "${name}"; valid samplers: ${SAMPLER_NAMES.join(', ')}`);
   }
   return found;
 }
@@ -241,14 +241,17 @@ export function samplerForClassName(className: string): SamplerName | undefined 
 export function defaultSampler(raw: RawSchedulerConfig, source = 'scheduler_config.json'): SamplerName {
   const cls = raw['_class_name'];
   if (typeof cls !== 'string') {
-    throw new UserError(
-      `${source}: "_class_name" is missing; choose a sampler with --sampler (${SAMPLER_NAMES.join(', ')})`,
+    throw new FieldError(
+      'sampler',
+      (name) => `${source}: "_class_name" is missing; choose a sampler with ${name} (${SAMPLER_NAMES.join(', ')})`,
     );
   }
   const s = samplerForClassName(cls);
   if (s === undefined) {
-    throw new UserError(
-      `${source}: scheduler class "${cls}" has no built-in sampler; choose one with --sampler ` +
+    throw new FieldError(
+      'sampler',
+      (name) =>
+        `${source}: scheduler class "${cls}" has no built-in sampler; choose one with ${name} ` +
         `(${SAMPLER_NAMES.join(', ')}; they mirror ${Object.keys(CLASS_TO_SAMPLER).join(', ')})`,
     );
   }

@@ -90,7 +90,7 @@ async function run(flags: BenchFlags): Promise<void> {
   const seeds = parseSeeds(flags.seeds);
   const steps = parseInteger(flags.steps, '--steps', 1, 1000);
   const guidance = parseNumber(flags.guidance, '--guidance');
-  const sampler = flags.scheduler !== undefined ? parseSamplerName(flags.scheduler, '--scheduler') : undefined;
+  const sampler = flags.scheduler !== undefined ? parseSamplerName(flags.scheduler) : undefined;
   const limit = flags.limit !== undefined ? parseInteger(flags.limit, '--limit', 1) : undefined;
   const threads = flags.threads !== undefined ? parseInteger(flags.threads, '--threads', 1, 1024) : undefined;
   const out = flags.out ?? defaultOut(suites);

@@ -317,7 +317,7 @@ async function plan(
   const recommended = existsSync(modelDir) ? readSamplingDefaults(modelDir) : {};
   const steps = parseInteger(flags.steps ?? String(recommended.steps ?? 50), '--steps', 1, 1000);
   const guidance = parseNumber(flags.guidance ?? String(recommended.guidance ?? 7.5), '--guidance');
-  const samplerGiven = flags.scheduler !== undefined ? parseSamplerName(flags.scheduler, '--scheduler') : undefined;
+  const samplerGiven = flags.scheduler !== undefined ? parseSamplerName(flags.scheduler) : undefined;
   const seed =
     flags.seed !== undefined ? parseInteger(flags.seed, '--seed', 0, Number.MAX_SAFE_INTEGER) : randomInt(0, 2 ** 32);
   const heightGiven = parseImageSide(flags.height, '--height');
