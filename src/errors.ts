@@ -39,6 +39,6 @@ export class FieldError extends UserError {
 
   private static format(name: string, detail: string | ((name: string) => string)): string {
     if (typeof detail === 'function') return detail(name);
-    return /^[:,;]/.test(detail) ? `${name}${detail}` : `${name} ${detail}`;
+    return /^[:,;]/.test(detail) ? `${name}${detail}` : `${name} ${detail.trimStart()}`;
   }
 }

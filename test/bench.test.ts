@@ -4,6 +4,7 @@
  * partial line, the summary's shape), and the CLI through the built binary.
  */
 import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import {
   appendFileSync,
   copyFileSync,
@@ -175,7 +176,7 @@ describe('prompt suites', () => {
     }
     expect(() => loadSuite(join(tmp, 'missing.jsonl'))).toThrow(/no such file/);
     expect(() => loadSuite('shapes-9')).toThrow(/unknown suite "shapes-9"/);
-    expect(() => loadSuite(good, 'tuning')).toThrow(/--split applies to the built-in suites/);
+    expect(() => loadSuite(good, 'tuning')).toThrow(/^split applies to the built-in suites/);
   });
 
   it('parses --seeds and --methods', () => {
@@ -184,7 +185,7 @@ describe('prompt suites', () => {
     expect(parseSeeds('5, 0-1')).toEqual([5, 0, 1]);
     for (const bad of ['', '3-1', '1,1', 'a', '-1']) expect(() => parseSeeds(bad)).toThrow(UserError);
     expect(parseMethods('none, suppress-edit')).toEqual(['none', 'suppress-edit']);
-    expect(() => parseMethods('none,bogus')).toThrow(/--methods: unknown method 'bogus'/);
+    expect(() => parseMethods('none,bogus')).toThrow(/^methods: unknown method 'bogus'/);
     expect(() => parseMethods('none,none')).toThrow(/listed twice/);
   });
 });
@@ -522,6 +523,22 @@ describe('bench on tiny-sd', () => {
     const tile = readPng(join(out, first.items[0]!.row.image));
     expect(grid.height).toBeGreaterThan(2 * tile.height + 4);
     expect(grid.width).toBeGreaterThan(summary.run.methods.length * (2 * tile.width + 4));
+  });
+  it('the folder lock (proper-lockfile): a dead owner is taken over, a live one refused, released after the run', async () => {
+    const out = join(tmp, 'locked');
+    const lock = join(out, '.bench.lock');
+    const one = { ...options, methods: ['none'], out };
+    const suiteOne: Suite = { ...suite, prompts: suite.prompts.slice(1) };
+    mkdirSync(lock, { recursive: true });
+    writeFileSync(join(lock, 'pid'), `${process.ppid}\n`); // alive: another run holds it
+    await expect(runBench(model, [suiteOne], one)).rejects.toThrow(/another benchmark \(pid \d+\) is writing/);
+    const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+    writeFileSync(join(lock, 'pid'), dead.stdout); // its owner is gone: taken over at once
+    expect((await runBench(model, [suiteOne], one)).generated).toBe(1);
+    expect(existsSync(lock)).toBe(false);
+    writeFileSync(lock, dead.stdout); // the older layout: a file holding the pid
+    expect((await runBench(model, [suiteOne], one)).skipped).toBe(1);
+    expect(existsSync(lock)).toBe(false);
   });
 });
 

@@ -92,7 +92,7 @@ describe('training', () => {
     await trainShapes({ ...options, runDir: straight, steps: 3 });
     const resumed = tmp();
     await trainShapes({ ...options, runDir: resumed, steps: 2 });
-    await expect(trainShapes({ ...options, runDir: resumed, steps: 3 })).rejects.toThrow(/--resume/);
+    await expect(trainShapes({ ...options, runDir: resumed, steps: 3 })).rejects.toThrow(/pass resume to continue it/);
     await trainShapes({ ...options, runDir: resumed, steps: 3 }, { resume: true });
     const a = SafetensorsFile.open(join(straight, 'checkpoint.safetensors'));
     const b = SafetensorsFile.open(join(resumed, 'checkpoint.safetensors'));

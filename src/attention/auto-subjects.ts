@@ -9,7 +9,7 @@
  * and adverbs) are its attributes; framing nouns before "of" ("a photo of", "an image of") are not subjects.
  */
 import nlp from 'compromise';
-import { UserError } from '../errors.js';
+import { FieldError } from '../errors.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 import type { Subject } from './subjects.js';
 
@@ -127,8 +127,9 @@ export function autoSubjects(tokenizer: ClipTokenizer, prompt: string): AutoSubj
   }
   attributes.sort((a, b) => a.attribute.tokenIndex - b.attribute.tokenIndex);
   if (subjects.length === 0)
-    throw new UserError(
-      `found no nouns in the prompt ${JSON.stringify(prompt)}; name the subjects with --subjects or --tokens`,
+    throw new FieldError(
+      'subjects',
+      (name) => `found no nouns in the prompt ${JSON.stringify(prompt)}; name the subjects with ${name}`,
     );
   for (const s of subjects) s.occurrences = occurrences.get(s.word) ?? 1;
   for (const a of attributes) a.attribute.occurrences = occurrences.get(a.attribute.word) ?? 1;

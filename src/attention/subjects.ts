@@ -14,7 +14,7 @@
  *     limit says that instead.
  *   Subjects are separated by commas, so a subject cannot itself contain a comma.
  */
-import { UserError } from '../errors.js';
+import { FieldError, UserError } from '../errors.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 
 export interface Subject {
@@ -65,7 +65,7 @@ function promptWords(tokenizer: ClipTokenizer, prompt: string): string {
 function splitList(spec: string, option: string): string[] {
   const items = spec.split(',').map((s) => s.trim());
   if (spec.trim() === '' || items.some((s) => s === '')) {
-    throw new UserError(`${option} must be a comma-separated list with no empty items, got "${spec}"`);
+    throw new FieldError(option, ` must be a comma-separated list with no empty items, got "${spec}"`);
   }
   return items;
 }
@@ -81,7 +81,7 @@ function checkDistinct(subjects: Subject[], option: string): void {
           sa.query === sb.query
             ? `'${sa.query}' is listed twice`
             : `'${sa.query}' and '${sb.query}' overlap (token ${shared[0] ?? sa.tokenIndex})`;
-        throw new UserError(`${option}: ${what}`);
+        throw new FieldError(option, `: ${what}`);
       }
     }
   }
@@ -99,19 +99,20 @@ export function resolveTokenSubjects(
   tokenizer: ClipTokenizer,
   prompt: string,
   spec: string,
-  option = '--tokens',
+  option = 'tokens',
 ): ResolvedSubjects {
   const items = splitList(spec, option);
   const ids = tokenizer.tokenize(prompt, { maxLength: tokenizer.modelMaxLength }).ids;
   const { last } = realTokenRange(tokenizer, prompt);
-  if (last < 1) throw new UserError(`${option}: the prompt ${JSON.stringify(prompt)} has no tokens to choose from`);
+  if (last < 1) throw new FieldError(option, `: the prompt ${JSON.stringify(prompt)} has no tokens to choose from`);
   const words = tokenizer.words(prompt);
   const subjects = items.map((item): Subject => {
     const v = /^\d+$/.test(item) ? Number(item) : NaN;
-    if (!Number.isSafeInteger(v)) throw new UserError(`${option} must be token positions such as 2,5, got "${spec}"`);
+    if (!Number.isSafeInteger(v)) throw new FieldError(option, ` must be token positions such as 2,5, got "${spec}"`);
     if (v < 1 || v > last) {
-      throw new UserError(
-        `${option}: token ${v} is outside 1..${last}, the prompt's tokens (0 is the start token, ${last + 1} the end token; prompt ${JSON.stringify(prompt)})`,
+      throw new FieldError(
+        option,
+        `: token ${v} is outside 1..${last}, the prompt's tokens (0 is the start token, ${last + 1} the end token; prompt ${JSON.stringify(prompt)})`,
       );
     }
     const owner = words.find((w) => w.tokenIndices.includes(v));
@@ -148,7 +149,7 @@ export function resolveWordSubjects(
   tokenizer: ClipTokenizer,
   prompt: string,
   spec: string,
-  option = '--subjects',
+  option = 'subjects',
 ): ResolvedSubjects {
   const items = splitList(spec, option);
   const ids = tokenizer.tokenize(prompt, { maxLength: tokenizer.modelMaxLength }).ids;
@@ -157,13 +158,13 @@ export function resolveWordSubjects(
     const m = /^(.*?)#(\d+)$/s.exec(item);
     const word = (m ? m[1]! : item).trim();
     const wanted = m ? Number(m[2]) : 1;
-    if (word === '') throw new UserError(`${option}: '${item}' has no word before '#'`);
-    if (m && wanted < 1) throw new UserError(`${option}: '${item}': occurrences count from 1`);
+    if (word === '') throw new FieldError(option, `: '${item}' has no word before '#'`);
+    if (m && wanted < 1) throw new FieldError(option, `: '${item}': occurrences count from 1`);
     let found: number[][];
     try {
       found = tokenizer.findWord(prompt, word);
     } catch (e) {
-      if (e instanceof UserError) throw new UserError(`${option}: ${e.message}`);
+      if (e instanceof UserError) throw new FieldError(option, `: ${e.message}`);
       throw e;
     }
     const all = tokenizer.findWord(prompt, word, { maxLength: Infinity });
@@ -173,15 +174,17 @@ export function resolveWordSubjects(
       );
     }
     if (wanted > all.length) {
-      throw new UserError(
-        `${option}: '${item}' asks for occurrence ${wanted} of '${word}', but the prompt has ${all.length === 1 ? 'only one' : `only ${all.length}`}`,
+      throw new FieldError(
+        option,
+        `: '${item}' asks for occurrence ${wanted} of '${word}', but the prompt has ${all.length === 1 ? 'only one' : `only ${all.length}`}`,
       );
     }
     const tokens = found[wanted - 1];
     const full = all[wanted - 1]!;
     if (!tokens || tokens.length < full.length) {
-      throw new UserError(
-        `${option}: '${item}' lies past the ${tokenizer.modelMaxLength}-token limit of the prompt (it is cut off; move it earlier or shorten the prompt)`,
+      throw new FieldError(
+        option,
+        `: '${item}' lies past the ${tokenizer.modelMaxLength}-token limit of the prompt (it is cut off; move it earlier or shorten the prompt)`,
       );
     }
     const texts = tokens.map((i) => tokenizer.tokenText(ids[i]!));
@@ -218,7 +221,7 @@ export function resolveSubjects(
   spec: { tokens?: string | undefined; subjects?: string | undefined },
 ): ResolvedSubjects | null {
   if (spec.tokens !== undefined && spec.subjects !== undefined)
-    throw new UserError('give either --tokens or --subjects, not both');
+    throw new FieldError('tokens', (name) => `${name} and subjects are both given; give one of them`);
   if (spec.tokens !== undefined) return resolveTokenSubjects(tokenizer, prompt, spec.tokens);
   if (spec.subjects !== undefined) return resolveWordSubjects(tokenizer, prompt, spec.subjects);
   return null;

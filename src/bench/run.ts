@@ -13,13 +13,14 @@
  *   is already there, so changing a method's defaults or the model reruns exactly the affected images.
  * - Crash-safe: the image is written first (atomically), then the row is appended with a single write. An
  *   interrupted run loses nothing already written; a partial last line (a crash mid-write) is dropped on resume.
- *   A lock file (`.bench.lock`, holding the pid) keeps two runs from writing to one folder.
+ *   A lock (`.bench.lock`, proper-lockfile) keeps two runs from writing to one folder.
  *
  * Layout of the output folder: `results.jsonl`, `images/<prompt-slug>/<method>-s<seed>-<hash>.png` (the image,
  * at most 256 px on its long side) and, with `maps`, a `...-maps.png` beside it (the mean cross-attention map of
  * each subject and attribute token over the sampling steps, over the image).
  */
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import {
   closeSync,
   existsSync,
@@ -30,13 +31,13 @@ import {
   readFileSync,
   readSync,
   statSync,
-  unlinkSync,
   writeSync,
 } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
+import lockfile from 'proper-lockfile';
 import { autoSubjects, type AutoSubjects } from '../attention/auto-subjects.js';
 import { meanMaps, tokenMap } from '../attention/render.js';
-import { UserError } from '../errors.js';
+import { FieldError, UserError } from '../errors.js';
 import { blendImages, heatmap } from '../image/colormap.js';
 import { floatToRgb8 } from '../image/convert.js';
 import { composeGrid } from '../image/grid.js';
@@ -189,9 +190,9 @@ export interface BenchHooks {
 // ------------------------------------------------------------------------------------------------------ helpers
 
 /** `0-63`, `0,1,2` or a mix (`0-3,10`); at most 100000 seeds, no repeats. */
-export function parseSeeds(value: string, option = '--seeds'): number[] {
+export function parseSeeds(value: string, option = 'seeds'): number[] {
   const out: number[] = [];
-  const bad = (why: string) => new UserError(`${option} must be seeds such as 0-63 or 0,1,2 (integers >= 0); ${why}`);
+  const bad = (why: string) => new FieldError(option, `must be seeds such as 0-63 or 0,1,2 (integers >= 0); ${why}`);
   if (value.trim() === '') throw bad('got an empty value');
   for (const part of value.split(',')) {
     const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
@@ -210,16 +211,16 @@ export function parseSeeds(value: string, option = '--seeds'): number[] {
 }
 
 /** Method names from `a,b,c`: each must be in the registry, none twice. */
-export function parseMethods(value: string, option = '--methods'): string[] {
+export function parseMethods(value: string, option = 'methods'): string[] {
   const names = value
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
-  if (names.length === 0) throw new UserError(`${option} needs at least one method name`);
+  if (names.length === 0) throw new FieldError(option, 'needs at least one method name');
   const seen = new Set<string>();
   for (const n of names) {
     methodPreset(n, option);
-    if (seen.has(n)) throw new UserError(`${option}: method '${n}' is listed twice`);
+    if (seen.has(n)) throw new FieldError(option, `: method '${n}' is listed twice`);
     seen.add(n);
   }
   return names;
@@ -375,34 +376,59 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** Takes the folder's lock (a file holding our pid); a lock of a process that no longer runs is taken over. */
-function acquireLock(out: string): () => void {
-  const path = join(out, LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
+/**
+ * proper-lockfile removes its lock directory with rmdir (on release, and on exit and signals); ours also holds the
+ * owner's pid, so removal is recursive.
+ */
+const lockFs = {
+  ...fs,
+  rmdir: (path: string, callback: (err: NodeJS.ErrnoException | null) => void) =>
+    fs.rm(path, { recursive: true, force: true }, callback),
+  rmdirSync: (path: string) => fs.rmSync(path, { recursive: true, force: true }),
+};
+
+/** The pid recorded in a lock (a directory holding `pid`; older runs wrote a file holding it), or null. */
+function lockOwner(path: string): number | null {
+  for (const file of [join(path, 'pid'), path]) {
     try {
-      const fd = openSync(path, 'wx');
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      return () => {
-        try {
-          if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
-        } catch {
-          /* already gone */
-        }
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
-        throw new UserError(`--out ${out}: cannot create ${path}: ${(e as Error).message}`, { cause: e });
-      const pid = Number(readFileSync(path, 'utf8').trim());
-      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
-        throw new UserError(
-          `--out ${out}: another benchmark (pid ${pid}) is writing to this folder; wait for it or use another --out`,
-        );
-      }
-      unlinkSync(path); // stale
+      const pid = Number(fs.readFileSync(file, 'utf8').trim());
+      return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+    } catch {
+      // not this layout
     }
   }
-  throw new UserError(`--out ${out}: cannot take the lock ${path}`);
+  return null;
+}
+
+/**
+ * Takes the folder's lock with proper-lockfile (`.bench.lock`, a directory made atomically and kept fresh while
+ * the run lasts, removed on exit and on signals; a lock nobody refreshed for 30 s is stale and taken over). It
+ * records our pid, so the lock of a process that no longer runs is taken over at once, as before.
+ */
+function acquireLock(out: string): () => void {
+  const path = join(out, LOCK_FILE);
+  const busy = (pid: number | null) =>
+    new FieldError(
+      'out',
+      (name) =>
+        `${name} ${out}: another benchmark${pid ? ` (pid ${pid})` : ''} is writing to this folder; wait for it or use another ${name}`,
+    );
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const release = lockfile.lockSync(out, { lockfilePath: path, realpath: false, stale: 30_000, fs: lockFs });
+      fs.writeFileSync(join(path, 'pid'), `${process.pid}\n`);
+      return release;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ELOCKED')
+        throw new FieldError('out', (name) => `${name} ${out}: cannot take the lock ${path}: ${(e as Error).message}`, {
+          cause: e,
+        });
+      const pid = lockOwner(path);
+      if (pid === null || pid === process.pid || pidAlive(pid)) throw busy(pid);
+      lockFs.rmdirSync(path); // its owner is gone
+    }
+  }
+  throw busy(lockOwner(path));
 }
 
 /** The image as saved: native size, or reduced to at most 256 px on its long side. */
@@ -479,7 +505,10 @@ export function promptSubjects(model: StableDiffusion, prompt: string): AutoSubj
   try {
     return autoSubjects(model.tokenizer, prompt);
   } catch (e) {
-    if (e instanceof UserError) throw new UserError(`prompt ${JSON.stringify(prompt)}: ${e.message}`, { cause: e });
+    const where = `prompt ${JSON.stringify(prompt)}`;
+    if (e instanceof FieldError)
+      throw new FieldError(e.field, (_, nameOf) => `${where}: ${e.messageFor(nameOf)}`, { cause: e });
+    if (e instanceof UserError) throw new UserError(`${where}: ${e.message}`, { cause: e });
     throw e;
   }
 }
@@ -660,16 +689,16 @@ export async function runBench(
 
 /** Checks the plan's options, creates the output folder and holds its lock (`.bench.lock`) while `body` runs. */
 export async function withBenchFolder<T>(options: BenchOptions, body: () => Promise<T>): Promise<T> {
-  if (options.methods.length === 0) throw new UserError('--methods needs at least one method name');
-  for (const m of options.methods) methodPreset(m, '--methods');
-  if (options.seeds.length === 0) throw new UserError('--seeds needs at least one seed');
+  if (options.methods.length === 0) throw new FieldError('methods', 'needs at least one method name');
+  for (const m of options.methods) methodPreset(m, 'methods');
+  if (options.seeds.length === 0) throw new FieldError('seeds', 'needs at least one seed');
   const out = options.out;
   if (existsSync(out) && !statSync(out).isDirectory())
-    throw new UserError(`--out ${out} exists and is not a directory`);
+    throw new FieldError('out', `${out} exists and is not a directory`);
   try {
     mkdirSync(join(out, 'images'), { recursive: true });
   } catch (e) {
-    throw new UserError(`--out ${out}: cannot create the folder: ${(e as Error).message}`, { cause: e });
+    throw new FieldError('out', `${out}: cannot create the folder: ${(e as Error).message}`, { cause: e });
   }
   const release = acquireLock(out);
   try {

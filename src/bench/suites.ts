@@ -41,7 +41,7 @@
  * naming the file and the line.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { UserError } from '../errors.js';
+import { FieldError, UserError } from '../errors.js';
 import { captionFor } from '../shapes/generate.js';
 import { parsePrompt, type PromptObject } from '../shapes/prompt.js';
 import { Rng } from '../shapes/rng.js';
@@ -238,7 +238,7 @@ export function isBuiltinSuite(name: string): name is BuiltinSuite {
   return (BUILTIN_SUITES as readonly string[]).includes(name);
 }
 
-export function parseSplit(value: string, option = '--split'): Split {
+export function parseSplit(value: string, option = 'split'): Split {
   const v = value
     .trim()
     .toLowerCase()
@@ -254,7 +254,7 @@ export function parseSplit(value: string, option = '--split'): Split {
     all: 'all',
   };
   const s = alias[v];
-  if (!s) throw new UserError(`${option}: unknown split "${value}" (known: ${SPLITS.join(', ')})`);
+  if (!s) throw new FieldError(option, `: unknown split "${value}" (known: ${SPLITS.join(', ')})`);
   return s;
 }
 
@@ -264,13 +264,13 @@ export function parseSplit(value: string, option = '--split'): Split {
  */
 export function readPromptFile(path: string): SuitePrompt[] {
   if (!existsSync(path))
-    throw new UserError(`--suite ${path}: no such file (built-in suites: ${BUILTIN_SUITES.join(', ')})`);
-  if (statSync(path).isDirectory()) throw new UserError(`--suite ${path} is a directory, not a .jsonl file`);
+    throw new FieldError('suite', `${path}: no such file (built-in suites: ${BUILTIN_SUITES.join(', ')})`);
+  if (statSync(path).isDirectory()) throw new FieldError('suite', `${path} is a directory, not a .jsonl file`);
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new UserError(`--suite ${path}: cannot read it: ${(e as Error).message}`, { cause: e });
+    throw new FieldError('suite', `${path}: cannot read it: ${(e as Error).message}`, { cause: e });
   }
   const out: SuitePrompt[] = [];
   const lines = text.split(/\r?\n/);
@@ -297,13 +297,14 @@ export function readPromptFile(path: string): SuitePrompt[] {
     out.push({ prompt, objects });
   });
   if (out.length === 0)
-    throw new UserError(`--suite ${path}: the file holds no prompts (one {"prompt": "..."} per line)`);
+    throw new FieldError('suite', `${path}: the file holds no prompts (one {"prompt": "..."} per line)`);
   const seen = new Map<string, number>();
   out.forEach((p, i) => {
     const j = seen.get(p.prompt);
     if (j !== undefined)
-      throw new UserError(
-        `--suite ${path}: prompt ${JSON.stringify(p.prompt)} is listed twice (prompts ${j + 1} and ${i + 1})`,
+      throw new FieldError(
+        'suite',
+        `${path}: prompt ${JSON.stringify(p.prompt)} is listed twice (prompts ${j + 1} and ${i + 1})`,
       );
     seen.set(p.prompt, i);
   });
@@ -321,10 +322,14 @@ export function loadSuite(nameOrFile: string, split?: Split): Suite {
     return { name: nameOrFile, split: s, prompts: s === 'all' ? all : all.filter((p) => p.split === s) };
   }
   if (split !== undefined)
-    throw new UserError(`--split applies to the built-in suites (${BUILTIN_SUITES.join(', ')}), not to a prompt file`);
+    throw new FieldError(
+      'split',
+      `applies to the built-in suites (${BUILTIN_SUITES.join(', ')}), not to a prompt file`,
+    );
   if (!/\.jsonl$/i.test(nameOrFile) && !existsSync(nameOrFile)) {
-    throw new UserError(
-      `--suite: unknown suite "${nameOrFile}" (built-in: ${BUILTIN_SUITES.join(', ')}; or a FILE.jsonl of {"prompt": "..."} lines)`,
+    throw new FieldError(
+      'suite',
+      `: unknown suite "${nameOrFile}" (built-in: ${BUILTIN_SUITES.join(', ')}; or a FILE.jsonl of {"prompt": "..."} lines)`,
     );
   }
   return { name: nameOrFile, split: null, prompts: readPromptFile(nameOrFile) };

@@ -2,9 +2,10 @@
  * PNG input/output (pngjs). Everything is 8-bit RGB in memory: grey, palette, 16-bit and alpha PNGs are converted on
  * load (16-bit rounded to 8-bit, alpha composited over a background, white unless told otherwise).
  */
-import { closeSync, existsSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { PNG } from 'pngjs';
+import { sync as writeFileAtomicSync } from 'write-file-atomic';
 import { UserError } from '../errors.js';
 import { checkSize, type Rgb, type RgbImage, WHITE } from './image.js';
 
@@ -80,32 +81,16 @@ export function readPng(path: string, options: DecodeOptions = {}): RgbImage {
   return decodePng(path, options);
 }
 
-let tempCounter = 0;
-
 /**
- * Writes bytes to `path` through a temporary file in the same directory and a rename, so readers never see a partial
- * file and an error or a killed process leaves no half-written file under `path` (the temporary `.NAME.tmp-*` is
- * removed on error). No fsync: this guards against crashes of the process, not of the machine.
+ * Writes bytes to `path` atomically (write-file-atomic: a temporary file in the same directory, fsync, rename), so
+ * readers never see a partial file and an error or a killed process leaves no half-written file under `path`.
  */
 export function writeFileAtomic(path: string, bytes: Uint8Array): void {
   const dir = dirname(path);
   if (!existsSync(dir)) throw new UserError(`cannot write ${path}: directory ${dir} does not exist`);
-  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${++tempCounter}`);
-  let fd: number | undefined;
   try {
-    fd = openSync(tmp, 'w');
-    let off = 0;
-    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, path);
+    writeFileAtomicSync(path, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   } catch (e) {
-    if (fd !== undefined) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* already gone */
-    }
     throw new UserError(`cannot write ${path}: ${(e as Error).message}`, { cause: e });
   }
 }

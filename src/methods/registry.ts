@@ -2,7 +2,7 @@
  * Every method by name, so the CLI and the benchmark build them the same way: plain sampling, Attend-and-Excite,
  * Suppress-to-Impress in its modes, one ablation per term, and the rivals expressed in the same mechanism.
  */
-import { UserError } from '../errors.js';
+import { FieldError, UserError } from '../errors.js';
 import { ATTEND_EXCITE_DEFAULTS, AttendAndExcite } from './attend-and-excite.js';
 import { FOCUS_DEFAULTS } from './focus.js';
 import type { LatentLoopConfig } from './latent-loop.js';
@@ -99,9 +99,9 @@ export const METHODS: Record<string, MethodPreset> = {
 
 export const METHOD_NAMES = Object.keys(METHODS);
 
-export function methodPreset(name: string, option = '--method'): MethodPreset {
+export function methodPreset(name: string, option = 'method'): MethodPreset {
   const p = METHODS[name];
-  if (!p) throw new UserError(`${option}: unknown method '${name}' (known: ${METHOD_NAMES.join(', ')})`);
+  if (!p) throw new FieldError(option, `: unknown method '${name}' (known: ${METHOD_NAMES.join(', ')})`);
   return p;
 }
 

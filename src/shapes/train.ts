@@ -5,7 +5,7 @@
  */
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { UserError } from '../errors.js';
+import { FieldError, UserError } from '../errors.js';
 import { composeGrid, encodePng, floatToRgb8, writeFileAtomic, type RgbImage } from '../image/index.js';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { generate } from '../pipeline/generate.js';
@@ -225,7 +225,8 @@ export async function trainShapes(
   mkdirSync(dir, { recursive: true });
   let state: State;
   if (existsSync(join(dir, CHECKPOINT))) {
-    if (!hooks.resume) throw new UserError(`${dir} already holds a training run; pass --resume to continue it`);
+    if (!hooks.resume)
+      throw new FieldError('resume', (name) => `${dir} already holds a training run; pass ${name} to continue it`);
     state = loadCheckpoint(dir, cfg, options);
   } else {
     const params = initParams(parameterShapes(cfg), options.seed);

@@ -1,8 +1,11 @@
 /**
  * HTML character references, as decoded by Python's `html.unescape` (used by openai's CLIP tokenizer) and by
- * ftfy 6.1's more conservative `fixes.unescape_html`.
+ * ftfy 6.1's more conservative `fixes.unescape_html`. Named references come from the `entities` package, whose
+ * HTML5 table is the one Python's `html.entities.html5` holds (all 2,231 names, checked by
+ * test/unit/html-entities.test.ts); numeric references follow Python's own rules, which differ from the
+ * WHATWG decoder's (Python drops control characters instead of keeping them).
  */
-import { HTML5_ENTITIES } from './html-entities.js';
+import { decodeHTML, DecodingMode } from 'entities';
 
 /** Python `html._invalid_charrefs`: numeric references that HTML5 maps elsewhere (mostly Windows-1252). */
 const INVALID_CHARREFS = new Map<number, string>([
@@ -73,16 +76,9 @@ function replaceCharref(s: string): string {
     const digits = s.slice(hex ? 2 : 1).replace(/;$/, '');
     return numericCharref(digits, hex);
   }
-  const named = HTML5_ENTITIES.get(s);
-  if (named !== undefined) return named;
-  // Longest prefix that is an entity name (only the legacy names without ';' can match a proper prefix).
-  const cps = Array.from(s);
-  for (let x = cps.length - 1; x > 1; x--) {
-    const prefix = cps.slice(0, x).join('');
-    const v = HTML5_ENTITIES.get(prefix);
-    if (v !== undefined) return v + cps.slice(x).join('');
-  }
-  return '&' + s;
+  // Python takes the name if it is one, else its longest prefix that is a legacy name (those without ';'),
+  // keeping the rest: exactly the HTML5 decoder's legacy mode on this one reference.
+  return decodeHTML('&' + s, DecodingMode.Legacy);
 }
 
 /** Python 3.11 `html.unescape(s)`. */
@@ -91,25 +87,18 @@ export function pyHtmlUnescape(s: string): string {
   return s.replace(CHARREF_RE, (_m, g1: string) => replaceCharref(g1));
 }
 
-let ftfyEntities: Map<string, string> | undefined;
-
 /**
- * ftfy.chardata.HTML_ENTITIES: every HTML5 name ending in ';' (as '&name;'), plus the upper-cased spelling of each
- * all-lowercase name when `html.unescape` would leave that spelling alone ('&NTILDE;' -> 'Ñ').
+ * ftfy.chardata.HTML_ENTITIES, one reference at a time: every HTML5 name ending in ';' (as '&name;'), plus the
+ * upper-cased spelling of each all-lowercase name when `html.unescape` would leave that spelling alone
+ * ('&NTILDE;' -> 'Ñ'); undefined for anything else.
  */
-function ftfyEntityTable(): Map<string, string> {
-  if (ftfyEntities) return ftfyEntities;
-  const table = new Map<string, string>();
-  for (const [name, char] of HTML5_ENTITIES) {
-    if (!name.endsWith(';')) continue;
-    table.set('&' + name, char);
-    if (name === name.toLowerCase()) {
-      const upper = '&' + name.toUpperCase();
-      if (pyHtmlUnescape(upper) === upper) table.set(upper, char.toUpperCase());
-    }
-  }
-  ftfyEntities = table;
-  return table;
+function ftfyEntity(ref: string): string | undefined {
+  const named = decodeHTML(ref, DecodingMode.Strict); // only whole 'name;' references
+  if (named !== ref) return named;
+  const lower = ref.toLowerCase();
+  if (ref !== ref.toUpperCase() || lower === ref || pyHtmlUnescape(ref) !== ref) return undefined;
+  const char = decodeHTML(lower, DecodingMode.Strict);
+  return char !== lower ? char.toUpperCase() : undefined;
 }
 
 const FTFY_ENTITY_RE = /&#?[0-9A-Za-z]{1,24};/g;
@@ -117,9 +106,8 @@ const FTFY_ENTITY_RE = /&#?[0-9A-Za-z]{1,24};/g;
 /** ftfy 6.1 `fixes.unescape_html`: decode '&name;' / '&#...;' references that are complete (end in ';'). */
 export function ftfyUnescapeHtml(text: string): string {
   if (!text.includes('&')) return text;
-  const table = ftfyEntityTable();
   return text.replace(FTFY_ENTITY_RE, (m) => {
-    const named = table.get(m);
+    const named = m.startsWith('&#') ? undefined : ftfyEntity(m);
     if (named !== undefined) return named;
     if (m.startsWith('&#')) {
       const unescaped = pyHtmlUnescape(m);
