@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch CPU reference column of `npm run bench` (src/bench/perf/).
+"""PyTorch CPU reference column of `npm run bench` (tools/perf/).
 
 Does the same work as each benchmark case, with minimal torch modules written here (diffusers and transformers
 are not needed): diffusers 0.24's UNet2DConditionModel (SD 1.x configs: ResnetBlock2D, Transformer2DModel with

@@ -4,7 +4,7 @@
  *   const model = await StableDiffusion.load('path/to/diffusers-folder');
  *   const result = await generate(model, { prompt: 'a cat and a frog', steps: 50, seed: 1 });
  */
-export { UserError } from './errors.js';
+export { FieldError, UserError } from './errors.js';
 export type { Tensor } from './tensor.js';
 
 export { StableDiffusion, type GraphTiming, type LoadOptions } from './pipeline/stable-diffusion.js';
@@ -27,8 +27,8 @@ export {
   type LossWeights,
 } from './methods/suppress.js';
 export { buildMethod, methodTargets, METHODS, METHOD_NAMES, scaledLoopDefaults } from './methods/registry.js';
-export { autoSubjects } from './attention/auto-subjects.js';
-export { resolveSubjects } from './attention/subjects.js';
+export { autoSubjects } from './prompt/auto-subjects.js';
+export { resolveSubjects } from './prompt/subjects.js';
 export { AttentionStore, composeHooks, type AttentionSelector } from './attention/store.js';
 export { multiplicativeEditor } from './attention/editors.js';
 export type { AttentionHook, AttentionLayer } from './models/attention.js';

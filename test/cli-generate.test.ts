@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { promptTokenColumns } from '../src/attention/render.js';
-import { resolveSubjects, resolveTokenSubjects, resolveWordSubjects } from '../src/attention/subjects.js';
+import { resolveSubjects, resolveTokenSubjects, resolveWordSubjects } from '../src/prompt/subjects.js';
 import { scaledLoopDefaults as scaledAttendExciteDefaults } from '../src/methods/registry.js';
 import { UserError } from '../src/errors.js';
 import { decodePng } from '../src/image/png.js';

@@ -8,8 +8,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { PerfReport } from '../src/bench/perf/harness.js';
-import { formatPerfMarkdown } from '../src/bench/perf/report.js';
+import type { PerfReport } from '../tools/perf/harness.js';
+import { formatPerfMarkdown } from '../tools/perf/report.js';
 import { repoRoot, tinySdDir } from './support/oracle.js';
 
 describe('npm run bench -- --only tiny', () => {
@@ -20,7 +20,7 @@ describe('npm run bench -- --only tiny', () => {
       [
         '--import',
         'tsx',
-        join(repoRoot, 'src/bench/perf/cli.ts'),
+        join(repoRoot, 'tools/perf/cli.ts'),
         '--only',
         'tiny',
         '--runs',

@@ -7,7 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { UnrecoverableError } from 'bullmq';
-import type { AutoSubjects } from '../attention/auto-subjects.js';
+import type { AutoSubjects } from '../prompt/auto-subjects.js';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../image/png.js';
 import { methodPreset } from '../methods/registry.js';

@@ -27,7 +27,7 @@ import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Worker as Thread } from 'node:worker_threads';
 import { Queue, QueueEvents, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { AutoSubjects } from '../attention/auto-subjects.js';
+import type { AutoSubjects } from '../prompt/auto-subjects.js';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../image/png.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';

@@ -35,7 +35,7 @@ import {
 } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { autoSubjects, type AutoSubjects } from '../attention/auto-subjects.js';
+import { autoSubjects, type AutoSubjects } from '../prompt/auto-subjects.js';
 import { meanMaps, tokenMap } from '../attention/render.js';
 import { FieldError, UserError } from '../errors.js';
 import { blendImages, heatmap } from '../image/colormap.js';

@@ -16,8 +16,8 @@ import {
   type SuppressMode,
 } from './suppress.js';
 import type { GuidanceMethod } from './types.js';
-import type { AttributeLink } from '../attention/auto-subjects.js';
-import type { Subject as PromptSubject } from '../attention/subjects.js';
+import type { AttributeLink } from '../prompt/auto-subjects.js';
+import type { Subject as PromptSubject } from '../prompt/subjects.js';
 
 export interface MethodPreset {
   description: string;

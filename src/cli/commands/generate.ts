@@ -19,13 +19,13 @@ import {
   type AttentionRow,
   type TokenColumn,
 } from '../../attention/render.js';
-import { describeSubject, resolveSubjects, subjectsJson, type ResolvedSubjects } from '../../attention/subjects.js';
+import { describeSubject, resolveSubjects, subjectsJson, type ResolvedSubjects } from '../../prompt/subjects.js';
 import { UserError } from '../../errors.js';
 import { floatToRgb8 } from '../../image/convert.js';
 import { encodePng, writeFileAtomic } from '../../image/png.js';
 import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, SafetensorsFile, writeSafetensors } from '../../io/safetensors.js';
-import { autoSubjects, type AttributeLink } from '../../attention/auto-subjects.js';
+import { autoSubjects, type AttributeLink } from '../../prompt/auto-subjects.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
 import {
   buildMethod,

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CompileOptions } from '../../graph/runtime.js';
+import type { CompileOptions } from '../../src/graph/runtime.js';
 import { aeGradPass, BenchUNet, guidedStep, trainingStep, type CaseName, type GraphTiming } from './cases.js';
 import { median, readProfile, type KernelSummary } from './profile.js';
 

@@ -9,9 +9,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { CompileOptions } from '../../graph/runtime.js';
-import { shapesTextConfigJson, shapesUNetConfigJson } from '../../shapes/model.js';
-import { buildShapesVocabulary } from '../../shapes/vocab.js';
+import type { CompileOptions } from '../../src/graph/runtime.js';
+import { shapesTextConfigJson, shapesUNetConfigJson } from '../../src/shapes/model.js';
+import { buildShapesVocabulary } from '../../src/shapes/vocab.js';
 import { CASE_LABELS, PARTS, TRAIN_BATCH, type CaseName, type PartName } from './cases.js';
 import type { ProfileResult, TimeResult } from './measure.js';
 import { defaultBenchCache, ensureRandomUNetFolder, SD15_UNET_CONFIG_JSON } from './weights.js';
@@ -88,8 +88,8 @@ export interface PerfReport {
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** The repository (or package) root: src/bench/perf or dist/bench/perf, three levels up. */
-export const packageRoot = resolve(here, '..', '..', '..');
+/** The repository root: tools/perf, two levels up. */
+export const packageRoot = resolve(here, '..', '..');
 const childScript = join(here, `child${extname(fileURLToPath(import.meta.url))}`);
 
 function onnxruntimeVersion(): string {

@@ -17,7 +17,7 @@ import { closeSync, existsSync, mkdirSync, openSync, renameSync, writeFileSync, 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { SafetensorsFile } from '../../io/safetensors.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { BenchUNet, guidedStep } from './cases.js';
 import { defaultBenchCache, ensureRandomUNetFolder, SD15_UNET_CONFIG_JSON } from './weights.js';
 

@@ -9,7 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { CompileOptions } from '../../graph/runtime.js';
+import type { CompileOptions } from '../../src/graph/runtime.js';
 import { PARTS, type PartName } from './cases.js';
 import { DEFAULT_RUNS, packageRoot, runPerfBench } from './harness.js';
 import { formatPerfMarkdown } from './report.js';

@@ -12,10 +12,10 @@
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Graph, shapeSize, type WeightSource } from '../../graph/graph.js';
-import { parseUNetConfig } from '../../models/config.js';
-import type { ParamFn, WeightProvider } from '../../models/params.js';
-import { unet2dCondition, type UNetConfig } from '../../models/unet.js';
+import { Graph, shapeSize, type WeightSource } from '../../src/graph/graph.js';
+import { parseUNetConfig } from '../../src/models/config.js';
+import type { ParamFn, WeightProvider } from '../../src/models/params.js';
+import { unet2dCondition, type UNetConfig } from '../../src/models/unet.js';
 
 /**
  * diffusers' runwayml/stable-diffusion-v1-5 `unet/config.json` (the architecture; 859,520,964 parameters).

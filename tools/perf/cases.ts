@@ -16,21 +16,21 @@
  * WeightStore of the model folder's safetensors file: the real loading path.
  */
 import { join } from 'node:path';
-import { Graph } from '../../graph/graph.js';
-import { compile, type CompiledGraph, type CompileOptions } from '../../graph/runtime.js';
-import { WeightStore } from '../../io/weight-store.js';
-import { ATTEND_EXCITE_DEFAULTS, AttendAndExcite } from '../../methods/attend-and-excite.js';
-import type { StepContext, UNetAccess, UNetBuilder } from '../../methods/types.js';
-import { parseUNetConfig } from '../../models/config.js';
-import { graphParams, type WeightProvider } from '../../models/params.js';
-import { unet2dCondition, type UNetConfig } from '../../models/unet.js';
-import { shapesModelConfig } from '../../shapes/model.js';
-import type { Int64Tensor, Tensor } from '../../tensor.js';
-import { parameterShapes, TrainingStep, type TrainingBatch } from '../../train/diffusion.js';
-import { initParams } from '../../train/init.js';
-import { GaussianRng } from '../../util/random.js';
+import { Graph } from '../../src/graph/graph.js';
+import { compile, type CompiledGraph, type CompileOptions } from '../../src/graph/runtime.js';
+import { WeightStore } from '../../src/io/weight-store.js';
+import { ATTEND_EXCITE_DEFAULTS, AttendAndExcite } from '../../src/methods/attend-and-excite.js';
+import type { StepContext, UNetAccess, UNetBuilder } from '../../src/methods/types.js';
+import { parseUNetConfig } from '../../src/models/config.js';
+import { graphParams, type WeightProvider } from '../../src/models/params.js';
+import { unet2dCondition, type UNetConfig } from '../../src/models/unet.js';
+import { shapesModelConfig } from '../../src/shapes/model.js';
+import type { Int64Tensor, Tensor } from '../../src/tensor.js';
+import { parameterShapes, TrainingStep, type TrainingBatch } from '../../src/train/diffusion.js';
+import { initParams } from '../../src/train/init.js';
+import { GaussianRng } from '../../src/util/random.js';
 import { readFileSync } from 'node:fs';
-import type { GraphTiming } from '../../pipeline/stable-diffusion.js';
+import type { GraphTiming } from '../../src/pipeline/stable-diffusion.js';
 
 export const CASES = ['tiny-step', 'tiny-ae', 'sd15-step', 'sd15-ae', 'train'] as const;
 export type CaseName = (typeof CASES)[number];
