@@ -13,32 +13,38 @@ export function isUserError(e: unknown): e is UserError {
   return e instanceof UserError;
 }
 
+/** A message about request fields, given what the reader calls each field. */
+export type FieldMessage = (name: string, nameOf: (field: string) => string) => string;
+
 /**
- * A UserError about one field of a library call (`steps`, `guidanceScale`, `sampler`, ...). The library names the
- * field; a front end that calls it something else (the CLI: a flag such as `--guidance`) re-words the message with
- * `messageFor(itsName)`.
+ * A UserError about one field of a library call (`steps`, `guidanceScale`, `sampler`, ...). The library names its
+ * fields; a front end that calls them something else (the CLI: flags such as `--guidance`) re-words the message
+ * with `messageFor`.
  */
 export class FieldError extends UserError {
   override readonly name: string = 'FieldError';
   /**
    * `detail` follows the field's name: `new FieldError('steps', 'must be an integer from 1 to 1000, got 0')`.
-   * A function places the name itself: `(name) => \`choose a sampler with ${name}\``.
+   * A function places the names itself: `(name, nameOf) => \`${name} needs ${nameOf('subjects')}\``.
    */
   constructor(
     readonly field: string,
-    readonly detail: string | ((name: string) => string),
+    readonly detail: string | FieldMessage,
     options?: { cause?: unknown },
   ) {
-    super(FieldError.format(field, detail), options);
+    super(
+      FieldError.format(field, detail, (f) => f),
+      options,
+    );
   }
 
-  /** The message with the field called `name`. */
-  messageFor(name: string): string {
-    return FieldError.format(name, this.detail);
+  /** The message with every field called what `nameOf` says. */
+  messageFor(nameOf: (field: string) => string): string {
+    return FieldError.format(nameOf(this.field), this.detail, nameOf);
   }
 
-  private static format(name: string, detail: string | ((name: string) => string)): string {
-    if (typeof detail === 'function') return detail(name);
+  private static format(name: string, detail: string | FieldMessage, nameOf: (field: string) => string): string {
+    if (typeof detail === 'function') return detail(name, nameOf);
     return /^[:,;]/.test(detail) ? `${name}${detail}` : `${name} ${detail.trimStart()}`;
   }
 }

@@ -13,7 +13,6 @@ import { composeGrid } from '../image/grid.js';
 import { blit, createImage, type RgbImage } from '../image/image.js';
 import { drawText, textHeight, textWidth } from '../image/font.js';
 import { resizeImage, resizeMap } from '../image/resize.js';
-import type { UNetConfig } from '../models/unet.js';
 import type { Tensor } from '../tensor.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 
@@ -143,37 +142,5 @@ export function renderAttentionPicture(
     row.label.forEach((line, k) => drawText(out, line, pad, top + k * lineH, [0, 0, 0], scale));
     y += g.height;
   });
-  return out;
-}
-
-/**
- * Query resolutions [h, w] at which a UNet has cross-attention layers for latents of size latentH x latentW
- * (each down level halves the grid: ceil with downsample_padding 1, floor with 0). Ordered from fine to coarse.
- */
-export function crossAttentionResolutions(
-  cfg: Pick<UNetConfig, 'downBlockTypes' | 'upBlockTypes' | 'midBlockType' | 'downsamplePadding'>,
-  latentH: number,
-  latentW: number,
-): [number, number][] {
-  const levels: [number, number][] = [];
-  let h = latentH,
-    w = latentW;
-  const n = cfg.downBlockTypes.length;
-  for (let i = 0; i < n; i++) {
-    levels.push([h, w]);
-    if (i < n - 1) {
-      h = cfg.downsamplePadding === 0 ? Math.floor(h / 2) : Math.ceil(h / 2);
-      w = cfg.downsamplePadding === 0 ? Math.floor(w / 2) : Math.ceil(w / 2);
-    }
-  }
-  const out: [number, number][] = [];
-  const isCross = (t: string | undefined | null) => typeof t === 'string' && t.includes('CrossAttn');
-  for (let i = 0; i < n; i++) {
-    const hasCross =
-      isCross(cfg.downBlockTypes[i]) ||
-      isCross(cfg.upBlockTypes[n - 1 - i]) ||
-      (i === n - 1 && isCross(cfg.midBlockType));
-    if (hasCross) out.push(levels[i]!);
-  }
   return out;
 }

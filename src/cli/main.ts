@@ -4,43 +4,12 @@
  */
 import { Command, CommanderError } from 'commander';
 import { FieldError, isUserError } from '../errors.js';
+import { flagOf } from './options.js';
 import { registerCommands } from './commands/index.js';
-
-/**
- * The flag that sets each library field: library errors name fields (FieldError), the CLI speaks in flags.
- * A field not listed here has no flag and keeps its own name.
- */
-export const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
-  steps: '--steps',
-  guidanceScale: '--guidance',
-  sampler: '--scheduler',
-  seed: '--seed',
-  height: '--height',
-  width: '--width',
-  initialLatents: '--latents',
-  method: '--method',
-  tokens: '--tokens',
-  subjects: '--subjects',
-  attributes: '--attributes',
-  attnRes: '--attn-res',
-  maxIterToAlter: '--max-iter-to-alter',
-  thresholds: '--thresholds',
-  scaleFactor: '--scale-factor',
-  mode: '--mode',
-  weights: '--weights',
-  gamma: '--gamma',
-  editSteps: '--edit-steps',
-  methods: '--methods',
-  seeds: '--seeds',
-  suite: '--suite',
-  split: '--split',
-  out: '--out',
-  resume: '--resume',
-};
 
 /** A user error's one line, in the CLI's words. */
 export function userMessage(e: Error): string {
-  return e instanceof FieldError ? e.messageFor(FLAG_OF_FIELD[e.field] ?? e.field) : e.message;
+  return e instanceof FieldError ? e.messageFor(flagOf) : e.message;
 }
 
 export function buildProgram(): Command {

@@ -1,5 +1,10 @@
 /** Parsing and validating option values: one-line UserErrors that name the option. */
+import { existsSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { UserError } from '../errors.js';
+import { quoteKey, SafetensorsFile } from '../io/safetensors.js';
+import { LOSS_TERMS, type LossWeights } from '../methods/suppress.js';
+import type { Tensor } from '../tensor.js';
 import { PREDICTION_TYPES, type PredictionType } from '../pipeline/stable-diffusion.js';
 
 export function parseInteger(value: string, flag: string, lo = -(2 ** 53 - 1), hi = 2 ** 53 - 1): number {
@@ -39,4 +44,138 @@ export function parsePredictionType(value: string, flag: string): PredictionType
 /** Whether progress bars should be drawn: only for a human watching stderr. */
 export function interactive(json: boolean | undefined): boolean {
   return !json && process.stderr.isTTY === true && !process.env['CI'];
+}
+
+/**
+ * The flag that sets each library field: library errors name fields (FieldError), the CLI speaks in flags.
+ * A field not listed here has no flag and keeps its own name.
+ */
+export const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
+  steps: '--steps',
+  guidanceScale: '--guidance',
+  sampler: '--scheduler',
+  seed: '--seed',
+  height: '--height',
+  width: '--width',
+  initialLatents: '--latents',
+  attentionPicture: '--attention-maps',
+  attentionSteps: '--attention-steps',
+  method: '--method',
+  tokens: '--tokens',
+  subjects: '--subjects',
+  attributes: '--attributes',
+  attnRes: '--attn-res',
+  maxIterToAlter: '--max-iter-to-alter',
+  thresholds: '--thresholds',
+  scaleFactor: '--scale-factor',
+  mode: '--mode',
+  weights: '--weights',
+  gamma: '--gamma',
+  editSteps: '--edit-steps',
+  methods: '--methods',
+  seeds: '--seeds',
+  suite: '--suite',
+  split: '--split',
+  out: '--out',
+  resume: '--resume',
+};
+
+/** The CLI's name for a library field. */
+export const flagOf = (field: string): string => FLAG_OF_FIELD[field] ?? field;
+
+/** `a,b,c` items matched by `re`; `expected` says what an item should look like. */
+export function listItems(value: string, re: RegExp, expected: (item: string) => string): RegExpExecArray[] {
+  return value.split(',').map((item) => {
+    const m = re.exec(item);
+    if (!m) throw new UserError(expected(item.trim()));
+    return m;
+  });
+}
+
+/** `suppress=1,even=0.5` → partial weights. */
+export function parseWeights(value: string): Partial<LossWeights> {
+  const terms = LOSS_TERMS.join(', ');
+  const expected = (item: string) =>
+    `--weights must look like suppress=1,excite=1,even=0.5 (terms: ${terms}); got "${item}"`;
+  const out: Partial<LossWeights> = {};
+  for (const [, name, v] of listItems(value, /^\s*([a-z]+)\s*=\s*([^\s=]+)\s*$/, expected)) {
+    const term = name as keyof LossWeights;
+    if (!LOSS_TERMS.includes(term))
+      throw new UserError(`--weights: unknown term '${name}' (terms: ${LOSS_TERMS.join(', ')})`);
+    out[term] = parseNumber(v!, `--weights ${term}`, 0);
+  }
+  return out;
+}
+
+/** `0:0.05,10:0.5,20:0.8` → Map(call index → threshold). */
+export function parseThresholds(value: string): Map<number, number> {
+  const out = new Map<number, number>();
+  const bad = (why: string) =>
+    new UserError(`--thresholds must look like 0:0.05,10:0.5,20:0.8 (step:threshold, threshold from 0 to 1); ${why}`);
+  if (value.trim() === '') throw bad('got an empty value');
+  for (const item of value.split(',')) {
+    const m = /^\s*(\d+)\s*:\s*([^\s:]+)\s*$/.exec(item);
+    if (!m) throw bad(`got "${item.trim()}"`);
+    const [step, thr] = [Number(m[1]), Number(m[2])];
+    if (!Number.isSafeInteger(step)) throw bad(`got step "${m[1]}"`);
+    if (!Number.isFinite(thr) || thr < 0 || thr > 1) throw bad(`got threshold "${m[2]}"`);
+    if (out.has(step)) throw bad(`step ${step} is given twice`);
+    out.set(step, thr);
+  }
+  return out;
+}
+
+/** `16` or `16x16`: a map resolution [h, w]. */
+export function parseResolution(value: string, flag: string): [number, number] {
+  const m = /^\s*(\d+)\s*(?:[x×]\s*(\d+)\s*)?$/i.exec(value);
+  const [h, w] = m ? [Number(m[1]), Number(m[2] ?? m[1])] : [NaN, NaN];
+  if (!(h >= 1 && w >= 1 && h <= 4096 && w <= 4096))
+    throw new UserError(`${flag} must be a size such as 16 or 16x16, got "${value}"`);
+  return [h, w];
+}
+
+/** `FILE` or `FILE:KEY` (KEY defaults to `defaultKey`); a path that exists as given is always a FILE. */
+export function readTensorSpec(
+  spec: string,
+  flag: string,
+  defaultKey: string,
+): { tensor: Tensor; file: string; key: string } {
+  const i = spec.lastIndexOf(':');
+  const split = !existsSync(spec) && i > 0 && !spec.slice(i + 1).includes('/');
+  const [file, key] = split ? [spec.slice(0, i), spec.slice(i + 1) || defaultKey] : [spec, defaultKey];
+  let st: SafetensorsFile;
+  try {
+    st = SafetensorsFile.open(file);
+  } catch (e) {
+    if (e instanceof UserError) throw new UserError(`${flag}: ${e.message}`, { cause: e });
+    throw e;
+  }
+  try {
+    if (!st.has(key)) {
+      const names = st.names();
+      const list = names.length
+        ? `its tensors: ${names.slice(0, 20).map(quoteKey).join(', ')}${names.length > 20 ? `, ... (${names.length} in all)` : ''}`
+        : 'it holds no tensors';
+      throw new UserError(`${flag}: ${st.path} has no tensor ${quoteKey(key)} (${list}); name one as FILE:KEY`);
+    }
+    return { tensor: st.read(key), file: st.path, key };
+  } finally {
+    st.close();
+  }
+}
+
+/** Output files: their folders exist, none is a folder, no two are the same file. */
+export function checkOutputFiles(paths: [flag: string, path: string | undefined][]): (string | null)[] {
+  const seen = new Map<string, string>();
+  return paths.map(([flag, path]) => {
+    if (path === undefined) return null;
+    const abs = resolve(path);
+    const dir = dirname(abs);
+    if (!existsSync(dir) || !statSync(dir).isDirectory())
+      throw new UserError(`${flag} ${path}: directory ${dir} does not exist`);
+    if (existsSync(abs) && statSync(abs).isDirectory()) throw new UserError(`${flag} ${path} is a directory`);
+    if (seen.has(abs)) throw new UserError(`${seen.get(abs)} and ${flag} name the same file ${abs}`);
+    seen.set(abs, flag);
+    return abs;
+  });
 }

@@ -9,6 +9,7 @@
 import { gradients } from '../graph/autodiff.js';
 import type { Value } from '../graph/graph.js';
 import * as op from '../graph/ops.js';
+import { chooseAttentionResolution } from '../attention/resolution.js';
 import { AttentionStore } from '../attention/store.js';
 import type { Tensor } from '../tensor.js';
 import { smoothMaps } from './smoothing.js';
@@ -41,8 +42,9 @@ export const ATTEND_EXCITE_DEFAULTS: Omit<AttendExciteConfig, 'tokenIndices'> = 
   maxRefinementSteps: 20,
 };
 
+/** The maps' resolution when none is configured (a method built without seeing the UNet). */
 export function defaultAttnRes(latentHeight: number, latentWidth: number): [number, number] {
-  return [Math.ceil(latentHeight / 4), Math.ceil(latentWidth / 4)];
+  return chooseAttentionResolution(null, latentHeight, latentWidth);
 }
 
 /**

@@ -105,17 +105,27 @@ export function methodPreset(name: string, option = 'method'): MethodPreset {
   return p;
 }
 
+/** The step count A&E's loop defaults (and Suppress-to-Impress's edit steps) are tuned for. */
+export const REFERENCE_STEPS = 50;
+
+/** Suppress-to-Impress's edit steps at REFERENCE_STEPS. */
+export const EDIT_STEPS_AT_50 = 10;
+
 /** A&E's 50-step defaults (max_iter_to_alter 25, thresholds {0, 10, 20}) scaled to `steps`, as the oracle did. */
 export function scaledLoopDefaults(steps: number): Pick<LatentLoopConfig, 'maxIterToAlter' | 'thresholds'> {
-  const k = steps / 50;
+  const k = steps / REFERENCE_STEPS;
   const thresholds = new Map<number, number>();
   for (const [i, v] of ATTEND_EXCITE_DEFAULTS.thresholds) thresholds.set(Math.round(i * k), v);
   return { maxIterToAlter: Math.round(ATTEND_EXCITE_DEFAULTS.maxIterToAlter * k), thresholds };
 }
 
-export interface MethodSettings {
-  /** Inference steps (scales the 50-step loop defaults unless given explicitly). */
-  steps: number;
+/** Suppress-to-Impress's edit steps scaled to `steps` (10 of 50, at least 1). */
+export function scaledEditSteps(steps: number): number {
+  return Math.max(1, Math.round((EDIT_STEPS_AT_50 * steps) / REFERENCE_STEPS));
+}
+
+/** What a caller may set on a method; everything left out takes the method's default (scaled to the steps). */
+export interface MethodOverrides {
   loop?: Partial<LatentLoopConfig>;
   attnRes?: readonly [number, number];
   /** Suppress-to-Impress overrides. */
@@ -124,6 +134,77 @@ export interface MethodSettings {
   gamma?: number;
   /** Edit steps; default 10 of 50, scaled. */
   editSteps?: number;
+}
+
+export interface MethodSettings extends MethodOverrides {
+  /** Inference steps (scales the 50-step loop defaults unless given explicitly). */
+  steps: number;
+}
+
+/** A method's settings with every default filled in, and which of them were scaled from 50 steps. */
+export interface ResolvedMethodSettings {
+  name: string;
+  preset: MethodPreset;
+  loop: LatentLoopConfig;
+  attnRes: readonly [number, number] | undefined;
+  /** Suppress-to-Impress's settings (null for the other methods). */
+  suppress: { mode: SuppressMode; weights: LossWeights; gamma: number; editSteps: number } | null;
+  /** The fields whose defaults were scaled from REFERENCE_STEPS to the run's steps. */
+  scaled: ('maxIterToAlter' | 'thresholds' | 'editSteps')[];
+}
+
+const LOOP_OVERRIDES = ['maxIterToAlter', 'thresholds', 'scaleFactor'] as const;
+const SUPPRESS_OVERRIDES = ['mode', 'weights', 'gamma', 'editSteps'] as const;
+
+/** Overrides the named method cannot use are FieldErrors naming them (checked before any model is loaded). */
+export function checkMethodOverrides(name: string, overrides: MethodOverrides): MethodPreset {
+  const preset = methodPreset(name);
+  for (const field of LOOP_OVERRIDES) {
+    if (overrides.loop?.[field] !== undefined && preset.kind === 'none')
+      throw new FieldError(
+        field,
+        (name, nameOf) => `${name} only applies to a guidance ${nameOf('method')} (attend-and-excite, suppress, ...)`,
+      );
+  }
+  for (const field of SUPPRESS_OVERRIDES) {
+    if (overrides[field] !== undefined && preset.kind !== 'suppress')
+      throw new FieldError(
+        field,
+        (name, nameOf) =>
+          `${name} only applies to the suppress methods (${nameOf('method')} suppress, suppress-loss, ...)`,
+      );
+  }
+  return preset;
+}
+
+/**
+ * The named method's settings for a run of `steps` steps: the overrides, and for everything else the method's
+ * defaults, the step-dependent ones scaled from 50 steps (`scaled` lists those). Overrides the method does not use
+ * are ignored here (a benchmark applies one set to every method); `checkMethodOverrides` refuses them.
+ */
+export function resolveMethodSettings(
+  name: string,
+  steps: number,
+  overrides: MethodOverrides = {},
+): ResolvedMethodSettings {
+  const preset = methodPreset(name);
+  const loop: LatentLoopConfig = { ...ATTEND_EXCITE_DEFAULTS, ...scaledLoopDefaults(steps), ...overrides.loop };
+  const scaled: ResolvedMethodSettings['scaled'] = [];
+  if (steps !== REFERENCE_STEPS && preset.kind !== 'none') {
+    if (overrides.loop?.maxIterToAlter === undefined) scaled.push('maxIterToAlter');
+    if (overrides.loop?.thresholds === undefined) scaled.push('thresholds');
+    if (preset.kind === 'suppress' && overrides.editSteps === undefined) scaled.push('editSteps');
+  }
+  const suppress =
+    preset.kind === 'suppress'
+      ? {
+          mode: overrides.mode ?? preset.mode!,
+          weights: { ...preset.weights!, ...overrides.weights },
+          gamma: overrides.gamma ?? 0,
+          editSteps: overrides.editSteps ?? scaledEditSteps(steps),
+        }
+      : null;
+  return { name, preset, loop, attnRes: overrides.attnRes, suppress, scaled };
 }
 
 export interface MethodSubjects {
@@ -137,31 +218,26 @@ export function buildMethod(
   targets: MethodSubjects,
   settings: MethodSettings,
 ): GuidanceMethod | undefined {
-  const preset = methodPreset(name);
+  const { preset, loop, attnRes, suppress } = resolveMethodSettings(name, settings.steps, settings);
   if (preset.kind === 'none') return undefined;
   if (targets.subjects.length === 0) throw new UserError(`${name} needs at least one subject`);
-  const loop: LatentLoopConfig = { ...ATTEND_EXCITE_DEFAULTS, ...scaledLoopDefaults(settings.steps), ...settings.loop };
   if (preset.kind === 'attend-and-excite') {
     return new AttendAndExcite({
       ...ATTEND_EXCITE_DEFAULTS,
       ...loop,
       tokenIndices: targets.subjects.map((s) => s.token),
-      attnRes: settings.attnRes,
+      attnRes,
     });
   }
-  const weights = { ...preset.weights!, ...settings.weights };
   return new SuppressToImpress({
     ...ATTEND_EXCITE_DEFAULTS,
     ...loop,
     name,
     subjects: targets.subjects,
     attributes: targets.attributes,
-    mode: settings.mode ?? preset.mode!,
-    weights,
-    gamma: settings.gamma ?? 0,
-    editSteps: settings.editSteps ?? Math.max(1, Math.round((10 * settings.steps) / 50)),
+    ...suppress!,
     focus: FOCUS_DEFAULTS,
-    attnRes: settings.attnRes,
+    attnRes,
   });
 }
 

@@ -5,6 +5,7 @@
  * sampler step; finally the VAE decode. A guidance method may change the latents before each guided pass
  * (Attend-and-Excite, Suppress-to-Impress's loss mode) and edit the pass's cross-attention (edit mode).
  */
+import { chooseAttentionResolution } from '../attention/resolution.js';
 import { AttentionStore, composeHooks } from '../attention/store.js';
 import { multiplicativeEditor, parseEditInputName } from '../attention/editors.js';
 import { FieldError, UserError } from '../errors.js';
@@ -25,8 +26,9 @@ export interface AttentionRecording {
 export interface GenerateOptions {
   prompt: string;
   negativePrompt?: string;
-  /** Inference steps (PNDM runs one extra UNet call). Default 50. */
+  /** Inference steps (PNDM runs one extra UNet call). Default DEFAULT_STEPS (50). */
   steps?: number;
+  /** Default DEFAULT_GUIDANCE (7.5). */
   guidanceScale?: number;
   /** Default: the model's own scheduler. */
   sampler?: SamplerName;
@@ -34,10 +36,10 @@ export interface GenerateOptions {
   schedulerOverrides?: Record<string, unknown>;
   eta?: number;
   seed?: number;
-  /** Image size in pixels; multiples of 8. Default: the model's native size. */
+  /** Image size in pixels; multiples of 8. Default: the initial latents' size, else the model's native size. */
   height?: number;
   width?: number;
-  /** Initial latents [1, C, h, w] (before × init_noise_sigma), instead of seeded noise. */
+  /** Initial latents [1, C, h, w] or [C, h, w] (before × init_noise_sigma), instead of seeded noise. */
   initialLatents?: Tensor;
   method?: GuidanceMethod;
   /** Record the conditional cross-attention maps of the guided passes (for pictures). */
@@ -83,20 +85,58 @@ export interface GenerateResult {
   timings: { encodeMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
 }
 
+/** diffusers' StableDiffusionPipeline defaults. */
+export const DEFAULT_STEPS = 50;
+export const DEFAULT_GUIDANCE = 7.5;
+
 function checkImageSize(name: 'height' | 'width', v: number): void {
   if (!Number.isInteger(v) || v < 8 || v % 8 !== 0)
     throw new FieldError(name, `must be a positive multiple of 8, got ${v}`);
 }
 
+/**
+ * The image size and the initial latents as [1, C, h, w]: the latents' shape is checked here, once, and sets the
+ * size unless height/width are given (then they must agree).
+ */
+export function resolveImageSize(
+  model: StableDiffusion,
+  options: Pick<GenerateOptions, 'height' | 'width' | 'initialLatents'>,
+): { height: number; width: number; initial: Tensor | null } {
+  let height = options.height ?? model.defaultImageSize;
+  let width = options.width ?? model.defaultImageSize;
+  const given = options.initialLatents;
+  if (!given) return { height, width, initial: null };
+  const [f, c] = [model.scaleFactor, model.latentChannels];
+  const shape = given.shape.length === 3 ? [1, ...given.shape] : [...given.shape];
+  const bad = (expected: string) =>
+    new FieldError('initialLatents', (name) => `${name} has shape [${given.shape.join(', ')}], expected ${expected}`);
+  if (shape.length !== 4 || shape[0] !== 1 || shape[1] !== c) {
+    const side = (v: number | undefined, letter: string) => (v !== undefined ? v / f : letter);
+    throw bad(`[1, ${c}, ${side(options.height, 'h')}, ${side(options.width, 'w')}] (${c} latent channels)`);
+  }
+  const [lh, lw] = [shape[2]!, shape[3]!];
+  if ((options.height ?? lh * f) !== lh * f || (options.width ?? lw * f) !== lw * f)
+    throw bad(`[1, ${c}, ${height / f}, ${width / f}] for a ${width}x${height} image`);
+  [height, width] = [lh * f, lw * f];
+  if (height % 8 !== 0 || width % 8 !== 0) {
+    throw new FieldError(
+      'initialLatents',
+      (name) =>
+        `${name} has shape [${given.shape.join(', ')}], which makes a ${width}x${height} image; image sides must be multiples of 8`,
+    );
+  }
+  if (firstNonFinite(given.data) >= 0) throw new FieldError('initialLatents', 'contains NaN or Inf');
+  return { height, width, initial: { data: given.data, shape } };
+}
+
 export async function generate(model: StableDiffusion, options: GenerateOptions): Promise<GenerateResult> {
   const t0 = performance.now();
-  const steps = options.steps ?? 50;
+  const steps = options.steps ?? DEFAULT_STEPS;
   if (!Number.isInteger(steps) || steps < 1 || steps > 1000)
     throw new FieldError('steps', `must be an integer from 1 to 1000, got ${steps}`);
-  const guidance = options.guidanceScale ?? 7.5;
+  const guidance = options.guidanceScale ?? DEFAULT_GUIDANCE;
   if (!Number.isFinite(guidance)) throw new FieldError('guidanceScale', `must be a number, got ${guidance}`);
-  const height = options.height ?? model.defaultImageSize;
-  const width = options.width ?? model.defaultImageSize;
+  const { height, width, initial: given } = resolveImageSize(model, options);
   checkImageSize('height', height);
   checkImageSize('width', width);
   const f = model.scaleFactor;
@@ -110,19 +150,7 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
   const rng = new GaussianRng(seed ?? 0);
   const sampler = createSampler(samplerName, schedulerConfig, steps, { noise: (n) => rng.normal(n), eta: options.eta });
 
-  let initial: Tensor;
-  if (options.initialLatents) {
-    const given = options.initialLatents;
-    if (given.shape.length !== 4 || given.shape.some((d, i) => d !== latentShape[i])) {
-      throw new UserError(
-        `initial latents have shape [${given.shape.join(', ')}], expected [${latentShape.join(', ')}] for ${height}x${width}`,
-      );
-    }
-    if (firstNonFinite(given.data) >= 0) throw new UserError('initial latents contain NaN or Inf');
-    initial = given;
-  } else {
-    initial = { data: rng.normal(numel(latentShape)), shape: [...latentShape] };
-  }
+  const initial: Tensor = given ?? { data: rng.normal(numel(latentShape)), shape: [...latentShape] };
   const sigma0 = Math.fround(sampler.initNoiseSigma);
   let latents: Tensor = { data: initial.data.map((v) => Math.fround(v * sigma0)), shape: [...latentShape] };
 
@@ -138,7 +166,7 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
   const [, c, h, w] = latentShape;
   const unet = model.unetAccess(h, w, tokens);
   const method = options.method;
-  const defaultRes = [Math.ceil(h / 4), Math.ceil(w / 4)] as const;
+  const defaultRes = chooseAttentionResolution(null, h, w);
   const methodRes = method?.attentionResolution?.(h, w) ?? null;
   const userRes = options.recordAttention ? (options.recordAttention.resolution ?? defaultRes) : null;
   if (methodRes && userRes && methodRes.join('x') !== userRes.join('x')) {

@@ -129,7 +129,8 @@ export function autoSubjects(tokenizer: ClipTokenizer, prompt: string): AutoSubj
   if (subjects.length === 0)
     throw new FieldError(
       'subjects',
-      (name) => `found no nouns in the prompt ${JSON.stringify(prompt)}; name the subjects with ${name}`,
+      (name, nameOf) =>
+        `found no nouns in the prompt ${JSON.stringify(prompt)}; name the subjects with ${name} or ${nameOf('tokens')}`,
     );
   for (const s of subjects) s.occurrences = occurrences.get(s.word) ?? 1;
   for (const a of attributes) a.attribute.occurrences = occurrences.get(a.attribute.word) ?? 1;

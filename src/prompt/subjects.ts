@@ -221,7 +221,7 @@ export function resolveSubjects(
   spec: { tokens?: string | undefined; subjects?: string | undefined },
 ): ResolvedSubjects | null {
   if (spec.tokens !== undefined && spec.subjects !== undefined)
-    throw new FieldError('tokens', (name) => `${name} and subjects are both given; give one of them`);
+    throw new FieldError('tokens', (name, nameOf) => `give either ${name} or ${nameOf('subjects')}, not both`);
   if (spec.tokens !== undefined) return resolveTokenSubjects(tokenizer, prompt, spec.tokens);
   if (spec.subjects !== undefined) return resolveWordSubjects(tokenizer, prompt, spec.subjects);
   return null;

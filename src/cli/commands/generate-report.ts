@@ -1,0 +1,223 @@
+/**
+ * What `s2i generate` prints about a run: the summary (settings, subjects, the method's per-step log, timings,
+ * files) or, with --json, one JSON object (snake_case keys).
+ */
+import { isAbsolute, relative } from 'node:path';
+import { quoteKey } from '../../io/safetensors.js';
+import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
+import { EDIT_STEPS_AT_50, REFERENCE_STEPS } from '../../methods/registry.js';
+import { LOSS_TERMS } from '../../methods/suppress.js';
+import type { GenerateRequest, GenerateRun } from '../../pipeline/request.js';
+import type { GraphTiming } from '../../pipeline/stable-diffusion.js';
+import { describeSubject, subjectsJson } from '../../prompt/subjects.js';
+import { flagOf } from '../options.js';
+
+/** The run as the command made it: the request, the files, and the run with its model load. */
+export interface GenerateCommandRun {
+  request: GenerateRequest;
+  threads: number | undefined;
+  latents: { file: string; key: string } | null;
+  outputs: { image: string; latents: string | null; maps: string | null };
+  upscale: number;
+  run: GenerateRun & { modelDir: string; loadMs: number; graphs: GraphTiming[] };
+}
+
+export const fmtThresholds = (m: ReadonlyMap<number, number>) => [...m].map(([k, v]) => `${k}:${v}`).join(',');
+const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** A path as the summary shows it: relative to the working directory when inside it. */
+function shown(abs: string): string {
+  const rel = relative(process.cwd(), abs);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : abs;
+}
+
+const sec = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+
+export function summary(p: GenerateCommandRun): string {
+  const r = p.run;
+  const L: string[] = [];
+  const row = (k: string, v: string) => L.push(`${k.padEnd(10)} ${v}`);
+  const res = r.result;
+  const subjects = r.subjects?.subjects ?? [];
+  row('prompt', JSON.stringify(p.request.prompt));
+  if (p.request.negativePrompt !== undefined) row('negative', JSON.stringify(p.request.negativePrompt));
+  row('model', r.modelDir);
+  row('sampler', `${r.sampler}, ${r.steps} steps (${res.timesteps.length} UNet calls), guidance ${r.guidance}`);
+  row('timesteps', res.timesteps.join(' '));
+  row('image', `${res.width}x${res.height}, latents [${res.finalLatents.shape.join(', ')}], seed ${r.seed}`);
+  row(
+    'start',
+    p.latents ? `latents ${quoteKey(p.latents.key)} from ${shown(p.latents.file)}` : `seeded noise (seed ${r.seed})`,
+  );
+  if (r.subjects) row('subjects', subjects.map(describeSubject).join(', '));
+  const m = r.method;
+  if (m) {
+    const links = r.attributes.map((a) => `${a.attribute.word}→${subjects[a.subject]!.word}`).join(', ');
+    row('method', `${m.name}: ${m.preset.description}`);
+    row(
+      '',
+      `tokens ${subjects.map((x) => x.tokenIndex).join(', ')}${links ? `; attributes ${links}` : ''}, attn_res ${r.attnRes!.join('x')}`,
+    );
+    if (m.suppress) {
+      const { mode, weights: w, gamma, editSteps } = m.suppress;
+      const on = LOSS_TERMS.filter((t) => w[t])
+        .map((t) => `${t}=${w[t]}`)
+        .join(',');
+      row(
+        '',
+        `mode ${mode}${mode !== 'edit' ? `, weights ${on}` : ''}${mode !== 'loss' ? `, gamma ${gamma}, edit steps ${editSteps}` : ''}`,
+      );
+    }
+    row(
+      '',
+      `max_iter_to_alter ${m.loop.maxIterToAlter}, thresholds ${fmtThresholds(m.loop.thresholds)}, scale_factor ${m.loop.scaleFactor}`,
+    );
+    if (m.scaled.length) {
+      const d = `${ATTEND_EXCITE_DEFAULTS.maxIterToAlter} / ${fmtThresholds(ATTEND_EXCITE_DEFAULTS.thresholds)}${m.suppress ? ` / ${EDIT_STEPS_AT_50}` : ''}`;
+      row(
+        '',
+        `(${m.scaled.map(snake).join(', ')} scaled from the ${REFERENCE_STEPS}-step defaults ${d} to ${r.steps} steps)`,
+      );
+    }
+  } else row('method', 'none');
+  for (const n of r.notes) row('note', n(flagOf));
+  if (m) L.push(...stepTable(r));
+  else {
+    const ms = res.steps.map((s) => s.ms).sort((a, b) => a - b);
+    row(
+      'steps',
+      `${ms.length} UNet calls, ${ms[Math.floor(ms.length / 2)]!.toFixed(0)} ms median (min ${ms[0]!.toFixed(0)}, max ${ms[ms.length - 1]!.toFixed(0)}, including graph compilation)`,
+    );
+  }
+  const build = r.graphs.reduce((s, t) => s + t.buildMs + t.serializeMs, 0);
+  const sess = r.graphs.reduce((s, t) => s + t.sessionMs, 0);
+  const t = res.timings;
+  row(
+    'timings',
+    `total ${sec(t.totalMs + r.loadMs)}: load ${sec(r.loadMs)}, text encoder ${sec(t.encodeMs)}, denoise ${sec(t.denoiseMs)}, decode ${sec(t.decodeMs)}`,
+  );
+  row(
+    '',
+    `of which ${r.graphs.length} graphs built in ${sec(build)} and ONNX Runtime sessions created in ${sec(sess)}`,
+  );
+  const k = p.upscale;
+  row('wrote', `${shown(p.outputs.image)} (${res.width * k}x${res.height * k} PNG${k > 1 ? `, enlarged ${k}x` : ''})`);
+  if (p.outputs.latents)
+    row('', `${shown(p.outputs.latents)} (final latents [${res.finalLatents.shape.join(', ')}] as tensor 'latents')`);
+  if (p.outputs.maps && r.picture)
+    row(
+      '',
+      `${shown(p.outputs.maps)} (cross-attention ${r.attnRes!.join('x')}, ${r.picture.width}x${r.picture.height} PNG)`,
+    );
+  return L.join('\n') + '\n';
+}
+
+/** The guided methods' per-step table: loss, each subject's max attention, loss terms, refinement tries. */
+function stepTable(r: GenerateCommandRun['run']): string[] {
+  const names = r.subjects!.subjects.map((x) => (x.occurrences > 1 ? `${x.word}#${x.occurrence}` : x.word));
+  const widths = names.map((n) => Math.max(6, n.length));
+  type Log = {
+    max_attention?: number[] | null;
+    loss?: number | null;
+    refinement_tries?: number;
+    step_size?: number | null;
+    terms?: Record<string, number>;
+    edited?: boolean;
+  };
+  const logs = r.result.steps.map((x) => x.method as Log | undefined);
+  const terms = r.method!.suppress ? LOSS_TERMS.filter((t) => logs.some((m) => m?.terms?.[t] !== undefined)) : [];
+  const termW = terms.map((t) => Math.max(6, t.length));
+  const num = (v: number | null | undefined, w: number) =>
+    (v === null || v === undefined ? '-' : v.toFixed(3)).padStart(w);
+  const cols = (xs: string[], ws: number[]) => xs.map((x, i) => x.padStart(ws[i]!)).join('  ');
+  const termHead = terms.length ? '  ' + cols([...terms], termW) : '';
+  const L = [
+    '',
+    `${'step'.padStart(4)} ${'t'.padStart(5)}  ${'loss'.padStart(6)}  ${cols(names, widths)}${termHead}  ${'tries'.padStart(5)}  ${'ms'.padStart(7)}`,
+  ];
+  r.result.steps.forEach((x, j) => {
+    const m = logs[j];
+    const maxes = names.map((_, i) => num(m?.max_attention?.[i], widths[i]!)).join('  ');
+    const mark = m?.step_size !== null && m?.step_size !== undefined ? '*' : m?.edited ? 'e' : ' ';
+    const termCols = terms.length ? '  ' + terms.map((t, i) => num(m?.terms?.[t], termW[i]!)).join('  ') : '';
+    L.push(
+      `${String(x.index).padStart(4)} ${String(x.timestep).padStart(5)}  ${num(m?.loss, 6)}${mark} ${maxes}${termCols}  ${String(m?.refinement_tries || '-').padStart(5)}  ${x.ms.toFixed(0).padStart(7)}`,
+    );
+  });
+  L.push(
+    r.method!.suppress
+      ? '(loss = weighted mean of the terms; * = latents updated; e = attention edited; tries = refinement steps;'
+      : '(loss = 1 - the smallest max attention; * = latents updated; tries = refinement steps;',
+  );
+  L.push(' subject columns: max attention; ms includes compiling graphs on first use)', '');
+  return L;
+}
+
+export function jsonReport(p: GenerateCommandRun): Record<string, unknown> {
+  const r = p.run;
+  const res = r.result;
+  const m = r.method;
+  const subjects = r.subjects?.subjects ?? [];
+  return {
+    prompt: p.request.prompt,
+    negative_prompt: p.request.negativePrompt ?? null,
+    model: r.modelDir,
+    settings: {
+      steps: r.steps,
+      guidance: r.guidance,
+      scheduler: r.sampler,
+      seed: r.seed,
+      height: res.height,
+      width: res.width,
+      latents: p.latents,
+      method: p.request.method,
+      threads: p.threads ?? null,
+    },
+    seed: r.seed,
+    sampler: r.sampler,
+    timesteps: res.timesteps,
+    subjects: r.subjects ? subjectsJson(r.subjects) : null,
+    method: m
+      ? {
+          name: m.name,
+          description: m.preset.description,
+          token_indices: subjects.map((x) => x.tokenIndex),
+          attributes: r.attributes.map((a) => ({
+            word: a.attribute.word,
+            token_indices: a.attribute.tokenIndices,
+            subject: subjects[a.subject]!.word,
+          })),
+          max_iter_to_alter: m.loop.maxIterToAlter,
+          thresholds: Object.fromEntries(m.loop.thresholds),
+          scale_factor: m.loop.scaleFactor,
+          attn_res: r.attnRes,
+          ...(m.suppress
+            ? {
+                mode: m.suppress.mode,
+                weights: m.suppress.weights,
+                gamma: m.suppress.gamma,
+                edit_steps: m.suppress.editSteps,
+              }
+            : {}),
+          scaled_from_50_steps: m.scaled.map(snake),
+        }
+      : { name: 'none' },
+    notes: r.notes.map((n) => n(flagOf)),
+    steps: res.steps.map((s) => ({ index: s.index, timestep: s.timestep, ms: s.ms, ...(s.method ?? {}) })),
+    timings: {
+      load_ms: r.loadMs,
+      encode_ms: res.timings.encodeMs,
+      denoise_ms: res.timings.denoiseMs,
+      decode_ms: res.timings.decodeMs,
+      total_ms: res.timings.totalMs + r.loadMs,
+    },
+    graphs: r.graphs.map((t) => ({
+      key: t.key,
+      build_ms: t.buildMs,
+      serialize_ms: t.serializeMs,
+      session_ms: t.sessionMs,
+      nodes: t.nodes,
+    })),
+    outputs: { image: p.outputs.image, latents: p.outputs.latents, attention_maps: p.outputs.maps },
+  };
+}

@@ -1,0 +1,302 @@
+/**
+ * One text-to-image request as a person states it — a method by name with overrides, subjects as words or token
+ * positions (or found automatically), an attention picture — checked, resolved against the model (its recommended
+ * steps and guidance, its cross-attention resolutions), run, and handed back with every setting it used. Each
+ * default and each check lives here or below, once: the CLI turns flags into a request and formats the answer.
+ */
+import { chooseAttentionResolution, crossAttentionResolutions } from '../attention/resolution.js';
+import { meanMaps, promptTokenColumns, renderAttentionPicture, type AttentionRow } from '../attention/render.js';
+import { FieldError } from '../errors.js';
+import { floatToRgb8 } from '../image/convert.js';
+import type { RgbImage } from '../image/image.js';
+import { readSamplingDefaults } from '../io/model-folder.js';
+import {
+  buildMethod,
+  checkMethodOverrides,
+  methodPreset,
+  methodTargets,
+  resolveMethodSettings,
+  type MethodOverrides,
+  type ResolvedMethodSettings,
+} from '../methods/registry.js';
+import { autoSubjects, type AttributeLink } from '../prompt/auto-subjects.js';
+import { resolveSubjects, type ResolvedSubjects } from '../prompt/subjects.js';
+import { createSampler, defaultSampler, resolveSchedulerConfig, type SamplerName } from '../schedulers/index.js';
+import type { Tensor } from '../tensor.js';
+import {
+  DEFAULT_GUIDANCE,
+  DEFAULT_STEPS,
+  generate,
+  resolveImageSize,
+  type GenerateResult,
+  type StepInfo,
+} from './generate.js';
+import { StableDiffusion, type GraphTiming, type LoadOptions } from './stable-diffusion.js';
+
+export interface GenerateRequest {
+  prompt: string;
+  negativePrompt?: string;
+  /** Default: the model's recommended steps (its s2i.json), else DEFAULT_STEPS. */
+  steps?: number;
+  /** Default: the model's recommended guidance (its s2i.json), else DEFAULT_GUIDANCE. */
+  guidanceScale?: number;
+  /** Default: the model's own scheduler. */
+  sampler?: SamplerName;
+  seed?: number;
+  height?: number;
+  width?: number;
+  /** Initial latents [1, C, h, w] or [C, h, w]; they set the image size unless height/width are given. */
+  initialLatents?: Tensor;
+  /** A method of the registry (default 'none'). */
+  method?: string;
+  /** Loop settings and Suppress-to-Impress's mode, weights, gamma and edit steps (defaults scaled to the steps). */
+  methodOverrides?: Omit<MethodOverrides, 'attnRes'>;
+  /** Subjects as token positions ('2,5'). */
+  tokens?: string;
+  /** Subjects as words ('cat,frog#2'), or 'auto' (the default of the suppress methods). */
+  subjects?: string;
+  /** Adjectives bound to subjects (Suppress-to-Impress; default: found with the subjects). */
+  attributes?: readonly { subject: string; adjective: string }[];
+  /** Query resolution of the maps (default: chooseAttentionResolution's). */
+  attnRes?: readonly [number, number];
+  /** Draw the cross-attention picture: a row for the mean over the steps, for every step, or for these steps. */
+  attentionPicture?: { steps: readonly number[] | 'all' | 'mean' };
+}
+
+/** A note for the user; it names request fields through `nameOf` (a front end's own names for them). */
+export type Note = (nameOf: (field: string) => string) => string;
+
+export interface RequestHooks {
+  /** Before the first step, with the number of UNet calls. */
+  onStart?(totalCalls: number): void;
+  onStep?(info: StepInfo): void;
+}
+
+/** A request as it ran: every resolved setting, the pipeline's result, the 8-bit image and the picture. */
+export interface GenerateRun {
+  steps: number;
+  guidance: number;
+  sampler: SamplerName;
+  seed: number | undefined;
+  subjects: ResolvedSubjects | null;
+  /** Adjectives bound to subjects (given or found automatically); Suppress-to-Impress uses them. */
+  attributes: AttributeLink[];
+  /** The guidance method's settings; null for plain sampling. */
+  method: ResolvedMethodSettings | null;
+  /** Resolution of the maps the method reads and the picture shows; null when neither is wanted. */
+  attnRes: [number, number] | null;
+  /** What the user should be told about how subjects and settings were chosen. */
+  notes: Note[];
+  result: GenerateResult;
+  image: RgbImage;
+  picture: RgbImage | null;
+}
+
+/** The checks of a request that need no model, so a front end can report them before loading one. */
+export function checkRequest(r: GenerateRequest): void {
+  const preset = checkMethodOverrides(r.method ?? 'none', r.methodOverrides ?? {});
+  const guided = preset.kind !== 'none';
+  const picture = r.attentionPicture !== undefined;
+  if (r.attributes !== undefined && preset.kind !== 'suppress')
+    throw new FieldError(
+      'attributes',
+      (name, nameOf) =>
+        `${name} only applies to the suppress methods (${nameOf('method')} suppress, suppress-loss, ...)`,
+    );
+  if (r.attnRes !== undefined && !guided && !picture)
+    throw new FieldError(
+      'attnRes',
+      (name, nameOf) => `${name} only applies to a guidance ${nameOf('method')} and ${nameOf('attentionPicture')}`,
+    );
+  if (preset.kind === 'attend-and-excite' && r.tokens === undefined && r.subjects === undefined)
+    throw new FieldError(
+      'subjects',
+      (name, nameOf) =>
+        `${nameOf('method')} attend-and-excite needs the subjects to strengthen: ${name} cat,frog or ${nameOf('tokens')} 2,5`,
+    );
+  if (!guided && !picture && (r.tokens !== undefined || r.subjects !== undefined))
+    throw new FieldError(
+      r.tokens !== undefined ? 'tokens' : 'subjects',
+      (name, nameOf) =>
+        `${name} is used by a guidance ${nameOf('method')} and ${nameOf('attentionPicture')}; give one of them`,
+    );
+  if (isAuto(r.subjects) && preset.kind !== 'suppress' && !picture)
+    throw new FieldError(
+      'subjects',
+      (name, nameOf) => `${name} auto applies to the suppress methods and ${nameOf('attentionPicture')}`,
+    );
+}
+
+const isAuto = (subjects: string | undefined) => subjects?.trim().toLowerCase() === 'auto';
+
+/** Checks the request, loads the model folder, runs the request and releases the model. */
+export async function generateFromFolder(
+  dir: string,
+  request: GenerateRequest,
+  options: LoadOptions = {},
+  hooks: RequestHooks = {},
+): Promise<GenerateRun & { modelDir: string; loadMs: number; graphs: GraphTiming[] }> {
+  checkRequest(request);
+  const t0 = performance.now();
+  const model = await StableDiffusion.load(dir, options);
+  const loadMs = performance.now() - t0;
+  try {
+    const run = await runRequest(model, request, hooks);
+    return { ...run, modelDir: model.dir, loadMs, graphs: [...model.graphTimings] };
+  } finally {
+    await model.release();
+  }
+}
+
+/** Runs a request on a loaded model. */
+export async function runRequest(
+  model: StableDiffusion,
+  r: GenerateRequest,
+  hooks: RequestHooks = {},
+): Promise<GenerateRun> {
+  checkRequest(r);
+  const name = r.method ?? 'none';
+  const recommended = readSamplingDefaults(model.dir);
+  const steps = r.steps ?? recommended.steps ?? DEFAULT_STEPS;
+  const guidance = r.guidanceScale ?? recommended.guidance ?? DEFAULT_GUIDANCE;
+  const { height, width } = resolveImageSize(model, r);
+  const sampler = r.sampler ?? defaultSampler(model.schedulerConfig, model.folder.componentDir('scheduler'));
+  const totalCalls = createSampler(sampler, resolveSchedulerConfig(sampler, model.schedulerConfig, {}), steps, {
+    noise: (n) => new Float32Array(n),
+  }).timesteps.length;
+  const notes: Note[] = [];
+
+  const { subjects, attributes } = chooseSubjects(model, r, notes);
+  const preset = checkMethodOverrides(name, r.methodOverrides ?? {});
+  const [latentH, latentW] = [height / model.scaleFactor, width / model.scaleFactor];
+  const attnRes =
+    preset.kind !== 'none' || r.attentionPicture
+      ? chooseAttentionResolution(
+          crossAttentionResolutions(model.unetConfig, latentH, latentW),
+          latentH,
+          latentW,
+          r.attnRes,
+        )
+      : null;
+  const method =
+    preset.kind !== 'none' ? resolveMethodSettings(name, steps, { ...r.methodOverrides, attnRes: attnRes! }) : null;
+  if (method) {
+    const late = [...method.loop.thresholds.keys()].filter((k) => k >= totalCalls);
+    if (late.length) {
+      const s = late.length > 1;
+      notes.push(
+        (n) =>
+          `${n('thresholds')} step${s ? 's' : ''} ${late.join(', ')} never come${s ? '' : 's'}: this run has steps 0..${totalCalls - 1}`,
+      );
+    }
+  }
+  const rows = r.attentionPicture?.steps;
+  if (Array.isArray(rows)) {
+    const bad = rows.filter((s) => s >= totalCalls);
+    if (bad.length)
+      throw new FieldError(
+        'attentionSteps',
+        `${bad.join(', ')}: this run has steps 0..${totalCalls - 1} (${sampler}, ${steps} steps)`,
+      );
+  }
+
+  hooks.onStart?.(totalCalls);
+  const result = await generate(model, {
+    prompt: r.prompt,
+    ...(r.negativePrompt !== undefined ? { negativePrompt: r.negativePrompt } : {}),
+    steps,
+    guidanceScale: guidance,
+    sampler,
+    ...(r.seed !== undefined ? { seed: r.seed } : {}),
+    height,
+    width,
+    ...(r.initialLatents ? { initialLatents: r.initialLatents } : {}),
+    ...(method
+      ? {
+          method: buildMethod(name, methodTargets(subjects!.subjects, attributes), {
+            ...r.methodOverrides,
+            attnRes: attnRes!,
+            steps,
+          }),
+        }
+      : {}),
+    ...(r.attentionPicture
+      ? { recordAttention: { resolution: attnRes!, ...(Array.isArray(rows) ? { steps: rows } : {}) } }
+      : {}),
+    ...(hooks.onStep ? { onStep: hooks.onStep } : {}),
+  });
+  const image = floatToRgb8(result.image, { range: 'signed' });
+  const picture = r.attentionPicture
+    ? renderAttentionPicture(image, attentionRows(result, r.attentionPicture.steps), tokenColumns(model, r, subjects))
+    : null;
+  return {
+    steps,
+    guidance,
+    sampler,
+    seed: r.seed,
+    subjects,
+    attributes,
+    method,
+    attnRes,
+    notes,
+    result,
+    image,
+    picture,
+  };
+}
+
+/** Subjects from token positions or words, or found automatically (the suppress methods' default). */
+function chooseSubjects(
+  model: StableDiffusion,
+  r: GenerateRequest,
+  notes: Note[],
+): { subjects: ResolvedSubjects | null; attributes: AttributeLink[] } {
+  const isSuppress = methodPreset(r.method ?? 'none').kind === 'suppress';
+  let subjects: ResolvedSubjects | null;
+  let attributes: AttributeLink[] = [];
+  if ((isSuppress && r.tokens === undefined && r.subjects === undefined) || isAuto(r.subjects)) {
+    const auto = autoSubjects(model.tokenizer, r.prompt);
+    subjects = { source: 'words', subjects: auto.subjects, notes: auto.notes };
+    attributes = auto.attributes;
+    notes.push(
+      (n) =>
+        `subjects found automatically (nouns and their adjectives); override with ${n('subjects')}, ${n('tokens')}, ${n('attributes')}`,
+    );
+  } else {
+    subjects = resolveSubjects(model.tokenizer, r.prompt, { tokens: r.tokens, subjects: r.subjects });
+  }
+  if (subjects) notes.push(...subjects.notes.map((text) => () => text));
+  if (r.attributes !== undefined) {
+    const list = subjects!.subjects;
+    attributes = r.attributes.map(({ subject: noun, adjective }) => {
+      const subject = list.findIndex((s) => s.word === noun.toLowerCase() || s.query === noun);
+      if (subject < 0)
+        throw new FieldError(
+          'attributes',
+          `: '${noun}' is not one of the subjects (${list.map((s) => s.word).join(', ')})`,
+        );
+      const attribute = resolveSubjects(model.tokenizer, r.prompt, { subjects: adjective })!.subjects[0]!;
+      return { attribute, subject };
+    });
+  }
+  return { subjects, attributes };
+}
+
+/** The attention picture's rows: the mean over all recorded steps, or the chosen steps. */
+function attentionRows(result: GenerateResult, which: readonly number[] | 'all' | 'mean'): AttentionRow[] {
+  const calls = [...result.attentionMaps.keys()].sort((a, b) => a - b);
+  if (which === 'mean') {
+    return [
+      { label: ['mean of', `${calls.length} steps`], maps: meanMaps(calls.map((i) => result.attentionMaps.get(i)!)) },
+    ];
+  }
+  const steps = which === 'all' ? calls : which;
+  return steps.map((i) => ({ label: [`step ${i}`, `t=${result.timesteps[i]}`], maps: result.attentionMaps.get(i)! }));
+}
+
+/** The picture's columns: the subjects' tokens when subjects were named, else every prompt token. */
+function tokenColumns(model: StableDiffusion, r: GenerateRequest, subjects: ResolvedSubjects | null) {
+  if (subjects)
+    return subjects.subjects.flatMap((s) => s.tokenIndices.map((index, k) => ({ index, text: s.tokenTexts[k]! })));
+  return promptTokenColumns(model.tokenizer, r.prompt);
+}
