@@ -392,7 +392,9 @@ describe('subjects (tokenizer only)', () => {
       `subject 'zebra' is not in the prompt "a cat and a frog" (its words: a, cat, and, a, frog)`,
     );
     expect(err(() => resolveWordSubjects(tok, PROMPT, 'frog#2'))).toContain('only one');
-    expect(err(() => resolveWordSubjects(tok, PROMPT, 'cat,,frog'))).toMatch(/^subjects must be a comma-separated list/);
+    expect(err(() => resolveWordSubjects(tok, PROMPT, 'cat,,frog'))).toMatch(
+      /^subjects must be a comma-separated list/,
+    );
     expect(err(() => resolveWordSubjects(tok, PROMPT, 'cat,cat'))).toContain('listed twice');
     expect(err(() => resolveTokenSubjects(tok, PROMPT, '0'))).toContain('outside 1..5');
     expect(err(() => resolveTokenSubjects(tok, PROMPT, '6'))).toContain('outside 1..5');
