@@ -23,9 +23,9 @@ describe('s2i info', () => {
     const { unet, text_encoder: te, vae, tokenizer, scheduler } = info.components;
     expect(unet.class).toBe('UNet2DConditionModel');
     expect(unet.parameters).toBe(2_164_452);
-    expect(unet.float32Bytes).toBe(2_164_452 * 4);
+    expect(unet.float32_bytes).toBe(2_164_452 * 4);
     expect(unet.dtypes).toEqual({ F32: 2_164_452 });
-    expect(unet.fileBytes).toBe(statSync(join(tinySdDir, 'unet', 'diffusion_pytorch_model.safetensors')).size);
+    expect(unet.file_bytes).toBe(statSync(join(tinySdDir, 'unet', 'diffusion_pytorch_model.safetensors')).size);
     expect(unet.config).toMatchObject({
       sample_size: 32,
       in_channels: 4,

@@ -120,23 +120,24 @@ describe('scheduler config (from_config semantics)', () => {
       for (const [k, v] of Object.entries(p.config)) {
         if (k.startsWith('_') || !c.acceptedKeys.includes(k)) continue;
         const want = v === '-Infinity' ? Number.NEGATIVE_INFINITY : v;
-        expect((c as unknown as Record<string, unknown>)[k], `${name}.${k}`).toEqual(want);
+        const field = k.replace(/_([a-z])/g, (_, x: string) => x.toUpperCase()); // JSON key → camelCase field
+        expect((c as unknown as Record<string, unknown>)[field], `${name}.${k}`).toEqual(want);
       }
     }
   });
 
   it('per-class defaults: DDIM clip_sample true, timestep_spacing per class, unknown keys ignored', () => {
     const bare = { beta_schedule: 'scaled_linear', some_future_key: 3 };
-    expect(resolveSchedulerConfig('ddim', bare).clip_sample).toBe(true);
-    expect(resolveSchedulerConfig('ddim', bare).set_alpha_to_one).toBe(true);
-    expect(resolveSchedulerConfig('pndm', bare).timestep_spacing).toBe('leading');
-    expect(resolveSchedulerConfig('euler', bare).timestep_spacing).toBe('linspace');
-    expect(resolveSchedulerConfig('dpmpp-2m', bare).timestep_spacing).toBe('linspace');
+    expect(resolveSchedulerConfig('ddim', bare).clipSample).toBe(true);
+    expect(resolveSchedulerConfig('ddim', bare).setAlphaToOne).toBe(true);
+    expect(resolveSchedulerConfig('pndm', bare).timestepSpacing).toBe('leading');
+    expect(resolveSchedulerConfig('euler', bare).timestepSpacing).toBe('linspace');
+    expect(resolveSchedulerConfig('dpmpp-2m', bare).timestepSpacing).toBe('linspace');
     // PNDM does not accept clip_sample: a PNDM-saved true is ignored; DDIM honours it.
-    expect(resolveSchedulerConfig('pndm', { clip_sample: true }).clip_sample).toBe(false);
-    expect(resolveSchedulerConfig('ddim', { clip_sample: false }).clip_sample).toBe(false);
-    expect(resolveSchedulerConfig('euler', { use_karras_sigmas: true }).use_karras_sigmas).toBe(true);
-    expect(resolveSchedulerConfig('ddim', { use_karras_sigmas: true }).use_karras_sigmas).toBe(false);
+    expect(resolveSchedulerConfig('pndm', { clip_sample: true }).clipSample).toBe(false);
+    expect(resolveSchedulerConfig('ddim', { clip_sample: false }).clipSample).toBe(false);
+    expect(resolveSchedulerConfig('euler', { use_karras_sigmas: true }).useKarrasSigmas).toBe(true);
+    expect(resolveSchedulerConfig('ddim', { use_karras_sigmas: true }).useKarrasSigmas).toBe(false);
   });
 
   it('reads Python-JSON configs (bare -Infinity) from a file or a model folder', () => {
@@ -147,7 +148,7 @@ describe('scheduler config (from_config semantics)', () => {
       writeFileSync(join(dir, 'scheduler', 'scheduler_config.json'), text);
       const raw = loadSchedulerConfig(dir);
       expect(defaultSampler(raw)).toBe('dpmpp-2m');
-      expect(resolveSchedulerConfig('dpmpp-2m', raw).lambda_min_clipped).toBe(Number.NEGATIVE_INFINITY);
+      expect(resolveSchedulerConfig('dpmpp-2m', raw).lambdaMinClipped).toBe(Number.NEGATIVE_INFINITY);
       writeFileSync(join(dir, 'bad.json'), '{"beta_start": ');
       expect(() => loadSchedulerConfig(join(dir, 'bad.json'))).toThrow(/not valid JSON/);
       expect(() => loadSchedulerConfig(join(dir, 'missing.json'))).toThrow(/does not exist/);
@@ -159,7 +160,7 @@ describe('scheduler config (from_config semantics)', () => {
   it('tiny-sd config: PNDM class, saved timestep_spacing "leading" carries over to every sampler', () => {
     const raw = loadSchedulerConfig(tinySdDir);
     expect(defaultSampler(raw)).toBe('pndm');
-    expect(resolveSchedulerConfig('euler', raw).timestep_spacing).toBe('leading');
+    expect(resolveSchedulerConfig('euler', raw).timestepSpacing).toBe('leading');
   });
 
   it('bad names and values are one-line UserErrors naming the field and the valid values', () => {

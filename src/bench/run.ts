@@ -673,6 +673,15 @@ export function planJob(it: PlanItem, base: Omit<BenchSettings, 'method'>, optio
   };
 }
 
+/** The checks of a benchmark's options that need no model (a front end runs them before loading one). */
+export function checkBenchOptions(options: Pick<BenchOptions, 'methods' | 'seeds' | 'out'>): void {
+  if (options.methods.length === 0) throw new FieldError('methods', 'needs at least one method name');
+  for (const m of options.methods) methodPreset(m, 'methods');
+  if (options.seeds.length === 0) throw new FieldError('seeds', 'needs at least one seed');
+  if (existsSync(options.out) && !statSync(options.out).isDirectory())
+    throw new FieldError('out', `${options.out} exists and is not a directory`);
+}
+
 /**
  * Runs (or resumes) a benchmark into `options.out` with one loaded model. Returns every row of the plan (reused and
  * new), in order: suites, then their prompts, then seeds, then methods, so an interrupted run has complete method
@@ -689,12 +698,8 @@ export async function runBench(
 
 /** Checks the plan's options, creates the output folder and holds its lock (`.bench.lock`) while `body` runs. */
 export async function withBenchFolder<T>(options: BenchOptions, body: () => Promise<T>): Promise<T> {
-  if (options.methods.length === 0) throw new FieldError('methods', 'needs at least one method name');
-  for (const m of options.methods) methodPreset(m, 'methods');
-  if (options.seeds.length === 0) throw new FieldError('seeds', 'needs at least one seed');
+  checkBenchOptions(options);
   const out = options.out;
-  if (existsSync(out) && !statSync(out).isDirectory())
-    throw new FieldError('out', `${out} exists and is not a directory`);
   try {
     mkdirSync(join(out, 'images'), { recursive: true });
   } catch (e) {

@@ -15,6 +15,62 @@ import type { VaeConfig } from './vae.js';
 
 type Json = Record<string, unknown>;
 
+/**
+ * The defaults of each component's config.json, by key: diffusers' / transformers' own values for keys a config
+ * leaves out. The parsers below and `s2i info` both read them from here.
+ */
+export const CLIP_TEXT_DEFAULTS = {
+  vocab_size: 49408,
+  hidden_size: 512,
+  intermediate_size: 2048,
+  num_hidden_layers: 12,
+  num_attention_heads: 8,
+  max_position_embeddings: 77,
+  hidden_act: 'quick_gelu',
+  layer_norm_eps: 1e-5,
+} as const;
+
+export const UNET_DEFAULTS = {
+  sample_size: 64,
+  in_channels: 4,
+  out_channels: 4,
+  center_input_sample: false,
+  flip_sin_to_cos: true,
+  freq_shift: 0,
+  down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
+  mid_block_type: 'UNetMidBlock2DCrossAttn',
+  up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+  block_out_channels: [320, 640, 1280, 1280],
+  layers_per_block: 2,
+  downsample_padding: 1,
+  mid_block_scale_factor: 1,
+  act_fn: 'silu',
+  norm_num_groups: 32,
+  norm_eps: 1e-5,
+  cross_attention_dim: 1280,
+  transformer_layers_per_block: 1,
+  /** diffusers' name for the head count in SD configs (num_attention_heads, when given, wins). */
+  attention_head_dim: 8,
+  only_cross_attention: false,
+  use_linear_projection: false,
+  upcast_attention: false,
+  conv_in_kernel: 3,
+  conv_out_kernel: 3,
+} as const;
+
+/** AutoencoderKL's defaults; its block types default to one DownEncoderBlock2D / UpDecoderBlock2D per channel count. */
+export const VAE_DEFAULTS = {
+  in_channels: 3,
+  out_channels: 3,
+  latent_channels: 4,
+  block_out_channels: [64],
+  layers_per_block: 1,
+  norm_num_groups: 32,
+  act_fn: 'silu',
+  scaling_factor: 0.18215,
+  mid_block_add_attention: true,
+} as const;
+
 /** Upper limits on config sizes (see the module comment). */
 export const CONFIG_LIMITS = {
   /** Channels, hidden and intermediate sizes, cross-attention width. */
@@ -144,16 +200,17 @@ class Reader {
 
 export function parseClipTextConfig(json: Json, file: string): ClipTextConfig {
   const r = new Reader(json, file);
+  const T = CLIP_TEXT_DEFAULTS;
   const L = CONFIG_LIMITS;
   const cfg: ClipTextConfig = {
-    vocabSize: r.int('vocab_size', 49408, 1, L.vocabulary),
-    hiddenSize: r.int('hidden_size', 512, 1, L.width),
-    intermediateSize: r.int('intermediate_size', 2048, 1, 4 * L.width),
-    numHiddenLayers: r.int('num_hidden_layers', 12, 1, L.layers),
-    numAttentionHeads: r.int('num_attention_heads', 8, 1, L.heads),
-    maxPositionEmbeddings: r.int('max_position_embeddings', 77, 1, L.positions),
-    hiddenAct: r.oneOf('hidden_act', 'quick_gelu', CLIP_ACTIVATIONS),
-    layerNormEps: r.positive('layer_norm_eps', 1e-5, 1),
+    vocabSize: r.int('vocab_size', T.vocab_size, 1, L.vocabulary),
+    hiddenSize: r.int('hidden_size', T.hidden_size, 1, L.width),
+    intermediateSize: r.int('intermediate_size', T.intermediate_size, 1, 4 * L.width),
+    numHiddenLayers: r.int('num_hidden_layers', T.num_hidden_layers, 1, L.layers),
+    numAttentionHeads: r.int('num_attention_heads', T.num_attention_heads, 1, L.heads),
+    maxPositionEmbeddings: r.int('max_position_embeddings', T.max_position_embeddings, 1, L.positions),
+    hiddenAct: r.oneOf('hidden_act', T.hidden_act, CLIP_ACTIVATIONS),
+    layerNormEps: r.positive('layer_norm_eps', T.layer_norm_eps, 1),
   };
   if (cfg.hiddenSize % cfg.numAttentionHeads !== 0)
     throw new UserError(
@@ -167,6 +224,7 @@ const UP_TYPES: UpBlockType[] = ['CrossAttnUpBlock2D', 'UpBlock2D'];
 
 export function parseUNetConfig(json: Json, file: string): UNetConfig {
   const r = new Reader(json, file);
+  const U = UNET_DEFAULTS;
   const L = CONFIG_LIMITS;
   for (const key of [
     'addition_embed_type',
@@ -188,20 +246,10 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
   r.unsupportedUnless('resnet_out_scale_factor', [1, 1.0]);
   r.unsupportedUnless('cross_attention_norm', []);
   r.unsupportedUnless('time_embedding_dim', []);
-  const boc = r.intList('block_out_channels', [320, 640, 1280, 1280], L.width);
+  const boc = r.intList('block_out_channels', [...U.block_out_channels], L.width);
   const n = boc.length;
-  const down = r.stringList('down_block_types', [
-    'CrossAttnDownBlock2D',
-    'CrossAttnDownBlock2D',
-    'CrossAttnDownBlock2D',
-    'DownBlock2D',
-  ]);
-  const up = r.stringList('up_block_types', [
-    'UpBlock2D',
-    'CrossAttnUpBlock2D',
-    'CrossAttnUpBlock2D',
-    'CrossAttnUpBlock2D',
-  ]);
+  const down = r.stringList('down_block_types', [...U.down_block_types]);
+  const up = r.stringList('up_block_types', [...U.up_block_types]);
   for (const t of down)
     if (!DOWN_TYPES.includes(t as DownBlockType))
       throw new UserError(`${file}: down block type '${t}' is not supported (${DOWN_TYPES.join(', ')})`);
@@ -211,7 +259,7 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
   if (down.length !== n || up.length !== n)
     throw new UserError(`${file}: down_block_types, up_block_types and block_out_channels must have the same length`);
   const midRaw = json['mid_block_type'];
-  const midBlockType = midRaw === null ? null : r.string('mid_block_type', 'UNetMidBlock2DCrossAttn');
+  const midBlockType = midRaw === null ? null : r.string('mid_block_type', U.mid_block_type);
   if (midBlockType !== null && midBlockType !== 'UNetMidBlock2DCrossAttn')
     throw new UserError(`${file}: mid_block_type '${midBlockType}' is not supported`);
   // diffusers: num_attention_heads = num_attention_heads or attention_head_dim (SD configs name the head count attention_head_dim).
@@ -219,17 +267,17 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
     json['num_attention_heads'] !== undefined && json['num_attention_heads'] !== null
       ? 'num_attention_heads'
       : 'attention_head_dim';
-  const numAttentionHeads = r.perBlock(headsKey, n, 8, L.heads);
+  const numAttentionHeads = r.perBlock(headsKey, n, U.attention_head_dim, L.heads);
   boc.forEach((c, i) => {
     if (c % numAttentionHeads[i]! !== 0)
       throw new UserError(`${file}: block ${i} has ${c} channels, not divisible by ${numAttentionHeads[i]} heads`);
   });
-  const kIn = r.int('conv_in_kernel', 3, 1, L.kernel);
-  const kOut = r.int('conv_out_kernel', 3, 1, L.kernel);
+  const kIn = r.int('conv_in_kernel', U.conv_in_kernel, 1, L.kernel);
+  const kOut = r.int('conv_out_kernel', U.conv_out_kernel, 1, L.kernel);
   if (kIn % 2 === 0 || kOut % 2 === 0) throw new UserError(`${file}: conv kernels must be odd`);
-  const normNumGroups = r.int('norm_num_groups', 32, 1, L.width);
+  const normNumGroups = r.int('norm_num_groups', U.norm_num_groups, 1, L.width);
   r.groupsDivide('norm_num_groups', normNumGroups, boc);
-  const sampleSize = r.number('sample_size', 64);
+  const sampleSize = r.number('sample_size', U.sample_size);
   if (!Number.isInteger(sampleSize) || sampleSize < 1 || sampleSize > L.sampleSize) {
     throw new UserError(
       `${file}: config key 'sample_size' = ${sampleSize} is outside 1..${L.sampleSize} (the latent size the model is trained at; SD 1.x uses 64, SDXL 128)`,
@@ -237,27 +285,27 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
   }
   return {
     sampleSize,
-    inChannels: r.int('in_channels', 4, 1, L.imageChannels),
-    outChannels: r.int('out_channels', 4, 1, L.imageChannels),
-    centerInputSample: r.bool('center_input_sample', false),
-    flipSinToCos: r.bool('flip_sin_to_cos', true),
-    freqShift: r.int('freq_shift', 0, 0, 1),
+    inChannels: r.int('in_channels', U.in_channels, 1, L.imageChannels),
+    outChannels: r.int('out_channels', U.out_channels, 1, L.imageChannels),
+    centerInputSample: r.bool('center_input_sample', U.center_input_sample),
+    flipSinToCos: r.bool('flip_sin_to_cos', U.flip_sin_to_cos),
+    freqShift: r.int('freq_shift', U.freq_shift, 0, 1),
     downBlockTypes: down as DownBlockType[],
     upBlockTypes: up as UpBlockType[],
     midBlockType: midBlockType as UNetConfig['midBlockType'],
     blockOutChannels: boc,
-    layersPerBlock: r.perBlock('layers_per_block', n, 2, L.layers),
-    downsamplePadding: r.int('downsample_padding', 1, 0, 1),
-    midBlockScaleFactor: r.positive('mid_block_scale_factor', 1, 1e6),
-    actFn: r.oneOf('act_fn', 'silu', UNET_ACTIVATIONS),
+    layersPerBlock: r.perBlock('layers_per_block', n, U.layers_per_block, L.layers),
+    downsamplePadding: r.int('downsample_padding', U.downsample_padding, 0, 1),
+    midBlockScaleFactor: r.positive('mid_block_scale_factor', U.mid_block_scale_factor, 1e6),
+    actFn: r.oneOf('act_fn', U.act_fn, UNET_ACTIVATIONS),
     normNumGroups,
-    normEps: r.positive('norm_eps', 1e-5, 1),
-    crossAttentionDim: r.perBlock('cross_attention_dim', n, 1280, L.width),
-    transformerLayersPerBlock: r.perBlock('transformer_layers_per_block', n, 1, L.layers),
+    normEps: r.positive('norm_eps', U.norm_eps, 1),
+    crossAttentionDim: r.perBlock('cross_attention_dim', n, U.cross_attention_dim, L.width),
+    transformerLayersPerBlock: r.perBlock('transformer_layers_per_block', n, U.transformer_layers_per_block, L.layers),
     numAttentionHeads,
-    onlyCrossAttention: r.boolPerBlock('only_cross_attention', n, false),
-    useLinearProjection: r.bool('use_linear_projection', false),
-    upcastAttention: r.bool('upcast_attention', false),
+    onlyCrossAttention: r.boolPerBlock('only_cross_attention', n, U.only_cross_attention),
+    useLinearProjection: r.bool('use_linear_projection', U.use_linear_projection),
+    upcastAttention: r.bool('upcast_attention', U.upcast_attention),
     convInKernel: kIn,
     convOutKernel: kOut,
   };
@@ -265,8 +313,9 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
 
 export function parseVaeConfig(json: Json, file: string): VaeConfig {
   const r = new Reader(json, file);
+  const V = VAE_DEFAULTS;
   const L = CONFIG_LIMITS;
-  const boc = r.intList('block_out_channels', [64], L.width);
+  const boc = r.intList('block_out_channels', [...V.block_out_channels], L.width);
   const down = r.stringList(
     'down_block_types',
     boc.map(() => 'DownEncoderBlock2D'),
@@ -281,21 +330,21 @@ export function parseVaeConfig(json: Json, file: string): VaeConfig {
   if (down.length !== boc.length || up.length !== boc.length)
     throw new UserError(`${file}: block types and block_out_channels differ in length`);
   r.unsupportedUnless('latents_mean', []);
-  const normNumGroups = r.int('norm_num_groups', 32, 1, L.width);
+  const normNumGroups = r.int('norm_num_groups', V.norm_num_groups, 1, L.width);
   r.groupsDivide('norm_num_groups', normNumGroups, boc);
-  const scalingFactor = r.number('scaling_factor', 0.18215);
+  const scalingFactor = r.number('scaling_factor', V.scaling_factor);
   // decode divides by it: 0 would turn every image into NaN
   if (!(scalingFactor > 0)) r.fail('scaling_factor', 'a number above 0', scalingFactor);
   return {
-    inChannels: r.int('in_channels', 3, 1, L.imageChannels),
-    outChannels: r.int('out_channels', 3, 1, L.imageChannels),
-    latentChannels: r.int('latent_channels', 4, 1, L.imageChannels),
+    inChannels: r.int('in_channels', V.in_channels, 1, L.imageChannels),
+    outChannels: r.int('out_channels', V.out_channels, 1, L.imageChannels),
+    latentChannels: r.int('latent_channels', V.latent_channels, 1, L.imageChannels),
     blockOutChannels: boc,
-    layersPerBlock: r.int('layers_per_block', 1, 1, L.layers),
+    layersPerBlock: r.int('layers_per_block', V.layers_per_block, 1, L.layers),
     normNumGroups,
-    actFn: r.oneOf('act_fn', 'silu', UNET_ACTIVATIONS),
+    actFn: r.oneOf('act_fn', V.act_fn, UNET_ACTIVATIONS),
     scalingFactor,
-    midBlockAddAttention: r.bool('mid_block_add_attention', true),
+    midBlockAddAttention: r.bool('mid_block_add_attention', V.mid_block_add_attention),
   };
 }
 

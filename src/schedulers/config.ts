@@ -33,6 +33,7 @@ export const SAMPLER_CLASS: Readonly<Record<SamplerName, string>> = {
 /** A scheduler_config.json as read from disk (or any dict in that shape). */
 export type RawSchedulerConfig = Readonly<Record<string, unknown>>;
 
+/** A resolved scheduler config (diffusers' keys in camelCase; `acceptedKeys` lists the JSON names). */
 export interface SchedulerConfig {
   /** The sampler this config was resolved for. */
   readonly sampler: SamplerName;
@@ -41,6 +42,41 @@ export interface SchedulerConfig {
   /** The keys that class accepts (the ones that came from the file or its defaults). */
   readonly acceptedKeys: readonly string[];
 
+  readonly numTrainTimesteps: number;
+  readonly betaStart: number;
+  readonly betaEnd: number;
+  readonly betaSchedule: BetaSchedule;
+  readonly trainedBetas: readonly number[] | null;
+  readonly predictionType: PredictionType;
+  readonly timestepSpacing: TimestepSpacing;
+  readonly stepsOffset: number;
+  // PNDM / DDIM
+  readonly skipPrkSteps: boolean;
+  readonly setAlphaToOne: boolean;
+  readonly clipSample: boolean;
+  readonly clipSampleRange: number;
+  readonly thresholding: boolean;
+  readonly dynamicThresholdingRatio: number;
+  readonly sampleMaxValue: number;
+  readonly rescaleBetasZeroSnr: boolean;
+  // Euler
+  readonly interpolationType: 'linear' | 'log_linear';
+  readonly useKarrasSigmas: boolean;
+  readonly sigmaMin: number | null;
+  readonly sigmaMax: number | null;
+  readonly timestepType: 'discrete' | 'continuous';
+  // DPM-Solver++ (2M: solver_order 2, algorithm_type dpmsolver++ are fixed by the sampler name)
+  readonly solverOrder: number;
+  readonly algorithmType: 'dpmsolver++';
+  readonly solverType: 'midpoint' | 'heun';
+  readonly lowerOrderFinal: boolean;
+  readonly eulerAtFinal: boolean;
+  readonly useLuLambdas: boolean;
+  readonly lambdaMinClipped: number;
+}
+
+/** The keys of a scheduler_config.json that the samplers use, as diffusers names them (validated below). */
+interface SchedulerConfigJson {
   readonly num_train_timesteps: number;
   readonly beta_start: number;
   readonly beta_end: number;
@@ -75,7 +111,7 @@ export interface SchedulerConfig {
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
-type ConfigValues = Omit<SchedulerConfig, 'sampler' | 'className' | 'acceptedKeys'>;
+type ConfigValues = SchedulerConfigJson;
 type Key = keyof ConfigValues;
 
 /** Values for keys a class does not accept: they switch the corresponding feature off. */
@@ -324,48 +360,23 @@ function num(key: string, v: unknown, where: string, check: (x: number) => boole
   return x;
 }
 
+/**
+ * The defaults of a scheduler_config.json for the class it names (diffusers' `__init__` defaults; for a class
+ * without a sampler here, the defaults every class shares). What `s2i info` shows for absent keys.
+ */
+export function schedulerConfigDefaults(className: string | null): Readonly<Record<string, unknown>> {
+  const sampler = className !== null ? samplerForClassName(className) : undefined;
+  // Every class here defaults to epsilon prediction and steps_offset 0; only the spacing differs between them.
+  return sampler ? CLASS_DEFAULTS[sampler] : { ...COMMON, prediction_type: 'epsilon', steps_offset: 0 };
+}
+
 const isInt = (x: number) => Number.isInteger(x);
 
 /** The most training timesteps a scheduler config may have (SD: 1,000). */
 export const MAX_TRAIN_TIMESTEPS = 100_000;
 
-/**
- * Resolves a raw scheduler config for `sampler` with diffusers' `from_config` semantics (see the module comment).
- * `overrides` (e.g. from CLI options) win over the file; an override key the sampler does not accept is a
- * UserError. Bad values throw a UserError naming the key and the valid values.
- */
-export function resolveSchedulerConfig(
-  sampler: SamplerName,
-  raw: RawSchedulerConfig = {},
-  overrides: Readonly<Record<string, unknown>> = {},
-  where = 'scheduler config',
-): SchedulerConfig {
-  if (!SAMPLER_NAMES.includes(sampler)) parseSamplerName(String(sampler));
-  const defaults = CLASS_DEFAULTS[sampler];
-  const accepted = Object.keys(defaults) as Key[];
-  const unsupported = UNSUPPORTED[sampler] ?? {};
-  for (const k of Object.keys(overrides)) {
-    if (!(accepted as string[]).includes(k)) {
-      throw new UserError(
-        `scheduler option "${k}" does not apply to sampler ${sampler} (${SAMPLER_CLASS[sampler]} accepts: ${accepted.join(', ')})`,
-      );
-    }
-  }
-  for (const [k, def] of Object.entries(unsupported)) {
-    const v = k in overrides ? overrides[k] : raw[k];
-    if (v !== undefined && v !== def) {
-      throw new UserError(`${where}: "${k}" = ${fmt(v)} is not supported by sampler ${sampler} (only ${fmt(def)})`);
-    }
-  }
-  const pick = (k: Key): unknown => {
-    const v = k in overrides ? overrides[k] : raw[k];
-    // A null for a key whose default is not null reads as "unset" (diffusers would pass None through).
-    return v === undefined || (v === null && defaults[k] !== null) ? defaults[k] : v;
-  };
-
-  const c: Mutable<ConfigValues> = { ...NEUTRAL };
-  for (const k of accepted) (c as Record<string, unknown>)[k] = pick(k);
-
+/** Every value's type and range, in place (JSON names in the messages). */
+function checkValues(c: Mutable<ConfigValues>, sampler: SamplerName, where: string, pick: (k: Key) => unknown): void {
   c.num_train_timesteps = num(
     'num_train_timesteps',
     c.num_train_timesteps,
@@ -449,12 +460,55 @@ export function resolveSchedulerConfig(
   if (c.use_karras_sigmas && c.use_lu_lambdas) {
     throw new UserError(`${where}: "use_karras_sigmas" and "use_lu_lambdas" cannot both be true`);
   }
+}
 
+/**
+ * Resolves a raw scheduler config for `sampler` with diffusers' `from_config` semantics (see the module comment).
+ * `overrides` (e.g. from CLI options) win over the file; an override key the sampler does not accept is a
+ * UserError. Bad values throw a UserError naming the key and the valid values.
+ */
+export function resolveSchedulerConfig(
+  sampler: SamplerName,
+  raw: RawSchedulerConfig = {},
+  overrides: Readonly<Record<string, unknown>> = {},
+  where = 'scheduler config',
+): SchedulerConfig {
+  if (!SAMPLER_NAMES.includes(sampler)) parseSamplerName(String(sampler));
+  const defaults = CLASS_DEFAULTS[sampler];
+  const accepted = Object.keys(defaults) as Key[];
+  const unsupported = UNSUPPORTED[sampler] ?? {};
+  for (const k of Object.keys(overrides)) {
+    if (!(accepted as string[]).includes(k)) {
+      throw new UserError(
+        `scheduler option "${k}" does not apply to sampler ${sampler} (${SAMPLER_CLASS[sampler]} accepts: ${accepted.join(', ')})`,
+      );
+    }
+  }
+  for (const [k, def] of Object.entries(unsupported)) {
+    const v = k in overrides ? overrides[k] : raw[k];
+    if (v !== undefined && v !== def) {
+      throw new UserError(`${where}: "${k}" = ${fmt(v)} is not supported by sampler ${sampler} (only ${fmt(def)})`);
+    }
+  }
+  const pick = (k: Key): unknown => {
+    const v = k in overrides ? overrides[k] : raw[k];
+    // A null for a key whose default is not null reads as "unset" (diffusers would pass None through).
+    return v === undefined || (v === null && defaults[k] !== null) ? defaults[k] : v;
+  };
+
+  const c: Mutable<ConfigValues> = { ...NEUTRAL };
+  for (const k of accepted) (c as Record<string, unknown>)[k] = pick(k);
+
+  checkValues(c, sampler, where, pick);
+
+  const values = Object.fromEntries(
+    Object.entries(c).map(([k, v]) => [k.replace(/_([a-z])/g, (_, x: string) => x.toUpperCase()), v]),
+  ) as Omit<SchedulerConfig, 'sampler' | 'className' | 'acceptedKeys'>;
   const out: SchedulerConfig = Object.freeze({
     sampler,
     className: SAMPLER_CLASS[sampler],
     acceptedKeys: Object.freeze([...accepted]),
-    ...c,
+    ...values,
   });
   resolvedConfigs.add(out);
   return out;

@@ -37,13 +37,13 @@ function rescaleZeroTerminalSnr(betas: Float32Array): Float32Array {
 /** The training betas of a config, float32 like diffusers' `self.betas`. */
 export function computeBetas(c: SchedulerConfig): Float32Array {
   let betas: Float32Array;
-  if (c.trained_betas !== null) betas = Float32Array.from(c.trained_betas);
-  else if (c.beta_schedule === 'linear') betas = torchLinspaceF32(c.beta_start, c.beta_end, c.num_train_timesteps);
-  else if (c.beta_schedule === 'scaled_linear') {
-    betas = torchLinspaceF32(Math.sqrt(c.beta_start), Math.sqrt(c.beta_end), c.num_train_timesteps);
+  if (c.trainedBetas !== null) betas = Float32Array.from(c.trainedBetas);
+  else if (c.betaSchedule === 'linear') betas = torchLinspaceF32(c.betaStart, c.betaEnd, c.numTrainTimesteps);
+  else if (c.betaSchedule === 'scaled_linear') {
+    betas = torchLinspaceF32(Math.sqrt(c.betaStart), Math.sqrt(c.betaEnd), c.numTrainTimesteps);
     for (let i = 0; i < betas.length; i++) betas[i] = f(betas[i]! * betas[i]!);
-  } else betas = betasForAlphaBar(c.num_train_timesteps);
-  if (c.rescale_betas_zero_snr) betas = rescaleZeroTerminalSnr(betas);
+  } else betas = betasForAlphaBar(c.numTrainTimesteps);
+  if (c.rescaleBetasZeroSnr) betas = rescaleZeroTerminalSnr(betas);
   return betas;
 }
 
@@ -68,7 +68,7 @@ function reversed(a: ArrayLike<number>): number[] {
   return out;
 }
 
-function checkSteps(c: SchedulerConfig, n: number, max = c.num_train_timesteps): void {
+function checkSteps(c: SchedulerConfig, n: number, max = c.numTrainTimesteps): void {
   if (!Number.isInteger(n) || n < 1 || n > max) {
     throw new UserError(`number of inference steps must be an integer from 1 to ${max} (got ${n})`);
   }
@@ -76,11 +76,11 @@ function checkSteps(c: SchedulerConfig, n: number, max = c.num_train_timesteps):
 
 /** The base (ascending for PNDM) integer timesteps of PNDMScheduler.set_timesteps, before PRK/PLMS expansion. */
 function pndmBaseTimesteps(c: SchedulerConfig, n: number): number[] {
-  const N = c.num_train_timesteps;
-  if (c.timestep_spacing === 'linspace') return Array.from(npLinspace(0, N - 1, n), roundHalfEven);
-  if (c.timestep_spacing === 'leading') {
+  const N = c.numTrainTimesteps;
+  if (c.timestepSpacing === 'linspace') return Array.from(npLinspace(0, N - 1, n), roundHalfEven);
+  if (c.timestepSpacing === 'leading') {
     const ratio = Math.floor(N / n);
-    return Array.from({ length: n }, (_, i) => i * ratio + c.steps_offset);
+    return Array.from({ length: n }, (_, i) => i * ratio + c.stepsOffset);
   }
   return reversed(npArange(N, 0, -(N / n)).map(roundHalfEven)).map((t) => t - 1);
 }
@@ -88,15 +88,15 @@ function pndmBaseTimesteps(c: SchedulerConfig, n: number): number[] {
 /** PNDMScheduler.timesteps (PRK part first when skip_prk_steps is false) and the PRK count. */
 export function pndmTimesteps(c: SchedulerConfig, n: number): { timesteps: number[]; prkCount: number } {
   checkSteps(c, n);
-  if (!c.skip_prk_steps && n < 4) {
+  if (!c.skipPrkSteps && n < 4) {
     throw new UserError(`sampler pndm with skip_prk_steps false needs at least 4 inference steps (got ${n})`);
   }
   const ts = pndmBaseTimesteps(c, n);
-  if (c.skip_prk_steps) {
+  if (c.skipPrkSteps) {
     const plms = [...ts.slice(0, -1), ...ts.slice(-2, -1), ...ts.slice(-1)].reverse();
     return { timesteps: plms, prkCount: 0 };
   }
-  const half = Math.floor(Math.floor(c.num_train_timesteps / n) / 2);
+  const half = Math.floor(Math.floor(c.numTrainTimesteps / n) / 2);
   const last4 = ts.slice(-4);
   const prk0: number[] = [];
   for (const t of last4) prk0.push(t, t + half);
@@ -110,11 +110,11 @@ export function pndmTimesteps(c: SchedulerConfig, n: number): { timesteps: numbe
 /** DDIMScheduler.timesteps. */
 export function ddimTimesteps(c: SchedulerConfig, n: number): number[] {
   checkSteps(c, n);
-  const N = c.num_train_timesteps;
-  if (c.timestep_spacing === 'linspace') return reversed(Array.from(npLinspace(0, N - 1, n), roundHalfEven));
-  if (c.timestep_spacing === 'leading') {
+  const N = c.numTrainTimesteps;
+  if (c.timestepSpacing === 'linspace') return reversed(Array.from(npLinspace(0, N - 1, n), roundHalfEven));
+  if (c.timestepSpacing === 'leading') {
     const ratio = Math.floor(N / n);
-    return reversed(Array.from({ length: n }, (_, i) => i * ratio)).map((t) => t + c.steps_offset);
+    return reversed(Array.from({ length: n }, (_, i) => i * ratio)).map((t) => t + c.stepsOffset);
   }
   return Array.from(npArange(N, 0, -(N / n)), (t) => roundHalfEven(t) - 1);
 }
@@ -160,12 +160,12 @@ export function eulerSchedule(
   ancestral: boolean,
 ): SigmaSchedule {
   checkSteps(c, n);
-  const N = c.num_train_timesteps;
+  const N = c.numTrainTimesteps;
   let ts: number[];
-  if (c.timestep_spacing === 'linspace') ts = reversed(npLinspace(0, N - 1, n)).map(f);
-  else if (c.timestep_spacing === 'leading') {
+  if (c.timestepSpacing === 'linspace') ts = reversed(npLinspace(0, N - 1, n)).map(f);
+  else if (c.timestepSpacing === 'leading') {
     const ratio = Math.floor(N / n);
-    ts = reversed(Array.from({ length: n }, (_, i) => i * ratio)).map((t) => f(t + c.steps_offset));
+    ts = reversed(Array.from({ length: n }, (_, i) => i * ratio)).map((t) => f(t + c.stepsOffset));
   } else ts = Array.from(npArange(N, 0, -(N / n)), (t) => f(roundHalfEven(t) - 1));
 
   const train = trainingSigmas(alphasCumprod);
@@ -177,20 +177,20 @@ export function eulerSchedule(
     return { timesteps: ts, sigmas };
   }
   let s64: Float64Array | Float32Array;
-  if (c.interpolation_type === 'linear') s64 = npInterpUniform(ts, train);
+  if (c.interpolationType === 'linear') s64 = npInterpUniform(ts, train);
   else {
     // diffusers 0.24: torch.linspace(log(sigmas[-1]), log(sigmas[0]), n + 1).exp() (float32)
     const lin = torchLinspaceF32(logSigmas[logSigmas.length - 1]!, logSigmas[0]!, n + 1);
     s64 = lin.map((x) => f(Math.exp(x)));
   }
-  if (c.use_karras_sigmas) {
-    const sMin = c.sigma_min ?? s64[s64.length - 1]!;
-    const sMax = c.sigma_max ?? s64[0]!;
+  if (c.useKarrasSigmas) {
+    const sMin = c.sigmaMin ?? s64[s64.length - 1]!;
+    const sMax = c.sigmaMax ?? s64[0]!;
     s64 = karras(sMin, sMax, n);
     ts = Array.from(s64, (s) => f(sigmaToT(s, logSigmas)));
   }
   const s32 = Float32Array.from(s64);
-  if (c.timestep_type === 'continuous' && c.prediction_type === 'v_prediction') {
+  if (c.timestepType === 'continuous' && c.predictionType === 'v_prediction') {
     ts = Array.from(s32, (s) => f(0.25 * f(Math.log(s))));
   }
   const sigmas = new Float32Array(s32.length + 1);
@@ -201,38 +201,38 @@ export function eulerSchedule(
 /** DPMSolverMultistepScheduler timesteps (integers) and sigmas (diffusers 0.24: last sigma = sigma(t=0)). */
 export function dpmSchedule(c: SchedulerConfig, alphasCumprod: Float32Array, n: number): SigmaSchedule {
   checkSteps(c, n);
-  const N = c.num_train_timesteps;
+  const N = c.numTrainTimesteps;
   // lambda_t = log(alpha_t) - log(sigma_t), float32; clipped_idx = searchsorted(flip(lambda_t), lambda_min_clipped)
   let clipped = 0;
-  if (c.lambda_min_clipped > Number.NEGATIVE_INFINITY) {
+  if (c.lambdaMinClipped > Number.NEGATIVE_INFINITY) {
     const lambdas: number[] = [];
     for (let i = N - 1; i >= 0; i--) {
       const a = alphasCumprod[i]!;
       lambdas.push(f(f(Math.log(sqrtf(a))) - f(Math.log(sqrtf(f(1 - a))))));
     }
-    while (clipped < lambdas.length && lambdas[clipped]! < c.lambda_min_clipped) clipped++;
+    while (clipped < lambdas.length && lambdas[clipped]! < c.lambdaMinClipped) clipped++;
   }
   const last = N - clipped;
   let ts: number[];
-  if (c.timestep_spacing === 'linspace') {
+  if (c.timestepSpacing === 'linspace') {
     ts = reversed(Array.from(npLinspace(0, last - 1, n + 1), roundHalfEven)).slice(0, -1);
-  } else if (c.timestep_spacing === 'leading') {
+  } else if (c.timestepSpacing === 'leading') {
     const ratio = Math.floor(last / (n + 1));
     ts = reversed(Array.from({ length: n + 1 }, (_, i) => i * ratio))
       .slice(0, -1)
-      .map((t) => t + c.steps_offset);
+      .map((t) => t + c.stepsOffset);
   } else ts = Array.from(npArange(last, 0, -(N / n)), (t) => roundHalfEven(t) - 1);
 
   const train = trainingSigmas(alphasCumprod);
   const logSigmas = logF32(train);
   let sigmas: Float32Array;
-  if (c.use_karras_sigmas) {
+  if (c.useKarrasSigmas) {
     const s = karras(train[0]!, train[train.length - 1]!, n);
     ts = Array.from(s, (x) => roundHalfEven(sigmaToT(x, logSigmas)));
     sigmas = new Float32Array(n + 1);
     sigmas.set(s);
     sigmas[n] = sigmas[n - 1]!;
-  } else if (c.use_lu_lambdas) {
+  } else if (c.useLuLambdas) {
     // diffusers 0.24 _convert_to_lu: rho 1 ramp between the extreme log-sigmas (flipped: largest first).
     const lMin = logSigmas[0]!;
     const lMax = logSigmas[logSigmas.length - 1]!;

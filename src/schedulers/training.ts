@@ -29,7 +29,7 @@ export function noiseSchedule(config: SchedulerConfig | RawSchedulerConfig = {})
   const c = isResolvedConfig(config) ? config : resolveSchedulerConfig('ddim', config);
   const betas = computeBetas(c);
   const ac = computeAlphasCumprod(c);
-  const N = c.num_train_timesteps;
+  const N = c.numTrainTimesteps;
   const coeffs = (t: number) => {
     if (!Number.isInteger(t) || t < 0 || t >= N) throw new Error(`timestep ${t} is outside 0..${N - 1}`);
     return [sqrtf(ac[t]!), sqrtf(f(1 - ac[t]!))] as const;

@@ -17,7 +17,7 @@ import {
 import { writePng } from '../../image/png.js';
 import { runBenchOnQueue } from '../../bench/queue.js';
 import { parseRedisUrl, probeRedis } from '../../bench/redis.js';
-import { parseMethods, parseSeeds, runBench, writeText, type BenchRow } from '../../bench/run.js';
+import { checkBenchOptions, parseMethods, parseSeeds, runBench, writeText, type BenchRow } from '../../bench/run.js';
 import { BUILTIN_SUITES, loadSuite, parseSplit, SPLITS, type Split, type Suite } from '../../bench/suites.js';
 import { UserError } from '../../errors.js';
 import { METHOD_NAMES } from '../../methods/registry.js';
@@ -96,8 +96,7 @@ async function run(flags: BenchFlags): Promise<void> {
   const out = flags.out ?? defaultOut(suites);
   const report = flags.report !== undefined ? checkFileOutput(flags.report, '--report', out) : null;
   if (flags.reportMaps && !report) throw new UserError('--report-maps needs --report FILE');
-  if (existsSync(out) && !statSync(out).isDirectory())
-    throw new UserError(`--out ${out} exists and is not a directory`);
+  checkBenchOptions({ methods, seeds, out });
   const modelDir = flags.model ?? defaultModelDir();
   if (modelDir === null)
     throw new UserError(

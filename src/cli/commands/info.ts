@@ -6,6 +6,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { CLIP_TEXT_DEFAULTS, UNET_DEFAULTS, VAE_DEFAULTS } from '../../models/config.js';
+import { schedulerConfigDefaults } from '../../schedulers/config.js';
 import {
   configBool,
   configInt,
@@ -65,63 +67,60 @@ export interface ModelInfo {
   total: { parameters: number; fileBytes: number; float32Bytes: number };
 }
 
-// Defaults are diffusers' / transformers' own, for keys a config leaves out.
+// Absent keys show the defaults the library uses (models/config.ts and schedulers/config.ts hold them, once).
 function summariseUnet(c: Config, f: string): Record<string, unknown> {
+  const U = UNET_DEFAULTS;
   return {
-    sample_size: configOptionalNumber(c, 'sample_size', f),
-    in_channels: configInt(c, 'in_channels', f, 4),
-    out_channels: configInt(c, 'out_channels', f, 4),
-    block_out_channels: configIntArray(c, 'block_out_channels', f, [320, 640, 1280, 1280]),
-    layers_per_block: configNumberOrArray(c, 'layers_per_block', f, 2),
-    attention_head_dim: configNumberOrArray(c, 'attention_head_dim', f, 8),
-    cross_attention_dim: configNumberOrArray(c, 'cross_attention_dim', f, 1280),
-    down_block_types: configStringArray(c, 'down_block_types', f, [
-      'CrossAttnDownBlock2D',
-      'CrossAttnDownBlock2D',
-      'CrossAttnDownBlock2D',
-      'DownBlock2D',
-    ]),
-    mid_block_type: configOptionalString(c, 'mid_block_type', f) ?? 'UNetMidBlock2DCrossAttn',
-    up_block_types: configStringArray(c, 'up_block_types', f, [
-      'UpBlock2D',
-      'CrossAttnUpBlock2D',
-      'CrossAttnUpBlock2D',
-      'CrossAttnUpBlock2D',
-    ]),
+    sample_size: configInt(c, 'sample_size', f, U.sample_size),
+    in_channels: configInt(c, 'in_channels', f, U.in_channels),
+    out_channels: configInt(c, 'out_channels', f, U.out_channels),
+    block_out_channels: configIntArray(c, 'block_out_channels', f, [...U.block_out_channels]),
+    layers_per_block: configNumberOrArray(c, 'layers_per_block', f, U.layers_per_block),
+    attention_head_dim: configNumberOrArray(c, 'attention_head_dim', f, U.attention_head_dim),
+    cross_attention_dim: configNumberOrArray(c, 'cross_attention_dim', f, U.cross_attention_dim),
+    down_block_types: configStringArray(c, 'down_block_types', f, [...U.down_block_types]),
+    mid_block_type: configOptionalString(c, 'mid_block_type', f) ?? U.mid_block_type,
+    up_block_types: configStringArray(c, 'up_block_types', f, [...U.up_block_types]),
   };
 }
 
 function summariseTextEncoder(c: Config, f: string): Record<string, unknown> {
+  const T = CLIP_TEXT_DEFAULTS;
   return {
-    hidden_size: configInt(c, 'hidden_size', f, 512),
-    num_hidden_layers: configInt(c, 'num_hidden_layers', f, 12),
-    num_attention_heads: configInt(c, 'num_attention_heads', f, 8),
-    intermediate_size: configInt(c, 'intermediate_size', f, 2048),
-    vocab_size: configInt(c, 'vocab_size', f, 49408),
-    max_position_embeddings: configInt(c, 'max_position_embeddings', f, 77),
-    hidden_act: configString(c, 'hidden_act', f, 'quick_gelu'),
+    hidden_size: configInt(c, 'hidden_size', f, T.hidden_size),
+    num_hidden_layers: configInt(c, 'num_hidden_layers', f, T.num_hidden_layers),
+    num_attention_heads: configInt(c, 'num_attention_heads', f, T.num_attention_heads),
+    intermediate_size: configInt(c, 'intermediate_size', f, T.intermediate_size),
+    vocab_size: configInt(c, 'vocab_size', f, T.vocab_size),
+    max_position_embeddings: configInt(c, 'max_position_embeddings', f, T.max_position_embeddings),
+    hidden_act: configString(c, 'hidden_act', f, T.hidden_act),
   };
 }
 
 function summariseVae(c: Config, f: string): Record<string, unknown> {
+  const V = VAE_DEFAULTS;
   return {
-    block_out_channels: configIntArray(c, 'block_out_channels', f, [64]),
-    latent_channels: configInt(c, 'latent_channels', f, 4),
-    scaling_factor: configNumber(c, 'scaling_factor', f, 0.18215),
+    block_out_channels: configIntArray(c, 'block_out_channels', f, [...V.block_out_channels]),
+    latent_channels: configInt(c, 'latent_channels', f, V.latent_channels),
+    scaling_factor: configNumber(c, 'scaling_factor', f, V.scaling_factor),
   };
 }
 
 function summariseScheduler(c: Config, f: string): Record<string, unknown> {
+  const cls = configOptionalString(c, '_class_name', f);
+  const d = schedulerConfigDefaults(cls);
+  const str = (key: string) => configOptionalString(c, key, f) ?? (d[key] as string | undefined) ?? null;
+  const num = (key: string) => configOptionalNumber(c, key, f) ?? (d[key] as number | undefined) ?? null;
   return {
-    class: configOptionalString(c, '_class_name', f),
-    num_train_timesteps: configInt(c, 'num_train_timesteps', f, 1000),
-    beta_schedule: configString(c, 'beta_schedule', f, 'linear'),
-    beta_start: configNumber(c, 'beta_start', f, 0.0001),
-    beta_end: configNumber(c, 'beta_end', f, 0.02),
-    prediction_type: configString(c, 'prediction_type', f, 'epsilon'),
-    // The default differs per scheduler class, so an absent key is shown as null rather than guessed.
-    timestep_spacing: configOptionalString(c, 'timestep_spacing', f),
-    steps_offset: configInt(c, 'steps_offset', f, 0),
+    class: cls,
+    num_train_timesteps: num('num_train_timesteps'),
+    beta_schedule: str('beta_schedule'),
+    beta_start: num('beta_start'),
+    beta_end: num('beta_end'),
+    prediction_type: str('prediction_type'),
+    // The default differs per scheduler class: null for a class without a sampler here.
+    timestep_spacing: str('timestep_spacing'),
+    steps_offset: num('steps_offset'),
   };
 }
 
@@ -339,6 +338,18 @@ export function formatModelInfo(info: ModelInfo): string {
   return lines.join('\n') + '\n';
 }
 
+/** JSON is written in snake_case: every key converted, except the configs' (config.json's own) and dtype names. */
+function snakeKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(snakeKeys);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([k, v]) => [
+      k.replace(/([a-z0-9])([A-Z])/g, (_, a: string, b: string) => `${a}_${b.toLowerCase()}`),
+      k === 'config' || k === 'dtypes' ? v : snakeKeys(v),
+    ]),
+  );
+}
+
 export function register(program: Command): void {
   program
     .command('info')
@@ -357,6 +368,6 @@ export function register(program: Command): void {
         ...(opts.variant !== undefined ? { variant: opts.variant } : {}),
         ...(opts.config !== undefined ? { config: opts.config } : {}),
       });
-      process.stdout.write(opts.json ? `${JSON.stringify(info, null, 2)}\n` : formatModelInfo(info));
+      process.stdout.write(opts.json ? `${JSON.stringify(snakeKeys(info), null, 2)}\n` : formatModelInfo(info));
     });
 }

@@ -14,8 +14,8 @@ export function ddim({
   options,
 }: SamplerInputs): SamplerAlgorithm {
   const ts = schedule.timesteps;
-  const stride = Math.floor(c.num_train_timesteps / n);
-  const finalAlpha = c.set_alpha_to_one ? 1 : ac[0]!;
+  const stride = Math.floor(c.numTrainTimesteps / n);
+  const finalAlpha = c.setAlphaToOne ? 1 : ac[0]!;
   const eta = options.eta ?? 0;
   const useClipped = options.useClippedModelOutput ?? false;
   const batch = options.batchSize ?? 1;
@@ -31,10 +31,10 @@ export function ddim({
       const len = sample.length;
       const x0 = new Float32Array(len);
       let eps: Float32Array;
-      if (c.prediction_type === 'epsilon') {
+      if (c.predictionType === 'epsilon') {
         for (let k = 0; k < len; k++) x0[k] = f(f(sample[k]! - f(sb * mo[k]!)) / sa);
         eps = mo;
-      } else if (c.prediction_type === 'sample') {
+      } else if (c.predictionType === 'sample') {
         x0.set(mo);
         eps = new Float32Array(len);
         for (let k = 0; k < len; k++) eps[k] = f(f(sample[k]! - f(sa * x0[k]!)) / sb);
@@ -45,8 +45,8 @@ export function ddim({
           eps[k] = f(f(sa * mo[k]!) + f(sb * sample[k]!));
         }
       }
-      if (c.thresholding) thresholdInPlace(x0, batch, c.dynamic_thresholding_ratio, c.sample_max_value);
-      else if (c.clip_sample) clampInPlace(x0, f(c.clip_sample_range));
+      if (c.thresholding) thresholdInPlace(x0, batch, c.dynamicThresholdingRatio, c.sampleMaxValue);
+      else if (c.clipSample) clampInPlace(x0, f(c.clipSampleRange));
       // _get_variance(t, prev_t)
       const bprev = f(1 - aprev);
       const variance = f(f(bprev / bpt) * f(1 - f(apt / aprev)));

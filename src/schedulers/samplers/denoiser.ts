@@ -22,7 +22,7 @@ export function denoiser({ config: c, schedule }: SamplerInputs): Denoiser {
   for (let k = 0; k < sigmas.length; k++) if (sigmas[k]! > max) max = sigmas[k]!;
   return {
     initNoiseSigma:
-      c.timestep_spacing === 'linspace' || c.timestep_spacing === 'trailing' ? max : sqrtf(f(f(max * max) + 1)),
+      c.timestepSpacing === 'linspace' || c.timestepSpacing === 'trailing' ? max : sqrtf(f(f(max * max) + 1)),
     scaleModelInput(x, i) {
       const d = sqrtf(f(f(sigmas[i]! * sigmas[i]!) + 1));
       const out = new Float32Array(x.length);
@@ -32,9 +32,9 @@ export function denoiser({ config: c, schedule }: SamplerInputs): Denoiser {
     denoised(mo, x, sigma, sh) {
       const len = x.length;
       const x0 = new Float32Array(len);
-      if (c.prediction_type === 'epsilon') {
+      if (c.predictionType === 'epsilon') {
         for (let k = 0; k < len; k++) x0[k] = f(x[k]! - f(sh * mo[k]!));
-      } else if (c.prediction_type === 'v_prediction') {
+      } else if (c.predictionType === 'v_prediction') {
         const s2p1 = f(f(sigma * sigma) + 1);
         const cOut = f(-sigma / sqrtf(s2p1));
         for (let k = 0; k < len; k++) x0[k] = f(f(mo[k]! * cOut) + f(x[k]! / s2p1));

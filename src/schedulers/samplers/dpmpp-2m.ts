@@ -25,12 +25,12 @@ export function dpmpp2m({ config: c, schedule, options }: SamplerInputs): Sample
   /** convert_model_output (dpmsolver++): the data prediction x0. */
   const dataPrediction = (mo: Float32Array, x: Float32Array, cur: ReturnType<typeof alphaSigma>) => {
     const x0 = new Float32Array(x.length);
-    if (c.prediction_type === 'epsilon') {
+    if (c.predictionType === 'epsilon') {
       for (let k = 0; k < x.length; k++) x0[k] = f(f(x[k]! - f(cur.sigma * mo[k]!)) / cur.alpha);
-    } else if (c.prediction_type === 'v_prediction') {
+    } else if (c.predictionType === 'v_prediction') {
       for (let k = 0; k < x.length; k++) x0[k] = f(f(cur.alpha * x[k]!) - f(cur.sigma * mo[k]!));
     } else x0.set(mo);
-    if (c.thresholding) thresholdInPlace(x0, batch, c.dynamic_thresholding_ratio, c.sample_max_value);
+    if (c.thresholding) thresholdInPlace(x0, batch, c.dynamicThresholdingRatio, c.sampleMaxValue);
     return x0;
   };
 
@@ -38,7 +38,7 @@ export function dpmpp2m({ config: c, schedule, options }: SamplerInputs): Sample
     step(mo, i, x) {
       if (i !== counter) throw new Error(`sampler dpmpp-2m: step ${i} called out of order (expected ${counter})`);
       const len = x.length;
-      const lowerOrderFinal = i === calls - 1 && (c.euler_at_final || (c.lower_order_final && calls < 15));
+      const lowerOrderFinal = i === calls - 1 && (c.eulerAtFinal || (c.lowerOrderFinal && calls < 15));
       const cur = alphaSigma(sigmas[i]!);
       const x0 = dataPrediction(mo, x, cur);
       const next = alphaSigma(sigmas[i + 1]!);
@@ -57,7 +57,7 @@ export function dpmpp2m({ config: c, schedule, options }: SamplerInputs): Sample
         const r0 = f(h0 / h);
         const invR0 = f(1 / r0);
         const d1 = (k: number) => f(invR0 * f(x0[k]! - m1[k]!));
-        if (c.solver_type === 'midpoint') {
+        if (c.solverType === 'midpoint') {
           const cD1 = f(0.5 * cD0);
           for (let k = 0; k < len; k++) prev[k] = f(f(f(cSample * x[k]!) - f(cD0 * x0[k]!)) - f(cD1 * d1(k)));
         } else {

@@ -14,8 +14,8 @@ export function pndm({
   numInferenceSteps: n,
 }: SamplerInputs): SamplerAlgorithm {
   const ts = schedule.timesteps;
-  const stride = Math.floor(c.num_train_timesteps / n);
-  const finalAlpha = c.set_alpha_to_one ? 1 : ac[0]!;
+  const stride = Math.floor(c.numTrainTimesteps / n);
+  const finalAlpha = c.setAlphaToOne ? 1 : ac[0]!;
 
   /** The transfer φ(x_t, ε, t, t_prev) of the paper's eq. (11) (diffusers' _get_prev_sample). */
   const transfer = (sample: Float32Array, t: number, tPrev: number, mo: Float32Array): Float32Array => {
@@ -23,7 +23,7 @@ export function pndm({
     const aprev = tPrev >= 0 ? ac[tPrev]! : finalAlpha;
     const bpt = f(1 - apt);
     const bprev = f(1 - aprev);
-    if (c.prediction_type === 'v_prediction') {
+    if (c.predictionType === 'v_prediction') {
       const sa = sqrtf(apt);
       const sb = sqrtf(bpt);
       const v = new Float32Array(mo.length);
