@@ -21,7 +21,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { autoSubjects } from '../src/attention/auto-subjects.js';
+import { autoSubjects } from '../src/prompt/auto-subjects.js';
 import { noiseSeed, parseSeeds } from '../src/bench/run.js';
 import { loadSuite, parseSplit } from '../src/bench/suites.js';
 import { blendImages, heatmap } from '../src/image/colormap.js';

@@ -78,6 +78,8 @@ export const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
   split: '--split',
   out: '--out',
   resume: '--resume',
+  config: '--config',
+  predictionType: '--prediction-type',
 };
 
 /** The CLI's name for a library field. */

@@ -10,7 +10,7 @@
  * block for SD 1.x, 64-wide heads for SD 2.x. Anything else needs its config folder (`--config DIR`).
  */
 import { fileURLToPath } from 'node:url';
-import { UserError } from '../../errors.js';
+import { FieldError, UserError } from '../../errors.js';
 import { readJsonObject, type Config } from '../json-config.js';
 import type { WeightEntry } from '../weight-store.js';
 import type { TextEncoderLayout } from './convert.js';
@@ -108,10 +108,12 @@ export function inferConfigs(
 
   const standard = STANDARD[family];
   if (width !== standard.unetWidth || textWidth !== standard.textWidth) {
-    throw new UserError(
-      `${where}: not a standard ${FAMILY_NAME[family]} architecture (UNet width ${width}, text encoder width ${textWidth}; ` +
+    throw new FieldError(
+      'config',
+      (name) =>
+        `${where}: not a standard ${FAMILY_NAME[family]} architecture (UNet width ${width}, text encoder width ${textWidth}; ` +
         `standard: ${standard.unetWidth}, ${standard.textWidth}), so its attention heads are unknown; ` +
-        `give its diffusers config folder with --config DIR`,
+        `give its diffusers config folder with ${name} DIR`,
     );
   }
 
