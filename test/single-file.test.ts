@@ -444,12 +444,12 @@ describe('standard architectures, inferred from the weights (full-size headers, 
     const r = s2i(['info', '--model', path, '--json']);
     expect(r.stderr).toBe('');
     const info = JSON.parse(r.stdout);
-    expect(info.singleFile).toMatchObject({
+    expect(info.single_file).toMatchObject({
       layout: 'ldm',
       family: 'SD 1.x',
-      textEncoder: 'clip',
+      text_encoder: 'clip',
       configs: 'inferred',
-      skippedKeys: 2,
+      skipped_keys: 2,
     });
     expect(info.components.unet.parameters).toBe(859_520_964);
     expect(info.components.unet.dtypes).toEqual({ F16: 859_520_964 });
