@@ -161,21 +161,15 @@ function externalInitializer(
   };
 }
 
-export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Uint8Array {
-  // Only what the outputs need: a gradient graph, say, need not carry the layers after the last one its loss reads.
-  const { nodes, substitute } = liveGraph(graph, options.substitutions ?? true);
-  const mapped = (v: Value) => substitute.get(v) ?? v;
-  const used = new Set<Value>(graph.outputs.map((o) => mapped(o.value)));
-  for (const n of nodes) for (const i of n.inputs) if (i) used.add(mapped(i));
+/** The parameters as initializers: in the file, or written or linked as external data; half weights kept half. */
+function paramInitializers(
+  graph: Graph,
+  used: ReadonlySet<Value>,
+  options: SerializeOptions,
+  casts: onnxProto.onnx.INodeProto[],
+): onnxProto.onnx.ITensorProto[] {
   const initializers: onnxProto.onnx.ITensorProto[] = [];
-  for (const [v, data] of graph.constants) {
-    if (!used.has(v)) continue;
-    initializers.push({ name: v.name, dims: [...v.shape], dataType: onnxDataType(v.dtype), rawData: bytesOf(data) });
-  }
-
-  const graphInputs: onnxProto.onnx.IValueInfoProto[] = graph.inputs.map((v) => valueInfo(v.name, v));
   // Half weights kept half: the initializer under another name, and a Cast giving the parameter's float32 value.
-  const casts: onnxProto.onnx.INodeProto[] = [];
   const halfOf = (p: Graph['params'][number]) => {
     const half = options.keepHalf && graph.paramMode === 'initializer' ? p.source.half : undefined;
     if (!half) return null;
@@ -190,9 +184,7 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
     const dataType = half.dtype === 'float16' ? onnx.TensorProto.DataType.FLOAT16 : onnx.TensorProto.DataType.BFLOAT16;
     return { half, name, dataType };
   };
-  if (graph.paramMode === 'input') {
-    for (const p of graph.params) graphInputs.push(valueInfo(p.value.name, p.value));
-  } else if (options.externalDataPath) {
+  if (options.externalDataPath) {
     const fd = openSync(options.externalDataPath, 'w');
     let offset = 0;
     try {
@@ -249,6 +241,28 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
         rawData: bytesOf(p.source.read()),
       });
     }
+  }
+  return initializers;
+}
+
+export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Uint8Array {
+  // Only what the outputs need: a gradient graph, say, need not carry the layers after the last one its loss reads.
+  const { nodes, substitute } = liveGraph(graph, options.substitutions ?? true);
+  const mapped = (v: Value) => substitute.get(v) ?? v;
+  const used = new Set<Value>(graph.outputs.map((o) => mapped(o.value)));
+  for (const n of nodes) for (const i of n.inputs) if (i) used.add(mapped(i));
+  const initializers: onnxProto.onnx.ITensorProto[] = [];
+  for (const [v, data] of graph.constants) {
+    if (!used.has(v)) continue;
+    initializers.push({ name: v.name, dims: [...v.shape], dataType: onnxDataType(v.dtype), rawData: bytesOf(data) });
+  }
+
+  const graphInputs: onnxProto.onnx.IValueInfoProto[] = graph.inputs.map((v) => valueInfo(v.name, v));
+  const casts: onnxProto.onnx.INodeProto[] = [];
+  if (graph.paramMode === 'input') {
+    for (const p of graph.params) graphInputs.push(valueInfo(p.value.name, p.value));
+  } else {
+    initializers.push(...paramInitializers(graph, used, options, casts));
   }
 
   const nameOf = (v: Value | null) => (v ? mapped(v).name : '');

@@ -224,8 +224,58 @@ async function run(prompt: string, flags: GenerateFlags): Promise<void> {
   process.stdout.write(flags.json ? `${JSON.stringify(jsonReport(done))}\n` : summary(done));
 }
 
+const d = ATTEND_EXCITE_DEFAULTS;
+
+const HELP = `
+Description:
+  Runs Stable Diffusion as diffusers' StableDiffusionPipeline does: CLIP
+  encodes the prompt and the negative prompt, the UNet denoises the initial
+  latents (seeded noise, or --latents) with classifier-free guidance over the
+  scheduler's steps, and the VAE decodes the result, written as a PNG with
+  pixels round(clamp(x/2 + 0.5, 0, 1) * 255), as diffusers converts them.
+  Seeds drive s2i's own portable generator, not torch's: to reproduce a
+  diffusers image exactly, pass its initial latents with --latents.
+
+Attend-and-Excite (--method attend-and-excite):
+  Before each step, strengthens the subjects' cross-attention (Chefer et al.
+  2023, exactly as diffusers' StableDiffusionAttendAndExcitePipeline).
+  Subjects are words of the prompt (--subjects) or token positions (--tokens,
+  SOT = 0: in "a cat and a frog", cat = 2 and frog = 5). A word split into
+  several tokens uses its last token (CLIP's text encoder is causal, so only
+  that one has read the whole word); a repeated word uses its first
+  occurrence unless written word#2. The defaults (max_iter_to_alter ${d.maxIterToAlter},
+  thresholds ${fmtThresholds(d.thresholds)}) are meant for ${REFERENCE_STEPS} steps; for another
+  --steps, those not given are scaled by steps/${REFERENCE_STEPS} (rounded), and the summary
+  says so.
+
+Attention maps (--attention-maps FILE):
+  A picture like prompt-to-prompt's show_cross_attention: one tile per token
+  (every prompt token, or only the subjects when --subjects/--tokens is
+  given) showing its cross-attention map (mean over the layers at --attn-res
+  and their heads, conditional pass) divided by its max, coloured and blended
+  over the image, the token under it. One row for the mean over all steps,
+  or one row per step with --attention-steps. Tiles are at least 128 px.
+
+Output:
+  A summary on stdout (settings, subjects, per-step A&E losses, timings,
+  files written), or with --json exactly one JSON object. A progress bar goes
+  to stderr when it is a terminal. Errors are one line "s2i: error: ..."
+  with exit code 1 and leave no output file behind; files are written
+  atomically once the run has succeeded.
+
+Examples:
+  s2i generate "a cat and a frog" --model models/sd15 --seed 7
+  s2i generate "a cat and a frog" --model models/sd15 \\
+      --method attend-and-excite --subjects cat,frog \\
+      --attention-maps maps.png --out ae.png
+  s2i generate "a cat and a frog" --model tiny-sd --steps 10 \\
+      --scheduler ddim --latents init.safetensors:initial_latents \\
+      --save-latents final.safetensors --json
+  s2i generate "a frog and a frog" --model models/sd15 --steps 25 \\
+      --method attend-and-excite --subjects frog#2
+`;
+
 export function register(program: Command): void {
-  const d = ATTEND_EXCITE_DEFAULTS;
   program
     .command('generate')
     .description('generate an image from a text prompt (optionally with Attend-and-Excite and attention maps)')
@@ -296,56 +346,6 @@ export function register(program: Command): void {
       'write the PNG enlarged n times, nearest neighbour (for small models such as the 32x32 default)',
     )
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
-    .addHelpText(
-      'after',
-      `
-Description:
-  Runs Stable Diffusion as diffusers' StableDiffusionPipeline does: CLIP
-  encodes the prompt and the negative prompt, the UNet denoises the initial
-  latents (seeded noise, or --latents) with classifier-free guidance over the
-  scheduler's steps, and the VAE decodes the result, written as a PNG with
-  pixels round(clamp(x/2 + 0.5, 0, 1) * 255), as diffusers converts them.
-  Seeds drive s2i's own portable generator, not torch's: to reproduce a
-  diffusers image exactly, pass its initial latents with --latents.
-
-Attend-and-Excite (--method attend-and-excite):
-  Before each step, strengthens the subjects' cross-attention (Chefer et al.
-  2023, exactly as diffusers' StableDiffusionAttendAndExcitePipeline).
-  Subjects are words of the prompt (--subjects) or token positions (--tokens,
-  SOT = 0: in "a cat and a frog", cat = 2 and frog = 5). A word split into
-  several tokens uses its last token (CLIP's text encoder is causal, so only
-  that one has read the whole word); a repeated word uses its first
-  occurrence unless written word#2. The defaults (max_iter_to_alter ${d.maxIterToAlter},
-  thresholds ${fmtThresholds(d.thresholds)}) are meant for ${REFERENCE_STEPS} steps; for another
-  --steps, those not given are scaled by steps/${REFERENCE_STEPS} (rounded), and the summary
-  says so.
-
-Attention maps (--attention-maps FILE):
-  A picture like prompt-to-prompt's show_cross_attention: one tile per token
-  (every prompt token, or only the subjects when --subjects/--tokens is
-  given) showing its cross-attention map (mean over the layers at --attn-res
-  and their heads, conditional pass) divided by its max, coloured and blended
-  over the image, the token under it. One row for the mean over all steps,
-  or one row per step with --attention-steps. Tiles are at least 128 px.
-
-Output:
-  A summary on stdout (settings, subjects, per-step A&E losses, timings,
-  files written), or with --json exactly one JSON object. A progress bar goes
-  to stderr when it is a terminal. Errors are one line "s2i: error: ..."
-  with exit code 1 and leave no output file behind; files are written
-  atomically once the run has succeeded.
-
-Examples:
-  s2i generate "a cat and a frog" --model models/sd15 --seed 7
-  s2i generate "a cat and a frog" --model models/sd15 \\
-      --method attend-and-excite --subjects cat,frog \\
-      --attention-maps maps.png --out ae.png
-  s2i generate "a cat and a frog" --model tiny-sd --steps 10 \\
-      --scheduler ddim --latents init.safetensors:initial_latents \\
-      --save-latents final.safetensors --json
-  s2i generate "a frog and a frog" --model models/sd15 --steps 25 \\
-      --method attend-and-excite --subjects frog#2
-`,
-    )
+    .addHelpText('after', HELP)
     .action(async (prompt: string, flags: GenerateFlags) => run(prompt, flags));
 }
