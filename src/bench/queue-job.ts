@@ -168,12 +168,12 @@ export class QueuedJobRunner {
     const q = parseQueuedJob(data);
     if (q.model !== this.fingerprint)
       throw new Error(
-        `model fingerprint ${q.model} of the benchmark differs from this worker's ${this.fingerprint} (--model ${this.model.dir}); run the worker with the benchmark's model`,
+        `model fingerprint ${q.model} of the benchmark differs from this worker's ${this.fingerprint} (model ${this.model.dir}); run the worker with the benchmark's model`,
       );
     const mine = predictionTypeOf(this.model);
     if (q.predictionType !== mine)
       throw new Error(
-        `prediction type ${q.predictionType} of the benchmark differs from this worker's ${mine}; give the worker the benchmark's --prediction-type`,
+        `prediction type ${q.predictionType} of the benchmark differs from this worker's ${mine}; give the worker the benchmark's prediction type`,
       );
     let prepared: PreparedBenchJob;
     try {

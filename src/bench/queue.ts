@@ -28,7 +28,7 @@ import { dirname, join } from 'node:path';
 import { Worker as Thread } from 'node:worker_threads';
 import { Queue, QueueEvents, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { AutoSubjects } from '../prompt/auto-subjects.js';
-import { UserError } from '../errors.js';
+import { FieldError, UserError } from '../errors.js';
 import { writeFileAtomic } from '../image/png.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import type { PredictionType } from '../schedulers/index.js';
@@ -238,7 +238,7 @@ async function collect(
           writeFileAtomic(path, Buffer.from(f.png, 'base64'));
         } else if (!existsSync(path)) {
           throw new Error(
-            `the worker wrote ${f.path} into its own --out, which is not this run's folder ${out} (a worker's --out must be this folder, shared)`,
+            `the worker wrote ${f.path} into its own output folder, which is not this run's folder ${out} (a worker's output folder must be this one, shared)`,
           );
         }
       }
@@ -537,11 +537,11 @@ export async function startBenchWorker(options: WorkerOptions): Promise<BenchWor
   await probeRedis(target);
   const out = options.out;
   if (out !== undefined) {
-    if (existsSync(out) && !statSync(out).isDirectory()) throw new UserError(`--out ${out} is not a directory`);
+    if (existsSync(out) && !statSync(out).isDirectory()) throw new FieldError('out', `${out} is not a directory`);
     try {
       mkdirSync(join(out, 'images'), { recursive: true });
     } catch (e) {
-      throw new UserError(`--out ${out}: cannot create the folder: ${(e as Error).message}`, { cause: e });
+      throw new FieldError('out', `${out}: cannot create the folder: ${(e as Error).message}`, { cause: e });
     }
   }
   const model = await ModelThread.start({

@@ -25,7 +25,7 @@ const URL_FORM = 'redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (or rediss:// for T
  * Parses `redis://[[user]:password@]host[:port][/db]` (`rediss://` for TLS). A URL without a password takes
  * $S2I_REDIS_PASSWORD when set (keeps the password out of the process list). Errors never echo the value.
  */
-export function parseRedisUrl(value: string, option = '--queue', env = process.env): RedisTarget {
+export function parseRedisUrl(value: string, option = 'queue', env = process.env): RedisTarget {
   const bad = (why: string) => new UserError(`${option} must be ${URL_FORM}; ${why}`);
   let url: URL;
   try {
