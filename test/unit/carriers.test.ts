@@ -8,7 +8,7 @@ import {
   groupTokens,
   layoutScore,
   tokenColumn,
-} from '../src/methods/carriers.js';
+} from '../../src/methods/carriers.js';
 
 const H = 4;
 const W = 4;
