@@ -249,7 +249,7 @@ async function main(): Promise<void> {
         steps: Number(values.steps),
         guidanceScale: Number(values.guidance),
         recordAttention: { resolution: [H, W] },
-        onStep: (s) => predicted.push(s.predictedOriginal!),
+        onStep: (s) => predicted.push(s.predictedOriginal[0]!),
       });
       const final = scoreImage(floatToRgb8(result.image), undefined, undefined, entry.objects);
       const perStep = predicted.map((x) => scoreImage(floatToRgb8(x), undefined, undefined, entry.objects));

@@ -10,14 +10,19 @@ export type { Tensor } from './tensor.js';
 export { StableDiffusion, type GraphTiming, type LoadOptions } from './pipeline/stable-diffusion.js';
 export {
   generate,
+  generateBatch,
+  type BatchOptions,
   type GenerateOptions,
   type GenerateResult,
+  type SampleRequest,
   type StepInfo,
   type StepRecord,
 } from './pipeline/generate.js';
+export { defaultBatchSize } from './pipeline/batch-size.js';
 
 export { AttendAndExcite, ATTEND_EXCITE_DEFAULTS, type AttendExciteConfig } from './methods/attend-and-excite.js';
-export type { GuidanceMethod, StepContext, UNetAccess, AttentionEdit } from './methods/types.js';
+export type { GuidanceMethod, GuidedSample, StepContext, StepLog, UNetAccess, AttentionEdit } from './methods/types.js';
+export { stepLogJson } from './methods/types.js';
 export {
   SuppressToImpress,
   SUPPRESS_WEIGHTS,

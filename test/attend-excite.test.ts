@@ -212,19 +212,12 @@ describe('cases g and g2: 10-step Attend-and-Excite (PNDM, guidance 7.5, tokens 
   it('the per-step log (GenerateResult.steps[].method) carries max attention, loss and refinement tries', () => {
     expect(result.steps.length).toBe(11);
     for (const s of result.steps) {
-      const m = s.method as {
-        max_attention: number[];
-        loss: number;
-        refinement_tries: number;
-        step_size: number | null;
-      };
-      expect(m.max_attention.length).toBe(2);
-      expect(m.loss).toBeCloseTo(Math.max(0, 1 - Math.min(...m.max_attention)), 5);
-      expect(m.step_size === null).toBe(s.index >= p.max_iter_to_alter);
+      const m = s.method!;
+      expect(m.maxAttention!.length).toBe(2);
+      expect(m.loss).toBeCloseTo(Math.max(0, 1 - Math.min(...m.maxAttention!)), 5);
+      expect(m.stepSize === null).toBe(s.index >= p.max_iter_to_alter);
     }
     // Refinement ran at calls 2 (threshold 0.5: 3 tries) and 4 (0.8: stopped after 20), as the official stdout says.
-    expect(result.steps.map((s) => (s.method as { refinement_tries: number }).refinement_tries)).toEqual([
-      0, 0, 3, 0, 20, 0, 0, 0, 0, 0, 0,
-    ]);
+    expect(result.steps.map((s) => s.method!.refinementTries)).toEqual([0, 0, 3, 0, 20, 0, 0, 0, 0, 0, 0]);
   });
 });

@@ -78,7 +78,8 @@ describe('s2i generate', () => {
     });
     expect(report.steps).toHaveLength(11);
     expect(report.steps[0]).toMatchObject({ index: 0, timestep: 901 });
-    expect(report.graphs.map((g: { key: string }) => g.key)).toContain('text:77');
+    // the prompt and the empty negative prompt in one text-encoder pass
+    expect(report.graphs.map((g: { key: string }) => g.key)).toContain('text:77:b2');
     expect(report.graphs.every((g: { session_ms: number }) => g.session_ms > 0)).toBe(true);
     expect(report.outputs).toEqual({ image: out, latents: saved, attention_maps: null });
 

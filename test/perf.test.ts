@@ -50,8 +50,8 @@ describe('npm run bench -- --only tiny', () => {
       expect(c.kernels!.bestKernelSumMs).toBeGreaterThan(0);
     }
     const [step, ae] = report.cases;
-    expect(step!.ours!.graphs.map((g) => g.key)).toEqual(['guided:rec=-:edit=0']);
-    expect(ae!.ours!.graphs.map((g) => g.key)).toEqual(['ae:grad:16x16:2,5:3/0.5', 'guided:rec=-:edit=0']);
+    expect(step!.ours!.graphs.map((g) => g.key)).toEqual(['guided:b1:rec=-:edit=0']);
+    expect(ae!.ours!.graphs.map((g) => g.key)).toEqual(['ae:grad:16x16:b1:n2:3/0.5', 'guided:b1:rec=-:edit=0']);
     expect(ae!.ours!.gradMs).toHaveLength(1);
     expect(ae!.kernels!.graphs).toHaveLength(2);
     const md = formatPerfMarkdown(report);

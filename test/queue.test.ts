@@ -105,9 +105,9 @@ async function stop(r: Running): Promise<void> {
   await r.exit;
 }
 
-/** Rows without the fields that measure time (and the creation time). */
+/** Rows without the fields that measure time (the batch size their timings are a share of, the creation time). */
 function untimed(row: BenchRow): Partial<BenchRow> {
-  const { seconds: _s, compile_seconds: _c, timings: _t, created: _d, ...rest } = row;
+  const { seconds: _s, compile_seconds: _c, timings: _t, batch_size: _b, created: _d, ...rest } = row;
   return rest;
 }
 

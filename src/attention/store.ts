@@ -39,13 +39,15 @@ export class AttentionStore {
   };
 
   /**
-   * Mean over heads and the selected layers of one resolution: [batch, h, w, keys] (or [h, w, keys] for one
-   * `batchIndex`). `placeOrder` fixes the summation order (A&E: up, down, mid) so float sums match the reference.
+   * Mean over heads and the selected layers of one resolution: [batch, h, w, keys], or of the batch entries
+   * `batches` = [start, end) only, or [h, w, keys] for one `batchIndex`. `placeOrder` fixes the summation order
+   * (A&E: up, down, mid) so float sums match the reference.
    */
   aggregate(opts: {
     resolution: readonly [number, number];
     placeOrder?: readonly AttentionPlace[];
     batchIndex?: number;
+    batches?: readonly [number, number];
   }): Value {
     const [h, w] = opts.resolution;
     const order = opts.placeOrder ?? ['up', 'down', 'mid'];
@@ -56,16 +58,19 @@ export class AttentionStore {
       const have = [...new Set(this.records.map((r) => `${r.layer.height}x${r.layer.width}`))].join(', ') || 'none';
       throw new Error(`no recorded attention layers at ${h}x${w} (recorded resolutions: ${have})`);
     }
-    const pieces = chosen.map(({ probs }) => {
+    const range = opts.batchIndex !== undefined ? ([opts.batchIndex, opts.batchIndex + 1] as const) : opts.batches;
+    // Every head of every layer as one [nb, h, w, keys] map, summed by one n-ary Sum: an elementwise sum in the
+    // order given, whatever the batch size. (A ReduceSum over a stacked axis would be summed by a loop that
+    // ONNX Runtime picks by shape — another one for batch 1 — and batch-1 and batched maps would differ in
+    // their last bits, enough for a gradient method's updates to drift apart.)
+    const maps = chosen.flatMap(({ probs }) => {
       const [b, heads, , keys] = probs.shape as [number, number, number, number];
       let x = probs;
-      if (opts.batchIndex !== undefined) x = op.slice(x, [opts.batchIndex], [opts.batchIndex + 1], [0]);
-      const nb = opts.batchIndex !== undefined ? 1 : b;
-      return op.reshape(x, [nb, heads, h, w, keys]);
+      if (range) x = op.slice(x, [range[0]], [range[1]], [0]);
+      const nb = range ? range[1] - range[0] : b;
+      return op.split(x, new Array<number>(heads).fill(1), 1).map((head) => op.reshape(head, [nb, h, w, keys]));
     });
-    const stacked = op.concat(pieces, 1);
-    const count = stacked.shape[1]!;
-    const mean = op.div(op.reduceSum(stacked, [1], false), count);
+    const mean = op.div(op.addN(maps), maps.length);
     return opts.batchIndex !== undefined ? op.reshape(mean, [h, w, mean.shape[3]!]) : mean;
   }
 }

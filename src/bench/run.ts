@@ -46,7 +46,7 @@ import { encodePng, writeFileAtomic } from '../image/png.js';
 import { resizeImage, resizeMap } from '../image/resize.js';
 import { buildMethod, methodPreset, methodTargets, type MethodSettings } from '../methods/registry.js';
 import type { GuidanceMethod } from '../methods/types.js';
-import { generate } from '../pipeline/generate.js';
+import { generateBatch, type GenerateResult } from '../pipeline/generate.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import { defaultSampler, type SamplerName } from '../schedulers/index.js';
 import type { PromptObject } from '../shapes/prompt.js';
@@ -111,10 +111,15 @@ export interface BenchRow {
   leakage: number;
   extra_objects: number;
   detections: DetectionSummary[];
-  /** Seconds of generation for this image (encode + denoise + decode), without one-off graph compilation. */
+  /**
+   * Seconds of generation for this image (encode + denoise + decode), without one-off graph compilation; in a
+   * batch, the batch's seconds divided by its size.
+   */
   seconds: number;
   /** Seconds spent compiling graphs during this image (first use of a method's graphs). */
   compile_seconds: number;
+  /** Images generated together in one batch (seconds and timings are this image's share of the batch's). */
+  batch_size?: number;
   timings: { encode: number; denoise: number; decode: number; score: number };
   /** Latent-update refinement tries of gradient methods, summed over steps (0 for others). */
   refinement_tries: number;
@@ -142,7 +147,15 @@ export interface BenchOptions {
    * They change the methods' configuration and so the rows' settings hash.
    */
   methodOverrides?: Omit<MethodSettings, 'steps'>;
+  /**
+   * (prompt, seed) pairs generated together, one batch per method (default 16). The images are those of an
+   * unbatched run; only the rows' timings (a per-image share of the batch's) differ.
+   */
+  batchSize?: number;
 }
+
+/** Pairs per batch when BenchOptions.batchSize is not given (the shapes model's 32x32 images). */
+export const DEFAULT_BENCH_BATCH = 16;
 
 export interface BenchItem {
   suite: string;
@@ -553,19 +566,53 @@ export function benchImagePaths(
 
 /** Generates and scores one prepared job: the row and the PNG bytes of its files. Writes nothing. */
 export async function generateBenchImage(model: StableDiffusion, prepared: PreparedBenchJob): Promise<BenchImage> {
-  const { job, auto, method, settings, hash, key } = prepared;
+  return (await generateBenchImages(model, [prepared]))[0]!;
+}
+
+/**
+ * Generates prepared jobs of one method and sampling settings as one batch (each image is the one it would be
+ * alone) and scores them: rows and PNG bytes, in the order given. Writes nothing.
+ */
+export async function generateBenchImages(
+  model: StableDiffusion,
+  prepared: readonly PreparedBenchJob[],
+): Promise<BenchImage[]> {
+  const first = prepared[0]!.job;
+  for (const { job } of prepared) {
+    if (job.steps !== first.steps || job.guidance !== first.guidance || job.sampler !== first.sampler)
+      throw new Error('generateBenchImages: the jobs of one batch must share steps, guidance and sampler');
+    if (job.maps !== first.maps)
+      throw new Error('generateBenchImages: the jobs of one batch must all record maps or none');
+  }
   const nGraphs = model.graphTimings.length;
-  const generationSeed = noiseSeed(job.seed, job.prompt);
-  const result = await generate(model, {
-    prompt: job.prompt,
-    seed: generationSeed,
-    steps: job.steps,
-    guidanceScale: job.guidance,
-    sampler: job.sampler,
-    ...(method ? { method } : {}),
-    ...(job.maps ? { recordAttention: {} } : {}),
-  });
+  const results = await generateBatch(
+    model,
+    prepared.map(({ job, method }) => ({
+      prompt: job.prompt,
+      seed: noiseSeed(job.seed, job.prompt),
+      ...(method ? { method } : {}),
+    })),
+    {
+      steps: first.steps,
+      guidanceScale: first.guidance,
+      sampler: first.sampler,
+      batchSize: prepared.length,
+      ...(first.maps ? { recordAttention: {} } : {}),
+    },
+  );
   const compileMs = model.graphTimings.slice(nGraphs).reduce((s, g) => s + g.buildMs + g.serializeMs + g.sessionMs, 0);
+  return prepared.map((p, i) => benchImage(model, p, results[i]!, compileMs / prepared.length));
+}
+
+/** Scores one generated image: its row and the PNG bytes of its files. */
+function benchImage(
+  model: StableDiffusion,
+  prepared: PreparedBenchJob,
+  result: GenerateResult,
+  compileMs: number,
+): BenchImage {
+  const { job, auto, settings, hash, key } = prepared;
+  const size = result.batch.size;
   const image = floatToRgb8(result.image);
   const tScore = performance.now();
   const score = scoreImage(image, undefined, undefined, job.objects);
@@ -586,17 +633,13 @@ export async function generateBenchImage(model: StableDiffusion, prepared: Prepa
       files.push({ path: mapsPath, bytes: encodePng(pic.data, pic.width, pic.height) });
     }
   }
-  const tries = result.steps.reduce(
-    (s, st) =>
-      s + (typeof st.method?.['refinement_tries'] === 'number' ? (st.method['refinement_tries'] as number) : 0),
-    0,
-  );
+  const tries = result.steps.reduce((s, st) => s + (st.method?.refinementTries ?? 0), 0);
   const row: BenchRow = {
     v: BENCH_ROW_VERSION,
     key,
     prompt: job.prompt,
     seed: job.seed,
-    noise_seed: generationSeed,
+    noise_seed: result.seed!,
     method: job.method,
     settings,
     settings_hash: hash,
@@ -623,12 +666,13 @@ export async function generateBenchImage(model: StableDiffusion, prepared: Prepa
       area: d.area,
       matched_to: d.matched_to,
     })),
-    seconds: round3((result.timings.totalMs - compileMs) / 1000),
+    seconds: round3((result.timings.totalMs / size - compileMs) / 1000),
     compile_seconds: round3(compileMs / 1000),
+    batch_size: size,
     timings: {
-      encode: round3(result.timings.encodeMs / 1000),
-      denoise: round3(result.timings.denoiseMs / 1000),
-      decode: round3(result.timings.decodeMs / 1000),
+      encode: round3(result.timings.encodeMs / size / 1000),
+      denoise: round3(result.timings.denoiseMs / size / 1000),
+      decode: round3(result.timings.decodeMs / size / 1000),
       score: round3(scoreMs / 1000),
     },
     refinement_tries: tries,
@@ -775,32 +819,59 @@ async function runLocked(
     return s;
   };
 
+  const batchSize = options.batchSize ?? DEFAULT_BENCH_BATCH;
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new UserError(`batchSize must be a positive integer, got ${batchSize}`);
+  // batchSize (prompt, seed) pairs with all their methods at a time: one batch per method, rows in plan order.
+  const window = batchSize * options.methods.length;
   const fd = openSync(resultsPath, 'a');
   const items: BenchItem[] = [];
   let generated = 0,
-    skipped = 0;
+    skipped = 0,
+    done = 0;
   try {
-    for (const it of plan) {
-      const job = prepareBenchJob(model, base.model, planJob(it, base, options), subjectsOf);
-      const { key } = job;
-      const kind = job.job.kind;
-      const found = byKey.get(key);
-      if (found) {
+    for (let start = 0; start < plan.length; start += window) {
+      const slice = plan
+        .slice(start, start + window)
+        .map((it) => ({ it, prepared: prepareBenchJob(model, base.model, planJob(it, base, options), subjectsOf) }));
+      for (const { prepared } of slice) {
+        if (!byKey.has(prepared.key)) continue;
         skipped++;
-        items.push({ suite: it.suite.name, split: it.suite.split, kind, row: found });
-        hooks.onProgress?.({ done: items.length, total: plan.length, skipped, row: null });
-        continue;
+        hooks.onProgress?.({ done: ++done, total: plan.length, skipped, row: null });
       }
-      const { row, files } = await generateBenchImage(model, job);
-      for (const f of files) {
-        mkdirSync(dirname(join(out, f.path)), { recursive: true });
-        writeFileAtomic(join(out, f.path), f.bytes);
+      const fresh = new Map<string, BenchImage>();
+      for (const name of options.methods) {
+        // The window's jobs of this method still to do (a key met twice is generated once).
+        const todo = new Map<string, PreparedBenchJob>();
+        for (const { prepared } of slice)
+          if (prepared.job.method === name && !byKey.has(prepared.key)) todo.set(prepared.key, prepared);
+        if (todo.size === 0) continue;
+        const images = await generateBenchImages(model, [...todo.values()]);
+        for (const image of images) {
+          for (const f of image.files) {
+            mkdirSync(dirname(join(out, f.path)), { recursive: true });
+            writeFileAtomic(join(out, f.path), f.bytes);
+          }
+          fresh.set(image.row.key, image);
+          generated++;
+          hooks.onProgress?.({ done: ++done, total: plan.length, skipped, row: image.row });
+        }
       }
-      appendRow(fd, row);
-      byKey.set(key, row);
-      generated++;
-      items.push({ suite: it.suite.name, split: it.suite.split, kind, row });
-      hooks.onProgress?.({ done: items.length, total: plan.length, skipped, row });
+      // Rows in plan order, each appended with a single write once its files are on disk.
+      for (const { it, prepared } of slice) {
+        const made = fresh.get(prepared.key);
+        if (made) {
+          appendRow(fd, made.row);
+          byKey.set(prepared.key, made.row);
+          fresh.delete(prepared.key);
+        }
+        items.push({
+          suite: it.suite.name,
+          split: it.suite.split,
+          kind: prepared.job.kind,
+          row: byKey.get(prepared.key)!,
+        });
+      }
     }
   } finally {
     closeSync(fd);

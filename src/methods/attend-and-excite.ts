@@ -4,7 +4,8 @@
  * gradients; the 16x16 cross-attention maps averaged over layers (up, down, mid) and heads; tokens 1..75
  * re-softmaxed after x100; each subject's map Gaussian-smoothed; loss = max over subjects of max(0, 1 - max of
  * the map); latent -= step_size · ∂loss/∂latent with step_size = scale_factor · sqrt(linspace(1, 0.5)[i]);
- * iterative refinement at the threshold steps (at most 20 tries).
+ * iterative refinement at the threshold steps (at most 20 tries). Several samples (each its own prompt and
+ * subjects) are evaluated in one batched pass; each keeps its own loss, gradient, step and refinement.
  */
 import { gradients } from '../graph/autodiff.js';
 import type { Value } from '../graph/graph.js';
@@ -12,9 +13,10 @@ import * as op from '../graph/ops.js';
 import { chooseAttentionResolution } from '../attention/resolution.js';
 import { AttentionStore } from '../attention/store.js';
 import type { Tensor } from '../tensor.js';
+import { padTo, passBatchSize, row, settingsKey, stack, tokenSelection } from './batch.js';
 import { smoothMaps } from './smoothing.js';
-import { alterLatent, type Evaluation, type LatentLoopConfig, type LoopEvent } from './latent-loop.js';
-import type { GuidanceMethod, StepContext } from './types.js';
+import { alterLatents, type Evaluation, type LatentLoopConfig, type LoopEvent } from './latent-loop.js';
+import type { GuidanceMethod, GuidedSample, StepContext, StepLog, UNetAccess } from './types.js';
 
 /** The loop settings (maxIterToAlter, thresholds, scaleFactor, scaleRange, maxRefinementSteps) are A&E's own. */
 export interface AttendExciteConfig extends LatentLoopConfig {
@@ -66,12 +68,36 @@ export function subjectMaps(
   return cfg.smoothAttentions ? smoothMaps(stacked, cfg.kernelSize, cfg.sigma) : stacked;
 }
 
-/** loss = the first largest of max(0, 1 - max A_s) (Python's max() over the list, as the reference does). */
-export function attendExciteLoss(perSubjectMax: Value): Value {
-  const losses = op.relu(op.sub(1, perSubjectMax));
+/**
+ * Per-subject maps of a batch: `maps` [k, h, w, T] aggregated per sample, `select` [k, T-2, n] one-hot subject
+ * columns (batch.ts: tokenSelection) → [k, n, h, w]; the same preprocessing as `subjectMaps`, and the same values
+ * (a product with a one-hot column is exact). Unused slots give all-zero maps.
+ */
+export function selectedSubjectMaps(
+  maps: Value,
+  select: Value,
+  cfg: Pick<AttendExciteConfig, 'smoothAttentions' | 'kernelSize' | 'sigma'>,
+): Value {
+  const [k, h, w, t] = maps.shape as [number, number, number, number];
+  const n = select.shape[2]!;
+  const text = op.softmax(op.mul(op.slice(maps, [1], [t - 1], [3]), 100), -1);
+  const columns = op.matmul(op.reshape(text, [k, h * w, t - 2]), select); // [k, hw, n]
+  const stacked = op.reshape(op.transpose(columns, [0, 2, 1]), [k * n, h, w]);
+  const smoothed = cfg.smoothAttentions ? smoothMaps(stacked, cfg.kernelSize, cfg.sigma) : stacked;
+  return op.reshape(smoothed, [k, n, h, w]);
+}
+
+/**
+ * loss = the first largest of max(0, 1 - max A_s) over the last axis (Python's max() over the list, as the
+ * reference does): [..., n] → [...]. `mask` (same shape, 1 for real subjects, 0 for unused slots) zeroes the
+ * unused slots' losses, which then never win over a real subject (they come after it).
+ */
+export function attendExciteLoss(perSubjectMax: Value, mask?: Value): Value {
+  let losses = op.relu(op.sub(1, perSubjectMax));
+  if (mask) losses = op.mul(losses, mask);
   // The reference's builtin max() sends the whole gradient to the first maximal subject, not split among ties.
-  const n = losses.shape[0]!;
-  const first = op.argMax(losses, 0, false);
+  const n = losses.shape[losses.rank - 1]!;
+  const first = op.argMax(losses, -1, true);
   const positions = losses.graph.constant(
     BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
     [n],
@@ -79,79 +105,136 @@ export function attendExciteLoss(perSubjectMax: Value): Value {
     'subject_positions',
   );
   const pick = op.stopGradient(op.cast(op.equal(positions, first), 'float32'));
-  return op.reduceSum(op.mul(losses, pick), [0], false);
+  return op.reduceSum(op.mul(losses, pick), [-1], false);
 }
 
 export interface AttendExciteEvaluation extends Evaluation {
   maxAttention: number[];
 }
 
+/** One sample's evaluation request: its subjects, text embedding [1, T, D] and latent [C*h*w]. */
+export interface AttendExciteItem {
+  tokenIndices: readonly number[];
+  cond: Tensor;
+  latent: Float32Array;
+}
+
+/**
+ * A&E's loss (and ∂loss/∂latent) for several samples in one batched conditional UNet pass of
+ * passBatchSize(items, groupSize) samples. Settings other than the subjects come from `cfg`.
+ */
+export async function evaluateAttendExcite(
+  unet: UNetAccess,
+  timestep: number,
+  cfg: Omit<AttendExciteConfig, 'tokenIndices'>,
+  items: readonly AttendExciteItem[],
+  withGrad: boolean,
+  groupSize = items.length,
+): Promise<AttendExciteEvaluation[]> {
+  const [c, h, w] = unet.latentShape;
+  const [tokens, dim] = unet.contextShape;
+  const res = cfg.attnRes ?? defaultAttnRes(h, w);
+  const k = passBatchSize(items.length, groupSize);
+  const n = Math.max(...items.map((it) => it.tokenIndices.length));
+  const smoothing = cfg.smoothAttentions ? `${cfg.kernelSize}/${cfg.sigma}` : 'raw';
+  const key = `ae:${withGrad ? 'grad' : 'eval'}:${res.join('x')}:b${k}:n${n}:${smoothing}`;
+  const session = await unet.compile(key, (g, build) => {
+    const sample = g.input('sample', [k, c, h, w]);
+    const ts = g.input('timestep', [k]);
+    const context = g.input('context', [k, tokens, dim]);
+    const select = g.input('subject_select', [k, tokens - 2, n]);
+    const mask = g.input('subject_mask', [k, n]);
+    const store = new AttentionStore({ kind: 'cross', resolution: res });
+    build({ sample, timestep: ts, encoderHiddenStates: context }, { attentionHook: store.hook });
+    const maps = store.aggregate({ resolution: res });
+    const perSubject = op.reduceMax(selectedSubjectMaps(maps, select, cfg), [2, 3], false);
+    const loss = attendExciteLoss(perSubject, mask);
+    g.output('loss', loss);
+    g.output('max_attention', perSubject);
+    // Samples do not interact, so the gradient of the sum is each sample's own gradient.
+    if (withGrad) g.output('grad', gradients(op.reduceSum(loss, [0], false), [sample])[0]!);
+  });
+  const batch = padTo(items, k);
+  const { select, mask } = tokenSelection(
+    batch.map((it) => it.tokenIndices),
+    tokens,
+    n,
+  );
+  const out = await session.run({
+    sample: stack(
+      batch.map((it) => it.latent),
+      [c, h, w],
+    ),
+    timestep: { data: new Float32Array(k).fill(timestep), shape: [k] },
+    context: stack(
+      batch.map((it) => it.cond.data),
+      [tokens, dim],
+    ),
+    subject_select: select,
+    subject_mask: mask,
+  });
+  const maxAttention = out['max_attention']!.data;
+  return items.map((it, b) => ({
+    loss: out['loss']!.data[b]!,
+    maxAttention: [...maxAttention.subarray(b * n, b * n + it.tokenIndices.length)],
+    grad: out['grad'] ? row(out['grad'].data, b, k) : undefined,
+  }));
+}
+
 export class AttendAndExcite implements GuidanceMethod {
   readonly name = 'attend-and-excite';
+  readonly batchKey: string;
+  readonly usesGradients = true;
   readonly events: LoopEvent[] = [];
   /** Every max-attention evaluation in the reference's call order (what A&E logs). */
   readonly maxAttentionLog: number[][] = [];
-  private readonly perCall = new Map<
-    number,
-    { maxAttention: number[]; loss: number; tries: number; stepSize: number | null }
-  >();
+  private readonly perCall = new Map<number, StepLog>();
 
   constructor(readonly config: AttendExciteConfig) {
     if (config.tokenIndices.length === 0) throw new Error('attend-and-excite needs at least one subject token');
+    const { tokenIndices: _subjects, ...shared } = config;
+    this.batchKey = `attend-and-excite:${settingsKey(shared)}`;
   }
 
-  private key(withGrad: boolean, res: readonly [number, number]): string {
-    const c = this.config;
-    return `ae:${withGrad ? 'grad' : 'eval'}:${res.join('x')}:${c.tokenIndices.join(',')}:${c.smoothAttentions ? `${c.kernelSize}/${c.sigma}` : 'raw'}`;
-  }
-
-  async evaluate(ctx: StepContext, latent: Float32Array, withGrad: boolean): Promise<AttendExciteEvaluation> {
-    const [c, h, w] = ctx.unet.latentShape;
-    const [tokens, dim] = ctx.unet.contextShape;
-    const res = this.config.attnRes ?? defaultAttnRes(h, w);
-    const session = await ctx.unet.compile(this.key(withGrad, res), (g, unet) => {
-      const sample = g.input('sample', [1, c, h, w]);
-      const timestep = g.input('timestep', [1]);
-      const context = g.input('context', [1, tokens, dim]);
-      const store = new AttentionStore({ kind: 'cross', resolution: res });
-      unet({ sample, timestep, encoderHiddenStates: context }, { attentionHook: store.hook });
-      const maps = store.aggregate({ resolution: res, batchIndex: 0 });
-      const perSubject = op.reduceMax(subjectMaps(maps, this.config.tokenIndices, this.config), [1, 2], false);
-      const loss = attendExciteLoss(perSubject);
-      g.output('loss', loss);
-      g.output('max_attention', perSubject);
-      if (withGrad) g.output('grad', gradients(loss, [sample])[0]!);
+  async updateLatents(ctx: StepContext, samples: readonly GuidedSample[]): Promise<Float32Array[]> {
+    const members = samples.map(({ method }) => {
+      if (!(method instanceof AttendAndExcite) || method.batchKey !== this.batchKey)
+        throw new Error(`attend-and-excite: cannot update a batch holding ${method.name} (${method.batchKey})`);
+      return method;
     });
-    const out = await session.run({
-      sample: { data: latent, shape: [1, c, h, w] },
-      timestep: { data: Float32Array.of(ctx.timestep), shape: [1] },
-      context: ctx.cond,
-    });
-    return { loss: out['loss']!.data[0]!, maxAttention: [...out['max_attention']!.data], grad: out['grad']?.data };
-  }
-
-  async beforeGuidedPass(ctx: StepContext): Promise<Tensor> {
-    const r = await alterLatent(
+    const results = await alterLatents<AttendExciteEvaluation>(
       this.config,
       ctx.index,
       ctx.totalCalls,
-      ctx.latents.data,
-      (x, withGrad) => this.evaluate(ctx, x, withGrad),
-      this.events,
-      (e) => this.maxAttentionLog.push(e.maxAttention),
+      samples.map((s) => s.latents.data),
+      (requests) =>
+        evaluateAttendExcite(
+          ctx.unet,
+          ctx.timestep,
+          this.config,
+          requests.map((r) => ({
+            tokenIndices: members[r.sample]!.config.tokenIndices,
+            cond: samples[r.sample]!.cond,
+            latent: r.latent,
+          })),
+          requests[0]!.withGrad,
+          samples.length,
+        ),
+      members.map((m) => m.events),
+      (s, e) => members[s]!.maxAttentionLog.push(e.maxAttention),
     );
-    this.perCall.set(ctx.index, {
-      maxAttention: r.final.maxAttention,
-      loss: r.final.loss,
-      tries: r.tries,
-      stepSize: r.stepSize,
-    });
-    return { data: r.latent, shape: ctx.latents.shape };
+    results.forEach((r, s) =>
+      members[s]!.perCall.set(ctx.index, {
+        loss: r.final.loss,
+        maxAttention: r.final.maxAttention,
+        refinementTries: r.tries,
+        stepSize: r.stepSize,
+      }),
+    );
+    return results.map((r) => r.latent);
   }
 
-  stepLog(index: number): Record<string, unknown> | undefined {
-    const r = this.perCall.get(index);
-    if (!r) return undefined;
-    return { max_attention: r.maxAttention, loss: r.loss, refinement_tries: r.tries, step_size: r.stepSize };
+  stepLog(index: number): StepLog | undefined {
+    return this.perCall.get(index);
   }
 }

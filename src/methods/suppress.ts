@@ -6,14 +6,16 @@
  *  - edit mode: inside every cross-attention layer of the guided pass, subject (and attribute) columns are
  *    multiplied by γ outside the owned focus region O_s, rows renormalised.
  * The same loss builder also expresses the nearest rivals' terms (A-STAR's segregation, INITNO's clean
- * cross-attention), so the benchmark compares them inside one mechanism.
+ * cross-attention), so the benchmark compares them inside one mechanism. Each sample of a batch has its own
+ * instance (subjects, focus regions, logs); loss-mode evaluations of a batch run in one batched pass.
  */
 import { gradients } from '../graph/autodiff.js';
 import type { Value } from '../graph/graph.js';
 import * as op from '../graph/ops.js';
 import { AttentionStore } from '../attention/store.js';
 import type { Tensor } from '../tensor.js';
-import { defaultAttnRes, subjectMaps } from './attend-and-excite.js';
+import { defaultAttnRes, selectedSubjectMaps } from './attend-and-excite.js';
+import { padTo, passBatchSize, row, settingsKey, stack, tokenSelection } from './batch.js';
 import {
   FOCUS_DEFAULTS,
   focusRegions,
@@ -22,8 +24,8 @@ import {
   type FocusOptions,
   type FocusRegions,
 } from './focus.js';
-import { alterLatent, type Evaluation, type LatentLoopConfig, type LoopEvent } from './latent-loop.js';
-import type { AttentionEdit, GuidanceMethod, StepContext } from './types.js';
+import { alterLatents, type Evaluation, type LatentLoopConfig, type LoopEvent } from './latent-loop.js';
+import type { AttentionEdit, GuidanceMethod, GuidedSample, StepContext, StepLog, UNetAccess } from './types.js';
 
 export const LOSS_TERMS = ['suppress', 'excite', 'even', 'exclusive', 'bind', 'clean', 'segregate'] as const;
 export type LossTerm = (typeof LOSS_TERMS)[number];
@@ -88,85 +90,151 @@ export interface LossGraphInputs {
   components: Value;
 }
 
-/** Every term as a scalar graph value, plus the weighted total normalised by Σ weights (in about [0, 1]). */
-export function suppressLossTerms(
-  inp: LossGraphInputs,
+/** The loss graph's inputs for a batch of k samples, each with up to n subjects and m attributes. */
+export interface BatchedLossInputs {
+  /** Smoothed subject maps A_s [k, n, h, w] (unused slots: zeros). */
+  subjects: Value;
+  /** 1 for a sample's subjects, 0 for unused slots [k, n]. */
+  subjectMask: Value;
+  /** Smoothed attribute maps A_a [k, m, h, w], or null when no sample has attributes. */
+  attributes: Value | null;
+  /** [k, m], with attributes. */
+  attributeMask: Value | null;
+  /** The owned region of the subject each attribute describes [k, m, h, w], with attributes. */
+  attributeOwned: Value | null;
+  /** Owned focus regions O_s [k, n, h, w] (constants: no gradient flows into them). */
+  owned: Value;
+  /** Hard peak components C_s [k, n, h, w] (for INITNO's clean term). */
+  components: Value;
+  /** Σ of the weights of the terms each sample has [k] (termWeightSum). */
+  weightSum: Value;
+}
+
+/** The terms a sample with `subjects` subjects and `attributes` attributes has under `weights`. */
+export function sampleTerms(weights: LossWeights, subjects: number, attributes: number): LossTerm[] {
+  return LOSS_TERMS.filter(
+    (t) =>
+      weights[t] !== 0 &&
+      ((t !== 'exclusive' && t !== 'segregate') || subjects >= 2) &&
+      (t !== 'bind' || attributes >= 1),
+  );
+}
+
+/** The normaliser of a sample's total: Σ of its terms' weights. */
+export function termWeightSum(weights: LossWeights, subjects: number, attributes: number): number {
+  const used = sampleTerms(weights, subjects, attributes);
+  if (used.length === 0) throw new Error('suppress: every loss term is switched off');
+  return used.reduce((s, t) => s + weights[t], 0);
+}
+
+/**
+ * Every term per sample [k], plus each sample's weighted total normalised by Σ of its terms' weights (in about
+ * [0, 1]). A term a sample does not have (exclusive with one subject, bind without attributes) is 0 for it and
+ * its weight is left out of that sample's normaliser, so each sample's loss is what it would be alone.
+ */
+export function batchedLossTerms(
+  inp: BatchedLossInputs,
   weights: LossWeights,
 ): { total: Value; terms: Partial<Record<LossTerm, Value>> } {
   const A = inp.subjects;
-  const [n, h, w] = A.shape as [number, number, number];
+  const [k, n, h, w] = A.shape as [number, number, number, number];
+  const mask = inp.subjectMask;
   const terms: Partial<Record<LossTerm, Value>> = {};
-  const peak = op.reduceMax(A, [1, 2], true); // [n,1,1]
+  const peak = op.reduceMax(A, [2, 3], true); // [k,n,1,1]
   const normalized = op.div(A, op.add(peak, EPS)); // Â
-  const mass = (x: Value) => op.reduceSum(x, [1, 2], false); // [k]
+  const mass = (x: Value) => op.reduceSum(x, [2, 3], false); // [k, n]
+  const count = (m: Value) => op.maximum(op.reduceSum(m, [1], false), 1); // [k]
+  const maskedMean = (x: Value, m: Value) => op.div(op.reduceSum(op.mul(x, m), [1], false), count(m)); // [k]
   const outside = op.sub(1, inp.owned);
-  const columns = (x: Value, i: number) => op.reshape(op.slice(x, [i], [i + 1], [0]), [h, w]);
+  const slot = (x: Value, i: number) => op.reshape(op.slice(x, [i], [i + 1], [1]), [k, h, w]);
+  const slotMask = (i: number) => op.reshape(op.slice(mask, [i], [i + 1], [1]), [k]);
   const pairs: [number, number][] = [];
   for (let s = 0; s < n; s++) for (let r = s + 1; r < n; r++) pairs.push([s, r]);
-  const mean = (xs: Value[]) => op.div(op.addN(xs), xs.length);
+  const pairMasks = pairs.map(([s, r]) => op.mul(slotMask(s), slotMask(r))); // [k] each
+  const pairCount = () => op.maximum(op.addN(pairMasks), 1);
+  const overlap = (x: Value, s: number, r: number) => {
+    const a = slot(x, s);
+    const b = slot(x, r);
+    return op.div(
+      op.reduceSum(op.minimum(a, b), [1, 2], false),
+      op.add(op.reduceSum(op.add(a, b), [1, 2], false), EPS),
+    );
+  };
 
-  if (weights.suppress)
-    terms.suppress = op.reduceMean(op.div(mass(op.mul(A, outside)), op.add(mass(A), EPS)), [0], false);
-  if (weights.excite) terms.excite = op.reduceMax(op.relu(op.sub(1, op.reshape(peak, [n]))), [0], false);
+  if (weights.suppress) terms.suppress = maskedMean(op.div(mass(op.mul(A, outside)), op.add(mass(A), EPS)), mask);
+  if (weights.excite)
+    terms.excite = op.reduceMax(op.mul(op.relu(op.sub(1, op.reshape(peak, [k, n]))), mask), [1], false);
   if (weights.even) {
     const o = inp.owned;
     const oMass = op.add(mass(o), EPS);
-    const mu = op.div(mass(op.mul(o, normalized)), oMass); // [n]
-    const dev = op.sub(normalized, op.reshape(mu, [n, 1, 1]));
+    const mu = op.div(mass(op.mul(o, normalized)), oMass); // [k, n]
+    const dev = op.sub(normalized, op.reshape(mu, [k, n, 1, 1]));
     const variance = op.div(mass(op.mul(o, op.mul(dev, dev))), oMass);
-    terms.even = op.reduceMean(op.div(op.sqrt(op.add(variance, EPS)), op.add(mu, EPS)), [0], false);
+    terms.even = maskedMean(op.div(op.sqrt(op.add(variance, EPS)), op.add(mu, EPS)), mask);
   }
   if (weights.exclusive && pairs.length) {
-    terms.exclusive = mean(
-      pairs.map(([s, r]) => {
-        const a = columns(normalized, s);
-        const b = columns(normalized, r);
-        return op.div(
-          op.reduceSum(op.minimum(a, b), [0, 1], false),
-          op.add(op.reduceSum(op.add(a, b), [0, 1], false), EPS),
-        );
-      }),
-    );
+    const each = pairs.map(([s, r], p) => op.mul(overlap(normalized, s, r), pairMasks[p]!));
+    terms.exclusive = op.div(op.addN(each), pairCount());
   }
   if (weights.segregate && pairs.length) {
     // A-STAR's segregation: Σ over pairs of Σ min(A_i, A_j) / Σ (A_i + A_j), on the maps themselves.
-    terms.segregate = op.addN(
-      pairs.map(([s, r]) => {
-        const a = columns(A, s);
-        const b = columns(A, r);
-        return op.div(
-          op.reduceSum(op.minimum(a, b), [0, 1], false),
-          op.add(op.reduceSum(op.add(a, b), [0, 1], false), EPS),
-        );
-      }),
-    );
+    terms.segregate = op.addN(pairs.map(([s, r], p) => op.mul(overlap(A, s, r), pairMasks[p]!)));
   }
-  if (weights.bind && inp.attributes && inp.links.length) {
+  if (weights.bind && inp.attributes && inp.attributeOwned && inp.attributeMask) {
     const attr = inp.attributes;
-    const ownedOfLinked = op.concat(
-      inp.links.map((s) => op.slice(inp.owned, [s], [s + 1], [0])),
-      0,
-    ); // [m,h,w]
-    terms.bind = op.reduceMean(
-      op.div(mass(op.mul(attr, op.sub(1, ownedOfLinked))), op.add(mass(attr), EPS)),
-      [0],
-      false,
-    );
+    const away = op.div(mass(op.mul(attr, op.sub(1, inp.attributeOwned))), op.add(mass(attr), EPS)); // [k, m]
+    terms.bind = maskedMean(away, inp.attributeMask);
   }
   if (weights.clean) {
     // INITNO: the largest attention left outside the peak's Otsu component, counted when it exceeds the smallest
     // inside it.
     const c = inp.components;
-    const background = op.reduceMax(op.mul(A, op.sub(1, c)), [1, 2], false);
-    const foreground = op.reduceMin(op.add(op.mul(A, c), op.sub(1, c)), [1, 2], false);
+    const background = op.reduceMax(op.mul(A, op.sub(1, c)), [2, 3], false);
+    const foreground = op.reduceMin(op.add(op.mul(A, c), op.sub(1, c)), [2, 3], false);
     const active = op.stopGradient(op.cast(op.greater(background, foreground), 'float32'));
-    terms.clean = op.reduceSum(op.mul(background, active), [0], false);
+    terms.clean = op.reduceSum(op.mul(op.mul(background, active), mask), [1], false);
   }
   const used = LOSS_TERMS.filter((t) => terms[t] && weights[t]);
   if (used.length === 0) throw new Error('suppress: every loss term is switched off');
-  const weightSum = used.reduce((s, t) => s + weights[t], 0);
-  const total = op.div(op.addN(used.map((t) => op.mul(terms[t]!, weights[t]))), weightSum);
+  const total = op.div(op.addN(used.map((t) => op.mul(terms[t]!, weights[t]))), inp.weightSum);
   return { total, terms };
+}
+
+/** Every term of one sample as a scalar graph value, plus the weighted total normalised by Σ weights. */
+export function suppressLossTerms(
+  inp: LossGraphInputs,
+  weights: LossWeights,
+): { total: Value; terms: Partial<Record<LossTerm, Value>> } {
+  const g = inp.subjects.graph;
+  const n = inp.subjects.shape[0]!;
+  const m = inp.attributes?.shape[0] ?? 0;
+  const one = (x: Value) => op.reshape(x, [1, ...x.shape]);
+  const ones = (len: number) => g.constant(new Float32Array(len).fill(1), [1, len], 'float32', 'mask');
+  const hasAttributes = inp.attributes !== null && inp.links.length > 0;
+  const batched = batchedLossTerms(
+    {
+      subjects: one(inp.subjects),
+      subjectMask: ones(n),
+      attributes: hasAttributes ? one(inp.attributes!) : null,
+      attributeMask: hasAttributes ? ones(m) : null,
+      attributeOwned: hasAttributes
+        ? one(
+            op.concat(
+              inp.links.map((s) => op.slice(inp.owned, [s], [s + 1], [0])),
+              0,
+            ),
+          )
+        : null,
+      owned: one(inp.owned),
+      components: one(inp.components),
+      weightSum: g.constant(Float32Array.of(termWeightSum(weights, n, hasAttributes ? m : 0)), [1], 'float32', 'wsum'),
+    },
+    weights,
+  );
+  const scalar = (x: Value) => op.reshape(x, []);
+  const terms: Partial<Record<LossTerm, Value>> = {};
+  for (const [t, v] of Object.entries(batched.terms)) terms[t as LossTerm] = scalar(v);
+  return { total: scalar(batched.total), terms };
 }
 
 export interface SuppressEvaluation extends Evaluation {
@@ -175,27 +243,163 @@ export interface SuppressEvaluation extends Evaluation {
   subjectMaps: Float32Array[];
 }
 
-interface CallLog {
-  loss: number | null;
-  terms: Partial<Record<LossTerm, number>>;
-  maxAttention: number[] | null;
-  tries: number;
-  stepSize: number | null;
-  edited: boolean;
+/** One sample's evaluation request: its method (subjects, regions), text embedding [1, T, D] and latent. */
+interface SuppressItem {
+  method: SuppressToImpress;
+  cond: Tensor;
+  latent: Float32Array;
+}
+
+/**
+ * The method's loss (and ∂loss/∂latent) for several samples in one batched conditional UNet pass, each with its
+ * own subjects, attributes and focus regions. Settings other than those come from `cfg`. Each evaluation
+ * refreshes its sample's regions from the maps it saw (a sample without regions yet gets them from a first
+ * pass with uniform placeholders, which only feed that bootstrap pass's loss).
+ */
+async function evaluateSuppress(
+  unet: UNetAccess,
+  timestep: number,
+  cfg: SuppressConfig,
+  items: readonly SuppressItem[],
+  withGrad: boolean,
+  groupSize: number,
+): Promise<SuppressEvaluation[]> {
+  const [c, h, w] = unet.latentShape;
+  const [tokens, dim] = unet.contextShape;
+  const res = items[0]!.method.attentionResolution(h, w);
+  const [rh, rw] = res;
+  const weights = cfg.weights;
+  const k = passBatchSize(items.length, groupSize);
+  const n = Math.max(...items.map((it) => it.method.config.subjects.length));
+  const m = Math.max(...items.map((it) => it.method.config.attributes.length));
+  const smoothing = cfg.smoothAttentions ? `${cfg.kernelSize}/${cfg.sigma}` : 'raw';
+  const key = `s2i:${withGrad ? 'grad' : 'eval'}:${res.join('x')}:b${k}:n${n}:m${m}:${LOSS_TERMS.map((t) => weights[t]).join(',')}:${smoothing}`;
+  const session = await unet.compile(key, (g, build) => {
+    const sample = g.input('sample', [k, c, h, w]);
+    const ts = g.input('timestep', [k]);
+    const context = g.input('context', [k, tokens, dim]);
+    const subjectSelect = g.input('subject_select', [k, tokens - 2, n]);
+    const subjectMask = g.input('subject_mask', [k, n]);
+    const attributeSelect = m ? g.input('attribute_select', [k, tokens - 2, m]) : null;
+    const attributeMask = m ? g.input('attribute_mask', [k, m]) : null;
+    const attributeOwned = m ? g.input('attribute_owned', [k, m, rh, rw]) : null;
+    const owned = g.input('owned', [k, n, rh, rw]);
+    const components = g.input('components', [k, n, rh, rw]);
+    const weightSum = g.input('weight_sum', [k]);
+    const store = new AttentionStore({ kind: 'cross', resolution: res });
+    build({ sample, timestep: ts, encoderHiddenStates: context }, { attentionHook: store.hook });
+    const maps = store.aggregate({ resolution: res });
+    const A = selectedSubjectMaps(maps, subjectSelect, cfg);
+    const attributes = attributeSelect ? selectedSubjectMaps(maps, attributeSelect, cfg) : null;
+    const { total, terms } = batchedLossTerms(
+      { subjects: A, subjectMask, attributes, attributeMask, attributeOwned, owned, components, weightSum },
+      weights,
+    );
+    g.output('loss', total);
+    for (const [t, v] of Object.entries(terms)) g.output(`term_${t}`, v);
+    g.output('max_attention', op.reduceMax(A, [2, 3], false));
+    g.output('subject_maps', op.identity(A));
+    // Samples do not interact, so the gradient of the sum is each sample's own gradient.
+    if (withGrad) g.output('grad', gradients(op.reduceSum(total, [0], false), [sample])[0]!);
+  });
+
+  const run = async (batch: readonly SuppressItem[], regionsOf: (it: SuppressItem) => FocusRegions) => {
+    const padded = padTo(batch, k);
+    const hw = rh * rw;
+    const slots = (count: number, fill: (it: SuppressItem, out: Float32Array) => void) =>
+      stack(
+        padded.map((it) => {
+          const out = new Float32Array(count * hw);
+          fill(it, out);
+          return out;
+        }),
+        [count, rh, rw],
+      );
+    const subjects = tokenSelection(
+      padded.map((it) => it.method.config.subjects.map((s) => s.token)),
+      tokens,
+      n,
+    );
+    const feeds: Record<string, Tensor> = {
+      sample: stack(
+        padded.map((it) => it.latent),
+        [c, h, w],
+      ),
+      timestep: { data: new Float32Array(k).fill(timestep), shape: [k] },
+      context: stack(
+        padded.map((it) => it.cond.data),
+        [tokens, dim],
+      ),
+      subject_select: subjects.select,
+      subject_mask: subjects.mask,
+      owned: slots(n, (it, out) => regionsOf(it).owned.forEach((o, s) => out.set(o, s * hw))),
+      components: slots(n, (it, out) => regionsOf(it).components.forEach((o, s) => out.set(o, s * hw))),
+      weight_sum: {
+        data: Float32Array.from(padded, (it) =>
+          termWeightSum(weights, it.method.config.subjects.length, it.method.config.attributes.length),
+        ),
+        shape: [k],
+      },
+    };
+    if (m) {
+      const attributes = tokenSelection(
+        padded.map((it) => it.method.config.attributes.map((a) => a.token)),
+        tokens,
+        m,
+      );
+      feeds['attribute_select'] = attributes.select;
+      feeds['attribute_mask'] = attributes.mask;
+      feeds['attribute_owned'] = slots(m, (it, out) =>
+        it.method.config.attributes.forEach((a, i) => out.set(regionsOf(it).owned[a.subject]!, i * hw)),
+      );
+    }
+    const out = await session.run(feeds);
+    const mapsData = out['subject_maps']!.data;
+    const maxData = out['max_attention']!.data;
+    return batch.map((it, b): SuppressEvaluation => {
+      const own = it.method.config;
+      const has = new Set(sampleTerms(weights, own.subjects.length, own.attributes.length));
+      const terms: Partial<Record<LossTerm, number>> = {};
+      for (const t of LOSS_TERMS) if (out[`term_${t}`] && has.has(t)) terms[t] = out[`term_${t}`]!.data[b]!;
+      return {
+        loss: out['loss']!.data[b]!,
+        grad: out['grad'] ? row(out['grad'].data, b, k) : undefined,
+        terms,
+        maxAttention: [...maxData.subarray(b * n, b * n + own.subjects.length)],
+        subjectMaps: own.subjects.map((_, s) => mapsData.slice((b * n + s) * hw, (b * n + s + 1) * hw)),
+      };
+    });
+  };
+
+  const fresh = items.filter((it) => !it.method.regions || it.method.regions.height !== rh);
+  if (fresh.length) {
+    // No maps yet (first evaluation of the run): regions from a pass at this latent. Uniform placeholders
+    // only feed the loss of this one bootstrap pass; its maps define the regions actually used.
+    const boot = await run(fresh, (it) => uniformRegions(it.method.config.subjects.length, rh, rw));
+    fresh.forEach((it, i) => it.method.updateRegions(boot[i]!.subjectMaps, rh, rw));
+  }
+  const results = await run(items, (it) => it.method.regions!);
+  items.forEach((it, i) => it.method.updateRegions(results[i]!.subjectMaps, rh, rw));
+  return results;
 }
 
 export class SuppressToImpress implements GuidanceMethod {
   readonly name: string;
+  readonly batchKey: string;
+  readonly usesGradients: boolean;
   readonly events: LoopEvent[] = [];
   /** The focus regions used most recently (for pictures and tests). */
   regions: FocusRegions | null = null;
-  private readonly perCall = new Map<number, CallLog>();
-  private readonly res: { value: readonly [number, number] | null } = { value: null };
+  private readonly perCall = new Map<number, StepLog>();
+  private res: readonly [number, number] | null;
 
   constructor(readonly config: SuppressConfig) {
     if (config.subjects.length === 0) throw new Error('suppress needs at least one subject');
     this.name = config.name ?? 'suppress';
-    this.res.value = config.attnRes ?? null;
+    this.res = config.attnRes ?? null;
+    const { subjects: _s, attributes: _a, ...shared } = config;
+    this.batchKey = `suppress:${settingsKey(shared)}`;
+    this.usesGradients = config.mode !== 'edit';
   }
 
   private get usesLoss(): boolean {
@@ -208,116 +412,52 @@ export class SuppressToImpress implements GuidanceMethod {
 
   /** The maps every guided pass should record: at the method's resolution (they refresh the focus regions). */
   attentionResolution(latentHeight: number, latentWidth: number): readonly [number, number] {
-    this.res.value ??= defaultAttnRes(latentHeight, latentWidth);
-    return this.res.value;
-  }
-
-  private resolution(ctx: StepContext): readonly [number, number] {
-    const [, h, w] = ctx.unet.latentShape;
-    return this.attentionResolution(h, w);
+    this.res ??= defaultAttnRes(latentHeight, latentWidth);
+    return this.res;
   }
 
   private get smoothing() {
     return this.config.smoothAttentions ? { kernelSize: this.config.kernelSize, sigma: this.config.sigma } : null;
   }
 
-  private updateRegions(maps: Float32Array[], h: number, w: number): void {
+  /** @internal New focus regions from this sample's subject maps. */
+  updateRegions(maps: Float32Array[], h: number, w: number): void {
     this.regions = focusRegions({ height: h, width: w, maps }, this.config.focus);
   }
 
-  async evaluate(ctx: StepContext, latent: Float32Array, withGrad: boolean): Promise<SuppressEvaluation> {
-    const cfg = this.config;
-    const [c, h, w] = ctx.unet.latentShape;
-    const [tokens, dim] = ctx.unet.contextShape;
-    const res = this.resolution(ctx);
-    const [rh, rw] = res;
-    const n = cfg.subjects.length;
-    const weights = cfg.weights;
-    const subjectTokens = cfg.subjects.map((s) => s.token);
-    const attributeTokens = cfg.attributes.map((a) => a.token);
-    const links = cfg.attributes.map((a) => a.subject);
-    const key = `s2i:${withGrad ? 'grad' : 'eval'}:${res.join('x')}:${subjectTokens}:${attributeTokens}>${links}:${LOSS_TERMS.map((t) => weights[t]).join(',')}:${this.smoothing ? `${cfg.kernelSize}/${cfg.sigma}` : 'raw'}`;
-    const session = await ctx.unet.compile(key, (g, unet) => {
-      const sample = g.input('sample', [1, c, h, w]);
-      const timestep = g.input('timestep', [1]);
-      const context = g.input('context', [1, tokens, dim]);
-      const owned = g.input('owned', [n, rh, rw]);
-      const components = g.input('components', [n, rh, rw]);
-      const store = new AttentionStore({ kind: 'cross', resolution: res });
-      unet({ sample, timestep, encoderHiddenStates: context }, { attentionHook: store.hook });
-      const maps = store.aggregate({ resolution: res, batchIndex: 0 });
-      const A = subjectMaps(maps, subjectTokens, cfg);
-      const attr = attributeTokens.length ? subjectMaps(maps, attributeTokens, cfg) : null;
-      const { total, terms } = suppressLossTerms({ subjects: A, attributes: attr, links, owned, components }, weights);
-      g.output('loss', total);
-      for (const [t, v] of Object.entries(terms)) g.output(`term_${t}`, v!);
-      g.output('max_attention', op.reduceMax(A, [1, 2], false));
-      g.output('subject_maps', op.identity(A));
-      if (withGrad) g.output('grad', gradients(total, [sample])[0]!);
+  async updateLatents(ctx: StepContext, samples: readonly GuidedSample[]): Promise<Float32Array[]> {
+    if (!this.usesLoss) return samples.map((s) => s.latents.data);
+    const members = samples.map(({ method }) => {
+      if (!(method instanceof SuppressToImpress) || method.batchKey !== this.batchKey)
+        throw new Error(`${this.name}: cannot update a batch holding ${method.name} (${method.batchKey})`);
+      return method;
     });
-    if (!this.regions || this.regions.height !== rh) {
-      // No maps yet (first evaluation of the run): regions from a pass at this latent. Uniform placeholders
-      // only feed the loss of this one bootstrap pass; its maps define the regions actually used.
-      const boot = await this.runSession(session, ctx, latent, uniformRegions(n, rh, rw));
-      this.updateRegions(boot.subjectMaps, rh, rw);
-    }
-    const result = await this.runSession(session, ctx, latent, this.regions!);
-    this.updateRegions(result.subjectMaps, rh, rw);
-    return result;
-  }
-
-  private async runSession(
-    session: Awaited<ReturnType<StepContext['unet']['compile']>>,
-    ctx: StepContext,
-    latent: Float32Array,
-    regions: FocusRegions,
-  ): Promise<SuppressEvaluation> {
-    const [c, h, w] = ctx.unet.latentShape;
-    const n = this.config.subjects.length;
-    const { height: rh, width: rw } = regions;
-    const stack = (xs: ArrayLike<number>[]) => {
-      const out = new Float32Array(n * rh * rw);
-      xs.forEach((x, i) => out.set(x, i * rh * rw));
-      return { data: out, shape: [n, rh, rw] };
-    };
-    const out = await session.run({
-      sample: { data: latent, shape: [1, c, h, w] },
-      timestep: { data: Float32Array.of(ctx.timestep), shape: [1] },
-      context: ctx.cond,
-      owned: stack(regions.owned),
-      components: stack(regions.components),
-    });
-    const terms: Partial<Record<LossTerm, number>> = {};
-    for (const t of LOSS_TERMS) if (out[`term_${t}`]) terms[t] = out[`term_${t}`]!.data[0]!;
-    const mapsData = out['subject_maps']!.data;
-    const subjectMapsOut = Array.from({ length: n }, (_, i) => mapsData.slice(i * rh * rw, (i + 1) * rh * rw));
-    return {
-      loss: out['loss']!.data[0]!,
-      grad: out['grad']?.data,
-      terms,
-      maxAttention: [...out['max_attention']!.data],
-      subjectMaps: subjectMapsOut,
-    };
-  }
-
-  async beforeGuidedPass(ctx: StepContext): Promise<Tensor | void> {
-    if (!this.usesLoss) return;
-    const r = await alterLatent(
+    const results = await alterLatents<SuppressEvaluation>(
       this.config,
       ctx.index,
       ctx.totalCalls,
-      ctx.latents.data,
-      (x, withGrad) => this.evaluate(ctx, x, withGrad),
-      this.events,
+      samples.map((s) => s.latents.data),
+      (requests) =>
+        evaluateSuppress(
+          ctx.unet,
+          ctx.timestep,
+          this.config,
+          requests.map((r) => ({ method: members[r.sample]!, cond: samples[r.sample]!.cond, latent: r.latent })),
+          requests[0]!.withGrad,
+          samples.length,
+        ),
+      members.map((m) => m.events),
     );
-    this.log(ctx.index, {
-      loss: r.final.loss,
-      terms: r.final.terms,
-      maxAttention: r.final.maxAttention,
-      tries: r.tries,
-      stepSize: r.stepSize,
-    });
-    return { data: r.latent, shape: ctx.latents.shape };
+    results.forEach((r, s) =>
+      members[s]!.log(ctx.index, {
+        loss: r.final.loss,
+        terms: r.final.terms,
+        maxAttention: r.final.maxAttention,
+        refinementTries: r.tries,
+        stepSize: r.stepSize,
+      }),
+    );
+    return results.map((r) => r.latent);
   }
 
   guidedPassEdit(ctx: StepContext): AttentionEdit | null {
@@ -330,17 +470,16 @@ export class SuppressToImpress implements GuidanceMethod {
     cfg.subjects.forEach((s, i) => s.tokens.forEach((token) => columns.push({ token, owner: i })));
     cfg.attributes.forEach((a) => a.tokens.forEach((token) => columns.push({ token, owner: a.subject })));
     const gamma = cfg.gamma;
-    return (height, width, tokens, batch) => {
+    return (height, width, tokens) => {
       const q = height * width;
-      const data = new Float32Array(batch * q * tokens).fill(1);
+      const data = new Float32Array(q * tokens).fill(1);
       const owned = regions.owned.map((o) => resizeMask(o, regions.height, regions.width, height, width));
-      const cond = (batch - 1) * q * tokens; // only the conditional half (the last batch entry) is edited
       for (const { token, owner } of columns) {
         if (token >= tokens) continue;
         const o = owned[owner]!;
-        for (let p = 0; p < q; p++) data[cond + p * tokens + token] = gamma + (1 - gamma) * o[p]!;
+        for (let p = 0; p < q; p++) data[p * tokens + token] = gamma + (1 - gamma) * o[p]!;
       }
-      return { data, shape: [batch, 1, q, tokens] };
+      return data;
     };
   }
 
@@ -355,29 +494,20 @@ export class SuppressToImpress implements GuidanceMethod {
     this.updateRegions(subjects.maps, subjects.height, subjects.width);
   }
 
-  private log(index: number, patch: Partial<CallLog>): void {
-    const cur = this.perCall.get(index) ?? {
+  private log(index: number, patch: Partial<StepLog>): void {
+    const cur: StepLog = this.perCall.get(index) ?? {
       loss: null,
       terms: {},
       maxAttention: null,
-      tries: 0,
+      refinementTries: 0,
       stepSize: null,
       edited: false,
     };
     this.perCall.set(index, { ...cur, ...patch });
   }
 
-  stepLog(index: number): Record<string, unknown> | undefined {
-    const r = this.perCall.get(index);
-    if (!r) return undefined;
-    return {
-      loss: r.loss,
-      terms: r.terms,
-      max_attention: r.maxAttention,
-      refinement_tries: r.tries,
-      step_size: r.stepSize,
-      edited: r.edited,
-    };
+  stepLog(index: number): StepLog | undefined {
+    return this.perCall.get(index);
   }
 }
 

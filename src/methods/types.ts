@@ -1,7 +1,12 @@
 /**
  * What a guidance method sees of the sampler loop. Methods live below the pipeline, so the pipeline hands
- * them this narrow view: the current latents and text embedding, and a way to compile UNet graph variants
- * (with their own attention hooks, losses and gradients) that the pipeline caches per key.
+ * them this narrow view: the sampler call, each sample's latents and text embedding, and a way to compile UNet
+ * graph variants (with their own attention hooks, losses and gradients) that the pipeline caches per key.
+ *
+ * Batches: every sample of a batch has its own method instance (its own prompt's subjects, regions and logs).
+ * Per-sample work (attention edits, reading the guided pass's maps, logs) is asked of each instance; the latent
+ * update, which runs the UNet, is asked once for all samples whose methods share a `batchKey`, so that their
+ * losses and gradients come out of one batched pass.
  */
 import type { Graph } from '../graph/graph.js';
 import type { CompiledGraph } from '../graph/runtime.js';
@@ -19,37 +24,83 @@ export interface UNetAccess {
   compile(key: string, build: (g: Graph, unet: UNetBuilder) => void): Promise<CompiledGraph>;
 }
 
+/** One sampler call, the same for every sample of the batch. */
 export interface StepContext {
   /** Index of this UNet call in the sampler's schedule (PNDM's 10 steps are 11 calls). */
   readonly index: number;
   readonly timestep: number;
   readonly totalCalls: number;
-  /** The current latents x_t, [1, C, h, w]. */
-  readonly latents: Tensor;
-  /** The conditional text embedding [1, T, D]. */
-  readonly cond: Tensor;
   readonly unet: UNetAccess;
 }
 
+/** One sample of a batch, as a method's latent update sees it. */
+export interface GuidedSample<M extends GuidanceMethod = GuidanceMethod> {
+  readonly method: M;
+  /** The sample's current latents x_t, [1, C, h, w]. */
+  readonly latents: Tensor;
+  /** Its conditional text embedding [1, T, D]. */
+  readonly cond: Tensor;
+}
+
 /**
- * Multiplicative factors for the guided pass's cross-attention: called once per query resolution present in
- * the UNet, returns [batch, 1, height*width, tokens] factors (batch 0 is the unconditional half).
+ * Multiplicative factors for one sample's conditional cross-attention in the guided pass: called once per query
+ * resolution present in the UNet, returns height*width*tokens factors ([queries, tokens], row-major). The
+ * unconditional half is never edited.
  */
-export type AttentionEdit = (height: number, width: number, tokens: number, batch: number) => Tensor;
+export type AttentionEdit = (height: number, width: number, tokens: number) => Float32Array;
+
+/** What a method measured and did at one sampler call, for one sample (`--json` writes it in snake_case). */
+export interface StepLog {
+  /** The loss that drove this call's latent update (after refinement); null where none was evaluated. */
+  loss: number | null;
+  /** Largest (smoothed) attention of each subject at that evaluation; null where none was evaluated. */
+  maxAttention: number[] | null;
+  /** Refinement tries at this call (0: none). */
+  refinementTries: number;
+  /** Step size of the latent update; null where the latents were not updated. */
+  stepSize: number | null;
+  /** Suppress-to-Impress: each loss term at that evaluation. */
+  terms?: Readonly<Record<string, number>>;
+  /** Suppress-to-Impress: whether this call's guided pass was edited. */
+  edited?: boolean;
+}
+
+/** A StepLog as JSON writes it (snake_case keys). */
+export function stepLogJson(log: StepLog): Record<string, unknown> {
+  return {
+    loss: log.loss,
+    ...(log.terms !== undefined ? { terms: log.terms } : {}),
+    max_attention: log.maxAttention,
+    refinement_tries: log.refinementTries,
+    step_size: log.stepSize,
+    ...(log.edited !== undefined ? { edited: log.edited } : {}),
+  };
+}
 
 export interface GuidanceMethod {
   readonly name: string;
+  /**
+   * Samples whose methods give equal keys have their latents updated together: the pipeline calls
+   * `updateLatents` of the first of them once per sampler call, with all of them. Equal keys mean the same
+   * class and the same shared settings; each sample keeps its own subjects.
+   */
+  readonly batchKey: string;
+  /** Whether `updateLatents` runs backward passes (memory: they keep the forward's activations). */
+  readonly usesGradients?: boolean;
   /**
    * Query resolution [h, w] of the cross-attention maps the method wants recorded in every guided pass (passed
    * to afterGuidedPass), given the latent size; absent or null: none.
    */
   attentionResolution?(latentHeight: number, latentWidth: number): readonly [number, number] | null;
-  /** Change the latents before the guided pass (gradient methods); return nothing to keep them. */
-  beforeGuidedPass?(ctx: StepContext): Promise<Tensor | void>;
-  /** Attention edits for this step's guided pass, or null for none. */
+  /**
+   * Gradient methods: the new latents data ([C*h*w] each) of every given sample before the guided pass, in the
+   * order given. `samples[i].method` are instances of this method's class with this `batchKey`.
+   */
+  updateLatents?(ctx: StepContext, samples: readonly GuidedSample[]): Promise<Float32Array[]>;
+  /** Attention edits for this sample's conditional half of this step's guided pass, or null for none. */
   guidedPassEdit?(ctx: StepContext): AttentionEdit | null;
-  /** The guided pass's aggregated conditional maps [h, w, T] at `attentionResolution`. */
+  /** This sample's aggregated conditional maps [h, w, T] of the guided pass, at `attentionResolution`. */
   afterGuidedPass?(ctx: StepContext, maps: Tensor | null): void;
-  /** Per-call log for `--json` (what the method measured and did at this step). */
-  stepLog?(index: number): Record<string, unknown> | undefined;
+  /** This sample's log of one call (what the method measured and did). */
+  stepLog?(index: number): StepLog | undefined;
 }

@@ -1,19 +1,31 @@
 /**
  * Text-to-image sampling with classifier-free guidance, as diffusers' StableDiffusionPipeline.__call__ does it:
  * text embeddings for the prompt and the negative prompt (empty by default), initial latents × init_noise_sigma,
- * then per sampler call: scale_model_input, a batch-2 UNet pass [uncond, cond], uncond + g·(cond − uncond),
+ * then per sampler call: scale_model_input, a UNet pass over [uncond, cond], uncond + g·(cond − uncond),
  * sampler step; finally the VAE decode. A guidance method may change the latents before each guided pass
  * (Attend-and-Excite, Suppress-to-Impress's loss mode) and edit the pass's cross-attention (edit mode).
+ *
+ * Several samples (each its own prompt, seed, initial latents and method instance) run as one batch: one text
+ * encoder pass, one UNet pass of 2B rows per sampler call ([uncond × B, cond × B], diffusers' order), one decode.
+ * Each sample has its own random stream and sampler state, and samples never interact inside a pass, so every
+ * image of a batch is its batch-1 image up to float32 rounding.
  */
 import { chooseAttentionResolution } from '../attention/resolution.js';
 import { AttentionStore, composeHooks } from '../attention/store.js';
 import { multiplicativeEditor, parseEditInputName } from '../attention/editors.js';
 import { FieldError, UserError } from '../errors.js';
 import * as op from '../graph/ops.js';
-import type { GuidanceMethod, StepContext } from '../methods/types.js';
-import { createSampler, defaultSampler, resolveSchedulerConfig, type SamplerName } from '../schedulers/index.js';
+import type { AttentionEdit, GuidanceMethod, GuidedSample, StepContext, StepLog } from '../methods/types.js';
+import {
+  createSampler,
+  defaultSampler,
+  resolveSchedulerConfig,
+  type Sampler,
+  type SamplerName,
+} from '../schedulers/index.js';
 import { firstNonFinite, numel, type Tensor } from '../tensor.js';
 import { GaussianRng } from '../util/random.js';
+import { defaultBatchSize } from './batch-size.js';
 import type { StableDiffusion } from './stable-diffusion.js';
 
 export interface AttentionRecording {
@@ -23,9 +35,19 @@ export interface AttentionRecording {
   steps?: readonly number[];
 }
 
-export interface GenerateOptions {
+/** What differs between the samples of a batch. */
+export interface SampleRequest {
   prompt: string;
   negativePrompt?: string;
+  seed?: number;
+  /** Initial latents [1, C, h, w] or [C, h, w] (before × init_noise_sigma), instead of seeded noise. */
+  initialLatents?: Tensor;
+  /** This sample's guidance (its own instance: its own prompt's subjects). */
+  method?: GuidanceMethod;
+}
+
+/** What every sample of a batch shares. */
+export interface BatchOptions {
   /** Inference steps (PNDM runs one extra UNet call). Default DEFAULT_STEPS (50). */
   steps?: number;
   /** Default DEFAULT_GUIDANCE (7.5). */
@@ -35,33 +57,42 @@ export interface GenerateOptions {
   /** Scheduler config keys that override the model's (e.g. { timestep_spacing: 'trailing' }). */
   schedulerOverrides?: Record<string, unknown>;
   eta?: number;
-  seed?: number;
   /** Image size in pixels; multiples of 8. Default: the initial latents' size, else the model's native size. */
   height?: number;
   width?: number;
-  /** Initial latents [1, C, h, w] or [C, h, w] (before × init_noise_sigma), instead of seeded noise. */
-  initialLatents?: Tensor;
-  method?: GuidanceMethod;
   /** Record the conditional cross-attention maps of the guided passes (for pictures). */
   recordAttention?: AttentionRecording;
+  /**
+   * Samples per batch: `generateBatch` runs the samples in consecutive batches of at most this many. Default: as
+   * many as fit the memory budget, at most 16 (batch-size.ts).
+   */
+  batchSize?: number;
   onStep?: (info: StepInfo) => void;
 }
+
+/** One image's request and the shared settings (`generate`). */
+export type GenerateOptions = SampleRequest & Omit<BatchOptions, 'batchSize'>;
 
 export interface StepInfo {
   index: number;
   timestep: number;
   totalCalls: number;
-  latents: Tensor;
-  /** The sampler's prediction of the final (denoised) latents at this step, when it makes one. */
-  predictedOriginal: Tensor | null;
+  /** Which batch (0-based) of how many this call belongs to. */
+  batch: number;
+  batches: number;
+  /** The batch's latents after this call, one [1, C, h, w] per sample. */
+  latents: readonly Tensor[];
+  /** Per sample, the sampler's prediction of the final (denoised) latents at this step, when it makes one. */
+  predictedOriginal: readonly (Tensor | null)[];
   ms: number;
 }
 
 export interface StepRecord {
   index: number;
   timestep: number;
+  /** Milliseconds of this call for the whole batch. */
   ms: number;
-  method?: Record<string, unknown>;
+  method?: StepLog;
 }
 
 export interface GenerateResult {
@@ -82,6 +113,9 @@ export interface GenerateResult {
   /** For edited calls: the model's own maps before the edit. */
   rawAttentionMaps: Map<number, Tensor>;
   attentionResolution: readonly [number, number] | null;
+  /** The batch this image was made in: its size and this image's place in it. */
+  batch: { size: number; index: number };
+  /** Milliseconds of the whole batch (divide by batch.size for a per-image share). */
   timings: { encodeMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
 }
 
@@ -129,45 +163,135 @@ export function resolveImageSize(
   return { height, width, initial: { data: given.data, shape } };
 }
 
+/** One image: a batch of one. */
 export async function generate(model: StableDiffusion, options: GenerateOptions): Promise<GenerateResult> {
-  const t0 = performance.now();
+  const { prompt, negativePrompt, seed, initialLatents, method, ...shared } = options;
+  const sample: SampleRequest = { prompt };
+  if (negativePrompt !== undefined) sample.negativePrompt = negativePrompt;
+  if (seed !== undefined) sample.seed = seed;
+  if (initialLatents !== undefined) sample.initialLatents = initialLatents;
+  if (method !== undefined) sample.method = method;
+  return (await generateBatch(model, [sample], shared))[0]!;
+}
+
+interface Plan {
+  steps: number;
+  guidance: number;
+  height: number;
+  width: number;
+  latentShape: readonly [1, number, number, number];
+  samplerName: SamplerName;
+  schedulerConfig: ReturnType<typeof resolveSchedulerConfig>;
+}
+
+function planRun(model: StableDiffusion, samples: readonly SampleRequest[], options: BatchOptions): Plan {
   const steps = options.steps ?? DEFAULT_STEPS;
   if (!Number.isInteger(steps) || steps < 1 || steps > 1000)
     throw new FieldError('steps', `must be an integer from 1 to 1000, got ${steps}`);
   const guidance = options.guidanceScale ?? DEFAULT_GUIDANCE;
   if (!Number.isFinite(guidance)) throw new FieldError('guidanceScale', `must be a number, got ${guidance}`);
-  const { height, width, initial: given } = resolveImageSize(model, options);
+  // The first sample's latents may set the size; every sample's must then agree with it.
+  const withLatents = samples.find((s) => s.initialLatents);
+  const { height, width } = resolveImageSize(model, { ...options, initialLatents: withLatents?.initialLatents });
   checkImageSize('height', height);
   checkImageSize('width', width);
   const f = model.scaleFactor;
   if (height % f !== 0 || width % f !== 0)
     throw new UserError(`image size ${height}x${width} is not a multiple of the VAE factor ${f}`);
-  const latentShape = [1, model.latentChannels, height / f, width / f] as const;
-
   const samplerName = options.sampler ?? defaultSampler(model.schedulerConfig, model.folder.componentDir('scheduler'));
-  const schedulerConfig = resolveSchedulerConfig(samplerName, model.schedulerConfig, options.schedulerOverrides ?? {});
-  const seed = options.seed ?? null;
-  const rng = new GaussianRng(seed ?? 0);
-  const sampler = createSampler(samplerName, schedulerConfig, steps, { noise: (n) => rng.normal(n), eta: options.eta });
+  return {
+    steps,
+    guidance,
+    height,
+    width,
+    latentShape: [1, model.latentChannels, height / f, width / f],
+    samplerName,
+    schedulerConfig: resolveSchedulerConfig(samplerName, model.schedulerConfig, options.schedulerOverrides ?? {}),
+  };
+}
 
-  const initial: Tensor = given ?? { data: rng.normal(numel(latentShape)), shape: [...latentShape] };
-  const sigma0 = Math.fround(sampler.initNoiseSigma);
-  let latents: Tensor = { data: initial.data.map((v) => Math.fround(v * sigma0)), shape: [...latentShape] };
+/**
+ * Images for several samples, in consecutive batches of at most `options.batchSize` (default: one batch).
+ * Results are in the order of `samples`. Every sample is checked before any work starts.
+ */
+export async function generateBatch(
+  model: StableDiffusion,
+  samples: readonly SampleRequest[],
+  options: BatchOptions = {},
+): Promise<GenerateResult[]> {
+  if (samples.length === 0) throw new UserError('generate: no samples given');
+  const plan = planRun(model, samples, options);
+  // Every sample's initial latents as [1, C, h, w], checked against the batch's size.
+  const checked = samples.map((s) =>
+    s.initialLatents
+      ? {
+          ...s,
+          initialLatents: resolveImageSize(model, {
+            height: plan.height,
+            width: plan.width,
+            initialLatents: s.initialLatents,
+          }).initial!,
+        }
+      : s,
+  );
+  const size =
+    options.batchSize ??
+    defaultBatchSize(model, {
+      images: samples.length,
+      height: plan.height,
+      width: plan.width,
+      gradient: samples.some((s) => s.method?.usesGradients === true),
+    });
+  if (!Number.isInteger(size) || size < 1) throw new UserError(`batchSize must be a positive integer, got ${size}`);
+  const batches = Math.ceil(samples.length / size);
+  const results: GenerateResult[] = [];
+  for (let b = 0; b < batches; b++)
+    results.push(...(await runBatch(model, checked.slice(b * size, (b + 1) * size), options, plan, b, batches)));
+  return results;
+}
 
-  const tEncode = performance.now();
-  const cond = await model.encodePrompt(options.prompt);
-  const uncond = await model.encodePrompt(options.negativePrompt ?? '');
-  const encodeMs = performance.now() - tEncode;
-  const [tokens, dim] = [cond.shape[1]!, cond.shape[2]!];
-  const context = { data: new Float32Array(2 * tokens * dim), shape: [2, tokens, dim] };
-  context.data.set(uncond.data, 0);
-  context.data.set(cond.data, tokens * dim);
+/** Per-sample state through the sampler loop. */
+interface SampleRun {
+  request: SampleRequest;
+  sampler: Sampler;
+  latents: Tensor;
+  cond: Tensor;
+  uncond: Tensor;
+  result: GenerateResult;
+}
 
+async function runBatch(
+  model: StableDiffusion,
+  requests: readonly SampleRequest[],
+  options: BatchOptions,
+  plan: Plan,
+  batchIndex: number,
+  batches: number,
+): Promise<GenerateResult[]> {
+  const t0 = performance.now();
+  const B = requests.length;
+  const { latentShape } = plan;
   const [, c, h, w] = latentShape;
+  const perSample = c * h * w;
+
+  // One text-encoder pass over the distinct prompts (the negative prompt is usually shared by all).
+  const tEncode = performance.now();
+  const texts = [...new Set(requests.flatMap((r) => [r.prompt, r.negativePrompt ?? '']))];
+  const embedded = await model.encodePrompts(texts);
+  const embedding = (text: string) => embedded[texts.indexOf(text)]!;
+  const encodeMs = performance.now() - tEncode;
+  const [tokens, dim] = [embedded[0]!.shape[1]!, embedded[0]!.shape[2]!];
+
   const unet = model.unetAccess(h, w, tokens);
-  const method = options.method;
+  const methods = requests.map((r) => r.method);
   const defaultRes = chooseAttentionResolution(null, h, w);
-  const methodRes = method?.attentionResolution?.(h, w) ?? null;
+  let methodRes: readonly [number, number] | null = null;
+  for (const m of methods) {
+    const r = m?.attentionResolution?.(h, w) ?? null;
+    if (r && methodRes && r.join('x') !== methodRes.join('x'))
+      throw new UserError(`the methods of one batch record attention at ${methodRes.join('x')} and ${r.join('x')}`);
+    methodRes ??= r;
+  }
   const userRes = options.recordAttention ? (options.recordAttention.resolution ?? defaultRes) : null;
   if (methodRes && userRes && methodRes.join('x') !== userRes.join('x')) {
     throw new UserError(
@@ -177,125 +301,244 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
   const recordRes = methodRes ?? userRes;
   const recordSteps = options.recordAttention?.steps ? new Set(options.recordAttention.steps) : null;
 
-  const result: GenerateResult = {
-    sampler: samplerName,
-    timesteps: sampler.timesteps,
-    seed,
-    height,
-    width,
-    initialLatents: initial,
-    finalLatents: latents,
-    latentsPerStep: [],
-    image: latents,
-    steps: [],
-    attentionMaps: new Map(),
-    rawAttentionMaps: new Map(),
-    attentionResolution: recordRes,
-    timings: { encodeMs, denoiseMs: 0, decodeMs: 0, totalMs: 0 },
+  const runs: SampleRun[] = requests.map((r, b) => {
+    const seed = r.seed ?? null;
+    const rng = new GaussianRng(seed ?? 0);
+    const sampler = createSampler(plan.samplerName, plan.schedulerConfig, plan.steps, {
+      noise: (n) => rng.normal(n),
+      eta: options.eta,
+    });
+    const initial = r.initialLatents ?? { data: rng.normal(numel(latentShape)), shape: [...latentShape] };
+    const sigma0 = Math.fround(sampler.initNoiseSigma);
+    const latents = { data: initial.data.map((v) => Math.fround(v * sigma0)), shape: [...latentShape] };
+    return {
+      request: r,
+      sampler,
+      latents,
+      cond: embedding(r.prompt),
+      uncond: embedding(r.negativePrompt ?? ''),
+      result: {
+        sampler: plan.samplerName,
+        timesteps: sampler.timesteps,
+        seed,
+        height: plan.height,
+        width: plan.width,
+        initialLatents: initial,
+        finalLatents: latents,
+        latentsPerStep: [],
+        image: latents,
+        steps: [],
+        attentionMaps: new Map(),
+        rawAttentionMaps: new Map(),
+        attentionResolution: recordRes,
+        batch: { size: B, index: b },
+        timings: { encodeMs, denoiseMs: 0, decodeMs: 0, totalMs: 0 },
+      },
+    };
+  });
+  // [uncond × B, cond × B], as diffusers concatenates them.
+  const context: Tensor = {
+    data: new Float32Array(2 * B * tokens * dim),
+    shape: [2 * B, tokens, dim],
   };
+  runs.forEach((s, b) => {
+    context.data.set(s.uncond.data, b * tokens * dim);
+    context.data.set(s.cond.data, (B + b) * tokens * dim);
+  });
 
   const tDenoise = performance.now();
-  const totalCalls = sampler.timesteps.length;
+  const timesteps = runs[0]!.sampler.timesteps;
+  const totalCalls = timesteps.length;
   for (let i = 0; i < totalCalls; i++) {
     const tStep = performance.now();
-    const timestep = sampler.timesteps[i]!;
-    const ctx = (): StepContext => ({ index: i, timestep, totalCalls, latents, cond, unet });
-    if (method?.beforeGuidedPass) {
-      const changed = await method.beforeGuidedPass(ctx());
-      if (changed) {
-        if (firstNonFinite(changed.data) >= 0)
-          throw new UserError(`${method.name} produced non-finite latents at step ${i} (t=${timestep})`);
-        latents = changed;
-      }
-    }
+    const timestep = timesteps[i]!;
+    const ctx: StepContext = { index: i, timestep, totalCalls, unet };
+    await updateLatents(ctx, runs);
+
     const wantMaps = recordRes !== null && (methodRes !== null || !recordSteps || recordSteps.has(i));
-    const edit = method?.guidedPassEdit?.(ctx()) ?? null;
-    const key = `guided:rec=${wantMaps ? recordRes!.join('x') : '-'}:edit=${edit ? 1 : 0}`;
-    const session = await unet.compile(key, (g, build) => {
-      const sample = g.input('sample', [2, c, h, w]);
-      const ts = g.input('timestep', [2]);
-      const ctxIn = g.input('context', [2, tokens, dim]);
-      // Two views when editing: the model's own maps (before the edit; they define the method's regions) and the
-      // maps the pass actually used (after it; what pictures show). Without an edit they are the same.
-      const raw = wantMaps ? new AttentionStore({ kind: 'cross', resolution: recordRes! }) : null;
-      const editor = edit ? multiplicativeEditor(g, 2) : null;
-      const used = raw && editor ? new AttentionStore({ kind: 'cross', resolution: recordRes! }) : null;
-      const { noisePred } = build(
-        { sample, timestep: ts, encoderHiddenStates: ctxIn },
-        { attentionHook: composeHooks(raw?.hook, editor?.hook, used?.hook) },
-      );
-      g.output('noise_pred', noisePred);
-      if (raw) g.output('attention_maps_raw', op.identity(raw.aggregate({ resolution: recordRes!, batchIndex: 1 })));
-      if (used) g.output('attention_maps', op.identity(used.aggregate({ resolution: recordRes!, batchIndex: 1 })));
-    });
-    const scaled = sampler.scaleModelInput(latents.data, i);
-    const batch = new Float32Array(2 * scaled.length);
-    batch.set(scaled, 0);
-    batch.set(scaled, scaled.length);
-    const feeds: Record<string, Tensor> = {
-      sample: { data: batch, shape: [2, c, h, w] },
-      timestep: { data: Float32Array.of(timestep, timestep), shape: [2] },
-      context,
-    };
-    if (edit) {
-      for (const input of session.graph.inputs) {
-        const at = parseEditInputName(input.name);
-        if (!at) continue;
-        const factor = edit(at.height, at.width, tokens, 2);
-        if (factor.data.length !== numel(input.shape))
-          throw new Error(
-            `attention edit for ${input.name} has ${factor.data.length} values, expected [${input.shape}]`,
-          );
-        feeds[input.name] = { data: factor.data, shape: [...input.shape] };
+    const edits = methods.map((m) => m?.guidedPassEdit?.(ctx) ?? null);
+    const out = await guidedPass(unet, runs, context, timestep, i, wantMaps ? recordRes : null, edits);
+    const pred = out.noisePred;
+    const g32 = Math.fround(plan.guidance);
+    const predicted: (Tensor | null)[] = new Array<Tensor | null>(B).fill(null);
+    for (let b = 0; b < B; b++) {
+      const s = runs[b]!;
+      const guided = new Float32Array(perSample);
+      const u0 = b * perSample;
+      const c0 = (B + b) * perSample;
+      for (let j = 0; j < perSample; j++) {
+        const u = pred[u0 + j]!;
+        guided[j] = u + Math.fround(g32 * Math.fround(pred[c0 + j]! - u));
       }
+      const rawMaps = out.rawMaps?.[b] ?? null;
+      const usedMaps = out.usedMaps?.[b] ?? rawMaps;
+      if (usedMaps && (!recordSteps || recordSteps.has(i))) s.result.attentionMaps.set(i, usedMaps);
+      if (rawMaps && edits[b]) s.result.rawAttentionMaps.set(i, rawMaps);
+      methods[b]?.afterGuidedPass?.(ctx, rawMaps);
+      const stepped = s.sampler.step(guided, i, s.latents.data);
+      const next = stepped.prevSample;
+      predicted[b] = stepped.predOriginalSample ? { data: stepped.predOriginalSample, shape: [...latentShape] } : null;
+      const bad = firstNonFinite(next);
+      if (bad >= 0) {
+        // Blame the guidance only when the guided prediction itself overflowed; otherwise the sampler did it.
+        const badPrediction = firstNonFinite(guided);
+        throw badPrediction >= 0
+          ? new FieldError(
+              'guidanceScale',
+              (name) =>
+                `the guided noise prediction became ${guided[badPrediction]} at step ${i} (t=${timestep}); try a lower ${name}`,
+            )
+          : new UserError(
+              `sampler ${plan.samplerName} turned finite latents into ${next[bad]} at step ${i} (t=${timestep}); try another sampler`,
+            );
+      }
+      s.latents = { data: next, shape: [...latentShape] };
+      s.result.latentsPerStep.push(s.latents);
     }
-    const out = await session.run(feeds);
-    const pred = out['noise_pred']!.data;
-    const n = scaled.length;
-    const g32 = Math.fround(guidance);
-    const guided = new Float32Array(n);
-    for (let j = 0; j < n; j++) {
-      const u = pred[j]!;
-      guided[j] = u + Math.fround(g32 * Math.fround(pred[n + j]! - u));
-    }
-    const rawMaps = out['attention_maps_raw'] ?? null;
-    const usedMaps = out['attention_maps'] ?? rawMaps;
-    if (usedMaps && (!recordSteps || recordSteps.has(i))) result.attentionMaps.set(i, usedMaps);
-    if (rawMaps && edit) result.rawAttentionMaps.set(i, rawMaps);
-    method?.afterGuidedPass?.(ctx(), rawMaps);
-    const stepped = sampler.step(guided, i, latents.data);
-    const next = stepped.prevSample;
-    const bad = firstNonFinite(next);
-    if (bad >= 0) {
-      // Blame the guidance only when the guided prediction itself overflowed; otherwise the sampler did it.
-      const badPrediction = firstNonFinite(guided);
-      throw badPrediction >= 0
-        ? new FieldError(
-            'guidanceScale',
-            (name) =>
-              `the guided noise prediction became ${guided[badPrediction]} at step ${i} (t=${timestep}); try a lower ${name}`,
-          )
-        : new UserError(
-            `sampler ${samplerName} turned finite latents into ${next[bad]} at step ${i} (t=${timestep}); try another sampler`,
-          );
-    }
-    latents = { data: next, shape: [...latentShape] };
-    result.latentsPerStep.push(latents);
     const ms = performance.now() - tStep;
-    const record: StepRecord = { index: i, timestep, ms };
-    const log = method?.stepLog?.(i);
-    if (log) record.method = log;
-    result.steps.push(record);
-    const predictedOriginal = stepped.predOriginalSample
-      ? { data: stepped.predOriginalSample, shape: [...latentShape] }
-      : null;
-    options.onStep?.({ index: i, timestep, totalCalls, latents, predictedOriginal, ms });
+    for (const [b, s] of runs.entries()) {
+      const record: StepRecord = { index: i, timestep, ms };
+      const log = methods[b]?.stepLog?.(i);
+      if (log) record.method = log;
+      s.result.steps.push(record);
+    }
+    options.onStep?.({
+      index: i,
+      timestep,
+      totalCalls,
+      batch: batchIndex,
+      batches,
+      latents: runs.map((s) => s.latents),
+      predictedOriginal: predicted,
+      ms,
+    });
   }
-  result.timings.denoiseMs = performance.now() - tDenoise;
-  result.finalLatents = latents;
+  const denoiseMs = performance.now() - tDenoise;
+
   const tDecode = performance.now();
-  result.image = await model.decode(latents);
-  result.timings.decodeMs = performance.now() - tDecode;
-  result.timings.totalMs = performance.now() - t0;
-  return result;
+  const stacked = new Float32Array(B * perSample);
+  runs.forEach((s, b) => stacked.set(s.latents.data, b * perSample));
+  const images = await model.decode({ data: stacked, shape: [B, c, h, w] });
+  const imageSize = images.data.length / B;
+  const decodeMs = performance.now() - tDecode;
+  const totalMs = performance.now() - t0;
+  return runs.map((s, b) => {
+    const r = s.result;
+    r.finalLatents = s.latents;
+    r.image = { data: images.data.slice(b * imageSize, (b + 1) * imageSize), shape: [1, ...images.shape.slice(1)] };
+    r.timings = { encodeMs, denoiseMs, decodeMs, totalMs };
+    return r;
+  });
+}
+
+/** Gradient methods' latent updates: one call per group of samples whose methods share a batch key. */
+async function updateLatents(ctx: StepContext, runs: SampleRun[]): Promise<void> {
+  const groups = new Map<string, number[]>();
+  runs.forEach((s, b) => {
+    const m = s.request.method;
+    if (!m?.updateLatents) return;
+    const list = groups.get(m.batchKey) ?? [];
+    list.push(b);
+    groups.set(m.batchKey, list);
+  });
+  for (const members of groups.values()) {
+    const first = runs[members[0]!]!.request.method!;
+    const samples: GuidedSample[] = members.map((b) => ({
+      method: runs[b]!.request.method!,
+      latents: runs[b]!.latents,
+      cond: runs[b]!.cond,
+    }));
+    const changed = await first.updateLatents!(ctx, samples);
+    members.forEach((b, k) => {
+      const data = changed[k]!;
+      if (data === runs[b]!.latents.data) return;
+      if (firstNonFinite(data) >= 0)
+        throw new UserError(`${first.name} produced non-finite latents at step ${ctx.index} (t=${ctx.timestep})`);
+      runs[b]!.latents = { data, shape: runs[b]!.latents.shape };
+    });
+  }
+}
+
+interface GuidedOutputs {
+  /** [2B, C, h, w]: the unconditional rows, then the conditional ones. */
+  noisePred: Float32Array;
+  /** Per sample, the conditional maps [h, w, T] before any edit (null without recording). */
+  rawMaps: Tensor[] | null;
+  /** Per sample, the maps the pass used (after the edit), when edited. */
+  usedMaps: Tensor[] | null;
+}
+
+/** One UNet pass over [uncond × B, cond × B], recording and editing the conditional half's cross-attention. */
+async function guidedPass(
+  unet: ReturnType<StableDiffusion['unetAccess']>,
+  runs: readonly SampleRun[],
+  context: Tensor,
+  timestep: number,
+  index: number,
+  recordRes: readonly [number, number] | null,
+  edits: readonly (AttentionEdit | null)[],
+): Promise<GuidedOutputs> {
+  const B = runs.length;
+  const [c, h, w] = unet.latentShape;
+  const [tokens, dim] = unet.contextShape;
+  const edited = edits.some((e) => e !== null);
+  const key = `guided:b${B}:rec=${recordRes ? recordRes.join('x') : '-'}:edit=${edited ? 1 : 0}`;
+  const session = await unet.compile(key, (g, build) => {
+    const sample = g.input('sample', [2 * B, c, h, w]);
+    const ts = g.input('timestep', [2 * B]);
+    const ctxIn = g.input('context', [2 * B, tokens, dim]);
+    // Two views when editing: the model's own maps (before the edit; they define the method's regions) and the
+    // maps the pass actually used (after it; what pictures show). Without an edit they are the same.
+    const raw = recordRes ? new AttentionStore({ kind: 'cross', resolution: recordRes }) : null;
+    const editor = edited ? multiplicativeEditor(g, 2 * B) : null;
+    const used = raw && editor ? new AttentionStore({ kind: 'cross', resolution: recordRes! }) : null;
+    const { noisePred } = build(
+      { sample, timestep: ts, encoderHiddenStates: ctxIn },
+      { attentionHook: composeHooks(raw?.hook, editor?.hook, used?.hook) },
+    );
+    g.output('noise_pred', noisePred);
+    const conditional = (store: AttentionStore) =>
+      op.identity(store.aggregate({ resolution: recordRes!, batches: [B, 2 * B] }));
+    if (raw) g.output('attention_maps_raw', conditional(raw));
+    if (used) g.output('attention_maps', conditional(used));
+  });
+  const perSample = c * h * w;
+  const batch = new Float32Array(2 * B * perSample);
+  runs.forEach((s, b) => {
+    const scaled = s.sampler.scaleModelInput(s.latents.data, index);
+    batch.set(scaled, b * perSample);
+    batch.set(scaled, (B + b) * perSample);
+  });
+  const feeds: Record<string, Tensor> = {
+    sample: { data: batch, shape: [2 * B, c, h, w] },
+    timestep: { data: new Float32Array(2 * B).fill(timestep), shape: [2 * B] },
+    context,
+  };
+  if (edited) {
+    for (const input of session.graph.inputs) {
+      const at = parseEditInputName(input.name);
+      if (!at) continue;
+      const q = at.height * at.width;
+      const factor = new Float32Array(numel(input.shape)).fill(1);
+      edits.forEach((edit, b) => {
+        if (!edit) return;
+        const f = edit(at.height, at.width, tokens);
+        if (f.length !== q * tokens)
+          throw new Error(`attention edit for ${input.name} has ${f.length} values, expected ${q}x${tokens}`);
+        factor.set(f, (B + b) * q * tokens); // only the conditional half is edited
+      });
+      feeds[input.name] = { data: factor, shape: [...input.shape] };
+    }
+  }
+  const out = await session.run(feeds);
+  const split = (t: Tensor | undefined): Tensor[] | null => {
+    if (!t) return null;
+    const size = t.data.length / B;
+    return runs.map((_, b) => ({ data: t.data.slice(b * size, (b + 1) * size), shape: t.shape.slice(1) }));
+  };
+  return {
+    noisePred: out['noise_pred']!.data,
+    rawMaps: split(out['attention_maps_raw']),
+    usedMaps: split(out['attention_maps']),
+  };
 }

@@ -203,6 +203,12 @@ export class StableDiffusion {
     return this.unetConfig.inChannels;
   }
 
+  /** Parameters of all components together (text encoder, UNet, VAE). */
+  get parameterCount(): number {
+    const { text, unet, vae } = this.weights;
+    return text.paramCount() + unet.paramCount() + (vae?.paramCount() ?? 0);
+  }
+
   /** The image size the model was trained for (UNet sample_size × scale factor). */
   get defaultImageSize(): number {
     return this.unetConfig.sampleSize * this.scaleFactor;
@@ -240,17 +246,25 @@ export class StableDiffusion {
 
   /** CLIP text embedding [1, T, D] of one prompt (batch 1, as diffusers' encode_prompt runs it). */
   async encodePrompt(prompt: string): Promise<Tensor> {
-    const ids = this.tokenize(prompt);
-    const t = ids.length;
-    const session = await this.session(`text:${t}`, (g) => {
-      const inputIds = g.input('input_ids', [1, t], 'int64');
+    return (await this.encodePrompts([prompt]))[0]!;
+  }
+
+  /** CLIP text embeddings [1, T, D] of several prompts, in one batched pass (prompts do not interact). */
+  async encodePrompts(prompts: readonly string[]): Promise<Tensor[]> {
+    const ids = prompts.map((p) => this.tokenize(p));
+    const t = ids[0]!.length;
+    const n = ids.length;
+    const session = await this.session(n === 1 ? `text:${t}` : `text:${t}:b${n}`, (g) => {
+      const inputIds = g.input('input_ids', [n, t], 'int64');
       g.output(
         'last_hidden_state',
         clipTextModel(this.textConfig, graphParams(g, this.weights.text), inputIds).lastHiddenState,
       );
     });
-    const out = await session.run({ input_ids: { data: BigInt64Array.from(ids, (x) => BigInt(x)), shape: [1, t] } });
-    return out['last_hidden_state']!;
+    const flat = BigInt64Array.from(ids.flat(), (x) => BigInt(x));
+    const out = (await session.run({ input_ids: { data: flat, shape: [n, t] } }))['last_hidden_state']!;
+    const size = out.data.length / n;
+    return ids.map((_, i) => ({ data: out.data.slice(i * size, (i + 1) * size), shape: [1, ...out.shape.slice(1)] }));
   }
 
   /** UNet graph variants for latents [C, h, w] and text embeddings [T, D]. */
@@ -270,13 +284,13 @@ export class StableDiffusion {
     };
   }
 
-  /** Latents [1, C, h, w] (as the sampler leaves them) → image [1, 3, H, W] in about [-1, 1], before clamping. */
+  /** Latents [B, C, h, w] (as the sampler leaves them) → images [B, 3, H, W] in about [-1, 1], before clamping. */
   async decode(latents: Tensor): Promise<Tensor> {
     if (!this.vaeConfig || !this.weights.vae) return latents;
-    const [, c, h, w] = latents.shape as [number, number, number, number];
+    const [b, c, h, w] = latents.shape as [number, number, number, number];
     const cfg = this.vaeConfig;
-    const session = await this.session(`vae-decode:${h}x${w}`, (g) => {
-      const z = g.input('latents', [1, c, h, w]);
+    const session = await this.session(b === 1 ? `vae-decode:${h}x${w}` : `vae-decode:${h}x${w}:b${b}`, (g) => {
+      const z = g.input('latents', [b, c, h, w]);
       // diffusers: vae.decode(latents / scaling_factor)
       const scaled = g.scope('vae', () =>
         vaeDecode(cfg, graphParams(g, this.weights.vae!), op.div(z, cfg.scalingFactor)),

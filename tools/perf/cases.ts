@@ -3,8 +3,9 @@
  * own, as the PyTorch reference measured it):
  *
  * - `*-step`: one guided UNet step, batch 2 ([uncond, cond]), exactly the graph `generate()` compiles for a plain
- *   step (key `guided:rec=-:edit=0`: sample [2, C, h, w], timestep [2], context [2, 77, D] → noise_pred).
- * - `*-ae`: the same step preceded by Attend-and-Excite's gradient pass: `AttendAndExcite.evaluate(…, true)`,
+ *   step (key `guided:b1:rec=-:edit=0`: sample [2, C, h, w], timestep [2], context [2, 77, D] → noise_pred);
+ *   `*-step-bN`: the same for N images (UNet batch 2N), as a batch of N compiles it.
+ * - `*-ae`: the same step preceded by Attend-and-Excite's gradient pass: `evaluateAttendExcite(…, true)`,
  *   the batch-1 conditional UNet forward + loss on the 16x16 cross-attention maps + ∂loss/∂latent (tokens 2 and
  *   5, attn_res 16x16 as the oracle ran it). Both graphs live in the process, as in an A&E generation; each
  *   iteration times the gradient pass and the plain step back to back.
@@ -19,8 +20,8 @@ import { join } from 'node:path';
 import { Graph } from '../../src/graph/graph.js';
 import { compile, type CompiledGraph, type CompileOptions } from '../../src/graph/runtime.js';
 import { WeightStore } from '../../src/io/weight-store.js';
-import { ATTEND_EXCITE_DEFAULTS, AttendAndExcite } from '../../src/methods/attend-and-excite.js';
-import type { StepContext, UNetAccess, UNetBuilder } from '../../src/methods/types.js';
+import { ATTEND_EXCITE_DEFAULTS, evaluateAttendExcite } from '../../src/methods/attend-and-excite.js';
+import type { UNetAccess, UNetBuilder } from '../../src/methods/types.js';
 import { parseUNetConfig } from '../../src/models/config.js';
 import { graphParams, type WeightProvider } from '../../src/models/params.js';
 import { unet2dCondition, type UNetConfig } from '../../src/models/unet.js';
@@ -32,12 +33,33 @@ import { GaussianRng } from '../../src/util/random.js';
 import { readFileSync } from 'node:fs';
 import type { GraphTiming } from '../../src/pipeline/stable-diffusion.js';
 
-export const CASES = ['tiny-step', 'tiny-ae', 'sd15-step', 'sd15-ae', 'train'] as const;
+export const CASES = [
+  'tiny-step',
+  'tiny-ae',
+  'sd15-step',
+  'sd15-ae',
+  'sd15-step-b1',
+  'sd15-step-b2',
+  'sd15-step-b4',
+  'train',
+  'shapes-step-b1',
+  'shapes-step-b16',
+  'batch-none',
+  'batch-suppress',
+  'batch-ae',
+] as const;
 export type CaseName = (typeof CASES)[number];
 export const PARTS = {
   tiny: ['tiny-step', 'tiny-ae'],
   sd15: ['sd15-step', 'sd15-ae'],
+  /** SD-1.5's guided step for 1, 2 and 4 images (UNet batch 2, 4, 8): peak memory of batched generation. */
+  'sd15-batch': ['sd15-step-b1', 'sd15-step-b2', 'sd15-step-b4'],
   train: ['train'],
+  /**
+   * Batched generation on the shapes model: its guided step for 1 and 16 images (kernel time per image), and
+   * images/s of whole generations at batch 16 against one at a time (batch.ts).
+   */
+  batch: ['shapes-step-b1', 'shapes-step-b16', 'batch-none', 'batch-suppress', 'batch-ae'],
 } as const satisfies Record<string, readonly CaseName[]>;
 export type PartName = keyof typeof PARTS;
 
@@ -46,8 +68,22 @@ export const CASE_LABELS: Record<CaseName, string> = {
   'tiny-ae': 'tiny-sd step + A&E gradient pass',
   'sd15-step': 'SD-1.5 guided step (UNet batch 2, 64x64)',
   'sd15-ae': 'SD-1.5 step + A&E gradient pass',
+  'sd15-step-b1': 'SD-1.5 guided step, 1 image (UNet batch 2, 64x64)',
+  'sd15-step-b2': 'SD-1.5 guided step, 2 images (UNet batch 4, 64x64)',
+  'sd15-step-b4': 'SD-1.5 guided step, 4 images (UNet batch 8, 64x64)',
   train: 'shapes training step (batch 32)',
+  'shapes-step-b1': 'shapes model guided step, 1 image (UNet batch 2, 32x32)',
+  'shapes-step-b16': 'shapes model guided step, 16 images (UNet batch 32, 32x32)',
+  'batch-none': 'shapes model, plain sampling: batch 16 vs one at a time',
+  'batch-suppress': 'shapes model, suppress (default mode): batch 16 vs one at a time',
+  'batch-ae': 'shapes model, attend-and-excite: batch 16 vs one at a time',
 };
+
+/** Images of a guided-step case (its UNet batch is twice that: unconditional and conditional rows). */
+export function caseImages(name: CaseName): number {
+  const m = /-b(\d+)$/.exec(name);
+  return m ? Number(m[1]) : 1;
+}
 
 /** The oracle's timestep for the UNet timings. */
 export const BENCH_TIMESTEP = 981;
@@ -121,48 +157,52 @@ function normal(seed: number, n: number, scale = 1): Float32Array {
   return x;
 }
 
-/** The plain guided step's graph (as generate() builds it without recording or editing). */
-export const GUIDED_KEY = 'guided:rec=-:edit=0';
+/** The plain guided step's graph for `images` images (as generate() builds it without recording or editing). */
+export const guidedKey = (images: number) => `guided:b${images}:rec=-:edit=0`;
 
-export async function guidedStep(unet: BenchUNet): Promise<{ session: CompiledGraph; run: () => Promise<Tensor> }> {
+export async function guidedStep(
+  unet: BenchUNet,
+  images = 1,
+): Promise<{ session: CompiledGraph; run: () => Promise<Tensor> }> {
   const [c, h, w] = unet.latentShape;
   const [tokens, dim] = unet.contextShape;
-  const session = await unet.compile(GUIDED_KEY, (g, build) => {
-    const sample = g.input('sample', [2, c, h, w]);
-    const ts = g.input('timestep', [2]);
-    const ctxIn = g.input('context', [2, tokens, dim]);
+  const b = 2 * images;
+  const session = await unet.compile(guidedKey(images), (g, build) => {
+    const sample = g.input('sample', [b, c, h, w]);
+    const ts = g.input('timestep', [b]);
+    const ctxIn = g.input('context', [b, tokens, dim]);
     g.output('noise_pred', build({ sample, timestep: ts, encoderHiddenStates: ctxIn }).noisePred);
   });
   const latent = normal(1, c * h * w);
-  const sample = new Float32Array(2 * latent.length);
-  sample.set(latent, 0);
-  sample.set(latent, latent.length);
+  const sample = new Float32Array(b * latent.length);
+  for (let i = 0; i < b; i++) sample.set(latent, i * latent.length);
   const feeds = {
-    sample: { data: sample, shape: [2, c, h, w] },
-    timestep: { data: Float32Array.of(BENCH_TIMESTEP, BENCH_TIMESTEP), shape: [2] },
-    context: { data: normal(2, 2 * tokens * dim), shape: [2, tokens, dim] },
+    sample: { data: sample, shape: [b, c, h, w] },
+    timestep: { data: new Float32Array(b).fill(BENCH_TIMESTEP), shape: [b] },
+    context: { data: normal(2, b * tokens * dim), shape: [b, tokens, dim] },
   };
   return { session, run: async () => (await session.run(feeds))['noise_pred']! };
 }
 
-/** A&E's gradient pass through the real method class; returns a function running one evaluation. */
+/** A&E's gradient pass through the method's own evaluation; returns a function running one evaluation. */
 export async function aeGradPass(unet: BenchUNet): Promise<{ session: CompiledGraph; run: () => Promise<number> }> {
   const [c, h, w] = unet.latentShape;
   const [tokens, dim] = unet.contextShape;
-  const ae = new AttendAndExcite({ ...ATTEND_EXCITE_DEFAULTS, tokenIndices: AE_TOKEN_INDICES, attnRes: AE_RES });
-  const latent = normal(1, c * h * w);
-  const ctx: StepContext = {
-    index: 0,
-    timestep: BENCH_TIMESTEP,
-    totalCalls: 50,
-    latents: { data: latent, shape: [1, c, h, w] },
+  const item = {
+    tokenIndices: AE_TOKEN_INDICES,
     cond: { data: normal(3, tokens * dim), shape: [1, tokens, dim] },
-    unet,
+    latent: normal(1, c * h * w),
   };
   const before = new Set(unet.sessions.keys());
   const run = async () => {
-    const e = await ae.evaluate(ctx, latent, true);
-    if (!e.grad) throw new Error('A&E evaluation returned no gradient');
+    const [e] = await evaluateAttendExcite(
+      unet,
+      BENCH_TIMESTEP,
+      { ...ATTEND_EXCITE_DEFAULTS, attnRes: AE_RES },
+      [item],
+      true,
+    );
+    if (!e?.grad) throw new Error('A&E evaluation returned no gradient');
     return e.loss;
   };
   await run();

@@ -1,9 +1,11 @@
 /**
  * `npm run bench`: the speed benchmark (see harness.ts). Prints a Markdown table (or the JSON report with --json).
  *
- *   npm run bench                          tiny-sd step, A&E step and the training step (a few minutes)
+ *   npm run bench                          tiny-sd step, A&E step, the training step and batched generation
+ *                                          (batch 16 vs one at a time on the shapes model; several minutes)
  *   npm run bench -- --sd15                ... plus SD-1.5's UNet (random weights; tens of minutes, ~15 GB peak)
- *   npm run bench -- --only tiny,train     exactly these parts (tiny, sd15, train)
+ *   npm run bench -- --only sd15-batch     SD-1.5's guided step for 1, 2 and 4 images (peak memory of batches)
+ *   npm run bench -- --only tiny,train     exactly these parts (tiny, sd15, sd15-batch, train, batch)
  *   npm run bench -- --runs 5 --json --out perf.json --no-torch --no-profile --threads 2
  */
 import { writeFileSync } from 'node:fs';
@@ -14,7 +16,7 @@ import { PARTS, type PartName } from './cases.js';
 import { DEFAULT_RUNS, packageRoot, runPerfBench } from './harness.js';
 import { formatPerfMarkdown } from './report.js';
 
-const USAGE = `usage: npm run bench -- [--only tiny,sd15,train | --sd15] [--runs N] [--json] [--out FILE] [--md FILE]
+const USAGE = `usage: npm run bench -- [--only tiny,sd15,sd15-batch,train,batch | --sd15] [--runs N] [--json] [--out FILE] [--md FILE]
                         [--no-torch] [--no-profile] [--no-ort-cache] [--python PATH] [--tiny DIR] [--cache DIR]
                         [--threads N] [--spinning 0|1] [--fused-attention 0|1]
                         [--optimization disabled|basic|extended|all] [--sd15-width N] [--sd15-latent N]`;
@@ -59,7 +61,7 @@ if (values.only) {
     process.exit(2);
   }
 } else {
-  parts = values.sd15 ? ['tiny', 'sd15', 'train'] : ['tiny', 'train'];
+  parts = values.sd15 ? ['tiny', 'sd15', 'train', 'batch'] : ['tiny', 'train', 'batch'];
 }
 
 const runs: Partial<Record<PartName, number>> = {};

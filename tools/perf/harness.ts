@@ -13,10 +13,11 @@ import type { CompileOptions } from '../../src/graph/runtime.js';
 import { shapesTextConfigJson, shapesUNetConfigJson } from '../../src/shapes/model.js';
 import { buildShapesVocabulary } from '../../src/shapes/vocab.js';
 import { CASE_LABELS, PARTS, TRAIN_BATCH, type CaseName, type PartName } from './cases.js';
+import { BATCH_CASES, type BatchResult } from './batch.js';
 import type { ProfileResult, TimeResult } from './measure.js';
 import { defaultBenchCache, ensureRandomUNetFolder, SD15_UNET_CONFIG_JSON } from './weights.js';
 
-export const DEFAULT_RUNS: Record<PartName, number> = { tiny: 10, sd15: 3, train: 5 };
+export const DEFAULT_RUNS: Record<PartName, number> = { tiny: 10, sd15: 3, 'sd15-batch': 1, train: 5, batch: 3 };
 
 export interface PerfOptions {
   parts: PartName[];
@@ -29,6 +30,8 @@ export interface PerfOptions {
   python?: string;
   /** The tiny oracle model folder (its `unet/` is used). */
   tinyDir: string;
+  /** The shapes model folder of the batch part (default: the shipped models/shapes). */
+  shapesDir?: string;
   cacheDir?: string;
   /** Passed to every ONNX Runtime session (threads, optimisation level...). */
   compile?: CompileOptions;
@@ -84,6 +87,8 @@ export interface PerfReport {
   env: Record<string, string>;
   sd15: { width: number; latent: number };
   cases: CaseReport[];
+  /** The batch part: batched generation against one image at a time. */
+  batches: BatchResult[];
   notes: string[];
 }
 
@@ -178,6 +183,7 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
   const tmp = mkdtempSync(join(tmpdir(), 's2i-perf-'));
   try {
     const tinyUNet = join(resolve(options.tinyDir), 'unet');
+    const shapesDir = resolve(options.shapesDir ?? join(packageRoot, 'models', 'shapes'));
     const cacheDir = options.cacheDir ?? defaultBenchCache();
     const width = options.sd15Width ?? 320;
     const latent = options.sd15Latent ?? 64;
@@ -206,8 +212,45 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
     writeFileSync(trainText, JSON.stringify(shapesTextConfigJson(Object.keys(buildShapesVocabulary().vocab).length)));
 
     const cases: CaseReport[] = [];
+    const batches: BatchResult[] = [];
     for (const part of options.parts) {
       for (const name of PARTS[part]) {
+        if (name in BATCH_CASES) {
+          // Whole generations side by side in one process per method: no profile, no PyTorch counterpart.
+          try {
+            log(`${name}: 16 images one at a time and as one batch (${runs[part]} runs each)`);
+            const r = await runJson<BatchResult>(
+              `${name}`,
+              process.execPath,
+              [
+                ...process.execArgv,
+                childScript,
+                '--case',
+                name,
+                '--purpose',
+                'batch',
+                '--runs',
+                String(runs[part]),
+                '--model',
+                shapesDir,
+                '--compile',
+                compileJson,
+              ],
+              join(tmp, 'b.json'),
+              timeoutMs,
+              log,
+              childEnv(null),
+            );
+            batches.push(r);
+            log(
+              `  ${r.single.imagesPerSecond.toFixed(2)} → ${r.batched.imagesPerSecond.toFixed(2)} images/s: ${r.speedup.toFixed(2)}x (CPU time per image: ${r.cpuSpeedup.toFixed(2)}x)`,
+            );
+          } catch (e) {
+            notes.push(`${name}: ${(e as Error).message}`);
+            log(`  ${(e as Error).message}`);
+          }
+          continue;
+        }
         const label =
           name.startsWith('sd15') && (width !== 320 || latent !== 64)
             ? `${CASE_LABELS[name]} [reduced: width ${width}, ${latent}x${latent}]`
@@ -227,6 +270,8 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
           name,
           '--tiny',
           tinyUNet,
+          '--shapes',
+          join(shapesDir, 'unet'),
           '--sd15',
           sd15UNet,
           '--sd15-latent',
@@ -292,7 +337,7 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
         } finally {
           if (ortCache) rmSync(ortCache, { recursive: true, force: true });
         }
-        if (torch) {
+        if (torch && !name.startsWith('shapes')) {
           try {
             log(`${name}: PyTorch ${torch} (${runs[part]} runs)`);
             const args = [
@@ -352,6 +397,7 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
       env: options.env ?? {},
       sd15: { width, latent },
       cases,
+      batches,
       notes,
     };
   } finally {

@@ -7,12 +7,22 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CompileOptions } from '../../src/graph/runtime.js';
-import { aeGradPass, BenchUNet, guidedStep, trainingStep, type CaseName, type GraphTiming } from './cases.js';
+import {
+  aeGradPass,
+  BenchUNet,
+  caseImages,
+  guidedStep,
+  trainingStep,
+  type CaseName,
+  type GraphTiming,
+} from './cases.js';
 import { median, readProfile, type KernelSummary } from './profile.js';
 
 export interface CaseInputs {
   tinyUNetDir: string;
   sd15UNetDir: string;
+  /** The shipped shapes model's unet/ (shapes-step cases). */
+  shapesUNetDir?: string;
   /** Latent size of the SD-1.5 cases (64 = 512 px; smaller only to test the harness). */
   sd15Latent?: number;
   runs: number;
@@ -71,13 +81,18 @@ export async function runCase(
   try {
     if (name === 'train') return await runTrain(purpose, inputs, start, profDir);
     const t0 = performance.now();
-    const dir = name.startsWith('tiny') ? inputs.tinyUNetDir : inputs.sd15UNetDir;
-    const unet = BenchUNet.open(dir, name.startsWith('tiny') ? 32 : (inputs.sd15Latent ?? 64), compileOptions);
+    const small = name.startsWith('tiny') || name.startsWith('shapes');
+    const dir = name.startsWith('tiny')
+      ? inputs.tinyUNetDir
+      : name.startsWith('shapes')
+        ? inputs.shapesUNetDir!
+        : inputs.sd15UNetDir;
+    const unet = BenchUNet.open(dir, small ? 32 : (inputs.sd15Latent ?? 64), compileOptions);
     const openMs = performance.now() - t0;
     const ae = name.endsWith('-ae');
     // Gradient pass first, as A&E runs it before the guided pass.
     const grad = ae ? await aeGradPass(unet) : null;
-    const step = await guidedStep(unet);
+    const step = await guidedStep(unet, caseImages(name));
     const [firstStepRun] = await timed(step.run);
     const firstStepMs = performance.now() - t0;
     const rssAfterFirstStepMb = mb(process.resourceUsage().maxRSS);

@@ -47,6 +47,34 @@ export function formatPerfMarkdown(r: PerfReport): string {
         `${fmtMs(c.ours?.firstStepMs)} | ${fmtMs(c.oursCached?.firstStepMs)} | ${fmtMs(c.torch?.firstStepMs)} | ${mb(c.ours?.peakRssMb)} | ${mb(c.torch?.peakRssMb)} |`,
     );
   }
+  if (r.batches.length) {
+    out.push('');
+    out.push(
+      "Batched generation (shapes model, 25 steps, guidance 5; the same 16 two-object (prompt, seed) pairs one image at a time and as one batch, alternating, in one process; graph compilation left out; images/s from each side's fastest run, CPU seconds per image the median over runs, all threads):",
+    );
+    out.push('');
+    out.push(
+      '| method | one at a time: images/s | batch 16: images/s | speed-up | CPU s/image: one at a time | CPU s/image: batch 16 | CPU speed-up | compile (one at a time / batch) | peak RSS |',
+    );
+    out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const b of r.batches) {
+      out.push(
+        `| ${b.method} | ${b.single.imagesPerSecond.toFixed(2)} | ${b.batched.imagesPerSecond.toFixed(2)} | **${b.speedup.toFixed(2)}×** | ${b.single.cpuSecondsPerImage.toFixed(2)} | ${b.batched.cpuSecondsPerImage.toFixed(2)} | ${b.cpuSpeedup.toFixed(2)}× | ${b.single.compileSeconds.toFixed(1)} s / ${b.batched.compileSeconds.toFixed(1)} s | ${mb(b.peakRssMb)} |`,
+      );
+    }
+    const one = r.cases.find((c) => c.case === 'shapes-step-b1');
+    const many = r.cases.find((c) => c.case === 'shapes-step-b16');
+    const perImage = (c: CaseReport | undefined, n: number) => {
+      const k = c?.kernels?.bestKernelSumMs;
+      return k === undefined ? '—' : fmtMs(k / n);
+    };
+    if (one || many) {
+      out.push('');
+      out.push(
+        `The shapes model's guided step per image: ${fmtMs(one?.ours ? one.ours.medianMs : null)} at 1 image, ${fmtMs(many?.ours ? many.ours.medianMs / 16 : null)} at 16 (median step ÷ images); Σ best kernels per image ${perImage(one, 1)} and ${perImage(many, 16)}.`,
+      );
+    }
+  }
   const ae = r.cases.filter((c) => c.case.endsWith('-ae'));
   if (ae.length) {
     out.push('');

@@ -17,7 +17,15 @@ import {
 import { writePng } from '../../image/png.js';
 import { runBenchOnQueue } from '../../bench/queue.js';
 import { parseRedisUrl, probeRedis } from '../../bench/redis.js';
-import { checkBenchOptions, parseMethods, parseSeeds, runBench, writeText, type BenchRow } from '../../bench/run.js';
+import {
+  checkBenchOptions,
+  DEFAULT_BENCH_BATCH,
+  parseMethods,
+  parseSeeds,
+  runBench,
+  writeText,
+  type BenchRow,
+} from '../../bench/run.js';
 import { BUILTIN_SUITES, loadSuite, parseSplit, SPLITS, type Split, type Suite } from '../../bench/suites.js';
 import { UserError } from '../../errors.js';
 import { METHOD_NAMES } from '../../methods/registry.js';
@@ -51,6 +59,7 @@ interface BenchFlags {
   reportMaps?: boolean;
   threads?: string;
   queue?: string;
+  batchSize?: string;
 }
 
 /** An output file's path; its folder must exist unless it lies inside `--out` (created by the run). */
@@ -93,6 +102,8 @@ async function run(flags: BenchFlags): Promise<void> {
   const sampler = flags.scheduler !== undefined ? parseSamplerName(flags.scheduler) : undefined;
   const limit = flags.limit !== undefined ? parseInteger(flags.limit, '--limit', 1) : undefined;
   const threads = flags.threads !== undefined ? parseInteger(flags.threads, '--threads', 1, 1024) : undefined;
+  const batchSize =
+    flags.batchSize !== undefined ? parseInteger(flags.batchSize, '--batch-size', 1, 1024) : DEFAULT_BENCH_BATCH;
   const out = flags.out ?? defaultOut(suites);
   const report = flags.report !== undefined ? checkFileOutput(flags.report, '--report', out) : null;
   if (flags.reportMaps && !report) throw new UserError('--report-maps needs --report FILE');
@@ -140,6 +151,7 @@ async function run(flags: BenchFlags): Promise<void> {
       ...(sampler ? { sampler } : {}),
       ...(limit !== undefined ? { limit } : {}),
       maps: flags.reportMaps === true,
+      batchSize,
     };
     const hooks = {
       onStart: ({ total: t, existing }: { total: number; existing: number }) => {
@@ -260,6 +272,10 @@ export function register(program: Command): void {
     .option('--report-maps', 'record attention maps for new images and show them in the report')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
     .option(
+      '--batch-size <n>',
+      `(prompt, seed) pairs generated together, one batch per method (default ${DEFAULT_BENCH_BATCH}; same images at any size)`,
+    )
+    .option(
       '--queue <url>',
       'generate on workers through a job queue: redis://[:PASSWORD@]HOST[:PORT][/DB] (see s2i worker --help)',
     )
@@ -274,7 +290,9 @@ Description:
   line to DIR/results.jsonl (its noise_seed reproduces the image with
   s2i generate --seed). A rerun with the same --out skips
   the images already there (same prompt, seed, method, settings and model),
-  so an interrupted run resumes where it stopped.
+  so an interrupted run resumes where it stopped. Up to --batch-size pairs
+  are generated together, one batch per method; a batch gives every image
+  its one-at-a-time pixels (rows record their share of the batch's time).
 
 Suites (built in; tuning / held-apart prompts):
   shapes-1  single objects, 6 / 12 (the model's own quality check)

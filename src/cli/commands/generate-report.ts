@@ -7,6 +7,7 @@ import { quoteKey } from '../../io/safetensors.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
 import { EDIT_STEPS_AT_50, REFERENCE_STEPS } from '../../methods/registry.js';
 import { LOSS_TERMS } from '../../methods/suppress.js';
+import { stepLogJson } from '../../methods/types.js';
 import type { GenerateRequest, GenerateRun } from '../../pipeline/request.js';
 import type { GraphTiming } from '../../pipeline/stable-diffusion.js';
 import { describeSubject, subjectsJson } from '../../prompt/subjects.js';
@@ -116,15 +117,7 @@ export function summary(p: GenerateCommandRun): string {
 function stepTable(r: GenerateCommandRun['run']): string[] {
   const names = r.subjects!.subjects.map((x) => (x.occurrences > 1 ? `${x.word}#${x.occurrence}` : x.word));
   const widths = names.map((n) => Math.max(6, n.length));
-  type Log = {
-    max_attention?: number[] | null;
-    loss?: number | null;
-    refinement_tries?: number;
-    step_size?: number | null;
-    terms?: Record<string, number>;
-    edited?: boolean;
-  };
-  const logs = r.result.steps.map((x) => x.method as Log | undefined);
+  const logs = r.result.steps.map((x) => x.method);
   const terms = r.method!.suppress ? LOSS_TERMS.filter((t) => logs.some((m) => m?.terms?.[t] !== undefined)) : [];
   const termW = terms.map((t) => Math.max(6, t.length));
   const num = (v: number | null | undefined, w: number) =>
@@ -137,11 +130,11 @@ function stepTable(r: GenerateCommandRun['run']): string[] {
   ];
   r.result.steps.forEach((x, j) => {
     const m = logs[j];
-    const maxes = names.map((_, i) => num(m?.max_attention?.[i], widths[i]!)).join('  ');
-    const mark = m?.step_size !== null && m?.step_size !== undefined ? '*' : m?.edited ? 'e' : ' ';
+    const maxes = names.map((_, i) => num(m?.maxAttention?.[i], widths[i]!)).join('  ');
+    const mark = m?.stepSize !== null && m?.stepSize !== undefined ? '*' : m?.edited ? 'e' : ' ';
     const termCols = terms.length ? '  ' + terms.map((t, i) => num(m?.terms?.[t], termW[i]!)).join('  ') : '';
     L.push(
-      `${String(x.index).padStart(4)} ${String(x.timestep).padStart(5)}  ${num(m?.loss, 6)}${mark} ${maxes}${termCols}  ${String(m?.refinement_tries || '-').padStart(5)}  ${x.ms.toFixed(0).padStart(7)}`,
+      `${String(x.index).padStart(4)} ${String(x.timestep).padStart(5)}  ${num(m?.loss, 6)}${mark} ${maxes}${termCols}  ${String(m?.refinementTries || '-').padStart(5)}  ${x.ms.toFixed(0).padStart(7)}`,
     );
   });
   L.push(
@@ -203,7 +196,12 @@ export function jsonReport(p: GenerateCommandRun): Record<string, unknown> {
         }
       : { name: 'none' },
     notes: r.notes.map((n) => n(flagOf)),
-    steps: res.steps.map((s) => ({ index: s.index, timestep: s.timestep, ms: s.ms, ...(s.method ?? {}) })),
+    steps: res.steps.map((s) => ({
+      index: s.index,
+      timestep: s.timestep,
+      ms: s.ms,
+      ...(s.method ? stepLogJson(s.method) : {}),
+    })),
     timings: {
       load_ms: r.loadMs,
       encode_ms: res.timings.encodeMs,
