@@ -298,6 +298,9 @@ describe('s2i generate', () => {
       ],
       ['A&E without subjects', ['--method', 'attend-and-excite'], ['--subjects', '--tokens']],
       ['missing model folder', ['--model', join(tmp, 'no-such-model')], [join(tmp, 'no-such-model')]],
+      ['--images with --latents', ['--images', '2', '--latents', bad], ['--images 2', '--latents']],
+      ['--images 0', ['--images', '0'], ['--images', '"0"']],
+      ['--batch-size 0', ['--images', '2', '--batch-size', '0'], ['--batch-size', '"0"']],
     ];
     for (const [name, args, parts] of cases) {
       it(name, () => {
@@ -328,6 +331,51 @@ describe('s2i generate', () => {
     }
   });
 
+  it('--images N: one file per image (indexed) and a grid, --json lists them; each is the image its seed gives alone', () => {
+    const run = (...args: string[]) =>
+      spawnSync(
+        process.execPath,
+        [join(repoRoot, 'bin', 's2i.js'), 'generate', 'a red circle and a blue square', '--steps', '6', ...args],
+        { cwd: tmp, encoding: 'utf8', timeout: 120_000 },
+      );
+    const many = run(
+      '--images',
+      '3',
+      '--batch-size',
+      '2',
+      '--seed',
+      '5',
+      '--method',
+      'suppress',
+      '--out',
+      'many.png',
+      '--json',
+    );
+    expect(many.stderr).toBe('');
+    expect(many.status).toBe(0);
+    const report = JSON.parse(many.stdout);
+    expect(report.batch_size).toBe(2);
+    expect(report.images.map((x: { seed: number; image: string }) => [x.seed, basename(x.image)])).toEqual([
+      [5, 'many-0.png'],
+      [6, 'many-1.png'],
+      [7, 'many-2.png'],
+    ]);
+    expect(report.images[1].steps).toHaveLength(6);
+    expect(basename(report.grid)).toBe('many-grid.png');
+    const grid = decodePng(join(tmp, 'many-grid.png'));
+    expect(grid.width).toBeGreaterThan(2 * 32);
+    const one = run('--seed', '6', '--method', 'suppress', '--out', 'one.png');
+    expect(one.status).toBe(0);
+    const [a, b] = [decodePng(join(tmp, 'many-1.png')).data, decodePng(join(tmp, 'one.png')).data];
+    expect(a.length).toBe(b.length);
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    expect(worst).toBeLessThanOrEqual(1);
+    const text = run('--images', '2', '--seed', '5', '--out', 'two.png');
+    expect(text.stdout).toContain('seeds 5..6 (2 images, 2 per batch)');
+    expect(text.stdout).toContain('two-0.png, two-1.png (2 images, 32x32 PNG)');
+  });
+
   it('--help reads like a manual page', () => {
     const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 's2i.js'), 'generate', '--help'], {
       encoding: 'utf8',
@@ -336,6 +384,9 @@ describe('s2i generate', () => {
     for (const s of [
       'Usage: s2i generate [options] <prompt>',
       '--attention-maps <file>',
+      '--images <n>',
+      '--batch-size <n>',
+      'Several images (--images N):',
       'Attend-and-Excite (--method attend-and-excite):',
       'Examples:',
     ])

@@ -821,7 +821,7 @@ async function runLocked(
 
   const batchSize = options.batchSize ?? DEFAULT_BENCH_BATCH;
   if (!Number.isInteger(batchSize) || batchSize < 1)
-    throw new UserError(`batchSize must be a positive integer, got ${batchSize}`);
+    throw new FieldError('batchSize', `must be a positive integer, got ${batchSize}`);
   // batchSize (prompt, seed) pairs with all their methods at a time: one batch per method, rows in plan order.
   const window = batchSize * options.methods.length;
   const fd = openSync(resultsPath, 'a');

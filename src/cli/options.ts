@@ -80,6 +80,8 @@ export const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
   resume: '--resume',
   config: '--config',
   predictionType: '--prediction-type',
+  images: '--images',
+  batchSize: '--batch-size',
 };
 
 /** The CLI's name for a library field. */

@@ -219,7 +219,7 @@ export async function generateBatch(
   samples: readonly SampleRequest[],
   options: BatchOptions = {},
 ): Promise<GenerateResult[]> {
-  if (samples.length === 0) throw new UserError('generate: no samples given');
+  if (samples.length === 0) throw new FieldError('samples', 'must hold at least one sample');
   const plan = planRun(model, samples, options);
   // Every sample's initial latents as [1, C, h, w], checked against the batch's size.
   const checked = samples.map((s) =>
@@ -242,7 +242,7 @@ export async function generateBatch(
       width: plan.width,
       gradient: samples.some((s) => s.method?.usesGradients === true),
     });
-  if (!Number.isInteger(size) || size < 1) throw new UserError(`batchSize must be a positive integer, got ${size}`);
+  if (!Number.isInteger(size) || size < 1) throw new FieldError('batchSize', `must be a positive integer, got ${size}`);
   const batches = Math.ceil(samples.length / size);
   const results: GenerateResult[] = [];
   for (let b = 0; b < batches; b++)

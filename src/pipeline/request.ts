@@ -23,10 +23,11 @@ import { autoSubjects, type AttributeLink } from '../prompt/auto-subjects.js';
 import { resolveSubjects, type ResolvedSubjects } from '../prompt/subjects.js';
 import { createSampler, defaultSampler, resolveSchedulerConfig, type SamplerName } from '../schedulers/index.js';
 import type { Tensor } from '../tensor.js';
+import { defaultBatchSize } from './batch-size.js';
 import {
   DEFAULT_GUIDANCE,
   DEFAULT_STEPS,
-  generate,
+  generateBatch,
   resolveImageSize,
   type GenerateResult,
   type StepInfo,
@@ -61,6 +62,10 @@ export interface GenerateRequest {
   attnRes?: readonly [number, number];
   /** Draw the cross-attention picture: a row for the mean over the steps, for every step, or for these steps. */
   attentionPicture?: { steps: readonly number[] | 'all' | 'mean' };
+  /** How many images: seeds seed, seed+1, …, seed+images−1 (default 1). */
+  images?: number;
+  /** Images generated together (default: as many as fit the memory budget, at most 16; batch-size.ts). */
+  batchSize?: number;
 }
 
 /** A note for the user; it names request fields through `nameOf` (a front end's own names for them). */
@@ -72,12 +77,26 @@ export interface RequestHooks {
   onStep?(info: StepInfo): void;
 }
 
-/** A request as it ran: every resolved setting, the pipeline's result, the 8-bit image and the picture. */
-export interface GenerateRun {
+/** One image of a request: its seed, the pipeline's result, the 8-bit image and the attention picture. */
+export interface ImageRun {
+  seed: number | undefined;
+  result: GenerateResult;
+  image: RgbImage;
+  picture: RgbImage | null;
+}
+
+/**
+ * A request as it ran: every resolved setting and its images. `seed`, `result`, `image` and `picture` are the
+ * first image's (the only one unless `images` > 1).
+ */
+export interface GenerateRun extends ImageRun {
+  /** Every image, in seed order. */
+  images: ImageRun[];
+  /** Images generated together. */
+  batchSize: number;
   steps: number;
   guidance: number;
   sampler: SamplerName;
-  seed: number | undefined;
   subjects: ResolvedSubjects | null;
   /** Adjectives bound to subjects (given or found automatically); Suppress-to-Impress uses them. */
   attributes: AttributeLink[];
@@ -87,15 +106,23 @@ export interface GenerateRun {
   attnRes: [number, number] | null;
   /** What the user should be told about how subjects and settings were chosen. */
   notes: Note[];
-  result: GenerateResult;
-  image: RgbImage;
-  picture: RgbImage | null;
 }
 
 /** The checks of a request that need no model, so a front end can report them before loading one. */
 export function checkRequest(r: GenerateRequest): void {
   const preset = checkMethodOverrides(r.method ?? 'none', r.methodOverrides ?? {});
   const guided = preset.kind !== 'none';
+  const images = r.images ?? 1;
+  if (!Number.isInteger(images) || images < 1 || images > 10000)
+    throw new FieldError('images', `must be an integer from 1 to 10000, got ${images}`);
+  if (r.batchSize !== undefined && (!Number.isInteger(r.batchSize) || r.batchSize < 1 || r.batchSize > 1024))
+    throw new FieldError('batchSize', `must be an integer from 1 to 1024, got ${r.batchSize}`);
+  if (images > 1 && r.initialLatents)
+    throw new FieldError(
+      'images',
+      (name, nameOf) =>
+        `${name} ${images} draws each image's noise from its own seed; ${nameOf('initialLatents')} gives one image's, so they do not go together`,
+    );
   const picture = r.attentionPicture !== undefined;
   if (r.attributes !== undefined && preset.kind !== 'suppress')
     throw new FieldError(
@@ -200,48 +227,69 @@ export async function runRequest(
       );
   }
 
-  hooks.onStart?.(totalCalls);
-  const result = await generate(model, {
-    prompt: r.prompt,
-    ...(r.negativePrompt !== undefined ? { negativePrompt: r.negativePrompt } : {}),
-    steps,
-    guidanceScale: guidance,
-    sampler,
-    ...(r.seed !== undefined ? { seed: r.seed } : {}),
-    height,
-    width,
-    ...(r.initialLatents ? { initialLatents: r.initialLatents } : {}),
-    ...(method
-      ? {
-          method: buildMethod(name, methodTargets(subjects!.subjects, attributes), {
-            ...r.methodOverrides,
-            attnRes: attnRes!,
-            steps,
-          }),
-        }
-      : {}),
-    ...(r.attentionPicture
-      ? { recordAttention: { resolution: attnRes!, ...(Array.isArray(rows) ? { steps: rows } : {}) } }
-      : {}),
-    ...(hooks.onStep ? { onStep: hooks.onStep } : {}),
+  const count = r.images ?? 1;
+  const batchSize =
+    r.batchSize ??
+    defaultBatchSize(model, {
+      images: count,
+      height,
+      width,
+      gradient: method !== null && method.suppress?.mode !== 'edit',
+    });
+  hooks.onStart?.(totalCalls * Math.ceil(count / batchSize));
+  const seeds = Array.from({ length: count }, (_, i) =>
+    r.seed === undefined && count === 1 ? undefined : (r.seed ?? 0) + i,
+  );
+  const results = await generateBatch(
+    model,
+    seeds.map((seed) => ({
+      prompt: r.prompt,
+      ...(r.negativePrompt !== undefined ? { negativePrompt: r.negativePrompt } : {}),
+      ...(seed !== undefined ? { seed } : {}),
+      ...(r.initialLatents ? { initialLatents: r.initialLatents } : {}),
+      // Each image its own method instance: methods keep per-image state (regions, logs).
+      ...(method
+        ? {
+            method: buildMethod(name, methodTargets(subjects!.subjects, attributes), {
+              ...r.methodOverrides,
+              attnRes: attnRes!,
+              steps,
+            }),
+          }
+        : {}),
+    })),
+    {
+      steps,
+      guidanceScale: guidance,
+      sampler,
+      height,
+      width,
+      batchSize,
+      ...(r.attentionPicture
+        ? { recordAttention: { resolution: attnRes!, ...(Array.isArray(rows) ? { steps: rows } : {}) } }
+        : {}),
+      ...(hooks.onStep ? { onStep: hooks.onStep } : {}),
+    },
+  );
+  const images: ImageRun[] = results.map((result, i) => {
+    const image = floatToRgb8(result.image, { range: 'signed' });
+    const picture = r.attentionPicture
+      ? renderAttentionPicture(image, attentionRows(result, r.attentionPicture.steps), tokenColumns(model, r, subjects))
+      : null;
+    return { seed: seeds[i], result, image, picture };
   });
-  const image = floatToRgb8(result.image, { range: 'signed' });
-  const picture = r.attentionPicture
-    ? renderAttentionPicture(image, attentionRows(result, r.attentionPicture.steps), tokenColumns(model, r, subjects))
-    : null;
   return {
+    ...images[0]!,
+    images,
+    batchSize,
     steps,
     guidance,
     sampler,
-    seed: r.seed,
     subjects,
     attributes,
     method,
     attnRes,
     notes,
-    result,
-    image,
-    picture,
   };
 }
 

@@ -18,7 +18,10 @@ export interface GenerateCommandRun {
   request: GenerateRequest;
   threads: number | undefined;
   latents: { file: string; key: string } | null;
-  outputs: { image: string; latents: string | null; maps: string | null };
+  /** The first image's files, and the grid of all images (when there are several). */
+  outputs: { image: string; latents: string | null; maps: string | null; grid: string | null };
+  /** Every image's files, in seed order. */
+  files: { image: string; latents: string | null; maps: string | null }[];
   upscale: number;
   run: GenerateRun & { modelDir: string; loadMs: number; graphs: GraphTiming[] };
 }
@@ -45,10 +48,15 @@ export function summary(p: GenerateCommandRun): string {
   row('model', r.modelDir);
   row('sampler', `${r.sampler}, ${r.steps} steps (${res.timesteps.length} UNet calls), guidance ${r.guidance}`);
   row('timesteps', res.timesteps.join(' '));
-  row('image', `${res.width}x${res.height}, latents [${res.finalLatents.shape.join(', ')}], seed ${r.seed}`);
+  const n = r.images.length;
+  const seeds = n > 1 ? `seeds ${r.images[0]!.seed}..${r.images[n - 1]!.seed}` : `seed ${r.seed}`;
+  row(
+    'image',
+    `${res.width}x${res.height}, latents [${res.finalLatents.shape.join(', ')}], ${seeds}${n > 1 ? ` (${n} images, ${r.batchSize} per batch)` : ''}`,
+  );
   row(
     'start',
-    p.latents ? `latents ${quoteKey(p.latents.key)} from ${shown(p.latents.file)}` : `seeded noise (seed ${r.seed})`,
+    p.latents ? `latents ${quoteKey(p.latents.key)} from ${shown(p.latents.file)}` : `seeded noise (${seeds})`,
   );
   if (r.subjects) row('subjects', subjects.map(describeSubject).join(', '));
   const m = r.method;
@@ -82,8 +90,10 @@ export function summary(p: GenerateCommandRun): string {
     }
   } else row('method', 'none');
   for (const n of r.notes) row('note', n(flagOf));
-  if (m) L.push(...stepTable(r));
-  else {
+  if (m) {
+    if (n > 1) row('', `per-step log of the first image (seed ${r.seed}); --json has every image's`);
+    L.push(...stepTable(r));
+  } else {
     const ms = res.steps.map((s) => s.ms).sort((a, b) => a - b);
     row(
       'steps',
@@ -92,7 +102,7 @@ export function summary(p: GenerateCommandRun): string {
   }
   const build = r.graphs.reduce((s, t) => s + t.buildMs + t.serializeMs, 0);
   const sess = r.graphs.reduce((s, t) => s + t.sessionMs, 0);
-  const t = res.timings;
+  const t = totalTimings(r);
   row(
     'timings',
     `total ${sec(t.totalMs + r.loadMs)}: load ${sec(r.loadMs)}, text encoder ${sec(t.encodeMs)}, denoise ${sec(t.denoiseMs)}, decode ${sec(t.decodeMs)}`,
@@ -102,7 +112,17 @@ export function summary(p: GenerateCommandRun): string {
     `of which ${r.graphs.length} graphs built in ${sec(build)} and ONNX Runtime sessions created in ${sec(sess)}`,
   );
   const k = p.upscale;
-  row('wrote', `${shown(p.outputs.image)} (${res.width * k}x${res.height * k} PNG${k > 1 ? `, enlarged ${k}x` : ''})`);
+  const pngs = `${res.width * k}x${res.height * k} PNG${k > 1 ? `, enlarged ${k}x` : ''}`;
+  if (n > 1) {
+    const first = shown(p.files[0]!.image);
+    const last = shown(p.files[n - 1]!.image);
+    row('wrote', `${first}${n > 2 ? ' ... ' : ', '}${last} (${n} images, ${pngs})`);
+    if (p.outputs.grid) row('', `${shown(p.outputs.grid)} (all ${n}, labelled with their seeds)`);
+    if (p.outputs.latents) row('', `${shown(p.outputs.latents)} ... (each image's final latents as tensor 'latents')`);
+    if (p.outputs.maps) row('', `${shown(p.outputs.maps)} ... (each image's cross-attention ${r.attnRes!.join('x')})`);
+    return L.join('\n') + '\n';
+  }
+  row('wrote', `${shown(p.outputs.image)} (${pngs})`);
   if (p.outputs.latents)
     row('', `${shown(p.outputs.latents)} (final latents [${res.finalLatents.shape.join(', ')}] as tensor 'latents')`);
   if (p.outputs.maps && r.picture)
@@ -112,6 +132,29 @@ export function summary(p: GenerateCommandRun): string {
     );
   return L.join('\n') + '\n';
 }
+
+/** The timings of all the run's batches together (each result carries its batch's). */
+function totalTimings(r: GenerateCommandRun['run']): {
+  encodeMs: number;
+  denoiseMs: number;
+  decodeMs: number;
+  totalMs: number;
+} {
+  const sum = { encodeMs: 0, denoiseMs: 0, decodeMs: 0, totalMs: 0 };
+  for (const { result } of r.images) {
+    if (result.batch.index !== 0) continue;
+    for (const key of Object.keys(sum) as (keyof typeof sum)[]) sum[key] += result.timings[key];
+  }
+  return sum;
+}
+
+const stepsJson = (res: GenerateCommandRun['run']['result']) =>
+  res.steps.map((s) => ({
+    index: s.index,
+    timestep: s.timestep,
+    ms: s.ms,
+    ...(s.method ? stepLogJson(s.method) : {}),
+  }));
 
 /** The guided methods' per-step table: loss, each subject's max attention, loss terms, refinement tries. */
 function stepTable(r: GenerateCommandRun['run']): string[] {
@@ -151,6 +194,7 @@ export function jsonReport(p: GenerateCommandRun): Record<string, unknown> {
   const res = r.result;
   const m = r.method;
   const subjects = r.subjects?.subjects ?? [];
+  const t = totalTimings(r);
   return {
     prompt: p.request.prompt,
     negative_prompt: p.request.negativePrompt ?? null,
@@ -196,18 +240,13 @@ export function jsonReport(p: GenerateCommandRun): Record<string, unknown> {
         }
       : { name: 'none' },
     notes: r.notes.map((n) => n(flagOf)),
-    steps: res.steps.map((s) => ({
-      index: s.index,
-      timestep: s.timestep,
-      ms: s.ms,
-      ...(s.method ? stepLogJson(s.method) : {}),
-    })),
+    steps: stepsJson(res),
     timings: {
       load_ms: r.loadMs,
-      encode_ms: res.timings.encodeMs,
-      denoise_ms: res.timings.denoiseMs,
-      decode_ms: res.timings.decodeMs,
-      total_ms: res.timings.totalMs + r.loadMs,
+      encode_ms: t.encodeMs,
+      denoise_ms: t.denoiseMs,
+      decode_ms: t.decodeMs,
+      total_ms: t.totalMs + r.loadMs,
     },
     graphs: r.graphs.map((t) => ({
       key: t.key,
@@ -217,5 +256,18 @@ export function jsonReport(p: GenerateCommandRun): Record<string, unknown> {
       nodes: t.nodes,
     })),
     outputs: { image: p.outputs.image, latents: p.outputs.latents, attention_maps: p.outputs.maps },
+    ...(r.images.length > 1
+      ? {
+          batch_size: r.batchSize,
+          images: r.images.map((one, i) => ({
+            seed: one.seed,
+            image: p.files[i]!.image,
+            latents: p.files[i]!.latents,
+            attention_maps: p.files[i]!.maps,
+            steps: stepsJson(one.result),
+          })),
+          grid: p.outputs.grid,
+        }
+      : {}),
   };
 }

@@ -7,9 +7,11 @@
  * until the whole run has succeeded; each file is written atomically.
  */
 import { randomInt } from 'node:crypto';
+import { extname } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { FieldError, UserError } from '../../errors.js';
+import { composeGrid } from '../../image/grid.js';
 import { encodePng, writeFileAtomic } from '../../image/png.js';
 import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, writeSafetensors } from '../../io/safetensors.js';
@@ -66,6 +68,8 @@ interface GenerateFlags {
   attentionSteps?: string;
   threads?: string;
   upscale?: string;
+  images?: string;
+  batchSize?: string;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -101,6 +105,12 @@ function parseAttentionSteps(value: string | undefined): number[] | 'all' | 'mea
 }
 
 type Parsed = Omit<GenerateCommandRun, 'run'> & { modelDir: string; load: LoadOptions };
+
+/** `cat.png` → `cat-3.png`: the file of one image of several. */
+function indexed(path: string, index: number | string): string {
+  const ext = extname(path);
+  return `${path.slice(0, path.length - ext.length)}-${index}${ext}`;
+}
 
 /** Flags → one request, and what only the command handles (model folder, threads, files, enlargement). */
 function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
@@ -154,6 +164,8 @@ function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
     attnRes: opt(flags.attnRes, (v) => parseResolution(v, '--attn-res')),
     attentionPicture:
       flags.attentionMaps !== undefined ? { steps: parseAttentionSteps(flags.attentionSteps) } : undefined,
+    images: opt(flags.images, (v) => parseInteger(v, '--images', 1, 10000)),
+    batchSize: opt(flags.batchSize, (v) => parseInteger(v, '--batch-size', 1, 1024)),
   };
   const load: LoadOptions = {};
   const threads = opt(flags.threads, (v) => parseInteger(v, '--threads', 1, 1024));
@@ -162,11 +174,17 @@ function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
   const predictionType = opt(flags.predictionType, (v) => parsePredictionType(v, '--prediction-type'));
   if (predictionType !== undefined) load.predictionType = predictionType;
   const upscale = opt(flags.upscale, (v) => parseInteger(v, '--upscale', 1, 16)) ?? 1;
-  const [image, latentsOut, maps] = checkOutputFiles([
-    ['--out', flags.out ?? `s2i-${seed}.png`],
-    ['--save-latents', flags.saveLatents],
-    ['--attention-maps', flags.attentionMaps],
-  ]);
+  const given = { image: flags.out ?? `s2i-${seed}.png`, latents: flags.saveLatents, maps: flags.attentionMaps };
+  const count = request.images ?? 1;
+  // Several images: each file named with the image's index (cat-0.png, ...), and a grid of them all.
+  const files = Array.from({ length: count }, (_, i) =>
+    checkOutputFiles([
+      ['--out', count > 1 ? indexed(given.image, i) : given.image],
+      ['--save-latents', given.latents !== undefined && count > 1 ? indexed(given.latents, i) : given.latents],
+      ['--attention-maps', given.maps !== undefined && count > 1 ? indexed(given.maps, i) : given.maps],
+    ]),
+  ).map(([image, latents, maps]) => ({ image: image!, latents: latents ?? null, maps: maps ?? null }));
+  const grid = count > 1 ? checkOutputFiles([['--out', indexed(given.image, 'grid')]])[0]! : null;
   const latents = opt(flags.latents, (v) => readTensorSpec(v, '--latents', 'latents')) ?? null;
   if (latents) request.initialLatents = latents.tensor;
   return {
@@ -175,7 +193,8 @@ function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
     load,
     threads,
     latents: latents && { file: latents.file, key: latents.key },
-    outputs: { image: image!, latents: latentsOut ?? null, maps: maps ?? null },
+    outputs: { ...files[0]!, grid },
+    files,
     upscale,
   };
 }
@@ -211,15 +230,24 @@ async function run(prompt: string, flags: GenerateFlags): Promise<void> {
   }
   // Everything is made in memory first; files are written only once the whole run has succeeded.
   const k = p.upscale;
-  const written = k > 1 ? resizeNearest(r.image, r.image.width * k, r.image.height * k) : r.image;
-  const png = encodePng(written.data, written.width, written.height);
-  const mapsPng = r.picture && encodePng(r.picture.data, r.picture.width, r.picture.height);
-  writeFileAtomic(p.outputs.image, png);
-  if (p.outputs.latents) {
-    const meta = { format: 'pt', prompt, seed: String(r.seed), sampler: r.sampler, steps: String(r.steps) };
-    writeSafetensors(p.outputs.latents, { latents: r.result.finalLatents }, meta);
-  }
-  if (p.outputs.maps && mapsPng) writeFileAtomic(p.outputs.maps, mapsPng);
+  const enlarged = r.images.map(({ image }) =>
+    k > 1 ? resizeNearest(image, image.width * k, image.height * k) : image,
+  );
+  const pngs = enlarged.map((img) => encodePng(img.data, img.width, img.height));
+  const grid =
+    p.outputs.grid &&
+    composeGrid(enlarged, Math.ceil(Math.sqrt(enlarged.length)), { labels: r.images.map((x) => `seed ${x.seed}`) });
+  r.images.forEach((one, i) => {
+    const out = p.files[i]!;
+    writeFileAtomic(out.image, pngs[i]!);
+    if (out.latents) {
+      const meta = { format: 'pt', prompt, seed: String(one.seed), sampler: r.sampler, steps: String(r.steps) };
+      writeSafetensors(out.latents, { latents: one.result.finalLatents }, meta);
+    }
+    if (out.maps && one.picture)
+      writeFileAtomic(out.maps, encodePng(one.picture.data, one.picture.width, one.picture.height));
+  });
+  if (p.outputs.grid && grid) writeFileAtomic(p.outputs.grid, encodePng(grid.data, grid.width, grid.height));
   const done: GenerateCommandRun = { ...p, run: r };
   process.stdout.write(flags.json ? `${JSON.stringify(jsonReport(done))}\n` : summary(done));
 }
@@ -256,6 +284,18 @@ Attention maps (--attention-maps FILE):
   over the image, the token under it. One row for the mean over all steps,
   or one row per step with --attention-steps. Tiles are at least 128 px.
 
+Several images (--images N):
+  Seeds SEED, SEED+1, ..., SEED+N-1, each image the one --seed would give
+  alone (batches change the float32 rounding only: pixels identical or off
+  by one level). Every file gets the image's index before its extension
+  (--out cat.png: cat-0.png, cat-1.png, ...; --save-latents and
+  --attention-maps likewise), plus cat-grid.png with every image labelled
+  by its seed. Up to --batch-size images run together: one UNet pass per
+  step for the whole batch; the default is as many as a memory budget
+  allows (S2I_MAX_MEMORY, e.g. 16G, else half of this machine's memory),
+  at most 16. --latents gives one image's starting point and does not go
+  with --images.
+
 Output:
   A summary on stdout (settings, subjects, per-step A&E losses, timings,
   files written), or with --json exactly one JSON object. A progress bar goes
@@ -273,6 +313,8 @@ Examples:
       --save-latents final.safetensors --json
   s2i generate "a frog and a frog" --model models/sd15 --steps 25 \\
       --method attend-and-excite --subjects frog#2
+  s2i generate "a red circle and a blue square" --images 16 --seed 0 \\
+      --method suppress --upscale 4 --out shapes.png
 `;
 
 export function register(program: Command): void {
@@ -344,6 +386,14 @@ export function register(program: Command): void {
     .option(
       '--upscale <n>',
       'write the PNG enlarged n times, nearest neighbour (for small models such as the 32x32 default)',
+    )
+    .option(
+      '--images <n>',
+      'generate n images with seeds SEED..SEED+n-1, written as --out with an index (cat-0.png, ...) and a grid (cat-grid.png)',
+    )
+    .option(
+      '--batch-size <n>',
+      'images generated together (default: as many as fit the memory budget, S2I_MAX_MEMORY or half the RAM, at most 16)',
     )
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
     .addHelpText('after', HELP)
