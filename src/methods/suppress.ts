@@ -11,6 +11,7 @@
  */
 import { gradients } from '../graph/autodiff.js';
 import type { Value } from '../graph/graph.js';
+import type { CompiledGraph } from '../graph/runtime.js';
 import * as op from '../graph/ops.js';
 import { AttentionStore } from '../attention/store.js';
 import type { Tensor } from '../tensor.js';
@@ -250,31 +251,27 @@ interface SuppressItem {
   latent: Float32Array;
 }
 
-/**
- * The method's loss (and ∂loss/∂latent) for several samples in one batched conditional UNet pass, each with its
- * own subjects, attributes and focus regions. Settings other than those come from `cfg`. Each evaluation
- * refreshes its sample's regions from the maps it saw (a sample without regions yet gets them from a first
- * pass with uniform placeholders, which only feed that bootstrap pass's loss).
- */
-async function evaluateSuppress(
-  unet: UNetAccess,
-  timestep: number,
-  cfg: SuppressConfig,
-  items: readonly SuppressItem[],
-  withGrad: boolean,
-  groupSize: number,
-): Promise<SuppressEvaluation[]> {
+/** What one batched pass is compiled for: k samples, up to n subjects and m attributes each, maps at res. */
+interface PassShape {
+  unet: UNetAccess;
+  cfg: SuppressConfig;
+  res: readonly [number, number];
+  k: number;
+  n: number;
+  m: number;
+  withGrad: boolean;
+}
+
+/** The loss graph of a batched pass: per-sample selections, masks and regions as inputs (batch.ts). */
+function compileSuppressPass(p: PassShape): Promise<CompiledGraph> {
+  const { unet, cfg, res, k, n, m, withGrad } = p;
   const [c, h, w] = unet.latentShape;
   const [tokens, dim] = unet.contextShape;
-  const res = items[0]!.method.attentionResolution(h, w);
   const [rh, rw] = res;
   const weights = cfg.weights;
-  const k = passBatchSize(items.length, groupSize);
-  const n = Math.max(...items.map((it) => it.method.config.subjects.length));
-  const m = Math.max(...items.map((it) => it.method.config.attributes.length));
   const smoothing = cfg.smoothAttentions ? `${cfg.kernelSize}/${cfg.sigma}` : 'raw';
   const key = `s2i:${withGrad ? 'grad' : 'eval'}:${res.join('x')}:b${k}:n${n}:m${m}:${LOSS_TERMS.map((t) => weights[t]).join(',')}:${smoothing}`;
-  const session = await unet.compile(key, (g, build) => {
+  return unet.compile(key, (g, build) => {
     const sample = g.input('sample', [k, c, h, w]);
     const ts = g.input('timestep', [k]);
     const context = g.input('context', [k, tokens, dim]);
@@ -302,83 +299,123 @@ async function evaluateSuppress(
     // Samples do not interact, so the gradient of the sum is each sample's own gradient.
     if (withGrad) g.output('grad', gradients(op.reduceSum(total, [0], false), [sample])[0]!);
   });
+}
 
-  const run = async (batch: readonly SuppressItem[], regionsOf: (it: SuppressItem) => FocusRegions) => {
-    const padded = padTo(batch, k);
-    const hw = rh * rw;
-    const slots = (count: number, fill: (it: SuppressItem, out: Float32Array) => void) =>
-      stack(
-        padded.map((it) => {
-          const out = new Float32Array(count * hw);
-          fill(it, out);
-          return out;
-        }),
-        [count, rh, rw],
-      );
-    const subjects = tokenSelection(
-      padded.map((it) => it.method.config.subjects.map((s) => s.token)),
-      tokens,
-      n,
+/** One batched pass over `batch` (padded to the pass's k) with the regions `regionsOf` gives each sample. */
+async function runSuppressPass(
+  p: PassShape,
+  session: CompiledGraph,
+  timestep: number,
+  batch: readonly SuppressItem[],
+  regionsOf: (it: SuppressItem) => FocusRegions,
+): Promise<SuppressEvaluation[]> {
+  const { unet, cfg, res, k, n, m } = p;
+  const [c, h, w] = unet.latentShape;
+  const [tokens, dim] = unet.contextShape;
+  const [rh, rw] = res;
+  const hw = rh * rw;
+  const padded = padTo(batch, k);
+  const slots = (count: number, fill: (it: SuppressItem, out: Float32Array) => void) =>
+    stack(
+      padded.map((it) => {
+        const out = new Float32Array(count * hw);
+        fill(it, out);
+        return out;
+      }),
+      [count, rh, rw],
     );
-    const feeds: Record<string, Tensor> = {
-      sample: stack(
-        padded.map((it) => it.latent),
-        [c, h, w],
-      ),
-      timestep: { data: new Float32Array(k).fill(timestep), shape: [k] },
-      context: stack(
-        padded.map((it) => it.cond.data),
-        [tokens, dim],
-      ),
-      subject_select: subjects.select,
-      subject_mask: subjects.mask,
-      owned: slots(n, (it, out) => regionsOf(it).owned.forEach((o, s) => out.set(o, s * hw))),
-      components: slots(n, (it, out) => regionsOf(it).components.forEach((o, s) => out.set(o, s * hw))),
-      weight_sum: {
-        data: Float32Array.from(padded, (it) =>
-          termWeightSum(weights, it.method.config.subjects.length, it.method.config.attributes.length),
-        ),
-        shape: [k],
-      },
-    };
-    if (m) {
-      const attributes = tokenSelection(
-        padded.map((it) => it.method.config.attributes.map((a) => a.token)),
-        tokens,
-        m,
-      );
-      feeds['attribute_select'] = attributes.select;
-      feeds['attribute_mask'] = attributes.mask;
-      feeds['attribute_owned'] = slots(m, (it, out) =>
-        it.method.config.attributes.forEach((a, i) => out.set(regionsOf(it).owned[a.subject]!, i * hw)),
-      );
-    }
-    const out = await session.run(feeds);
-    const mapsData = out['subject_maps']!.data;
-    const maxData = out['max_attention']!.data;
-    return batch.map((it, b): SuppressEvaluation => {
-      const own = it.method.config;
-      const has = new Set(sampleTerms(weights, own.subjects.length, own.attributes.length));
-      const terms: Partial<Record<LossTerm, number>> = {};
-      for (const t of LOSS_TERMS) if (out[`term_${t}`] && has.has(t)) terms[t] = out[`term_${t}`]!.data[b]!;
-      return {
-        loss: out['loss']!.data[b]!,
-        grad: out['grad'] ? row(out['grad'].data, b, k) : undefined,
-        terms,
-        maxAttention: [...maxData.subarray(b * n, b * n + own.subjects.length)],
-        subjectMaps: own.subjects.map((_, s) => mapsData.slice((b * n + s) * hw, (b * n + s + 1) * hw)),
-      };
-    });
+  const configs = padded.map((it) => it.method.config);
+  const subjects = tokenSelection(
+    configs.map((x) => x.subjects.map((s) => s.token)),
+    tokens,
+    n,
+  );
+  const feeds: Record<string, Tensor> = {
+    sample: stack(
+      padded.map((it) => it.latent),
+      [c, h, w],
+    ),
+    timestep: { data: new Float32Array(k).fill(timestep), shape: [k] },
+    context: stack(
+      padded.map((it) => it.cond.data),
+      [tokens, dim],
+    ),
+    subject_select: subjects.select,
+    subject_mask: subjects.mask,
+    owned: slots(n, (it, out) => regionsOf(it).owned.forEach((o, s) => out.set(o, s * hw))),
+    components: slots(n, (it, out) => regionsOf(it).components.forEach((o, s) => out.set(o, s * hw))),
+    weight_sum: {
+      data: Float32Array.from(configs, (x) => termWeightSum(cfg.weights, x.subjects.length, x.attributes.length)),
+      shape: [k],
+    },
   };
+  if (m) {
+    const attributes = tokenSelection(
+      configs.map((x) => x.attributes.map((a) => a.token)),
+      tokens,
+      m,
+    );
+    feeds['attribute_select'] = attributes.select;
+    feeds['attribute_mask'] = attributes.mask;
+    feeds['attribute_owned'] = slots(m, (it, out) =>
+      it.method.config.attributes.forEach((a, i) => out.set(regionsOf(it).owned[a.subject]!, i * hw)),
+    );
+  }
+  const out = await session.run(feeds);
+  const mapsData = out['subject_maps']!.data;
+  const maxData = out['max_attention']!.data;
+  return batch.map((it, b): SuppressEvaluation => {
+    const own = it.method.config;
+    const has = new Set(sampleTerms(cfg.weights, own.subjects.length, own.attributes.length));
+    const terms: Partial<Record<LossTerm, number>> = {};
+    for (const t of LOSS_TERMS) if (out[`term_${t}`] && has.has(t)) terms[t] = out[`term_${t}`]!.data[b]!;
+    return {
+      loss: out['loss']!.data[b]!,
+      grad: out['grad'] ? row(out['grad'].data, b, k) : undefined,
+      terms,
+      maxAttention: [...maxData.subarray(b * n, b * n + own.subjects.length)],
+      subjectMaps: own.subjects.map((_, s) => mapsData.slice((b * n + s) * hw, (b * n + s + 1) * hw)),
+    };
+  });
+}
 
+/**
+ * The method's loss (and ∂loss/∂latent) for several samples in one batched conditional UNet pass, each with its
+ * own subjects, attributes and focus regions. Settings other than those come from `cfg`. Each evaluation
+ * refreshes its sample's regions from the maps it saw (a sample without regions yet gets them from a first
+ * pass with uniform placeholders, which only feed that bootstrap pass's loss).
+ */
+async function evaluateSuppress(
+  unet: UNetAccess,
+  timestep: number,
+  cfg: SuppressConfig,
+  items: readonly SuppressItem[],
+  withGrad: boolean,
+  groupSize: number,
+): Promise<SuppressEvaluation[]> {
+  const [, h, w] = unet.latentShape;
+  const res = items[0]!.method.attentionResolution(h, w);
+  const [rh, rw] = res;
+  const shape: PassShape = {
+    unet,
+    cfg,
+    res,
+    k: passBatchSize(items.length, groupSize),
+    n: Math.max(...items.map((it) => it.method.config.subjects.length)),
+    m: Math.max(...items.map((it) => it.method.config.attributes.length)),
+    withGrad,
+  };
+  const session = await compileSuppressPass(shape);
   const fresh = items.filter((it) => !it.method.regions || it.method.regions.height !== rh);
   if (fresh.length) {
     // No maps yet (first evaluation of the run): regions from a pass at this latent. Uniform placeholders
     // only feed the loss of this one bootstrap pass; its maps define the regions actually used.
-    const boot = await run(fresh, (it) => uniformRegions(it.method.config.subjects.length, rh, rw));
+    const boot = await runSuppressPass(shape, session, timestep, fresh, (it) =>
+      uniformRegions(it.method.config.subjects.length, rh, rw),
+    );
     fresh.forEach((it, i) => it.method.updateRegions(boot[i]!.subjectMaps, rh, rw));
   }
-  const results = await run(items, (it) => it.method.regions!);
+  const results = await runSuppressPass(shape, session, timestep, items, (it) => it.method.regions!);
   items.forEach((it, i) => it.method.updateRegions(results[i]!.subjectMaps, rh, rw));
   return results;
 }

@@ -270,8 +270,7 @@ async function runBatch(
 ): Promise<GenerateResult[]> {
   const t0 = performance.now();
   const B = requests.length;
-  const { latentShape } = plan;
-  const [, c, h, w] = latentShape;
+  const [, c, h, w] = plan.latentShape;
   const perSample = c * h * w;
 
   // One text-encoder pass over the distinct prompts (the negative prompt is usually shared by all).
@@ -283,64 +282,12 @@ async function runBatch(
   const [tokens, dim] = [embedded[0]!.shape[1]!, embedded[0]!.shape[2]!];
 
   const unet = model.unetAccess(h, w, tokens);
-  const methods = requests.map((r) => r.method);
-  const defaultRes = chooseAttentionResolution(null, h, w);
-  let methodRes: readonly [number, number] | null = null;
-  for (const m of methods) {
-    const r = m?.attentionResolution?.(h, w) ?? null;
-    if (r && methodRes && r.join('x') !== methodRes.join('x'))
-      throw new UserError(`the methods of one batch record attention at ${methodRes.join('x')} and ${r.join('x')}`);
-    methodRes ??= r;
-  }
-  const userRes = options.recordAttention ? (options.recordAttention.resolution ?? defaultRes) : null;
-  if (methodRes && userRes && methodRes.join('x') !== userRes.join('x')) {
-    throw new UserError(
-      `the method records attention at ${methodRes.join('x')}; pictures at ${userRes.join('x')} are not supported in the same run`,
-    );
-  }
-  const recordRes = methodRes ?? userRes;
-  const recordSteps = options.recordAttention?.steps ? new Set(options.recordAttention.steps) : null;
-
-  const runs: SampleRun[] = requests.map((r, b) => {
-    const seed = r.seed ?? null;
-    const rng = new GaussianRng(seed ?? 0);
-    const sampler = createSampler(plan.samplerName, plan.schedulerConfig, plan.steps, {
-      noise: (n) => rng.normal(n),
-      eta: options.eta,
-    });
-    const initial = r.initialLatents ?? { data: rng.normal(numel(latentShape)), shape: [...latentShape] };
-    const sigma0 = Math.fround(sampler.initNoiseSigma);
-    const latents = { data: initial.data.map((v) => Math.fround(v * sigma0)), shape: [...latentShape] };
-    return {
-      request: r,
-      sampler,
-      latents,
-      cond: embedding(r.prompt),
-      uncond: embedding(r.negativePrompt ?? ''),
-      result: {
-        sampler: plan.samplerName,
-        timesteps: sampler.timesteps,
-        seed,
-        height: plan.height,
-        width: plan.width,
-        initialLatents: initial,
-        finalLatents: latents,
-        latentsPerStep: [],
-        image: latents,
-        steps: [],
-        attentionMaps: new Map(),
-        rawAttentionMaps: new Map(),
-        attentionResolution: recordRes,
-        batch: { size: B, index: b },
-        timings: { encodeMs, denoiseMs: 0, decodeMs: 0, totalMs: 0 },
-      },
-    };
-  });
+  const recording = attentionRecording(requests, options, h, w);
+  const runs = requests.map((r, b) =>
+    startSample(r, plan, options, embedding, recording.resolution, { size: B, index: b }),
+  );
   // [uncond × B, cond × B], as diffusers concatenates them.
-  const context: Tensor = {
-    data: new Float32Array(2 * B * tokens * dim),
-    shape: [2 * B, tokens, dim],
-  };
+  const context: Tensor = { data: new Float32Array(2 * B * tokens * dim), shape: [2 * B, tokens, dim] };
   runs.forEach((s, b) => {
     context.data.set(s.uncond.data, b * tokens * dim);
     context.data.set(s.cond.data, (B + b) * tokens * dim);
@@ -354,61 +301,33 @@ async function runBatch(
     const timestep = timesteps[i]!;
     const ctx: StepContext = { index: i, timestep, totalCalls, unet };
     await updateLatents(ctx, runs);
-
-    const wantMaps = recordRes !== null && (methodRes !== null || !recordSteps || recordSteps.has(i));
-    const edits = methods.map((m) => m?.guidedPassEdit?.(ctx) ?? null);
-    const out = await guidedPass(unet, runs, context, timestep, i, wantMaps ? recordRes : null, edits);
-    const pred = out.noisePred;
-    const g32 = Math.fround(plan.guidance);
-    const predicted: (Tensor | null)[] = new Array<Tensor | null>(B).fill(null);
-    for (let b = 0; b < B; b++) {
-      const s = runs[b]!;
-      const guided = new Float32Array(perSample);
-      const u0 = b * perSample;
-      const c0 = (B + b) * perSample;
-      for (let j = 0; j < perSample; j++) {
-        const u = pred[u0 + j]!;
-        guided[j] = u + Math.fround(g32 * Math.fround(pred[c0 + j]! - u));
-      }
+    const { resolution, everyCall, steps: recordSteps } = recording;
+    const wantMaps = resolution !== null && (everyCall || !recordSteps || recordSteps.has(i));
+    const edits = runs.map((s) => s.request.method?.guidedPassEdit?.(ctx) ?? null);
+    const out = await guidedPass(unet, runs, context, timestep, i, wantMaps ? resolution : null, edits);
+    const predicted = runs.map((s, b) => {
       const rawMaps = out.rawMaps?.[b] ?? null;
       const usedMaps = out.usedMaps?.[b] ?? rawMaps;
       if (usedMaps && (!recordSteps || recordSteps.has(i))) s.result.attentionMaps.set(i, usedMaps);
       if (rawMaps && edits[b]) s.result.rawAttentionMaps.set(i, rawMaps);
-      methods[b]?.afterGuidedPass?.(ctx, rawMaps);
-      const stepped = s.sampler.step(guided, i, s.latents.data);
-      const next = stepped.prevSample;
-      predicted[b] = stepped.predOriginalSample ? { data: stepped.predOriginalSample, shape: [...latentShape] } : null;
-      const bad = firstNonFinite(next);
-      if (bad >= 0) {
-        // Blame the guidance only when the guided prediction itself overflowed; otherwise the sampler did it.
-        const badPrediction = firstNonFinite(guided);
-        throw badPrediction >= 0
-          ? new FieldError(
-              'guidanceScale',
-              (name) =>
-                `the guided noise prediction became ${guided[badPrediction]} at step ${i} (t=${timestep}); try a lower ${name}`,
-            )
-          : new UserError(
-              `sampler ${plan.samplerName} turned finite latents into ${next[bad]} at step ${i} (t=${timestep}); try another sampler`,
-            );
-      }
-      s.latents = { data: next, shape: [...latentShape] };
-      s.result.latentsPerStep.push(s.latents);
-    }
+      s.request.method?.afterGuidedPass?.(ctx, rawMaps);
+      return stepSample(s, guidedPrediction(out.noisePred, b, B, perSample, plan.guidance), ctx, plan);
+    });
     const ms = performance.now() - tStep;
-    for (const [b, s] of runs.entries()) {
+    for (const s of runs) {
       const record: StepRecord = { index: i, timestep, ms };
-      const log = methods[b]?.stepLog?.(i);
+      const log = s.request.method?.stepLog?.(i);
       if (log) record.method = log;
       s.result.steps.push(record);
     }
+    const latents = runs.map((s) => s.latents);
     options.onStep?.({
       index: i,
       timestep,
       totalCalls,
       batch: batchIndex,
       batches,
-      latents: runs.map((s) => s.latents),
+      latents,
       predictedOriginal: predicted,
       ms,
     });
@@ -429,6 +348,117 @@ async function runBatch(
     r.timings = { encodeMs, denoiseMs, decodeMs, totalMs };
     return r;
   });
+}
+
+/**
+ * Which cross-attention maps the guided passes record: at the methods' resolution on every call (they read
+ * them), else at the picture's on its calls; one resolution per batch.
+ */
+function attentionRecording(
+  requests: readonly SampleRequest[],
+  options: BatchOptions,
+  h: number,
+  w: number,
+): { resolution: readonly [number, number] | null; everyCall: boolean; steps: Set<number> | null } {
+  let methodRes: readonly [number, number] | null = null;
+  for (const r of requests) {
+    const res = r.method?.attentionResolution?.(h, w) ?? null;
+    if (res && methodRes && res.join('x') !== methodRes.join('x'))
+      throw new UserError(`the methods of one batch record attention at ${methodRes.join('x')} and ${res.join('x')}`);
+    methodRes ??= res;
+  }
+  const userRes = options.recordAttention
+    ? (options.recordAttention.resolution ?? chooseAttentionResolution(null, h, w))
+    : null;
+  if (methodRes && userRes && methodRes.join('x') !== userRes.join('x')) {
+    throw new UserError(
+      `the method records attention at ${methodRes.join('x')}; pictures at ${userRes.join('x')} are not supported in the same run`,
+    );
+  }
+  const steps = options.recordAttention?.steps ? new Set(options.recordAttention.steps) : null;
+  return { resolution: methodRes ?? userRes, everyCall: methodRes !== null, steps };
+}
+
+/** A sample's own random stream, sampler and initial latents (its seed's, or the given ones × init_noise_sigma). */
+function startSample(
+  r: SampleRequest,
+  plan: Plan,
+  options: BatchOptions,
+  embedding: (text: string) => Tensor,
+  attentionResolution: readonly [number, number] | null,
+  batch: { size: number; index: number },
+): SampleRun {
+  const { latentShape } = plan;
+  const seed = r.seed ?? null;
+  const rng = new GaussianRng(seed ?? 0);
+  const sampler = createSampler(plan.samplerName, plan.schedulerConfig, plan.steps, {
+    noise: (n) => rng.normal(n),
+    eta: options.eta,
+  });
+  const initial = r.initialLatents ?? { data: rng.normal(numel(latentShape)), shape: [...latentShape] };
+  const sigma0 = Math.fround(sampler.initNoiseSigma);
+  const latents = { data: initial.data.map((v) => Math.fround(v * sigma0)), shape: [...latentShape] };
+  return {
+    request: r,
+    sampler,
+    latents,
+    cond: embedding(r.prompt),
+    uncond: embedding(r.negativePrompt ?? ''),
+    result: {
+      sampler: plan.samplerName,
+      timesteps: sampler.timesteps,
+      seed,
+      height: plan.height,
+      width: plan.width,
+      initialLatents: initial,
+      finalLatents: latents,
+      latentsPerStep: [],
+      image: latents,
+      steps: [],
+      attentionMaps: new Map(),
+      rawAttentionMaps: new Map(),
+      attentionResolution,
+      batch,
+      timings: { encodeMs: 0, denoiseMs: 0, decodeMs: 0, totalMs: 0 },
+    },
+  };
+}
+
+/** Sample b's uncond + g·(cond − uncond) from the pass's [uncond × B, cond × B] rows, in float32 as torch. */
+function guidedPrediction(pred: Float32Array, b: number, B: number, perSample: number, guidance: number): Float32Array {
+  const g32 = Math.fround(guidance);
+  const guided = new Float32Array(perSample);
+  const u0 = b * perSample;
+  const c0 = (B + b) * perSample;
+  for (let j = 0; j < perSample; j++) {
+    const u = pred[u0 + j]!;
+    guided[j] = u + Math.fround(g32 * Math.fround(pred[c0 + j]! - u));
+  }
+  return guided;
+}
+
+/** One sampler step of one sample; returns the sampler's predicted original, when it makes one. */
+function stepSample(s: SampleRun, guided: Float32Array, ctx: StepContext, plan: Plan): Tensor | null {
+  const { index: i, timestep } = ctx;
+  const stepped = s.sampler.step(guided, i, s.latents.data);
+  const next = stepped.prevSample;
+  const bad = firstNonFinite(next);
+  if (bad >= 0) {
+    // Blame the guidance only when the guided prediction itself overflowed; otherwise the sampler did it.
+    const badPrediction = firstNonFinite(guided);
+    throw badPrediction >= 0
+      ? new FieldError(
+          'guidanceScale',
+          (name) =>
+            `the guided noise prediction became ${guided[badPrediction]} at step ${i} (t=${timestep}); try a lower ${name}`,
+        )
+      : new UserError(
+          `sampler ${plan.samplerName} turned finite latents into ${next[bad]} at step ${i} (t=${timestep}); try another sampler`,
+        );
+  }
+  s.latents = { data: next, shape: [...plan.latentShape] };
+  s.result.latentsPerStep.push(s.latents);
+  return stepped.predOriginalSample ? { data: stepped.predOriginalSample, shape: [...plan.latentShape] } : null;
 }
 
 /** Gradient methods' latent updates: one call per group of samples whose methods share a batch key. */
