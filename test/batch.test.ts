@@ -106,9 +106,9 @@ for (const c of CASES) {
       });
     }
 
-    it.runIf(c.prompts.length === 3)(
-      'batches of two over three samples: the same images as one batch of three',
-      async () => {
+    // (on the shapes model, whose case has three prompts)
+    if (c.prompts.length === 3)
+      it('batches of two over three samples: the same images as one batch of three', async () => {
         const shared = { steps: c.steps, guidanceScale: c.guidance };
         const one = await generateBatch(model, requests('suppress'), shared);
         const two = await generateBatch(model, requests('suppress'), { ...shared, batchSize: 2 });
@@ -118,8 +118,7 @@ for (const c of CASES) {
           { size: 1, index: 0 },
         ]);
         two.forEach((r, i) => expect(maxAbsDiff(r.finalLatents.data, one[i]!.finalLatents.data)).toBeLessThan(1e-4));
-      },
-    );
+      });
   });
 }
 
