@@ -18,7 +18,9 @@ import {
   type LossWeights,
   type SuppressMode,
 } from '../src/methods/suppress.js';
-import { generate } from '../src/pipeline/generate.js';
+import { candidateSeed, generate, generateBatch } from '../src/pipeline/generate.js';
+import { buildMethod } from '../src/methods/registry.js';
+import { CARRIER_DEFAULTS } from '../src/methods/carriers.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { tinySdDir } from './support/oracle.js';
 
@@ -240,6 +242,9 @@ describe('Suppress-to-Impress on tiny-sd', () => {
       weights: SUPPRESS_WEIGHTS,
       gamma: 0,
       editSteps: 4,
+      tokenGroups: false,
+      carriers: CARRIER_DEFAULTS,
+      selection: { candidates: 1, atCall: 1, accept: null },
       focus: FOCUS_DEFAULTS,
       smoothAttentions: true,
       kernelSize: 3,
@@ -270,5 +275,95 @@ describe('Suppress-to-Impress on tiny-sd', () => {
       expect(Object.keys(log.terms).sort()).toEqual(['even', 'excite', 'exclusive', 'suppress']);
       expect(Number.isFinite(log.loss)).toBe(true);
     }
+  });
+});
+
+describe('Suppress-to-Impress v2 on tiny-sd: token groups and the choice of start', () => {
+  let model: StableDiffusion;
+  beforeAll(async () => {
+    model = await StableDiffusion.load(tinySdDir);
+  });
+
+  const prompt = 'a cat and a frog';
+  const shared = { steps: 4, guidanceScale: 7.5, sampler: 'ddim' as const };
+  const targets = {
+    subjects: [
+      { token: 2, tokens: [2], label: 'cat' },
+      { token: 5, tokens: [5], label: 'frog' },
+    ],
+    attributes: [],
+  };
+  const build = (overrides: Parameters<typeof buildMethod>[2] extends infer S ? Omit<S, 'steps'> : never) =>
+    buildMethod('suppress', targets, { steps: shared.steps, attnRes: [16, 16], ...overrides }) as SuppressToImpress;
+  const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+
+  it('keeps the start with the lowest layout score, and that image is the start run on its own', async () => {
+    const chosen = await generate(model, {
+      ...shared,
+      prompt,
+      seed: 11,
+      method: build({ candidates: 3, selectAt: 2 }),
+    });
+    const c = chosen.candidate!;
+    expect(c.scores).toHaveLength(3);
+    expect(c.scores[c.index]).toBe(Math.min(...c.scores));
+    expect(c.seed).toBe(candidateSeed(11, c.index));
+    expect(chosen.seed).toBe(11);
+    // The same method with one start, from the chosen start's seed, makes the same image.
+    const alone = await generate(model, { ...shared, prompt, seed: c.seed, method: build({ candidates: 1 }) });
+    expect(alone.candidate).toBeNull();
+    expect(maxDiff(chosen.finalLatents.data, alone.finalLatents.data)).toBeLessThan(1e-4);
+    // every start's score is logged at the call where the starts are compared
+    expect(chosen.steps[1]!.method?.layoutScore).toBe(c.scores[c.index]);
+  });
+
+  it('stops at the first start that scores at most --accept', async () => {
+    const first = await generate(model, {
+      ...shared,
+      prompt,
+      seed: 11,
+      method: build({ candidates: 3, selectAt: 2, accept: Infinity }),
+    });
+    expect(first.candidate).toMatchObject({ index: 0, seed: 11 });
+    expect(first.candidate!.scores).toHaveLength(1);
+    const alone = await generate(model, { ...shared, prompt, seed: 11, method: build({ candidates: 1 }) });
+    expect(maxDiff(first.finalLatents.data, alone.finalLatents.data)).toBeLessThan(1e-4);
+  });
+
+  it('in a batch, each sample chooses its own start as it would alone', async () => {
+    const seeds = [11, 12];
+    const batch = await generateBatch(
+      model,
+      seeds.map((seed) => ({ prompt, seed, method: build({ candidates: 2, selectAt: 2 }) })),
+      shared,
+    );
+    for (const [i, seed] of seeds.entries()) {
+      const alone = await generate(model, { ...shared, prompt, seed, method: build({ candidates: 2, selectAt: 2 }) });
+      expect(batch[i]!.candidate).toEqual(alone.candidate);
+      expect(maxDiff(batch[i]!.finalLatents.data, alone.finalLatents.data)).toBeLessThan(1e-4);
+    }
+  });
+
+  it('token groups: carriers are logged, the edit covers them, and the run is deterministic', async () => {
+    const a = await generate(model, { ...shared, prompt, seed: 5, method: build({ candidates: 1 }) });
+    const b = await generate(model, { ...shared, prompt, seed: 5, method: build({ candidates: 1 }) });
+    expect(Buffer.from(a.finalLatents.data.buffer).equals(Buffer.from(b.finalLatents.data.buffer))).toBe(true);
+    const carriers = a.steps[0]!.method!.carriers!;
+    expect(carriers).toHaveLength(2);
+    for (const list of carriers) for (const k of list) expect(k).toBeGreaterThan(2); // after the first subject
+    const without = await generate(model, {
+      ...shared,
+      prompt,
+      seed: 5,
+      method: build({ candidates: 1, tokenGroups: false }),
+    });
+    if (carriers.some((l) => l.length > 0))
+      expect(maxDiff(a.finalLatents.data, without.finalLatents.data)).toBeGreaterThan(0);
+  });
+
+  it('a bad choice of start is a field error', async () => {
+    await expect(
+      generate(model, { ...shared, prompt, seed: 1, method: build({ candidates: 2, selectAt: 9 }) }),
+    ).rejects.toThrow(/selectAt must be an integer from 1 to the 4 sampler calls, got 9/);
   });
 });

@@ -4,6 +4,7 @@
  */
 import { FieldError, UserError } from '../errors.js';
 import { ATTEND_EXCITE_DEFAULTS, AttendAndExcite } from './attend-and-excite.js';
+import { CARRIER_DEFAULTS } from './carriers.js';
 import { FOCUS_DEFAULTS } from './focus.js';
 import type { LatentLoopConfig } from './latent-loop.js';
 import {
@@ -24,10 +25,18 @@ export interface MethodPreset {
   kind: 'none' | 'attend-and-excite' | 'suppress';
   mode?: SuppressMode;
   weights?: LossWeights;
+  /** Suppress-to-Impress: subjects as token groups (carriers). */
+  tokenGroups?: boolean;
+  /** Suppress-to-Impress: starts to choose from (1: the sample's own only). */
+  candidates?: number;
+  /** Suppress-to-Impress: edit steps at REFERENCE_STEPS, when not the default. */
+  editStepsAt50?: number;
 }
 
-const off = (term: keyof LossWeights): LossWeights => ({ ...SUPPRESS_WEIGHTS, [term]: 0 });
 const zero: LossWeights = Object.fromEntries(LOSS_TERMS.map((t) => [t, 0])) as LossWeights;
+
+/** Starts Suppress-to-Impress chooses from by default (docs/method.md: tuning). */
+export const DEFAULT_CANDIDATES = 4;
 
 export const METHODS: Record<string, MethodPreset> = {
   none: { kind: 'none', description: 'plain sampling (classifier-free guidance only)' },
@@ -37,62 +46,65 @@ export const METHODS: Record<string, MethodPreset> = {
   },
   suppress: {
     kind: 'suppress',
-    mode: 'both',
-    weights: SUPPRESS_WEIGHTS,
-    description: 'Suppress-to-Impress, loss and edit modes together',
+    mode: 'edit',
+    tokenGroups: true,
+    candidates: DEFAULT_CANDIDATES,
+    description:
+      "Suppress-to-Impress: each subject's token group zeroed outside its own region, the cleanest of 4 starts",
+  },
+  'suppress-edit': {
+    kind: 'suppress',
+    mode: 'edit',
+    tokenGroups: true,
+    candidates: 1,
+    description: 'Suppress-to-Impress, the attention edit alone (one start; no gradients)',
+  },
+  'suppress-select': {
+    kind: 'suppress',
+    mode: 'edit',
+    tokenGroups: true,
+    candidates: DEFAULT_CANDIDATES,
+    editStepsAt50: 0,
+    description: 'ablation: choosing the start alone (no edit)',
+  },
+  'suppress-no-groups': {
+    kind: 'suppress',
+    mode: 'edit',
+    tokenGroups: false,
+    candidates: DEFAULT_CANDIDATES,
+    description: "ablation: the subjects' own tokens only (no carriers), with the choice of start",
   },
   'suppress-loss': {
     kind: 'suppress',
     mode: 'loss',
     weights: SUPPRESS_WEIGHTS,
-    description: 'Suppress-to-Impress, gradient (loss) mode only',
+    tokenGroups: false,
+    candidates: 1,
+    description: 'Suppress-to-Impress, the gradient (loss) mode of the first version',
   },
-  'suppress-edit': {
+  'suppress-v1': {
     kind: 'suppress',
-    mode: 'edit',
+    mode: 'both',
     weights: SUPPRESS_WEIGHTS,
-    description: 'Suppress-to-Impress, attention-edit mode only (no gradients)',
-  },
-  'suppress-no-suppress': {
-    kind: 'suppress',
-    mode: 'both',
-    weights: off('suppress'),
-    description: 'ablation: without the suppress term',
-  },
-  'suppress-no-excite': {
-    kind: 'suppress',
-    mode: 'both',
-    weights: off('excite'),
-    description: 'ablation: without the excite term',
-  },
-  'suppress-no-even': {
-    kind: 'suppress',
-    mode: 'both',
-    weights: off('even'),
-    description: 'ablation: without the even term',
-  },
-  'suppress-no-exclusive': {
-    kind: 'suppress',
-    mode: 'both',
-    weights: off('exclusive'),
-    description: 'ablation: without the exclusive term',
-  },
-  'suppress-no-bind': {
-    kind: 'suppress',
-    mode: 'both',
-    weights: off('bind'),
-    description: 'ablation: without the bind term',
+    tokenGroups: false,
+    candidates: 1,
+    editStepsAt50: 10,
+    description: 'the first version (loss and edit modes together, subject tokens only), for comparison',
   },
   astar: {
     kind: 'suppress',
     mode: 'loss',
     weights: { ...zero, excite: 1, segregate: 1 },
+    tokenGroups: false,
+    candidates: 1,
     description: "rival: A-STAR-style segregation loss + A&E's excite, in A&E's loop",
   },
   initno: {
     kind: 'suppress',
     mode: 'loss',
     weights: { ...zero, excite: 1, clean: 0.1 },
+    tokenGroups: false,
+    candidates: 1,
     description: "rival: INITNO-style clean cross-attention loss + A&E's excite, in A&E's loop",
   },
 };
@@ -108,8 +120,11 @@ export function methodPreset(name: string, option = 'method'): MethodPreset {
 /** The step count A&E's loop defaults (and Suppress-to-Impress's edit steps) are tuned for. */
 export const REFERENCE_STEPS = 50;
 
-/** Suppress-to-Impress's edit steps at REFERENCE_STEPS. */
-export const EDIT_STEPS_AT_50 = 10;
+/** Suppress-to-Impress's edit steps at REFERENCE_STEPS (9 of 25 on the shapes model's tuning split). */
+export const EDIT_STEPS_AT_50 = 18;
+
+/** The sampler call at which Suppress-to-Impress compares its starts, at REFERENCE_STEPS (5 of 25 in tuning). */
+export const SELECT_AT_50 = 10;
 
 /** A&E's 50-step defaults (max_iter_to_alter 25, thresholds {0, 10, 20}) scaled to `steps`, as the oracle did. */
 export function scaledLoopDefaults(steps: number): Pick<LatentLoopConfig, 'maxIterToAlter' | 'thresholds'> {
@@ -119,9 +134,14 @@ export function scaledLoopDefaults(steps: number): Pick<LatentLoopConfig, 'maxIt
   return { maxIterToAlter: Math.round(ATTEND_EXCITE_DEFAULTS.maxIterToAlter * k), thresholds };
 }
 
-/** Suppress-to-Impress's edit steps scaled to `steps` (10 of 50, at least 1). */
-export function scaledEditSteps(steps: number): number {
-  return Math.max(1, Math.round((EDIT_STEPS_AT_50 * steps) / REFERENCE_STEPS));
+/** Suppress-to-Impress's edit steps scaled to `steps` (18 of 50 by default, at least 1 unless 0). */
+export function scaledEditSteps(steps: number, at50 = EDIT_STEPS_AT_50): number {
+  return at50 === 0 ? 0 : Math.max(1, Math.round((at50 * steps) / REFERENCE_STEPS));
+}
+
+/** The call at which starts are compared, scaled to `steps` (10 of 50), at least 1 and at most the last call. */
+export function scaledSelectAt(steps: number): number {
+  return Math.min(steps, Math.max(1, Math.round((SELECT_AT_50 * steps) / REFERENCE_STEPS)));
 }
 
 /** What a caller may set on a method; everything left out takes the method's default (scaled to the steps). */
@@ -132,8 +152,16 @@ export interface MethodOverrides {
   mode?: SuppressMode;
   weights?: Partial<LossWeights>;
   gamma?: number;
-  /** Edit steps; default 10 of 50, scaled. */
+  /** Edit steps; default 18 of 50, scaled. */
   editSteps?: number;
+  /** Subjects as token groups (carriers). */
+  tokenGroups?: boolean;
+  /** Starts to choose from (1: none). */
+  candidates?: number;
+  /** The sampler call at which starts are compared; default 10 of 50, scaled. */
+  selectAt?: number;
+  /** Stop trying starts at the first whose layout score is at most this; default: try them all. */
+  accept?: number | null;
 }
 
 export interface MethodSettings extends MethodOverrides {
@@ -148,13 +176,29 @@ export interface ResolvedMethodSettings {
   loop: LatentLoopConfig;
   attnRes: readonly [number, number] | undefined;
   /** Suppress-to-Impress's settings (null for the other methods). */
-  suppress: { mode: SuppressMode; weights: LossWeights; gamma: number; editSteps: number } | null;
+  suppress: {
+    mode: SuppressMode;
+    weights: LossWeights;
+    gamma: number;
+    editSteps: number;
+    tokenGroups: boolean;
+    selection: { candidates: number; atCall: number; accept: number | null };
+  } | null;
   /** The fields whose defaults were scaled from REFERENCE_STEPS to the run's steps. */
-  scaled: ('maxIterToAlter' | 'thresholds' | 'editSteps')[];
+  scaled: ('maxIterToAlter' | 'thresholds' | 'editSteps' | 'selectAt')[];
 }
 
 const LOOP_OVERRIDES = ['maxIterToAlter', 'thresholds', 'scaleFactor'] as const;
-const SUPPRESS_OVERRIDES = ['mode', 'weights', 'gamma', 'editSteps'] as const;
+const SUPPRESS_OVERRIDES = [
+  'mode',
+  'weights',
+  'gamma',
+  'editSteps',
+  'tokenGroups',
+  'candidates',
+  'selectAt',
+  'accept',
+] as const;
 
 /** Overrides the named method cannot use are FieldErrors naming them (checked before any model is loaded). */
 export function checkMethodOverrides(name: string, overrides: MethodOverrides): MethodPreset {
@@ -193,15 +237,24 @@ export function resolveMethodSettings(
   if (steps !== REFERENCE_STEPS && preset.kind !== 'none') {
     if (overrides.loop?.maxIterToAlter === undefined) scaled.push('maxIterToAlter');
     if (overrides.loop?.thresholds === undefined) scaled.push('thresholds');
-    if (preset.kind === 'suppress' && overrides.editSteps === undefined) scaled.push('editSteps');
+    if (preset.kind === 'suppress' && overrides.editSteps === undefined && preset.editStepsAt50 !== 0)
+      scaled.push('editSteps');
+    const candidates = overrides.candidates ?? preset.candidates ?? 1;
+    if (preset.kind === 'suppress' && candidates > 1 && overrides.selectAt === undefined) scaled.push('selectAt');
   }
   const suppress =
     preset.kind === 'suppress'
       ? {
           mode: overrides.mode ?? preset.mode!,
-          weights: { ...preset.weights!, ...overrides.weights },
+          weights: { ...(preset.weights ?? SUPPRESS_WEIGHTS), ...overrides.weights },
           gamma: overrides.gamma ?? 0,
-          editSteps: overrides.editSteps ?? scaledEditSteps(steps),
+          editSteps: overrides.editSteps ?? scaledEditSteps(steps, preset.editStepsAt50),
+          tokenGroups: overrides.tokenGroups ?? preset.tokenGroups ?? false,
+          selection: {
+            candidates: overrides.candidates ?? preset.candidates ?? 1,
+            atCall: overrides.selectAt ?? scaledSelectAt(steps),
+            accept: overrides.accept ?? null,
+          },
         }
       : null;
   return { name, preset, loop, attnRes: overrides.attnRes, suppress, scaled };
@@ -236,6 +289,7 @@ export function buildMethod(
     subjects: targets.subjects,
     attributes: targets.attributes,
     ...suppress!,
+    carriers: CARRIER_DEFAULTS,
     focus: FOCUS_DEFAULTS,
     attnRes,
   });

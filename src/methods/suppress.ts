@@ -1,10 +1,14 @@
 /**
  * Suppress-to-Impress (docs/method.md): make what should be zero in each subject's cross-attention map zero,
  * keep the subject's own region evenly lit, and keep different subjects' maps apart — without masks from the
- * user and without training. Two ways to act, usable together:
- *  - loss mode: a weighted sum of terms on the maps, minimised by A&E's latent-update loop (latent-loop.ts);
- *  - edit mode: inside every cross-attention layer of the guided pass, subject (and attribute) columns are
- *    multiplied by γ outside the owned focus region O_s, rows renormalised.
+ * user and without training. A subject is a token group: its own tokens and the later tokens that carry it
+ * (carriers.ts; in a causal text encoder "and", "a" after a noun say the noun too). Ways to act:
+ *  - edit mode (the default): inside every cross-attention layer of the guided pass, the columns of each
+ *    subject's group (and its attributes) are multiplied by γ outside the owned focus region O_s, rows
+ *    renormalised — the subject is definitively absent where it does not belong, so no second copy forms;
+ *  - choosing the start: several initial noises run the first calls, and the one whose maps show the cleanest
+ *    layout (no subject split over two places, no two subjects on one place: carriers.ts layoutScore) goes on;
+ *  - loss mode: a weighted sum of terms on the maps, minimised by A&E's latent-update loop (latent-loop.ts).
  * The same loss builder also expresses the nearest rivals' terms (A-STAR's segregation, INITNO's clean
  * cross-attention), so the benchmark compares them inside one mechanism. Each sample of a batch has its own
  * instance (subjects, focus regions, logs); loss-mode evaluations of a batch run in one batched pass.
@@ -25,8 +29,17 @@ import {
   type FocusOptions,
   type FocusRegions,
 } from './focus.js';
+import { findCarriers, groupMaps, groupTokens, layoutScore, type CarrierOptions, type TokenGroup } from './carriers.js';
 import { alterLatents, type Evaluation, type LatentLoopConfig, type LoopEvent } from './latent-loop.js';
-import type { AttentionEdit, GuidanceMethod, GuidedSample, StepContext, StepLog, UNetAccess } from './types.js';
+import type {
+  AttentionEdit,
+  CandidateSelection,
+  GuidanceMethod,
+  GuidedSample,
+  StepContext,
+  StepLog,
+  UNetAccess,
+} from './types.js';
 
 export const LOSS_TERMS = ['suppress', 'excite', 'even', 'exclusive', 'bind', 'clean', 'segregate'] as const;
 export type LossTerm = (typeof LOSS_TERMS)[number];
@@ -67,6 +80,14 @@ export interface SuppressConfig extends LatentLoopConfig {
   gamma: number;
   /** Edit mode: sampler calls 1..editSteps-1 are edited (call 0 has no maps yet to define regions). */
   editSteps: number;
+  /**
+   * Subjects as token groups: the edit, the focus regions and the layout score take each subject's carriers too
+   * (false: the subject's own tokens only, regions from A&E's maps as in loss mode).
+   */
+  tokenGroups: boolean;
+  carriers: CarrierOptions;
+  /** Choosing the start among several initial noises by the layout score (candidates 1: off). */
+  selection: CandidateSelection;
   focus: FocusOptions;
   smoothAttentions: boolean;
   kernelSize: number;
@@ -427,6 +448,10 @@ export class SuppressToImpress implements GuidanceMethod {
   readonly events: LoopEvent[] = [];
   /** The focus regions used most recently (for pictures and tests). */
   regions: FocusRegions | null = null;
+  /** Each subject's token group at the latest guided pass (own tokens only without token groups). */
+  groups: TokenGroup[] | null = null;
+  /** The latest guided pass's maps [h, w, T] (for the layout score). */
+  private lastMaps: Tensor | null = null;
   private readonly perCall = new Map<number, StepLog>();
   private res: readonly [number, number] | null;
 
@@ -437,6 +462,20 @@ export class SuppressToImpress implements GuidanceMethod {
     const { subjects: _s, attributes: _a, ...shared } = config;
     this.batchKey = `suppress:${settingsKey(shared)}`;
     this.usesGradients = config.mode !== 'edit';
+  }
+
+  get selection(): CandidateSelection | null {
+    return this.config.selection.candidates > 1 ? this.config.selection : null;
+  }
+
+  fork(): SuppressToImpress {
+    return new SuppressToImpress(this.config);
+  }
+
+  /** The layout score (carriers.ts) of the latest guided pass's group maps; Infinity before any pass. */
+  layoutScore(): number {
+    if (!this.lastMaps || !this.groups) return Infinity;
+    return layoutScore(groupMaps(this.lastMaps, this.groups, false)).total;
   }
 
   private get usesLoss(): boolean {
@@ -502,9 +541,13 @@ export class SuppressToImpress implements GuidanceMethod {
     if (!this.usesEdit || ctx.index >= cfg.editSteps || !this.regions) return null;
     const regions = this.regions;
     this.log(ctx.index, { edited: true });
-    // Each edited token column, with the owned region of the subject it belongs to.
+    // Each edited token column, with the owned region of the subject it belongs to: the subject's group (its
+    // carriers too: zeroing the noun alone would hand its attention to the words that repeat it), its attributes.
     const columns: { token: number; owner: number }[] = [];
-    cfg.subjects.forEach((s, i) => s.tokens.forEach((token) => columns.push({ token, owner: i })));
+    cfg.subjects.forEach((s, i) => {
+      const tokens = cfg.tokenGroups && this.groups ? groupTokens(this.groups[i]!) : s.tokens;
+      tokens.forEach((token) => columns.push({ token, owner: i }));
+    });
     cfg.attributes.forEach((a) => a.tokens.forEach((token) => columns.push({ token, owner: a.subject })));
     const gamma = cfg.gamma;
     return (height, width, tokens) => {
@@ -520,15 +563,35 @@ export class SuppressToImpress implements GuidanceMethod {
     };
   }
 
-  afterGuidedPass(_ctx: StepContext, maps: Tensor | null): void {
+  afterGuidedPass(ctx: StepContext, maps: Tensor | null): void {
     // The guided pass saw the latents after this step's updates: the freshest maps for the next regions.
     if (!maps) return;
-    const subjects = subjectMapsHost(
-      maps,
-      this.config.subjects.map((s) => s.token),
-      this.smoothing,
-    );
-    this.updateRegions(subjects.maps, subjects.height, subjects.width);
+    const cfg = this.config;
+    this.lastMaps = maps;
+    if (cfg.tokenGroups) {
+      this.groups = findCarriers(
+        maps,
+        cfg.subjects,
+        cfg.attributes.flatMap((a) => a.tokens),
+        cfg.carriers,
+      );
+      const grouped = groupMaps(maps, this.groups, true);
+      this.updateRegions(grouped.maps, grouped.height, grouped.width);
+      this.log(ctx.index, { carriers: this.groups.map((g) => g.carriers) });
+    } else {
+      this.groups = cfg.subjects.map((s) => ({
+        own: [s.token, ...s.tokens.filter((t) => t !== s.token)],
+        carriers: [],
+      }));
+      const subjects = subjectMapsHost(
+        maps,
+        cfg.subjects.map((s) => s.token),
+        this.smoothing,
+      );
+      this.updateRegions(subjects.maps, subjects.height, subjects.width);
+    }
+    if (this.selection && ctx.index === this.selection.atCall - 1)
+      this.log(ctx.index, { layoutScore: this.layoutScore() });
   }
 
   private log(index: number, patch: Partial<StepLog>): void {

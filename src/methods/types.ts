@@ -63,6 +63,10 @@ export interface StepLog {
   terms?: Readonly<Record<string, number>>;
   /** Suppress-to-Impress: whether this call's guided pass was edited. */
   edited?: boolean;
+  /** Suppress-to-Impress: the later tokens found to carry each subject at this call (methods/carriers.ts). */
+  carriers?: readonly (readonly number[])[];
+  /** Suppress-to-Impress: the layout score of this call's maps (lower is better), where one was computed. */
+  layoutScore?: number;
 }
 
 /** A StepLog as JSON writes it (snake_case keys). */
@@ -74,7 +78,20 @@ export function stepLogJson(log: StepLog): Record<string, unknown> {
     refinement_tries: log.refinementTries,
     step_size: log.stepSize,
     ...(log.edited !== undefined ? { edited: log.edited } : {}),
+    ...(log.carriers !== undefined ? { carriers: log.carriers } : {}),
+    ...(log.layoutScore !== undefined ? { layout_score: log.layoutScore } : {}),
   };
+}
+
+/**
+ * Choosing among several starts: the pipeline runs up to `candidates` initial noises of a sample (the first is
+ * the sample's own seed) to sampler call `atCall`, each with its own method instance (`fork`), and keeps the one
+ * whose `layoutScore` is lowest — stopping early at the first whose score is at most `accept`.
+ */
+export interface CandidateSelection {
+  candidates: number;
+  atCall: number;
+  accept: number | null;
 }
 
 export interface GuidanceMethod {
@@ -103,4 +120,10 @@ export interface GuidanceMethod {
   afterGuidedPass?(ctx: StepContext, maps: Tensor | null): void;
   /** This sample's log of one call (what the method measured and did). */
   stepLog?(index: number): StepLog | undefined;
+  /** Choosing the start among several initial noises (with `fork` and `layoutScore`); absent or null: none. */
+  readonly selection?: CandidateSelection | null;
+  /** A fresh instance with the same settings and subjects (another start of the same sample). */
+  fork?(): GuidanceMethod;
+  /** How promising this sample's layout looks after the latest guided pass; lower is better. */
+  layoutScore?(): number;
 }

@@ -15,7 +15,14 @@ import { AttentionStore, composeHooks } from '../attention/store.js';
 import { multiplicativeEditor, parseEditInputName } from '../attention/editors.js';
 import { FieldError, UserError } from '../errors.js';
 import * as op from '../graph/ops.js';
-import type { AttentionEdit, GuidanceMethod, GuidedSample, StepContext, StepLog } from '../methods/types.js';
+import type {
+  AttentionEdit,
+  CandidateSelection,
+  GuidanceMethod,
+  GuidedSample,
+  StepContext,
+  StepLog,
+} from '../methods/types.js';
 import {
   createSampler,
   defaultSampler,
@@ -77,6 +84,11 @@ export interface StepInfo {
   index: number;
   timestep: number;
   totalCalls: number;
+  /**
+   * While a method chooses among starts: which try (0: every sample's own seed; 1, 2, ...: the samples still
+   * looking for a cleaner layout) — the calls 0..atCall-1 then run once per try. null afterwards.
+   */
+  candidateRound: number | null;
   /** Which batch (0-based) of how many this call belongs to. */
   batch: number;
   batches: number;
@@ -115,8 +127,25 @@ export interface GenerateResult {
   attentionResolution: readonly [number, number] | null;
   /** The batch this image was made in: its size and this image's place in it. */
   batch: { size: number; index: number };
+  /**
+   * When the method chose among starts: which one made the image (0: the sample's own seed), the seed of its
+   * initial noise, and the layout score of every start tried, in order.
+   */
+  candidate: { index: number; seed: number; scores: number[] } | null;
   /** Milliseconds of the whole batch (divide by batch.size for a per-image share). */
   timings: { encodeMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
+}
+
+/**
+ * The seed of start `index` of a sample seeded `seed` (start 0 is the seed itself): the first 32 bits of a
+ * SplitMix64-style mix of both, so starts of nearby seeds are unrelated.
+ */
+export function candidateSeed(seed: number, index: number): number {
+  if (index === 0) return seed;
+  let z = (BigInt.asUintN(64, BigInt(seed)) * 0x9e3779b97f4a7c15n + BigInt(index)) & 0xffffffffffffffffn;
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & 0xffffffffffffffffn;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & 0xffffffffffffffffn;
+  return Number((z ^ (z >> 31n)) >> 32n);
 }
 
 /** diffusers' StableDiffusionPipeline defaults. */
@@ -283,20 +312,77 @@ async function runBatch(
 
   const unet = model.unetAccess(h, w, tokens);
   const recording = attentionRecording(requests, options, h, w);
-  const runs = requests.map((r, b) =>
-    startSample(r, plan, options, embedding, recording.resolution, { size: B, index: b }),
-  );
+  const batch = (b: number) => ({ size: B, index: b });
+  const start = (r: SampleRequest, b: number) =>
+    startSample(r, plan, options, embedding, recording.resolution, batch(b));
+  const loop: CallLoop = { unet, plan, options, recording, batchIndex, batches, tokens, dim };
+
+  const tDenoise = performance.now();
+  let runs = requests.map((r, b) => start(r, b));
+  const totalCalls = runs[0]!.sampler.timesteps.length;
+  const selection = candidateSelection(requests, totalCalls);
+  let from = 0;
+  if (selection) {
+    runs = await chooseStarts(loop, runs, selection, (r, b, k) => {
+      const method = r.method!.fork!();
+      const s = start({ ...r, seed: candidateSeed(r.seed ?? 0, k), method }, b);
+      s.result.seed = r.seed ?? null;
+      return s;
+    });
+    from = selection.atCall;
+  }
+  await runCalls(loop, runs, from, totalCalls, null);
+  const denoiseMs = performance.now() - tDenoise;
+
+  const tDecode = performance.now();
+  const stacked = new Float32Array(B * perSample);
+  runs.forEach((s, b) => stacked.set(s.latents.data, b * perSample));
+  const images = await model.decode({ data: stacked, shape: [B, c, h, w] });
+  const imageSize = images.data.length / B;
+  const decodeMs = performance.now() - tDecode;
+  const totalMs = performance.now() - t0;
+  return runs.map((s, b) => {
+    const r = s.result;
+    r.finalLatents = s.latents;
+    r.image = { data: images.data.slice(b * imageSize, (b + 1) * imageSize), shape: [1, ...images.shape.slice(1)] };
+    r.timings = { encodeMs, denoiseMs, decodeMs, totalMs };
+    return r;
+  });
+}
+
+/** What the sampler loop over a set of samples needs beyond the samples. */
+interface CallLoop {
+  unet: ReturnType<StableDiffusion['unetAccess']>;
+  plan: Plan;
+  options: BatchOptions;
+  recording: ReturnType<typeof attentionRecording>;
+  batchIndex: number;
+  batches: number;
+  tokens: number;
+  dim: number;
+}
+
+/** Sampler calls from..to-1 for `runs` (one guided pass of all of them per call). */
+async function runCalls(
+  loop: CallLoop,
+  runs: readonly SampleRun[],
+  from: number,
+  to: number,
+  candidateRound: number | null,
+): Promise<void> {
+  const { unet, plan, options, recording, tokens, dim } = loop;
+  const B = runs.length;
+  const [, c, h, w] = plan.latentShape;
+  const perSample = c * h * w;
   // [uncond × B, cond × B], as diffusers concatenates them.
   const context: Tensor = { data: new Float32Array(2 * B * tokens * dim), shape: [2 * B, tokens, dim] };
   runs.forEach((s, b) => {
     context.data.set(s.uncond.data, b * tokens * dim);
     context.data.set(s.cond.data, (B + b) * tokens * dim);
   });
-
-  const tDenoise = performance.now();
   const timesteps = runs[0]!.sampler.timesteps;
   const totalCalls = timesteps.length;
-  for (let i = 0; i < totalCalls; i++) {
+  for (let i = from; i < to; i++) {
     const tStep = performance.now();
     const timestep = timesteps[i]!;
     const ctx: StepContext = { index: i, timestep, totalCalls, unet };
@@ -320,34 +406,83 @@ async function runBatch(
       if (log) record.method = log;
       s.result.steps.push(record);
     }
-    const latents = runs.map((s) => s.latents);
     options.onStep?.({
       index: i,
       timestep,
       totalCalls,
-      batch: batchIndex,
-      batches,
-      latents,
+      candidateRound,
+      batch: loop.batchIndex,
+      batches: loop.batches,
+      latents: runs.map((s) => s.latents),
       predictedOriginal: predicted,
       ms,
     });
   }
-  const denoiseMs = performance.now() - tDenoise;
+}
 
-  const tDecode = performance.now();
-  const stacked = new Float32Array(B * perSample);
-  runs.forEach((s, b) => stacked.set(s.latents.data, b * perSample));
-  const images = await model.decode({ data: stacked, shape: [B, c, h, w] });
-  const imageSize = images.data.length / B;
-  const decodeMs = performance.now() - tDecode;
-  const totalMs = performance.now() - t0;
-  return runs.map((s, b) => {
-    const r = s.result;
-    r.finalLatents = s.latents;
-    r.image = { data: images.data.slice(b * imageSize, (b + 1) * imageSize), shape: [1, ...images.shape.slice(1)] };
-    r.timings = { encodeMs, denoiseMs, decodeMs, totalMs };
-    return r;
+/**
+ * The choice of start the batch's methods ask for (they must agree: a batch holds one method's samples), or null.
+ * Samples given initial latents have no other starts: they keep theirs.
+ */
+function candidateSelection(requests: readonly SampleRequest[], totalCalls: number): CandidateSelection | null {
+  let chosen: CandidateSelection | null = null;
+  for (const r of requests) {
+    const sel = r.method?.selection ?? null;
+    if (!sel || r.initialLatents) continue;
+    if (!r.method!.fork || !r.method!.layoutScore)
+      throw new Error(`${r.method!.name}: choosing a start needs fork() and layoutScore()`);
+    if (
+      chosen &&
+      (sel.candidates !== chosen.candidates || sel.atCall !== chosen.atCall || sel.accept !== chosen.accept)
+    )
+      throw new UserError('the samples of one batch choose their starts differently; run them in separate batches');
+    chosen = sel;
+  }
+  if (!chosen) return null;
+  if (!Number.isInteger(chosen.candidates) || chosen.candidates < 1 || chosen.candidates > 64)
+    throw new FieldError('candidates', `must be an integer from 1 to 64, got ${chosen.candidates}`);
+  if (!Number.isInteger(chosen.atCall) || chosen.atCall < 1 || chosen.atCall > totalCalls)
+    throw new FieldError(
+      'selectAt',
+      `must be an integer from 1 to the ${totalCalls} sampler calls, got ${chosen.atCall}`,
+    );
+  return chosen;
+}
+
+/**
+ * Runs every sample's own start to call `atCall`, then, round by round, another start of each sample whose best
+ * layout score so far is above `accept`, up to `candidates` starts; returns each sample's best start, which the
+ * caller continues from `atCall` (its sampler, latents, method state and logs come along).
+ */
+async function chooseStarts(
+  loop: CallLoop,
+  first: SampleRun[],
+  selection: CandidateSelection,
+  another: (request: SampleRequest, b: number, k: number) => SampleRun,
+): Promise<SampleRun[]> {
+  const { candidates, atCall, accept } = selection;
+  const selecting = (s: SampleRun) => Boolean(s.request.method?.selection) && !s.request.initialLatents;
+  await runCalls(loop, first, 0, atCall, 0);
+  const best = first.map((s) => ({ run: s, score: selecting(s) ? s.request.method!.layoutScore!() : 0 }));
+  const scores = best.map((b) => [b.score]);
+  first.forEach((s, b) => {
+    if (selecting(s)) s.result.candidate = { index: 0, seed: s.result.seed ?? 0, scores: scores[b]! };
   });
+  const done = (b: number) => !selecting(first[b]!) || (accept !== null && best[b]!.score <= accept);
+  for (let k = 1; k < candidates; k++) {
+    const pending = first.map((_, b) => b).filter((b) => !done(b));
+    if (pending.length === 0) break;
+    const runs = pending.map((b) => another(first[b]!.request, b, k));
+    await runCalls(loop, runs, 0, atCall, k);
+    runs.forEach((s, j) => {
+      const b = pending[j]!;
+      const score = s.request.method!.layoutScore!();
+      scores[b]!.push(score);
+      s.result.candidate = { index: k, seed: candidateSeed(first[b]!.request.seed ?? 0, k), scores: scores[b]! };
+      if (score < best[b]!.score) best[b] = { run: s, score };
+    });
+  }
+  return best.map((b) => b.run);
 }
 
 /**
@@ -419,6 +554,7 @@ function startSample(
       rawAttentionMaps: new Map(),
       attentionResolution,
       batch,
+      candidate: null,
       timings: { encodeMs: 0, denoiseMs: 0, decodeMs: 0, totalMs: 0 },
     },
   };
@@ -462,7 +598,7 @@ function stepSample(s: SampleRun, guided: Float32Array, ctx: StepContext, plan: 
 }
 
 /** Gradient methods' latent updates: one call per group of samples whose methods share a batch key. */
-async function updateLatents(ctx: StepContext, runs: SampleRun[]): Promise<void> {
+async function updateLatents(ctx: StepContext, runs: readonly SampleRun[]): Promise<void> {
   const groups = new Map<string, number[]>();
   runs.forEach((s, b) => {
     const m = s.request.method;

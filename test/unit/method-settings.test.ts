@@ -6,7 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import { chooseAttentionResolution } from '../../src/attention/resolution.js';
 import { FieldError } from '../../src/errors.js';
-import { checkMethodOverrides, resolveMethodSettings, scaledEditSteps } from '../../src/methods/registry.js';
+import {
+  checkMethodOverrides,
+  resolveMethodSettings,
+  scaledEditSteps,
+  scaledSelectAt,
+} from '../../src/methods/registry.js';
 import { flagOf } from '../../src/cli/options.js';
 
 const message = (fn: () => unknown, nameOf?: (field: string) => string): string => {
@@ -28,12 +33,22 @@ describe('resolveMethodSettings', () => {
       [2, 0.5],
       [4, 0.8],
     ]);
-    expect(s.suppress).toMatchObject({ mode: 'both', gamma: 0, editSteps: 2 });
-    expect(s.scaled).toEqual(['maxIterToAlter', 'thresholds', 'editSteps']);
+    expect(s.suppress).toMatchObject({
+      mode: 'edit',
+      gamma: 0,
+      editSteps: 4,
+      tokenGroups: true,
+      selection: { candidates: 4, atCall: 2, accept: null },
+    });
+    expect(s.scaled).toEqual(['maxIterToAlter', 'thresholds', 'editSteps', 'selectAt']);
+    expect(resolveMethodSettings('suppress-edit', 10).scaled).toEqual(['maxIterToAlter', 'thresholds', 'editSteps']);
     expect(resolveMethodSettings('suppress', 50).scaled).toEqual([]);
     expect(resolveMethodSettings('attend-and-excite', 10).scaled).toEqual(['maxIterToAlter', 'thresholds']);
     expect(resolveMethodSettings('none', 10)).toMatchObject({ suppress: null, scaled: [] });
-    expect([1, 2, 25, 50, 100].map(scaledEditSteps)).toEqual([1, 1, 5, 10, 20]);
+    expect([1, 2, 25, 50, 100].map((n) => scaledEditSteps(n))).toEqual([1, 1, 9, 18, 36]);
+    expect([1, 2, 25, 50, 100].map(scaledSelectAt)).toEqual([1, 1, 5, 10, 20]);
+    expect(resolveMethodSettings('suppress-select', 25).suppress).toMatchObject({ editSteps: 0 });
+    expect(resolveMethodSettings('suppress-v1', 25).suppress).toMatchObject({ mode: 'both', editSteps: 5 });
   });
 
   it('keeps what is given, unscaled', () => {

@@ -5,7 +5,7 @@
 import { isAbsolute, relative } from 'node:path';
 import { quoteKey } from '../../io/safetensors.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
-import { EDIT_STEPS_AT_50, REFERENCE_STEPS } from '../../methods/registry.js';
+import { EDIT_STEPS_AT_50, REFERENCE_STEPS, SELECT_AT_50 } from '../../methods/registry.js';
 import { LOSS_TERMS } from '../../methods/suppress.js';
 import { stepLogJson } from '../../methods/types.js';
 import type { GenerateRequest, GenerateRun } from '../../pipeline/request.js';
@@ -68,21 +68,31 @@ export function summary(p: GenerateCommandRun): string {
       `tokens ${subjects.map((x) => x.tokenIndex).join(', ')}${links ? `; attributes ${links}` : ''}, attn_res ${r.attnRes!.join('x')}`,
     );
     if (m.suppress) {
-      const { mode, weights: w, gamma, editSteps } = m.suppress;
+      const { mode, weights: w, gamma, editSteps, tokenGroups, selection } = m.suppress;
       const on = LOSS_TERMS.filter((t) => w[t])
         .map((t) => `${t}=${w[t]}`)
         .join(',');
+      const starts =
+        selection.candidates > 1
+          ? `, best of ${selection.candidates} starts at call ${selection.atCall}${selection.accept !== null ? ` (or the first scoring <= ${selection.accept})` : ''}`
+          : '';
       row(
         '',
-        `mode ${mode}${mode !== 'edit' ? `, weights ${on}` : ''}${mode !== 'loss' ? `, gamma ${gamma}, edit steps ${editSteps}` : ''}`,
+        `mode ${mode}${mode !== 'edit' ? `, weights ${on}` : ''}${mode !== 'loss' ? `, gamma ${gamma}, edit steps ${editSteps}` : ''}, token groups ${tokenGroups ? 'on' : 'off'}${starts}`,
       );
+      const c = res.candidate;
+      if (c)
+        row(
+          '',
+          `start ${c.index + 1} of ${c.scores.length} tried (layout scores ${c.scores.map((x) => x.toFixed(3)).join(', ')}), noise seed ${c.seed}`,
+        );
     }
     row(
       '',
       `max_iter_to_alter ${m.loop.maxIterToAlter}, thresholds ${fmtThresholds(m.loop.thresholds)}, scale_factor ${m.loop.scaleFactor}`,
     );
     if (m.scaled.length) {
-      const d = `${ATTEND_EXCITE_DEFAULTS.maxIterToAlter} / ${fmtThresholds(ATTEND_EXCITE_DEFAULTS.thresholds)}${m.suppress ? ` / ${EDIT_STEPS_AT_50}` : ''}`;
+      const d = `${ATTEND_EXCITE_DEFAULTS.maxIterToAlter} / ${fmtThresholds(ATTEND_EXCITE_DEFAULTS.thresholds)}${m.suppress ? ` / ${EDIT_STEPS_AT_50}${m.scaled.includes('selectAt') ? ` / ${SELECT_AT_50}` : ''}` : ''}`;
       row(
         '',
         `(${m.scaled.map(snake).join(', ')} scaled from the ${REFERENCE_STEPS}-step defaults ${d} to ${r.steps} steps)`,
@@ -234,12 +244,17 @@ export function jsonReport(p: GenerateCommandRun): Record<string, unknown> {
                 weights: m.suppress.weights,
                 gamma: m.suppress.gamma,
                 edit_steps: m.suppress.editSteps,
+                token_groups: m.suppress.tokenGroups,
+                candidates: m.suppress.selection.candidates,
+                select_at: m.suppress.selection.atCall,
+                accept: m.suppress.selection.accept,
               }
             : {}),
           scaled_from_50_steps: m.scaled.map(snake),
         }
       : { name: 'none' },
     notes: r.notes.map((n) => n(flagOf)),
+    candidate: res.candidate,
     steps: stepsJson(res),
     timings: {
       load_ms: r.loadMs,

@@ -16,7 +16,13 @@ import { encodePng, writeFileAtomic } from '../../image/png.js';
 import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, writeSafetensors } from '../../io/safetensors.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
-import { EDIT_STEPS_AT_50, METHOD_NAMES, REFERENCE_STEPS } from '../../methods/registry.js';
+import {
+  DEFAULT_CANDIDATES,
+  EDIT_STEPS_AT_50,
+  METHOD_NAMES,
+  REFERENCE_STEPS,
+  SELECT_AT_50,
+} from '../../methods/registry.js';
 import { LOSS_TERMS, type SuppressMode } from '../../methods/suppress.js';
 import { generateFromFolder, type GenerateRequest } from '../../pipeline/request.js';
 import type { LoadOptions } from '../../pipeline/stable-diffusion.js';
@@ -63,6 +69,10 @@ interface GenerateFlags {
   weights?: string;
   gamma?: string;
   editSteps?: string;
+  tokenGroups?: string;
+  candidates?: string;
+  selectAt?: string;
+  accept?: string;
   attributes?: string;
   attentionMaps?: string;
   attentionSteps?: string;
@@ -86,6 +96,13 @@ function parseMode(value: string): SuppressMode {
   if (v !== 'loss' && v !== 'edit' && v !== 'both')
     throw new UserError(`--mode must be loss, edit or both, got "${value}"`);
   return v;
+}
+
+function parseOnOff(value: string, flag: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (v === 'on' || v === 'true' || v === 'yes') return true;
+  if (v === 'off' || v === 'false' || v === 'no') return false;
+  throw new UserError(`${flag} must be on or off, got "${value}"`);
 }
 
 function parseImageSide(value: string, flag: string): number {
@@ -139,6 +156,10 @@ function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
     weights: opt(flags.weights, parseWeights),
     gamma: opt(flags.gamma, (v) => parseNumber(v, '--gamma', 0, 1)),
     editSteps: opt(flags.editSteps, (v) => parseInteger(v, '--edit-steps', 0, 100000)),
+    tokenGroups: opt(flags.tokenGroups, (v) => parseOnOff(v, '--token-groups')),
+    candidates: opt(flags.candidates, (v) => parseInteger(v, '--candidates', 1, 64)),
+    selectAt: opt(flags.selectAt, (v) => parseInteger(v, '--select-at', 1, 1000)),
+    accept: opt(flags.accept, (v) => parseNumber(v, '--accept', 0)),
   };
   const attributes = opt(flags.attributes, (v) =>
     listItems(
@@ -367,6 +388,22 @@ export function register(program: Command): void {
     .option(
       '--edit-steps <n>',
       `suppress edit mode: edit the guided passes of steps 1..n-1 (default ${EDIT_STEPS_AT_50} for ${REFERENCE_STEPS} steps, scaled)`,
+    )
+    .option(
+      '--token-groups <on|off>',
+      'suppress: treat each subject with the later tokens that carry it (default on for suppress, off for the rivals)',
+    )
+    .option(
+      '--candidates <n>',
+      `suppress: run n starts (initial noises) to --select-at and keep the cleanest layout (default ${DEFAULT_CANDIDATES}; 1: off)`,
+    )
+    .option(
+      '--select-at <n>',
+      `suppress: the sampler call at which starts are compared (default ${SELECT_AT_50} for ${REFERENCE_STEPS} steps, scaled)`,
+    )
+    .option(
+      '--accept <x>',
+      'suppress: stop trying starts at the first with a layout score at most x (default: try all)',
     )
     .option(
       '--max-iter-to-alter <n>',
