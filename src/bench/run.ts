@@ -414,9 +414,16 @@ function lockOwner(path: string): number | null {
 }
 
 /**
+ * A lock is taken over by age only after a day: ONNX Runtime runs synchronously and blocks the refresh timer
+ * (creating an SD-1.5 gradient session takes minutes), so age says little about whether the owner lives; the
+ * recorded pid does.
+ */
+const LOCK_STALE_MS = 24 * 3600 * 1000;
+
+/**
  * Takes the folder's lock with proper-lockfile (`.bench.lock`, a directory made atomically and kept fresh while
- * the run lasts, removed on exit and on signals; a lock nobody refreshed for 30 s is stale and taken over). It
- * records our pid, so the lock of a process that no longer runs is taken over at once, as before.
+ * the run lasts, removed on exit and on signals). It records our pid, so the lock of a process that no longer runs
+ * is taken over at once.
  */
 function acquireLock(out: string): () => void {
   const path = join(out, LOCK_FILE);
@@ -428,8 +435,21 @@ function acquireLock(out: string): () => void {
     );
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const release = lockfile.lockSync(out, { lockfilePath: path, realpath: false, stale: 30_000, fs: lockFs });
+      const release = lockfile.lockSync(out, {
+        lockfilePath: path,
+        realpath: false,
+        stale: LOCK_STALE_MS,
+        update: 60_000,
+        // A late refresh (the event loop blocked by a long synchronous ONNX Runtime call) must not end the run:
+        // ownership rests on the recorded pid, not on the lock's age.
+        onCompromised: () => {},
+        fs: lockFs,
+      });
+      // Writing the pid into the lock directory changes its mtime, which proper-lockfile would take for another
+      // process touching its lock: put the mtime back.
+      const made = fs.statSync(path);
       fs.writeFileSync(join(path, 'pid'), `${process.pid}\n`);
+      fs.utimesSync(path, made.atime, made.mtime);
       return release;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ELOCKED')
