@@ -19,7 +19,8 @@ import { maxAbsDiff } from '../src/tensor.js';
 import { GaussianRng } from '../src/util/random.js';
 import { repoRoot, tinySdDir } from './support/oracle.js';
 
-const METHODS = ['none', 'attend-and-excite', 'suppress-loss', 'suppress-edit', 'suppress'] as const;
+// suppress: edit + token groups + the choice of start; suppress-v1: loss and edit modes together (mode both).
+const METHODS = ['none', 'attend-and-excite', 'suppress-loss', 'suppress-edit', 'suppress', 'suppress-v1'] as const;
 
 interface Case {
   name: string;
