@@ -23,6 +23,7 @@ import { createHash } from 'node:crypto';
 import {
   closeSync,
   existsSync,
+  fstatSync,
   ftruncateSync,
   mkdirSync,
   openSync,
@@ -37,6 +38,8 @@ import { basename, dirname, join, relative } from 'node:path';
 import { autoSubjects, type AutoSubjects } from '../attention/auto-subjects.js';
 import { meanMaps, tokenMap } from '../attention/render.js';
 import { UserError } from '../errors.js';
+import { readRegularFile } from '../io/files.js';
+import { onCleanup } from '../util/cleanup.js';
 import { blendImages, heatmap } from '../image/colormap.js';
 import { floatToRgb8 } from '../image/convert.js';
 import { composeGrid } from '../image/grid.js';
@@ -348,7 +351,7 @@ export interface ReadResults {
 /** Rows of a results.jsonl; invalid lines (and a partial last line) are counted and skipped. */
 export function readResults(path: string): ReadResults {
   if (!existsSync(path)) return { rows: [], ignored: 0, completeBytes: 0, bytes: 0 };
-  const buf = readFileSync(path);
+  const buf = readRegularFile(path, 'results file', Number.MAX_SAFE_INTEGER);
   const lastNl = buf.lastIndexOf(0x0a);
   const completeBytes = lastNl + 1;
   const rows: BenchRow[] = [];
@@ -383,13 +386,17 @@ function acquireLock(out: string): () => void {
       const fd = openSync(path, 'wx');
       writeSync(fd, `${process.pid}\n`);
       closeSync(fd);
-      return () => {
+      const release = () => {
+        forget();
         try {
           if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
         } catch {
           /* already gone */
         }
       };
+      // An interrupted run (Ctrl-C, kill) releases it too: a stale lock whose pid is reused would block resuming.
+      const forget = onCleanup(release);
+      return release;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
         throw new UserError(`--out ${out}: cannot create ${path}: ${(e as Error).message}`, { cause: e });
@@ -612,10 +619,9 @@ export async function generateBenchImage(model: StableDiffusion, prepared: Prepa
 }
 
 /** Appends one row to results.jsonl with a single write (a crash leaves at most a partial last line). */
-export function appendRow(fd: number, row: BenchRow): void {
-  const line = Buffer.from(`${JSON.stringify(row)}\n`, 'utf8');
-  let off = 0;
-  while (off < line.length) off += writeSync(fd, line, off, line.length - off);
+/** Appends one row to results.jsonl (`path` names it in errors); see `appendLine`. */
+export function appendRow(fd: number, row: BenchRow, path = RESULTS_FILE): void {
+  appendLine(fd, path, Buffer.from(`${JSON.stringify(row)}\n`, 'utf8'));
 }
 
 // ------------------------------------------------------------------------------------------------------ the run
@@ -762,7 +768,7 @@ async function runLocked(
         mkdirSync(dirname(join(out, f.path)), { recursive: true });
         writeFileAtomic(join(out, f.path), f.bytes);
       }
-      appendRow(fd, row);
+      appendRow(fd, row, resultsPath);
       byKey.set(key, row);
       generated++;
       items.push({ suite: it.suite.name, split: it.suite.split, kind, row });
@@ -772,6 +778,38 @@ async function runLocked(
     closeSync(fd);
   }
   return { items, generated, skipped, ignoredLines: existing.ignored, resultsPath, settings: base };
+}
+
+/**
+ * Appends one row with a single write. When the write fails (a full disk, a file-size limit, an I/O error), the
+ * file is cut back to what it held before, so no partial line is left, and the error is one line naming the file:
+ * the rows already there are kept and a rerun resumes after them.
+ */
+export function appendLine(fd: number, path: string, line: Uint8Array): void {
+  let start: number | null = null;
+  try {
+    start = fstatSync(fd).size;
+  } catch {
+    // not a file we can measure: nothing to cut back
+  }
+  let off = 0;
+  try {
+    while (off < line.length) off += writeSync(fd, line, off, line.length - off);
+  } catch (e) {
+    if (start !== null && off > 0) {
+      try {
+        ftruncateSync(fd, start);
+      } catch {
+        // the partial line is dropped on resume anyway
+      }
+    }
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    const why = code === 'ENOSPC' ? 'no space left on the device' : code === 'EFBIG' ? 'the file is too large' : code;
+    throw new UserError(
+      `cannot append to ${path}: ${why} (${code}); the rows before it are kept, and a rerun resumes after them`,
+      { cause: e },
+    );
+  }
 }
 
 function round3(x: number): number {

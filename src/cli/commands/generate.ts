@@ -6,9 +6,9 @@
  * until the whole run has succeeded; each file is written atomically.
  */
 import { randomInt } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readSamplingDefaults } from '../../io/model-folder.js';
-import { dirname, isAbsolute, relative, resolve } from 'node:path';
+import { isAbsolute, relative } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import {
@@ -22,7 +22,9 @@ import {
 import { describeSubject, resolveSubjects, subjectsJson, type ResolvedSubjects } from '../../attention/subjects.js';
 import { UserError } from '../../errors.js';
 import { floatToRgb8 } from '../../image/convert.js';
-import { encodePng, writeFileAtomic } from '../../image/png.js';
+import { encodePng } from '../../image/png.js';
+import { checkRegularFile } from '../../io/files.js';
+import { OutputFiles } from '../../io/outputs.js';
 import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, SafetensorsFile, writeSafetensors } from '../../io/safetensors.js';
 import { autoSubjects, type AttributeLink } from '../../attention/auto-subjects.js';
@@ -47,7 +49,8 @@ import {
   resolveSchedulerConfig,
   type SamplerName,
 } from '../../schedulers/index.js';
-import type { Tensor } from '../../tensor.js';
+import { shapeString, type Tensor } from '../../tensor.js';
+import { checkMemory } from '../../util/memory.js';
 import { defaultModelDir } from '../defaults.js';
 import { interactive, parseInteger, parseNumber, parsePredictionType } from '../options.js';
 
@@ -180,15 +183,6 @@ function parseAttentionSteps(value: string | undefined): number[] | 'all' | 'mea
   return out;
 }
 
-function checkOutputPath(path: string, flag: string): string {
-  const abs = resolve(path);
-  const dir = dirname(abs);
-  if (!existsSync(dir) || !statSync(dir).isDirectory())
-    throw new UserError(`${flag} ${path}: directory ${dir} does not exist`);
-  if (existsSync(abs) && statSync(abs).isDirectory()) throw new UserError(`${flag} ${path} is a directory`);
-  return abs;
-}
-
 /** `FILE` or `FILE:KEY` (KEY defaults to `latents`); a path that exists as given is always a FILE. */
 function splitLatentsSpec(spec: string): { file: string; key: string } {
   if (existsSync(spec)) return { file: spec, key: 'latents' };
@@ -199,6 +193,7 @@ function splitLatentsSpec(spec: string): { file: string; key: string } {
 
 function readLatentsFile(spec: string): { tensor: Tensor; file: string; key: string } {
   const { file, key } = splitLatentsSpec(spec);
+  checkRegularFile(file, '--latents'); // a FIFO would block the open
   let st: SafetensorsFile;
   try {
     st = SafetensorsFile.open(file);
@@ -215,6 +210,11 @@ function readLatentsFile(spec: string): { tensor: Tensor; file: string; key: str
           : `its tensors: ${names.slice(0, 20).map(quoteKey).join(', ')}${names.length > 20 ? `, ... (${names.length} in all)` : ''}`;
       throw new UserError(`--latents: ${st.path} has no tensor ${quoteKey(key)} (${list}); name one as FILE:KEY`);
     }
+    const info = st.info(key);
+    checkMemory(
+      info.shape.reduce((a, b) => a * b, 1) * 4,
+      `--latents: tensor ${quoteKey(key)} ${shapeString(info.shape)}`,
+    );
     return { tensor: st.read(key), file: st.path, key };
   } finally {
     st.close();
@@ -272,6 +272,8 @@ interface Plan {
   outImage: string;
   outLatents: string | null;
   outMaps: string | null;
+  /** The output files, written to temporary files and put in place together once everything succeeded. */
+  outputs: OutputFiles;
   threads: number | undefined;
   /** Nearest-neighbour enlargement of the written PNG (1: as generated). */
   upscale: number;
@@ -383,19 +385,10 @@ async function plan(
   const attnResGiven = flags.attnRes !== undefined ? parseResolution(flags.attnRes, '--attn-res') : null;
   const attentionSteps = parseAttentionSteps(flags.attentionSteps);
 
-  const outImage = checkOutputPath(flags.out ?? `s2i-${seed}.png`, '--out');
-  const outLatents = flags.saveLatents !== undefined ? checkOutputPath(flags.saveLatents, '--save-latents') : null;
-  const outMaps = flags.attentionMaps !== undefined ? checkOutputPath(flags.attentionMaps, '--attention-maps') : null;
-  const outs = [
-    ['--out', outImage],
-    ['--save-latents', outLatents],
-    ['--attention-maps', outMaps],
-  ].filter((o): o is [string, string] => o[1] !== null);
-  for (let a = 0; a < outs.length; a++) {
-    for (let b = a + 1; b < outs.length; b++)
-      if (outs[a]![1] === outs[b]![1])
-        throw new UserError(`${outs[a]![0]} and ${outs[b]![0]} name the same file ${outs[a]![1]}`);
-  }
+  const outputs = new OutputFiles();
+  const outImage = outputs.file(flags.out ?? `s2i-${seed}.png`, '--out');
+  const outLatents = flags.saveLatents !== undefined ? outputs.file(flags.saveLatents, '--save-latents') : null;
+  const outMaps = flags.attentionMaps !== undefined ? outputs.file(flags.attentionMaps, '--attention-maps') : null;
   const latents = flags.latents !== undefined ? readLatentsFile(flags.latents) : null;
 
   const t0 = performance.now();
@@ -529,6 +522,7 @@ async function plan(
       outImage,
       outLatents,
       outMaps,
+      outputs,
       threads,
       upscale,
       notes,
@@ -783,6 +777,9 @@ async function run(prompt: string, flags: GenerateFlags): Promise<void> {
         : {}),
       onStep: (s) => bar?.update(s.index + 1, { ms: s.ms.toFixed(0) }),
     });
+  } catch (e) {
+    p.outputs.abort();
+    throw e;
   } finally {
     bar?.stop();
   }
@@ -798,14 +795,18 @@ async function run(prompt: string, flags: GenerateFlags): Promise<void> {
     mapsPng = encodePng(picture.data, picture.width, picture.height);
     mapsSize = [picture.width, picture.height];
   }
-  writeFileAtomic(p.outImage, png);
-  if (p.outLatents)
-    writeSafetensors(
-      p.outLatents,
-      { latents: result.finalLatents },
-      { format: 'pt', prompt: p.prompt, seed: String(p.seed), sampler: result.sampler, steps: String(p.steps) },
-    );
-  if (p.outMaps && mapsPng) writeFileAtomic(p.outMaps, mapsPng);
+  await p.outputs.run((out) => {
+    out.write(p.outImage, png);
+    if (p.outLatents)
+      out.writeWith(p.outLatents, (temp) =>
+        writeSafetensors(
+          temp,
+          { latents: result.finalLatents },
+          { format: 'pt', prompt: p.prompt, seed: String(p.seed), sampler: result.sampler, steps: String(p.steps) },
+        ),
+      );
+    if (p.outMaps && mapsPng) out.write(p.outMaps, mapsPng);
+  });
   await model.release();
   process.stdout.write(
     flags.json
