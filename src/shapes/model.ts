@@ -111,15 +111,20 @@ export interface ModelFolderContents {
 }
 
 /** Write a diffusers-layout folder (no VAE: pixel space) atomically: built beside `dir`, then renamed over it. */
+/**
+ * A model folder is replaced as a whole: refuse anything at `dir` that is not a model folder (or an empty folder),
+ * so a mistyped --out never deletes a user's files or a device node.
+ */
+export function checkReplaceableModelFolder(dir: string, flag = '--out'): void {
+  if (!existsSync(dir)) return;
+  const st = statSync(dir);
+  if (!st.isDirectory()) throw new UserError(`${flag} ${dir} exists and is not a directory`);
+  if (readdirSync(dir).length > 0 && !existsSync(join(dir, 'model_index.json')))
+    throw new UserError(`${flag} ${dir} is a folder that holds other files (no model_index.json); give a new path`);
+}
+
 export function writeShapesModelFolder(dir: string, contents: ModelFolderContents): void {
-  // The folder is replaced as a whole: refuse anything that is not a model folder (or empty), so a mistyped
-  // --out never deletes a user's files or a device node.
-  if (existsSync(dir)) {
-    const st = statSync(dir);
-    if (!st.isDirectory()) throw new UserError(`--out ${dir} exists and is not a directory`);
-    if (readdirSync(dir).length > 0 && !existsSync(join(dir, 'model_index.json')))
-      throw new UserError(`--out ${dir} is a folder that holds other files (no model_index.json); give a new path`);
-  }
+  checkReplaceableModelFolder(dir);
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   const forget = onCleanup(() => rmSync(tmp, { recursive: true, force: true }));

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { SafetensorsFile } from '../../io/safetensors.js';
-import { shapesModelConfig } from '../../shapes/model.js';
+import { checkReplaceableModelFolder, shapesModelConfig } from '../../shapes/model.js';
 import { checkRegularFile } from '../../io/files.js';
 import {
   exportShapesModel,
@@ -161,6 +161,7 @@ Examples:
     .requiredOption('--out <dir>', 'model folder to write (replaced atomically)')
     .option('--raw', 'export the raw weights instead of the EMA')
     .action((flags: { run: string; out: string; raw?: boolean }) => {
+      checkReplaceableModelFolder(flags.out);
       const cfg = shapesModelConfig();
       const checkpoint = join(flags.run, 'checkpoint.safetensors');
       checkRegularFile(checkpoint, '--run: checkpoint');
