@@ -43,7 +43,6 @@ const MAX_RSS_KB = 1.5 * 1024 * 1024;
 const TIME_LIMIT_MS = 90_000;
 
 const tmp = mkdtempSync(join(tmpdir(), 's2i-fuzz-'));
-const shapesModel = join(repoRoot, 'models', 'shapes');
 const preload = pathToFileURL(join(repoRoot, 'test', 'support', 'maxrss.mjs')).href;
 let caseNo = 0;
 
@@ -71,6 +70,7 @@ function runCase(args: (dir: string) => string[], inputs: Record<string, Uint8Ar
     cwd: dir,
     encoding: 'utf8',
     timeout: TIME_LIMIT_MS,
+    killSignal: 'SIGKILL',
     env: { ...process.env, S2I_ORT_CACHE: '0', S2I_MAX_MEMORY: '1G', S2I_MAXRSS_FILE: rss, S2I_THREADS: '1' },
   });
   const ms = Date.now() - t0;

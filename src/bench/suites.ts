@@ -40,8 +40,9 @@
  * blank lines are skipped). The objects each prompt asks for come from `parsePrompt`; a bad line is a `UserError`
  * naming the file and the line.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { UserError } from '../errors.js';
+import { readRegularFile } from '../io/files.js';
 import { captionFor } from '../shapes/generate.js';
 import { parsePrompt, type PromptObject } from '../shapes/prompt.js';
 import { Rng } from '../shapes/rng.js';
@@ -266,12 +267,7 @@ export function readPromptFile(path: string): SuitePrompt[] {
   if (!existsSync(path))
     throw new UserError(`--suite ${path}: no such file (built-in suites: ${BUILTIN_SUITES.join(', ')})`);
   if (statSync(path).isDirectory()) throw new UserError(`--suite ${path} is a directory, not a .jsonl file`);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new UserError(`--suite ${path}: cannot read it: ${(e as Error).message}`, { cause: e });
-  }
+  const text = readRegularFile(path, '--suite', 256 * 1024 ** 2).toString('utf8');
   const out: SuitePrompt[] = [];
   const lines = text.split(/\r?\n/);
   lines.forEach((line, i) => {

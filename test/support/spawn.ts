@@ -32,13 +32,14 @@ export function runCli(args: readonly string[], options: RunOptions = {}): Run {
       ? spawnSync(
           'sh',
           ['-c', `ulimit -f ${options.fileSizeBlocks} && exec "$0" "$@"`, process.execPath, binPath, ...args],
-          { cwd: options.cwd, env, encoding: 'utf8', timeout: options.timeout ?? 120_000 },
+          { cwd: options.cwd, env, encoding: 'utf8', timeout: options.timeout ?? 120_000, killSignal: 'SIGKILL' },
         )
       : spawnSync(process.execPath, [binPath, ...args], {
           cwd: options.cwd,
           env,
           encoding: 'utf8',
           timeout: options.timeout ?? 120_000,
+          killSignal: 'SIGKILL',
         });
   return { code: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
