@@ -5,7 +5,7 @@
  * and a peak memory limit. In-process properties check the parsers directly (many cases, fast); CLI properties run
  * the built binary as a child process, as a user does.
  *
- * `npm test` runs a bounded number of cases with a fixed seed (4 CLI cases and 400 in-process cases per property,
+ * `npm test` runs a bounded number of cases with a fixed seed (3 CLI cases and 300 in-process cases per property,
  * about 45 s); `npm run fuzz` runs 40 and 4000 with a new seed, which fast-check prints with any failure so it can
  * be replayed: `S2I_FUZZ_SEED=<seed> S2I_FUZZ_RUNS=<n> npx vitest run test/fuzz.test.ts`.
  */
@@ -35,7 +35,7 @@ import { binPath } from './support/spawn.js';
 
 /** `npm run fuzz` sets S2I_FUZZ=deep: many more cases, a new seed each run. */
 const DEEP = process.env['S2I_FUZZ'] === 'deep';
-const CLI_RUNS = Number(process.env['S2I_FUZZ_RUNS'] ?? (DEEP ? 40 : 4));
+const CLI_RUNS = Number(process.env['S2I_FUZZ_RUNS'] ?? (DEEP ? 40 : 3));
 const LIB_RUNS = CLI_RUNS * 100;
 const SEED =
   process.env['S2I_FUZZ_SEED'] !== undefined ? Number(process.env['S2I_FUZZ_SEED']) : DEEP ? undefined : 20261129;
@@ -293,21 +293,45 @@ describe('fuzz: model configs', () => {
   it('s2i generate on tiny-sd with one config value replaced', () => {
     fc.assert(
       fc.property(configEdit, ({ file, key, value }) => {
-        const path = join(model, file);
-        const original = readFileSync(path, 'utf8');
-        const cfg = JSON.parse(original) as Record<string, unknown>;
+        const cfg = JSON.parse(readFileSync(join(model, file), 'utf8')) as Record<string, unknown>;
         const keys = Object.keys(cfg).filter((k) => !k.startsWith('_'));
-        cfg[keys[key % keys.length]!] = value;
-        writeFileSync(path, JSON.stringify(cfg));
-        try {
-          const o = runCase(() => ['generate', 'a cat', '--model', model, '--steps', '1', '--out', 'x.png']);
-          expectContract(o, ['x.png']);
-        } finally {
-          writeFileSync(path, original);
-        }
+        expectContract(runWithConfig(file, keys[key % keys.length]!, value), ['x.png']);
       }),
       params(CLI_RUNS),
     );
+  });
+});
+
+/**
+ * Config values the fuzzer found that still end in exit 70 or run away on main: issue 13's config-level items,
+ * which the io branch fixes (validated configs and config limits). Marked so they flip when it lands: an
+ * `it.fails` that starts passing fails, and the marker must go.
+ */
+const KNOWN_IO_FAILURES: [item: string, file: string, key: string, value: unknown][] = [
+  ['issue 13 item 6 (io): norm_num_groups not dividing the channels', 'unet/config.json', 'norm_num_groups', 7],
+  ['issue 13 item 6 (io): an unknown act_fn', 'unet/config.json', 'act_fn', 'relu6'],
+  ['issue 13 item 6 (io): a negative layer_norm_eps', 'text_encoder/config.json', 'layer_norm_eps', -0.5],
+];
+
+function runWithConfig(file: string, key: string, value: unknown): Outcome {
+  const path = join(model, file);
+  const original = readFileSync(path, 'utf8');
+  writeFileSync(path, JSON.stringify({ ...(JSON.parse(original) as object), [key]: value }));
+  try {
+    return runCase(() => ['generate', 'a cat', '--model', model, '--steps', '1', '--out', 'x.png']);
+  } finally {
+    writeFileSync(path, original);
+  }
+}
+
+describe('fuzz: known failures left to the io branch', () => {
+  for (const [item, file, key, value] of KNOWN_IO_FAILURES) {
+    it.fails(`${item}: ${file} ${key} ${JSON.stringify(value)}`, () => {
+      expectContract(runWithConfig(file, key, value), ['x.png']);
+    });
+  }
+  it.skip('issue 13 item 5 (io): scheduler num_train_timesteps 1e9 runs for minutes (config limit)', () => {
+    expectContract(runWithConfig('scheduler/scheduler_config.json', 'num_train_timesteps', 1e9), ['x.png']);
   });
 });
 

@@ -164,6 +164,18 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/** Appends a log line; a full disk is a one-line error (the checkpoint before it stays resumable). */
+function appendLine(path: string, line: string): void {
+  try {
+    appendFileSync(path, line);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    throw new UserError(`cannot append to ${path} (${code}); the last checkpoint is kept: --resume continues from it`, {
+      cause: e,
+    });
+  }
+}
+
 /**
  * Cuts a JSON-lines log back to the rows at or before `step` (and drops a partial last line): after a kill, the
  * run resumes from its last checkpoint and would otherwise log the steps after it twice.
@@ -396,7 +408,7 @@ export async function trainShapes(
         gradNorm,
       });
       if (state.step % 25 === 0) {
-        appendFileSync(
+        appendLine(
           logPath,
           JSON.stringify({
             step: state.step,
@@ -452,7 +464,7 @@ async function writeSamples(
   });
   for (const k of Object.keys(n)) fullSuccess[k] = fullSuccess[k]! / n[k]!;
   const report: SampleReport = { step: state.step, grid: gridPath, fullSuccess, n };
-  appendFileSync(
+  appendLine(
     join(dir, 'samples.jsonl'),
     JSON.stringify({ ...report, captions: r.captions, success: r.success }) + '\n',
   );
