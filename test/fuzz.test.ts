@@ -303,14 +303,15 @@ describe('fuzz: model configs', () => {
 });
 
 /**
- * Config values the fuzzer found that still end in exit 70 or run away on main: issue 13's config-level items,
- * which the io branch fixes (validated configs and config limits). Marked so they flip when it lands: an
- * `it.fails` that starts passing fails, and the marker must go.
+ * Config values an earlier fuzz run found ending in exit 70 (ONNX Runtime's multi-line log, "internal error") or
+ * running away: issue 13's config-level items, fixed by the io work (validated configs, config limits). Kept as
+ * regression cases.
  */
-const KNOWN_IO_FAILURES: [item: string, file: string, key: string, value: unknown][] = [
-  ['issue 13 item 6 (io): norm_num_groups not dividing the channels', 'unet/config.json', 'norm_num_groups', 7],
-  ['issue 13 item 6 (io): an unknown act_fn', 'unet/config.json', 'act_fn', 'relu6'],
-  ['issue 13 item 6 (io): a negative layer_norm_eps', 'text_encoder/config.json', 'layer_norm_eps', -0.5],
+const FOUND_CONFIG_CASES: [item: string, file: string, key: string, value: unknown][] = [
+  ['issue 13 item 6: norm_num_groups not dividing the channels', 'unet/config.json', 'norm_num_groups', 7],
+  ['issue 13 item 6: an unknown act_fn', 'unet/config.json', 'act_fn', 'relu6'],
+  ['issue 13 item 6: a negative layer_norm_eps', 'text_encoder/config.json', 'layer_norm_eps', -0.5],
+  ['issue 13 item 5: num_train_timesteps 1e9', 'scheduler/scheduler_config.json', 'num_train_timesteps', 1e9],
 ];
 
 function runWithConfig(file: string, key: string, value: unknown): Outcome {
@@ -324,15 +325,14 @@ function runWithConfig(file: string, key: string, value: unknown): Outcome {
   }
 }
 
-describe('fuzz: known failures left to the io branch', () => {
-  for (const [item, file, key, value] of KNOWN_IO_FAILURES) {
-    it.fails(`${item}: ${file} ${key} ${JSON.stringify(value)}`, () => {
-      expectContract(runWithConfig(file, key, value), ['x.png']);
+describe('fuzz: config cases found earlier', () => {
+  for (const [item, file, key, value] of FOUND_CONFIG_CASES) {
+    it(`${item}: ${file} ${key} ${JSON.stringify(value)}`, () => {
+      const o = runWithConfig(file, key, value);
+      expectContract(o, []);
+      expect(o.code).toBe(1);
     });
   }
-  it.skip('issue 13 item 5 (io): scheduler num_train_timesteps 1e9 runs for minutes (config limit)', () => {
-    expectContract(runWithConfig('scheduler/scheduler_config.json', 'num_train_timesteps', 1e9), ['x.png']);
-  });
 });
 
 // ------------------------------------------------------------------------------------------------- arguments
