@@ -38,7 +38,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { autoSubjects, type AutoSubjects } from '../attention/auto-subjects.js';
 import { meanMaps, tokenMap } from '../attention/render.js';
 import { UserError } from '../errors.js';
-import { readRegularFile } from '../io/files.js';
+import { readInputFile } from '../io/regular-file.js';
 import { onCleanup } from '../util/cleanup.js';
 import { blendImages, heatmap } from '../image/colormap.js';
 import { floatToRgb8 } from '../image/convert.js';
@@ -351,7 +351,7 @@ export interface ReadResults {
 /** Rows of a results.jsonl; invalid lines (and a partial last line) are counted and skipped. */
 export function readResults(path: string): ReadResults {
   if (!existsSync(path)) return { rows: [], ignored: 0, completeBytes: 0, bytes: 0 };
-  const buf = readRegularFile(path, 'results file', Number.MAX_SAFE_INTEGER);
+  const buf = readInputFile(path, 'results file', Number.MAX_SAFE_INTEGER);
   const lastNl = buf.lastIndexOf(0x0a);
   const completeBytes = lastNl + 1;
   const rows: BenchRow[] = [];

@@ -42,7 +42,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { UserError } from '../errors.js';
-import { readRegularFile } from '../io/files.js';
+import { readInputFile } from '../io/regular-file.js';
 import { captionFor } from '../shapes/generate.js';
 import { parsePrompt, type PromptObject } from '../shapes/prompt.js';
 import { Rng } from '../shapes/rng.js';
@@ -267,7 +267,7 @@ export function readPromptFile(path: string): SuitePrompt[] {
   if (!existsSync(path))
     throw new UserError(`--suite ${path}: no such file (built-in suites: ${BUILTIN_SUITES.join(', ')})`);
   if (statSync(path).isDirectory()) throw new UserError(`--suite ${path} is a directory, not a .jsonl file`);
-  const text = readRegularFile(path, '--suite', 256 * 1024 ** 2).toString('utf8');
+  const text = readInputFile(path, '--suite', 256 * 1024 ** 2).toString('utf8');
   const out: SuitePrompt[] = [];
   const lines = text.split(/\r?\n/);
   lines.forEach((line, i) => {

@@ -7,7 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 import { UserError } from '../errors.js';
-import { readRegularFile } from '../io/files.js';
+import { readInputFile } from '../io/regular-file.js';
 import { checkMemory } from '../util/memory.js';
 import { checkSize, type Rgb, type RgbImage, WHITE } from './image.js';
 
@@ -160,7 +160,7 @@ export function decodePng(source: Uint8Array | string, options: DecodeOptions = 
   let name: string;
   if (typeof source === 'string') {
     name = source;
-    buf = readRegularFile(source, 'image', MAX_PNG_FILE_BYTES);
+    buf = readInputFile(source, 'image', MAX_PNG_FILE_BYTES);
   } else {
     name = options.name ?? 'image';
     buf = Buffer.isBuffer(source) ? source : Buffer.from(source.buffer, source.byteOffset, source.byteLength);

@@ -26,7 +26,7 @@ import {
 import { basename, dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { onCleanup } from '../util/cleanup.js';
-import { describeFileType } from './files.js';
+import { describeFileType } from './regular-file.js';
 
 interface Planned {
   flag: string;

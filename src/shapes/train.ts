@@ -7,7 +7,7 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } 
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { composeGrid, encodePng, floatToRgb8, writeFileAtomic, type RgbImage } from '../image/index.js';
-import { checkRegularFile, readRegularFile } from '../io/files.js';
+import { checkInputFile, readInputFile } from '../io/regular-file.js';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { generate } from '../pipeline/generate.js';
 import { StableDiffusion } from '../pipeline/stable-diffusion.js';
@@ -115,7 +115,7 @@ export const RUN_SETTINGS: readonly (readonly [keyof ShapesTrainOptions, string]
 export function readRunOptions(runDir: string): Partial<ShapesTrainOptions> | null {
   const path = join(runDir, CHECKPOINT);
   if (!existsSync(path)) return null;
-  checkRegularFile(path, 'checkpoint');
+  checkInputFile(path, 'checkpoint');
   const file = SafetensorsFile.open(path);
   try {
     const text = file.metadata['options'];
@@ -182,7 +182,7 @@ function appendLine(path: string, line: string): void {
  */
 export function trimLog(path: string, step: number): void {
   if (!existsSync(path)) return;
-  const text = readRegularFile(path, 'log').toString('utf8');
+  const text = readInputFile(path, 'log').toString('utf8');
   const kept: string[] = [];
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;

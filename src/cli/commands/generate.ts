@@ -23,7 +23,7 @@ import { describeSubject, resolveSubjects, subjectsJson, type ResolvedSubjects }
 import { UserError } from '../../errors.js';
 import { floatToRgb8 } from '../../image/convert.js';
 import { encodePng } from '../../image/png.js';
-import { checkRegularFile } from '../../io/files.js';
+import { checkInputFile } from '../../io/regular-file.js';
 import { OutputFiles } from '../../io/outputs.js';
 import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, SafetensorsFile, writeSafetensors } from '../../io/safetensors.js';
@@ -193,7 +193,7 @@ function splitLatentsSpec(spec: string): { file: string; key: string } {
 
 function readLatentsFile(spec: string): { tensor: Tensor; file: string; key: string } {
   const { file, key } = splitLatentsSpec(spec);
-  checkRegularFile(file, '--latents'); // a FIFO would block the open
+  checkInputFile(file, '--latents'); // a FIFO would block the open
   let st: SafetensorsFile;
   try {
     st = SafetensorsFile.open(file);

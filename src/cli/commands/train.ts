@@ -7,7 +7,7 @@ import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { SafetensorsFile } from '../../io/safetensors.js';
 import { checkReplaceableModelFolder, shapesModelConfig } from '../../shapes/model.js';
-import { checkRegularFile } from '../../io/files.js';
+import { checkInputFile } from '../../io/regular-file.js';
 import {
   exportShapesModel,
   readRunOptions,
@@ -164,7 +164,7 @@ Examples:
       checkReplaceableModelFolder(flags.out);
       const cfg = shapesModelConfig();
       const checkpoint = join(flags.run, 'checkpoint.safetensors');
-      checkRegularFile(checkpoint, '--run: checkpoint');
+      checkInputFile(checkpoint, '--run: checkpoint');
       const file = SafetensorsFile.open(checkpoint);
       try {
         const weights = new Map<string, Float32Array>();
