@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { appendRow } from '../src/bench/run.js';
+import { appendLine } from '../src/bench/run.js';
 import { UserError } from '../src/errors.js';
 import { decodePng, encodePng, readPngHeader } from '../src/image/png.js';
 import { OutputFiles } from '../src/io/outputs.js';
@@ -222,12 +222,12 @@ describe('the memory budget (item 5)', () => {
 // -------------------------------------------------------------------------------------------- item 6: write errors
 
 describe('write errors are one line (item 6)', () => {
-  it('appendRow: ENOSPC (/dev/full) is a UserError naming the file', () => {
+  it('appendLine: ENOSPC (/dev/full) is a UserError naming the file', () => {
     if (!existsSync('/dev/full')) return;
     const fd = openSync('/dev/full', 'w');
     try {
-      expect(() => appendRow(fd, 'out/results.jsonl', Buffer.from('{"a":1}\n'), 3)).toThrow(
-        /^cannot append to out\/results\.jsonl: no space left on the device \(ENOSPC\); the 3 rows before it are kept/,
+      expect(() => appendLine(fd, 'out/results.jsonl', Buffer.from('{"a":1}\n'))).toThrow(
+        /^cannot append to out\/results\.jsonl: no space left on the device \(ENOSPC\); the rows before it are kept/,
       );
     } finally {
       closeSync(fd);
@@ -263,7 +263,7 @@ describe('write errors are one line (item 6)', () => {
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).not.toMatch(/internal error|\bat .*:\d+:\d+/);
     expect(r.stderr.trimEnd().split('\n').at(-1)).toMatch(
-      /^s2i: error: cannot append to .*results\.jsonl: the file is too large \(EFBIG\); the 0 rows before it are kept/,
+      /^s2i: error: cannot append to .*results\.jsonl: the file is too large \(EFBIG\); the rows before it are kept/,
     );
     expect(statSync(join(out, 'results.jsonl')).size).toBe(before);
     expect(existsSync(join(out, '.bench.lock'))).toBe(false);
