@@ -13,6 +13,8 @@ import * as op from '../graph/ops.js';
 import type { GuidanceMethod, StepContext } from '../methods/types.js';
 import { createSampler, defaultSampler, resolveSchedulerConfig, type SamplerName } from '../schedulers/index.js';
 import { firstNonFinite, numel, type Tensor } from '../tensor.js';
+import { checkMemory } from '../util/memory.js';
+import { generationFootprint } from './footprint.js';
 import { GaussianRng } from '../util/random.js';
 import type { StableDiffusion } from './stable-diffusion.js';
 
@@ -143,6 +145,18 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
   if (height % f !== 0 || width % f !== 0)
     throw new UserError(`image size ${height}x${width} is not a multiple of the VAE factor ${f}`);
   const latentShape = [1, model.latentChannels, height / f, width / f] as const;
+  // Before anything is allocated: refuse sizes that cannot fit (a 4096x4096 SD image needs hundreds of GB).
+  const footprint = generationFootprint({
+    unet: model.unetConfig,
+    vae: model.vaeConfig,
+    parameters: model.parameterCount,
+    latentHeight: latentShape[2],
+    latentWidth: latentShape[3],
+    scaleFactor: f,
+    materializedAttention: options.method !== undefined || options.recordAttention !== undefined,
+    gradient: options.method?.beforeGuidedPass !== undefined,
+  });
+  checkMemory(footprint.bytes, `a ${width}x${height} image (${footprint.largest})`);
 
   const samplerName = options.sampler ?? defaultSampler(model.schedulerConfig, model.folder.componentDir('scheduler'));
   const schedulerConfig = resolveSchedulerConfig(samplerName, model.schedulerConfig, options.schedulerOverrides ?? {});
@@ -157,6 +171,8 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
   const tEncode = performance.now();
   const cond = await model.encodePrompt(options.prompt);
   const uncond = await model.encodePrompt(options.negativePrompt ?? '');
+  if (firstNonFinite(cond.data) >= 0 || firstNonFinite(uncond.data) >= 0)
+    throw new UserError(`the text encoder's output holds NaN or Inf: ${await model.diagnoseNonFinite('text_encoder')}`);
   const encodeMs = performance.now() - tEncode;
   const [tokens, dim] = [cond.shape[1]!, cond.shape[2]!];
   const context = { data: new Float32Array(2 * tokens * dim), shape: [2, tokens, dim] };
@@ -251,6 +267,10 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
     }
     const out = await session.run(feeds);
     const pred = out['noise_pred']!.data;
+    if (firstNonFinite(pred) >= 0 && firstNonFinite(batch) < 0)
+      throw new UserError(
+        `the UNet's output holds NaN or Inf at step ${i} (t=${timestep}): ${await model.diagnoseNonFinite('unet')}`,
+      );
     const n = scaled.length;
     const g32 = Math.fround(guidance);
     const guided = new Float32Array(n);
@@ -260,6 +280,9 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
     }
     const rawMaps = out['attention_maps_raw'] ?? null;
     const usedMaps = out['attention_maps'] ?? rawMaps;
+    for (const m of [rawMaps, usedMaps])
+      if (m && firstNonFinite(m.data) >= 0)
+        throw new UserError(`the cross-attention maps hold NaN or Inf at step ${i} (t=${timestep})`);
     if (usedMaps && (!recordSteps || recordSteps.has(i))) result.attentionMaps.set(i, usedMaps);
     if (rawMaps && edit) result.rawAttentionMaps.set(i, rawMaps);
     method?.afterGuidedPass?.(ctx(), rawMaps);
@@ -295,6 +318,9 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
   result.finalLatents = latents;
   const tDecode = performance.now();
   result.image = await model.decode(latents);
+  // The decoded image becomes the output: NaN would silently turn into black pixels.
+  if (firstNonFinite(result.image.data) >= 0)
+    throw new UserError(`the VAE decoder's output holds NaN or Inf: ${await model.diagnoseNonFinite('vae')}`);
   result.timings.decodeMs = performance.now() - tDecode;
   result.timings.totalMs = performance.now() - t0;
   return result;

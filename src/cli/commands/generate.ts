@@ -4,13 +4,15 @@
  * (pipeline/request.ts), which the library checks, runs and hands back resolved; this file parses and formats.
  *
  * Every option is checked before any work starts (one-line `s2i: error: ...`, exit 1), and nothing is written
- * until the whole run has succeeded; each file is written atomically.
+ * until the whole run has succeeded: the output files are planned with the flags (io/outputs.ts), written to
+ * temporary files and put in place together; an error or an interrupt leaves none of them.
  */
 import { randomInt } from 'node:crypto';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { FieldError, UserError } from '../../errors.js';
-import { encodePng, writeFileAtomic } from '../../image/png.js';
+import { encodePng } from '../../image/png.js';
+import { OutputFiles } from '../../io/outputs.js';
 import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, writeSafetensors } from '../../io/safetensors.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
@@ -21,7 +23,6 @@ import type { LoadOptions } from '../../pipeline/stable-diffusion.js';
 import { parseSamplerName } from '../../schedulers/index.js';
 import { defaultModelDir } from '../defaults.js';
 import {
-  checkOutputFiles,
   flagOf,
   interactive,
   listItems,
@@ -102,8 +103,11 @@ function parseAttentionSteps(value: string | undefined): number[] | 'all' | 'mea
 
 type Parsed = Omit<GenerateCommandRun, 'run'> & { modelDir: string; load: LoadOptions };
 
-/** Flags → one request, and what only the command handles (model folder, threads, files, enlargement). */
-function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
+/**
+ * Flags → one request, and what only the command handles (model folder, threads, files, enlargement). The output
+ * files are planned in `files`.
+ */
+function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): Parsed {
   const modelDir = flags.model ?? defaultModelDir();
   if (modelDir === null)
     throw new UserError(
@@ -162,11 +166,9 @@ function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
   const predictionType = opt(flags.predictionType, (v) => parsePredictionType(v, '--prediction-type'));
   if (predictionType !== undefined) load.predictionType = predictionType;
   const upscale = opt(flags.upscale, (v) => parseInteger(v, '--upscale', 1, 16)) ?? 1;
-  const [image, latentsOut, maps] = checkOutputFiles([
-    ['--out', flags.out ?? `s2i-${seed}.png`],
-    ['--save-latents', flags.saveLatents],
-    ['--attention-maps', flags.attentionMaps],
-  ]);
+  const image = files.file(flags.out ?? `s2i-${seed}.png`, '--out');
+  const latentsOut = opt(flags.saveLatents, (v) => files.file(v, '--save-latents'));
+  const maps = opt(flags.attentionMaps, (v) => files.file(v, '--attention-maps'));
   const latents = opt(flags.latents, (v) => readTensorSpec(v, '--latents', 'latents')) ?? null;
   if (latents) request.initialLatents = latents.tensor;
   return {
@@ -175,7 +177,7 @@ function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
     load,
     threads,
     latents: latents && { file: latents.file, key: latents.key },
-    outputs: { image: image!, latents: latentsOut ?? null, maps: maps ?? null },
+    outputs: { image, latents: latentsOut ?? null, maps: maps ?? null },
     upscale,
   };
 }
@@ -184,16 +186,35 @@ function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
 // the run
 
 async function run(prompt: string, flags: GenerateFlags): Promise<void> {
-  const p = parseFlags(prompt, flags);
+  // The files are written only once the whole run has succeeded, together; on an error none is left.
+  const done = await new OutputFiles().run(async (files) => {
+    const p = parseFlags(prompt, flags, files);
+    const r = await generateRun(p, flags);
+    // Everything is made in memory first.
+    const k = p.upscale;
+    const written = k > 1 ? resizeNearest(r.image, r.image.width * k, r.image.height * k) : r.image;
+    files.write(p.outputs.image, encodePng(written.data, written.width, written.height));
+    if (p.outputs.latents) {
+      const meta = { format: 'pt', prompt, seed: String(r.seed), sampler: r.sampler, steps: String(r.steps) };
+      files.writeWith(p.outputs.latents, (temp) => writeSafetensors(temp, { latents: r.result.finalLatents }, meta));
+    }
+    if (p.outputs.maps && r.picture)
+      files.write(p.outputs.maps, encodePng(r.picture.data, r.picture.width, r.picture.height));
+    return { ...p, run: r } satisfies GenerateCommandRun;
+  });
+  process.stdout.write(flags.json ? `${JSON.stringify(jsonReport(done))}\n` : summary(done));
+}
+
+/** The one library call, with a progress bar. */
+async function generateRun(p: Parsed, flags: GenerateFlags): Promise<GenerateCommandRun['run']> {
   const bar = interactive(flags.json)
     ? new SingleBar({
         format: 'generate {bar} {value}/{total} steps | {ms} ms/step | eta {eta_formatted}',
         hideCursor: true,
       })
     : null;
-  let r: GenerateCommandRun['run'];
   try {
-    r = await generateFromFolder(p.modelDir, p.request, p.load, {
+    return await generateFromFolder(p.modelDir, p.request, p.load, {
       onStart: (total) => bar?.start(total, 0, { ms: '-' }),
       onStep: (s) => bar?.update(s.index + 1, { ms: s.ms.toFixed(0) }),
     });
@@ -209,19 +230,6 @@ async function run(prompt: string, flags: GenerateFlags): Promise<void> {
   } finally {
     bar?.stop();
   }
-  // Everything is made in memory first; files are written only once the whole run has succeeded.
-  const k = p.upscale;
-  const written = k > 1 ? resizeNearest(r.image, r.image.width * k, r.image.height * k) : r.image;
-  const png = encodePng(written.data, written.width, written.height);
-  const mapsPng = r.picture && encodePng(r.picture.data, r.picture.width, r.picture.height);
-  writeFileAtomic(p.outputs.image, png);
-  if (p.outputs.latents) {
-    const meta = { format: 'pt', prompt, seed: String(r.seed), sampler: r.sampler, steps: String(r.steps) };
-    writeSafetensors(p.outputs.latents, { latents: r.result.finalLatents }, meta);
-  }
-  if (p.outputs.maps && mapsPng) writeFileAtomic(p.outputs.maps, mapsPng);
-  const done: GenerateCommandRun = { ...p, run: r };
-  process.stdout.write(flags.json ? `${JSON.stringify(jsonReport(done))}\n` : summary(done));
 }
 
 const d = ATTEND_EXCITE_DEFAULTS;
