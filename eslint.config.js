@@ -10,7 +10,7 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   prettier,
   {
-    files: ['bin/**/*.js', 'scripts/**/*.js', '*.js'],
+    files: ['bin/**/*.js', 'scripts/**/*.js', '*.js', 'test/**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
   {

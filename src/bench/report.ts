@@ -3,7 +3,8 @@
  * for the README) and the self-contained HTML report (the table and image grids with every image's score, images
  * embedded as base64 PNG data URLs).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readInputFile } from '../io/regular-file.js';
 import { join } from 'node:path';
 import { drawText, textHeight, textWidth } from '../image/font.js';
 import { blit, createImage, fillRect, type Rgb, type RgbImage } from '../image/image.js';
@@ -329,7 +330,7 @@ function dataUrl(out: string, rel: string | null): string | null {
   if (!rel) return null;
   const p = join(out, rel);
   if (!existsSync(p)) return null;
-  return `data:image/png;base64,${readFileSync(p).toString('base64')}`;
+  return `data:image/png;base64,${readInputFile(p, 'image').toString('base64')}`;
 }
 
 /** What went wrong with an image, object by object ("missing blue square", "red circle → blue (leak)", "+1 extra"). */

@@ -24,11 +24,11 @@ import * as fs from 'node:fs';
 import {
   closeSync,
   existsSync,
+  fstatSync,
   ftruncateSync,
   mkdirSync,
   openSync,
   readdirSync,
-  readFileSync,
   readSync,
   statSync,
   writeSync,
@@ -38,6 +38,8 @@ import lockfile from 'proper-lockfile';
 import { autoSubjects, type AutoSubjects } from '../prompt/auto-subjects.js';
 import { meanMaps, tokenMap } from '../attention/render.js';
 import { FieldError, UserError } from '../errors.js';
+import { readInputFile } from '../io/regular-file.js';
+import { onCleanup } from '../util/cleanup.js';
 import { blendImages, heatmap } from '../image/colormap.js';
 import { floatToRgb8 } from '../image/convert.js';
 import { composeGrid } from '../image/grid.js';
@@ -362,7 +364,7 @@ export interface ReadResults {
 /** Rows of a results.jsonl; invalid lines (and a partial last line) are counted and skipped. */
 export function readResults(path: string): ReadResults {
   if (!existsSync(path)) return { rows: [], ignored: 0, completeBytes: 0, bytes: 0 };
-  const buf = readFileSync(path);
+  const buf = readInputFile(path, 'results file', Number.MAX_SAFE_INTEGER);
   const lastNl = buf.lastIndexOf(0x0a);
   const completeBytes = lastNl + 1;
   const rows: BenchRow[] = [];
@@ -445,12 +447,27 @@ function acquireLock(out: string): () => void {
         onCompromised: () => {},
         fs: lockFs,
       });
-      // Writing the pid into the lock directory changes its mtime, which proper-lockfile would take for another
-      // process touching its lock: put the mtime back.
-      const made = fs.statSync(path);
-      fs.writeFileSync(join(path, 'pid'), `${process.pid}\n`);
-      fs.utimesSync(path, made.atime, made.mtime);
-      return release;
+      // proper-lockfile removes the lock when the process exits; the cleanup handler releases it as well, so an
+      // interrupted run (Ctrl-C, kill) gives it up before the process ends, whoever handles the signal.
+      let released = false;
+      const releaseOnce = () => {
+        if (released) return;
+        released = true;
+        unregister();
+        release();
+      };
+      const unregister = onCleanup(releaseOnce);
+      try {
+        // Writing the pid into the lock directory changes its mtime, which proper-lockfile would take for another
+        // process touching its lock: put the mtime back.
+        const made = fs.statSync(path);
+        fs.writeFileSync(join(path, 'pid'), `${process.pid}\n`);
+        fs.utimesSync(path, made.atime, made.mtime);
+      } catch (e) {
+        releaseOnce();
+        throw e;
+      }
+      return releaseOnce;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ELOCKED')
         throw new FieldError('out', (name) => `${name} ${out}: cannot take the lock ${path}: ${(e as Error).message}`, {
@@ -705,10 +722,9 @@ function benchImage(
 }
 
 /** Appends one row to results.jsonl with a single write (a crash leaves at most a partial last line). */
-export function appendRow(fd: number, row: BenchRow): void {
-  const line = Buffer.from(`${JSON.stringify(row)}\n`, 'utf8');
-  let off = 0;
-  while (off < line.length) off += writeSync(fd, line, off, line.length - off);
+/** Appends one row to results.jsonl (`path` names it in errors); see `appendLine`. */
+export function appendRow(fd: number, row: BenchRow, path = RESULTS_FILE): void {
+  appendLine(fd, path, Buffer.from(`${JSON.stringify(row)}\n`, 'utf8'));
 }
 
 // ------------------------------------------------------------------------------------------------------ the run
@@ -881,7 +897,7 @@ async function runLocked(
       for (const { it, prepared } of slice) {
         const made = fresh.get(prepared.key);
         if (made) {
-          appendRow(fd, made.row);
+          appendRow(fd, made.row, resultsPath);
           byKey.set(prepared.key, made.row);
           fresh.delete(prepared.key);
         }
@@ -899,11 +915,38 @@ async function runLocked(
   return { items, generated, skipped, ignoredLines: existing.ignored, resultsPath, settings: base };
 }
 
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
+/**
+ * Appends one row with a single write. When the write fails (a full disk, a file-size limit, an I/O error), the
+ * file is cut back to what it held before, so no partial line is left, and the error is one line naming the file:
+ * the rows already there are kept and a rerun resumes after them.
+ */
+export function appendLine(fd: number, path: string, line: Uint8Array): void {
+  let start: number | null = null;
+  try {
+    start = fstatSync(fd).size;
+  } catch {
+    // not a file we can measure: nothing to cut back
+  }
+  let off = 0;
+  try {
+    while (off < line.length) off += writeSync(fd, line, off, line.length - off);
+  } catch (e) {
+    if (start !== null && off > 0) {
+      try {
+        ftruncateSync(fd, start);
+      } catch {
+        // the partial line is dropped on resume anyway
+      }
+    }
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    const why = code === 'ENOSPC' ? 'no space left on the device' : code === 'EFBIG' ? 'the file is too large' : code;
+    throw new UserError(
+      `cannot append to ${path}: ${why} (${code}); the rows before it are kept, and a rerun resumes after them`,
+      { cause: e },
+    );
+  }
 }
 
-/** Writes a text file atomically (summary files). */
-export function writeText(path: string, text: string): void {
-  writeFileAtomic(path, Buffer.from(text, 'utf8'));
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
 }

@@ -40,8 +40,9 @@
  * blank lines are skipped). The objects each prompt asks for come from `parsePrompt`; a bad line is a `UserError`
  * naming the file and the line.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { FieldError, UserError } from '../errors.js';
+import { readInputFile } from '../io/regular-file.js';
 import { captionFor } from '../shapes/generate.js';
 import { parsePrompt, type PromptObject } from '../shapes/prompt.js';
 import { Rng } from '../shapes/rng.js';
@@ -268,9 +269,13 @@ export function readPromptFile(path: string): SuitePrompt[] {
   if (statSync(path).isDirectory()) throw new FieldError('suite', `${path} is a directory, not a .jsonl file`);
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    // A regular file only (a FIFO would block), opened without blocking; at most 256 MB.
+    text = readInputFile(path, 'suite', 256 * 1024 ** 2).toString('utf8');
   } catch (e) {
-    throw new FieldError('suite', `${path}: cannot read it: ${(e as Error).message}`, { cause: e });
+    // readInputFile's messages start with the name it was given: the field, which the CLI calls by its flag.
+    if (e instanceof UserError && e.message.startsWith('suite '))
+      throw new FieldError('suite', e.message.slice('suite '.length), { cause: e });
+    throw e;
   }
   const out: SuitePrompt[] = [];
   const lines = text.split(/\r?\n/);

@@ -4,6 +4,8 @@
  */
 import { Command, CommanderError } from 'commander';
 import { FieldError, isUserError } from '../errors.js';
+import { installSignalHandlers } from '../util/cleanup.js';
+import { MEMORY_ENV, setMemoryBudget } from '../util/memory.js';
 import { flagOf } from './options.js';
 import { registerCommands } from './commands/index.js';
 
@@ -20,7 +22,16 @@ export function buildProgram(): Command {
     )
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
+    .option(
+      '--max-memory <size>',
+      `memory budget for large allocations, e.g. 16G or off (default: ${MEMORY_ENV}, else physical memory)`,
+    )
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride();
+  program.hook('preAction', () => {
+    const budget = program.opts<{ maxMemory?: string }>().maxMemory;
+    if (budget !== undefined) setMemoryBudget(budget);
+  });
   registerCommands(program);
   return program;
 }
@@ -28,9 +39,10 @@ export function buildProgram(): Command {
 /** Run the CLI; returns the process exit code (never throws for user errors). */
 export async function main(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
+  installSignalHandlers();
   try {
     await program.parseAsync([...argv], { from: 'user' });
-    return 0;
+    return typeof process.exitCode === 'number' ? process.exitCode : 0; // a command may set it (an interrupted run)
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode; // commander already printed help/version/usage error
     if (isUserError(e)) {

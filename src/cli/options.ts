@@ -1,10 +1,11 @@
 /** Parsing and validating option values: one-line UserErrors that name the option. */
-import { existsSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
 import { UserError } from '../errors.js';
+import { checkInputFile } from '../io/regular-file.js';
 import { quoteKey, SafetensorsFile } from '../io/safetensors.js';
 import { LOSS_TERMS, type LossWeights } from '../methods/suppress.js';
-import type { Tensor } from '../tensor.js';
+import { shapeString, type Tensor } from '../tensor.js';
+import { checkMemory } from '../util/memory.js';
 import { PREDICTION_TYPES, type PredictionType } from '../pipeline/stable-diffusion.js';
 
 export function parseInteger(value: string, flag: string, lo = -(2 ** 53 - 1), hi = 2 ** 53 - 1): number {
@@ -82,6 +83,12 @@ export const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
   split: '--split',
   out: '--out',
   resume: '--resume',
+  runDir: '--run',
+  changeSettings: '--change-settings',
+  trainBatchSize: '--batch',
+  lr: '--lr',
+  warmupSteps: '--warmup',
+  emaDecay: '--ema-decay',
   config: '--config',
   predictionType: '--prediction-type',
   images: '--images',
@@ -151,6 +158,7 @@ export function readTensorSpec(
   const i = spec.lastIndexOf(':');
   const split = !existsSync(spec) && i > 0 && !spec.slice(i + 1).includes('/');
   const [file, key] = split ? [spec.slice(0, i), spec.slice(i + 1) || defaultKey] : [spec, defaultKey];
+  checkInputFile(file, flag); // a FIFO would block the open
   let st: SafetensorsFile;
   try {
     st = SafetensorsFile.open(file);
@@ -166,24 +174,10 @@ export function readTensorSpec(
         : 'it holds no tensors';
       throw new UserError(`${flag}: ${st.path} has no tensor ${quoteKey(key)} (${list}); name one as FILE:KEY`);
     }
+    const { shape } = st.info(key);
+    checkMemory(shape.reduce((a, b) => a * b, 1) * 4, `${flag}: tensor ${quoteKey(key)} ${shapeString(shape)}`);
     return { tensor: st.read(key), file: st.path, key };
   } finally {
     st.close();
   }
-}
-
-/** Output files: their folders exist, none is a folder, no two are the same file. */
-export function checkOutputFiles(paths: [flag: string, path: string | undefined][]): (string | null)[] {
-  const seen = new Map<string, string>();
-  return paths.map(([flag, path]) => {
-    if (path === undefined) return null;
-    const abs = resolve(path);
-    const dir = dirname(abs);
-    if (!existsSync(dir) || !statSync(dir).isDirectory())
-      throw new UserError(`${flag} ${path}: directory ${dir} does not exist`);
-    if (existsSync(abs) && statSync(abs).isDirectory()) throw new UserError(`${flag} ${path} is a directory`);
-    if (seen.has(abs)) throw new UserError(`${seen.get(abs)} and ${flag} name the same file ${abs}`);
-    seen.set(abs, flag);
-    return abs;
-  });
 }

@@ -23,7 +23,9 @@ import { createRequire } from 'node:module';
 import { availableParallelism, cpus, homedir, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { UserError } from '../errors.js';
 import type { Int64Tensor, Tensor } from '../tensor.js';
+import { onCleanup } from '../util/cleanup.js';
 import { shapeSize, type Graph, type Value } from './graph.js';
 import { serializeGraph } from './onnx.js';
 
@@ -141,6 +143,12 @@ interface Serialized {
 function serialize(graph: Graph, external: boolean, link: boolean, keepHalf: boolean): Serialized {
   if (!external) return { bytes: serializeGraph(graph, { keepHalf }), path: null, dependencies: [], cleanup: () => {} };
   const dir = privateFolder(graph, keepHalf);
+  // Removed when the session exists, or on an error, or when the process is interrupted before either.
+  const forget = onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  const remove = () => {
+    forget();
+    rmSync(dir, { recursive: true, force: true });
+  };
   try {
     const links = new Map<string, string | null>();
     const dependencies: string[] = [];
@@ -169,9 +177,18 @@ function serialize(graph: Graph, external: boolean, link: boolean, keepHalf: boo
     const path = join(dir, 'model.onnx');
     writeFileSync(path, bytes);
     if (statSync(weights).size > 0) dependencies.push(`weights.bin:${hashFile(weights)}`);
-    return { bytes, path, dependencies, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+    return { bytes, path, dependencies, cleanup: remove };
   } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
+    remove();
+    const code = (e as NodeJS.ErrnoException).code;
+    // A full disk or a file-size limit where the model is written is the user's to fix, not a bug.
+    if (code === 'ENOSPC' || code === 'EFBIG' || code === 'EDQUOT' || code === 'EROFS' || code === 'EACCES')
+      throw new UserError(
+        `cannot write ONNX Runtime's model files to ${dirname(dir)} (${code}); free space there or set TMPDIR`,
+        {
+          cause: e,
+        },
+      );
     throw e;
   }
 }
@@ -442,6 +459,7 @@ async function openSession(
   } catch {
     return { session: await plain(), cache: 'off' };
   }
+  const forget = onCleanup(() => rmSync(tmp, { recursive: true, force: true }));
   try {
     const saving: ort.InferenceSession.SessionOptions = {
       ...options,
@@ -474,5 +492,7 @@ async function openSession(
   } catch {
     rmSync(tmp, { recursive: true, force: true });
     return { session: await plain(), cache: 'off' };
+  } finally {
+    forget();
   }
 }

@@ -31,6 +31,8 @@ import {
   type SamplerName,
 } from '../schedulers/index.js';
 import { firstNonFinite, numel, type Tensor } from '../tensor.js';
+import { checkMemory } from '../util/memory.js';
+import { generationFootprint } from './footprint.js';
 import { GaussianRng } from '../util/random.js';
 import { defaultBatchSize } from './batch-size.js';
 import type { StableDiffusion } from './stable-diffusion.js';
@@ -227,6 +229,19 @@ function planRun(model: StableDiffusion, samples: readonly SampleRequest[], opti
   const f = model.scaleFactor;
   if (height % f !== 0 || width % f !== 0)
     throw new UserError(`image size ${height}x${width} is not a multiple of the VAE factor ${f}`);
+  // Before anything is allocated: refuse sizes that cannot fit even one image (a 4096x4096 SD image needs
+  // hundreds of GB); how many images fit together is the batch size's business (batch-size.ts).
+  const footprint = generationFootprint({
+    unet: model.unetConfig,
+    vae: model.vaeConfig,
+    parameters: model.parameterCount,
+    latentHeight: height / f,
+    latentWidth: width / f,
+    scaleFactor: f,
+    materializedAttention: samples.some((s) => s.method) || options.recordAttention !== undefined,
+    gradient: samples.some((s) => s.method?.usesGradients === true),
+  });
+  checkMemory(footprint.bytes, `a ${width}x${height} image (${footprint.largest})`);
   const samplerName = options.sampler ?? defaultSampler(model.schedulerConfig, model.folder.componentDir('scheduler'));
   return {
     steps,
@@ -307,6 +322,11 @@ async function runBatch(
   const texts = [...new Set(requests.flatMap((r) => [r.prompt, r.negativePrompt ?? '']))];
   const embedded = await model.encodePrompts(texts);
   const embedding = (text: string) => embedded[texts.indexOf(text)]!;
+  for (const e of embedded)
+    if (firstNonFinite(e.data) >= 0)
+      throw new UserError(
+        `the text encoder's output holds NaN or Inf: ${await model.diagnoseNonFinite('text_encoder')}`,
+      );
   const encodeMs = performance.now() - tEncode;
   const [tokens, dim] = [embedded[0]!.shape[1]!, embedded[0]!.shape[2]!];
 
@@ -315,7 +335,7 @@ async function runBatch(
   const batch = (b: number) => ({ size: B, index: b });
   const start = (r: SampleRequest, b: number) =>
     startSample(r, plan, options, embedding, recording.resolution, batch(b));
-  const loop: CallLoop = { unet, plan, options, recording, batchIndex, batches, tokens, dim };
+  const loop: CallLoop = { model, unet, plan, options, recording, batchIndex, batches, tokens, dim };
 
   const tDenoise = performance.now();
   let runs = requests.map((r, b) => start(r, b));
@@ -338,6 +358,9 @@ async function runBatch(
   const stacked = new Float32Array(B * perSample);
   runs.forEach((s, b) => stacked.set(s.latents.data, b * perSample));
   const images = await model.decode({ data: stacked, shape: [B, c, h, w] });
+  // The decoded images become the output: NaN would silently turn into black pixels.
+  if (firstNonFinite(images.data) >= 0)
+    throw new UserError(`the VAE decoder's output holds NaN or Inf: ${await model.diagnoseNonFinite('vae')}`);
   const imageSize = images.data.length / B;
   const decodeMs = performance.now() - tDecode;
   const totalMs = performance.now() - t0;
@@ -352,6 +375,7 @@ async function runBatch(
 
 /** What the sampler loop over a set of samples needs beyond the samples. */
 interface CallLoop {
+  model: StableDiffusion;
   unet: ReturnType<StableDiffusion['unetAccess']>;
   plan: Plan;
   options: BatchOptions;
@@ -391,6 +415,13 @@ async function runCalls(
     const wantMaps = resolution !== null && (everyCall || !recordSteps || recordSteps.has(i));
     const edits = runs.map((s) => s.request.method?.guidedPassEdit?.(ctx) ?? null);
     const out = await guidedPass(unet, runs, context, timestep, i, wantMaps ? resolution : null, edits);
+    if (firstNonFinite(out.noisePred) >= 0 && runs.every((s) => firstNonFinite(s.latents.data) < 0))
+      throw new UserError(
+        `the UNet's output holds NaN or Inf at step ${i} (t=${timestep}): ${await loop.model.diagnoseNonFinite('unet')}`,
+      );
+    for (const maps of [...(out.rawMaps ?? []), ...(out.usedMaps ?? [])])
+      if (firstNonFinite(maps.data) >= 0)
+        throw new UserError(`the cross-attention maps hold NaN or Inf at step ${i} (t=${timestep})`);
     const predicted = runs.map((s, b) => {
       const rawMaps = out.rawMaps?.[b] ?? null;
       const usedMaps = out.usedMaps?.[b] ?? rawMaps;

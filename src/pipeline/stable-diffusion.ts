@@ -23,7 +23,8 @@ import { unet2dCondition, type UNetConfig, type UNetInputs, type UNetOptions } f
 import { vaeDecode, vaeEncode, type VaeConfig } from '../models/vae.js';
 import type { UNetAccess } from '../methods/types.js';
 import type { RawSchedulerConfig } from '../schedulers/index.js';
-import type { Tensor } from '../tensor.js';
+import { firstNonFinite, type Tensor } from '../tensor.js';
+import { isFloatDType, quoteKey } from '../io/safetensors.js';
 import { ClipTokenizer } from '../tokenizer/clip.js';
 
 export interface GraphTiming {
@@ -203,10 +204,33 @@ export class StableDiffusion {
     return this.unetConfig.inChannels;
   }
 
-  /** Parameters of all components together (text encoder, UNet, VAE). */
+  /** Parameters of the text encoder, UNet and VAE together. */
   get parameterCount(): number {
-    const { text, unet, vae } = this.weights;
-    return text.paramCount() + unet.paramCount() + (vae?.paramCount() ?? 0);
+    const w = this.weights;
+    return w.text.paramCount() + w.unet.paramCount() + (w.vae?.paramCount() ?? 0);
+  }
+
+  /**
+   * Why a component's output holds NaN or Inf, in words for an error message: a config value that makes it so
+   * (the VAE's scaling_factor), else the first weight that holds NaN or Inf (read in full: this runs only on the
+   * error path), else overflow.
+   */
+  async diagnoseNonFinite(component: 'text_encoder' | 'unet' | 'vae'): Promise<string> {
+    const cfg = this.vaeConfig;
+    if (component === 'vae' && cfg && !(Number.isFinite(cfg.scalingFactor) && cfg.scalingFactor !== 0))
+      return `${this.folder.componentDir('vae')}/config.json has scaling_factor ${cfg.scalingFactor}`;
+    const store =
+      component === 'text_encoder' ? this.weights.text : component === 'unet' ? this.weights.unet : this.weights.vae;
+    if (store) {
+      for (const t of store.tensorInfos()) {
+        if (!isFloatDType(t.dtype)) continue;
+        const data = store.readFloat32(t.name);
+        const bad = firstNonFinite(data);
+        if (bad >= 0) return `weight ${quoteKey(t.name)} in ${t.file} holds ${data[bad]}`;
+        await new Promise<void>((r) => setImmediate(r)); // stay interruptible on large models
+      }
+    }
+    return `its weights are finite, so its activations overflowed float32 (try other settings, or check the ${component} weights' scale)`;
   }
 
   /** The image size the model was trained for (UNet sample_size × scale factor). */

@@ -3,7 +3,9 @@
  * (32x32 RGB, no VAE), with cross-attention at 8x8 only (down_blocks.2, mid, up_blocks.0), stored in the diffusers
  * folder layout so the ordinary pipeline loads it.
  */
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { UserError } from '../errors.js';
+import { onCleanup } from '../util/cleanup.js';
 import { dirname, join } from 'node:path';
 import { SAMPLING_DEFAULTS_FILE, type SamplingDefaults } from '../io/model-folder.js';
 import { writeSafetensors } from '../io/safetensors.js';
@@ -109,9 +111,37 @@ export interface ModelFolderContents {
 }
 
 /** Write a diffusers-layout folder (no VAE: pixel space) atomically: built beside `dir`, then renamed over it. */
+/**
+ * A model folder is replaced as a whole: refuse anything at `dir` that is not a model folder (or an empty folder),
+ * so a mistyped --out never deletes a user's files or a device node.
+ */
+export function checkReplaceableModelFolder(dir: string, flag = '--out'): void {
+  if (!existsSync(dir)) return;
+  const st = statSync(dir);
+  if (!st.isDirectory()) throw new UserError(`${flag} ${dir} exists and is not a directory`);
+  if (readdirSync(dir).length > 0 && !existsSync(join(dir, 'model_index.json')))
+    throw new UserError(`${flag} ${dir} is a folder that holds other files (no model_index.json); give a new path`);
+}
+
 export function writeShapesModelFolder(dir: string, contents: ModelFolderContents): void {
+  checkReplaceableModelFolder(dir);
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
+  const forget = onCleanup(() => rmSync(tmp, { recursive: true, force: true }));
+  try {
+    writeModelFolderAt(tmp, contents);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dirname(dir), { recursive: true });
+    renameSync(tmp, dir);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  } finally {
+    forget();
+  }
+}
+
+function writeModelFolderAt(tmp: string, contents: ModelFolderContents): void {
   const json = (path: string, obj: unknown) => {
     mkdirSync(dirname(join(tmp, path)), { recursive: true });
     writeFileSync(join(tmp, path), JSON.stringify(obj, null, 2) + '\n');
@@ -163,7 +193,4 @@ export function writeShapesModelFolder(dir: string, contents: ModelFolderContent
     format: 'pt',
     ...contents.metadata,
   });
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dirname(dir), { recursive: true });
-  renameSync(tmp, dir);
 }

@@ -3,10 +3,11 @@
  * DDPM loss with v-prediction and min-SNR-γ weighting, 10% empty prompts (for classifier-free guidance), AdamW
  * with warm-up, gradient clipping, EMA weights, resumable checkpoints, and periodic sample grids scored exactly.
  */
-import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FieldError, UserError } from '../errors.js';
 import { composeGrid, encodePng, floatToRgb8, writeFileAtomic, type RgbImage } from '../image/index.js';
+import { checkInputFile, readInputFile } from '../io/regular-file.js';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { generate } from '../pipeline/generate.js';
 import { StableDiffusion } from '../pipeline/stable-diffusion.js';
@@ -93,6 +94,116 @@ interface State {
 }
 
 const CHECKPOINT = 'checkpoint.safetensors';
+
+/**
+ * The settings that shape a run's trajectory (data, noise, optimiser): a resumed run keeps them, or it would not
+ * be the run it continues. Messages name them as fields (the CLI calls some by their flags).
+ */
+export const RUN_SETTINGS: readonly (keyof ShapesTrainOptions)[] = [
+  'batchSize',
+  'lr',
+  'warmupSteps',
+  'emaDecay',
+  'seed',
+  'weightDecay',
+  'gradClip',
+  'promptDropout',
+  'minSnrGamma',
+];
+
+/** The options a run's checkpoint was written with (null when the folder holds no checkpoint). */
+export function readRunOptions(runDir: string): Partial<ShapesTrainOptions> | null {
+  const path = join(runDir, CHECKPOINT);
+  if (!existsSync(path)) return null;
+  checkInputFile(path, 'checkpoint');
+  const file = SafetensorsFile.open(path);
+  try {
+    const text = file.metadata['options'];
+    if (text === undefined) return {};
+    try {
+      const v = JSON.parse(text) as unknown;
+      return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Partial<ShapesTrainOptions>) : {};
+    } catch {
+      throw new UserError(`${path}: its 'options' metadata is not valid JSON`);
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/** The trajectory settings where `options` differs from what the run was started with. */
+function changedSettings(
+  stored: Partial<ShapesTrainOptions>,
+  options: ShapesTrainOptions,
+): { key: string; now: string; was: string }[] {
+  const out: { key: string; now: string; was: string }[] = [];
+  for (const key of RUN_SETTINGS) {
+    const was = stored[key];
+    // Messages name fields; the training batch is `trainBatchSize` there (generation has its own `batchSize`).
+    const field = key === 'batchSize' ? 'trainBatchSize' : key;
+    if (was !== undefined && was !== options[key])
+      out.push({ key: field, now: String(options[key]), was: String(was) });
+  }
+  return out;
+}
+
+/**
+ * Leftovers of a killed process in the run folder: temporary checkpoint files (`.checkpoint.safetensors.PID.*.tmp`)
+ * and half-exported model folders (`model.tmp-PID`) of processes no longer running.
+ */
+function removeStaleTemporaries(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    const m = /^\.checkpoint\.safetensors\.(\d+)\..*\.tmp$/.exec(name) ?? /^model\.tmp-(\d+)$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || pidAlive(pid)) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Appends a log line; a full disk is a one-line error (the checkpoint before it stays resumable). */
+function appendLine(path: string, line: string): void {
+  try {
+    appendFileSync(path, line);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    throw new FieldError(
+      'resume',
+      (name) => `cannot append to ${path} (${code}); the last checkpoint is kept: ${name} continues from it`,
+      { cause: e },
+    );
+  }
+}
+
+/**
+ * Cuts a JSON-lines log back to the rows at or before `step` (and drops a partial last line): after a kill, the
+ * run resumes from its last checkpoint and would otherwise log the steps after it twice.
+ */
+export function trimLog(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const text = readInputFile(path, 'log').toString('utf8');
+  const kept: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    try {
+      const row = JSON.parse(line) as { step?: unknown };
+      if (typeof row.step === 'number' && row.step <= step) kept.push(line);
+    } catch {
+      // a partial line from a killed write
+    }
+  }
+  const trimmed = kept.length ? kept.join('\n') + '\n' : '';
+  if (trimmed !== text) writeFileAtomic(path, Buffer.from(trimmed, 'utf8'));
+}
 
 function saveCheckpoint(dir: string, s: State, cfg: TextToImageConfig, options: ShapesTrainOptions): void {
   const shapes = parameterShapes(cfg);
@@ -215,6 +326,8 @@ export async function trainShapes(
   options: ShapesTrainOptions,
   hooks: {
     resume: boolean;
+    /** Resume even when batch size, seed, learning rate... differ from the run's (recorded in its checkpoint). */
+    changeSettings?: boolean;
     onProgress?: (p: TrainProgress) => void;
     onSample?: (r: SampleReport) => void;
     shouldStop?: () => boolean;
@@ -222,13 +335,30 @@ export async function trainShapes(
 ): Promise<State> {
   const cfg = shapesModelConfig();
   const dir = options.runDir;
+  if (existsSync(dir) && !statSync(dir).isDirectory())
+    throw new FieldError('runDir', `${dir} exists and is not a directory`);
   mkdirSync(dir, { recursive: true });
+  removeStaleTemporaries(dir);
   let state: State;
   if (existsSync(join(dir, CHECKPOINT))) {
     if (!hooks.resume)
       throw new FieldError('resume', (name) => `${dir} already holds a training run; pass ${name} to continue it`);
+    const changed = changedSettings(readRunOptions(dir) ?? {}, options);
+    if (changed.length && !hooks.changeSettings)
+      throw new FieldError(
+        'resume',
+        (name, nameOf) =>
+          `${name}: ${changed.map((c) => `${nameOf(c.key)} ${c.now} (was ${c.was})`).join(', ')} ` +
+          `differ${changed.length === 1 ? 's' : ''} from the run in ${dir}; leave ` +
+          `${changed.length === 1 ? 'it' : 'them'} out to keep the run's settings, or add ${nameOf('changeSettings')}`,
+      );
     state = loadCheckpoint(dir, cfg, options);
+    // Steps after the checkpoint are trained again: their log rows would repeat.
+    trimLog(join(dir, 'log.jsonl'), state.step);
+    trimLog(join(dir, 'samples.jsonl'), state.step);
   } else {
+    trimLog(join(dir, 'log.jsonl'), 0); // rows of a run killed before its first checkpoint
+    trimLog(join(dir, 'samples.jsonl'), 0);
     const params = initParams(parameterShapes(cfg), options.seed);
     state = {
       step: 0,
@@ -290,7 +420,7 @@ export async function trainShapes(
         gradNorm,
       });
       if (state.step % 25 === 0) {
-        appendFileSync(
+        appendLine(
           logPath,
           JSON.stringify({
             step: state.step,
@@ -346,7 +476,7 @@ async function writeSamples(
   });
   for (const k of Object.keys(n)) fullSuccess[k] = fullSuccess[k]! / n[k]!;
   const report: SampleReport = { step: state.step, grid: gridPath, fullSuccess, n };
-  appendFileSync(
+  appendLine(
     join(dir, 'samples.jsonl'),
     JSON.stringify({ ...report, captions: r.captions, success: r.success }) + '\n',
   );

@@ -3,8 +3,8 @@
  * the shapes-world scorer and appended to DIR/results.jsonl (resumable), then the summary table (or --json), the
  * Markdown table in DIR/summary.md and optionally a self-contained HTML report. See src/bench/.
  */
-import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import {
@@ -14,7 +14,8 @@ import {
   renderHtmlReport,
   renderPngGrid,
 } from '../../bench/report.js';
-import { writePng } from '../../image/png.js';
+import { encodePng } from '../../image/png.js';
+import { OutputFiles } from '../../io/outputs.js';
 import { runBenchOnQueue } from '../../bench/queue.js';
 import { parseRedisUrl, probeRedis } from '../../bench/redis.js';
 import {
@@ -23,11 +24,11 @@ import {
   parseMethods,
   parseSeeds,
   runBench,
-  writeText,
   type BenchRow,
 } from '../../bench/run.js';
 import { BUILTIN_SUITES, loadSuite, parseSplit, SPLITS, type Split, type Suite } from '../../bench/suites.js';
 import { UserError } from '../../errors.js';
+import { onInterrupt } from '../../util/cleanup.js';
 import { METHOD_NAMES } from '../../methods/registry.js';
 import { StableDiffusion } from '../../pipeline/stable-diffusion.js';
 import { parseSamplerName } from '../../schedulers/index.js';
@@ -62,18 +63,6 @@ interface BenchFlags {
   batchSize?: string;
 }
 
-/** An output file's path; its folder must exist unless it lies inside `--out` (created by the run). */
-function checkFileOutput(path: string, flag: string, out: string): string {
-  const abs = resolve(path);
-  const dir = dirname(abs);
-  const rel = relative(resolve(out), dir);
-  const insideOut = rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
-  if (!insideOut && (!existsSync(dir) || !statSync(dir).isDirectory()))
-    throw new UserError(`${flag} ${path}: directory ${dir} does not exist`);
-  if (existsSync(abs) && statSync(abs).isDirectory()) throw new UserError(`${flag} ${path} is a directory`);
-  return abs;
-}
-
 function suiteList(value: string, split: Split | undefined): Suite[] {
   const names = value
     .split(',')
@@ -105,7 +94,14 @@ async function run(flags: BenchFlags): Promise<void> {
   const batchSize =
     flags.batchSize !== undefined ? parseInteger(flags.batchSize, '--batch-size', 1, 1024) : DEFAULT_BENCH_BATCH;
   const out = flags.out ?? defaultOut(suites);
-  const report = flags.report !== undefined ? checkFileOutput(flags.report, '--report', out) : null;
+  // The summaries and the report are written together at the end (results.jsonl and images/ are the run's
+  // resumable store, kept whatever happens).
+  const outputs = new OutputFiles();
+  outputs.folder(out, '--out');
+  const summaryMd = outputs.file(join(out, 'summary.md'), '--out');
+  const summaryJson = outputs.file(join(out, 'summary.json'), '--out');
+  const gridPng = outputs.file(join(out, 'grid.png'), '--out');
+  const report = flags.report !== undefined ? outputs.file(flags.report, '--report') : null;
   if (flags.reportMaps && !report) throw new UserError('--report-maps needs --report FILE');
   checkBenchOptions({ methods, seeds, out });
   const modelDir = flags.model ?? defaultModelDir();
@@ -139,8 +135,13 @@ async function run(flags: BenchFlags): Promise<void> {
   let workers = '?';
   // On a job queue, Ctrl-C stops collecting and leaves the queue as it is (a rerun collects the rest).
   const interrupt = new AbortController();
-  const onSigint = () => interrupt.abort();
-  if (queue) process.on('SIGINT', onSigint);
+  const stopCollecting = queue
+    ? onInterrupt((signal) => {
+        if (signal !== 'SIGINT' || interrupt.signal.aborted) return false;
+        interrupt.abort();
+        return true;
+      })
+    : () => {};
   try {
     const options = {
       out,
@@ -198,17 +199,21 @@ async function run(flags: BenchFlags): Promise<void> {
       ? await runBenchOnQueue(model, suites, options, { target: queue, signal: interrupt.signal }, hooks)
       : await runBench(model, suites, options, hooks);
   } finally {
-    process.off('SIGINT', onSigint);
+    stopCollecting();
     bar?.stop();
     await model.release();
   }
 
   const summary = benchSummary(outcome, { methods, seeds, model: modelDir });
-  writeText(join(out, 'summary.md'), formatSummaryMarkdown(summary));
-  writeText(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-  if (outcome.items.length > 0) writePng(join(out, 'grid.png'), renderPngGrid(summary, outcome.items, out));
-  if (report) mkdirSync(dirname(report), { recursive: true });
-  if (report) writeText(report, renderHtmlReport(summary, outcome.items, out, { maps: flags.reportMaps === true }));
+  await outputs.run((o) => {
+    o.write(summaryMd, formatSummaryMarkdown(summary));
+    o.write(summaryJson, `${JSON.stringify(summary, null, 2)}\n`);
+    if (outcome.items.length > 0) {
+      const grid = renderPngGrid(summary, outcome.items, out);
+      o.write(gridPng, encodePng(grid.data, grid.width, grid.height));
+    }
+    if (report) o.write(report, renderHtmlReport(summary, outcome.items, out, { maps: flags.reportMaps === true }));
+  });
   if (flags.json) {
     process.stdout.write(`${JSON.stringify({ ...summary, out, results: outcome.resultsPath, report })}\n`);
     failedForGood(summary.failed.length, summary.run.images + summary.failed.length);

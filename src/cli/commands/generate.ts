@@ -4,7 +4,8 @@
  * (pipeline/request.ts), which the library checks, runs and hands back resolved; this file parses and formats.
  *
  * Every option is checked before any work starts (one-line `s2i: error: ...`, exit 1), and nothing is written
- * until the whole run has succeeded; each file is written atomically.
+ * until the whole run has succeeded: the output files are planned with the flags (io/outputs.ts), written to
+ * temporary files and put in place together; an error or an interrupt leaves none of them.
  */
 import { randomInt } from 'node:crypto';
 import { extname } from 'node:path';
@@ -12,7 +13,8 @@ import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { FieldError, UserError } from '../../errors.js';
 import { composeGrid } from '../../image/grid.js';
-import { encodePng, writeFileAtomic } from '../../image/png.js';
+import { encodePng } from '../../image/png.js';
+import { OutputFiles } from '../../io/outputs.js';
 import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, writeSafetensors } from '../../io/safetensors.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
@@ -29,7 +31,6 @@ import type { LoadOptions } from '../../pipeline/stable-diffusion.js';
 import { parseSamplerName } from '../../schedulers/index.js';
 import { defaultModelDir } from '../defaults.js';
 import {
-  checkOutputFiles,
   flagOf,
   interactive,
   listItems,
@@ -129,8 +130,11 @@ function indexed(path: string, index: number | string): string {
   return `${path.slice(0, path.length - ext.length)}-${index}${ext}`;
 }
 
-/** Flags → one request, and what only the command handles (model folder, threads, files, enlargement). */
-function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
+/**
+ * Flags → one request, and what only the command handles (model folder, threads, files, enlargement). The output
+ * files are planned in `files`.
+ */
+function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): Parsed {
   const modelDir = flags.model ?? defaultModelDir();
   if (modelDir === null)
     throw new UserError(
@@ -198,14 +202,13 @@ function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
   const given = { image: flags.out ?? `s2i-${seed}.png`, latents: flags.saveLatents, maps: flags.attentionMaps };
   const count = request.images ?? 1;
   // Several images: each file named with the image's index (cat-0.png, ...), and a grid of them all.
-  const files = Array.from({ length: count }, (_, i) =>
-    checkOutputFiles([
-      ['--out', count > 1 ? indexed(given.image, i) : given.image],
-      ['--save-latents', given.latents !== undefined && count > 1 ? indexed(given.latents, i) : given.latents],
-      ['--attention-maps', given.maps !== undefined && count > 1 ? indexed(given.maps, i) : given.maps],
-    ]),
-  ).map(([image, latents, maps]) => ({ image: image!, latents: latents ?? null, maps: maps ?? null }));
-  const grid = count > 1 ? checkOutputFiles([['--out', indexed(given.image, 'grid')]])[0]! : null;
+  const fileOf = (path: string, i: number) => (count > 1 ? indexed(path, i) : path);
+  const perImage = Array.from({ length: count }, (_, i) => ({
+    image: files.file(fileOf(given.image, i), '--out'),
+    latents: given.latents !== undefined ? files.file(fileOf(given.latents, i), '--save-latents') : null,
+    maps: given.maps !== undefined ? files.file(fileOf(given.maps, i), '--attention-maps') : null,
+  }));
+  const grid = count > 1 ? files.file(indexed(given.image, 'grid'), '--out') : null;
   const latents = opt(flags.latents, (v) => readTensorSpec(v, '--latents', 'latents')) ?? null;
   if (latents) request.initialLatents = latents.tensor;
   return {
@@ -214,8 +217,8 @@ function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
     load,
     threads,
     latents: latents && { file: latents.file, key: latents.key },
-    outputs: { ...files[0]!, grid },
-    files,
+    outputs: { ...perImage[0]!, grid },
+    files: perImage,
     upscale,
   };
 }
@@ -224,16 +227,45 @@ function parseFlags(prompt: string, flags: GenerateFlags): Parsed {
 // the run
 
 async function run(prompt: string, flags: GenerateFlags): Promise<void> {
-  const p = parseFlags(prompt, flags);
+  // The files are written only once the whole run has succeeded, together; on an error none is left.
+  const done = await new OutputFiles().run(async (files) => {
+    const p = parseFlags(prompt, flags, files);
+    const r = await generateRun(p, flags);
+    // Everything is made in memory first.
+    const k = p.upscale;
+    const enlarged = r.images.map(({ image }) =>
+      k > 1 ? resizeNearest(image, image.width * k, image.height * k) : image,
+    );
+    r.images.forEach((one, i) => {
+      const out = p.files[i]!;
+      files.write(out.image, encodePng(enlarged[i]!.data, enlarged[i]!.width, enlarged[i]!.height));
+      if (out.latents) {
+        const meta = { format: 'pt', prompt, seed: String(one.seed), sampler: r.sampler, steps: String(r.steps) };
+        files.writeWith(out.latents, (temp) => writeSafetensors(temp, { latents: one.result.finalLatents }, meta));
+      }
+      if (out.maps && one.picture)
+        files.write(out.maps, encodePng(one.picture.data, one.picture.width, one.picture.height));
+    });
+    if (p.outputs.grid) {
+      const labels = r.images.map((x) => `seed ${x.seed}`);
+      const grid = composeGrid(enlarged, Math.ceil(Math.sqrt(enlarged.length)), { labels });
+      files.write(p.outputs.grid, encodePng(grid.data, grid.width, grid.height));
+    }
+    return { ...p, run: r } satisfies GenerateCommandRun;
+  });
+  process.stdout.write(flags.json ? `${JSON.stringify(jsonReport(done))}\n` : summary(done));
+}
+
+/** The one library call, with a progress bar. */
+async function generateRun(p: Parsed, flags: GenerateFlags): Promise<GenerateCommandRun['run']> {
   const bar = interactive(flags.json)
     ? new SingleBar({
         format: 'generate {bar} {value}/{total} steps | {ms} ms/step | eta {eta_formatted}',
         hideCursor: true,
       })
     : null;
-  let r: GenerateCommandRun['run'];
   try {
-    r = await generateFromFolder(p.modelDir, p.request, p.load, {
+    return await generateFromFolder(p.modelDir, p.request, p.load, {
       onStart: (total) => bar?.start(total, 0, { ms: '-' }),
       onStep: (s) => bar?.update(s.index + 1, { ms: s.ms.toFixed(0) }),
     });
@@ -249,28 +281,6 @@ async function run(prompt: string, flags: GenerateFlags): Promise<void> {
   } finally {
     bar?.stop();
   }
-  // Everything is made in memory first; files are written only once the whole run has succeeded.
-  const k = p.upscale;
-  const enlarged = r.images.map(({ image }) =>
-    k > 1 ? resizeNearest(image, image.width * k, image.height * k) : image,
-  );
-  const pngs = enlarged.map((img) => encodePng(img.data, img.width, img.height));
-  const grid =
-    p.outputs.grid &&
-    composeGrid(enlarged, Math.ceil(Math.sqrt(enlarged.length)), { labels: r.images.map((x) => `seed ${x.seed}`) });
-  r.images.forEach((one, i) => {
-    const out = p.files[i]!;
-    writeFileAtomic(out.image, pngs[i]!);
-    if (out.latents) {
-      const meta = { format: 'pt', prompt, seed: String(one.seed), sampler: r.sampler, steps: String(r.steps) };
-      writeSafetensors(out.latents, { latents: one.result.finalLatents }, meta);
-    }
-    if (out.maps && one.picture)
-      writeFileAtomic(out.maps, encodePng(one.picture.data, one.picture.width, one.picture.height));
-  });
-  if (p.outputs.grid && grid) writeFileAtomic(p.outputs.grid, encodePng(grid.data, grid.width, grid.height));
-  const done: GenerateCommandRun = { ...p, run: r };
-  process.stdout.write(flags.json ? `${JSON.stringify(jsonReport(done))}\n` : summary(done));
 }
 
 const d = ATTEND_EXCITE_DEFAULTS;

@@ -3,16 +3,16 @@
  *   s2i shapes sample --count N [--seed S] [--size 32] [--objects 1-3] [--out DIR] [--json]
  *   s2i shapes score IMAGE.png --prompt "..." [--json]
  */
-import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../../errors.js';
-import { decodePng, writeFileAtomic, writePngAtomic } from '../../image/png.js';
+import { decodePng, encodePng } from '../../image/png.js';
+import { OutputFiles } from '../../io/outputs.js';
 import { sampleImage, type ExampleOptions } from '../../shapes/generate.js';
 import { parsePrompt } from '../../shapes/prompt.js';
 import { Rng } from '../../shapes/rng.js';
 import { COLOURS, SHAPES } from '../../shapes/world.js';
-import { type ScoreReport, scoreImage } from '../../shapes/score.js';
+import { SCORE_BYTES_PER_PIXEL, type ScoreReport, scoreImage } from '../../shapes/score.js';
 
 interface SampleFlags {
   count: string;
@@ -48,7 +48,7 @@ function parseObjects(value: string): [number, number] {
   return [lo, hi];
 }
 
-function runSample(flags: SampleFlags): void {
+async function runSample(flags: SampleFlags): Promise<void> {
   const count = parseIntFlag(flags.count, '--count', 1, 1_000_000);
   const seed = parseIntFlag(flags.seed, '--seed', -(2 ** 53 - 1), 2 ** 53 - 1);
   const size = parseIntFlag(flags.size, '--size', 16, 1024);
@@ -76,27 +76,27 @@ function runSample(flags: SampleFlags): void {
     );
   }
   const out = flags.out;
-  if (existsSync(out) && !statSync(out).isDirectory())
-    throw new UserError(`--out ${out} exists and is not a directory`);
-  try {
-    mkdirSync(out, { recursive: true });
-  } catch (e) {
-    throw new UserError(`cannot create --out directory ${out}: ${(e as Error).message}`, { cause: e });
-  }
-  const rng = new Rng(seed);
+  // All files or none: each is checked first, written to a temporary file, and put in place at the end.
+  const outputs = new OutputFiles();
+  outputs.folder(out, '--out');
   const digits = Math.max(5, String(count - 1).length);
+  const names = Array.from({ length: count }, (_, i) => `${String(i).padStart(digits, '0')}.png`);
+  for (const name of names) outputs.file(join(out, name), '--out');
+  const captionsPath = join(out, 'captions.jsonl');
+  outputs.file(captionsPath, '--out');
+  const rng = new Rng(seed);
   const lines: string[] = [];
   const examples: { file: string; caption: string; objects: unknown[] }[] = [];
-  for (let i = 0; i < count; i++) {
-    const ex = sampleImage(rng, options);
-    const file = `${String(i).padStart(digits, '0')}.png`;
-    writePngAtomic(join(out, file), ex.image, size, size);
-    const entry = { file, caption: ex.caption, objects: ex.scene.objects };
-    lines.push(JSON.stringify(entry));
-    if (flags.json) examples.push(entry);
-  }
-  const captionsPath = join(out, 'captions.jsonl');
-  writeFileAtomic(captionsPath, Buffer.from(lines.join('\n') + '\n'));
+  await outputs.run((o) => {
+    for (const file of names) {
+      const ex = sampleImage(rng, options);
+      o.write(join(out, file), encodePng(ex.image, size, size));
+      const entry = { file, caption: ex.caption, objects: ex.scene.objects };
+      lines.push(JSON.stringify(entry));
+      if (flags.json) examples.push(entry);
+    }
+    o.write(captionsPath, lines.join('\n') + '\n');
+  });
   if (flags.json) {
     process.stdout.write(JSON.stringify({ out, count, seed, size, captions: captionsPath, examples }) + '\n');
     return;
@@ -149,7 +149,7 @@ export function formatReport(report: ScoreReport, image: string): string {
 
 function runScore(imagePath: string, flags: ScoreFlags): void {
   const objects = parsePrompt(flags.prompt).objects; // parse first: a bad prompt is reported even with a bad image
-  const img = decodePng(imagePath);
+  const img = decodePng(imagePath, { bytesPerPixel: SCORE_BYTES_PER_PIXEL });
   const report = scoreImage(img, undefined, undefined, { objects });
   report.prompt = flags.prompt;
   if (flags.json) {
@@ -174,7 +174,7 @@ export function register(program: Command): void {
     .option('--same-shape', 'allow two objects of the same shape in one image')
     .option('--prefix-prob <p>', 'probability of a caption prefix such as "a photo of"', '0.3')
     .option('--json', 'print one JSON object (output paths and every example) instead of a summary')
-    .action((flags: SampleFlags) => runSample(flags));
+    .action(async (flags: SampleFlags) => runSample(flags));
   shapes
     .command('score')
     .description('detect the objects in a shapes-world image and score them against a prompt')

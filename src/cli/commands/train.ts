@@ -6,10 +6,27 @@ import { join } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { SafetensorsFile } from '../../io/safetensors.js';
-import { shapesModelConfig } from '../../shapes/model.js';
-import { exportShapesModel, SHAPES_TRAIN_DEFAULTS, trainShapes, type ShapesTrainOptions } from '../../shapes/train.js';
+import { checkReplaceableModelFolder, shapesModelConfig } from '../../shapes/model.js';
+import { checkInputFile } from '../../io/regular-file.js';
+import {
+  exportShapesModel,
+  readRunOptions,
+  SHAPES_TRAIN_DEFAULTS,
+  trainShapes,
+  type ShapesTrainOptions,
+} from '../../shapes/train.js';
+import { onInterrupt } from '../../util/cleanup.js';
 import { parameterShapes } from '../../train/diffusion.js';
 import { interactive, parseInteger, parseNumber } from '../options.js';
+
+/** The flags that set a run's trajectory settings (see RUN_SETTINGS), by commander's option key. */
+const FLAG_SETTING = {
+  batch: 'batchSize',
+  lr: 'lr',
+  warmup: 'warmupSteps',
+  emaDecay: 'emaDecay',
+  seed: 'seed',
+} as const;
 
 interface TrainFlags {
   run: string;
@@ -23,6 +40,7 @@ interface TrainFlags {
   sampleEvery: string;
   samplePrompts: string;
   resume?: boolean;
+  changeSettings?: boolean;
   json?: boolean;
 }
 
@@ -52,16 +70,26 @@ Examples:
   s2i export-model --run runs/shapes --out models/shapes
 `,
     )
-    .action(async (flags: TrainFlags) => {
+    .option(
+      '--change-settings',
+      'with --resume: continue with a different --batch, --lr, --warmup, --ema-decay or --seed',
+    )
+    .action(async (flags: TrainFlags, cmd: Command) => {
+      // A resumed run keeps its own settings: options left at their defaults take the run's values.
+      const stored = flags.resume ? readRunOptions(flags.run) : null;
+      const pick = (key: keyof TrainFlags & keyof typeof FLAG_SETTING, value: string): string => {
+        const was = stored?.[FLAG_SETTING[key]];
+        return cmd.getOptionValueSource(key) === 'default' && was !== undefined ? String(was) : value;
+      };
       const options: ShapesTrainOptions = {
         ...d,
         runDir: flags.run,
         steps: parseInteger(flags.steps, '--steps', 1),
-        batchSize: parseInteger(flags.batch, '--batch', 1, 4096),
-        lr: parseNumber(flags.lr, '--lr', 0, 1),
-        warmupSteps: parseInteger(flags.warmup, '--warmup', 0),
-        emaDecay: parseNumber(flags.emaDecay, '--ema-decay', 0, 1),
-        seed: parseInteger(flags.seed, '--seed', 0, 2 ** 31 - 1),
+        batchSize: parseInteger(pick('batch', flags.batch), '--batch', 1, 4096),
+        lr: parseNumber(pick('lr', flags.lr), '--lr', 0, 1),
+        warmupSteps: parseInteger(pick('warmup', flags.warmup), '--warmup', 0),
+        emaDecay: parseNumber(pick('emaDecay', flags.emaDecay), '--ema-decay', 0, 1),
+        seed: parseInteger(pick('seed', flags.seed), '--seed', 0, 2 ** 31 - 1),
         checkpointEvery: parseInteger(flags.checkpointEvery, '--checkpoint-every', 1),
         sampleEvery: parseInteger(flags.sampleEvery, '--sample-every', 0),
         samplePrompts: parseInteger(flags.samplePrompts, '--sample-prompts', 1, 10000),
@@ -72,17 +100,20 @@ Examples:
             hideCursor: true,
           })
         : null;
-      let stop = false;
-      const onSignal = () => {
-        stop = true; // finish the current step, write the checkpoint, exit
-      };
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      let stop: NodeJS.Signals | null = null;
+      // The first Ctrl-C finishes the current step and writes the checkpoint; a second one stops at once.
+      const stopGracefully = onInterrupt((signal) => {
+        if (stop !== null) return false;
+        stop = signal;
+        process.stderr.write(`s2i: ${signal}: stopping after the current step (send it again to stop now)\n`);
+        return true;
+      });
       let lastLog = 0;
       try {
         await trainShapes(options, {
           resume: flags.resume ?? false,
-          shouldStop: () => stop,
+          changeSettings: flags.changeSettings ?? false,
+          shouldStop: () => stop !== null,
           onProgress: (p) => {
             if (bar) {
               if (!bar.isActive) bar.start(p.totalSteps, p.step, { loss: '-', ips: '-' });
@@ -115,8 +146,11 @@ Examples:
         });
       } finally {
         bar?.stop();
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        stopGracefully();
+      }
+      if (stop !== null) {
+        process.stderr.write(`s2i: interrupted (${stop}); the checkpoint is written: add --resume to continue\n`);
+        process.exitCode = stop === 'SIGINT' ? 130 : 143;
       }
     });
 
@@ -127,8 +161,11 @@ Examples:
     .requiredOption('--out <dir>', 'model folder to write (replaced atomically)')
     .option('--raw', 'export the raw weights instead of the EMA')
     .action((flags: { run: string; out: string; raw?: boolean }) => {
+      checkReplaceableModelFolder(flags.out);
       const cfg = shapesModelConfig();
-      const file = SafetensorsFile.open(join(flags.run, 'checkpoint.safetensors'));
+      const checkpoint = join(flags.run, 'checkpoint.safetensors');
+      checkInputFile(checkpoint, '--run: checkpoint');
+      const file = SafetensorsFile.open(checkpoint);
       try {
         const weights = new Map<string, Float32Array>();
         for (const name of parameterShapes(cfg).keys())

@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { QUEUE_NAME, startBenchWorker, type BenchWorker } from '../../bench/queue.js';
 import { parseRedisUrl } from '../../bench/redis.js';
 import { UserError } from '../../errors.js';
+import { onInterrupt } from '../../util/cleanup.js';
 import { defaultModelDir } from '../defaults.js';
 import { parseInteger, parseNumber, parsePredictionType } from '../options.js';
 
@@ -41,9 +42,9 @@ async function run(flags: WorkerFlags): Promise<void> {
   const handler = () => {
     if (++signals === 1) log('closing: finishing the active jobs (interrupt again to stop at once)');
     worker?.close(signals > 1);
+    return true; // this command closes itself on every signal
   };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+  const stopHandling = onInterrupt(handler);
   try {
     worker = await startBenchWorker({
       target,
@@ -60,8 +61,7 @@ async function run(flags: WorkerFlags): Promise<void> {
     const summary = await worker.done;
     log(`closed: ${summary.completed} jobs done, ${summary.failed} failed`);
   } finally {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
+    stopHandling();
   }
 }
 
