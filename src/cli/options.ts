@@ -3,7 +3,15 @@ import { existsSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import { checkInputFile } from '../io/regular-file.js';
 import { quoteKey, SafetensorsFile } from '../io/safetensors.js';
-import { LOSS_TERMS, type LossWeights } from '../methods/suppress.js';
+import type { Command } from 'commander';
+import {
+  DEFAULT_CANDIDATES,
+  EDIT_STEPS_AT_50,
+  REFERENCE_STEPS,
+  SELECT_AT_50,
+  type MethodOverrides,
+} from '../methods/registry.js';
+import { LOSS_TERMS, type LossWeights, type SuppressMode } from '../methods/suppress.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { checkMemory } from '../util/memory.js';
 import { PREDICTION_TYPES, type PredictionType } from '../pipeline/stable-diffusion.js';
@@ -180,4 +188,80 @@ export function readTensorSpec(
   } finally {
     st.close();
   }
+}
+
+// ------------------------------------------------------------------------------------------------ method flags
+
+/** The Suppress-to-Impress flags `generate` and `bench` share (strings as commander gives them). */
+export interface SuppressFlags {
+  mode?: string;
+  weights?: string;
+  gamma?: string;
+  editSteps?: string;
+  tokenGroups?: string;
+  candidates?: string;
+  selectAt?: string;
+  accept?: string;
+}
+
+export function parseMode(value: string): SuppressMode {
+  const v = value.trim().toLowerCase();
+  if (v !== 'loss' && v !== 'edit' && v !== 'both')
+    throw new UserError(`--mode must be loss, edit or both, got "${value}"`);
+  return v;
+}
+
+export function parseOnOff(value: string, flag: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (v === 'on' || v === 'true' || v === 'yes') return true;
+  if (v === 'off' || v === 'false' || v === 'no') return false;
+  throw new UserError(`${flag} must be on or off, got "${value}"`);
+}
+
+/** The method overrides the Suppress-to-Impress flags give (only those given). */
+export function suppressOverrides(flags: SuppressFlags): Omit<MethodOverrides, 'loop' | 'attnRes'> {
+  const opt = <T>(value: string | undefined, parse: (v: string) => T): T | undefined =>
+    value === undefined ? undefined : parse(value);
+  const all = {
+    mode: opt(flags.mode, parseMode),
+    weights: opt(flags.weights, parseWeights),
+    gamma: opt(flags.gamma, (v) => parseNumber(v, '--gamma', 0, 1)),
+    editSteps: opt(flags.editSteps, (v) => parseInteger(v, '--edit-steps', 0, 100000)),
+    tokenGroups: opt(flags.tokenGroups, (v) => parseOnOff(v, '--token-groups')),
+    candidates: opt(flags.candidates, (v) => parseInteger(v, '--candidates', 1, 64)),
+    selectAt: opt(flags.selectAt, (v) => parseInteger(v, '--select-at', 1, 1000)),
+    accept: opt(flags.accept, (v) => parseNumber(v, '--accept', 0)),
+  };
+  return Object.fromEntries(Object.entries(all).filter(([, v]) => v !== undefined));
+}
+
+/** Declares the Suppress-to-Impress flags on a command (`scope` says which methods they reach). */
+export function addSuppressOptions(command: Command, scope: string): Command {
+  return command
+    .option('--mode <mode>', `${scope}: loss (gradient), edit (attention edit, no gradient) or both`)
+    .option(
+      '--weights <list>',
+      `${scope}: loss weights, e.g. suppress=1,excite=1,even=0.5,exclusive=1,bind=1 (terms: ${LOSS_TERMS.join(', ')})`,
+    )
+    .option('--gamma <x>', `${scope}, edit mode: factor on subject attention outside its region (0: definitively zero)`)
+    .option(
+      '--edit-steps <n>',
+      `${scope}, edit mode: edit the guided passes of steps 1..n-1 (default ${EDIT_STEPS_AT_50} for ${REFERENCE_STEPS} steps, scaled)`,
+    )
+    .option(
+      '--token-groups <on|off>',
+      `${scope}: treat each subject with the later tokens that carry it (default on for suppress, off for the rivals)`,
+    )
+    .option(
+      '--candidates <n>',
+      `${scope}: run n starts (initial noises) to --select-at and keep the cleanest layout (default ${DEFAULT_CANDIDATES} for suppress; 1: off)`,
+    )
+    .option(
+      '--select-at <n>',
+      `${scope}: the sampler call at which starts are compared (default ${SELECT_AT_50} for ${REFERENCE_STEPS} steps, scaled)`,
+    )
+    .option(
+      '--accept <x>',
+      `${scope}: stop trying starts at the first with a layout score at most x (default: try all)`,
+    );
 }

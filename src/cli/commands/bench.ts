@@ -33,7 +33,15 @@ import { METHOD_NAMES } from '../../methods/registry.js';
 import { StableDiffusion } from '../../pipeline/stable-diffusion.js';
 import { parseSamplerName } from '../../schedulers/index.js';
 import { defaultModelDir } from '../defaults.js';
-import { interactive, parseInteger, parseNumber, parsePredictionType } from '../options.js';
+import {
+  addSuppressOptions,
+  interactive,
+  parseInteger,
+  parseNumber,
+  parsePredictionType,
+  suppressOverrides,
+  type SuppressFlags,
+} from '../options.js';
 
 /** Default inference steps: A&E-style methods cost ~3x plain sampling per step on CPU; 25 keeps a suite practical. */
 export const BENCH_DEFAULT_STEPS = 25;
@@ -42,7 +50,7 @@ export const BENCH_DEFAULT_GUIDANCE = 5;
 export const BENCH_DEFAULT_METHODS = 'none,attend-and-excite,suppress';
 export const BENCH_DEFAULT_SEEDS = '0-3';
 
-interface BenchFlags {
+interface BenchFlags extends SuppressFlags {
   config?: string;
   predictionType?: string;
   suite: string;
@@ -93,6 +101,8 @@ async function run(flags: BenchFlags): Promise<void> {
   const threads = flags.threads !== undefined ? parseInteger(flags.threads, '--threads', 1, 1024) : undefined;
   const batchSize =
     flags.batchSize !== undefined ? parseInteger(flags.batchSize, '--batch-size', 1, 1024) : DEFAULT_BENCH_BATCH;
+  // Applied to every suppress method of the run (tuning runs); they enter each row's settings hash.
+  const methodOverrides = suppressOverrides(flags);
   const out = flags.out ?? defaultOut(suites);
   // The summaries and the report are written together at the end (results.jsonl and images/ are the run's
   // resumable store, kept whatever happens).
@@ -153,6 +163,7 @@ async function run(flags: BenchFlags): Promise<void> {
       ...(limit !== undefined ? { limit } : {}),
       maps: flags.reportMaps === true,
       batchSize,
+      ...(Object.keys(methodOverrides).length ? { methodOverrides } : {}),
     };
     const hooks = {
       onStart: ({ total: t, existing }: { total: number; existing: number }) => {
@@ -241,49 +252,52 @@ function failedForGood(n: number, total: number): void {
 }
 
 export function register(program: Command): void {
-  program
-    .command('bench')
-    .description('benchmark methods on a prompt suite: generate, score, resume, summarise with confidence intervals')
-    .requiredOption(
-      '--suite <name>',
-      `prompt suite: ${BUILTIN_SUITES.join(', ')}, or FILE.jsonl ({"prompt": "..."} per line); several with commas`,
-    )
-    .option('--split <split>', `built-in suites: ${SPLITS.join(', ')} (default: tuning)`)
-    .option('--methods <list>', `methods, comma-separated (known: ${METHOD_NAMES.join(', ')})`, BENCH_DEFAULT_METHODS)
-    .option(
-      '--seeds <list>',
-      'seeds, e.g. 0-63 or 0,1,2 (each (prompt, seed) pair is its own noise draw, shared by every method)',
-      BENCH_DEFAULT_SEEDS,
-    )
-    .option('--steps <n>', 'inference steps', String(BENCH_DEFAULT_STEPS))
-    .option('--guidance <x>', 'classifier-free guidance scale', String(BENCH_DEFAULT_GUIDANCE))
-    .option('--scheduler <name>', "sampler: pndm, ddim, euler, euler-a, dpmpp-2m (default: the model's own)")
-    .option(
-      '--model <path>',
-      'model folder or single-file SD 1.x/2.x .safetensors (default: the installed shapes model, when there is one)',
-    )
-    .option('--config <dir>', "a single file's configs and tokenizer: a diffusers folder without weights")
-    .option('--prediction-type <type>', 'what the UNet predicts: epsilon, v_prediction, sample (default: the config)')
-    .option(
-      '--out <dir>',
-      'output folder: results.jsonl, images/, summary.md, summary.json (default: out/bench/SUITE-SPLIT)',
-    )
-    .option('--limit <n>', 'only the first n prompts of each suite')
-    .option(
-      '--json',
-      'print one JSON object (per-method rates with intervals, comparisons, run settings) instead of the table',
-    )
-    .option('--report <file>', 'also write a self-contained HTML report (tables and image grids with scores)')
-    .option('--report-maps', 'record attention maps for new images and show them in the report')
-    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
-    .option(
-      '--batch-size <n>',
-      `(prompt, seed) pairs generated together, one batch per method (default ${DEFAULT_BENCH_BATCH}; same images at any size)`,
-    )
-    .option(
-      '--queue <url>',
-      'generate on workers through a job queue: redis://[:PASSWORD@]HOST[:PORT][/DB] (see s2i worker --help)',
-    )
+  addSuppressOptions(
+    program
+      .command('bench')
+      .description('benchmark methods on a prompt suite: generate, score, resume, summarise with confidence intervals')
+      .requiredOption(
+        '--suite <name>',
+        `prompt suite: ${BUILTIN_SUITES.join(', ')}, or FILE.jsonl ({"prompt": "..."} per line); several with commas`,
+      )
+      .option('--split <split>', `built-in suites: ${SPLITS.join(', ')} (default: tuning)`)
+      .option('--methods <list>', `methods, comma-separated (known: ${METHOD_NAMES.join(', ')})`, BENCH_DEFAULT_METHODS)
+      .option(
+        '--seeds <list>',
+        'seeds, e.g. 0-63 or 0,1,2 (each (prompt, seed) pair is its own noise draw, shared by every method)',
+        BENCH_DEFAULT_SEEDS,
+      )
+      .option('--steps <n>', 'inference steps', String(BENCH_DEFAULT_STEPS))
+      .option('--guidance <x>', 'classifier-free guidance scale', String(BENCH_DEFAULT_GUIDANCE))
+      .option('--scheduler <name>', "sampler: pndm, ddim, euler, euler-a, dpmpp-2m (default: the model's own)")
+      .option(
+        '--model <path>',
+        'model folder or single-file SD 1.x/2.x .safetensors (default: the installed shapes model, when there is one)',
+      )
+      .option('--config <dir>', "a single file's configs and tokenizer: a diffusers folder without weights")
+      .option('--prediction-type <type>', 'what the UNet predicts: epsilon, v_prediction, sample (default: the config)')
+      .option(
+        '--out <dir>',
+        'output folder: results.jsonl, images/, summary.md, summary.json (default: out/bench/SUITE-SPLIT)',
+      )
+      .option('--limit <n>', 'only the first n prompts of each suite')
+      .option(
+        '--json',
+        'print one JSON object (per-method rates with intervals, comparisons, run settings) instead of the table',
+      )
+      .option('--report <file>', 'also write a self-contained HTML report (tables and image grids with scores)')
+      .option('--report-maps', 'record attention maps for new images and show them in the report')
+      .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
+      .option(
+        '--batch-size <n>',
+        `(prompt, seed) pairs generated together, one batch per method (default ${DEFAULT_BENCH_BATCH}; same images at any size)`,
+      )
+      .option(
+        '--queue <url>',
+        'generate on workers through a job queue: redis://[:PASSWORD@]HOST[:PORT][/DB] (see s2i worker --help)',
+      ),
+    'every suppress method (tuning runs)',
+  )
     .addHelpText(
       'after',
       `

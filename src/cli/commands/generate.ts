@@ -18,19 +18,13 @@ import { OutputFiles } from '../../io/outputs.js';
 import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, writeSafetensors } from '../../io/safetensors.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
-import {
-  DEFAULT_CANDIDATES,
-  EDIT_STEPS_AT_50,
-  METHOD_NAMES,
-  REFERENCE_STEPS,
-  SELECT_AT_50,
-} from '../../methods/registry.js';
-import { LOSS_TERMS, type SuppressMode } from '../../methods/suppress.js';
+import { METHOD_NAMES, REFERENCE_STEPS } from '../../methods/registry.js';
 import { generateFromFolder, type GenerateRequest } from '../../pipeline/request.js';
 import type { LoadOptions } from '../../pipeline/stable-diffusion.js';
 import { parseSamplerName } from '../../schedulers/index.js';
 import { defaultModelDir } from '../defaults.js';
 import {
+  addSuppressOptions,
   flagOf,
   interactive,
   listItems,
@@ -39,12 +33,13 @@ import {
   parsePredictionType,
   parseResolution,
   parseThresholds,
-  parseWeights,
   readTensorSpec,
+  suppressOverrides,
+  type SuppressFlags,
 } from '../options.js';
 import { fmtThresholds, jsonReport, summary, type GenerateCommandRun } from './generate-report.js';
 
-interface GenerateFlags {
+interface GenerateFlags extends SuppressFlags {
   model?: string;
   config?: string;
   predictionType?: string;
@@ -66,14 +61,6 @@ interface GenerateFlags {
   thresholds?: string;
   scaleFactor?: string;
   attnRes?: string;
-  mode?: string;
-  weights?: string;
-  gamma?: string;
-  editSteps?: string;
-  tokenGroups?: string;
-  candidates?: string;
-  selectAt?: string;
-  accept?: string;
   attributes?: string;
   attentionMaps?: string;
   attentionSteps?: string;
@@ -91,20 +78,6 @@ const METHOD_ALIASES: Record<string, string> = {
   'attend-excite': 'attend-and-excite',
   s2i: 'suppress',
 };
-
-function parseMode(value: string): SuppressMode {
-  const v = value.trim().toLowerCase();
-  if (v !== 'loss' && v !== 'edit' && v !== 'both')
-    throw new UserError(`--mode must be loss, edit or both, got "${value}"`);
-  return v;
-}
-
-function parseOnOff(value: string, flag: string): boolean {
-  const v = value.trim().toLowerCase();
-  if (v === 'on' || v === 'true' || v === 'yes') return true;
-  if (v === 'off' || v === 'false' || v === 'no') return false;
-  throw new UserError(`${flag} must be on or off, got "${value}"`);
-}
 
 function parseImageSide(value: string, flag: string): number {
   const v = parseInteger(value, flag, 1, 16384);
@@ -156,14 +129,7 @@ function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): P
   };
   const overrides = {
     loop: Object.fromEntries(Object.entries(loop).filter(([, v]) => v !== undefined)),
-    mode: opt(flags.mode, parseMode),
-    weights: opt(flags.weights, parseWeights),
-    gamma: opt(flags.gamma, (v) => parseNumber(v, '--gamma', 0, 1)),
-    editSteps: opt(flags.editSteps, (v) => parseInteger(v, '--edit-steps', 0, 100000)),
-    tokenGroups: opt(flags.tokenGroups, (v) => parseOnOff(v, '--token-groups')),
-    candidates: opt(flags.candidates, (v) => parseInteger(v, '--candidates', 1, 64)),
-    selectAt: opt(flags.selectAt, (v) => parseInteger(v, '--select-at', 1, 1000)),
-    accept: opt(flags.accept, (v) => parseNumber(v, '--accept', 0)),
+    ...suppressOverrides(flags),
   };
   const attributes = opt(flags.attributes, (v) =>
     listItems(
@@ -182,7 +148,7 @@ function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): P
     height: opt(flags.height, (v) => parseImageSide(v, '--height')),
     width: opt(flags.width, (v) => parseImageSide(v, '--width')),
     method: METHOD_ALIASES[name] ?? name,
-    methodOverrides: Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)),
+    methodOverrides: overrides,
     tokens: flags.tokens,
     subjects: flags.subjects,
     attributes,
@@ -349,72 +315,49 @@ Examples:
 `;
 
 export function register(program: Command): void {
-  program
-    .command('generate')
-    .description('generate an image from a text prompt (optionally with Attend-and-Excite and attention maps)')
-    .argument('<prompt>', 'the text prompt (quote it)')
-    .option(
-      '--model <path>',
-      'diffusers model folder (model_index.json, unet/, vae/, ...) or single-file SD 1.x/2.x .safetensors checkpoint',
-    )
-    .option('--config <dir>', "a single file's configs and tokenizer: a diffusers folder without weights")
-    .option(
-      '--prediction-type <type>',
-      'what the UNet predicts: epsilon, v_prediction, sample (default: the scheduler config; SD 2.x files: v_prediction)',
-    )
-    .option('--negative <text>', 'negative prompt (default: the empty prompt, as diffusers)')
-    .option('--steps <n>', "inference steps (default: the model's s2i.json, else 50)")
-    .option('--guidance <x>', "classifier-free guidance scale (default: the model's s2i.json, else 7.5)")
-    .option('--scheduler <name>', "sampler: pndm, ddim, euler, euler-a, dpmpp-2m (default: the model's own)")
-    .option('--seed <n>', 'seed of the initial noise (and of euler-a); default: a random seed, printed')
-    .option('--height <px>', "image height, a multiple of 8 (default: the model's size, or the --latents size)")
-    .option('--width <px>', "image width, a multiple of 8 (default: the model's size, or the --latents size)")
-    .option(
-      '--latents <file[:key]>',
-      'start from these initial latents (safetensors tensor, key default "latents", shape [1,C,H/f,W/f])',
-    )
-    .option('--save-latents <file>', 'also write the final latents (before decoding) as tensor "latents"')
-    .option('--out <file>', 'output PNG (default: s2i-SEED.png)')
-    .option(
-      '--json',
-      'print one JSON object (settings, timesteps, per-step log, timings, outputs) instead of a summary',
-    )
-    .option('--method <name>', `guidance method: ${METHOD_NAMES.join(', ')}`, 'none')
-    .option('--tokens <list>', 'subject token positions, e.g. 2,5 (0 is the start token)')
-    .option(
-      '--subjects <list>',
-      'subject words, e.g. cat,frog (frog#2: its second occurrence), or auto (suppress: the default)',
-    )
-    .option(
-      '--attributes <list>',
-      'suppress: adjectives bound to subjects, e.g. circle:red,square:blue (default: found automatically)',
-    )
-    .option('--mode <mode>', 'suppress: loss (gradient), edit (attention edit, no gradient) or both')
-    .option(
-      '--weights <list>',
-      `suppress: loss weights, e.g. suppress=1,excite=1,even=0.5,exclusive=1,bind=1 (terms: ${LOSS_TERMS.join(', ')})`,
-    )
-    .option('--gamma <x>', 'suppress edit mode: factor on subject attention outside its region (0: definitively zero)')
-    .option(
-      '--edit-steps <n>',
-      `suppress edit mode: edit the guided passes of steps 1..n-1 (default ${EDIT_STEPS_AT_50} for ${REFERENCE_STEPS} steps, scaled)`,
-    )
-    .option(
-      '--token-groups <on|off>',
-      'suppress: treat each subject with the later tokens that carry it (default on for suppress, off for the rivals)',
-    )
-    .option(
-      '--candidates <n>',
-      `suppress: run n starts (initial noises) to --select-at and keep the cleanest layout (default ${DEFAULT_CANDIDATES}; 1: off)`,
-    )
-    .option(
-      '--select-at <n>',
-      `suppress: the sampler call at which starts are compared (default ${SELECT_AT_50} for ${REFERENCE_STEPS} steps, scaled)`,
-    )
-    .option(
-      '--accept <x>',
-      'suppress: stop trying starts at the first with a layout score at most x (default: try all)',
-    )
+  addSuppressOptions(
+    program
+      .command('generate')
+      .description('generate an image from a text prompt (optionally with Attend-and-Excite and attention maps)')
+      .argument('<prompt>', 'the text prompt (quote it)')
+      .option(
+        '--model <path>',
+        'diffusers model folder (model_index.json, unet/, vae/, ...) or single-file SD 1.x/2.x .safetensors checkpoint',
+      )
+      .option('--config <dir>', "a single file's configs and tokenizer: a diffusers folder without weights")
+      .option(
+        '--prediction-type <type>',
+        'what the UNet predicts: epsilon, v_prediction, sample (default: the scheduler config; SD 2.x files: v_prediction)',
+      )
+      .option('--negative <text>', 'negative prompt (default: the empty prompt, as diffusers)')
+      .option('--steps <n>', "inference steps (default: the model's s2i.json, else 50)")
+      .option('--guidance <x>', "classifier-free guidance scale (default: the model's s2i.json, else 7.5)")
+      .option('--scheduler <name>', "sampler: pndm, ddim, euler, euler-a, dpmpp-2m (default: the model's own)")
+      .option('--seed <n>', 'seed of the initial noise (and of euler-a); default: a random seed, printed')
+      .option('--height <px>', "image height, a multiple of 8 (default: the model's size, or the --latents size)")
+      .option('--width <px>', "image width, a multiple of 8 (default: the model's size, or the --latents size)")
+      .option(
+        '--latents <file[:key]>',
+        'start from these initial latents (safetensors tensor, key default "latents", shape [1,C,H/f,W/f])',
+      )
+      .option('--save-latents <file>', 'also write the final latents (before decoding) as tensor "latents"')
+      .option('--out <file>', 'output PNG (default: s2i-SEED.png)')
+      .option(
+        '--json',
+        'print one JSON object (settings, timesteps, per-step log, timings, outputs) instead of a summary',
+      )
+      .option('--method <name>', `guidance method: ${METHOD_NAMES.join(', ')}`, 'none')
+      .option('--tokens <list>', 'subject token positions, e.g. 2,5 (0 is the start token)')
+      .option(
+        '--subjects <list>',
+        'subject words, e.g. cat,frog (frog#2: its second occurrence), or auto (suppress: the default)',
+      )
+      .option(
+        '--attributes <list>',
+        'suppress: adjectives bound to subjects, e.g. circle:red,square:blue (default: found automatically)',
+      ),
+    'suppress',
+  )
     .option(
       '--max-iter-to-alter <n>',
       `gradient methods: update the latents at steps below n (default ${d.maxIterToAlter} for ${REFERENCE_STEPS} steps, scaled)`,
