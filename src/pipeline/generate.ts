@@ -53,6 +53,8 @@ export interface StepInfo {
   /** The sampler's prediction of the final (denoised) latents at this step, when it makes one. */
   predictedOriginal: Tensor | null;
   ms: number;
+  /** This call's recorded cross-attention maps [h, w, T], when maps are recorded (pages show them as they form). */
+  attentionMaps?: Tensor;
 }
 
 export interface StepRecord {
@@ -252,7 +254,15 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
     const predictedOriginal = stepped.predOriginalSample
       ? { data: stepped.predOriginalSample, shape: [...latentShape] }
       : null;
-    options.onStep?.({ index: i, timestep, totalCalls, latents, predictedOriginal, ms });
+    options.onStep?.({
+      index: i,
+      timestep,
+      totalCalls,
+      latents,
+      predictedOriginal,
+      ms,
+      ...(usedMaps ? { attentionMaps: usedMaps } : {}),
+    });
   }
   result.timings.denoiseMs = performance.now() - tDenoise;
   result.finalLatents = latents;

@@ -4,6 +4,7 @@
  *
  *   child --case tiny-step --purpose time --runs 10 --tiny DIR --sd15 DIR --result FILE [--compile JSON]
  */
+import '../../node.js'; // Node's file system and onnxruntime-node as the defaults
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { CASES, type CaseName } from './cases.js';

@@ -6,6 +6,7 @@
  *   npm run bench -- --only tiny,train     exactly these parts (tiny, sd15, train)
  *   npm run bench -- --runs 5 --json --out perf.json --no-torch --no-profile --threads 2
  */
+import '../../node.js'; // Node's file system and onnxruntime-node as the defaults
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
