@@ -3,9 +3,9 @@
  * scheduler files) runs on a real file system in Node and on fetched files in a browser.
  *
  * `nodeFileSystem` (io/node-files.ts) is Node's; `MemoryFileSystem` holds files in memory (a browser page fills it
- * with the model's fetched files). Readers take a `FileSystem` argument that defaults to the one the platform's
- * entry point installed: `src/node.ts` (imported by the library's entry and the CLI) installs Node's. This module
- * itself imports nothing, so the shared core stays free of `node:` modules.
+ * with the model's fetched files). The readers use the installed one, looked up at each call (`files()`, `paths`):
+ * `src/node.ts` (imported by the library's entry and the CLI) installs Node's, a page's worker installs its own.
+ * This module imports nothing, so the shared core stays free of `node:` modules.
  */
 
 export interface FileStat {
