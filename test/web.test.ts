@@ -253,9 +253,11 @@ describe.skipIf(!haveChromium)('the page in Chromium', () => {
     const kept = rows.filter((r) => !r.discarded);
     expect(kept.map((r) => r.cells[1])).toEqual(['0', '1', '2', '3', '4', '5']);
     expect(kept.every((r) => r.cells[0] === String(c.index + 1))).toBe(true);
-    // Edit mode: the edited calls are marked in the loss column (no loss is evaluated).
-    const loss = head.indexOf('loss');
-    expect(kept.some((r) => r.cells[loss]!.endsWith('e'))).toBe(true);
+    // Edit mode: which calls were edited, and each start's layout score at the call where they are compared.
+    const [edited, layout] = [head.indexOf('edited'), head.indexOf('layout')];
+    expect(kept.filter((r) => r.cells[edited] === 'yes').length).toBeGreaterThan(0);
+    const scored = rows.filter((r) => r.cells[layout] !== '–').map((r) => r.cells[layout]);
+    expect(scored).toEqual(c.scores.map((v) => v.toFixed(3)));
     if (SCREENSHOTS) {
       mkdirSync(join(repoRoot, 'docs', 'images'), { recursive: true });
       await page.$eval('#scrubber', (s) => {

@@ -109,6 +109,7 @@ function stepRow(info: StepInfo, log: StepLog | null, subjects: number): StepRow
     tries: log?.refinementTries ?? 0,
     updated: log !== null && log.stepSize !== null,
     edited: log?.edited ?? false,
+    layoutScore: log?.layoutScore ?? null,
   };
 }
 
@@ -148,6 +149,7 @@ export async function run(req: RunRequest, post: Post): Promise<void> {
             type: 'started',
             subjects,
             kind: preset.kind,
+            mode: settings?.mode ?? null,
             terms: settings && settings.mode !== 'edit' ? LOSS_TERMS.filter((t) => settings.weights[t] !== 0) : [],
             selection: selection ? { candidates: selection.candidates, atCall: selection.atCall } : null,
             totalSteps: totalCalls,

@@ -138,30 +138,47 @@ const fmt = (v: number | null | undefined) => (v === null || v === undefined ? '
 /** The per-step log's columns: what the method logs (plain sampling logs only its timings). */
 let columns: { head: string; cell: (r: StepRow & { start: number | null }) => string }[] = [];
 
-function buildTable(kind: string, subjects: SubjectInfo[], terms: string[], starts: boolean): void {
+function buildTable(
+  kind: string,
+  mode: string | null,
+  subjects: SubjectInfo[],
+  terms: string[],
+  starts: boolean,
+): void {
   columns = [
     { head: 'step', cell: (r) => String(r.index) },
     { head: 't', cell: (r) => String(r.timestep) },
   ];
+  const notes: string[] = [];
   // Where the method tries several starts, which start a row belongs to (blank: the chosen one, continued).
   if (starts) columns.unshift({ head: 'start', cell: (r) => (r.start === null ? '' : String(r.start + 1)) });
-  if (kind !== 'none') {
+  if (kind === 'none') notes.push('Plain sampling: one guided UNet pass per step.');
+  if (mode === 'edit') {
+    // The attention edit alone: no loss is evaluated, nothing but the edit and the layout score to log.
+    columns.push({ head: 'edited', cell: (r) => (r.edited ? 'yes' : '–') });
+    notes.push("edited: the pass zeroed each subject's token group outside its own region.");
+  } else if (kind !== 'none') {
     const mark = (r: StepRow) => (r.updated ? '*' : r.edited ? 'e' : '');
     columns.push({ head: 'loss', cell: (r) => `${fmt(r.loss)}${mark(r)}` });
     subjects.forEach((s, i) => columns.push({ head: `max ${s.word}`, cell: (r) => fmt(r.maxAttention[i]) }));
     for (const t of terms) columns.push({ head: t, cell: (r) => fmt(r.terms[t]) });
     columns.push({ head: 'tries', cell: (r) => (r.tries ? String(r.tries) : '–') });
+    notes.push(
+      `loss: ${kind === 'suppress' ? 'the weighted mean of the terms' : '1 − the smallest max attention'}; max: each subject's largest (smoothed) attention; * latents updated${mode === 'both' ? ', e edited attention' : ''}; tries: refinement steps.`,
+    );
+  }
+  if (starts) {
+    columns.push({ head: 'layout', cell: (r) => fmt(r.layoutScore) });
+    notes.push(
+      'start: which initial noise the row ran from (the starts not chosen are struck through); layout: the layout score the starts are compared by, lower is better.',
+    );
   }
   columns.push({ head: 'ms', cell: (r) => r.ms.toFixed(0) });
   table.replaceChildren();
   const head = table.createTHead().insertRow();
   for (const c of columns) head.append(Object.assign(document.createElement('th'), { textContent: c.head }));
   table.createTBody();
-  table.createCaption().textContent =
-    (kind === 'none'
-      ? 'Plain sampling: one guided UNet pass per step.'
-      : `loss: ${kind === 'suppress' ? 'the weighted mean of the terms' : '1 − the smallest max attention'}; max: each subject's largest (smoothed) attention; * latents updated, e edited attention; tries: refinement steps.`) +
-    (starts ? ' start: which initial noise the row ran from; the starts not chosen are struck through.' : '');
+  table.createCaption().textContent = notes.join(' ');
 }
 
 function addRow(r: StepRow, start: number | null): void {
@@ -259,7 +276,7 @@ worker.onmessage = (e: MessageEvent<EngineMessage>) => {
       scrubber.max = String(m.totalSteps - 1);
       scrubber.value = '0';
       scrubber.disabled = true;
-      buildTable(m.kind, m.subjects, m.terms, m.selection !== null);
+      buildTable(m.kind, m.mode, m.subjects, m.terms, m.selection !== null);
       caption.textContent = '';
       startChoice.hidden = true;
       break;

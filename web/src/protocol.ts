@@ -30,6 +30,8 @@ export interface StepRow {
   tries: number;
   updated: boolean;
   edited: boolean;
+  /** The layout score (lower is better) where the method computed one: the call at which starts are compared. */
+  layoutScore: number | null;
 }
 
 export interface ObjectScore {
@@ -55,6 +57,8 @@ export type EngineMessage =
       subjects: SubjectInfo[];
       /** 'none', 'attend-and-excite' or 'suppress': which columns the per-step log has. */
       kind: string;
+      /** A suppress method's mode ('loss', 'edit', 'both'); null for the others. */
+      mode: string | null;
       /** The loss terms a suppress method logs. */
       terms: string[];
       /** When the method chooses among starts: how many, and the sampler call at which it compares them. */
