@@ -341,7 +341,7 @@ export interface TrainHooks {
 /**
  * Trains (or resumes) the run in `options.runDir` until `options.steps` optimiser steps in all: each step trains
  * on a fresh batch, logs every 25 steps, checkpoints every `checkpointEvery` and scores samples every
- * `sampleEvery`. `hooks.shouldStop` ends the run after the current step; the checkpoint is written either way.
+ * `sampleEvery`. `hooks.shouldStop` ends the run after the current step, its checkpoint written as at the end.
  */
 export async function trainShapes(options: ShapesTrainOptions, hooks: TrainHooks = { resume: false }): Promise<State> {
   const cfg = shapesModelConfig();
