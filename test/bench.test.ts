@@ -469,6 +469,7 @@ describe('bench on tiny-sd', () => {
       expect(r.seconds).toBeGreaterThan(0);
       expect(existsSync(join(out, r.image))).toBe(true);
       expect(r.noise_seed).toBe(noiseSeed(0, r.prompt));
+      expect(r).toMatchObject({ starts: 1, guided_passes: 2 }); // 2 DDIM calls, one start
     }
     // The image is the plain pipeline's at the row's noise seed (what `s2i generate --seed` reproduces).
     const direct = await generate(model, {

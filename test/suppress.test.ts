@@ -302,7 +302,7 @@ describe('Suppress-to-Impress v2 on tiny-sd: token groups and the choice of star
       ...shared,
       prompt,
       seed: 11,
-      method: build({ candidates: 3, selectAt: 2 }),
+      method: build({ candidates: 3, selectAt: 2, accept: null }),
     });
     const c = chosen.candidate!;
     expect(c.scores).toHaveLength(3);
@@ -334,11 +334,16 @@ describe('Suppress-to-Impress v2 on tiny-sd: token groups and the choice of star
     const seeds = [11, 12];
     const batch = await generateBatch(
       model,
-      seeds.map((seed) => ({ prompt, seed, method: build({ candidates: 2, selectAt: 2 }) })),
+      seeds.map((seed) => ({ prompt, seed, method: build({ candidates: 2, selectAt: 2, accept: null }) })),
       shared,
     );
     for (const [i, seed] of seeds.entries()) {
-      const alone = await generate(model, { ...shared, prompt, seed, method: build({ candidates: 2, selectAt: 2 }) });
+      const alone = await generate(model, {
+        ...shared,
+        prompt,
+        seed,
+        method: build({ candidates: 2, selectAt: 2, accept: null }),
+      });
       expect(batch[i]!.candidate).toEqual(alone.candidate);
       expect(maxDiff(batch[i]!.finalLatents.data, alone.finalLatents.data)).toBeLessThan(1e-4);
     }

@@ -161,6 +161,7 @@ function tableData(summary: Summary, methods: readonly string[]): TableData {
     'binding %',
     'leakage %',
     's/image',
+    'passes/image',
     ...baselines.map((b) => `vs ${BASELINE_LABEL[b]} (+won −lost, p)`),
   ];
   const rows = methods.map((m) => {
@@ -174,6 +175,7 @@ function tableData(summary: Summary, methods: readonly string[]): TableData {
       formatInterval(s.binding),
       formatInterval(s.leakage),
       s.seconds_per_image === null ? '–' : s.seconds_per_image.toFixed(2),
+      s.passes_per_image === null ? '–' : s.passes_per_image.toFixed(1),
       ...baselines.map((b) =>
         b === m ? '—' : formatComparison(summary.comparisons.find((c) => c.method === m && c.baseline === b)),
       ),
@@ -262,7 +264,9 @@ const LEGEND =
   'shape and colour, nothing extra) per image; per seed: full success of each seed alone; object recall (right shape, ' +
   "any colour), binding (right shape and colour) and leakage (right shape in another prompted object's colour; lower " +
   'is better) pooled over objects; failure kinds: share of images with an object missing (neglect), recoloured ' +
-  '(binding) or an extra object. s/image: mean generation seconds. vs none / vs A&E: +won = pairs where the method ' +
+  '(binding) or an extra object. s/image: mean generation seconds (moved by whatever else the machine runs); ' +
+  'passes/image: guided UNet passes per image (sampler calls, plus the calls up to the comparison for every other ' +
+  "start a method tried; gradient methods' loss passes not counted). vs none / vs A&E: +won = pairs where the method " +
   'succeeded and the baseline failed, −lost = the reverse, p = exact McNemar test. Comparisons: the failure ratio ' +
   '(method failures ÷ baseline failures over the same pairs, paired bootstrap interval), McNemar, and an exact ' +
   'sign-flip test that flips the pairs of a prompt together (it does not take the seeds of a prompt as independent).';

@@ -125,6 +125,14 @@ export interface BenchRow {
   timings: { encode: number; denoise: number; decode: number; score: number };
   /** Latent-update refinement tries of gradient methods, summed over steps (0 for others). */
   refinement_tries: number;
+  /** Starts (initial noises) the method tried before keeping one (1 without a choice of start). */
+  starts?: number;
+  /**
+   * Guided UNet passes the image cost (each over its unconditional and conditional rows): one per sampler call, and
+   * the calls up to the comparison once more for every other start tried. A cost measure that other processes on
+   * the machine do not move (gradient methods' loss passes are not counted; see seconds).
+   */
+  guided_passes?: number;
   /** Paths relative to the output folder. */
   image: string;
   maps: string | null;
@@ -714,6 +722,9 @@ function benchImage(
       score: round3(scoreMs / 1000),
     },
     refinement_tries: tries,
+    starts: result.candidate?.scores.length ?? 1,
+    guided_passes:
+      result.timesteps.length + (result.candidate ? (result.candidate.scores.length - 1) * result.candidate.atCall : 0),
     image: paths.image,
     maps: mapsPath,
     model_dir: model.dir,

@@ -279,6 +279,8 @@ export interface StatRow {
   /** Detections not matched to a prompted object (absent in rows of old benchmark versions: counted as 0). */
   extra_objects?: number;
   seconds: number;
+  /** Guided UNet passes the image cost (rows of older benchmark versions lack it). */
+  guided_passes?: number;
 }
 
 /** Failure kinds of one image (an image can have several). */
@@ -320,6 +322,8 @@ export interface MethodSummary {
   prompts: number;
   seeds: number;
   seconds_per_image: number | null;
+  /** Mean guided UNet passes per image (a cost other processes do not move), when the rows record it. */
+  passes_per_image: number | null;
 }
 
 export interface Comparison {
@@ -404,6 +408,10 @@ export function summarizeMethod(rows: readonly StatRow[]): MethodSummary {
     seconds_per_image: seconds.length
       ? Math.round((1000 * seconds.reduce((a, b) => a + b, 0)) / seconds.length) / 1000
       : null,
+    passes_per_image:
+      rows.every((r) => r.guided_passes !== undefined) && rows.length
+        ? Math.round((100 * rows.reduce((a, r) => a + r.guided_passes!, 0)) / rows.length) / 100
+        : null,
   };
 }
 

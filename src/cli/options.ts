@@ -5,6 +5,7 @@ import { checkInputFile } from '../io/regular-file.js';
 import { quoteKey, SafetensorsFile } from '../io/safetensors.js';
 import type { Command } from 'commander';
 import {
+  DEFAULT_ACCEPT,
   DEFAULT_CANDIDATES,
   EDIT_STEPS_AT_50,
   REFERENCE_STEPS,
@@ -230,7 +231,7 @@ export function suppressOverrides(flags: SuppressFlags): Omit<MethodOverrides, '
     tokenGroups: opt(flags.tokenGroups, (v) => parseOnOff(v, '--token-groups')),
     candidates: opt(flags.candidates, (v) => parseInteger(v, '--candidates', 1, 64)),
     selectAt: opt(flags.selectAt, (v) => parseInteger(v, '--select-at', 1, 1000)),
-    accept: opt(flags.accept, (v) => parseNumber(v, '--accept', 0)),
+    accept: opt(flags.accept, (v) => (v.trim().toLowerCase() === 'off' ? null : parseNumber(v, '--accept', 0))),
   };
   return Object.fromEntries(Object.entries(all).filter(([, v]) => v !== undefined));
 }
@@ -261,7 +262,7 @@ export function addSuppressOptions(command: Command, scope: string): Command {
       `${scope}: the sampler call at which starts are compared (default ${SELECT_AT_50} for ${REFERENCE_STEPS} steps, scaled)`,
     )
     .option(
-      '--accept <x>',
-      `${scope}: stop trying starts at the first with a layout score at most x (default: try all)`,
+      '--accept <x|off>',
+      `${scope}: keep the first start whose layout score is at most x, without trying the others (default ${DEFAULT_ACCEPT} for suppress; off: try all)`,
     );
 }

@@ -138,9 +138,9 @@ export interface GenerateResult {
   batch: { size: number; index: number };
   /**
    * When the method chose among starts: which one made the image (0: the sample's own seed), the seed of its
-   * initial noise, and the layout score of every start tried, in order.
+   * initial noise, the layout score of every start tried, in order, and the call they were compared at.
    */
-  candidate: { index: number; seed: number; scores: number[] } | null;
+  candidate: { index: number; seed: number; scores: number[]; atCall: number } | null;
   /** Milliseconds of the whole batch (divide by batch.size for a per-image share). */
   timings: { encodeMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
 }
@@ -509,7 +509,7 @@ async function chooseStarts(
   const best = first.map((s) => ({ run: s, score: selecting(s) ? s.request.method!.layoutScore!() : 0 }));
   const scores = best.map((b) => [b.score]);
   first.forEach((s, b) => {
-    if (selecting(s)) s.result.candidate = { index: 0, seed: s.result.seed ?? 0, scores: scores[b]! };
+    if (selecting(s)) s.result.candidate = { index: 0, seed: s.result.seed ?? 0, scores: scores[b]!, atCall };
   });
   const done = (b: number) => !selecting(first[b]!) || (accept !== null && best[b]!.score <= accept);
   for (let k = 1; k < candidates; k++) {
@@ -521,7 +521,12 @@ async function chooseStarts(
       const b = pending[j]!;
       const score = s.request.method!.layoutScore!();
       scores[b]!.push(score);
-      s.result.candidate = { index: k, seed: candidateSeed(first[b]!.request.seed ?? 0, k), scores: scores[b]! };
+      s.result.candidate = {
+        index: k,
+        seed: candidateSeed(first[b]!.request.seed ?? 0, k),
+        scores: scores[b]!,
+        atCall,
+      };
       if (score < best[b]!.score) best[b] = { run: s, score };
     });
   }

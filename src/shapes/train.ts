@@ -13,7 +13,14 @@ import { generate } from '../pipeline/generate.js';
 import { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import { noiseSchedule } from '../schedulers/index.js';
 import { AdamW, clipGradients, Ema } from '../train/adamw.js';
-import { parameterShapes, TEXT_PREFIX, TrainingStep, UNET_PREFIX, type TextToImageConfig } from '../train/diffusion.js';
+import {
+  parameterShapes,
+  TEXT_PREFIX,
+  TrainingStep,
+  UNET_PREFIX,
+  type TextToImageConfig,
+  type TrainingBatch,
+} from '../train/diffusion.js';
 import { initParams } from '../train/init.js';
 import { GaussianRng } from '../util/random.js';
 import { ClipTokenizer } from '../tokenizer/clip.js';
@@ -322,119 +329,34 @@ export async function sampleAndScore(
   }
 }
 
-export async function trainShapes(
-  options: ShapesTrainOptions,
-  hooks: {
-    resume: boolean;
-    /** Resume even when batch size, seed, learning rate... differ from the run's (recorded in its checkpoint). */
-    changeSettings?: boolean;
-    onProgress?: (p: TrainProgress) => void;
-    onSample?: (r: SampleReport) => void;
-    shouldStop?: () => boolean;
-  } = { resume: false },
-): Promise<State> {
+export interface TrainHooks {
+  resume: boolean;
+  /** Resume even when batch size, seed, learning rate... differ from the run's (recorded in its checkpoint). */
+  changeSettings?: boolean;
+  onProgress?: (p: TrainProgress) => void;
+  onSample?: (r: SampleReport) => void;
+  shouldStop?: () => boolean;
+}
+
+/**
+ * Trains (or resumes) the run in `options.runDir` until `options.steps` optimiser steps in all: each step trains
+ * on a fresh batch, logs every 25 steps, checkpoints every `checkpointEvery` and scores samples every
+ * `sampleEvery`. `hooks.shouldStop` ends the run after the current step, its checkpoint written as at the end.
+ */
+export async function trainShapes(options: ShapesTrainOptions, hooks: TrainHooks = { resume: false }): Promise<State> {
   const cfg = shapesModelConfig();
   const dir = options.runDir;
-  if (existsSync(dir) && !statSync(dir).isDirectory())
-    throw new FieldError('runDir', `${dir} exists and is not a directory`);
-  mkdirSync(dir, { recursive: true });
-  removeStaleTemporaries(dir);
-  let state: State;
-  if (existsSync(join(dir, CHECKPOINT))) {
-    if (!hooks.resume)
-      throw new FieldError('resume', (name) => `${dir} already holds a training run; pass ${name} to continue it`);
-    const changed = changedSettings(readRunOptions(dir) ?? {}, options);
-    if (changed.length && !hooks.changeSettings)
-      throw new FieldError(
-        'resume',
-        (name, nameOf) =>
-          `${name}: ${changed.map((c) => `${nameOf(c.key)} ${c.now} (was ${c.was})`).join(', ')} ` +
-          `differ${changed.length === 1 ? 's' : ''} from the run in ${dir}; leave ` +
-          `${changed.length === 1 ? 'it' : 'them'} out to keep the run's settings, or add ${nameOf('changeSettings')}`,
-      );
-    state = loadCheckpoint(dir, cfg, options);
-    // Steps after the checkpoint are trained again: their log rows would repeat.
-    trimLog(join(dir, 'log.jsonl'), state.step);
-    trimLog(join(dir, 'samples.jsonl'), state.step);
-  } else {
-    trimLog(join(dir, 'log.jsonl'), 0); // rows of a run killed before its first checkpoint
-    trimLog(join(dir, 'samples.jsonl'), 0);
-    const params = initParams(parameterShapes(cfg), options.seed);
-    state = {
-      step: 0,
-      params,
-      ema: new Ema(params),
-      adam: new AdamW({ lr: options.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay }),
-    };
-  }
-  const tok = buildShapesVocabulary();
-  const tokenizer = new ClipTokenizer({ vocab: tok.vocab, merges: tok.merges, config: { modelMaxLength: cfg.tokens } });
-  const schedule = noiseSchedule(shapesSchedulerConfigJson());
+  const state = openRun(dir, cfg, options, hooks);
+  const batchOf = trainingBatches(cfg, options);
   const trainer = await TrainingStep.create(cfg, state.params, options.batchSize);
-  const B = options.batchSize;
-  const emptyIds = tokenizer.tokenize('').ids;
-  const logPath = join(dir, 'log.jsonl');
-  let windowLoss = 0;
-  let windowN = 0;
-  let windowStart = performance.now();
+  const log = new LogWindow(join(dir, 'log.jsonl'), options.batchSize);
   try {
     while (state.step < options.steps) {
       if (hooks.shouldStop?.()) break;
-      const step = state.step;
-      // Per-step seeding: a resumed run sees exactly the data and noise an uninterrupted one would.
-      const dataRng = new Rng(options.seed * 1_000_003 + step);
-      const noiseRng = new GaussianRng((BigInt(options.seed) << 32n) | BigInt(step));
-      const batch = sampleBatch(dataRng, B, TRAIN_SCENES);
-      const ids = new BigInt64Array(B * cfg.tokens);
-      batch.captions.forEach((caption, b) => {
-        const row = dataRng.chance(options.promptDropout) ? emptyIds : tokenizer.tokenize(caption).ids;
-        for (let k = 0; k < cfg.tokens; k++) ids[b * cfg.tokens + k] = BigInt(row[k]!);
-      });
-      const timesteps = new Float32Array(B);
-      const weights = new Float32Array(B);
-      for (let b = 0; b < B; b++) {
-        const t = dataRng.int(0, schedule.numTrainTimesteps - 1);
-        timesteps[b] = t;
-        const snr = schedule.snr(t);
-        weights[b] = Math.min(snr, options.minSnrGamma) / (snr + 1); // min-SNR-γ for v-prediction
-      }
-      const noise = noiseRng.normal(batch.images.length);
-      const noisy = schedule.addNoise(batch.images, noise, timesteps);
-      const target = schedule.velocity(batch.images, noise, timesteps);
-      const { loss, grads } = await trainer.run(state.params, { ids, noisy, timesteps, target, weights });
-      if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at step ${step}`);
-      const gradNorm = clipGradients(grads, options.gradClip);
-      const lr = learningRate(options, step);
-      state.adam.update(state.params, grads, lr, noDecay);
-      state.ema.update(state.params, Math.min(options.emaDecay, (1 + step) / (10 + step)));
-      state.step++;
-      windowLoss += loss;
-      windowN++;
-      const elapsed = (performance.now() - windowStart) / 1000;
-      hooks.onProgress?.({
-        step: state.step,
-        totalSteps: options.steps,
-        loss,
-        imagesPerSecond: (windowN * B) / elapsed,
-        lr,
-        gradNorm,
-      });
-      if (state.step % 25 === 0) {
-        appendLine(
-          logPath,
-          JSON.stringify({
-            step: state.step,
-            loss: windowLoss / windowN,
-            images_per_s: (windowN * B) / elapsed,
-            lr,
-            grad_norm: gradNorm,
-            time: new Date().toISOString(),
-          }) + '\n',
-        );
-        windowLoss = 0;
-        windowN = 0;
-        windowStart = performance.now();
-      }
+      const { loss, lr, gradNorm } = await trainStep(trainer, state, batchOf(state.step), options);
+      const imagesPerSecond = log.add(loss);
+      hooks.onProgress?.({ step: state.step, totalSteps: options.steps, loss, imagesPerSecond, lr, gradNorm });
+      if (state.step % 25 === 0) log.write(state.step, lr, gradNorm);
       if (state.step % options.checkpointEvery === 0 || state.step === options.steps)
         saveCheckpoint(dir, state, cfg, options);
       if (options.sampleEvery > 0 && (state.step % options.sampleEvery === 0 || state.step === options.steps)) {
@@ -447,6 +369,139 @@ export async function trainShapes(
   }
   saveCheckpoint(dir, state, cfg, options);
   return state;
+}
+
+/**
+ * The run's starting state: its checkpoint when `dir` holds one (only with `hooks.resume`, and with the run's own
+ * trajectory settings unless `hooks.changeSettings`), else freshly initialised weights.
+ */
+function openRun(dir: string, cfg: TextToImageConfig, options: ShapesTrainOptions, hooks: TrainHooks): State {
+  if (existsSync(dir) && !statSync(dir).isDirectory())
+    throw new FieldError('runDir', `${dir} exists and is not a directory`);
+  mkdirSync(dir, { recursive: true });
+  removeStaleTemporaries(dir);
+  if (existsSync(join(dir, CHECKPOINT))) {
+    if (!hooks.resume)
+      throw new FieldError('resume', (name) => `${dir} already holds a training run; pass ${name} to continue it`);
+    const changed = changedSettings(readRunOptions(dir) ?? {}, options);
+    if (changed.length && !hooks.changeSettings)
+      throw new FieldError(
+        'resume',
+        (name, nameOf) =>
+          `${name}: ${changed.map((c) => `${nameOf(c.key)} ${c.now} (was ${c.was})`).join(', ')} ` +
+          `differ${changed.length === 1 ? 's' : ''} from the run in ${dir}; leave ` +
+          `${changed.length === 1 ? 'it' : 'them'} out to keep the run's settings, or add ${nameOf('changeSettings')}`,
+      );
+    const state = loadCheckpoint(dir, cfg, options);
+    // Steps after the checkpoint are trained again: their log rows would repeat.
+    trimLog(join(dir, 'log.jsonl'), state.step);
+    trimLog(join(dir, 'samples.jsonl'), state.step);
+    return state;
+  }
+  trimLog(join(dir, 'log.jsonl'), 0); // rows of a run killed before its first checkpoint
+  trimLog(join(dir, 'samples.jsonl'), 0);
+  const params = initParams(parameterShapes(cfg), options.seed);
+  return {
+    step: 0,
+    params,
+    ema: new Ema(params),
+    adam: new AdamW({ lr: options.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay }),
+  };
+}
+
+/**
+ * The function from a step number to its training batch. Per-step seeding: a resumed run sees exactly the data
+ * and noise an uninterrupted one would.
+ */
+function trainingBatches(cfg: TextToImageConfig, options: ShapesTrainOptions): (step: number) => TrainingBatch {
+  const tok = buildShapesVocabulary();
+  const tokenizer = new ClipTokenizer({ vocab: tok.vocab, merges: tok.merges, config: { modelMaxLength: cfg.tokens } });
+  const schedule = noiseSchedule(shapesSchedulerConfigJson());
+  const B = options.batchSize;
+  const emptyIds = tokenizer.tokenize('').ids;
+  return (step) => {
+    const dataRng = new Rng(options.seed * 1_000_003 + step);
+    const noiseRng = new GaussianRng((BigInt(options.seed) << 32n) | BigInt(step));
+    const batch = sampleBatch(dataRng, B, TRAIN_SCENES);
+    const ids = new BigInt64Array(B * cfg.tokens);
+    batch.captions.forEach((caption, b) => {
+      // Empty prompts teach the unconditional prediction that classifier-free guidance needs.
+      const row = dataRng.chance(options.promptDropout) ? emptyIds : tokenizer.tokenize(caption).ids;
+      for (let k = 0; k < cfg.tokens; k++) ids[b * cfg.tokens + k] = BigInt(row[k]!);
+    });
+    const timesteps = new Float32Array(B);
+    const weights = new Float32Array(B);
+    for (let b = 0; b < B; b++) {
+      const t = dataRng.int(0, schedule.numTrainTimesteps - 1);
+      timesteps[b] = t;
+      const snr = schedule.snr(t);
+      weights[b] = Math.min(snr, options.minSnrGamma) / (snr + 1); // min-SNR-γ for v-prediction
+    }
+    const noise = noiseRng.normal(batch.images.length);
+    const noisy = schedule.addNoise(batch.images, noise, timesteps);
+    const target = schedule.velocity(batch.images, noise, timesteps);
+    return { ids, noisy, timesteps, target, weights };
+  };
+}
+
+/** One optimiser step on `batch`: gradients, clipping, AdamW with warm-up, EMA; advances `state.step`. */
+async function trainStep(
+  trainer: TrainingStep,
+  state: State,
+  batch: TrainingBatch,
+  options: ShapesTrainOptions,
+): Promise<{ loss: number; lr: number; gradNorm: number }> {
+  const step = state.step;
+  const { loss, grads } = await trainer.run(state.params, batch);
+  if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at step ${step}`);
+  const gradNorm = clipGradients(grads, options.gradClip);
+  const lr = learningRate(options, step);
+  state.adam.update(state.params, grads, lr, noDecay);
+  state.ema.update(state.params, Math.min(options.emaDecay, (1 + step) / (10 + step)));
+  state.step++;
+  return { loss, lr, gradNorm };
+}
+
+/**
+ * The steps since the last log row (at most 25): log.jsonl gets their mean loss and throughput, and the progress
+ * hook their throughput, so that the rate shown is the current speed rather than the run's average.
+ */
+class LogWindow {
+  private loss = 0;
+  private n = 0;
+  private start = performance.now();
+  private rate = 0;
+
+  constructor(
+    private readonly path: string,
+    private readonly batchSize: number,
+  ) {}
+
+  /** Counts one step's loss; returns the window's images per second, measured now. */
+  add(loss: number): number {
+    this.loss += loss;
+    this.n++;
+    this.rate = (this.n * this.batchSize) / ((performance.now() - this.start) / 1000);
+    return this.rate;
+  }
+
+  /** Appends the window's row for `step` (with the rate `add` measured) and starts a new window. */
+  write(step: number, lr: number, gradNorm: number): void {
+    appendLine(
+      this.path,
+      JSON.stringify({
+        step,
+        loss: this.loss / this.n,
+        images_per_s: this.rate,
+        lr,
+        grad_norm: gradNorm,
+        time: new Date().toISOString(),
+      }) + '\n',
+    );
+    this.loss = 0;
+    this.n = 0;
+    this.start = performance.now();
+  }
 }
 
 async function writeSamples(

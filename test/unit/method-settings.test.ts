@@ -38,7 +38,7 @@ describe('resolveMethodSettings', () => {
       gamma: 0,
       editSteps: 4,
       tokenGroups: true,
-      selection: { candidates: 4, atCall: 2, accept: null },
+      selection: { candidates: 4, atCall: 2, accept: 0.05 },
     });
     expect(s.scaled).toEqual(['maxIterToAlter', 'thresholds', 'editSteps', 'selectAt']);
     expect(resolveMethodSettings('suppress-edit', 10).scaled).toEqual(['maxIterToAlter', 'thresholds', 'editSteps']);

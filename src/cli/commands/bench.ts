@@ -13,24 +13,26 @@ import {
   formatSummaryText,
   renderHtmlReport,
   renderPngGrid,
+  type BenchSummary,
 } from '../../bench/report.js';
 import { encodePng } from '../../image/png.js';
 import { OutputFiles } from '../../io/outputs.js';
-import { runBenchOnQueue } from '../../bench/queue.js';
-import { parseRedisUrl, probeRedis } from '../../bench/redis.js';
+import { runBenchOnQueue, type QueueBenchHooks } from '../../bench/queue.js';
+import { parseRedisUrl, probeRedis, type RedisTarget } from '../../bench/redis.js';
 import {
   checkBenchOptions,
   DEFAULT_BENCH_BATCH,
   parseMethods,
   parseSeeds,
   runBench,
-  type BenchRow,
+  type BenchOptions,
+  type BenchOutcome,
 } from '../../bench/run.js';
 import { BUILTIN_SUITES, loadSuite, parseSplit, SPLITS, type Split, type Suite } from '../../bench/suites.js';
 import { UserError } from '../../errors.js';
 import { onInterrupt } from '../../util/cleanup.js';
 import { METHOD_NAMES } from '../../methods/registry.js';
-import { StableDiffusion } from '../../pipeline/stable-diffusion.js';
+import { StableDiffusion, type LoadOptions } from '../../pipeline/stable-diffusion.js';
 import { parseSamplerName } from '../../schedulers/index.js';
 import { defaultModelDir } from '../defaults.js';
 import {
@@ -88,8 +90,70 @@ function defaultOut(suites: Suite[]): string {
   return join('out', 'bench', name.replace(/[^A-Za-z0-9._+-]+/g, '-'));
 }
 
+/** One benchmark run as the flags ask for it, every option checked. */
+interface BenchRequest {
+  suites: Suite[];
+  options: BenchOptions;
+  modelDir: string;
+  load: LoadOptions;
+  /** The job queue to generate on, or null to generate here. */
+  queue: RedisTarget | null;
+  /** The files written at the end: planned (checked) before anything runs. */
+  outputs: OutputFiles;
+  summaryMd: string;
+  summaryJson: string;
+  gridPng: string;
+  report: string | null;
+}
+
 async function run(flags: BenchFlags): Promise<void> {
-  // Every option is checked before the model is loaded.
+  const request = benchRequest(flags);
+  const { suites, options, queue } = request;
+  if (queue) await probeRedis(queue); // fail fast, before the model is loaded
+  const model = await StableDiffusion.load(request.modelDir, request.load);
+  const bar = interactive(flags.json)
+    ? new SingleBar({
+        format: `bench {bar} {value}/{total} images${queue ? ' | workers {workers}' : ''} | {rate} s/image | eta {eta_formatted} | {what}`,
+        hideCursor: true,
+        etaBuffer: 20,
+      })
+    : null;
+  let outcome;
+  // On a job queue, Ctrl-C stops collecting and leaves the queue as it is (a rerun collects the rest).
+  const interrupt = new AbortController();
+  const stopCollecting = queue
+    ? onInterrupt((signal) => {
+        if (signal !== 'SIGINT' || interrupt.signal.aborted) return false;
+        interrupt.abort();
+        return true;
+      })
+    : () => {};
+  try {
+    const hooks = progressHooks(bar, !bar && !flags.json, options.out);
+    outcome = queue
+      ? await runBenchOnQueue(model, suites, options, { target: queue, signal: interrupt.signal }, hooks)
+      : await runBench(model, suites, options, hooks);
+  } finally {
+    stopCollecting();
+    bar?.stop();
+    await model.release();
+  }
+
+  const summary = benchSummary(outcome, { methods: options.methods, seeds: options.seeds, model: request.modelDir });
+  await writeSummaries(request, summary, outcome);
+  if (flags.json) {
+    const { out } = options;
+    process.stdout.write(
+      `${JSON.stringify({ ...summary, out, results: outcome.resultsPath, report: request.report })}\n`,
+    );
+  } else {
+    process.stdout.write(`${formatSummaryText(summary)}\n${notes(request, outcome).join('\n')}\n`);
+  }
+  failedForGood(summary.failed.length, summary.run.images + summary.failed.length);
+}
+
+/** Parses and checks every option: all of them are checked before the model is loaded. */
+function benchRequest(flags: BenchFlags): BenchRequest {
   const split = flags.split !== undefined ? parseSplit(flags.split) : undefined;
   const suites = suiteList(flags.suite, split);
   const methods = parseMethods(flags.methods);
@@ -123,37 +187,9 @@ async function run(flags: BenchFlags): Promise<void> {
   const predictionType =
     flags.predictionType !== undefined ? parsePredictionType(flags.predictionType, '--prediction-type') : undefined;
   const queue = flags.queue !== undefined ? parseRedisUrl(flags.queue, '--queue') : null;
-
-  if (queue) await probeRedis(queue); // fail fast, before the model is loaded
-  const model = await StableDiffusion.load(modelDir, {
-    ...(threads !== undefined ? { threads } : {}),
-    ...(flags.config !== undefined ? { config: flags.config } : {}),
-    ...(predictionType !== undefined ? { predictionType } : {}),
-  });
-  const bar = interactive(flags.json)
-    ? new SingleBar({
-        format: `bench {bar} {value}/{total} images${queue ? ' | workers {workers}' : ''} | {rate} s/image | eta {eta_formatted} | {what}`,
-        hideCursor: true,
-        etaBuffer: 20,
-      })
-    : null;
-  const logLines = !bar && !flags.json;
-  let newSeconds = 0,
-    newCount = 0,
-    total = 0;
-  let outcome;
-  let workers = '?';
-  // On a job queue, Ctrl-C stops collecting and leaves the queue as it is (a rerun collects the rest).
-  const interrupt = new AbortController();
-  const stopCollecting = queue
-    ? onInterrupt((signal) => {
-        if (signal !== 'SIGINT' || interrupt.signal.aborted) return false;
-        interrupt.abort();
-        return true;
-      })
-    : () => {};
-  try {
-    const options = {
+  return {
+    suites,
+    options: {
       out,
       methods,
       seeds,
@@ -164,83 +200,102 @@ async function run(flags: BenchFlags): Promise<void> {
       maps: flags.reportMaps === true,
       batchSize,
       ...(Object.keys(methodOverrides).length ? { methodOverrides } : {}),
-    };
-    const hooks = {
-      onStart: ({ total: t, existing }: { total: number; existing: number }) => {
-        total = t;
-        if (logLines)
-          process.stderr.write(`bench: ${t} images planned into ${out} (${existing} rows already in results.jsonl)\n`);
-        bar?.start(t, 0, { rate: '-', what: '', workers });
-      },
-      onQueued: ({ jobs, retried, queue: where }: { jobs: number; retried: number; queue: string }) => {
-        const line = `${jobs} jobs queued on ${where}${retried ? ` (${retried} that failed before are retried)` : ''}; waiting for workers (s2i worker --queue ...)`;
-        if (logLines) process.stderr.write(`bench: ${line}\n`);
-        bar?.update({ what: line });
-      },
-      onStalled: () => {
-        const line = 'a worker stopped answering; its job went back to the queue for another worker';
-        if (logLines) process.stderr.write(`bench: ${line}\n`);
-        bar?.update({ what: line });
-      },
-      onWorkers: (n: number) => {
-        workers = String(n);
-        bar?.update({ workers });
-      },
-      onFailed: (f: { method: string; seed: number; prompt: string; reason: string }) => {
-        const line = `FAILED ${f.method} seed ${f.seed} ${JSON.stringify(f.prompt)}: ${f.reason}`;
-        if (logLines) process.stderr.write(`bench: ${line}\n`);
-        bar?.update({ what: line.slice(0, 80) });
-      },
-      onProgress: ({ done, skipped, row }: { done: number; skipped: number; row: BenchRow | null }) => {
-        if (row) {
-          newSeconds += row.seconds + row.compile_seconds;
-          newCount++;
-        }
-        const rate = newCount ? (newSeconds / newCount).toFixed(2) : '-';
-        bar?.update(done, {
-          rate,
-          what: row ? `${row.method} | ${row.prompt.slice(0, 40)}` : 'skipped (already in results.jsonl)',
-        });
-        if (logLines && row && (newCount % 25 === 0 || done === total)) {
-          process.stderr.write(`bench: ${done}/${total} images (${skipped} reused), ${rate} s/image\n`);
-        }
-      },
-    };
-    outcome = queue
-      ? await runBenchOnQueue(model, suites, options, { target: queue, signal: interrupt.signal }, hooks)
-      : await runBench(model, suites, options, hooks);
-  } finally {
-    stopCollecting();
-    bar?.stop();
-    await model.release();
-  }
+    },
+    modelDir,
+    load: {
+      ...(threads !== undefined ? { threads } : {}),
+      ...(flags.config !== undefined ? { config: flags.config } : {}),
+      ...(predictionType !== undefined ? { predictionType } : {}),
+    },
+    queue,
+    outputs,
+    summaryMd,
+    summaryJson,
+    gridPng,
+    report,
+  };
+}
 
-  const summary = benchSummary(outcome, { methods, seeds, model: modelDir });
-  await outputs.run((o) => {
-    o.write(summaryMd, formatSummaryMarkdown(summary));
-    o.write(summaryJson, `${JSON.stringify(summary, null, 2)}\n`);
+/**
+ * Shows the run's progress on the bar (interactive), or as `bench:` lines on stderr (`logLines`: no bar and no
+ * --json): one every 25 new images and at the end, and one for each queue event and failure.
+ */
+function progressHooks(bar: SingleBar | null, logLines: boolean, out: string): QueueBenchHooks {
+  // The rate counts only images generated in this run (reused rows took no time here).
+  let newSeconds = 0,
+    newCount = 0,
+    total = 0;
+  let workers = '?';
+  const say = (line: string, what = line) => {
+    if (logLines) process.stderr.write(`bench: ${line}\n`);
+    bar?.update({ what });
+  };
+  return {
+    onStart: ({ total: t, existing }) => {
+      total = t;
+      if (logLines)
+        process.stderr.write(`bench: ${t} images planned into ${out} (${existing} rows already in results.jsonl)\n`);
+      bar?.start(t, 0, { rate: '-', what: '', workers });
+    },
+    onQueued: ({ jobs, retried, queue: where }) =>
+      say(
+        `${jobs} jobs queued on ${where}${retried ? ` (${retried} that failed before are retried)` : ''}; waiting for workers (s2i worker --queue ...)`,
+      ),
+    onStalled: () => say('a worker stopped answering; its job went back to the queue for another worker'),
+    onWorkers: (n) => {
+      workers = String(n);
+      bar?.update({ workers });
+    },
+    onFailed: (f) => {
+      const line = `FAILED ${f.method} seed ${f.seed} ${JSON.stringify(f.prompt)}: ${f.reason}`;
+      say(line, line.slice(0, 80));
+    },
+    onProgress: ({ done, skipped, row }) => {
+      if (row) {
+        newSeconds += row.seconds + row.compile_seconds;
+        newCount++;
+      }
+      const rate = newCount ? (newSeconds / newCount).toFixed(2) : '-';
+      bar?.update(done, {
+        rate,
+        what: row ? `${row.method} | ${row.prompt.slice(0, 40)}` : 'skipped (already in results.jsonl)',
+      });
+      if (logLines && row && (newCount % 25 === 0 || done === total)) {
+        process.stderr.write(`bench: ${done}/${total} images (${skipped} reused), ${rate} s/image\n`);
+      }
+    },
+  };
+}
+
+/** Writes summary.md, summary.json, grid.png (when there are images) and the report, together. */
+async function writeSummaries(request: BenchRequest, summary: BenchSummary, outcome: BenchOutcome): Promise<void> {
+  const { out, maps } = request.options;
+  const { report } = request;
+  await request.outputs.run((o) => {
+    o.write(request.summaryMd, formatSummaryMarkdown(summary));
+    o.write(request.summaryJson, `${JSON.stringify(summary, null, 2)}\n`);
     if (outcome.items.length > 0) {
       const grid = renderPngGrid(summary, outcome.items, out);
-      o.write(gridPng, encodePng(grid.data, grid.width, grid.height));
+      o.write(request.gridPng, encodePng(grid.data, grid.width, grid.height));
     }
-    if (report) o.write(report, renderHtmlReport(summary, outcome.items, out, { maps: flags.reportMaps === true }));
+    if (report) o.write(report, renderHtmlReport(summary, outcome.items, out, { maps: maps === true }));
   });
-  if (flags.json) {
-    process.stdout.write(`${JSON.stringify({ ...summary, out, results: outcome.resultsPath, report })}\n`);
-    failedForGood(summary.failed.length, summary.run.images + summary.failed.length);
-    return;
-  }
-  const notes: string[] = [];
-  notes.push(
+}
+
+/** The lines under the summary table: where the images came from and what was written. */
+function notes(request: BenchRequest, outcome: BenchOutcome): string[] {
+  const { out } = request.options;
+  const { queue, report } = request;
+  const lines: string[] = [];
+  lines.push(
     `${outcome.generated} images generated${queue ? ` by workers on ${queue.display}` : ''}, ${outcome.skipped} reused from ${outcome.resultsPath}`,
   );
   if (outcome.ignoredLines)
-    notes.push(
+    lines.push(
       `${outcome.ignoredLines} unreadable line${outcome.ignoredLines > 1 ? 's' : ''} of results.jsonl ignored (a partial last line from an interrupted run is dropped)`,
     );
-  notes.push(`wrote ${join(out, 'summary.md')}, ${join(out, 'grid.png')}${report ? ` and ${report}` : ''}`);
-  process.stdout.write(`${formatSummaryText(summary)}\n${notes.join('\n')}\n`);
-  failedForGood(summary.failed.length, summary.run.images + summary.failed.length);
+  lines.push(`wrote ${join(out, 'summary.md')}, ${join(out, 'grid.png')}${report ? ` and ${report}` : ''}`);
+  return lines;
 }
 
 /** A run with images that failed for good ends with exit code 1 (after its summary is written). */

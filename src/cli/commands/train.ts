@@ -14,6 +14,7 @@ import {
   SHAPES_TRAIN_DEFAULTS,
   trainShapes,
   type ShapesTrainOptions,
+  type TrainProgress,
 } from '../../shapes/train.js';
 import { onInterrupt } from '../../util/cleanup.js';
 import { parameterShapes } from '../../train/diffusion.js';
@@ -42,6 +43,12 @@ interface TrainFlags {
   resume?: boolean;
   changeSettings?: boolean;
   json?: boolean;
+}
+
+interface ExportFlags {
+  run: string;
+  out: string;
+  raw?: boolean;
 }
 
 export function register(program: Command): void {
@@ -74,85 +81,7 @@ Examples:
       '--change-settings',
       'with --resume: continue with a different --batch, --lr, --warmup, --ema-decay or --seed',
     )
-    .action(async (flags: TrainFlags, cmd: Command) => {
-      // A resumed run keeps its own settings: options left at their defaults take the run's values.
-      const stored = flags.resume ? readRunOptions(flags.run) : null;
-      const pick = (key: keyof TrainFlags & keyof typeof FLAG_SETTING, value: string): string => {
-        const was = stored?.[FLAG_SETTING[key]];
-        return cmd.getOptionValueSource(key) === 'default' && was !== undefined ? String(was) : value;
-      };
-      const options: ShapesTrainOptions = {
-        ...d,
-        runDir: flags.run,
-        steps: parseInteger(flags.steps, '--steps', 1),
-        batchSize: parseInteger(pick('batch', flags.batch), '--batch', 1, 4096),
-        lr: parseNumber(pick('lr', flags.lr), '--lr', 0, 1),
-        warmupSteps: parseInteger(pick('warmup', flags.warmup), '--warmup', 0),
-        emaDecay: parseNumber(pick('emaDecay', flags.emaDecay), '--ema-decay', 0, 1),
-        seed: parseInteger(pick('seed', flags.seed), '--seed', 0, 2 ** 31 - 1),
-        checkpointEvery: parseInteger(flags.checkpointEvery, '--checkpoint-every', 1),
-        sampleEvery: parseInteger(flags.sampleEvery, '--sample-every', 0),
-        samplePrompts: parseInteger(flags.samplePrompts, '--sample-prompts', 1, 10000),
-      };
-      const bar = interactive(flags.json)
-        ? new SingleBar({
-            format: 'train {bar} {value}/{total} | loss {loss} | {ips} img/s | eta {eta_formatted}',
-            hideCursor: true,
-          })
-        : null;
-      let stop: NodeJS.Signals | null = null;
-      // The first Ctrl-C finishes the current step and writes the checkpoint; a second one stops at once.
-      const stopGracefully = onInterrupt((signal) => {
-        if (stop !== null) return false;
-        stop = signal;
-        process.stderr.write(`s2i: ${signal}: stopping after the current step (send it again to stop now)\n`);
-        return true;
-      });
-      let lastLog = 0;
-      try {
-        await trainShapes(options, {
-          resume: flags.resume ?? false,
-          changeSettings: flags.changeSettings ?? false,
-          shouldStop: () => stop !== null,
-          onProgress: (p) => {
-            if (bar) {
-              if (!bar.isActive) bar.start(p.totalSteps, p.step, { loss: '-', ips: '-' });
-              bar.update(p.step, { loss: p.loss.toFixed(4), ips: p.imagesPerSecond.toFixed(1) });
-            } else if (p.step - lastLog >= 25 || p.step === p.totalSteps) {
-              lastLog = p.step;
-              const line = {
-                step: p.step,
-                total: p.totalSteps,
-                loss: p.loss,
-                images_per_s: p.imagesPerSecond,
-                lr: p.lr,
-                grad_norm: p.gradNorm,
-              };
-              process.stdout.write(
-                (flags.json
-                  ? JSON.stringify(line)
-                  : `step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(4)} ${p.imagesPerSecond.toFixed(1)} img/s`) +
-                  '\n',
-              );
-            }
-          },
-          onSample: (r) => {
-            const msg = `samples at step ${r.step}: full success ${Object.entries(r.fullSuccess)
-              .map(([k, v]) => `${k} obj ${(100 * v).toFixed(0)}% (n=${r.n[k]})`)
-              .join(', ')} → ${r.grid}`;
-            if (bar) bar.stop();
-            process.stderr.write(msg + '\n');
-          },
-        });
-      } finally {
-        bar?.stop();
-        stopGracefully();
-      }
-      if (stop !== null) {
-        process.stderr.write(`s2i: interrupted (${stop}); the checkpoint is written: add --resume to continue\n`);
-        process.exitCode = stop === 'SIGINT' ? 130 : 143;
-      }
-    });
+    .action(async (flags: TrainFlags, cmd: Command) => train(flags, cmd));
 
   program
     .command('export-model')
@@ -160,25 +89,123 @@ Examples:
     .requiredOption('--run <dir>', 'run folder holding checkpoint.safetensors')
     .requiredOption('--out <dir>', 'model folder to write (replaced atomically)')
     .option('--raw', 'export the raw weights instead of the EMA')
-    .action((flags: { run: string; out: string; raw?: boolean }) => {
-      checkReplaceableModelFolder(flags.out);
-      const cfg = shapesModelConfig();
-      const checkpoint = join(flags.run, 'checkpoint.safetensors');
-      checkInputFile(checkpoint, '--run: checkpoint');
-      const file = SafetensorsFile.open(checkpoint);
-      try {
-        const weights = new Map<string, Float32Array>();
-        for (const name of parameterShapes(cfg).keys())
-          weights.set(name, file.readFloat32(`${flags.raw ? 'param' : 'ema'}/${name}`));
-        exportShapesModel(flags.out, weights, cfg, {
-          step: file.metadata['step'] ?? '?',
-          weights: flags.raw ? 'raw' : 'ema',
-        });
-        process.stdout.write(
-          `exported step ${file.metadata['step']} (${flags.raw ? 'raw' : 'EMA'} weights) to ${flags.out}\n`,
-        );
-      } finally {
-        file.close();
-      }
+    .action((flags: ExportFlags) => exportModel(flags));
+}
+
+/** `s2i train`: one training run, with a progress bar or log lines, that Ctrl-C ends after a checkpoint. */
+async function train(flags: TrainFlags, cmd: Command): Promise<void> {
+  const options = trainOptions(flags, cmd);
+  const bar = interactive(flags.json)
+    ? new SingleBar({
+        format: 'train {bar} {value}/{total} | loss {loss} | {ips} img/s | eta {eta_formatted}',
+        hideCursor: true,
+      })
+    : null;
+  let stop: NodeJS.Signals | null = null;
+  // The first Ctrl-C finishes the current step and writes the checkpoint; a second one stops at once.
+  const stopGracefully = onInterrupt((signal) => {
+    if (stop !== null) return false;
+    stop = signal;
+    process.stderr.write(`s2i: ${signal}: stopping after the current step (send it again to stop now)\n`);
+    return true;
+  });
+  try {
+    await trainShapes(options, {
+      resume: flags.resume ?? false,
+      changeSettings: flags.changeSettings ?? false,
+      shouldStop: () => stop !== null,
+      onProgress: progressPrinter(bar, flags.json === true),
+      onSample: (r) => {
+        const msg = `samples at step ${r.step}: full success ${Object.entries(r.fullSuccess)
+          .map(([k, v]) => `${k} obj ${(100 * v).toFixed(0)}% (n=${r.n[k]})`)
+          .join(', ')} → ${r.grid}`;
+        if (bar) bar.stop();
+        process.stderr.write(msg + '\n');
+      },
     });
+  } finally {
+    bar?.stop();
+    stopGracefully();
+  }
+  if (stop !== null) {
+    process.stderr.write(`s2i: interrupted (${stop}); the checkpoint is written: add --resume to continue\n`);
+    process.exitCode = stop === 'SIGINT' ? 130 : 143;
+  }
+}
+
+/**
+ * The library's options from the flags. A resumed run keeps its own settings: flags left at their defaults take
+ * the run's values.
+ */
+function trainOptions(flags: TrainFlags, cmd: Command): ShapesTrainOptions {
+  const stored = flags.resume ? readRunOptions(flags.run) : null;
+  const pick = (key: keyof TrainFlags & keyof typeof FLAG_SETTING, value: string): string => {
+    const was = stored?.[FLAG_SETTING[key]];
+    return cmd.getOptionValueSource(key) === 'default' && was !== undefined ? String(was) : value;
+  };
+  return {
+    ...SHAPES_TRAIN_DEFAULTS,
+    runDir: flags.run,
+    steps: parseInteger(flags.steps, '--steps', 1),
+    batchSize: parseInteger(pick('batch', flags.batch), '--batch', 1, 4096),
+    lr: parseNumber(pick('lr', flags.lr), '--lr', 0, 1),
+    warmupSteps: parseInteger(pick('warmup', flags.warmup), '--warmup', 0),
+    emaDecay: parseNumber(pick('emaDecay', flags.emaDecay), '--ema-decay', 0, 1),
+    seed: parseInteger(pick('seed', flags.seed), '--seed', 0, 2 ** 31 - 1),
+    checkpointEvery: parseInteger(flags.checkpointEvery, '--checkpoint-every', 1),
+    sampleEvery: parseInteger(flags.sampleEvery, '--sample-every', 0),
+    samplePrompts: parseInteger(flags.samplePrompts, '--sample-prompts', 1, 10000),
+  };
+}
+
+/**
+ * Shows training progress: on the bar every step, else one line every 25 steps and at the end (a JSON object
+ * with --json, for scripts; words otherwise).
+ */
+function progressPrinter(bar: SingleBar | null, json: boolean): (p: TrainProgress) => void {
+  let lastLog = 0;
+  return (p) => {
+    if (bar) {
+      if (!bar.isActive) bar.start(p.totalSteps, p.step, { loss: '-', ips: '-' });
+      bar.update(p.step, { loss: p.loss.toFixed(4), ips: p.imagesPerSecond.toFixed(1) });
+    } else if (p.step - lastLog >= 25 || p.step === p.totalSteps) {
+      lastLog = p.step;
+      const line = {
+        step: p.step,
+        total: p.totalSteps,
+        loss: p.loss,
+        images_per_s: p.imagesPerSecond,
+        lr: p.lr,
+        grad_norm: p.gradNorm,
+      };
+      process.stdout.write(
+        (json
+          ? JSON.stringify(line)
+          : `step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(4)} ${p.imagesPerSecond.toFixed(1)} img/s`) + '\n',
+      );
+    }
+  };
+}
+
+/** `s2i export-model`: a run's checkpoint weights (EMA unless --raw) as a model folder. */
+function exportModel(flags: ExportFlags): void {
+  checkReplaceableModelFolder(flags.out);
+  const cfg = shapesModelConfig();
+  const checkpoint = join(flags.run, 'checkpoint.safetensors');
+  checkInputFile(checkpoint, '--run: checkpoint');
+  const file = SafetensorsFile.open(checkpoint);
+  try {
+    const weights = new Map<string, Float32Array>();
+    for (const name of parameterShapes(cfg).keys())
+      weights.set(name, file.readFloat32(`${flags.raw ? 'param' : 'ema'}/${name}`));
+    exportShapesModel(flags.out, weights, cfg, {
+      step: file.metadata['step'] ?? '?',
+      weights: flags.raw ? 'raw' : 'ema',
+    });
+    process.stdout.write(
+      `exported step ${file.metadata['step']} (${flags.raw ? 'raw' : 'EMA'} weights) to ${flags.out}\n`,
+    );
+  } finally {
+    file.close();
+  }
 }
