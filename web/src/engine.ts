@@ -151,7 +151,7 @@ export async function run(req: RunRequest, post: Post): Promise<void> {
             kind: preset.kind,
             mode: settings?.mode ?? null,
             terms: settings && settings.mode !== 'edit' ? LOSS_TERMS.filter((t) => settings.weights[t] !== 0) : [],
-            selection: selection ? { candidates: selection.candidates, atCall: selection.atCall } : null,
+            selection,
             totalSteps: totalCalls,
             runtime,
             width: sd.defaultImageSize,

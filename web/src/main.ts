@@ -95,7 +95,7 @@ interface RunState {
   rows: StepRow[];
   /** While the method chooses among starts: each start's maps and rows of calls 0..atCall-1. */
   starts: { maps: Maps[]; rows: StepRow[] }[];
-  selection: { candidates: number; atCall: number } | null;
+  selection: { candidates: number; atCall: number; accept: number | null } | null;
   totalSteps: number;
   started: number;
   follow: boolean;
@@ -189,7 +189,7 @@ function addRow(r: StepRow, start: number | null): void {
 }
 
 /** Which start made the image: its rows and maps become the image's; the others' rows are struck through. */
-function showChosenStart(c: { index: number; seed: number; scores: number[] } | null): void {
+function showChosenStart(c: { index: number; seed: number; scores: number[]; atCall: number } | null): void {
   startChoice.hidden = c === null;
   if (!state || !c) return;
   const chosen = state.starts[c.index];
@@ -204,7 +204,11 @@ function showChosenStart(c: { index: number; seed: number; scores: number[] } | 
     else tr.classList.toggle('discarded', start !== String(c.index));
   }
   const scores = c.scores.map((v, k) => (k === c.index ? `<b>${v.toFixed(3)}</b>` : v.toFixed(3))).join(', ');
-  startChoice.innerHTML = `Start ${c.index + 1} of the ${c.scores.length} tried made the image (noise seed ${c.seed}); layout scores at call ${state.selection?.atCall ?? '?'}, lower is better: ${scores}.`;
+  const sel = state.selection;
+  const rule = sel
+    ? ` (up to ${sel.candidates}${sel.accept !== null ? `; a start scoring at most ${sel.accept} is kept without trying the others` : ''})`
+    : '';
+  startChoice.innerHTML = `Start ${c.index + 1} of the ${c.scores.length} tried${rule} made the image (noise seed ${c.seed}); layout scores at call ${c.atCall}, lower is better: ${scores}.`;
 }
 
 function showScore(s: Score | null): void {

@@ -61,8 +61,11 @@ export type EngineMessage =
       mode: string | null;
       /** The loss terms a suppress method logs. */
       terms: string[];
-      /** When the method chooses among starts: how many, and the sampler call at which it compares them. */
-      selection: { candidates: number; atCall: number } | null;
+      /**
+       * When the method chooses among starts: at most how many, the sampler call at which it compares them, and the
+       * layout score at which a start is kept without trying the others (null: all are tried).
+       */
+      selection: { candidates: number; atCall: number; accept: number | null } | null;
       totalSteps: number;
       runtime: string;
       width: number;
@@ -91,8 +94,11 @@ export type EngineMessage =
       width: number;
       height: number;
       score: Score | null;
-      /** When the method chose among starts: the one that made the image, its noise seed, every start's score. */
-      candidate: { index: number; seed: number; scores: number[] } | null;
+      /**
+       * When the method chose among starts: the one that made the image, its noise seed, the layout score of every
+       * start tried and the call at which they were compared.
+       */
+      candidate: { index: number; seed: number; scores: number[]; atCall: number } | null;
       timings: { loadMs: number; generateMs: number; totalMs: number };
     }
   | { type: 'error'; message: string };
