@@ -18,6 +18,7 @@
  * row per step, the predicted final image and each subject's (A&E-smoothed, max-normalised) map over it, then the
  * padding tokens' map.
  */
+import '../src/node.js'; // Node's file system and onnxruntime-node as the defaults
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';

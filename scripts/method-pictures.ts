@@ -9,6 +9,7 @@
  * tokens ×100, smoothed), the token group's map (the subject and the later tokens that carry it, summed, smoothed),
  * each max-normalised over the predicted image.
  */
+import '../src/node.js'; // Node's file system and onnxruntime-node as the defaults
 import { parseArgs } from 'node:util';
 import { blendImages, heatmap } from '../src/image/colormap.js';
 import { floatToRgb8 } from '../src/image/convert.js';

@@ -4,6 +4,8 @@
  *   const model = await StableDiffusion.load('path/to/diffusers-folder');
  *   const result = await generate(model, { prompt: 'a cat and a frog', steps: 50, seed: 1 });
  */
+import './node.js'; // Node's file system and onnxruntime-node as the defaults
+
 export { FieldError, UserError } from './errors.js';
 export type { Tensor } from './tensor.js';
 
@@ -46,7 +48,8 @@ export { openModelFolder } from './io/model-folder.js';
 export { Graph, type Value } from './graph/graph.js';
 export * as ops from './graph/ops.js';
 export { gradients } from './graph/autodiff.js';
-export { compile, CompiledGraph } from './graph/runtime.js';
+export { compile, CompiledGraph, type RuntimeBackend } from './graph/runtime.js';
+export { MemoryFileSystem, type FileSystem } from './io/files.js';
 
 export { scoreImage, type ScoreReport } from './shapes/score.js';
 export { parsePrompt } from './shapes/prompt.js';

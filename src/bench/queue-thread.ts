@@ -8,6 +8,7 @@
  * {type: 'fatal', message, user}; then for each {type: 'job', id, data} it posts {type: 'result', id, result} or
  * {type: 'failed', id, message, unrecoverable}.
  */
+import '../node.js'; // a thread has its own modules: Node's file system and onnxruntime-node as its defaults
 import { parentPort, workerData } from 'node:worker_threads';
 import { UnrecoverableError } from 'bullmq';
 import { isUserError } from '../errors.js';

@@ -334,7 +334,7 @@ function dataUrl(out: string, rel: string | null): string | null {
   if (!rel) return null;
   const p = join(out, rel);
   if (!existsSync(p)) return null;
-  return `data:image/png;base64,${readInputFile(p, 'image').toString('base64')}`;
+  return `data:image/png;base64,${Buffer.from(readInputFile(p, 'image')).toString('base64')}`;
 }
 
 /** What went wrong with an image, object by object ("missing blue square", "red circle → blue (leak)", "+1 extra"). */
@@ -351,9 +351,9 @@ export function failures(row: Pick<BenchRow, 'objects' | 'extra_objects'>): stri
 }
 
 function htmlTable(t: TableData): string {
-  return `<table class="summary"><thead><tr>${t.header.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${t.rows
+  return `<div class="scroll"><table class="summary"><thead><tr>${t.header.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${t.rows
     .map((r) => `<tr>${r.map((c, j) => `<td${j === 0 ? ' class="m"' : ''}>${esc(c)}</td>`).join('')}</tr>`)
-    .join('')}</tbody></table>`;
+    .join('')}</tbody></table></div>`;
 }
 
 export interface HtmlReportOptions {
@@ -392,6 +392,9 @@ export function renderHtmlReport(
       pairs[i]!.cells.set(it.row.method, it.row);
     }
     const head = `<tr><th>prompt, seed</th>${methods.map((m) => `<th>${esc(m)}</th>`).join('')}</tr>`;
+    // Fixed column widths: every picture is scaled into its own cell, and a grid wider than the window scrolls
+    // inside its box instead of spilling one method's maps under the next method's column.
+    const cols = `<colgroup><col class="p">${methods.map(() => `<col class="${options.maps ? 'mm' : 'm'}">`).join('')}</colgroup>`;
     const body = pairs
       .map((p) => {
         const cells = methods
@@ -414,22 +417,24 @@ export function renderHtmlReport(
       })
       .join('\n');
     grids.push(
-      `<h2>${esc(s.name)}${s.split ? ` (${esc(s.split)})` : ''}</h2><table class="grid"><thead>${head}</thead><tbody>\n${body}\n</tbody></table>`,
+      `<h2>${esc(s.name)}${s.split ? ` (${esc(s.split)})` : ''}</h2><div class="scroll"><table class="grid">${cols}<thead>${head}</thead><tbody>\n${body}\n</tbody></table></div>`,
     );
   }
 
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>s2i bench: ${esc(summary.run.suites.map((s) => s.name).join(', '))}</title>
 <style>
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;overflow-wrap:anywhere}
 table{border-collapse:collapse}
-.summary td,.summary th{border:1px solid #ccc;padding:3px 8px;text-align:right;font-variant-numeric:tabular-nums}
+.scroll{overflow-x:auto;max-width:100%}
+.summary td,.summary th{border:1px solid #ccc;padding:3px 8px;text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:normal}
 .summary td.m,.summary th{text-align:left}
-.grid td,.grid th{border:1px solid #ddd;padding:4px;vertical-align:top;font-size:12px;max-width:140px}
-.grid th{position:sticky;top:0;background:#f4f4f4}
-.grid td.p{max-width:180px}
+.grid{table-layout:fixed;width:max-content}
+.grid col.p{width:180px}.grid col.m{width:124px}.grid col.mm{width:260px}
+.grid td,.grid th{border:1px solid #ddd;padding:4px;vertical-align:top;font-size:12px;text-align:left}
+.grid th{background:#f4f4f4}
 img.img{width:96px;height:96px;image-rendering:pixelated;display:block}
-img.maps{max-width:260px;image-rendering:pixelated;display:block;margin-top:3px}
+img.maps{width:100%;height:auto;image-rendering:pixelated;display:block;margin-top:3px}
 .ok{color:#080;font-weight:bold}.bad{color:#c00;font-weight:bold}.note{color:#888}
 </style></head><body>
 <h1>s2i bench</h1>

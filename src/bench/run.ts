@@ -372,7 +372,8 @@ export interface ReadResults {
 /** Rows of a results.jsonl; invalid lines (and a partial last line) are counted and skipped. */
 export function readResults(path: string): ReadResults {
   if (!existsSync(path)) return { rows: [], ignored: 0, completeBytes: 0, bytes: 0 };
-  const buf = readInputFile(path, 'results file', Number.MAX_SAFE_INTEGER);
+  const bytes = readInputFile(path, 'results file', Number.MAX_SAFE_INTEGER);
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const lastNl = buf.lastIndexOf(0x0a);
   const completeBytes = lastNl + 1;
   const rows: BenchRow[] = [];

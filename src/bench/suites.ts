@@ -270,7 +270,7 @@ export function readPromptFile(path: string): SuitePrompt[] {
   let text: string;
   try {
     // A regular file only (a FIFO would block), opened without blocking; at most 256 MB.
-    text = readInputFile(path, 'suite', 256 * 1024 ** 2).toString('utf8');
+    text = new TextDecoder('utf-8', { ignoreBOM: true }).decode(readInputFile(path, 'suite', 256 * 1024 ** 2));
   } catch (e) {
     // readInputFile's messages start with the name it was given: the field, which the CLI calls by its flag.
     if (e instanceof UserError && e.message.startsWith('suite '))

@@ -2,6 +2,7 @@
  * The `s2i` command line: a thin layer over the library. Each subcommand lives in `commands/` and registers
  * itself on the program; this file only wires them up and turns errors into one-line messages.
  */
+import '../node.js'; // Node's file system and onnxruntime-node as the defaults
 import { Command, CommanderError } from 'commander';
 import { FieldError, isUserError } from '../errors.js';
 import { installSignalHandlers } from '../util/cleanup.js';

@@ -3,8 +3,6 @@
  * initializers, or written to an external-data file beside the model when they would push the protobuf past
  * its 2 GB limit (ONNX Runtime must then load the model by path).
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
-import { basename } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { type Graph, type Node, type TensorData, type Value } from './graph.js';
 import { OPSET, onnxDataType } from './ops.js';
@@ -41,16 +39,17 @@ function attribute(name: string, a: Graph['nodes'][number]['attrs'][string]): on
 
 export interface SerializeOptions {
   /**
-   * When set, parameters (not small constants) go to this file as external data, and the model must be saved
-   * in the same folder and loaded by path. Required past ~2 GB of weights.
+   * When set, parameters (not small constants) go to this external-data file (`fileName`, beside the model, as
+   * ONNX Runtime will look for it) through `write`, and the model must be loaded by path or with its external
+   * data. Required past ~2 GB of weights.
    */
-  externalDataPath?: string;
+  externalData?: ExternalDataSink;
   /** Apply registered substitutions (fused kernels) where safe; default true. */
   substitutions?: boolean;
   /**
-   * With `externalDataPath`: for a parameter whose source already lies on disk as little-endian float32
+   * With `externalData`: for a parameter whose source already lies on disk as little-endian float32
    * (`WeightSource.external`, e.g. an F32 tensor of a safetensors file), return the file's name as the model's
-   * folder sees it (a hard link placed there), or null to copy the tensor into `externalDataPath` as usual.
+   * folder sees it (a hard link placed there), or null to copy the tensor into the external data as usual.
    * ONNX Runtime then reads the weights straight from the original file: no float32 copy in memory, none on disk.
    */
   linkExternal?: (path: string) => string | null;
@@ -60,6 +59,12 @@ export interface SerializeOptions {
    * in memory. Default false.
    */
   keepHalf?: boolean;
+}
+
+/** Where external data goes: the file's name as the model refers to it, and a writer of its bytes. */
+export interface ExternalDataSink {
+  fileName: string;
+  write(bytes: Uint8Array, offset: number): void;
 }
 
 /**
@@ -184,42 +189,36 @@ function paramInitializers(
     const dataType = half.dtype === 'float16' ? onnx.TensorProto.DataType.FLOAT16 : onnx.TensorProto.DataType.BFLOAT16;
     return { half, name, dataType };
   };
-  if (options.externalDataPath) {
-    const fd = openSync(options.externalDataPath, 'w');
+  if (options.externalData) {
+    const sink = options.externalData;
     let offset = 0;
-    try {
-      for (const p of graph.params) {
-        if (!used.has(p.value)) continue;
-        const h = halfOf(p);
-        if (h) {
-          const linked = h.half.external && options.linkExternal ? options.linkExternal(h.half.external.path) : null;
-          if (h.half.external && linked) {
-            const { offset: at, length } = h.half.external;
-            initializers.push(externalInitializer(p.value, linked, at, length, h.name, h.dataType));
-            continue;
-          }
-          const bytes = bytesOf(h.half.read());
-          writeSync(fd, bytes, 0, bytes.length, offset);
-          initializers.push(
-            externalInitializer(p.value, basename(options.externalDataPath), offset, bytes.length, h.name, h.dataType),
-          );
-          offset += Math.ceil(bytes.length / 64) * 64;
+    for (const p of graph.params) {
+      if (!used.has(p.value)) continue;
+      const h = halfOf(p);
+      if (h) {
+        const linked = h.half.external && options.linkExternal ? options.linkExternal(h.half.external.path) : null;
+        if (h.half.external && linked) {
+          const { offset: at, length } = h.half.external;
+          initializers.push(externalInitializer(p.value, linked, at, length, h.name, h.dataType));
           continue;
         }
-        const ext = p.source.external;
-        const linked = ext && options.linkExternal ? options.linkExternal(ext.path) : null;
-        if (ext && linked) {
-          initializers.push(externalInitializer(p.value, linked, ext.offset, ext.length));
-          continue;
-        }
-        const bytes = bytesOf(p.source.read());
-        writeSync(fd, bytes, 0, bytes.length, offset);
-        initializers.push(externalInitializer(p.value, basename(options.externalDataPath), offset, bytes.length));
-        // 64-byte alignment lets ONNX Runtime memory-map each tensor.
+        const bytes = bytesOf(h.half.read());
+        sink.write(bytes, offset);
+        initializers.push(externalInitializer(p.value, sink.fileName, offset, bytes.length, h.name, h.dataType));
         offset += Math.ceil(bytes.length / 64) * 64;
+        continue;
       }
-    } finally {
-      closeSync(fd);
+      const ext = p.source.external;
+      const linked = ext && options.linkExternal ? options.linkExternal(ext.path) : null;
+      if (ext && linked) {
+        initializers.push(externalInitializer(p.value, linked, ext.offset, ext.length));
+        continue;
+      }
+      const bytes = bytesOf(p.source.read());
+      sink.write(bytes, offset);
+      initializers.push(externalInitializer(p.value, sink.fileName, offset, bytes.length));
+      // 64-byte alignment lets ONNX Runtime memory-map each tensor.
+      offset += Math.ceil(bytes.length / 64) * 64;
     }
   } else {
     for (const p of graph.params) {

@@ -157,15 +157,9 @@ function checkPngStructure(b: Buffer, header: PngHeader, name: string): void {
  * (checked from the header, before anything is decoded).
  */
 export function decodePng(source: Uint8Array | string, options: DecodeOptions = {}): RgbImage {
-  let buf: Buffer;
-  let name: string;
-  if (typeof source === 'string') {
-    name = source;
-    buf = readInputFile(source, 'image', MAX_PNG_FILE_BYTES);
-  } else {
-    name = options.name ?? 'image';
-    buf = Buffer.isBuffer(source) ? source : Buffer.from(source.buffer, source.byteOffset, source.byteLength);
-  }
+  const name = typeof source === 'string' ? source : (options.name ?? 'image');
+  const bytes = typeof source === 'string' ? readInputFile(source, 'image', MAX_PNG_FILE_BYTES) : source;
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const header = readPngHeader(buf, name);
   checkMemory(
     rawDataBytes(header) + header.width * header.height * (4 + 3 + (options.bytesPerPixel ?? 0)),

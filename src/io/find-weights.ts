@@ -3,10 +3,11 @@
  * variant (`*.fp16.safetensors`), or a shard index (`*.safetensors.index.json`). Files may be symbolic links to
  * regular files (the Hugging Face cache's snapshots/ link into blobs/). Pickle weights are refused by name.
  */
-import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { UserError } from '../errors.js';
+import { files, paths } from './files.js';
 import { isPickleFile, pickleRefusal } from './pickle.js';
+
+const { join } = paths;
 
 const WEIGHT_BASENAMES = ['diffusion_pytorch_model', 'model'];
 
@@ -15,22 +16,7 @@ export type WeightLocation = { kind: 'file'; path: string } | { kind: 'index'; p
 
 /** Names of the regular files in `dir`, symbolic links to regular files included, sorted. */
 export function listFiles(dir: string): string[] {
-  try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => {
-        if (e.isFile()) return true;
-        if (!e.isSymbolicLink()) return false;
-        try {
-          return statSync(join(dir, e.name)).isFile();
-        } catch {
-          return false; // a dangling link
-        }
-      })
-      .map((e) => e.name)
-      .sort();
-  } catch {
-    return [];
-  }
+  return files().listFiles(dir);
 }
 
 /**

@@ -3,8 +3,8 @@
  * access to their keys. Every error names the file and the key; a missing key or a null (diffusers' "use the
  * default") takes the default when there is one.
  */
-import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.js';
+import { errorCode, files, readTextFile } from './files.js';
 import { describeValue, oneLine, quoteKey } from './messages.js';
 import { checkRegularFile } from './regular-file.js';
 
@@ -18,9 +18,9 @@ export function readJsonObject(path: string): Record<string, unknown> {
   checkRegularFile(path, MAX_JSON_BYTES);
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readTextFile(files(), path);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
+    const code = errorCode(e);
     throw new UserError(
       `${path}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${oneLine((e as Error).message)})`}`,
     );

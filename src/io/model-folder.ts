@@ -11,13 +11,14 @@
  * Reading the configs is json-config.ts's job, finding the weights find-weights.ts's, reading them
  * weight-store.ts's. Pickle checkpoints (.bin/.ckpt/.pt/.pth/.pkl) are refused and never opened.
  */
-import { existsSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
+import { exists, files, paths } from './files.js';
 import { findWeights, listFiles, type WeightLocation } from './find-weights.js';
 import { configOptionalNumber, readJsonObject, type Config } from './json-config.js';
 import { isPickleFile, pickleRefusal } from './pickle.js';
 import { WeightStore } from './weight-store.js';
+
+const { join, resolve } = paths;
 
 // ---------------------------------------------------------------------------------------------------------------
 // the folder
@@ -54,7 +55,7 @@ export interface ComponentOverride {
 
 function isDir(p: string): boolean {
   try {
-    return statSync(p).isDirectory();
+    return files().stat(p).kind === 'directory';
   } catch {
     return false;
   }
@@ -74,7 +75,7 @@ export const SAMPLING_DEFAULTS_FILE = 's2i.json';
  */
 export function readSamplingDefaults(dir: string): SamplingDefaults {
   const path = join(dir, SAMPLING_DEFAULTS_FILE);
-  if (!existsSync(path)) return {};
+  if (!exists(path)) return {};
   const c = readJsonObject(path);
   const out: SamplingDefaults = {};
   const steps = configOptionalNumber(c, 'steps', path);
@@ -216,7 +217,7 @@ export class ModelFolder {
     const entry = this.indexEntry(name);
     if (!isDir(dir)) this.missing(name, dir);
     const expected = CONFIG_FILE_OF[name] ?? 'config.json';
-    const configName = [expected, ...CONFIG_FILES].find((f) => existsSync(join(dir, f)));
+    const configName = [expected, ...CONFIG_FILES].find((f) => exists(join(dir, f)));
     if (!configName) throw new UserError(`${dir}: no config file (expected ${expected})`);
     const configPath = join(dir, configName);
     const config = readJsonObject(configPath);
@@ -258,11 +259,11 @@ export function openModelFolder(dir: string, options: OpenModelOptions = {}): Mo
   const abs = resolve(dir);
   let st;
   try {
-    st = statSync(abs);
+    st = files().stat(abs);
   } catch {
     throw new UserError(`${abs}: model folder not found`);
   }
-  if (!st.isDirectory()) {
+  if (st.kind !== 'directory') {
     if (isPickleFile(abs)) throw pickleRefusal(abs);
     if (abs.toLowerCase().endsWith('.safetensors')) {
       throw new UserError(
@@ -273,7 +274,7 @@ export function openModelFolder(dir: string, options: OpenModelOptions = {}): Mo
   }
 
   const indexPath = join(abs, 'model_index.json');
-  const index = existsSync(indexPath) ? readJsonObject(indexPath) : null;
+  const index = exists(indexPath) ? readJsonObject(indexPath) : null;
   const folder = new ModelFolder(abs, index, options);
   if (!index && folder.componentNames().length === 0) {
     const files = listFiles(abs);

@@ -3,13 +3,14 @@
  * the original LDM layout). Either way the result is a ModelFolder whose components give configs, tokenizer and
  * weights; `singleFile` says how a single file was read.
  */
-import { statSync } from 'node:fs';
-import { extname, resolve } from 'node:path';
 import { UserError } from '../errors.js';
+import { files, paths } from './files.js';
 import { openModelFolder, type ModelFolder } from './model-folder.js';
 import { isPickleFile, pickleRefusal } from './pickle.js';
 import { checkRegularFile } from './regular-file.js';
 import { openSingleFile, type SingleFileInfo } from './single-file/open.js';
+
+const { extname, resolve } = paths;
 
 export interface OpenModelRequest {
   /** Weights variant of a folder, e.g. 'fp16' for `diffusion_pytorch_model.fp16.safetensors`. */
@@ -30,7 +31,7 @@ export function openModel(path: string, request: OpenModelRequest = {}): OpenedM
   const abs = resolve(path);
   let isDir: boolean;
   try {
-    isDir = statSync(abs).isDirectory();
+    isDir = files().stat(abs).kind === 'directory';
   } catch {
     throw new UserError(`${abs}: model folder or file not found`);
   }
@@ -56,11 +57,11 @@ export function openModel(path: string, request: OpenModelRequest = {}): OpenedM
   if (request.configDir !== undefined) {
     let st;
     try {
-      st = statSync(resolve(request.configDir));
+      st = files().stat(resolve(request.configDir));
     } catch {
       throw new UserError(`${resolve(request.configDir)}: config folder not found`);
     }
-    if (!st.isDirectory())
+    if (st.kind !== 'directory')
       throw new UserError(
         `${resolve(request.configDir)}: not a folder (a config folder is a diffusers model folder without weights)`,
       );

@@ -26,6 +26,7 @@ import {
 import { basename, dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { onCleanup } from '../util/cleanup.js';
+import { fileKind } from './node-files.js';
 import { describeFileType } from './regular-file.js';
 
 interface Planned {
@@ -73,7 +74,7 @@ export class OutputFiles {
       if (!st) throw new UserError(`${flag} ${path} is a symbolic link to a missing file`);
       if (!st.isFile())
         throw new UserError(
-          `${flag} ${path} is ${describeFileType(st)}; an output must be a regular file or a new path`,
+          `${flag} ${path} is ${describeFileType(fileKind(st))}; an output must be a regular file or a new path`,
         );
       if (link.isSymbolicLink()) target = realpathSync(abs);
     } else {

@@ -2,13 +2,13 @@
  * Pickle checkpoints (.ckpt/.pt/.pth/.bin/.pkl) are refused by name and never opened: unpickling runs arbitrary
  * code. This is the one place that decides what counts as one and what the user is told.
  */
-import { extname } from 'node:path';
+import { posixPaths } from './files.js';
 import { UserError } from '../errors.js';
 
 export const PICKLE_EXTENSIONS: readonly string[] = ['.ckpt', '.pt', '.pth', '.bin', '.pkl'];
 
 export function isPickleFile(path: string): boolean {
-  return PICKLE_EXTENSIONS.includes(extname(path).toLowerCase());
+  return PICKLE_EXTENSIONS.includes(posixPaths.extname(path).toLowerCase());
 }
 
 /** The one-line refusal for a pickle checkpoint. */

@@ -8,21 +8,8 @@
  * demand at their offsets, so a multi-GB checkpoint is never held in memory as a whole. Everything a malformed or
  * truncated file can trigger is a one-line UserError naming the file (and the tensor).
  */
-import {
-  closeSync,
-  constants as fsConstants,
-  fstatSync,
-  fsyncSync,
-  openSync,
-  readSync,
-  realpathSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
-import { endianness } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
+import { files, paths, type RandomAccessFile } from './files.js';
 import type { WeightSource } from '../graph/graph.js';
 import { numel, shapeString, type Int64Tensor, type Tensor } from '../tensor.js';
 import { oneLine, quoteKey } from './messages.js';
@@ -47,7 +34,8 @@ export function isFloatDType(dtype: SafetensorsDType): boolean {
   return FLOAT_DTYPES.has(dtype);
 }
 
-const LITTLE_ENDIAN_HOST = endianness() === 'LE';
+const LITTLE_ENDIAN_HOST = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+const { resolve } = paths;
 
 // ---------------------------------------------------------------------------------------------------------------
 // float conversions (exact: every F16 / BF16 / F8 value is representable in float32)
@@ -131,12 +119,12 @@ function failKey(path: string, key: string, what: string): never {
 // reading
 
 /** Fill `target` from the file at `position`, in chunks (a single read is capped near 2 GB). */
-function readFully(fd: number, target: Uint8Array, position: number, path: string): void {
+function readFully(fd: RandomAccessFile, target: Uint8Array, position: number, path: string): void {
   const CHUNK = 1 << 30;
   let done = 0;
   while (done < target.length) {
     const want = Math.min(CHUNK, target.length - done);
-    const n = readSync(fd, target, done, want, position + done);
+    const n = fd.read(target.subarray(done, done + want), position + done);
     if (n === 0)
       fail(
         path,
@@ -154,7 +142,7 @@ function swapBytes(bytes: Uint8Array, size: number): void {
 
 /** One safetensors file, header parsed and validated, tensors read lazily. */
 export class SafetensorsFile {
-  private fd: number | null;
+  private fd: RandomAccessFile | null;
 
   private constructor(
     /** Absolute path of the file, as given (messages name this). */
@@ -168,7 +156,7 @@ export class SafetensorsFile {
     private readonly tensors: ReadonlyMap<string, TensorInfo>,
     /** Size of the file in bytes when it was opened. */
     readonly fileSize: number,
-    fd: number,
+    fd: RandomAccessFile,
   ) {
     this.fd = fd;
   }
@@ -178,19 +166,18 @@ export class SafetensorsFile {
     const abs = resolve(path);
     // Checked before opening: opening a FIFO for reading would block until a writer appears.
     checkRegularFile(abs);
-    let fd: number;
+    let fd: RandomAccessFile;
     let realPath: string;
     try {
-      realPath = realpathSync(abs);
-      // O_NONBLOCK: should the file have been swapped for a FIFO since the check, the open still returns.
-      fd = openSync(abs, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+      realPath = files().realpath(abs);
+      // Opened without blocking: should the file have been swapped for a FIFO since the check, the open returns.
+      fd = files().open(abs);
     } catch (e) {
       throw new UserError(`${abs}: cannot open safetensors file (${oneLine(String((e as Error).message))})`);
     }
     try {
-      const st = fstatSync(fd);
-      if (!st.isFile()) fail(abs, 'not a regular file');
-      const size = st.size;
+      if (fd.kind !== 'file') fail(abs, 'not a regular file');
+      const size = fd.size;
       if (size < 8) fail(abs, `file is ${size} bytes, too short for a safetensors header (8-byte length + JSON)`);
       const lenBytes = new Uint8Array(8);
       readFully(fd, lenBytes, 0, abs);
@@ -223,7 +210,7 @@ export class SafetensorsFile {
       }
       return new SafetensorsFile(abs, realPath, Object.freeze(parsed.metadata), parsed.tensors, size, fd);
     } catch (e) {
-      closeSync(fd);
+      fd.close();
       throw e;
     }
   }
@@ -256,17 +243,16 @@ export class SafetensorsFile {
   }
 
   /** The open descriptor; after `close()` the file is reopened (weight sources may be read long after loading). */
-  private descriptor(): number {
+  private descriptor(): RandomAccessFile {
     if (this.fd === null) {
-      let fd: number;
+      let fd: RandomAccessFile;
       try {
-        fd = openSync(this.path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+        fd = files().open(this.path);
       } catch (e) {
         throw new UserError(`${this.path}: cannot reopen safetensors file (${oneLine(String((e as Error).message))})`);
       }
-      const st = fstatSync(fd);
-      if (!st.isFile() || st.size !== this.fileSize) {
-        closeSync(fd);
+      if (fd.kind !== 'file' || fd.size !== this.fileSize) {
+        fd.close();
         throw new UserError(`${this.path}: the file changed since it was opened`);
       }
       this.fd = fd;
@@ -369,7 +355,7 @@ export class SafetensorsFile {
   /** Release the file descriptor (a later read reopens the file). */
   close(): void {
     if (this.fd !== null) {
-      closeSync(this.fd);
+      this.fd.close();
       this.fd = null;
     }
   }
@@ -416,8 +402,12 @@ function isInt64Tensor(t: Tensor | Int64Tensor): t is Int64Tensor {
 
 /** Byte-wise (UTF-8) string order, as the reference writer (Rust) sorts names. */
 function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+  const [x, y] = [utf8.encode(a), utf8.encode(b)];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+  return x.length - y.length;
 }
+
+const utf8 = new TextEncoder();
 
 /**
  * Write tensors in the standard layout: header padded with spaces to a multiple of 8, tensors ordered by dtype
@@ -457,64 +447,20 @@ export function writeSafetensors(
     offset += size;
   }
   let json = JSON.stringify(Object.fromEntries(pairs));
-  const pad = (8 - (Buffer.byteLength(json, 'utf8') % 8)) % 8;
+  const pad = (8 - (utf8.encode(json).length % 8)) % 8;
   json += ' '.repeat(pad);
-  const headerBytes = Buffer.from(json, 'utf8');
-  const lenBytes = Buffer.alloc(8);
-  lenBytes.writeBigUInt64LE(BigInt(headerBytes.length));
+  const headerBytes = utf8.encode(json);
+  const lenBytes = new Uint8Array(8);
+  new DataView(lenBytes.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
 
-  const target = resolve(path);
-  const temp = join(dirname(target), `.${basename(target)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  let fd: number;
-  try {
-    fd = openSync(temp, 'wx');
-  } catch (e) {
-    throw new UserError(`${target}: cannot write (${oneLine(String((e as Error).message))})`);
-  }
-  let ok = false;
-  try {
-    writeAll(fd, lenBytes);
-    writeAll(fd, headerBytes);
-    for (const { t } of entries) {
-      let bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-      if (!LITTLE_ENDIAN_HOST) {
-        bytes = bytes.slice();
-        swapBytes(bytes, t.data.BYTES_PER_ELEMENT);
-      }
-      writeAll(fd, bytes);
+  const chunks: Uint8Array[] = [lenBytes, headerBytes];
+  for (const { t } of entries) {
+    let bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    if (!LITTLE_ENDIAN_HOST) {
+      bytes = bytes.slice();
+      swapBytes(bytes, t.data.BYTES_PER_ELEMENT);
     }
-    fsyncSync(fd);
-    ok = true;
-  } catch (e) {
-    throw new UserError(`${target}: write failed (${oneLine(String((e as Error).message))})`, { cause: e });
-  } finally {
-    closeSync(fd);
-    if (!ok) {
-      try {
-        unlinkSync(temp);
-      } catch {
-        // already gone
-      }
-    }
+    chunks.push(bytes);
   }
-  try {
-    renameSync(temp, target);
-  } catch (e) {
-    try {
-      unlinkSync(temp);
-    } catch {
-      // already gone
-    }
-    throw new UserError(
-      `${target}: cannot move the written file into place (${oneLine(String((e as Error).message))})`,
-    );
-  }
-}
-
-function writeAll(fd: number, bytes: Uint8Array): void {
-  const CHUNK = 1 << 30;
-  let done = 0;
-  while (done < bytes.length) {
-    done += writeSync(fd, bytes, done, Math.min(CHUNK, bytes.length - done));
-  }
+  files().writeFileAtomic(resolve(path), chunks);
 }

@@ -8,15 +8,17 @@
  * same bytes (a 1x1 convolution read as a linear layer) or a contiguous byte range of it (q, k and v out of
  * OpenCLIP's stacked `in_proj_weight`) — never a copy.
  */
-import { basename, dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import type { WeightSource } from '../graph/graph.js';
 import { numel, shapeString } from '../tensor.js';
+import { paths } from './files.js';
 import { readJsonObject } from './json-config.js';
 import { describeValue, listKeys, quoteKey } from './messages.js';
 import { isPickleFile, pickleRefusal } from './pickle.js';
 import { checkRegularFile } from './regular-file.js';
 import { isFloatDType, SafetensorsFile, weightSource, type SafetensorsDType, type TensorInfo } from './safetensors.js';
+
+const { basename, dirname, join, resolve } = paths;
 
 export interface StoredTensorInfo extends TensorInfo {
   /** The safetensors file holding it. */

@@ -48,7 +48,8 @@ export interface AttentionOptions {
  * nothing else reads its probabilities (S2I_FUSED_ATTENTION=0 turns it off). Measured on 2 CPU threads: 1.3–1.5x
  * faster for self-attention (32x32 and 64x64 grids), 2.4x for tiny-sd's cross-attention, equal for SD-1.5's.
  */
-export const FUSED_ATTENTION = process.env['S2I_FUSED_ATTENTION'] !== '0';
+// (globalThis.process: there is none in a browser.)
+export const FUSED_ATTENTION = globalThis.process?.env['S2I_FUSED_ATTENTION'] !== '0';
 
 /**
  * Multi-head attention on [B, N, heads*dh] queries and [B, M, heads*dh] keys/values (already projected).

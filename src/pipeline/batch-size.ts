@@ -11,7 +11,7 @@
  * (self-attention grows with their square). The result is a default,
  * not a guarantee: a larger --batch-size is the caller's choice.
  */
-import { totalmem } from 'node:os';
+import { physicalMemory } from '../util/memory.js';
 import type { StableDiffusion } from './stable-diffusion.js';
 
 export const MAX_DEFAULT_BATCH = 16;
@@ -33,10 +33,10 @@ function parseSize(text: string): number | null {
 
 /** The memory budget for choosing a batch size, in bytes, and where it comes from. */
 export function batchMemoryBudget(): { bytes: number; source: string } {
-  const env = process.env['S2I_MAX_MEMORY'];
+  const env = globalThis.process?.env['S2I_MAX_MEMORY'];
   const given = env !== undefined ? parseSize(env) : null;
   if (given !== null) return { bytes: given, source: `S2I_MAX_MEMORY=${env!.trim()}` };
-  return { bytes: totalmem() / 2, source: "half of this machine's memory" };
+  return { bytes: physicalMemory() / 2, source: "half of this machine's memory" };
 }
 
 /** Estimated bytes one more image of a batch needs (see the file's header). */

@@ -98,7 +98,14 @@ export interface StepInfo {
   latents: readonly Tensor[];
   /** Per sample, the sampler's prediction of the final (denoised) latents at this step, when it makes one. */
   predictedOriginal: readonly (Tensor | null)[];
+  /** Per sample, what its method logged at this call (null without a method or a log). */
+  methodLogs: readonly (StepLog | null)[];
   ms: number;
+  /**
+   * Per sample, this call's recorded cross-attention maps [h, w, T] as the pass used them, when this call recorded
+   * maps (a page shows them as they form).
+   */
+  attentionMaps?: readonly Tensor[];
 }
 
 export interface StepRecord {
@@ -422,21 +429,24 @@ async function runCalls(
     for (const maps of [...(out.rawMaps ?? []), ...(out.usedMaps ?? [])])
       if (firstNonFinite(maps.data) >= 0)
         throw new UserError(`the cross-attention maps hold NaN or Inf at step ${i} (t=${timestep})`);
+    const stepMaps: Tensor[] = [];
     const predicted = runs.map((s, b) => {
       const rawMaps = out.rawMaps?.[b] ?? null;
       const usedMaps = out.usedMaps?.[b] ?? rawMaps;
+      if (usedMaps) stepMaps.push(usedMaps);
       if (usedMaps && (!recordSteps || recordSteps.has(i))) s.result.attentionMaps.set(i, usedMaps);
       if (rawMaps && edits[b]) s.result.rawAttentionMaps.set(i, rawMaps);
       s.request.method?.afterGuidedPass?.(ctx, rawMaps);
       return stepSample(s, guidedPrediction(out.noisePred, b, B, perSample, plan.guidance), ctx, plan);
     });
     const ms = performance.now() - tStep;
-    for (const s of runs) {
+    const methodLogs = runs.map((s) => {
       const record: StepRecord = { index: i, timestep, ms };
       const log = s.request.method?.stepLog?.(i);
       if (log) record.method = log;
       s.result.steps.push(record);
-    }
+      return log ?? null;
+    });
     options.onStep?.({
       index: i,
       timestep,
@@ -446,7 +456,9 @@ async function runCalls(
       batches: loop.batches,
       latents: runs.map((s) => s.latents),
       predictedOriginal: predicted,
+      methodLogs,
       ms,
+      ...(stepMaps.length === runs.length ? { attentionMaps: stepMaps } : {}),
     });
   }
 }

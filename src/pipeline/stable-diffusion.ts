@@ -11,7 +11,7 @@
 import { UserError } from '../errors.js';
 import { Graph } from '../graph/graph.js';
 import * as op from '../graph/ops.js';
-import { compile, type CompiledGraph, type CompileOptions } from '../graph/runtime.js';
+import { compile, type CompiledGraph, type CompileOptions, type RuntimeBackend } from '../graph/runtime.js';
 import type { ModelFolder } from '../io/model-folder.js';
 import { openModel } from '../io/open-model.js';
 import type { SingleFileInfo } from '../io/single-file/open.js';
@@ -38,6 +38,8 @@ export interface GraphTiming {
 export interface LoadOptions {
   /** ONNX Runtime intra-op threads (default: all cores). */
   threads?: number;
+  /** Run on this ONNX Runtime backend (default: the platform's; a page passes onnxruntime-web's). */
+  backend?: RuntimeBackend;
   /** For a single-file checkpoint: a diffusers folder without weights giving its configs and tokenizer. */
   config?: string;
   /**
@@ -189,6 +191,7 @@ export class StableDiffusion {
       weights,
       {
         threads: options.threads,
+        ...(options.backend ? { backend: options.backend } : {}),
         ...(options.halfWeights !== undefined ? { halfWeights: options.halfWeights } : {}),
       },
       singleFile,

@@ -10,9 +10,8 @@
  * The resolved {@link SchedulerConfig} is one flat record; fields the target class does not have are set to the
  * neutral value that leaves its behaviour unchanged (and are not listed in `acceptedKeys`).
  */
-import { readFileSync, existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { FieldError, UserError } from '../errors.js';
+import { exists, files, isDirectory, paths, readTextFile } from '../io/files.js';
 
 export type SamplerName = 'pndm' | 'ddim' | 'euler' | 'euler-a' | 'dpmpp-2m';
 export const SAMPLER_NAMES: readonly SamplerName[] = ['pndm', 'ddim', 'euler', 'euler-a', 'dpmpp-2m'];
@@ -300,17 +299,18 @@ export function defaultSampler(raw: RawSchedulerConfig, source = 'scheduler_conf
  */
 export function loadSchedulerConfig(path: string): RawSchedulerConfig {
   let file = path;
-  if (existsSync(path) && statSync(path).isDirectory()) {
+  const { join } = paths;
+  if (isDirectory(path)) {
     const candidates = [join(path, 'scheduler', 'scheduler_config.json'), join(path, 'scheduler_config.json')];
-    const hit = candidates.find((c) => existsSync(c));
+    const hit = candidates.find((c) => exists(c));
     if (hit === undefined) throw new UserError(`no scheduler config in ${path} (looked for ${candidates.join(', ')})`);
     file = hit;
-  } else if (!existsSync(path)) {
+  } else if (!exists(path)) {
     throw new UserError(`scheduler config ${path} does not exist`);
   }
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readTextFile(files(), file);
   } catch (e) {
     throw new UserError(`cannot read scheduler config ${file}: ${(e as Error).message}`, { cause: e });
   }

@@ -197,7 +197,7 @@ function appendLine(path: string, line: string): void {
  */
 export function trimLog(path: string, step: number): void {
   if (!existsSync(path)) return;
-  const text = readInputFile(path, 'log').toString('utf8');
+  const text = new TextDecoder('utf-8', { ignoreBOM: true }).decode(readInputFile(path, 'log'));
   const kept: string[] = [];
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;

@@ -15,9 +15,8 @@
  *   lower; padded with 0; special-token strings in the text are matched by the regex instead of split off first.
  * Both use our ftfy subset (src/tokenizer/ftfy.ts), which does not repair mojibake.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { UserError } from '../errors.js';
+import { errorCode, exists, files, paths, readTextFile } from '../io/files.js';
 import { basicTokenize } from './basic.js';
 import { BytePairEncoder, END_OF_WORD, bytesToUnicode } from './bpe.js';
 import { fixText, whitespaceClean } from './ftfy.js';
@@ -171,18 +170,19 @@ export class ClipTokenizer {
    * latter overrides the former, as in transformers) from a transformers tokenizer folder such as SD's `tokenizer/`.
    */
   static fromFolder(dir: string, options: { variant?: ClipTokenizerVariant } = {}): ClipTokenizer {
+    const { join } = paths;
     const vocabPath = join(dir, 'vocab.json');
     const mergesPath = join(dir, 'merges.txt');
     const vocab = parseVocab(readRequired(vocabPath), vocabPath);
     const merges = parseMerges(readRequired(mergesPath), mergesPath);
     const addedPath = join(dir, 'added_tokens.json');
-    if (existsSync(addedPath)) {
+    if (exists(addedPath)) {
       throw new UserError(`${addedPath}: added tokens (e.g. textual inversion) are not supported by this tokenizer`);
     }
     const config: Partial<ClipTokenizerConfig> = {};
     for (const name of ['tokenizer_config.json', 'special_tokens_map.json']) {
       const path = join(dir, name);
-      if (existsSync(path)) Object.assign(config, parseTokenizerConfig(readRequired(path), path));
+      if (exists(path)) Object.assign(config, parseTokenizerConfig(readRequired(path), path));
     }
     return new ClipTokenizer({ vocab, merges, config, variant: options.variant, source: dir });
   }
@@ -414,9 +414,9 @@ export class ClipTokenizer {
 
 function readRequired(path: string): string {
   try {
-    return readFileSync(path, 'utf8');
+    return readTextFile(files(), path);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
+    const code = errorCode(e);
     if (code === 'ENOENT') throw new UserError(`tokenizer file ${path} not found`);
     throw new UserError(`cannot read tokenizer file ${path}: ${(e as Error).message}`);
   }

@@ -7,8 +7,10 @@
  * written `800M`, `16G`, `1.5T` (binary units; `B`/`iB` suffixes accepted) or a plain byte count; `off` disables
  * the check. Estimates are lower bounds (the bytes that must exist at once), so the check refuses only what cannot
  * fit; swap is not counted.
+ *
+ * The machine's memory is what the platform's entry installed (`src/node.ts`: node:os and the cgroup's limit); a
+ * browser page tells none, so there only a given budget is checked.
  */
-import { totalmem } from 'node:os';
 import { UserError } from '../errors.js';
 
 export const MEMORY_ENV = 'S2I_MAX_MEMORY';
@@ -21,6 +23,24 @@ export interface MemoryBudget {
 }
 
 let given: MemoryBudget | null = null;
+
+/** This machine's physical memory and the container's limit when there is one (bytes). */
+export interface MachineMemory {
+  total: number;
+  constrained?: number;
+}
+
+let probe: (() => MachineMemory) | null = null;
+
+/** Make `fn` the source of the machine's memory (done once by the platform's entry point). */
+export function setMachineMemory(fn: () => MachineMemory): void {
+  probe = fn;
+}
+
+/** Physical memory in bytes; Infinity where the platform tells none (a browser). */
+export function physicalMemory(): number {
+  return probe ? probe().total : Infinity;
+}
 
 const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
 
@@ -46,8 +66,8 @@ export function formatBytes(n: number): string {
 
 /** Physical memory, or the cgroup's limit when it is smaller (containers). */
 function machineMemory(): MemoryBudget {
-  const total = totalmem();
-  const constrained = (process as { constrainedMemory?: () => number | undefined }).constrainedMemory?.() ?? 0;
+  if (!probe) return { bytes: Infinity, source: 'no known memory size' };
+  const { total, constrained = 0 } = probe();
   if (constrained > 0 && constrained < total) return { bytes: constrained, source: "the container's memory limit" };
   return { bytes: total, source: "this machine's physical memory" };
 }
@@ -66,7 +86,8 @@ export function resetMemoryBudget(): void {
 
 export function memoryBudget(): MemoryBudget {
   if (given) return given;
-  const env = process.env[MEMORY_ENV];
+  // (globalThis.process: there is none in a browser.)
+  const env = globalThis.process?.env[MEMORY_ENV];
   if (env !== undefined && env.trim() !== '') {
     const bytes = parseByteSize(env);
     if (bytes === null)

@@ -4,5 +4,6 @@
  * (an unhandled error that fails the run although every test passed). One macrotask turn after each test reads them.
  */
 import { afterEach } from 'vitest';
+import '../../src/node.js'; // Node's file system and onnxruntime-node as the defaults
 
 afterEach(() => new Promise<void>((resolve) => setImmediate(resolve)));

@@ -5,6 +5,7 @@
  *   child --case tiny-step --purpose time --runs 10 --tiny DIR --sd15 DIR --result FILE [--compile JSON]
  *   child --case batch-ae --purpose batch --runs 2 --model DIR --result FILE
  */
+import '../../src/node.js'; // Node's file system and onnxruntime-node as the defaults
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';

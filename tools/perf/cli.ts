@@ -8,6 +8,7 @@
  *   npm run bench -- --only tiny,train     exactly these parts (tiny, sd15, sd15-batch, train, batch)
  *   npm run bench -- --runs 5 --json --out perf.json --no-torch --no-profile --threads 2
  */
+import '../../src/node.js'; // Node's file system and onnxruntime-node as the defaults
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';

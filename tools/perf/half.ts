@@ -12,6 +12,7 @@
  *
  *   npm run bench:half -- [--cache DIR] [--threads N] [--latent N] [--width N] [--modes f32,f16-keep,f16-float32]
  */
+import '../../src/node.js'; // Node's file system and onnxruntime-node as the defaults
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';

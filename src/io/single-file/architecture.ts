@@ -9,7 +9,6 @@
  * standard SD 1.x / 2.x widths (UNet base width 320, text width 768 / 1024), where it is known: 8 heads per
  * block for SD 1.x, 64-wide heads for SD 2.x. Anything else needs its config folder (`--config DIR`).
  */
-import { fileURLToPath } from 'node:url';
 import { FieldError, UserError } from '../../errors.js';
 import { readJsonObject, type Config } from '../json-config.js';
 import type { WeightEntry } from '../weight-store.js';
@@ -19,7 +18,8 @@ export type SdFamily = 'stable-diffusion-v1' | 'stable-diffusion-v2';
 
 /** The config folders shipped with s2i for single files (see configs/README.md for their source). */
 export function shippedConfigDir(family: SdFamily): string {
-  return fileURLToPath(new URL(`../../../configs/${family}`, import.meta.url));
+  // (fileURLToPath without node:url: a file: URL's path, percent-decoded; the folder ships with the package)
+  return decodeURIComponent(new URL(`../../../configs/${family}`, import.meta.url).pathname);
 }
 
 export const FAMILY_OF_LAYOUT: Readonly<Record<TextEncoderLayout, SdFamily>> = {

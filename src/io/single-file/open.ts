@@ -4,7 +4,7 @@
  * or, for the standard SD 1.x / 2.x architectures, configs inferred from the weights over the family's shipped
  * folder (architecture.ts).
  */
-import { join } from 'node:path';
+import { paths } from '../files.js';
 import { configInt, readJsonObject } from '../json-config.js';
 import { openModelFolder, type ComponentOverride, type ModelFolder } from '../model-folder.js';
 import { SafetensorsFile } from '../safetensors.js';
@@ -18,6 +18,8 @@ import {
   VAE_PREFIX,
   type TextEncoderLayout,
 } from './convert.js';
+
+const { join } = paths;
 
 export interface SingleFileInfo {
   /** Absolute path of the checkpoint. */

@@ -1,0 +1,19 @@
+/**
+ * The engine's Node bindings, installed as the defaults when this module is imported: files from the file system
+ * (node:fs), sessions from onnxruntime-node, and the machine's memory for the memory budget (node:os). The
+ * library's entry (index.ts), the CLI, the benchmark's processes and the test setup import it; a browser installs
+ * its own (web/src/engine.ts).
+ */
+import { totalmem } from 'node:os';
+import { setDefaultRuntime } from './graph/runtime.js';
+import { nodeRuntime } from './graph/runtime-node.js';
+import { setDefaultFileSystem } from './io/files.js';
+import { nodeFileSystem } from './io/node-files.js';
+import { setMachineMemory } from './util/memory.js';
+
+setDefaultFileSystem(nodeFileSystem);
+setDefaultRuntime(nodeRuntime);
+setMachineMemory(() => ({
+  total: totalmem(),
+  constrained: (process as { constrainedMemory?: () => number | undefined }).constrainedMemory?.(),
+}));
