@@ -11,7 +11,7 @@ import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { promptTokenColumns } from '../src/attention/render.js';
 import { resolveSubjects, resolveTokenSubjects, resolveWordSubjects } from '../src/prompt/subjects.js';
-import { scaledLoopDefaults as scaledAttendExciteDefaults } from '../src/methods/registry.js';
+import { DEFAULT_METHOD, scaledLoopDefaults as scaledAttendExciteDefaults } from '../src/methods/registry.js';
 import { UserError } from '../src/errors.js';
 import { decodePng } from '../src/image/png.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
@@ -58,6 +58,8 @@ describe('s2i generate', () => {
       `${init}:initial_latents`,
       '--save-latents',
       saved,
+      '--method',
+      'none', // diffusers' plain pipeline is the golden
       '--out',
       out,
       '--json',
@@ -241,7 +243,7 @@ describe('s2i generate', () => {
       guidance: recommended.guidance,
       height: 32,
       width: 32,
-      method: 'none',
+      method: DEFAULT_METHOD, // Suppress-to-Impress, the default since the held-apart benchmark
     });
     expect(decodePng(out).width).toBe(32);
     // An explicit option still wins.

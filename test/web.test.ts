@@ -141,8 +141,8 @@ describe.skipIf(!haveChromium)('the page in Chromium', () => {
     const { METHOD_NAMES } = await import('../src/methods/registry.js');
     menuMethods = METHOD_NAMES.filter((m) => m !== 'none' && m !== 'suppress');
     const runs: Record<string, string[]> = {
-      plain: ['--seed', '7', '--steps', '25', '--attention-maps', join(tmp, 'plain-maps.png')],
-      plain1: ['--seed', '7', '--steps', '1', '--attention-maps', join(tmp, 'plain1-maps.png')],
+      plain: ['--seed', '7', '--steps', '25', '--method', 'none', '--attention-maps', join(tmp, 'plain-maps.png')],
+      plain1: ['--seed', '7', '--steps', '1', '--method', 'none', '--attention-maps', join(tmp, 'plain1-maps.png')],
       suppress: ['--seed', SUPPRESS_SEED, '--steps', '6', '--method', 'suppress', '--json'],
     };
     // The page's request: subjects found automatically, every call's maps recorded.

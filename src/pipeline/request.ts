@@ -12,6 +12,7 @@ import type { RgbImage } from '../image/image.js';
 import { readSamplingDefaults } from '../io/model-folder.js';
 import {
   buildMethod,
+  DEFAULT_METHOD,
   checkMethodOverrides,
   methodPreset,
   methodTargets,
@@ -48,7 +49,7 @@ export interface GenerateRequest {
   width?: number;
   /** Initial latents [1, C, h, w] or [C, h, w]; they set the image size unless height/width are given. */
   initialLatents?: Tensor;
-  /** A method of the registry (default 'none'). */
+  /** A method of the registry (default DEFAULT_METHOD: Suppress-to-Impress). */
   method?: string;
   /** Loop settings and Suppress-to-Impress's mode, weights, gamma and edit steps (defaults scaled to the steps). */
   methodOverrides?: Omit<MethodOverrides, 'attnRes'>;
@@ -110,7 +111,7 @@ export interface GenerateRun extends ImageRun {
 
 /** The checks of a request that need no model, so a front end can report them before loading one. */
 export function checkRequest(r: GenerateRequest): void {
-  const preset = checkMethodOverrides(r.method ?? 'none', r.methodOverrides ?? {});
+  const preset = checkMethodOverrides(r.method ?? DEFAULT_METHOD, r.methodOverrides ?? {});
   const guided = preset.kind !== 'none';
   const images = r.images ?? 1;
   if (!Number.isInteger(images) || images < 1 || images > 10000)
@@ -182,7 +183,7 @@ export async function runRequest(
   hooks: RequestHooks = {},
 ): Promise<GenerateRun> {
   checkRequest(r);
-  const name = r.method ?? 'none';
+  const name = r.method ?? DEFAULT_METHOD;
   const recommended = readSamplingDefaults(model.dir);
   const steps = r.steps ?? recommended.steps ?? DEFAULT_STEPS;
   const guidance = r.guidanceScale ?? recommended.guidance ?? DEFAULT_GUIDANCE;
@@ -299,7 +300,7 @@ function chooseSubjects(
   r: GenerateRequest,
   notes: Note[],
 ): { subjects: ResolvedSubjects | null; attributes: AttributeLink[] } {
-  const isSuppress = methodPreset(r.method ?? 'none').kind === 'suppress';
+  const isSuppress = methodPreset(r.method ?? DEFAULT_METHOD).kind === 'suppress';
   let subjects: ResolvedSubjects | null;
   let attributes: AttributeLink[] = [];
   if ((isSuppress && r.tokens === undefined && r.subjects === undefined) || isAuto(r.subjects)) {

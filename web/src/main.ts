@@ -4,13 +4,13 @@
  * reads running, done or error, so that scripts (and the browser test) can wait for it.
  */
 import { colormapTable } from '../../src/image/colormap.js';
-import { METHOD_NAMES, METHODS } from '../../src/methods/registry.js';
+import { DEFAULT_METHOD, METHOD_NAMES, METHODS } from '../../src/methods/registry.js';
 import type { EngineMessage, RunRequest, Score, StepRow, SubjectInfo } from './protocol.js';
 
 const DEFAULTS = {
   prompt: 'a red circle and a blue square',
   seed: 7,
-  method: 'none',
+  method: DEFAULT_METHOD,
   steps: 25,
   model: './models/shapes',
 };
@@ -77,7 +77,7 @@ function readQuery(): RunRequest {
 
 function fillForm(r: RunRequest): void {
   promptIn.value = r.prompt;
-  methodIn.value = METHOD_NAMES.includes(r.method) ? r.method : 'none';
+  methodIn.value = METHOD_NAMES.includes(r.method) ? r.method : DEFAULT_METHOD;
   seedIn.value = String(r.seed);
   stepsIn.value = String(r.steps);
 }

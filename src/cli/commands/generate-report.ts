@@ -87,10 +87,12 @@ export function summary(p: GenerateCommandRun): string {
           `start ${c.index + 1} of ${c.scores.length} tried (layout scores ${c.scores.map((x) => x.toFixed(3)).join(', ')}), noise seed ${c.seed}`,
         );
     }
-    row(
-      '',
-      `max_iter_to_alter ${m.loop.maxIterToAlter}, thresholds ${fmtThresholds(m.loop.thresholds)}, scale_factor ${m.loop.scaleFactor}`,
-    );
+    // Edit mode never runs the latent-update loop: its settings would only be noise here.
+    if (m.suppress?.mode !== 'edit')
+      row(
+        '',
+        `max_iter_to_alter ${m.loop.maxIterToAlter}, thresholds ${fmtThresholds(m.loop.thresholds)}, scale_factor ${m.loop.scaleFactor}`,
+      );
     if (m.scaled.length) {
       const d = `${ATTEND_EXCITE_DEFAULTS.maxIterToAlter} / ${fmtThresholds(ATTEND_EXCITE_DEFAULTS.thresholds)}${m.suppress ? ` / ${EDIT_STEPS_AT_50}${m.scaled.includes('selectAt') ? ` / ${SELECT_AT_50}` : ''}` : ''}`;
       row(
@@ -100,14 +102,17 @@ export function summary(p: GenerateCommandRun): string {
     }
   } else row('method', 'none');
   for (const n of r.notes) row('note', n(flagOf));
-  if (m) {
+  if (m && m.suppress?.mode !== 'edit') {
     if (n > 1) row('', `per-step log of the first image (seed ${r.seed}); --json has every image's`);
     L.push(...stepTable(r));
   } else {
+    // Plain sampling and edit mode log no loss, maxima or tries: one line, not a table of dashes.
     const ms = res.steps.map((s) => s.ms).sort((a, b) => a - b);
+    const edited = res.steps.filter((s) => s.method?.edited).map((s) => s.index);
+    const edits = edited.length ? `, attention edited at calls ${edited[0]}–${edited[edited.length - 1]}` : '';
     row(
       'steps',
-      `${ms.length} UNet calls, ${ms[Math.floor(ms.length / 2)]!.toFixed(0)} ms median (min ${ms[0]!.toFixed(0)}, max ${ms[ms.length - 1]!.toFixed(0)}, including graph compilation)`,
+      `${ms.length} UNet calls${edits}, ${ms[Math.floor(ms.length / 2)]!.toFixed(0)} ms median (min ${ms[0]!.toFixed(0)}, max ${ms[ms.length - 1]!.toFixed(0)}, including graph compilation)`,
     );
   }
   const build = r.graphs.reduce((s, t) => s + t.buildMs + t.serializeMs, 0);
@@ -217,7 +222,7 @@ export function jsonReport(p: GenerateCommandRun): Record<string, unknown> {
       height: res.height,
       width: res.width,
       latents: p.latents,
-      method: p.request.method,
+      method: m?.name ?? 'none',
       threads: p.threads ?? null,
     },
     seed: r.seed,

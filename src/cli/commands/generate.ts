@@ -18,7 +18,7 @@ import { OutputFiles } from '../../io/outputs.js';
 import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, writeSafetensors } from '../../io/safetensors.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
-import { METHOD_NAMES, REFERENCE_STEPS } from '../../methods/registry.js';
+import { DEFAULT_METHOD, METHOD_NAMES, REFERENCE_STEPS } from '../../methods/registry.js';
 import { generateFromFolder, type GenerateRequest } from '../../pipeline/request.js';
 import type { LoadOptions } from '../../pipeline/stable-diffusion.js';
 import { parseSamplerName } from '../../schedulers/index.js';
@@ -54,7 +54,7 @@ interface GenerateFlags extends SuppressFlags {
   saveLatents?: string;
   out?: string;
   json?: boolean;
-  method: string;
+  method?: string;
   tokens?: string;
   subjects?: string;
   maxIterToAlter?: string;
@@ -117,7 +117,7 @@ function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): P
     value === undefined ? undefined : parse(value);
   const seed = opt(flags.seed, (v) => parseInteger(v, '--seed', 0, Number.MAX_SAFE_INTEGER)) ?? randomInt(0, 2 ** 32);
   const name = flags.method
-    .trim()
+    ?.trim()
     .toLowerCase()
     .replace(/[_\s]+/g, '-');
   if (flags.attentionSteps !== undefined && flags.attentionMaps === undefined)
@@ -147,7 +147,7 @@ function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): P
     seed,
     height: opt(flags.height, (v) => parseImageSide(v, '--height')),
     width: opt(flags.width, (v) => parseImageSide(v, '--width')),
-    method: METHOD_ALIASES[name] ?? name,
+    method: name === undefined ? undefined : (METHOD_ALIASES[name] ?? name),
     methodOverrides: overrides,
     tokens: flags.tokens,
     subjects: flags.subjects,
@@ -346,7 +346,10 @@ export function register(program: Command): void {
         '--json',
         'print one JSON object (settings, timesteps, per-step log, timings, outputs) instead of a summary',
       )
-      .option('--method <name>', `guidance method: ${METHOD_NAMES.join(', ')}`, 'none')
+      .option(
+        '--method <name>',
+        `guidance method: ${METHOD_NAMES.join(', ')} (default: ${DEFAULT_METHOD}; none = plain sampling)`,
+      )
       .option('--tokens <list>', 'subject token positions, e.g. 2,5 (0 is the start token)')
       .option(
         '--subjects <list>',
