@@ -47,9 +47,9 @@ export const DEFAULT_CANDIDATES = 4;
 export const DEFAULT_ACCEPT = 0.05;
 
 /**
- * The method a request without one runs (the CLI, the page, a queue job). Suppress-to-Impress since it halved the
- * failures of plain sampling, Attend-and-Excite and both rivals on the held-apart shapes suites (README: Results);
- * `none` is plain sampling. Library calls to `generate` without a method stay plain.
+ * The method a request without one runs (the CLI) and the page's first choice: Suppress-to-Impress, since it halved
+ * the failures of plain sampling, Attend-and-Excite and both rivals on the held-apart shapes suites (README:
+ * Results). `none` is plain sampling; library calls to `generate` without a method stay plain.
  */
 export const DEFAULT_METHOD = 'suppress';
 
