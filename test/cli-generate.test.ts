@@ -269,6 +269,31 @@ describe('s2i generate', () => {
     expect(decodePng(out).width).toBe(96);
   });
 
+  it('without --method, a prompt that names no noun gets plain sampling and a note; --method suppress still refuses it', () => {
+    const shapes = join(repoRoot, 'models', 'shapes');
+    const out = join(tmp, 'no-noun.png');
+    const r = s2i('red and blue', '--model', shapes, '--steps', '2', '--seed', '1', '--out', out, '--json');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.settings.method).toBe('none');
+    expect(report.notes.join('\n')).toMatch(/names no noun, so plain sampling .* --subjects or --tokens/);
+    const plain = join(tmp, 'no-noun-plain.png');
+    expect(
+      s2i('red and blue', '--model', shapes, '--steps', '2', '--seed', '1', '--method', 'none', '--out', plain).code,
+    ).toBe(0);
+    expect(readFileSync(out).equals(readFileSync(plain))).toBe(true);
+
+    const explicit = join(tmp, 'no-noun-suppress.png');
+    const e = s2i('red and blue', '--model', shapes, '--steps', '2', '--method', 'suppress', '--out', explicit);
+    expect(e.code).toBe(1);
+    expect(e.stderr.trim().split('\n')).toHaveLength(1);
+    expect(e.stderr).toMatch(
+      /found no nouns in the prompt "red and blue"; name the subjects with --subjects or --tokens/,
+    );
+    expect(existsSync(explicit)).toBe(false);
+  });
+
   describe('errors: exit code 1, one line on stderr, no output file', () => {
     const bad = join(tmp, 'bad.safetensors');
     writeSafetensors(bad, {

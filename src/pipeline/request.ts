@@ -183,7 +183,9 @@ export async function runRequest(
   hooks: RequestHooks = {},
 ): Promise<GenerateRun> {
   checkRequest(r);
-  const name = r.method ?? DEFAULT_METHOD;
+  const notes: Note[] = [];
+  const name = chooseMethod(model, r, notes);
+  r = { ...r, method: name };
   const recommended = readSamplingDefaults(model.dir);
   const steps = r.steps ?? recommended.steps ?? DEFAULT_STEPS;
   const guidance = r.guidanceScale ?? recommended.guidance ?? DEFAULT_GUIDANCE;
@@ -192,7 +194,6 @@ export async function runRequest(
   const totalCalls = createSampler(sampler, resolveSchedulerConfig(sampler, model.schedulerConfig, {}), steps, {
     noise: (n) => new Float32Array(n),
   }).timesteps.length;
-  const notes: Note[] = [];
 
   const { subjects, attributes } = chooseSubjects(model, r, notes);
   const preset = checkMethodOverrides(name, r.methodOverrides ?? {});
@@ -292,6 +293,28 @@ export async function runRequest(
     attnRes,
     notes,
   };
+}
+
+/**
+ * The method a request runs: its own, else DEFAULT_METHOD — but a prompt that names no noun gets plain sampling, with
+ * a note, when no method was asked for: the default acts on subjects and should not turn a prompt into an error (an
+ * explicit suppress method still reports the missing nouns).
+ */
+function chooseMethod(model: StableDiffusion, r: GenerateRequest, notes: Note[]): string {
+  if (r.method !== undefined) return r.method;
+  if (methodPreset(DEFAULT_METHOD).kind !== 'suppress' || r.tokens !== undefined || r.subjects !== undefined)
+    return DEFAULT_METHOD;
+  try {
+    autoSubjects(model.tokenizer, r.prompt);
+    return DEFAULT_METHOD;
+  } catch (e) {
+    if (!(e instanceof FieldError)) throw e;
+    notes.push(
+      (n) =>
+        `the prompt names no noun, so plain sampling (the default method, ${DEFAULT_METHOD}, acts on subjects: name them with ${n('subjects')} or ${n('tokens')})`,
+    );
+    return 'none';
+  }
 }
 
 /** Subjects from token positions or words, or found automatically (the suppress methods' default). */
