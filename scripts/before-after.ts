@@ -12,12 +12,12 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { BenchRow } from '../src/bench/run.js';
 import { failureKinds, FAILURE_KINDS, type FailureKind } from '../src/bench/stats.js';
-import { blendImages, heatmap } from '../src/image/colormap.js';
+import { overlayHeatmap } from '../src/image/colormap.js';
 import { floatToRgb8 } from '../src/image/convert.js';
 import { composeGrid } from '../src/image/grid.js';
 import type { RgbImage } from '../src/image/image.js';
 import { writePng } from '../src/image/png.js';
-import { resizeImage, resizeMap } from '../src/image/resize.js';
+import { resizeImage } from '../src/image/resize.js';
 import { findCarriers, groupMaps } from '../src/methods/carriers.js';
 import { buildMethod, methodTargets } from '../src/methods/registry.js';
 import { generate, type GenerateResult } from '../src/pipeline/generate.js';
@@ -78,11 +78,7 @@ for (const { kind, plain } of chosen) {
     );
     const [h, w] = maps.shape as [number, number, number];
     groupMaps(maps, groups, false).maps.forEach((m, i) => {
-      const heat = heatmap(resizeMap(m, w, h, SIDE, SIDE, 'bilinear'), SIDE, SIDE, {
-        colormap: 'jet',
-        normalize: 'max',
-      });
-      tiles.push(blendImages(big, heat, 0.55));
+      tiles.push(overlayHeatmap(big, m, w, h, { normalize: 'max', alpha: 0.55 }));
       labels.push(`${auto.subjects[i]!.word}, step ${step}`);
     });
   };

@@ -25,12 +25,12 @@ import { parseArgs } from 'node:util';
 import { autoSubjects } from '../src/prompt/auto-subjects.js';
 import { noiseSeed, parseSeeds } from '../src/bench/run.js';
 import { loadSuite, parseSplit } from '../src/bench/suites.js';
-import { blendImages, heatmap } from '../src/image/colormap.js';
+import { overlayHeatmap } from '../src/image/colormap.js';
 import { floatToRgb8 } from '../src/image/convert.js';
 import { composeGrid } from '../src/image/grid.js';
 import type { RgbImage } from '../src/image/image.js';
 import { writePng } from '../src/image/png.js';
-import { resizeImage, resizeMap } from '../src/image/resize.js';
+import { resizeImage } from '../src/image/resize.js';
 import { findCarriers, groupMaps as carrierGroupMaps, layoutScore } from '../src/methods/carriers.js';
 import { focusRegions, subjectMapsHost } from '../src/methods/focus.js';
 import { generate } from '../src/pipeline/generate.js';
@@ -87,15 +87,7 @@ function picture(
       subjects.map((s) => s.token),
       { kernelSize: 3, sigma: 0.5 },
     );
-    const over = (map: Float32Array) =>
-      blendImages(
-        big,
-        heatmap(resizeMap(map, W, H, big.width, big.height, 'bilinear'), big.width, big.height, {
-          colormap: 'jet',
-          normalize: 'max',
-        }),
-        0.55,
-      );
+    const over = (map: Float32Array) => overlayHeatmap(big, map, W, H, { normalize: 'max', alpha: 0.55 });
     hs.maps.forEach((map, k) => {
       tiles.push(over(map));
       labels.push(subjects[k]!.word);

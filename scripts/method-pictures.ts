@@ -11,12 +11,12 @@
  */
 import '../src/node.js'; // Node's file system and onnxruntime-node as the defaults
 import { parseArgs } from 'node:util';
-import { blendImages, heatmap } from '../src/image/colormap.js';
+import { overlayHeatmap } from '../src/image/colormap.js';
 import { floatToRgb8 } from '../src/image/convert.js';
 import { composeGrid } from '../src/image/grid.js';
 import type { RgbImage } from '../src/image/image.js';
 import { writePng } from '../src/image/png.js';
-import { resizeImage, resizeMap } from '../src/image/resize.js';
+import { resizeImage } from '../src/image/resize.js';
 import { findCarriers, groupMaps, tokenColumn } from '../src/methods/carriers.js';
 import { subjectMapsHost } from '../src/methods/focus.js';
 import { generate } from '../src/pipeline/generate.js';
@@ -62,12 +62,7 @@ const groups = findCarriers(
 const grouped = groupMaps(maps, groups, true);
 const image = floatToRgb8(predicted[step]!);
 const big = resizeImage(image, 96, 96, 'nearest');
-const over = (map: Float32Array): RgbImage =>
-  blendImages(
-    big,
-    heatmap(resizeMap(map, w, h, 96, 96, 'bilinear'), 96, 96, { colormap: 'jet', normalize: 'max' }),
-    0.55,
-  );
+const over = (map: Float32Array): RgbImage => overlayHeatmap(big, map, w, h, { normalize: 'max', alpha: 0.55 });
 const tiles: RgbImage[] = [];
 const labels: string[] = [];
 const words = model.tokenizer.tokenize(values.prompt).ids.map((id) => model.tokenizer.decode([id]).trim());
