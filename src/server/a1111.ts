@@ -253,7 +253,7 @@ export function registerA1111(app: FastifyInstance, ctx: ServerContext): void {
     let given: Record<string, unknown>;
     let samplerName: string;
     try {
-      given = checkFields(request.body ?? {}, table, 'ignore');
+      given = checkFields(request.body, table, 'ignore');
       const checkpoint = (given['override_settings'] as Record<string, unknown> | undefined)?.['sd_model_checkpoint'];
       if (checkpoint !== undefined && typeof checkpoint !== 'string')
         throw new BadField(

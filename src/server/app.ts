@@ -338,7 +338,9 @@ export function createServer<P>(o: ServerOptions<P>): Server {
       return send(
         reply,
         request.url,
-        new ApiError(status === 415 || status === 413 ? status : 400, message, { validation: true }),
+        new ApiError(status === 415 || status === 413 ? status : 400, message, {
+          validation: status !== 415 && status !== 413,
+        }),
       );
     }
     log(`internal error on ${request.method} ${request.routeOptions.url ?? '?'}: ${error.message.split('\n')[0]}`);
