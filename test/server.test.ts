@@ -174,7 +174,7 @@ describe('the OpenAI Images API, through the official openai client', () => {
       prompt: PROMPT,
       n: 2,
       ...{ seed: 10, steps: 3, s2i: { method: 'suppress', attention_maps: true } },
-    })) as OpenAI.ImagesResponse & { data: { s2i: { seed: number; attention_maps: string } }[] };
+    })) as unknown as { data: { s2i: { seed: number; attention_maps: string } }[] };
     expect(res.data.map((d) => d.s2i.seed)).toEqual([10, 11]);
     for (const d of res.data) expect(decodePng(Buffer.from(d.s2i.attention_maps, 'base64')).width).toBeGreaterThan(32);
   });
@@ -392,7 +392,7 @@ describe('security, the queue and shutting down', () => {
   it('batches requests that arrive together; each image is its solo image (within one level)', async () => {
     const { base } = await start();
     const body = (seed: number) => ({ prompt: PROMPT, steps: 4, seed, method: 'none' });
-    const one = [];
+    const one: Awaited<ReturnType<typeof post>>[] = [];
     for (const s of [0, 1, 2, 3]) one.push(await post(base, '/v1/images/generations', body(s)));
     const before = await metric(base, 's2i_batch_images_count');
     const together = await Promise.all([0, 1, 2, 3].map((s) => post(base, '/v1/images/generations', body(s))));
@@ -466,7 +466,11 @@ describe('security, the queue and shutting down', () => {
           (c.field === 'guidance' && typeof v === 'number' && v >= 0 && v <= 100) ||
           (c.field === 'cfg_scale' && typeof v === 'number' && v >= 0 && v <= 100) ||
           (c.field === 'enable_hr' && v === false) ||
-          (c.field === 's2i' && v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0) ||
+          (c.field === 's2i' &&
+            v !== null &&
+            typeof v === 'object' &&
+            !Array.isArray(v) &&
+            Object.keys(v).length === 0) ||
           v === null;
         if (fine) continue;
         body = JSON.stringify({ ...valid, [c.field]: v });
