@@ -382,6 +382,28 @@ describe('security, the queue and shutting down', () => {
     expect(await metric(base, 's2i_images_total')).toBe(1); // the dropped request was never generated
   });
 
+  it('stops a running batch whose only client left', async () => {
+    const { base } = await start();
+    const leaving = new AbortController();
+    const gone = fetch(`${base}/v1/images/generations`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: PROMPT, steps: 150, method: 'none' }),
+      signal: leaving.signal,
+    }).catch(() => 'aborted');
+    for (let i = 0; i < 400 && (await metric(base, 's2i_queue_running')) === 0; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    const t0 = Date.now();
+    leaving.abort();
+    expect(await gone).toBe('aborted');
+    for (let i = 0; i < 400 && (await metric(base, 's2i_queue_running')) > 0; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(await metric(base, 's2i_queue_running')).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(3000); // stopped at its next sampler call, not after 150 of them
+    expect(await metric(base, 's2i_generation_requests_total{outcome="gone"}')).toBe(1);
+    expect(await metric(base, 's2i_images_total')).toBe(0);
+  });
+
   it('answers a request past its time limit with 504', async () => {
     const { base } = await start({ timeoutMs: 300 });
     const r = await post(base, '/v1/images/generations', { prompt: PROMPT, steps: 150, method: 'none' });

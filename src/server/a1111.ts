@@ -327,7 +327,9 @@ export function registerA1111(app: FastifyInstance, ctx: ServerContext): void {
     return {
       images: given['send_images'] === false ? [] : run.images.map((i) => i.png),
       parameters,
-      info: JSON.stringify(info(r, run, order.served, samplerName, version)),
+      info: JSON.stringify(
+        info(r, run, order.served, samplerName, version, (given['batch_size'] as number | undefined) ?? 1),
+      ),
       s2i: {
         method: run.method,
         seeds: run.images.map((i) => i.seed),
@@ -350,6 +352,7 @@ function info(
   served: ImageOrder['served'],
   sampler: string,
   version: string,
+  batchSize: number,
 ): Record<string, unknown> {
   const seeds = run.images.map((i) => i.seed);
   const negative = r.negativePrompt ?? '';
@@ -381,7 +384,7 @@ function info(
     sampler_name: sampler,
     cfg_scale: run.guidance,
     steps: run.steps,
-    batch_size: seeds.length,
+    batch_size: batchSize,
     restore_faces: false,
     face_restoration_model: null,
     sd_model_name: served.name,
