@@ -318,9 +318,13 @@ export function registerA1111(app: FastifyInstance, ctx: ServerContext): void {
     }
     const run = await ctx.generate(order, request, reply, a1111Name);
     const r = order.request;
+    // A1111 echoes its request model (vars(txt2imgreq)): its fields, defaults filled in, nothing else.
+    const known = Object.entries(request.body as Record<string, unknown>).filter(
+      ([k]) => Object.hasOwn(TXT2IMG_DEFAULTS, k) || k === 's2i',
+    );
     const parameters = {
       ...TXT2IMG_DEFAULTS,
-      ...(request.body as Record<string, unknown>),
+      ...Object.fromEntries(known),
       width: run.width,
       height: run.height,
     };

@@ -12,7 +12,7 @@
 import { createHash, randomInt, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { FieldError, isUserError } from '../errors.js';
+import { FieldError, UserError, isUserError } from '../errors.js';
 import type { GenerateRequest } from '../pipeline/request.js';
 import { servedImages, type ServedImages } from '../pipeline/request-json.js';
 import { registerA1111, a1111Error } from './a1111.js';
@@ -147,6 +147,22 @@ export interface Server {
   close(): Promise<void>;
 }
 
+/** A queue refusal or a library error as the API's answer (other errors pass through: a 500). */
+function apiError(e: unknown, nameOf: (field: string) => string): unknown {
+  if (e instanceof JobRefused) {
+    const status = { 'queue-full': 429, closing: 503, timeout: 504, gone: 499, interrupted: 409 }[e.reason];
+    return new ApiError(status, e.message, {
+      code: e.reason === 'queue-full' ? 'rate_limit_exceeded' : e.reason,
+      ...(e.retryAfter !== undefined ? { retryAfter: e.retryAfter } : {}),
+      kind: e.reason === 'interrupted' ? 'Interrupted' : 'HTTPException',
+    });
+  }
+  if (e instanceof FieldError)
+    return new ApiError(400, e.messageFor(nameOf), { field: nameOf(e.field), kind: 'ValueError' });
+  if (isUserError(e)) return new ApiError(400, e.message, { kind: 'ValueError' });
+  return e;
+}
+
 export function createServer<P>(o: ServerOptions<P>): Server {
   if (o.models.length === 0) throw new Error('a server needs at least one model');
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...o.limits };
@@ -237,40 +253,22 @@ export function createServer<P>(o: ServerOptions<P>): Server {
         .replace(/[_\s]+/g, '-');
       return METHOD_ALIASES[n] ?? n;
     },
-    generate: async (order, request, reply, nameOf) => {
-      let job: { key: string; images: number; payload: unknown };
+    generate: async (order, _request, reply, nameOf) => {
       try {
-        job = backend.prepare(order);
-      } catch (e) {
-        if (e instanceof FieldError)
-          throw new ApiError(400, e.messageFor(nameOf), { field: nameOf(e.field), kind: 'ValueError' });
-        if (isUserError(e)) throw new ApiError(400, e.message, { kind: 'ValueError' });
-        throw e;
-      }
-      if (o.logPrompts)
-        log(`prompt ${JSON.stringify(order.request.prompt)} (${order.served.name}, ${job.images} images)`);
-      // The client going away drops its work: waiting, it leaves the queue; running alone, its batch stops.
-      const gone = new AbortController();
-      reply.raw.on('close', () => {
-        if (!reply.raw.writableFinished) gone.abort();
-      });
-      request.raw.on('aborted', () => gone.abort());
-      try {
+        queue.checkRoom(); // a full queue refuses before any work is spent on the request
+        const job = backend.prepare(order);
+        if (o.logPrompts)
+          log(`prompt ${JSON.stringify(order.request.prompt)} (${order.served.name}, ${job.images} images)`);
+        // The client going away drops its work: waiting, it leaves the queue; running alone, its batch stops.
+        const gone = new AbortController();
+        reply.raw.on('close', () => {
+          if (!reply.raw.writableFinished) gone.abort();
+        });
         return await queue.submit(job.key, job.images, job.payload, gone.signal);
       } catch (e) {
-        if (e instanceof JobRefused) {
-          if (e.reason === 'queue-full' || e.reason === 'closing') requests.inc({ outcome: 'refused' });
-          const status = { 'queue-full': 429, closing: 503, timeout: 504, gone: 499, interrupted: 409 }[e.reason];
-          throw new ApiError(status, e.message, {
-            code: e.reason === 'queue-full' ? 'rate_limit_exceeded' : e.reason,
-            ...(e.retryAfter !== undefined ? { retryAfter: e.retryAfter } : {}),
-            kind: e.reason === 'interrupted' ? 'Interrupted' : 'HTTPException',
-          });
-        }
-        if (e instanceof FieldError)
-          throw new ApiError(400, e.messageFor(nameOf), { field: nameOf(e.field), kind: 'ValueError' });
-        if (isUserError(e)) throw new ApiError(400, (e as Error).message, { kind: 'ValueError' });
-        throw e;
+        if (e instanceof JobRefused && (e.reason === 'queue-full' || e.reason === 'closing'))
+          requests.inc({ outcome: 'refused' });
+        throw apiError(e, nameOf);
       }
     },
   };
@@ -334,7 +332,9 @@ export function createServer<P>(o: ServerOptions<P>): Server {
             ? `the body must be JSON (Content-Type: application/json), got ${JSON.stringify((request.headers['content-type'] ?? '').slice(0, 60))}`
             : error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY'
               ? 'the body is empty; send a JSON object'
-              : `the body is not valid JSON: ${error.message.slice(0, 200)}`;
+              : error instanceof SyntaxError || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY'
+                ? `the body is not valid JSON: ${error.message.split('\n')[0]!.slice(0, 200)}`
+                : `the request was refused: ${error.message.split('\n')[0]!.slice(0, 200)}`;
       return send(
         reply,
         request.url,
@@ -383,8 +383,7 @@ export function createServer<P>(o: ServerOptions<P>): Server {
     queue,
     listen: async (host, port) => {
       if (!isLoopback(host) && o.apiKey === undefined)
-        throw new ApiError(
-          500,
+        throw new UserError(
           `refusing to listen on ${host} without an API key: give --api-key or S2I_API_KEY, or bind 127.0.0.1`,
         );
       return app.listen({ host, port });

@@ -121,17 +121,23 @@ export class GenerationQueue<P, R> {
    * Queues a job; resolves with its result. Rejects with JobRefused when the queue is full or closing, when the
    * time limit passes, when `signal` aborts (the client went away) or on interrupt; with the run's error otherwise.
    */
-  submit(key: string, images: number, payload: P, signal?: AbortSignal): Promise<R> {
-    if (this.closing)
-      return Promise.reject(new JobRefused('closing', 'the server is shutting down; try another server', 5));
+  /** Throws the JobRefused that `submit` would reject with now (closing, or a full queue). */
+  checkRoom(): void {
+    if (this.closing) throw new JobRefused('closing', 'the server is shutting down; try another server', 5);
     if (this.waiting.length >= this.o.maxQueue)
-      return Promise.reject(
-        new JobRefused(
-          'queue-full',
-          `the queue is full (${this.o.maxQueue} requests waiting); retry after the time in Retry-After`,
-          this.retryAfter(),
-        ),
+      throw new JobRefused(
+        'queue-full',
+        `the queue is full (${this.o.maxQueue} requests waiting); retry after the time in Retry-After`,
+        this.retryAfter(),
       );
+  }
+
+  submit(key: string, images: number, payload: P, signal?: AbortSignal): Promise<R> {
+    try {
+      this.checkRoom();
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
     const now = Date.now();
     return new Promise<R>((resolve, reject) => {
       const onAbort = () => this.giveUp(job, new JobRefused('gone', 'the client closed the connection'));
