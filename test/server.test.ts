@@ -17,7 +17,8 @@ import fc from 'fast-check';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePng } from '../src/image/png.js';
-import { createServer, type Server } from '../src/server/app.js';
+import { createServer, isLoopback, keyMatches, type Server } from '../src/server/app.js';
+import { GenerationQueue, JobRefused } from '../src/server/queue.js';
 import { loadModels, type ServedModel } from '../src/server/engine.js';
 import { ensureBuilt, s2i } from './support/cli.js';
 import { repoRoot } from './support/oracle.js';
@@ -134,6 +135,82 @@ afterAll(async () => {
   for (const s of started) await s.close();
   for (const m of models ?? []) await m.model.release();
   rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('the queue (no model)', () => {
+  /** A queue whose batches take `ms` each and record which payloads ran together. */
+  const make = (o: { maxQueue?: number; maxBatch?: number; timeoutMs?: number; ms?: number } = {}) => {
+    const batches: string[][] = [];
+    const q = new GenerationQueue<string, string>({
+      maxQueue: o.maxQueue ?? 10,
+      maxBatch: o.maxBatch ?? 4,
+      timeoutMs: o.timeoutMs ?? 10_000,
+      run: async (jobs, control) => {
+        batches.push(jobs.map((j) => j.payload));
+        for (let i = 0; i < 5; i++) {
+          control.step(i, 5);
+          await new Promise((r) => setTimeout(r, (o.ms ?? 20) / 5));
+        }
+        return jobs.map((j) => `done ${j.payload}`);
+      },
+    });
+    return { q, batches };
+  };
+
+  it('runs the head first; compatible jobs behind it join its batch up to maxBatch images; FIFO otherwise', async () => {
+    const { q, batches } = make({ maxBatch: 3 });
+    const all = [
+      q.submit('a', 1, 'a1'),
+      q.submit('a', 1, 'a2'),
+      q.submit('b', 1, 'b1'),
+      q.submit('a', 1, 'a3'),
+      q.submit('a', 2, 'a4'),
+      q.submit('a', 1, 'a5'),
+    ];
+    expect(await Promise.all(all)).toEqual(['done a1', 'done a2', 'done b1', 'done a3', 'done a4', 'done a5']);
+    // a1 ran alone (nothing waited yet); then a2 with a3 and a5 (a4's two images would pass 3); b1; a4.
+    expect(batches).toEqual([['a1'], ['a2', 'a3', 'a5'], ['b1'], ['a4']]);
+  });
+
+  it('refuses past maxQueue with a Retry-After; drops a job whose client left or whose time ran out', async () => {
+    const { q, batches } = make({ maxQueue: 2, timeoutMs: 150, ms: 100 });
+    const running = q.submit('a', 1, 'r');
+    const left = new AbortController();
+    const leaving = q.submit('b', 1, 'leaves', left.signal);
+    const late = q.submit('c', 1, 'times out');
+    const full = await q.submit('d', 1, 'refused').catch((e: unknown) => e);
+    expect(full).toBeInstanceOf(JobRefused);
+    expect((full as JobRefused).reason).toBe('queue-full');
+    expect((full as JobRefused).retryAfter).toBeGreaterThanOrEqual(1);
+    left.abort();
+    expect(((await leaving.catch((e: unknown) => e)) as JobRefused).reason).toBe('gone');
+    expect(await running).toBe('done r');
+    const t = (await late.then(
+      () => null,
+      (e: unknown) => e,
+    )) as JobRefused | null;
+    // 'c' started after 'r' (100 ms) and its 150 ms limit passed during its own batch, or it finished in time.
+    if (t) expect(t.reason).toBe('timeout');
+    expect(batches.flat()).not.toContain('leaves');
+  });
+
+  it('close() refuses new jobs and resolves once the accepted ones are answered', async () => {
+    const { q } = make({ ms: 50 });
+    const a = q.submit('a', 1, 'a');
+    const b = q.submit('b', 1, 'b');
+    const closed = q.close();
+    expect(((await q.submit('a', 1, 'c').catch((e: unknown) => e)) as JobRefused).reason).toBe('closing');
+    await closed;
+    expect(await Promise.all([a, b])).toEqual(['done a', 'done b']);
+  });
+
+  it('knows loopback addresses and compares keys', () => {
+    for (const h of ['127.0.0.1', '::1', '[::1]', 'localhost', '127.1.2.3']) expect(isLoopback(h)).toBe(true);
+    for (const h of ['0.0.0.0', '::', '10.0.0.5', '192.168.1.2', 'example.com']) expect(isLoopback(h)).toBe(false);
+    expect(keyMatches(KEY, KEY)).toBe(true);
+    expect(keyMatches(`${KEY}x`, KEY)).toBe(false);
+    expect(keyMatches('', KEY)).toBe(false);
+  });
 });
 
 describe('the OpenAI Images API, through the official openai client', () => {
