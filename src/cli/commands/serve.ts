@@ -105,7 +105,10 @@ export function register(program: Command): void {
     )
     .option('--host <address>', 'address to bind (anything but loopback needs an API key)', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', '7860')
-    .option('--api-key <key>', `require this key (Authorization: Bearer KEY); default: $${API_KEY_ENV}`)
+    .option(
+      '--api-key <key>',
+      `require this key (Authorization: Bearer KEY); default: $${API_KEY_ENV}, which keeps it out of ps`,
+    )
     .option('--queue <url>', 'generate on s2i workers through this job queue: redis://[:PASSWORD@]HOST[:PORT][/DB]')
     .option('--max-queue <n>', 'requests that may wait; more are answered 429 with Retry-After', '64')
     .option('--max-batch <n>', 'images generated together in one batch', '16')
