@@ -507,7 +507,7 @@ describe('security, the queue and shutting down', () => {
     });
   });
 
-  it('1,000 fuzzed malformed bodies: each a 4xx with one clear message; the server still serves', async () => {
+  it('1,000 fuzzed malformed bodies: each a 4xx with one one-line message; the server still serves', async () => {
     const { base } = await start();
     const openaiValid = { prompt: PROMPT, steps: 1 };
     const a1111Valid = { prompt: PROMPT, steps: 1, width: 32, height: 32 };
@@ -549,9 +549,10 @@ describe('security, the queue and shutting down', () => {
       fc.record({ api: fc.constant('a1111' as const), field: fc.constantFrom(...a1111Fields), value: badValue }),
       fc.record({ api: fc.constantFrom('openai' as const, 'a1111' as const), raw }),
     );
-    const samples = fc.sample(cases, { numRuns: 1000, seed: 24 });
+    const samples = fc.sample(cases, { numRuns: 1500, seed: 24 });
     let n = 0;
     for (const c of samples) {
+      if (n === 1000) break;
       const path = c.api === 'openai' ? '/v1/images/generations' : '/sdapi/v1/txt2img';
       let body: string;
       if ('raw' in c) body = c.raw;
@@ -594,7 +595,7 @@ describe('security, the queue and shutting down', () => {
       expect(message).not.toContain('\n');
       n++;
     }
-    expect(n).toBeGreaterThan(800);
+    expect(n).toBe(1000);
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect(await metric(base, 's2i_images_total')).toBe(0);
   });

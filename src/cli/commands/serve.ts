@@ -81,7 +81,10 @@ async function run(flags: ServeFlags): Promise<void> {
     return true;
   });
   try {
-    const address = await server.listen(flags.host, port);
+    const address = await server.listen(flags.host, port).catch((e: NodeJS.ErrnoException) => {
+      const why = e.code === 'EADDRINUSE' ? 'the port is in use' : e.code === 'EACCES' ? 'not allowed' : e.message;
+      throw new UserError(`--host ${flags.host} --port ${port}: cannot listen: ${why}`, { cause: e });
+    });
     log(
       `${models.map((m) => m.title).join(', ')} on ${address} (OpenAI: ${address}/v1, Automatic1111: ${address}/sdapi/v1)` +
         `${apiKey !== undefined ? ', API key required' : ''}${target ? `, generating on workers at ${target.display}` : ''}`,
