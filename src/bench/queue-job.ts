@@ -11,6 +11,7 @@ import type { AutoSubjects } from '../prompt/auto-subjects.js';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../image/png.js';
 import { methodPreset } from '../methods/registry.js';
+import { isRequestJob, runRequestJob } from '../pipeline/request-json.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import { SAMPLER_NAMES, type SamplerName } from '../schedulers/index.js';
 import { isColour, isShape } from '../shapes/world.js';
@@ -165,6 +166,15 @@ export class QueuedJobRunner {
    * and a plain Error for one another worker may still do (another model fingerprint, other method settings).
    */
   async run(data: unknown): Promise<QueuedResult> {
+    // A request from `s2i serve --queue` (src/server/redis.ts): run as `s2i generate` would, PNGs back.
+    if (isRequestJob(data)) {
+      try {
+        return (await runRequestJob(this.model, this.fingerprint, data)) as unknown as QueuedResult;
+      } catch (e) {
+        if (e instanceof UserError) throw new UnrecoverableError(e.message);
+        throw e;
+      }
+    }
     const q = parseQueuedJob(data);
     if (q.model !== this.fingerprint)
       throw new Error(

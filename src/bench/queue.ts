@@ -706,7 +706,9 @@ export async function startBenchWorker(options: WorkerOptions): Promise<BenchWor
   worker.on('error', (e) => (lastError = redact(e.message, target)));
   worker.on('completed', (job, result: QueuedResult) => {
     summary.completed++;
-    log(`done ${describe(job)} in ${(result.row.seconds + result.row.compile_seconds).toFixed(2)} s`);
+    // A request from s2i serve returns images, not a row.
+    const seconds = result.row ? ` in ${(result.row.seconds + result.row.compile_seconds).toFixed(2)} s` : '';
+    log(`done ${describe(job)}${seconds}`);
   });
   worker.on('failed', (job, err) => {
     summary.failed++;

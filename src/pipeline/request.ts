@@ -30,7 +30,9 @@ import {
   DEFAULT_STEPS,
   generateBatch,
   resolveImageSize,
+  type BatchOptions,
   type GenerateResult,
+  type SampleRequest,
   type StepInfo,
 } from './generate.js';
 import { StableDiffusion, type GraphTiming, type LoadOptions } from './stable-diffusion.js';
@@ -182,6 +184,36 @@ export async function runRequest(
   r: GenerateRequest,
   hooks: RequestHooks = {},
 ): Promise<GenerateRun> {
+  const prepared = prepareRequest(model, r);
+  hooks.onStart?.(prepared.totalCalls * Math.ceil(prepared.samples.length / prepared.batchSize));
+  const results = await generateBatch(model, prepared.samples, {
+    ...prepared.options,
+    batchSize: prepared.batchSize,
+    ...(hooks.onStep ? { onStep: hooks.onStep } : {}),
+  });
+  return prepared.finish(results);
+}
+
+/**
+ * A request checked and resolved, not yet run: its samples (one per image, each with its own method instance), the
+ * options of the batch they run in, and `finish`, which turns their results into the run. Samples of requests with
+ * the same `options` (a server's queue compares `batchKey`) may run in one `generateBatch` together.
+ */
+export interface PreparedRequest {
+  samples: SampleRequest[];
+  options: Omit<BatchOptions, 'batchSize' | 'onStep'>;
+  /** Requests with equal keys may share a batch: the same steps, guidance, sampler, size, method and recording. */
+  batchKey: string;
+  /** The request's own batch size (given, or as many of its images as fit the memory budget). */
+  batchSize: number;
+  /** UNet calls per batch. */
+  totalCalls: number;
+  /** The run, from the results of `samples` (in their order). */
+  finish(results: readonly GenerateResult[]): GenerateRun;
+}
+
+/** Checks and resolves a request against a loaded model (see PreparedRequest). */
+export function prepareRequest(model: StableDiffusion, r: GenerateRequest): PreparedRequest {
   checkRequest(r);
   const notes: Note[] = [];
   const name = chooseMethod(model, r, notes);
@@ -238,61 +270,65 @@ export async function runRequest(
       width,
       gradient: method !== null && method.suppress?.mode !== 'edit',
     });
-  hooks.onStart?.(totalCalls * Math.ceil(count / batchSize));
   const seeds = Array.from({ length: count }, (_, i) =>
     r.seed === undefined && count === 1 ? undefined : (r.seed ?? 0) + i,
   );
-  const results = await generateBatch(
-    model,
-    seeds.map((seed) => ({
-      prompt: r.prompt,
-      ...(r.negativePrompt !== undefined ? { negativePrompt: r.negativePrompt } : {}),
-      ...(seed !== undefined ? { seed } : {}),
-      ...(r.initialLatents ? { initialLatents: r.initialLatents } : {}),
-      // Each image its own method instance: methods keep per-image state (regions, logs).
-      ...(method
-        ? {
-            method: buildMethod(name, methodTargets(subjects!.subjects, attributes), {
-              ...r.methodOverrides,
-              attnRes: attnRes!,
-              steps,
-            }),
-          }
-        : {}),
-    })),
-    {
-      steps,
-      guidanceScale: guidance,
-      sampler,
-      height,
-      width,
-      batchSize,
-      ...(r.attentionPicture
-        ? { recordAttention: { resolution: attnRes!, ...(Array.isArray(rows) ? { steps: rows } : {}) } }
-        : {}),
-      ...(hooks.onStep ? { onStep: hooks.onStep } : {}),
-    },
-  );
-  const images: ImageRun[] = results.map((result, i) => {
-    const image = floatToRgb8(result.image, { range: 'signed' });
-    const picture = r.attentionPicture
-      ? renderAttentionPicture(image, attentionRows(result, r.attentionPicture.steps), tokenColumns(model, r, subjects))
-      : null;
-    return { seed: seeds[i], result, image, picture };
-  });
-  return {
-    ...images[0]!,
-    images,
-    batchSize,
+  const samples: SampleRequest[] = seeds.map((seed) => ({
+    prompt: r.prompt,
+    ...(r.negativePrompt !== undefined ? { negativePrompt: r.negativePrompt } : {}),
+    ...(seed !== undefined ? { seed } : {}),
+    ...(r.initialLatents ? { initialLatents: r.initialLatents } : {}),
+    // Each image its own method instance: methods keep per-image state (regions, logs).
+    ...(method
+      ? {
+          method: buildMethod(name, methodTargets(subjects!.subjects, attributes), {
+            ...r.methodOverrides,
+            attnRes: attnRes!,
+            steps,
+          }),
+        }
+      : {}),
+  }));
+  const options: PreparedRequest['options'] = {
     steps,
-    guidance,
+    guidanceScale: guidance,
     sampler,
-    subjects,
-    attributes,
-    method,
-    attnRes,
-    notes,
+    height,
+    width,
+    ...(r.attentionPicture
+      ? { recordAttention: { resolution: attnRes!, ...(Array.isArray(rows) ? { steps: rows } : {}) } }
+      : {}),
   };
+  const finish = (results: readonly GenerateResult[]): GenerateRun => {
+    const images: ImageRun[] = results.map((result, i) => {
+      const image = floatToRgb8(result.image, { range: 'signed' });
+      const picture = r.attentionPicture
+        ? renderAttentionPicture(
+            image,
+            attentionRows(result, r.attentionPicture.steps),
+            tokenColumns(model, r, subjects),
+          )
+        : null;
+      return { seed: seeds[i], result, image, picture };
+    });
+    return {
+      ...images[0]!,
+      images,
+      batchSize,
+      steps,
+      guidance,
+      sampler,
+      subjects,
+      attributes,
+      method,
+      attnRes,
+      notes,
+    };
+  };
+  // Methods are compared by name and settings: samples in one batch must choose their starts and record attention
+  // alike, which the same method with the same settings does.
+  const batchKey = JSON.stringify([options, name, r.methodOverrides ?? null, r.attnRes ?? null]);
+  return { samples, options, batchKey, batchSize, totalCalls, finish };
 }
 
 /**

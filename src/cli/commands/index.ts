@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { register as registerBench } from './bench.js';
 import { register as registerGenerate } from './generate.js';
 import { register as registerInfo } from './info.js';
+import { register as registerServe } from './serve.js';
 import { register as registerShapes } from './shapes.js';
 import { register as registerTrain } from './train.js';
 import { register as registerWorker } from './worker.js';
@@ -14,6 +15,7 @@ export function registerCommands(program: Command): void {
   registerGenerate(program);
   registerBench(program);
   registerWorker(program);
+  registerServe(program);
   registerInfo(program);
   registerShapes(program);
   registerTrain(program);

@@ -1,0 +1,84 @@
+/**
+ * The models a server was started with, and how a batch of queued jobs runs on one of them in this process: every
+ * job's samples go into one `generateBatch` (the library's batched generation: one UNet pass per step over all of
+ * them), and each job's own `finish` turns its share of the results into its run — the same calls `s2i generate`
+ * makes through `runRequest`. Requests name models only by the names given here: no request reaches a path.
+ */
+import { basename } from 'node:path';
+import { modelFingerprint } from '../bench/run.js';
+import { UserError } from '../errors.js';
+import { generateBatch } from '../pipeline/generate.js';
+import { prepareRequest, type GenerateRequest, type GenerateRun, type PreparedRequest } from '../pipeline/request.js';
+import { StableDiffusion, type LoadOptions } from '../pipeline/stable-diffusion.js';
+import type { BatchControl, Job } from './queue.js';
+
+export interface ServedModel {
+  /** What requests call it: the folder's or file's name without `.safetensors`. */
+  name: string;
+  /** Automatic1111's checkpoint title: `name [hash]` (the first 10 hex digits of the model's fingerprint). */
+  title: string;
+  hash: string;
+  model: StableDiffusion;
+  /** The image side it makes by default (its native size), and the largest side a request may ask for. */
+  nativeSide: number;
+  maxSide: number;
+}
+
+/** A job's payload: its model and its prepared request. */
+export interface LocalPayload {
+  served: ServedModel;
+  prepared: PreparedRequest;
+}
+
+/** The name a model is served under: its folder's or file's name. */
+export function modelName(path: string): string {
+  return basename(path.replace(/[/\\]+$/, '')).replace(/\.safetensors$/i, '');
+}
+
+/** Loads every model; names must differ. `maxSide`: the largest side as a multiple of the native one (default 2). */
+export async function loadModels(
+  paths: readonly string[],
+  options: LoadOptions & { maxSideFactor?: number } = {},
+): Promise<ServedModel[]> {
+  const { maxSideFactor = 2, ...load } = options;
+  const served: ServedModel[] = [];
+  for (const path of paths) {
+    const name = modelName(path);
+    if (served.some((s) => s.name === name))
+      throw new UserError(
+        `--model ${path}: another model is already served as "${name}" (give folders with different names)`,
+      );
+    const model = await StableDiffusion.load(path, load);
+    const nativeSide = model.defaultImageSize;
+    const hash = modelFingerprint(model.dir).slice(0, 10);
+    served.push({ name, title: `${name} [${hash}]`, hash, model, nativeSide, maxSide: nativeSide * maxSideFactor });
+  }
+  return served;
+}
+
+/** Checks and resolves a request on a served model (a FieldError names the request field at fault). */
+export function prepareJob(served: ServedModel, request: GenerateRequest): LocalPayload & { key: string } {
+  const prepared = prepareRequest(served.model, request);
+  return { served, prepared, key: `${served.name}\u0000${prepared.batchKey}` };
+}
+
+/** Runs a batch of jobs of one model and key as one batched generation; runs in job order. */
+export async function runLocalBatch(
+  jobs: readonly Job<LocalPayload, unknown>[],
+  control: BatchControl,
+): Promise<GenerateRun[]> {
+  const { served, prepared } = jobs[0]!.payload;
+  const samples = jobs.flatMap((j) => j.payload.prepared.samples);
+  control.step(0, prepared.totalCalls);
+  const results = await generateBatch(served.model, samples, {
+    ...prepared.options,
+    onStep: (info) => control.step(info.batch * info.totalCalls + info.index + 1, info.batches * info.totalCalls),
+  });
+  let at = 0;
+  return jobs.map((j) => {
+    const n = j.payload.prepared.samples.length;
+    const run = j.payload.prepared.finish(results.slice(at, at + n));
+    at += n;
+    return run;
+  });
+}
