@@ -59,7 +59,7 @@ export interface SampleRequest {
 export interface BatchOptions {
   /** Inference steps (PNDM runs one extra UNet call). Default DEFAULT_STEPS (50). */
   steps?: number;
-  /** Default DEFAULT_GUIDANCE (7.5). */
+  /** Default DEFAULT_GUIDANCE (7.5), or the model's own (SDXL's 5). */
   guidanceScale?: number;
   /** Default: the model's own scheduler. */
   sampler?: SamplerName;
@@ -226,7 +226,7 @@ function planRun(model: StableDiffusion, samples: readonly SampleRequest[], opti
   const steps = options.steps ?? DEFAULT_STEPS;
   if (!Number.isInteger(steps) || steps < 1 || steps > 1000)
     throw new FieldError('steps', `must be an integer from 1 to 1000, got ${steps}`);
-  const guidance = options.guidanceScale ?? DEFAULT_GUIDANCE;
+  const guidance = options.guidanceScale ?? model.defaultGuidance ?? DEFAULT_GUIDANCE;
   if (!Number.isFinite(guidance)) throw new FieldError('guidanceScale', `must be a number, got ${guidance}`);
   // The first sample's latents may set the size; every sample's must then agree with it.
   const withLatents = samples.find((s) => s.initialLatents);
@@ -326,9 +326,14 @@ async function runBatch(
 
   // One text-encoder pass over the distinct prompts (the negative prompt is usually shared by all).
   const tEncode = performance.now();
-  const texts = [...new Set(requests.flatMap((r) => [r.prompt, r.negativePrompt ?? '']))];
+  // Without a negative prompt: the empty prompt's embedding, or zeros where the pipeline says so (SDXL).
+  const zeroNegative = model.zeroNegativeEmbedding();
+  const negatives = requests.map((r) => r.negativePrompt ?? (zeroNegative ? null : ''));
+  const texts = [...new Set([...requests.map((r) => r.prompt), ...negatives.filter((t) => t !== null)])];
   const embedded = await model.encodePrompts(texts);
-  const embedding = (text: string) => embedded[texts.indexOf(text)]!;
+  // null: no negative prompt given
+  const embedding = (text: string | null) =>
+    text === null ? (zeroNegative ?? embedded[texts.indexOf('')]!) : embedded[texts.indexOf(text)]!;
   for (const e of embedded)
     if (firstNonFinite(e.data) >= 0)
       throw new UserError(
@@ -567,7 +572,7 @@ function startSample(
   r: SampleRequest,
   plan: Plan,
   options: BatchOptions,
-  embedding: (text: string) => Tensor,
+  embedding: (text: string | null) => Tensor,
   attentionResolution: readonly [number, number] | null,
   batch: { size: number; index: number },
 ): SampleRun {
@@ -586,7 +591,7 @@ function startSample(
     sampler,
     latents,
     cond: embedding(r.prompt),
-    uncond: embedding(r.negativePrompt ?? ''),
+    uncond: embedding(r.negativePrompt ?? null),
     result: {
       sampler: plan.samplerName,
       timesteps: sampler.timesteps,

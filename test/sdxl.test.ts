@@ -1,0 +1,189 @@
+/**
+ * SDXL against its golden oracle (test/fixtures/sdxl-oracle, made by diffusers v0.24.0 / transformers 4.30.0 on
+ * diffusers' own tiny SDXL test model; see its PROVENANCE.md): both tokenizers, the prompt and pooled embeddings
+ * (with a negative prompt and with force_zeros_for_empty_prompt), the time ids, the UNet at two timesteps and with
+ * other time ids, and 10-step EulerDiscrete text-to-image — from the diffusers folder and from the original-layout
+ * single files (F32, and F16 against the goldens of the float16-rounded weights).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readSafetensors } from '../src/io/safetensors.js';
+import { generate } from '../src/pipeline/generate.js';
+import { defaultTimeIds } from '../src/pipeline/sdxl.js';
+import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
+import { maxAbsDiff, type Int64Tensor, type Tensor } from '../src/tensor.js';
+import { expectGolden } from './support/golden.js';
+import { repoRoot } from './support/oracle.js';
+
+const dir = join(repoRoot, 'test', 'fixtures', 'sdxl-oracle');
+const folderDir = join(dir, 'tiny-sdxl');
+const fileF32 = join(dir, 'single-file', 'tiny-sdxl.safetensors');
+const fileF16 = join(dir, 'single-file', 'tiny-sdxl-f16.safetensors');
+type Golden = Record<string, Tensor | Int64Tensor>;
+const golden = (name: string): Golden => readSafetensors(join(dir, 'goldens', `${name}.safetensors`));
+const manifest = JSON.parse(readFileSync(join(dir, 'goldens', 'manifest.json'), 'utf8')) as Record<
+  string,
+  { tolerance: Record<string, { atol: number }>; prompts?: string[] }
+>;
+const atol = (c: string, name: string) => manifest[c]!.tolerance[name]!.atol;
+const f32 = (g: Golden, k: string): Float32Array => {
+  const t = g[k];
+  if (!t) throw new Error(`golden tensor ${k} missing`);
+  return t.data as Float32Array;
+};
+const rows = (g: Golden, k: string): number[][] => {
+  const t = g[k]! as Int64Tensor;
+  const n = t.shape[1]!;
+  const all = Array.from(t.data, Number);
+  return Array.from({ length: t.shape[0]! }, (_, i) => all.slice(i * n, (i + 1) * n));
+};
+const PROMPT = 'a cat and a frog';
+const NEGATIVE = 'blurry, low quality';
+const LATENT = [1, 4, 32, 32];
+
+/** A golden tensor and its tolerance, by case and name (the F16 file's are in h_f16_weights as `case.name`). */
+type Ref = (c: 'b_text' | 'd_unet' | 'e_txt2img', name: string) => { data: Float32Array; atol: number };
+const f32Goldens: Ref = (c, name) => ({ data: f32(golden(c), name), atol: atol(c, name) });
+const f16Goldens: Ref = (c, name) => ({
+  data: f32(golden('h_f16_weights'), `${c}.${name}`),
+  atol: atol('h_f16_weights', `${c}.${name}`),
+});
+
+/** The goldens every form of the model must meet: b (text), d (UNet), e (txt2img). */
+function goldenSuite(label: string, load: () => Promise<StableDiffusion>, ref: Ref) {
+  describe(label, () => {
+    let model: StableDiffusion;
+    beforeAll(async () => {
+      model = await load();
+    });
+    afterAll(async () => {
+      await model?.release();
+    });
+    const check = (c: Parameters<Ref>[0], name: string, got: ArrayLike<number>) => {
+      const r = ref(c, name);
+      expectGolden(`${label}: ${c} ${name}`, maxAbsDiff(got, r.data), r.atol);
+    };
+
+    it('prompt_embeds and pooled_prompt_embeds, with a negative prompt and with zeros for none', async () => {
+      const [cond, uncond] = await model.encodePrompts([PROMPT, NEGATIVE]);
+      expect(cond!.shape).toEqual([1, 77, 64]);
+      check('b_text', 'neg.prompt_embeds', cond!.data);
+      check('b_text', 'neg.negative_prompt_embeds', uncond!.data);
+      check('b_text', 'neg.pooled_prompt_embeds', model.pooledEmbedding(cond!).data);
+      check('b_text', 'neg.negative_pooled_prompt_embeds', model.pooledEmbedding(uncond!).data);
+      const zero = model.zeroNegativeEmbedding()!;
+      expect(zero.data.every((v) => v === 0)).toBe(true);
+      expect(model.pooledEmbedding(zero).data.every((v) => v === 0)).toBe(true);
+    });
+
+    it('UNet noise_pred at t=999 and t=500, and with other time ids', async () => {
+      const inputs = golden('d_unet');
+      const ctx = await model.encodePrompts([NEGATIVE, PROMPT]);
+      const context = new Float32Array(2 * 77 * 64);
+      context.set(ctx[0]!.data, 0);
+      context.set(ctx[1]!.data, 77 * 64);
+      const textEmbeds = new Float32Array(64);
+      textEmbeds.set(model.pooledEmbedding(ctx[0]!).data, 0);
+      textEmbeds.set(model.pooledEmbedding(ctx[1]!).data, 32);
+      const session = await model.unetAccess(32, 32, 77).compile('test:explicit-time-ids', (g, build) => {
+        const { noisePred } = build({
+          sample: g.input('sample', [2, 4, 32, 32]),
+          timestep: g.input('timestep', [2]),
+          encoderHiddenStates: g.input('context', [2, 77, 64]),
+          textEmbeds: g.input('text_embeds', [2, 32]),
+          timeIds: g.input('time_ids', [2, 6]),
+        });
+        g.output('noise_pred', noisePred);
+      });
+      for (const [name, t] of [
+        ['t999', 999],
+        ['t500', 500],
+        ['t500_custom_ids', 500],
+      ] as const) {
+        const out = await session.run({
+          sample: { data: f32(inputs, 'sample'), shape: [2, 4, 32, 32] },
+          timestep: { data: new Float32Array([t, t]), shape: [2] },
+          context: { data: context, shape: [2, 77, 64] },
+          text_embeds: { data: textEmbeds, shape: [2, 32] },
+          time_ids: { data: f32(inputs, `${name}.time_ids`), shape: [2, 6] },
+        });
+        check('d_unet', `${name}.noise_pred`, out['noise_pred']!.data);
+      }
+    });
+
+    it('10-step EulerDiscrete txt2img (default sampler, leading spacing): every step, final latents, image', async () => {
+      const e = golden('e_txt2img');
+      const r = await generate(model, {
+        prompt: PROMPT,
+        negativePrompt: NEGATIVE,
+        steps: 10,
+        initialLatents: { data: f32(e, 'initial_latents'), shape: LATENT },
+      });
+      expect(r.sampler).toBe('euler');
+      expect([...r.timesteps]).toEqual([...f32(e, 'timesteps')]);
+      const per = ref('e_txt2img', 'latents_per_step');
+      const n = 4 * 32 * 32;
+      expect(r.latentsPerStep.length).toBe(10);
+      let worst = 0;
+      r.latentsPerStep.forEach((l, i) => {
+        worst = Math.max(worst, maxAbsDiff(l.data, per.data.subarray(i * n, (i + 1) * n)));
+      });
+      expectGolden(`${label}: e_txt2img latents_per_step (worst step)`, worst, per.atol);
+      check('e_txt2img', 'final_latents', r.finalLatents.data);
+      check('e_txt2img', 'decoded_raw', r.image.data);
+    });
+  });
+}
+
+describe('SDXL tokenizers and time ids', () => {
+  let model: StableDiffusion;
+  beforeAll(async () => {
+    model = await StableDiffusion.load(folderDir);
+  });
+  afterAll(async () => {
+    await model?.release();
+  });
+
+  it('both tokenizers: ids exactly (tokenizer_2 pads with "!")', () => {
+    const a = golden('a_tokens');
+    const prompts = manifest['a_tokens']!.prompts!;
+    expect(prompts.map((p) => model.tokenize(p))).toEqual(rows(a, 'ids'));
+    expect(prompts.map((p) => model.xl!.tokenizer2.tokenize(p, { maxLength: 77 }).ids)).toEqual(rows(a, 'ids_2'));
+  });
+
+  it('add_time_ids: original size, crop top-left, target size', () => {
+    const c = golden('c_time_ids');
+    expect([...defaultTimeIds(64, 64)]).toEqual([...f32(c, 'default')]);
+    expect([...defaultTimeIds(1024, 1024)]).toEqual([...f32(c, 'sdxl_1024')]);
+  });
+
+  it('the model: defaults from its configs', () => {
+    expect(model.defaultImageSize).toBe(64);
+    expect(model.defaultGuidance).toBe(5);
+    expect(model.xl!.forceZerosForEmptyPrompt).toBe(true);
+    expect(model.contextWidth).toBe(64);
+  });
+
+  it('10-step txt2img without a negative prompt: zero negative embeddings (force_zeros_for_empty_prompt)', async () => {
+    const f = golden('f_txt2img_zero_neg');
+    const r = await generate(model, {
+      prompt: PROMPT,
+      steps: 10,
+      initialLatents: { data: f32(f, 'initial_latents'), shape: LATENT },
+    });
+    const c = 'f_txt2img_zero_neg';
+    expectGolden(
+      'folder: zero-negative final_latents',
+      maxAbsDiff(r.finalLatents.data, f32(f, 'final_latents')),
+      atol(c, 'final_latents'),
+    );
+    expectGolden(
+      'folder: zero-negative decoded_raw',
+      maxAbsDiff(r.image.data, f32(f, 'decoded_raw')),
+      atol(c, 'decoded_raw'),
+    );
+  });
+});
+
+goldenSuite('folder', () => StableDiffusion.load(folderDir), f32Goldens);
