@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensors } from '../src/io/safetensors.js';
+import type { WeightStore } from '../src/io/weight-store.js';
 import { generate } from '../src/pipeline/generate.js';
 import { defaultTimeIds } from '../src/pipeline/sdxl.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
@@ -187,3 +188,36 @@ describe('SDXL tokenizers and time ids', () => {
 });
 
 goldenSuite('folder', () => StableDiffusion.load(folderDir), f32Goldens);
+goldenSuite('single file F32', () => StableDiffusion.load(fileF32, { config: folderDir }), f32Goldens);
+goldenSuite('single file F16', () => StableDiffusion.load(fileF16, { config: folderDir }), f16Goldens);
+
+describe('SDXL single files', () => {
+  it('every converted key is the folder weight, bit for bit (text_projection read transposed)', async () => {
+    const file = await StableDiffusion.load(fileF32, { config: folderDir });
+    const folder = await StableDiffusion.load(folderDir);
+    try {
+      const stores = (m: StableDiffusion) => (m as unknown as { weights: Record<string, WeightStore | null> }).weights;
+      for (const c of ['text', 'text2', 'unet', 'vae']) {
+        const a = stores(file)[c]!;
+        const b = stores(folder)[c]!;
+        const keys = b.keys().filter((k) => !k.endsWith('position_ids'));
+        expect(
+          a
+            .keys()
+            .filter((k) => !k.endsWith('position_ids'))
+            .sort(),
+        ).toEqual([...keys].sort());
+        for (const k of keys) expect(maxAbsDiff(a.readFloat32(k), b.readFloat32(k)), `${c} ${k}`).toBe(0);
+      }
+      expect(file.singleFile!.familyName).toBe('SDXL');
+      expect(file.singleFile!.skippedKeys).toEqual(['conditioner.embedders.1.model.logit_scale']);
+    } finally {
+      await file.release();
+      await folder.release();
+    }
+  });
+
+  it('without --config: a non-standard SDXL is refused in one line naming the option', async () => {
+    await expect(StableDiffusion.load(fileF32)).rejects.toThrow(/not a standard SDXL architecture.*config/);
+  });
+});

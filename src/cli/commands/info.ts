@@ -44,9 +44,9 @@ export interface ComponentInfo {
 /** How a single-file checkpoint was read. */
 export interface SingleFileSummary {
   layout: 'ldm';
-  /** 'SD 1.x' (OpenAI CLIP text encoder) or 'SD 2.x' (OpenCLIP). */
+  /** 'SD 1.x' (OpenAI CLIP text encoder), 'SD 2.x' (OpenCLIP) or 'SDXL' (both). */
   family: string;
-  textEncoder: 'clip' | 'open-clip';
+  textEncoder: 'clip' | 'open-clip' | 'sdxl';
   /** Where the configs came from: inferred from the weights over the shipped folder, or the user's --config. */
   configs: 'inferred' | 'given';
   configDir: string;
