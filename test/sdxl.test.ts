@@ -5,16 +5,24 @@
  * other time ids, and 10-step EulerDiscrete text-to-image — from the diffusers folder and from the original-layout
  * single files (F32, and F16 against the goldens of the float16-rounded weights).
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Graph } from '../src/graph/graph.js';
 import { readSafetensors } from '../src/io/safetensors.js';
+import { clipTextModel } from '../src/models/clip.js';
+import { parseClipTextConfig, parseUNetConfig, parseVaeConfig } from '../src/models/config.js';
+import type { ParamFn } from '../src/models/params.js';
+import { unet2dCondition } from '../src/models/unet.js';
+import { vaeDecode, vaeEncode } from '../src/models/vae.js';
 import type { WeightStore } from '../src/io/weight-store.js';
 import { generate } from '../src/pipeline/generate.js';
 import { defaultTimeIds } from '../src/pipeline/sdxl.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { maxAbsDiff, type Int64Tensor, type Tensor } from '../src/tensor.js';
 import { expectGolden } from './support/golden.js';
+import { clipToOpenClip, unetToLdm, vaeToLdm, writeRawSafetensors, type RawTensor } from './support/ldm.js';
 import { repoRoot } from './support/oracle.js';
 
 const dir = join(repoRoot, 'test', 'fixtures', 'sdxl-oracle');
@@ -219,5 +227,141 @@ describe('SDXL single files', () => {
 
   it('without --config: a non-standard SDXL is refused in one line naming the option', async () => {
     await expect(StableDiffusion.load(fileF32)).rejects.toThrow(/not a standard SDXL architecture.*config/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// SDXL base at full size, inferred from a header (a sparse file of zeros: no disk, no data read)
+
+const tmp = mkdtempSync(join(tmpdir(), 's2i-sdxl-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** Every weight (diffusers key → shape) a model asks for, by walking it once with a recording ParamFn. */
+function shapesOf(build: (p: ParamFn, g: Graph) => void): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  const g = new Graph('input');
+  build((name, shape) => {
+    shapes.set(name, [...shape]);
+    return g.getParam(name) ?? g.param(name, { shape, read: () => new Float32Array(0) });
+  }, g);
+  return shapes;
+}
+
+/** sd_xl_base_1.0.safetensors' header (its key layout and shapes), from the shipped configs. */
+function sdxlBaseFile(dtype: 'F16' | 'F32'): string {
+  const cfgDir = join(repoRoot, 'configs', 'stable-diffusion-xl');
+  const json = (c: string) => JSON.parse(readFileSync(join(cfgDir, c, 'config.json'), 'utf8'));
+  const unetCfg = parseUNetConfig(json('unet'), 'unet');
+  const vaeCfg = parseVaeConfig(json('vae'), 'vae');
+  const out: RawTensor[] = [];
+  const unet = shapesOf((p, g) =>
+    unet2dCondition(unetCfg, p, {
+      sample: g.input('x', [1, 4, 8, 8]),
+      timestep: g.input('t', [1]),
+      encoderHiddenStates: g.input('c', [1, 1, 2048]),
+      textEmbeds: g.input('e', [1, 1280]),
+      timeIds: g.input('i', [1, 6]),
+    }),
+  );
+  const attentionUp = unetCfg.upBlockTypes.map((t) => t === 'CrossAttnUpBlock2D');
+  for (const [k, s] of unet) out.push({ name: unetToLdm(k, 2, attentionUp), dtype, shape: s });
+  const vae = shapesOf((p, g) => {
+    vaeDecode(vaeCfg, p, g.input('z', [1, 4, 1, 1]));
+    vaeEncode(vaeCfg, p, g.input('x', [1, 3, 8, 8]));
+  });
+  for (const [k, s] of vae) {
+    const conv = /attentions\.0\.to_(q|k|v|out\.0)\.weight$/.test(k);
+    out.push({ name: vaeToLdm(k, 4), dtype, shape: conv ? [...s, 1, 1] : s });
+  }
+  const text1 = parseClipTextConfig(json('text_encoder'), 'text_encoder');
+  for (const [k, s] of shapesOf((p, g) => clipTextModel(text1, p, g.input('ids', [1, 1], 'int64'))))
+    out.push({ name: `conditioner.embedders.0.transformer.${k}`, dtype, shape: s });
+  out.push({
+    name: 'conditioner.embedders.0.transformer.text_model.embeddings.position_ids',
+    dtype: 'I64',
+    shape: [1, 77],
+  });
+  const text2 = parseClipTextConfig(json('text_encoder_2'), 'text_encoder_2');
+  for (const [k, s] of shapesOf((p, g) => clipTextModel(text2, p, g.input('ids', [1, 1], 'int64')))) {
+    const name = clipToOpenClip(k);
+    if (name)
+      out.push({ name: name.replace('cond_stage_model.model.', 'conditioner.embedders.1.model.'), dtype, shape: s });
+    const m = /^text_model\.encoder\.layers\.(\d+)\.self_attn\.q_proj\.(weight|bias)$/.exec(k);
+    if (m)
+      out.push({
+        name: `conditioner.embedders.1.model.transformer.resblocks.${m[1]}.attn.in_proj_${m[2]}`,
+        dtype,
+        shape: [3 * s[0]!, ...s.slice(1)],
+      });
+  }
+  out.push(
+    { name: 'conditioner.embedders.1.model.text_projection', dtype, shape: [1280, 1280] },
+    { name: 'conditioner.embedders.1.model.logit_scale', dtype, shape: [] },
+  );
+  const path = join(tmp, `sdxl-base-${dtype}.safetensors`);
+  writeRawSafetensors(path, out);
+  return path;
+}
+
+describe('SDXL base, inferred from a full-size header (no data)', () => {
+  it('configs, parameter counts, 1024 px, Euler with leading spacing, both tokenizers', async () => {
+    const model = await StableDiffusion.load(sdxlBaseFile('F16'));
+    try {
+      expect(model.singleFile).toMatchObject({
+        family: 'stable-diffusion-xl',
+        textEncoderLayout: 'sdxl',
+        inferred: true,
+      });
+      expect(model.unetConfig).toMatchObject({
+        blockOutChannels: [320, 640, 1280],
+        downBlockTypes: ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'],
+        numAttentionHeads: [5, 10, 20],
+        transformerLayersPerBlock: [1, 2, 10],
+        crossAttentionDim: [2048, 2048, 2048],
+        addition: { timeEmbedDim: 256, inputDim: 2816 },
+        useLinearProjection: true,
+        sampleSize: 128,
+      });
+      expect(model.textConfig).toMatchObject({ hiddenSize: 768, numHiddenLayers: 12, hiddenAct: 'quick_gelu' });
+      expect(model.xl!.text2Config).toMatchObject({
+        hiddenSize: 1280,
+        numHiddenLayers: 32,
+        numAttentionHeads: 20,
+        hiddenAct: 'gelu',
+        projectionDim: 1280,
+      });
+      expect(model.vaeConfig).toMatchObject({ blockOutChannels: [128, 256, 512, 512], scalingFactor: 0.13025 });
+      const stores = (model as unknown as { weights: Record<string, WeightStore> }).weights;
+      // SDXL base 1.0's published sizes
+      expect(stores['unet']!.paramCount()).toBe(2_567_463_684);
+      expect(stores['text']!.paramCount()).toBe(123_060_480);
+      expect(stores['text2']!.paramCount()).toBe(694_659_840);
+      expect(stores['vae']!.paramCount()).toBe(83_653_863);
+      expect(model.defaultImageSize).toBe(1024);
+      expect(model.defaultGuidance).toBe(5);
+      expect(model.schedulerConfig['_class_name']).toBe('EulerDiscreteScheduler');
+      expect(model.schedulerConfig['timestep_spacing']).toBe('leading');
+      expect(model.tokenizer.padId).toBe(49407);
+      expect(model.xl!.tokenizer2.padId).toBe(0); // "!"
+      expect(model.singleFile!.skippedKeys).toEqual(['conditioner.embedders.1.model.logit_scale']);
+    } finally {
+      await model.release();
+    }
+  });
+
+  it('a refiner checkpoint (OpenCLIP alone as embedder 0) is refused in one line', async () => {
+    const path = join(tmp, 'refiner.safetensors');
+    writeRawSafetensors(path, [
+      { name: 'conditioner.embedders.0.model.token_embedding.weight', dtype: 'F16', shape: [49408, 1280] },
+      { name: 'model.diffusion_model.input_blocks.0.0.weight', dtype: 'F16', shape: [384, 4, 3, 3] },
+    ]);
+    await expect(StableDiffusion.load(path)).rejects.toThrow(/is an SDXL refiner .*s2i runs text-to-image models/);
+    const folder = join(tmp, 'refiner-folder');
+    mkdirSync(folder);
+    writeFileSync(
+      join(folder, 'model_index.json'),
+      JSON.stringify({ _class_name: 'StableDiffusionXLImg2ImgPipeline', requires_aesthetics_score: true }),
+    );
+    await expect(StableDiffusion.load(folder)).rejects.toThrow(/is an SDXL refiner/);
   });
 });
