@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chooseAttentionResolution, crossAttentionResolutions } from '../src/attention/resolution.js';
 import { Graph } from '../src/graph/graph.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { clipTextModel } from '../src/models/clip.js';
@@ -18,9 +19,11 @@ import { unet2dCondition } from '../src/models/unet.js';
 import { vaeDecode, vaeEncode } from '../src/models/vae.js';
 import type { WeightStore } from '../src/io/weight-store.js';
 import { generate } from '../src/pipeline/generate.js';
+import { runRequest } from '../src/pipeline/request.js';
 import { defaultTimeIds } from '../src/pipeline/sdxl.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { maxAbsDiff, type Int64Tensor, type Tensor } from '../src/tensor.js';
+import { ensureBuilt, s2i } from './support/cli.js';
 import { expectGolden } from './support/golden.js';
 import { clipToOpenClip, unetToLdm, vaeToLdm, writeRawSafetensors, type RawTensor } from './support/ldm.js';
 import { repoRoot } from './support/oracle.js';
@@ -344,6 +347,15 @@ describe('SDXL base, inferred from a full-size header (no data)', () => {
       expect(model.tokenizer.padId).toBe(49407);
       expect(model.xl!.tokenizer2.padId).toBe(0); // "!"
       expect(model.singleFile!.skippedKeys).toEqual(['conditioner.embedders.1.model.logit_scale']);
+      // The attention rule: at 1024 px SDXL has cross-attention at 64x64 and 32x32 (none at 16x16); latent/4,
+      // SD's ratio, is 32x32: 60 of its 70 cross-attention layers.
+      const available = crossAttentionResolutions(model.unetConfig, 128, 128);
+      expect(available).toEqual([
+        [64, 64],
+        [32, 32],
+      ]);
+      expect(chooseAttentionResolution(available, 128, 128)).toEqual([32, 32]);
+      expect(chooseAttentionResolution(crossAttentionResolutions(model.unetConfig, 96, 96), 96, 96)).toEqual([24, 24]);
     } finally {
       await model.release();
     }
@@ -363,5 +375,91 @@ describe('SDXL base, inferred from a full-size header (no data)', () => {
       JSON.stringify({ _class_name: 'StableDiffusionXLImg2ImgPipeline', requires_aesthetics_score: true }),
     );
     await expect(StableDiffusion.load(folder)).rejects.toThrow(/is an SDXL refiner/);
+  });
+});
+
+describe('methods on SDXL (the tiny model: cross-attention only at 16x16 for 64 px)', () => {
+  let model: StableDiffusion;
+  beforeAll(async () => {
+    model = await StableDiffusion.load(folderDir);
+  });
+  afterAll(async () => {
+    await model?.release();
+  });
+
+  it('Attend-and-Excite and Suppress-to-Impress run, read 16x16 maps, and repeat exactly', async () => {
+    for (const method of ['attend-and-excite', 'suppress']) {
+      const request = {
+        prompt: 'a red cat and a blue frog',
+        steps: 4,
+        seed: 3,
+        method,
+        subjects: 'cat,frog',
+        attentionPicture: { steps: 'mean' as const },
+      };
+      const a = await runRequest(model, request);
+      expect(a.attnRes).toEqual([16, 16]);
+      expect(a.guidance).toBe(5);
+      expect(a.sampler).toBe('euler');
+      expect(a.result.attentionMaps.size).toBeGreaterThan(0);
+      expect(a.result.image.data.every(Number.isFinite)).toBe(true);
+      const b = await runRequest(model, request);
+      expect(maxAbsDiff(a.result.image.data, b.result.image.data), method).toBe(0);
+    }
+  });
+
+  it('a context row no prompt of this model produced has no pooled embedding: an error, not a guess', async () => {
+    const session = await model.unetAccess(32, 32, 77).compile('test:unknown-row', (g, build) => {
+      const { noisePred } = build({
+        sample: g.input('sample', [1, 4, 32, 32]),
+        timestep: g.input('timestep', [1]),
+        encoderHiddenStates: g.input('context', [1, 77, 64]),
+      });
+      g.output('noise_pred', noisePred);
+    });
+    const feeds = {
+      sample: { data: new Float32Array(4 * 32 * 32), shape: [1, 4, 32, 32] },
+      timestep: { data: new Float32Array([500]), shape: [1] },
+      context: { data: new Float32Array(77 * 64).fill(0.5), shape: [1, 77, 64] },
+    };
+    await expect(session.run(feeds)).rejects.toThrow(/not a prompt embedding this model produced/);
+  });
+});
+
+describe('the CLI on SDXL', () => {
+  beforeAll(ensureBuilt);
+
+  it('s2i info and s2i generate take an SDXL single file', () => {
+    const info = s2i(['info', '--model', fileF16, '--config', folderDir, '--json']);
+    expect(info.stderr).toBe('');
+    const json = JSON.parse(info.stdout);
+    expect(json.single_file).toMatchObject({ family: 'SDXL', text_encoder: 'sdxl', configs: 'given' });
+    expect(Object.keys(json.components)).toEqual([
+      'text_encoder',
+      'tokenizer',
+      'text_encoder_2',
+      'tokenizer_2',
+      'unet',
+      'vae',
+      'scheduler',
+    ]);
+    const out = join(tmp, 'cli.png');
+    const r = s2i([
+      'generate',
+      'a cat and a frog',
+      '--model',
+      fileF16,
+      '--config',
+      folderDir,
+      '--steps',
+      '2',
+      '--seed',
+      '1',
+      '--out',
+      out,
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/sampler\s+euler, 2 steps \(2 UNet calls\), guidance 5/);
+    expect(r.stdout).toMatch(/image\s+64x64/);
   });
 });

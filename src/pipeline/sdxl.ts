@@ -108,7 +108,7 @@ export class PooledEmbeddings {
    */
   feeding(compiled: CompiledGraph): CompiledGraph {
     const view = Object.create(compiled) as CompiledGraph;
-    view.run = (feeds, outputs) => {
+    view.run = async (feeds, outputs) => {
       const context = feeds['context'];
       if (feeds['text_embeds'] || !context || !compiled.inputNames.includes('text_embeds'))
         return compiled.run(feeds, outputs);
