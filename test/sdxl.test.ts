@@ -408,6 +408,24 @@ describe('methods on SDXL (the tiny model: cross-attention only at 16x16 for 64 
     }
   });
 
+  it('S2I compiles one guided UNet graph, editing or not (each session holds its own copy of the weights)', async () => {
+    const fresh = await StableDiffusion.load(folderDir);
+    try {
+      const r = await runRequest(fresh, {
+        prompt: 'a red cat and a blue frog',
+        steps: 10,
+        seed: 5,
+        subjects: 'cat,frog',
+      });
+      expect(r.result.steps.some((s) => s.method?.edited)).toBe(true);
+      expect(r.result.steps.some((s) => !s.method?.edited)).toBe(true);
+      const guided = fresh.graphTimings.filter((t) => /^unet:.*:guided:/.test(t.key)).map((t) => t.key);
+      expect(guided).toEqual(['unet:32x32:77:guided:b1:rec=16x16:edit=1']);
+    } finally {
+      await fresh.release();
+    }
+  });
+
   it('a context row no prompt of this model produced has no pooled embedding: an error, not a guess', async () => {
     const session = await model.unetAccess(32, 32, 77).compile('test:unknown-row', (g, build) => {
       const { noisePred } = build({
