@@ -220,13 +220,7 @@ async function createSession(graph: Graph, options: CompileOptions): Promise<Bac
     executionMode: 'sequential',
     enableCpuMemArena: options.memArena ?? process.env['S2I_ORT_ARENA'] !== '0',
     enableMemPattern: options.memPattern ?? process.env['S2I_ORT_MEM_PATTERN'] === '1',
-    extra: {
-      session: {
-        'intra_op.allow_spinning': spinning ? '1' : '0',
-        // S2I_ORT_PREPACK=0: no pre-packed weight copies per session (memory investigations; see npm run bench:sessions)
-        ...(process.env['S2I_ORT_PREPACK'] === '0' ? { 'session.disable_prepacking': '1' } : {}),
-      },
-    },
+    extra: { session: { 'intra_op.allow_spinning': spinning ? '1' : '0' } },
   };
   // S2I_ORT_PROFILE=prefix writes ONNX Runtime's per-node JSON profile (for `npm run bench` investigations).
   const profile = options.profile ?? process.env['S2I_ORT_PROFILE'];

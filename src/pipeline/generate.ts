@@ -420,7 +420,7 @@ async function runCalls(
   const totalCalls = timesteps.length;
   // A method that edits some calls gets the editing graph on every call (factors of 1 where it does not edit,
   // which leave the probabilities bit-identical): one UNet session instead of two, each of which holds its own
-  // copy of the weights in ONNX Runtime (pre-packed), 3.4 GB for SD-1.5's UNet, 10 GB for SDXL's.
+  // copy of the weights in ONNX Runtime (3.4 GB for SD-1.5's UNet, 10 GB for SDXL's; tools/perf/sessions.ts).
   const editGraph = runs.some((s) => s.request.method?.guidedPassEdit !== undefined);
   for (let i = from; i < to; i++) {
     const tStep = performance.now();

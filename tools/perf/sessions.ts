@@ -4,7 +4,11 @@
  * (its guided graph recording the 16x16 maps, with and without the edit), RSS after each session's creation and
  * after its first run, and the process's peak. One process per line-up, so peaks are their own.
  *
- *   tsx tools/perf/sessions.ts plain|s2i      (S2I_ORT_PREPACK=0: ONNX Runtime without pre-packed weight copies)
+ *   tsx tools/perf/sessions.ts plain|s2i
+ *
+ * Measured 2026-12-06 (README, Performance): every session holds its own copy of the UNet's weights (+3.4 GB for
+ * the second; the same with ONNX Runtime's session.disable_prepacking), while the recording-and-editing graph
+ * itself peaks as the plain one does.
  */
 import '../../src/node.js';
 import { readFileSync } from 'node:fs';
