@@ -5,6 +5,7 @@
  * other time ids, and 10-step EulerDiscrete text-to-image — from the diffusers folder and from the original-layout
  * single files (F32, and F16 against the goldens of the float16-rounded weights).
  */
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -479,5 +480,22 @@ describe('the CLI on SDXL', () => {
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/sampler\s+euler, 2 steps \(2 UNet calls\), guidance 5/);
     expect(r.stdout).toMatch(/image\s+64x64/);
+  });
+});
+
+describe('the SDXL oracle fixtures', () => {
+  it('every file is byte-identical to its recorded checksum (SHA256SUMS)', () => {
+    const sums = readFileSync(join(dir, 'SHA256SUMS'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => line.split(/\s+\*?/, 2) as [string, string]);
+    expect(sums.map(([, f]) => f)).toContain('single-file/tiny-sdxl-f16.safetensors');
+    const bad = sums.filter(
+      ([hash, f]) =>
+        createHash('sha256')
+          .update(readFileSync(join(dir, f)))
+          .digest('hex') !== hash,
+    );
+    expect(bad.map(([, f]) => f)).toEqual([]);
   });
 });
