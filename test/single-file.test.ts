@@ -486,7 +486,7 @@ describe('bad single files give one line', () => {
     expectOneLineError(r, "missing weight 'down_blocks.0.resnets.0.conv1.weight'", p);
   });
 
-  it('an unknown key, an SDXL file, a diffusers component file', () => {
+  it('an unknown key, an SDXL file without its second text encoder, a diffusers component file', () => {
     const extra = join(tmp, 'extra.safetensors');
     writeRawSafetensors(extra, [
       ...oracleTensors(),
@@ -495,14 +495,14 @@ describe('bad single files give one line', () => {
     expectOneLineError(
       s2i(['info', '--model', extra]),
       "'model.diffusion_model.foo.weight'",
-      'no SD 1.x/2.x conversion rule',
+      'no SD 1.x/2.x/XL conversion rule',
     );
     const xl = join(tmp, 'xl.safetensors');
     writeRawSafetensors(xl, [
       { name: 'conditioner.embedders.0.transformer.x', dtype: 'F32', shape: [1] },
       { name: 'model.diffusion_model.x', dtype: 'F32', shape: [1] },
     ]);
-    expectOneLineError(s2i(['info', '--model', xl]), 'SDXL');
+    expectOneLineError(s2i(['info', '--model', xl]), "not SDXL base's two text encoders");
     const component = join(tmp, 'diffusion_pytorch_model.safetensors');
     copyFileSync(join(tinySdDir, 'unet', 'diffusion_pytorch_model.safetensors'), component);
     expectOneLineError(s2i(['info', '--model', component]), "one diffusers component's weights");

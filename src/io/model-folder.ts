@@ -23,17 +23,26 @@ const { join, resolve } = paths;
 // ---------------------------------------------------------------------------------------------------------------
 // the folder
 
-/** The components a Stable Diffusion pipeline needs, in the order they are shown. */
-export const SD_COMPONENTS = ['text_encoder', 'tokenizer', 'unet', 'vae', 'scheduler'] as const;
+/** The components a Stable Diffusion pipeline needs (SDXL's second encoder too), in the order they are shown. */
+export const SD_COMPONENTS = [
+  'text_encoder',
+  'tokenizer',
+  'text_encoder_2',
+  'tokenizer_2',
+  'unet',
+  'vae',
+  'scheduler',
+] as const;
 export type SdComponentName = (typeof SD_COMPONENTS)[number];
 
 /** Components that carry weights (the others are configuration and vocabulary). */
-const WEIGHTED: ReadonlySet<string> = new Set(['text_encoder', 'unet', 'vae']);
+const WEIGHTED: ReadonlySet<string> = new Set(['text_encoder', 'text_encoder_2', 'unet', 'vae']);
 
 const CONFIG_FILES = ['config.json', 'scheduler_config.json', 'tokenizer_config.json', 'preprocessor_config.json'];
 const CONFIG_FILE_OF: Readonly<Record<string, string>> = {
   scheduler: 'scheduler_config.json',
   tokenizer: 'tokenizer_config.json',
+  tokenizer_2: 'tokenizer_config.json',
 };
 
 export interface OpenModelOptions {
@@ -232,7 +241,7 @@ export class ModelFolder {
     const provided = override?.weights ?? null;
     const weightLocation: WeightLocation | null = provided
       ? { kind: 'file', path: provided.label }
-      : name === 'tokenizer' || name === 'scheduler'
+      : name === 'tokenizer' || name === 'tokenizer_2' || name === 'scheduler'
         ? null
         : findWeights(dir, this.options.variant);
     if (!weightLocation && WEIGHTED.has(name)) {

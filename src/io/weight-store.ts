@@ -32,6 +32,17 @@ export interface WeightEntry {
   readonly file: SafetensorsFile;
   /** `name` is the tensor's name in the file; shape, offset and length may describe a view of it. */
   readonly tensor: TensorInfo;
+  /**
+   * A 2-D tensor the model reads transposed: OpenCLIP's `text_projection` (the matrix x is multiplied by) as the
+   * nn.Linear weight transformers keeps. Not a view of the bytes, so it is read and transposed (a copy).
+   */
+  readonly transposed?: boolean;
+}
+
+function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
+  return out;
 }
 
 export class WeightStore {
@@ -140,7 +151,8 @@ export class WeightStore {
   }
 
   shapeOf(key: string): readonly number[] {
-    return this.entry(key).tensor.shape;
+    const e = this.entry(key);
+    return e.transposed ? [...e.tensor.shape].reverse() : e.tensor.shape;
   }
 
   /** Every tensor with its file, in key order (file then header order for a plain store). */
@@ -183,14 +195,16 @@ export class WeightStore {
   source(key: string, expectedShape: readonly number[]): WeightSource {
     const e = this.entry(key);
     const t = e.tensor;
-    if (t.shape.length !== expectedShape.length || t.shape.some((d, i) => d !== expectedShape[i])) {
+    const shape = this.shapeOf(key);
+    if (shape.length !== expectedShape.length || shape.some((d, i) => d !== expectedShape[i])) {
       throw new UserError(
-        `weight ${this.describe(key)} has shape ${shapeString(t.shape)}, the config expects ${shapeString(expectedShape)}`,
+        `weight ${this.describe(key)} has shape ${shapeString(shape)}${e.transposed ? ' (transposed)' : ''}, the config expects ${shapeString(expectedShape)}`,
       );
     }
     if (!isFloatDType(t.dtype))
       throw new UserError(`weight ${this.describe(key)} is ${t.dtype}, expected a floating-point tensor`);
     this.usedKeys.add(key);
+    if (e.transposed) return { shape, read: () => this.readFloat32(key) };
     return weightSource(e.file, t.name, t);
   }
 
@@ -198,7 +212,8 @@ export class WeightStore {
   readFloat32(key: string): Float32Array {
     const e = this.entry(key);
     this.usedKeys.add(key);
-    return e.file.readFloat32Of(e.tensor);
+    const data = e.file.readFloat32Of(e.tensor);
+    return e.transposed ? transpose2d(data, e.tensor.shape[0]!, e.tensor.shape[1]!) : data;
   }
 
   /** Read an integer tensor now (marks it used). Views of integer tensors are not made, so this reads by name. */

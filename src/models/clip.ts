@@ -18,6 +18,8 @@ export interface ClipTextConfig {
   maxPositionEmbeddings: number;
   hiddenAct: string;
   layerNormEps: number;
+  /** Width of `text_projection` (CLIPTextModelWithProjection only). */
+  projectionDim: number;
 }
 
 export interface ClipTextOutputs {
@@ -72,4 +74,20 @@ export function clipTextModel(cfg: ClipTextConfig, params: ParamFn, inputIds: Va
     const lastHiddenState = layerNorm(child(p, 'final_layer_norm'), h, cfg.layerNormEps);
     return { lastHiddenState, hiddenStates };
   });
+}
+
+/**
+ * CLIPTextModelWithProjection's `text_embeds` (SDXL's pooled prompt embedding): the final-LayerNormed state at each
+ * prompt's EOS token through `text_projection` (no bias). transformers 4.30 takes the EOS position as the argmax of
+ * the ids (the EOS id is the vocabulary's largest); `eosOneHot` [B, 1, T] selects it, exactly (x·1 + 0·others).
+ */
+export function clipTextProjection(
+  cfg: ClipTextConfig,
+  params: ParamFn,
+  out: ClipTextOutputs,
+  eosOneHot: Value,
+): Value {
+  const b = eosOneHot.shape[0]!;
+  const pooled = op.reshape(op.matmul(eosOneHot, out.lastHiddenState), [b, cfg.hiddenSize]);
+  return linear(child(params, 'text_projection'), pooled, cfg.hiddenSize, cfg.projectionDim, false);
 }

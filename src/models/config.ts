@@ -28,6 +28,8 @@ export const CLIP_TEXT_DEFAULTS = {
   max_position_embeddings: 77,
   hidden_act: 'quick_gelu',
   layer_norm_eps: 1e-5,
+  /** CLIPTextModelWithProjection's text_projection width (SDXL's second encoder). */
+  projection_dim: 512,
 } as const;
 
 export const UNET_DEFAULTS = {
@@ -56,6 +58,8 @@ export const UNET_DEFAULTS = {
   upcast_attention: false,
   conv_in_kernel: 3,
   conv_out_kernel: 3,
+  /** SDXL's `addition_embed_type: "text_time"`: the width of each of the six time ids' sinusoidal embeddings. */
+  addition_time_embed_dim: 256,
 } as const;
 
 /** AutoencoderKL's defaults; its block types default to one DownEncoderBlock2D / UpDecoderBlock2D per channel count. */
@@ -211,6 +215,7 @@ export function parseClipTextConfig(json: Json, file: string): ClipTextConfig {
     maxPositionEmbeddings: r.int('max_position_embeddings', T.max_position_embeddings, 1, L.positions),
     hiddenAct: r.oneOf('hidden_act', T.hidden_act, CLIP_ACTIVATIONS),
     layerNormEps: r.positive('layer_norm_eps', T.layer_norm_eps, 1),
+    projectionDim: r.int('projection_dim', T.projection_dim, 1, L.width),
   };
   if (cfg.hiddenSize % cfg.numAttentionHeads !== 0)
     throw new UserError(
@@ -227,7 +232,6 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
   const U = UNET_DEFAULTS;
   const L = CONFIG_LIMITS;
   for (const key of [
-    'addition_embed_type',
     'class_embed_type',
     'encoder_hid_dim',
     'encoder_hid_dim_type',
@@ -238,6 +242,7 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
   ]) {
     r.unsupportedUnless(key, []);
   }
+  r.unsupportedUnless('addition_embed_type', ['text_time']);
   r.unsupportedUnless('resnet_time_scale_shift', ['default']);
   r.unsupportedUnless('time_embedding_type', ['positional']);
   r.unsupportedUnless('attention_type', ['default']);
@@ -283,8 +288,22 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
       `${file}: config key 'sample_size' = ${sampleSize} is outside 1..${L.sampleSize} (the latent size the model is trained at; SD 1.x uses 64, SDXL 128)`,
     );
   }
+  // SDXL: the pooled text embedding and six time ids (original size, crop top-left, target size), each embedded
+  // sinusoidally, feed a second TimestepEmbedding added to the time embedding.
+  const addition =
+    json['addition_embed_type'] === 'text_time'
+      ? {
+          timeEmbedDim: r.int('addition_time_embed_dim', U.addition_time_embed_dim, 1, L.width),
+          inputDim: r.int('projection_class_embeddings_input_dim', undefined, 1, L.width),
+        }
+      : null;
+  if (addition && addition.inputDim <= 6 * addition.timeEmbedDim)
+    throw new UserError(
+      `${file}: projection_class_embeddings_input_dim ${addition.inputDim} leaves no room for the pooled text embedding beside 6 x addition_time_embed_dim ${addition.timeEmbedDim}`,
+    );
   return {
     sampleSize,
+    addition,
     inChannels: r.int('in_channels', U.in_channels, 1, L.imageChannels),
     outChannels: r.int('out_channels', U.out_channels, 1, L.imageChannels),
     centerInputSample: r.bool('center_input_sample', U.center_input_sample),

@@ -17,11 +17,15 @@ export interface WeightProvider {
   source(key: string, expectedShape: readonly number[]): WeightSource;
 }
 
-/** A ParamFn recording graph parameters backed by `weights`; `keyPrefix` maps module names to checkpoint keys. */
-export function graphParams(graph: Graph, weights: WeightProvider, keyPrefix = ''): ParamFn {
+/**
+ * A ParamFn recording graph parameters backed by `weights`; `keyPrefix` maps module names to checkpoint keys.
+ * `graphPrefix` names the graph's parameters apart from the checkpoint keys, for two models whose keys coincide
+ * in one graph (SDXL's two CLIP text encoders).
+ */
+export function graphParams(graph: Graph, weights: WeightProvider, keyPrefix = '', graphPrefix = ''): ParamFn {
   return (name, shape) => {
     const key = keyPrefix + name;
-    return graph.getParam(key) ?? graph.param(key, weights.source(key, shape));
+    return graph.getParam(graphPrefix + key) ?? graph.param(graphPrefix + key, weights.source(key, shape));
   };
 }
 

@@ -1,5 +1,6 @@
 /**
- * diffusers' UNet2DConditionModel for SD 1.x / 2.x configs: sinusoidal time embedding, ResnetBlock2D,
+ * diffusers' UNet2DConditionModel for SD 1.x / 2.x / SDXL configs: sinusoidal time embedding (plus SDXL's
+ * `text_time` added embedding), ResnetBlock2D,
  * Transformer2DModel (conv or linear projection, self- then cross-attention, GEGLU feed-forward), down/mid/up
  * blocks with skip connections. Module and weight names follow diffusers one-to-one.
  */
@@ -20,6 +21,12 @@ export type UpBlockType = 'CrossAttnUpBlock2D' | 'UpBlock2D';
 
 export interface UNetConfig {
   sampleSize: number;
+  /**
+   * SDXL's `addition_embed_type: "text_time"`: `timeEmbedDim` is addition_time_embed_dim (the sinusoidal width of
+   * each of the six time ids), `inputDim` projection_class_embeddings_input_dim (pooled width + 6 × timeEmbedDim).
+   * null: none (SD 1.x / 2.x).
+   */
+  addition: { timeEmbedDim: number; inputDim: number } | null;
   inChannels: number;
   outChannels: number;
   centerInputSample: boolean;
@@ -54,6 +61,10 @@ export interface UNetInputs {
   timestep: Value;
   /** [B, T, crossAttentionDim] text embeddings. */
   encoderHiddenStates: Value;
+  /** SDXL: [B, pooled width] pooled text embeddings (`added_cond_kwargs["text_embeds"]`). */
+  textEmbeds?: Value;
+  /** SDXL: [B, 6] time ids: original size (h, w), crop top-left (y, x), target size (h, w). */
+  timeIds?: Value;
 }
 
 export interface UNetOptions {
@@ -216,6 +227,24 @@ function upsampleNearest(x: Value, outH: number, outW: number): Value {
   return op.gather(rows, g.constant(indices(w, outW), [outW], 'int64', 'nearest_cols'), 3);
 }
 
+/**
+ * SDXL's `text_time` conditioning (diffusers' get_aug_embed): each time id embedded like a timestep, flattened
+ * after the pooled text embedding, through `add_embedding` (linear, SiLU, linear), added to the time embedding.
+ */
+function addedEmbedding(cfg: UNetConfig, params: ParamFn, inputs: UNetInputs, temb: Value): Value {
+  const { timeEmbedDim, inputDim } = cfg.addition!;
+  const { textEmbeds, timeIds } = inputs;
+  if (!textEmbeds || !timeIds) throw new Error('UNet: an SDXL UNet (text_time) needs textEmbeds and timeIds');
+  const b = timeIds.shape[0]!;
+  const ids = timestepEmbedding(op.reshape(timeIds, [b * 6]), timeEmbedDim, cfg.flipSinToCos, cfg.freqShift);
+  const added = op.concat([textEmbeds, op.reshape(ids, [b, 6 * timeEmbedDim])], -1);
+  if (added.shape[1] !== inputDim)
+    throw new Error(`UNet: pooled (${textEmbeds.shape[1]}) + 6 x ${timeEmbedDim} time ids is not ${inputDim} wide`);
+  const tembDim = temb.shape[1]!;
+  const h = linear(child(params, 'add_embedding.linear_1'), added, inputDim, tembDim);
+  return op.add(temb, linear(child(params, 'add_embedding.linear_2'), op.silu(h), tembDim, tembDim));
+}
+
 export interface UNetOutputs {
   noisePred: Value;
 }
@@ -242,13 +271,14 @@ export function unet2dCondition(
   const timeDim = boc[0]!;
   const tembDim = timeDim * 4;
   const tProj = keep('time_proj', timestepEmbedding(inputs.timestep, timeDim, cfg.flipSinToCos, cfg.freqShift));
-  const temb = keep(
+  let temb = keep(
     'time_embedding',
     g.scope('time_embedding', () => {
       const h = linear(child(params, 'time_embedding.linear_1'), tProj, timeDim, tembDim);
       return linear(child(params, 'time_embedding.linear_2'), activation(cfg.actFn, h), tembDim, tembDim);
     }),
   );
+  if (cfg.addition) temb = keep('add_embedding', addedEmbedding(cfg, params, inputs, temb));
   const ctx: Ctx = { cfg, temb, context: inputs.encoderHiddenStates, hook: options.attentionHook, attentionIndex: 0 };
 
   const inPad = (cfg.convInKernel - 1) / 2;

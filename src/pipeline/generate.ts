@@ -59,7 +59,7 @@ export interface SampleRequest {
 export interface BatchOptions {
   /** Inference steps (PNDM runs one extra UNet call). Default DEFAULT_STEPS (50). */
   steps?: number;
-  /** Default DEFAULT_GUIDANCE (7.5). */
+  /** Default DEFAULT_GUIDANCE (7.5), or the model's own (SDXL's 5). */
   guidanceScale?: number;
   /** Default: the model's own scheduler. */
   sampler?: SamplerName;
@@ -226,7 +226,7 @@ function planRun(model: StableDiffusion, samples: readonly SampleRequest[], opti
   const steps = options.steps ?? DEFAULT_STEPS;
   if (!Number.isInteger(steps) || steps < 1 || steps > 1000)
     throw new FieldError('steps', `must be an integer from 1 to 1000, got ${steps}`);
-  const guidance = options.guidanceScale ?? DEFAULT_GUIDANCE;
+  const guidance = options.guidanceScale ?? model.defaultGuidance ?? DEFAULT_GUIDANCE;
   if (!Number.isFinite(guidance)) throw new FieldError('guidanceScale', `must be a number, got ${guidance}`);
   // The first sample's latents may set the size; every sample's must then agree with it.
   const withLatents = samples.find((s) => s.initialLatents);
@@ -326,9 +326,14 @@ async function runBatch(
 
   // One text-encoder pass over the distinct prompts (the negative prompt is usually shared by all).
   const tEncode = performance.now();
-  const texts = [...new Set(requests.flatMap((r) => [r.prompt, r.negativePrompt ?? '']))];
+  // Without a negative prompt: the empty prompt's embedding, or zeros where the pipeline says so (SDXL).
+  const zeroNegative = model.zeroNegativeEmbedding();
+  const negatives = requests.map((r) => r.negativePrompt ?? (zeroNegative ? null : ''));
+  const texts = [...new Set([...requests.map((r) => r.prompt), ...negatives.filter((t) => t !== null)])];
   const embedded = await model.encodePrompts(texts);
-  const embedding = (text: string) => embedded[texts.indexOf(text)]!;
+  // null: no negative prompt given
+  const embedding = (text: string | null) =>
+    text === null ? (zeroNegative ?? embedded[texts.indexOf('')]!) : embedded[texts.indexOf(text)]!;
   for (const e of embedded)
     if (firstNonFinite(e.data) >= 0)
       throw new UserError(
@@ -413,6 +418,10 @@ async function runCalls(
   });
   const timesteps = runs[0]!.sampler.timesteps;
   const totalCalls = timesteps.length;
+  // A method that edits some calls gets the editing graph on every call (factors of 1 where it does not edit,
+  // which leave the probabilities bit-identical): one UNet session instead of two, each of which holds its own
+  // copy of the weights in ONNX Runtime (3.4 GB for SD-1.5's UNet, 10 GB for SDXL's; tools/perf/sessions.ts).
+  const editGraph = runs.some((s) => s.request.method?.guidedPassEdit !== undefined);
   for (let i = from; i < to; i++) {
     const tStep = performance.now();
     const timestep = timesteps[i]!;
@@ -421,7 +430,7 @@ async function runCalls(
     const { resolution, everyCall, steps: recordSteps } = recording;
     const wantMaps = resolution !== null && (everyCall || !recordSteps || recordSteps.has(i));
     const edits = runs.map((s) => s.request.method?.guidedPassEdit?.(ctx) ?? null);
-    const out = await guidedPass(unet, runs, context, timestep, i, wantMaps ? resolution : null, edits);
+    const out = await guidedPass(unet, runs, context, timestep, i, wantMaps ? resolution : null, edits, editGraph);
     if (firstNonFinite(out.noisePred) >= 0 && runs.every((s) => firstNonFinite(s.latents.data) < 0))
       throw new UserError(
         `the UNet's output holds NaN or Inf at step ${i} (t=${timestep}): ${await loop.model.diagnoseNonFinite('unet')}`,
@@ -567,7 +576,7 @@ function startSample(
   r: SampleRequest,
   plan: Plan,
   options: BatchOptions,
-  embedding: (text: string) => Tensor,
+  embedding: (text: string | null) => Tensor,
   attentionResolution: readonly [number, number] | null,
   batch: { size: number; index: number },
 ): SampleRun {
@@ -586,7 +595,7 @@ function startSample(
     sampler,
     latents,
     cond: embedding(r.prompt),
-    uncond: embedding(r.negativePrompt ?? ''),
+    uncond: embedding(r.negativePrompt ?? null),
     result: {
       sampler: plan.samplerName,
       timesteps: sampler.timesteps,
@@ -691,11 +700,12 @@ async function guidedPass(
   index: number,
   recordRes: readonly [number, number] | null,
   edits: readonly (AttentionEdit | null)[],
+  editGraph = false,
 ): Promise<GuidedOutputs> {
   const B = runs.length;
   const [c, h, w] = unet.latentShape;
   const [tokens, dim] = unet.contextShape;
-  const edited = edits.some((e) => e !== null);
+  const edited = editGraph || edits.some((e) => e !== null);
   const key = `guided:b${B}:rec=${recordRes ? recordRes.join('x') : '-'}:edit=${edited ? 1 : 0}`;
   const session = await unet.compile(key, (g, build) => {
     const sample = g.input('sample', [2 * B, c, h, w]);

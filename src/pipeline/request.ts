@@ -220,7 +220,7 @@ export function prepareRequest(model: StableDiffusion, r: GenerateRequest): Prep
   r = { ...r, method: name };
   const recommended = readSamplingDefaults(model.dir);
   const steps = r.steps ?? recommended.steps ?? DEFAULT_STEPS;
-  const guidance = r.guidanceScale ?? recommended.guidance ?? DEFAULT_GUIDANCE;
+  const guidance = r.guidanceScale ?? recommended.guidance ?? model.defaultGuidance ?? DEFAULT_GUIDANCE;
   const { height, width } = resolveImageSize(model, r);
   const sampler = r.sampler ?? defaultSampler(model.schedulerConfig, model.folder.componentDir('scheduler'));
   const totalCalls = createSampler(sampler, resolveSchedulerConfig(sampler, model.schedulerConfig, {}), steps, {

@@ -16,7 +16,7 @@ import type { ModelFolder } from '../io/model-folder.js';
 import { openModel } from '../io/open-model.js';
 import type { SingleFileInfo } from '../io/single-file/open.js';
 import type { WeightStore } from '../io/weight-store.js';
-import { clipTextModel, type ClipTextConfig } from '../models/clip.js';
+import { clipTextModel, clipTextProjection, type ClipTextConfig } from '../models/clip.js';
 import { parseClipTextConfig, parseUNetConfig, parseVaeConfig, vaeScaleFactor } from '../models/config.js';
 import { graphParams } from '../models/params.js';
 import { unet2dCondition, type UNetConfig, type UNetInputs, type UNetOptions } from '../models/unet.js';
@@ -26,6 +26,8 @@ import type { RawSchedulerConfig } from '../schedulers/index.js';
 import { firstNonFinite, type Tensor } from '../tensor.js';
 import { isFloatDType, quoteKey } from '../io/safetensors.js';
 import { ClipTokenizer } from '../tokenizer/clip.js';
+import { configBool } from '../io/json-config.js';
+import { defaultTimeIds, eosOneHot, PooledEmbeddings, REFINER_REFUSAL } from './sdxl.js';
 
 export interface GraphTiming {
   key: string;
@@ -57,6 +59,18 @@ export type PredictionType = (typeof PREDICTION_TYPES)[number];
 /** The text encoder's position ids are a buffer (0..76) the model computes itself; files carry them anyway. */
 const TEXT_BUFFERS = new Set(['text_model.embeddings.position_ids']);
 
+/** SDXL's second text encoder and tokenizer, and its pipeline settings (sdxl.ts). */
+export interface SdxlParts {
+  tokenizer2: ClipTokenizer;
+  text2Config: ClipTextConfig;
+  /** model_index.json's force_zeros_for_empty_prompt (default true): no negative prompt → zero embeddings. */
+  forceZerosForEmptyPrompt: boolean;
+  pooled: PooledEmbeddings;
+}
+
+/** diffusers' StableDiffusionXLPipeline default guidance scale (SD's is 7.5). */
+export const SDXL_DEFAULT_GUIDANCE = 5;
+
 /**
  * Walk each model once over its weights (graphs that are never compiled) so that every key and shape the
  * configs imply is checked now, then refuse weights no model asked for.
@@ -65,20 +79,35 @@ function checkWeights(
   text: { config: ClipTextConfig; weights: WeightStore },
   unet: { config: UNetConfig; weights: WeightStore },
   vae: { config: VaeConfig; weights: WeightStore } | null,
+  text2: { config: ClipTextConfig; weights: WeightStore } | null,
 ): void {
   {
     const g = new Graph('initializer');
     clipTextModel(text.config, graphParams(g, text.weights), g.input('input_ids', [1, 1], 'int64'));
     text.weights.assertAllUsed((k) => TEXT_BUFFERS.has(k));
   }
+  if (text2) {
+    const g = new Graph('initializer');
+    const params = graphParams(g, text2.weights);
+    const out = clipTextModel(text2.config, params, g.input('input_ids', [1, 1], 'int64'));
+    clipTextProjection(text2.config, params, out, g.input('eos', [1, 1, 1]));
+    text2.weights.assertAllUsed((k) => TEXT_BUFFERS.has(k));
+  }
   {
     const g = new Graph('initializer');
     // Weight shapes do not depend on the sample size: the smallest one the down-sampling allows keeps this cheap.
     const s = 2 ** (unet.config.blockOutChannels.length - 1);
+    const add = unet.config.addition;
     unet2dCondition(unet.config, graphParams(g, unet.weights), {
       sample: g.input('sample', [1, unet.config.inChannels, s, s]),
       timestep: g.input('timestep', [1]),
       encoderHiddenStates: g.input('context', [1, 1, unet.config.crossAttentionDim[0]!]),
+      ...(add
+        ? {
+            textEmbeds: g.input('text_embeds', [1, add.inputDim - 6 * add.timeEmbedDim]),
+            timeIds: g.input('time_ids', [1, 6]),
+          }
+        : {}),
     });
     unet.weights.assertAllUsed();
   }
@@ -109,10 +138,17 @@ export class StableDiffusion {
     /** null for pixel-space models (no `vae` folder): the UNet's sample is the image. */
     readonly vaeConfig: VaeConfig | null,
     readonly schedulerConfig: RawSchedulerConfig,
-    private readonly weights: { text: WeightStore; unet: WeightStore; vae: WeightStore | null },
+    private readonly weights: {
+      text: WeightStore;
+      unet: WeightStore;
+      vae: WeightStore | null;
+      text2: WeightStore | null;
+    },
     private readonly compileOptions: CompileOptions,
     /** How a single-file checkpoint was read (null for a folder). */
     readonly singleFile: SingleFileInfo | null,
+    /** SDXL's second text encoder and settings; null for SD 1.x / 2.x. */
+    readonly xl: SdxlParts | null = null,
   ) {}
 
   /** Load a diffusers folder or a single-file `.safetensors` checkpoint (SD 1.x / 2.x, LDM layout). */
@@ -140,6 +176,11 @@ export class StableDiffusion {
     singleFile: SingleFileInfo | null,
     options: LoadOptions,
   ): StableDiffusion {
+    const refiner =
+      folder.pipelineClass === 'StableDiffusionXLImg2ImgPipeline' ||
+      folder.index?.['requires_aesthetics_score'] === true ||
+      (folder.has('text_encoder_2') && !folder.has('text_encoder'));
+    if (refiner) throw new UserError(`${dir}: ${REFINER_REFUSAL}`);
     const text = folder.component('text_encoder');
     const unet = folder.component('unet');
     const vae = folder.has('vae') ? folder.component('vae') : null;
@@ -148,9 +189,28 @@ export class StableDiffusion {
     const textConfig = parseClipTextConfig(text.config, text.configPath);
     const unetConfig = parseUNetConfig(unet.config, unet.configPath);
     const vaeConfig = vae ? parseVaeConfig(vae.config, vae.configPath) : null;
-    if (unetConfig.crossAttentionDim.some((d) => d !== textConfig.hiddenSize)) {
+    const text2 = folder.has('text_encoder_2') ? folder.component('text_encoder_2') : null;
+    const text2Config = text2 ? parseClipTextConfig(text2.config, text2.configPath) : null;
+    const contextWidth = textConfig.hiddenSize + (text2Config?.hiddenSize ?? 0);
+    if (unetConfig.crossAttentionDim.some((d) => d !== contextWidth)) {
+      const what = text2Config
+        ? `the two text encoders' hidden sizes together (${textConfig.hiddenSize} + ${text2Config.hiddenSize})`
+        : `the text encoder's hidden_size ${textConfig.hiddenSize}`;
       throw new UserError(
-        `${unet.configPath}: cross_attention_dim ${unetConfig.crossAttentionDim} does not match the text encoder's hidden_size ${textConfig.hiddenSize}`,
+        `${unet.configPath}: cross_attention_dim ${unetConfig.crossAttentionDim} does not match ${what}`,
+      );
+    }
+    const add = unetConfig.addition;
+    if ((add !== null) !== (text2Config !== null)) {
+      throw new UserError(
+        add
+          ? `${unet.configPath}: is an SDXL UNet (addition_embed_type text_time) but the model has no text_encoder_2`
+          : `${dir}: has a text_encoder_2 but its UNet takes no pooled text embedding (addition_embed_type)`,
+      );
+    }
+    if (add && text2Config && add.inputDim !== text2Config.projectionDim + 6 * add.timeEmbedDim) {
+      throw new UserError(
+        `${unet.configPath}: projection_class_embeddings_input_dim ${add.inputDim} is not text_encoder_2's projection_dim ${text2Config.projectionDim} + 6 x addition_time_embed_dim ${add.timeEmbedDim}`,
       );
     }
     if (vaeConfig && vaeConfig.latentChannels !== unetConfig.inChannels) {
@@ -170,11 +230,39 @@ export class StableDiffusion {
           `vocab_size is ${textConfig.vocabSize} (${text.configPath})`,
       );
     }
-    const weights = { text: text.weights(), unet: unet.weights(), vae: vae ? vae.weights() : null };
+    let xl: SdxlParts | null = null;
+    if (text2Config) {
+      const tokenizer2 = ClipTokenizer.fromFolder(folder.componentDir('tokenizer_2'));
+      if (tokenizer2.modelMaxLength !== tokenizer.modelMaxLength)
+        throw new UserError(
+          `${folder.componentDir('tokenizer_2')}: model_max_length ${tokenizer2.modelMaxLength} differs from tokenizer's ${tokenizer.modelMaxLength}`,
+        );
+      if (tokenizer2.maxId >= text2Config.vocabSize)
+        throw new UserError(
+          `${folder.componentDir('tokenizer_2')}: the vocabulary has token id ${tokenizer2.maxId}, but text_encoder_2's vocab_size is ${text2Config.vocabSize}`,
+        );
+      const forceZeros =
+        folder.index && folder.index['force_zeros_for_empty_prompt'] !== undefined
+          ? configBool(folder.index, 'force_zeros_for_empty_prompt', `${folder.dir}/model_index.json`, true)
+          : true;
+      xl = {
+        tokenizer2,
+        text2Config,
+        forceZerosForEmptyPrompt: forceZeros,
+        pooled: new PooledEmbeddings(tokenizer.modelMaxLength * contextWidth, text2Config.projectionDim),
+      };
+    }
+    const weights = {
+      text: text.weights(),
+      unet: unet.weights(),
+      vae: vae ? vae.weights() : null,
+      text2: text2 ? text2.weights() : null,
+    };
     checkWeights(
       { config: textConfig, weights: weights.text },
       { config: unetConfig, weights: weights.unet },
       vaeConfig && weights.vae ? { config: vaeConfig, weights: weights.vae } : null,
+      text2Config && weights.text2 ? { config: text2Config, weights: weights.text2 } : null,
     );
     const schedulerConfig: RawSchedulerConfig =
       options.predictionType !== undefined
@@ -195,6 +283,7 @@ export class StableDiffusion {
         ...(options.halfWeights !== undefined ? { halfWeights: options.halfWeights } : {}),
       },
       singleFile,
+      xl,
     );
   }
 
@@ -210,7 +299,7 @@ export class StableDiffusion {
   /** Parameters of the text encoder, UNet and VAE together. */
   get parameterCount(): number {
     const w = this.weights;
-    return w.text.paramCount() + w.unet.paramCount() + (w.vae?.paramCount() ?? 0);
+    return w.text.paramCount() + (w.text2?.paramCount() ?? 0) + w.unet.paramCount() + (w.vae?.paramCount() ?? 0);
   }
 
   /**
@@ -271,6 +360,34 @@ export class StableDiffusion {
     return this.tokenizer.tokenize(prompt, { maxLength: this.tokenizer.modelMaxLength }).ids;
   }
 
+  /** The guidance scale the model's pipeline uses by default (SDXL's 5), or null for SD's 7.5. */
+  get defaultGuidance(): number | null {
+    return this.xl ? SDXL_DEFAULT_GUIDANCE : null;
+  }
+
+  /** Width of one token of the prompt embedding (both encoders' widths for SDXL). */
+  get contextWidth(): number {
+    return this.textConfig.hiddenSize + (this.xl?.text2Config.hiddenSize ?? 0);
+  }
+
+  /**
+   * The unconditional embedding [1, T, D] when no negative prompt is given: zeros where the pipeline says so
+   * (SDXL's force_zeros_for_empty_prompt, with a zero pooled embedding), else null (encode the empty prompt).
+   */
+  zeroNegativeEmbedding(): Tensor | null {
+    if (!this.xl?.forceZerosForEmptyPrompt) return null;
+    const t = this.tokenizer.modelMaxLength;
+    const data = new Float32Array(t * this.contextWidth);
+    this.xl.pooled.add(data, new Float32Array(this.xl.text2Config.projectionDim));
+    return { data, shape: [1, t, this.contextWidth] };
+  }
+
+  /** SDXL: the pooled embedding [1, P] of a prompt embedding this model made (encodePrompts, zeroNegativeEmbedding). */
+  pooledEmbedding(embedding: Tensor): Tensor {
+    if (!this.xl) throw new Error('pooledEmbedding: not an SDXL model');
+    return this.xl.pooled.lookup(embedding);
+  }
+
   /** CLIP text embedding [1, T, D] of one prompt (batch 1, as diffusers' encode_prompt runs it). */
   async encodePrompt(prompt: string): Promise<Tensor> {
     return (await this.encodePrompts([prompt]))[0]!;
@@ -278,6 +395,7 @@ export class StableDiffusion {
 
   /** CLIP text embeddings [1, T, D] of several prompts, in one batched pass (prompts do not interact). */
   async encodePrompts(prompts: readonly string[]): Promise<Tensor[]> {
+    if (this.xl) return this.encodePromptsXl(prompts, this.xl);
     const ids = prompts.map((p) => this.tokenize(p));
     const t = ids[0]!.length;
     const n = ids.length;
@@ -294,20 +412,72 @@ export class StableDiffusion {
     return ids.map((_, i) => ({ data: out.data.slice(i * size, (i + 1) * size), shape: [1, ...out.shape.slice(1)] }));
   }
 
+  /**
+   * SDXL (diffusers' encode_prompt): each tokenizer's ids through its encoder; the prompt embedding is both
+   * encoders' hidden_states[-2] (penultimate layer, no final LayerNorm) concatenated, the pooled embedding the
+   * second encoder's text_embeds. Each pooled embedding is kept with its prompt embedding (sdxl.ts).
+   */
+  private async encodePromptsXl(prompts: readonly string[], xl: SdxlParts): Promise<Tensor[]> {
+    const t = this.tokenizer.modelMaxLength;
+    const ids = prompts.map((p) => this.tokenize(p));
+    const ids2 = prompts.map((p) => xl.tokenizer2.tokenize(p, { maxLength: t }).ids);
+    const n = prompts.length;
+    const [c1, c2] = [this.textConfig, xl.text2Config];
+    const session = await this.session(n === 1 ? `text-xl:${t}` : `text-xl:${t}:b${n}`, (g) => {
+      const first = clipTextModel(c1, graphParams(g, this.weights.text), g.input('input_ids', [n, t], 'int64'));
+      const p2 = graphParams(g, this.weights.text2!, '', 'text_encoder_2.');
+      const second = g.scope('text_encoder_2', () => clipTextModel(c2, p2, g.input('input_ids_2', [n, t], 'int64')));
+      const pooled = g.scope('text_encoder_2', () => clipTextProjection(c2, p2, second, g.input('eos_2', [n, 1, t])));
+      const penultimate = (o: typeof first) => o.hiddenStates[o.hiddenStates.length - 2]!;
+      g.output('prompt_embeds', op.concat([penultimate(first), penultimate(second)], -1));
+      g.output('pooled_prompt_embeds', pooled);
+    });
+    const int64 = (rows: number[][]) => BigInt64Array.from(rows.flat(), (x) => BigInt(x));
+    const out = await session.run({
+      input_ids: { data: int64(ids), shape: [n, t] },
+      input_ids_2: { data: int64(ids2), shape: [n, t] },
+      eos_2: { data: eosOneHot(ids2), shape: [n, 1, t] },
+    });
+    const embeds = out['prompt_embeds']!;
+    const pooled = out['pooled_prompt_embeds']!.data;
+    const size = embeds.data.length / n;
+    const p = c2.projectionDim;
+    return ids.map((_, i) => {
+      const data = embeds.data.slice(i * size, (i + 1) * size);
+      xl.pooled.add(data, pooled.subarray(i * p, (i + 1) * p));
+      return { data, shape: [1, ...embeds.shape.slice(1)] };
+    });
+  }
+
   /** UNet graph variants for latents [C, h, w] and text embeddings [T, D]. */
   unetAccess(latentHeight: number, latentWidth: number, tokens: number): UNetAccess {
     const latentShape = [this.unetConfig.inChannels, latentHeight, latentWidth] as const;
-    const contextShape = [tokens, this.textConfig.hiddenSize] as const;
+    const contextShape = [tokens, this.contextWidth] as const;
+    const xl = this.xl;
+    const f = this.scaleFactor;
     return {
       latentShape,
       contextShape,
-      compile: (key, build) =>
-        this.session(`unet:${latentHeight}x${latentWidth}:${tokens}:${key}`, (g) => {
+      compile: async (key, build) => {
+        const compiled = await this.session(`unet:${latentHeight}x${latentWidth}:${tokens}:${key}`, (g) => {
           const params = graphParams(g, this.weights.unet);
-          build(g, (inputs: UNetInputs, options?: UNetOptions) =>
-            g.scope('unet', () => unet2dCondition(this.unetConfig, params, inputs, options)),
-          );
-        }),
+          build(g, (inputs: UNetInputs, options?: UNetOptions) => {
+            // SDXL: the pooled embedding is an input (filled from the context when not fed, sdxl.ts); the time
+            // ids are the image's (diffusers' defaults), the same for every row.
+            if (xl && !inputs.textEmbeds) {
+              const b = inputs.sample.shape[0]!;
+              const ids = defaultTimeIds(latentHeight * f, latentWidth * f);
+              inputs = {
+                ...inputs,
+                textEmbeds: g.input('text_embeds', [b, xl.text2Config.projectionDim]),
+                timeIds: op.expand(g.constant(ids, [1, 6], 'float32', 'time_ids'), [b, 6]),
+              };
+            }
+            return g.scope('unet', () => unet2dCondition(this.unetConfig, params, inputs, options));
+          });
+        });
+        return xl ? xl.pooled.feeding(compiled) : compiled;
+      },
     };
   }
 

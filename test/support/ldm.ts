@@ -110,6 +110,7 @@ export function unetToLdm(key: string, layers: number, attentionUp: readonly boo
   const p = 'model.diffusion_model.';
   let m: RegExpExecArray | null;
   if ((m = /^time_embedding\.linear_([12])\.(.+)$/.exec(key))) return `${p}time_embed.${m[1] === '1' ? 0 : 2}.${m[2]}`;
+  if ((m = /^add_embedding\.linear_([12])\.(.+)$/.exec(key))) return `${p}label_emb.0.${m[1] === '1' ? 0 : 2}.${m[2]}`;
   if ((m = /^conv_in\.(.+)$/.exec(key))) return `${p}input_blocks.0.0.${m[1]}`;
   if ((m = /^conv_norm_out\.(.+)$/.exec(key))) return `${p}out.0.${m[1]}`;
   if ((m = /^conv_out\.(.+)$/.exec(key))) return `${p}out.2.${m[1]}`;

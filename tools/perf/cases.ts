@@ -9,6 +9,10 @@
  *   the batch-1 conditional UNet forward + loss on the 16x16 cross-attention maps + ∂loss/∂latent (tokens 2 and
  *   5, attn_res 16x16 as the oracle ran it). Both graphs live in the process, as in an A&E generation; each
  *   iteration times the gradient pass and the plain step back to back.
+ * - `sdxl-*`: SDXL base's UNet (random weights, text_time conditioning with constant pooled embeddings and
+ *   time ids): the plain guided step at 1024 px (`sdxl-step`) and 768 px (`sdxl-step-768`); `sdxl-s2i`, the guided
+ *   step as Suppress-to-Impress's edit mode compiles it (maps recorded at the attention rule's 32x32 and edited);
+ *   `sdxl-ae`, A&E's gradient pass at 32x32 before the plain step.
  * - `train`: `TrainingStep.run` of the shipped shapes model's config (`shapesModelConfig()`), batch 32:
  *   text encoder + UNet forward, weighted MSE, gradients w.r.t. every weight.
  *
@@ -17,6 +21,10 @@
  * WeightStore of the model folder's safetensors file: the real loading path.
  */
 import { join } from 'node:path';
+import { multiplicativeEditor } from '../../src/attention/editors.js';
+import { chooseAttentionResolution, crossAttentionResolutions } from '../../src/attention/resolution.js';
+import { AttentionStore, composeHooks } from '../../src/attention/store.js';
+import * as op from '../../src/graph/ops.js';
 import { Graph } from '../../src/graph/graph.js';
 import { compile, type CompiledGraph, type CompileOptions } from '../../src/graph/runtime.js';
 import { WeightStore } from '../../src/io/weight-store.js';
@@ -41,6 +49,10 @@ export const CASES = [
   'sd15-step-b1',
   'sd15-step-b2',
   'sd15-step-b4',
+  'sdxl-step-768',
+  'sdxl-step',
+  'sdxl-s2i',
+  'sdxl-ae',
   'train',
   'shapes-step-b1',
   'shapes-step-b16',
@@ -54,6 +66,8 @@ export const PARTS = {
   sd15: ['sd15-step', 'sd15-ae'],
   /** SD-1.5's guided step for 1, 2 and 4 images (UNet batch 2, 4, 8): peak memory of batched generation. */
   'sd15-batch': ['sd15-step-b1', 'sd15-step-b2', 'sd15-step-b4'],
+  /** SDXL base's UNet (random weights, 10.3 GB written once): plain step at 768 and 1024 px, S2I's step, A&E's. */
+  sdxl: ['sdxl-step-768', 'sdxl-step', 'sdxl-s2i', 'sdxl-ae'],
   train: ['train'],
   /**
    * Batched generation on the shapes model: its guided step for 1 and 16 images (kernel time per image), and
@@ -71,6 +85,10 @@ export const CASE_LABELS: Record<CaseName, string> = {
   'sd15-step-b1': 'SD-1.5 guided step, 1 image (UNet batch 2, 64x64)',
   'sd15-step-b2': 'SD-1.5 guided step, 2 images (UNet batch 4, 64x64)',
   'sd15-step-b4': 'SD-1.5 guided step, 4 images (UNet batch 8, 64x64)',
+  'sdxl-step-768': 'SDXL guided step, 768 px (UNet batch 2, 96x96)',
+  'sdxl-step': 'SDXL guided step, 1024 px (UNet batch 2, 128x128)',
+  'sdxl-s2i': 'SDXL S2I edit-mode step, 1024 px (32x32 maps recorded and edited)',
+  'sdxl-ae': 'SDXL step + A&E gradient pass, 1024 px (32x32 maps)',
   train: 'shapes training step (batch 32)',
   'shapes-step-b1': 'shapes model guided step, 1 image (UNet batch 2, 32x32)',
   'shapes-step-b16': 'shapes model guided step, 16 images (UNet batch 32, 32x32)',
@@ -129,7 +147,26 @@ export class BenchUNet implements UNetAccess {
     const t0 = performance.now();
     const g = new Graph('initializer');
     const params = graphParams(g, this.weights);
-    build(g, (inputs, options) => g.scope('unet', () => unet2dCondition(this.config, params, inputs, options)));
+    const add = this.config.addition;
+    build(g, (inputs, options) => {
+      // SDXL: constant pooled embeddings and time ids (their values do not change the work)
+      if (add && !inputs.textEmbeds) {
+        const b = inputs.sample.shape[0]!;
+        const pooled = add.inputDim - 6 * add.timeEmbedDim;
+        const size = this.latentShape[1] * 8;
+        inputs = {
+          ...inputs,
+          textEmbeds: g.constant(new Float32Array(b * pooled).fill(0.01), [b, pooled], 'float32', 'bench_text_embeds'),
+          timeIds: g.constant(
+            Float32Array.from({ length: b * 6 }, (_, i) => [size, size, 0, 0, size, size][i % 6]!),
+            [b, 6],
+            'float32',
+            'bench_time_ids',
+          ),
+        };
+      }
+      return g.scope('unet', () => unet2dCondition(this.config, params, inputs, options));
+    });
     const buildMs = performance.now() - t0;
     const opts = { ...this.compileOptions };
     if (opts.profile) opts.profile = `${opts.profile}-${this.sessions.size}`;
@@ -184,6 +221,47 @@ export async function guidedStep(
   return { session, run: async () => (await session.run(feeds))['noise_pred']! };
 }
 
+/** The resolution the methods read maps at for this UNet and latent size (the project's rule). */
+export function benchAttnRes(unet: BenchUNet): [number, number] {
+  const [, h, w] = unet.latentShape;
+  return unet.config.addition ? chooseAttentionResolution(crossAttentionResolutions(unet.config, h, w), h, w) : AE_RES;
+}
+
+/** Suppress-to-Impress's edit-mode guided step: maps recorded at the rule's resolution and edited (factors 1). */
+export async function s2iStep(unet: BenchUNet): Promise<{ session: CompiledGraph; run: () => Promise<Tensor> }> {
+  const [c, h, w] = unet.latentShape;
+  const [tokens, dim] = unet.contextShape;
+  const res = benchAttnRes(unet);
+  const session = await unet.compile(`guided:b1:rec=${res.join('x')}:edit=1`, (g, build) => {
+    const raw = new AttentionStore({ kind: 'cross', resolution: res });
+    const editor = multiplicativeEditor(g, 2);
+    const used = new AttentionStore({ kind: 'cross', resolution: res });
+    const { noisePred } = build(
+      {
+        sample: g.input('sample', [2, c, h, w]),
+        timestep: g.input('timestep', [2]),
+        encoderHiddenStates: g.input('context', [2, tokens, dim]),
+      },
+      { attentionHook: composeHooks(raw.hook, editor.hook, used.hook) },
+    );
+    g.output('noise_pred', noisePred);
+    g.output('attention_maps_raw', op.identity(raw.aggregate({ resolution: res, batches: [1, 2] })));
+    g.output('attention_maps', op.identity(used.aggregate({ resolution: res, batches: [1, 2] })));
+  });
+  const feeds: Record<string, Tensor> = {
+    sample: { data: normal(1, 2 * c * h * w), shape: [2, c, h, w] },
+    timestep: { data: new Float32Array(2).fill(BENCH_TIMESTEP), shape: [2] },
+    context: { data: normal(2, 2 * tokens * dim), shape: [2, tokens, dim] },
+  };
+  for (const input of session.graph.inputs)
+    if (!(input.name in feeds))
+      feeds[input.name] = {
+        data: new Float32Array(input.shape.reduce((a, b) => a * b, 1)).fill(1),
+        shape: [...input.shape],
+      };
+  return { session, run: async () => (await session.run(feeds))['noise_pred']! };
+}
+
 /** A&E's gradient pass through the method's own evaluation; returns a function running one evaluation. */
 export async function aeGradPass(unet: BenchUNet): Promise<{ session: CompiledGraph; run: () => Promise<number> }> {
   const [c, h, w] = unet.latentShape;
@@ -198,7 +276,7 @@ export async function aeGradPass(unet: BenchUNet): Promise<{ session: CompiledGr
     const [e] = await evaluateAttendExcite(
       unet,
       BENCH_TIMESTEP,
-      { ...ATTEND_EXCITE_DEFAULTS, attnRes: AE_RES },
+      { ...ATTEND_EXCITE_DEFAULTS, attnRes: benchAttnRes(unet) },
       [item],
       true,
     );

@@ -23,6 +23,8 @@ const { values } = parseArgs({
     shapes: { type: 'string', default: '' },
     sd15: { type: 'string', default: '' },
     'sd15-latent': { type: 'string', default: '64' },
+    sdxl: { type: 'string', default: '' },
+    'sdxl-latent': { type: 'string', default: '128' },
     result: { type: 'string' },
     compile: { type: 'string', default: '{}' },
     model: { type: 'string', default: '' },
@@ -48,6 +50,8 @@ if (values.purpose === 'batch') {
     shapesUNetDir: values.shapes!,
     sd15UNetDir: values.sd15!,
     sd15Latent: Number(values['sd15-latent']),
+    sdxlUNetDir: values.sdxl!,
+    sdxlLatent: Number(values['sdxl-latent']),
     runs: Number(values.runs),
     compile,
   });

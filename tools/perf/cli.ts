@@ -5,6 +5,8 @@
  *                                          (batch 16 vs one at a time on the shapes model; several minutes)
  *   npm run bench -- --sd15                ... plus SD-1.5's UNet (random weights; tens of minutes, ~15 GB peak)
  *   npm run bench -- --only sd15-batch     SD-1.5's guided step for 1, 2 and 4 images (peak memory of batches)
+ *   npm run bench -- --only sdxl --no-torch  SDXL base's UNet (random weights, 10.3 GB): plain step at 768 and
+ *                                          1024 px, S2I's edit-mode step, A&E's gradient pass (hours; ~20+ GB)
  *   npm run bench -- --only tiny,train     exactly these parts (tiny, sd15, sd15-batch, train, batch)
  *   npm run bench -- --runs 5 --json --out perf.json --no-torch --no-profile --threads 2
  */
@@ -17,10 +19,11 @@ import { PARTS, type PartName } from './cases.js';
 import { DEFAULT_RUNS, packageRoot, runPerfBench } from './harness.js';
 import { formatPerfMarkdown } from './report.js';
 
-const USAGE = `usage: npm run bench -- [--only tiny,sd15,sd15-batch,train,batch | --sd15] [--runs N] [--json] [--out FILE] [--md FILE]
+const USAGE = `usage: npm run bench -- [--only tiny,sd15,sd15-batch,sdxl,train,batch | --sd15] [--runs N] [--json] [--out FILE] [--md FILE]
                         [--no-torch] [--no-profile] [--no-ort-cache] [--python PATH] [--tiny DIR] [--cache DIR]
                         [--threads N] [--spinning 0|1] [--fused-attention 0|1]
-                        [--optimization disabled|basic|extended|all] [--sd15-width N] [--sd15-latent N]`;
+                        [--optimization disabled|basic|extended|all] [--sd15-width N] [--sd15-latent N]
+                        [--sdxl-width N] [--sdxl-latent N]`;
 
 const { values } = parseArgs({
   options: {
@@ -37,6 +40,8 @@ const { values } = parseArgs({
     'fused-attention': { type: 'string' },
     'sd15-width': { type: 'string' },
     'sd15-latent': { type: 'string' },
+    'sdxl-width': { type: 'string' },
+    'sdxl-latent': { type: 'string' },
     python: { type: 'string', default: '/usr/bin/python3' },
     tiny: { type: 'string' },
     cache: { type: 'string' },
@@ -99,6 +104,17 @@ if (sd15Width !== undefined && sd15Width % 32 !== 0) {
   process.exit(2);
 }
 
+const sdxlWidth = positive('sdxl-width', values['sdxl-width']);
+const sdxlLatent = positive('sdxl-latent', values['sdxl-latent']);
+if (sdxlWidth !== undefined && sdxlWidth % 160 !== 0) {
+  console.error('--sdxl-width must be a multiple of 160 (32 GroupNorm groups and 5, 10, 20 heads)');
+  process.exit(2);
+}
+if (sdxlLatent !== undefined && sdxlLatent % 16 !== 0) {
+  console.error('--sdxl-latent must be a multiple of 16 (3/4 of it is the 768-px case, down-sampled twice)');
+  process.exit(2);
+}
+
 const tinyDir = resolve(
   values.tiny ??
     process.env['S2I_TINY_SD'] ??
@@ -122,6 +138,8 @@ const report = await runPerfBench({
   env,
   sd15Width,
   sd15Latent,
+  sdxlWidth,
+  sdxlLatent,
   log,
 });
 

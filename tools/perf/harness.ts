@@ -15,9 +15,16 @@ import { buildShapesVocabulary } from '../../src/shapes/vocab.js';
 import { CASE_LABELS, PARTS, TRAIN_BATCH, type CaseName, type PartName } from './cases.js';
 import { BATCH_CASES, type BatchResult } from './batch.js';
 import type { ProfileResult, TimeResult } from './measure.js';
-import { defaultBenchCache, ensureRandomUNetFolder, SD15_UNET_CONFIG_JSON } from './weights.js';
+import { defaultBenchCache, ensureRandomUNetFolder, SD15_UNET_CONFIG_JSON, SDXL_UNET_CONFIG_JSON } from './weights.js';
 
-export const DEFAULT_RUNS: Record<PartName, number> = { tiny: 10, sd15: 3, 'sd15-batch': 1, train: 5, batch: 3 };
+export const DEFAULT_RUNS: Record<PartName, number> = {
+  tiny: 10,
+  sd15: 3,
+  'sd15-batch': 1,
+  sdxl: 1,
+  train: 5,
+  batch: 3,
+};
 
 export interface PerfOptions {
   parts: PartName[];
@@ -49,6 +56,10 @@ export interface PerfOptions {
   sd15Width?: number;
   /** SD-1.5 latent size (default 64). */
   sd15Latent?: number;
+  /** Reduced SDXL for testing the harness: block_out_channels w, 2w, 4w (default 320: the real one; w % 160 = 0). */
+  sdxlWidth?: number;
+  /** SDXL latent size of the 1024-px cases (default 128; the 768-px case is 3/4 of it). */
+  sdxlLatent?: number;
 }
 
 export interface TorchResult {
@@ -197,6 +208,18 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
         log,
       );
     }
+    const xlWidth = options.sdxlWidth ?? 320;
+    const xlLatent = options.sdxlLatent ?? 128;
+    const sdxlUNet = join(cacheDir, xlWidth === 320 ? 'sdxl-random-unet' : `sdxl-w${xlWidth}-random-unet`);
+    if (options.parts.includes('sdxl')) {
+      log(`SDXL random weights: ${sdxlUNet} (written once${xlWidth === 320 ? ', 10.3 GB' : ''})`);
+      ensureRandomUNetFolder(
+        sdxlUNet,
+        { ...SDXL_UNET_CONFIG_JSON, block_out_channels: [xlWidth, 2 * xlWidth, 4 * xlWidth] },
+        0,
+        log,
+      );
+    }
     const useCache = options.cache !== false;
     // The per-case cache may hold SD-1.5's two graphs (3.4 + ~5 GB): no eviction within a case.
     const childEnv = (ortCache: string | null): NodeJS.ProcessEnv => ({
@@ -254,7 +277,9 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
         const label =
           name.startsWith('sd15') && (width !== 320 || latent !== 64)
             ? `${CASE_LABELS[name]} [reduced: width ${width}, ${latent}x${latent}]`
-            : CASE_LABELS[name];
+            : name.startsWith('sdxl') && (xlWidth !== 320 || xlLatent !== 128)
+              ? `${CASE_LABELS[name]} [reduced: width ${xlWidth}, latents ${xlLatent}x${xlLatent} for 1024 px]`
+              : CASE_LABELS[name];
         const report: CaseReport = {
           case: name,
           label,
@@ -276,6 +301,10 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
           sd15UNet,
           '--sd15-latent',
           String(latent),
+          '--sdxl',
+          sdxlUNet,
+          '--sdxl-latent',
+          String(xlLatent),
           '--compile',
           compileJson,
         ];
@@ -337,7 +366,8 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
         } finally {
           if (ortCache) rmSync(ortCache, { recursive: true, force: true });
         }
-        if (torch && !name.startsWith('shapes')) {
+        // (scripts/perf_reference.py has no SDXL: diffusers' SDXL UNet is not in its PyTorch-only reference)
+        if (torch && !name.startsWith('shapes') && !name.startsWith('sdxl')) {
           try {
             log(`${name}: PyTorch ${torch} (${runs[part]} runs)`);
             const args = [

@@ -10,6 +10,7 @@ import type { CompileOptions } from '../../src/graph/runtime.js';
 import {
   aeGradPass,
   BenchUNet,
+  s2iStep,
   caseImages,
   guidedStep,
   trainingStep,
@@ -21,6 +22,9 @@ import { median, readProfile, type KernelSummary } from './profile.js';
 export interface CaseInputs {
   tinyUNetDir: string;
   sd15UNetDir: string;
+  /** SDXL's random UNet folder (sdxl-* cases) and the latent size of its 1024-px cases (128; smaller to test). */
+  sdxlUNetDir?: string;
+  sdxlLatent?: number;
   /** The shipped shapes model's unet/ (shapes-step cases). */
   shapesUNetDir?: string;
   /** Latent size of the SD-1.5 cases (64 = 512 px; smaller only to test the harness). */
@@ -82,17 +86,28 @@ export async function runCase(
     if (name === 'train') return await runTrain(purpose, inputs, start, profDir);
     const t0 = performance.now();
     const small = name.startsWith('tiny') || name.startsWith('shapes');
+    const xl = name.startsWith('sdxl');
     const dir = name.startsWith('tiny')
       ? inputs.tinyUNetDir
       : name.startsWith('shapes')
         ? inputs.shapesUNetDir!
-        : inputs.sd15UNetDir;
-    const unet = BenchUNet.open(dir, small ? 32 : (inputs.sd15Latent ?? 64), compileOptions);
+        : xl
+          ? inputs.sdxlUNetDir!
+          : inputs.sd15UNetDir;
+    const xlLatent = inputs.sdxlLatent ?? 128;
+    const latent = small
+      ? 32
+      : xl
+        ? name.endsWith('-768')
+          ? (xlLatent * 3) / 4
+          : xlLatent
+        : (inputs.sd15Latent ?? 64);
+    const unet = BenchUNet.open(dir, latent, compileOptions);
     const openMs = performance.now() - t0;
     const ae = name.endsWith('-ae');
     // Gradient pass first, as A&E runs it before the guided pass.
     const grad = ae ? await aeGradPass(unet) : null;
-    const step = await guidedStep(unet, caseImages(name));
+    const step = name.endsWith('-s2i') ? await s2iStep(unet) : await guidedStep(unet, caseImages(name));
     const [firstStepRun] = await timed(step.run);
     const firstStepMs = performance.now() - t0;
     const rssAfterFirstStepMb = mb(process.resourceUsage().maxRSS);

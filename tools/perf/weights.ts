@@ -9,7 +9,17 @@
  * safetensors file, so the benchmark (and the PyTorch reference) can load SD-1.5-size weights through the real
  * loading path.
  */
-import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Graph, shapeSize, type WeightSource } from '../../src/graph/graph.js';
@@ -44,6 +54,13 @@ export const SD15_UNET_CONFIG_JSON: Readonly<Record<string, unknown>> = Object.f
 
 export const SD15_PARAMS = 859_520_964;
 
+/** SDXL base 1.0's `unet/config.json` (configs/stable-diffusion-xl; 2,567,463,684 parameters). */
+export const SDXL_UNET_CONFIG_JSON: Readonly<Record<string, unknown>> = Object.freeze(
+  JSON.parse(
+    readFileSync(new URL('../../configs/stable-diffusion-xl/unet/config.json', import.meta.url), 'utf8'),
+  ) as Record<string, unknown>,
+);
+
 export function sd15UNetConfig(): UNetConfig {
   return parseUNetConfig({ ...SD15_UNET_CONFIG_JSON }, 'SD-1.5 unet config');
 }
@@ -58,10 +75,14 @@ export function unetParameterShapes(cfg: UNetConfig, contextDim = cfg.crossAtten
   };
   // Weight shapes do not depend on the sample size; the smallest size the down-sampling allows keeps this cheap.
   const s = 2 ** (cfg.blockOutChannels.length - 1);
+  const add = cfg.addition;
   unet2dCondition(cfg, p, {
     sample: g.input('x', [1, cfg.inChannels, s, s]),
     timestep: g.input('t', [1]),
     encoderHiddenStates: g.input('c', [1, 1, contextDim]),
+    ...(add
+      ? { textEmbeds: g.input('e', [1, add.inputDim - 6 * add.timeEmbedDim]), timeIds: g.input('i', [1, 6]) }
+      : {}),
   });
   return shapes;
 }

@@ -44,9 +44,9 @@ export interface ComponentInfo {
 /** How a single-file checkpoint was read. */
 export interface SingleFileSummary {
   layout: 'ldm';
-  /** 'SD 1.x' (OpenAI CLIP text encoder) or 'SD 2.x' (OpenCLIP). */
+  /** 'SD 1.x' (OpenAI CLIP text encoder), 'SD 2.x' (OpenCLIP) or 'SDXL' (both). */
   family: string;
-  textEncoder: 'clip' | 'open-clip';
+  textEncoder: 'clip' | 'open-clip' | 'sdxl';
   /** Where the configs came from: inferred from the weights over the shipped folder, or the user's --config. */
   configs: 'inferred' | 'given';
   configDir: string;
@@ -81,6 +81,11 @@ function summariseUnet(c: Config, f: string): Record<string, unknown> {
     down_block_types: configStringArray(c, 'down_block_types', f, [...U.down_block_types]),
     mid_block_type: configOptionalString(c, 'mid_block_type', f) ?? U.mid_block_type,
     up_block_types: configStringArray(c, 'up_block_types', f, [...U.up_block_types]),
+    // SDXL's keys, shown where the config has them
+    transformer_layers_per_block: Object.hasOwn(c, 'transformer_layers_per_block')
+      ? configNumberOrArray(c, 'transformer_layers_per_block', f, U.transformer_layers_per_block)
+      : undefined,
+    addition_embed_type: configOptionalString(c, 'addition_embed_type', f) ?? undefined,
   };
 }
 
@@ -94,6 +99,14 @@ function summariseTextEncoder(c: Config, f: string): Record<string, unknown> {
     vocab_size: configInt(c, 'vocab_size', f, T.vocab_size),
     max_position_embeddings: configInt(c, 'max_position_embeddings', f, T.max_position_embeddings),
     hidden_act: configString(c, 'hidden_act', f, T.hidden_act),
+  };
+}
+
+/** SDXL's second encoder: CLIPTextModelWithProjection, so its projection width too. */
+function summariseTextEncoder2(c: Config, f: string): Record<string, unknown> {
+  return {
+    ...summariseTextEncoder(c, f),
+    projection_dim: configInt(c, 'projection_dim', f, CLIP_TEXT_DEFAULTS.projection_dim),
   };
 }
 
@@ -165,11 +178,14 @@ function summarise(comp: Component): Record<string, unknown> {
       return summariseUnet(comp.config, f);
     case 'text_encoder':
       return summariseTextEncoder(comp.config, f);
+    case 'text_encoder_2':
+      return summariseTextEncoder2(comp.config, f);
     case 'vae':
       return summariseVae(comp.config, f);
     case 'scheduler':
       return summariseScheduler(comp.config, f);
     case 'tokenizer':
+    case 'tokenizer_2':
       return summariseTokenizer(comp);
     default:
       return {};
@@ -280,13 +296,17 @@ export function formatModelInfo(info: ModelInfo): string {
   lines.push(`model     ${info.model}`);
   const sf = info.singleFile;
   if (sf) {
-    const encoder = sf.textEncoder === 'clip' ? 'OpenAI CLIP' : 'OpenCLIP';
-    lines.push(`format    single-file checkpoint, LDM layout: ${sf.family} (${encoder} text encoder)`);
+    const encoder = {
+      clip: 'OpenAI CLIP text encoder',
+      'open-clip': 'OpenCLIP text encoder',
+      sdxl: 'OpenAI CLIP ViT-L and OpenCLIP ViT-bigG text encoders',
+    }[sf.textEncoder];
+    lines.push(`format    single-file checkpoint, LDM layout: ${sf.family} (${encoder})`);
     lines.push(
       `configs   ${sf.configs === 'inferred' ? `inferred from the weights over ${sf.configDir}` : sf.configDir}`,
     );
     if (sf.skippedKeys > 0)
-      lines.push(`skipped   ${sf.skippedKeys} keys (EMA weights, schedule buffers, unused layers)`);
+      lines.push(`skipped   ${sf.skippedKeys} keys (EMA weights, schedule buffers, unused layers, CLIP's logit_scale)`);
   }
   if (info.pipeline)
     lines.push(`pipeline  ${info.pipeline}${info.diffusersVersion ? ` (diffusers ${info.diffusersVersion})` : ''}`);

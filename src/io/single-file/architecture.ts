@@ -14,7 +14,7 @@ import { readJsonObject, type Config } from '../json-config.js';
 import type { WeightEntry } from '../weight-store.js';
 import type { TextEncoderLayout } from './convert.js';
 
-export type SdFamily = 'stable-diffusion-v1' | 'stable-diffusion-v2';
+export type SdFamily = 'stable-diffusion-v1' | 'stable-diffusion-v2' | 'stable-diffusion-xl';
 
 /** The config folders shipped with s2i for single files (see configs/README.md for their source). */
 export function shippedConfigDir(family: SdFamily): string {
@@ -25,18 +25,24 @@ export function shippedConfigDir(family: SdFamily): string {
 export const FAMILY_OF_LAYOUT: Readonly<Record<TextEncoderLayout, SdFamily>> = {
   clip: 'stable-diffusion-v1',
   'open-clip': 'stable-diffusion-v2',
+  sdxl: 'stable-diffusion-xl',
 };
 
 /** What `s2i info` and messages call a family. */
 export const FAMILY_NAME: Readonly<Record<SdFamily, string>> = {
   'stable-diffusion-v1': 'SD 1.x',
   'stable-diffusion-v2': 'SD 2.x',
+  'stable-diffusion-xl': 'SDXL',
 };
 
 const STANDARD = {
   'stable-diffusion-v1': { unetWidth: 320, textWidth: 768 },
   'stable-diffusion-v2': { unetWidth: 320, textWidth: 1024 },
+  'stable-diffusion-xl': { unetWidth: 320, textWidth: 768 },
 } as const;
+
+/** SDXL's second text encoder (OpenCLIP ViT-bigG): its standard width, with 64-wide heads. */
+const SDXL_TEXT2_WIDTH = 1280;
 
 type Shapes = ReadonlyMap<string, WeightEntry>;
 
@@ -65,12 +71,32 @@ export interface InferredConfigs {
   unet: Config;
   vae: Config;
   textEncoder: Config;
+  /** SDXL's second text encoder; null for SD 1.x / 2.x. */
+  textEncoder2: Config | null;
+}
+
+/** A CLIP text encoder's config from its weights over the family's; `dropLast`: SD 2.x's unused last layer. */
+function inferTextConfig(base: Config, text: Shapes, where: string, dropLast: boolean): Config {
+  const [vocab, width] = shapeOf(text, 'text_model.embeddings.token_embedding.weight', where) as [number, number];
+  const blocks = indices(text, /^text_model\.encoder\.layers\.(\d+)\./).length;
+  const projection = text.get('text_projection.weight');
+  return {
+    ...base,
+    vocab_size: vocab,
+    hidden_size: width,
+    intermediate_size: shapeOf(text, 'text_model.encoder.layers.0.mlp.fc1.weight', where)[0]!,
+    num_hidden_layers: dropLast ? blocks - 1 : blocks,
+    num_attention_heads: width / 64,
+    max_position_embeddings: shapeOf(text, 'text_model.embeddings.position_embedding.weight', where)[0]!,
+    // text_projection is read transposed from OpenCLIP's [width, projection]
+    ...(projection ? { projection_dim: projection.tensor.shape[projection.transposed ? 1 : 0] } : {}),
+  };
 }
 
 export function inferConfigs(
   family: SdFamily,
   layout: TextEncoderLayout,
-  weights: { unet: Shapes; vae: Shapes; textEncoder: Shapes },
+  weights: { unet: Shapes; vae: Shapes; textEncoder: Shapes; textEncoder2: Shapes | null },
   where: string,
 ): InferredConfigs {
   const dir = shippedConfigDir(family);
@@ -78,12 +104,7 @@ export function inferConfigs(
   const { unet, vae, textEncoder: text } = weights;
 
   // text encoder
-  const [vocab, textWidth] = shapeOf(text, 'text_model.embeddings.token_embedding.weight', where) as [number, number];
-  const positions = shapeOf(text, 'text_model.embeddings.position_embedding.weight', where)[0]!;
-  const blocks = indices(text, /^text_model\.encoder\.layers\.(\d+)\./).length;
-  const intermediate = shapeOf(text, 'text_model.encoder.layers.0.mlp.fc1.weight', where)[0]!;
-  // SD 2.x conditions on OpenCLIP's penultimate layer: diffusers' text encoder has one layer less than the file.
-  const layers = layout === 'open-clip' ? blocks - 1 : blocks;
+  const [, textWidth] = shapeOf(text, 'text_model.embeddings.token_embedding.weight', where) as [number, number];
 
   // UNet
   const [width, inChannels] = shapeOf(unet, 'conv_in.weight', where) as [number, number];
@@ -107,12 +128,20 @@ export function inferConfigs(
   );
 
   const standard = STANDARD[family];
-  if (width !== standard.unetWidth || textWidth !== standard.textWidth) {
+  const text2Width = weights.textEncoder2
+    ? shapeOf(weights.textEncoder2, 'text_model.embeddings.token_embedding.weight', where)[1]!
+    : null;
+  if (
+    width !== standard.unetWidth ||
+    textWidth !== standard.textWidth ||
+    (text2Width !== null && text2Width !== SDXL_TEXT2_WIDTH)
+  ) {
+    const also = (v: number | null) => (v !== null ? ` and ${v}` : '');
     throw new FieldError(
       'config',
       (name) =>
-        `${where}: not a standard ${FAMILY_NAME[family]} architecture (UNet width ${width}, text encoder width ${textWidth}; ` +
-        `standard: ${standard.unetWidth}, ${standard.textWidth}), so its attention heads are unknown; ` +
+        `${where}: not a standard ${FAMILY_NAME[family]} architecture (UNet width ${width}, text encoder width ${textWidth}${also(text2Width)}; ` +
+        `standard: ${standard.unetWidth}, ${standard.textWidth}${also(text2Width !== null ? SDXL_TEXT2_WIDTH : null)}), so its attention heads are unknown; ` +
         `give its diffusers config folder with ${name} DIR`,
     );
   }
@@ -129,9 +158,12 @@ export function inferConfigs(
     cross_attention_dim: crossAttentionDim,
     use_linear_projection: linearProjection,
     transformer_layers_per_block: depth.every((d) => d === depth[0]) ? depth[0] : depth,
-    // SD 1.x: 8 heads in every block; SD 2.x: heads 64 wide (diffusers: num_head_channels 64 in v2-inference.yaml)
+    // SD 1.x: 8 heads in every block; SD 2.x and SDXL: heads 64 wide (num_head_channels 64 in their LDM yaml)
     attention_head_dim: family === 'stable-diffusion-v1' ? 8 : blockOut.map((c) => c / 64),
   };
+  // SDXL's text_time embedding: its input width (pooled + 6 time ids) from add_embedding.linear_1
+  const addEmbedding = unet.get('add_embedding.linear_1.weight');
+  if (addEmbedding) unetConfig['projection_class_embeddings_input_dim'] = addEmbedding.tensor.shape[1];
 
   const vaeLevels = indices(vae, /^encoder\.down_blocks\.(\d+)\./);
   const vaeConfig: Record<string, unknown> = {
@@ -146,14 +178,10 @@ export function inferConfigs(
     mid_block_add_attention: hasPrefix(vae, 'decoder.mid_block.attentions.'),
   };
 
-  const textConfig: Record<string, unknown> = {
-    ...base('text_encoder'),
-    vocab_size: vocab,
-    hidden_size: textWidth,
-    intermediate_size: intermediate,
-    num_hidden_layers: layers,
-    num_attention_heads: textWidth / 64,
-    max_position_embeddings: positions,
-  };
-  return { unet: unetConfig, vae: vaeConfig, textEncoder: textConfig };
+  const textConfig = inferTextConfig(base('text_encoder'), text, where, layout === 'open-clip');
+  // SDXL conditions on both encoders' penultimate layers but pools the second's last: no layer is dropped.
+  const text2Config = weights.textEncoder2
+    ? inferTextConfig(base('text_encoder_2'), weights.textEncoder2, where, false)
+    : null;
+  return { unet: unetConfig, vae: vaeConfig, textEncoder: textConfig, textEncoder2: text2Config };
 }

@@ -11,6 +11,9 @@
  *   first_stage_model.*              → vae           (encoder.down.N.block.M → encoder.down_blocks.N.resnets.M ...)
  *   cond_stage_model.transformer.*   → text_encoder  (SD 1.x: transformers' CLIPTextModel, keys as they are)
  *   cond_stage_model.model.*         → text_encoder  (SD 2.x: OpenCLIP ViT-H, renamed and split)
+ *   conditioner.embedders.0.transformer.* → text_encoder   (SDXL: CLIP ViT-L, transformers' layout)
+ *   conditioner.embedders.1.model.*       → text_encoder_2 (SDXL: OpenCLIP ViT-bigG, renamed and split; its
+ *                                           `text_projection` [width, proj] read transposed, as diffusers does)
  *
  * Keys a checkpoint carries besides the weights are skipped as diffusers skips them: LDM's diffusion-schedule
  * buffers (`betas`, `alphas_cumprod`, ...) and the EMA copy (`model_ema.*`; diffusers converts the non-EMA
@@ -25,9 +28,15 @@ export const UNET_PREFIX = 'model.diffusion_model.';
 export const VAE_PREFIX = 'first_stage_model.';
 export const CLIP_PREFIX = 'cond_stage_model.transformer.';
 export const OPEN_CLIP_PREFIX = 'cond_stage_model.model.';
+export const SDXL_CLIP_PREFIX = 'conditioner.embedders.0.transformer.';
+export const SDXL_OPEN_CLIP_PREFIX = 'conditioner.embedders.1.model.';
 
-/** SD 1.x files carry OpenAI's CLIP text encoder (transformers layout), SD 2.x OpenCLIP's. */
-export type TextEncoderLayout = 'clip' | 'open-clip';
+/** SD 1.x files carry OpenAI's CLIP text encoder (transformers layout), SD 2.x OpenCLIP's, SDXL both. */
+export type TextEncoderLayout = 'clip' | 'open-clip' | 'sdxl';
+
+/** Refiner checkpoints: what they are and why they are refused, in one line. */
+export const REFINER_REFUSAL =
+  "is an SDXL refiner (image-to-image on the base model's latents, conditioned on an aesthetic score); s2i runs text-to-image models such as SDXL base";
 
 /** The buffers of LDM's `DDPM` module: the training schedule, not weights (diffusers ignores them too). */
 const SCHEDULE_BUFFERS = new Set([
@@ -52,6 +61,8 @@ export interface ConvertedCheckpoint {
   unet: Map<string, WeightEntry>;
   vae: Map<string, WeightEntry>;
   textEncoder: Map<string, WeightEntry>;
+  /** SDXL's second text encoder (OpenCLIP ViT-bigG with its projection); null for SD 1.x / 2.x. */
+  textEncoder2: Map<string, WeightEntry> | null;
   /** Keys of the file skipped on purpose (schedule buffers, EMA weights). */
   skipped: string[];
 }
@@ -119,6 +130,9 @@ function unetKey(key: string, t: TensorInfo, layers: number): [string, TensorInf
   if ((m = /^time_embed\.([02])\.(weight|bias)$/.exec(key)))
     return [`time_embedding.linear_${m[1] === '0' ? 1 : 2}.${m[2]}`, t];
   if ((m = /^input_blocks\.0\.0\.(weight|bias)$/.exec(key))) return [`conv_in.${m[1]}`, t];
+  // SDXL's text_time embedding (LDM's label_emb.0: Linear, SiLU, Linear)
+  if ((m = /^label_emb\.0\.([02])\.(weight|bias)$/.exec(key)))
+    return [`add_embedding.linear_${m[1] === '0' ? 1 : 2}.${m[2]}`, t];
   if ((m = /^out\.([02])\.(weight|bias)$/.exec(key)))
     return [`${m[1] === '0' ? 'conv_norm_out' : 'conv_out'}.${m[2]}`, t];
 
@@ -285,9 +299,13 @@ export function convertLdmCheckpoint(file: SafetensorsFile): ConvertedCheckpoint
   const infos = file.infos();
   const names = infos.map((t) => t.name);
   const has = (prefix: string) => names.some((n) => n.startsWith(prefix));
-  if (has('conditioner.embedders.')) {
-    throw new UserError(`${file.path}: is an SDXL checkpoint (conditioner.embedders.*); s2i runs SD 1.x and 2.x`);
-  }
+  // SDXL refiner: OpenCLIP ViT-bigG alone, as embedder 0
+  if (has('conditioner.embedders.0.model.')) throw new UserError(`${file.path}: ${REFINER_REFUSAL}`);
+  const xl = has('conditioner.embedders.');
+  if (xl && !(has(SDXL_CLIP_PREFIX) && has(SDXL_OPEN_CLIP_PREFIX)))
+    throw new UserError(
+      `${file.path}: has conditioner.embedders.* keys but not SDXL base's two text encoders (${SDXL_CLIP_PREFIX}*, ${SDXL_OPEN_CLIP_PREFIX}*)`,
+    );
   if (!has(UNET_PREFIX)) {
     const diffusersComponent = names.some((n) => /^(conv_in|text_model|encoder|decoder)\./.test(n));
     throw new UserError(
@@ -296,7 +314,13 @@ export function convertLdmCheckpoint(file: SafetensorsFile): ConvertedCheckpoint
         : `${file.path}: not a single-file Stable Diffusion checkpoint (no ${UNET_PREFIX}* keys)`,
     );
   }
-  const textLayout: TextEncoderLayout | null = has(OPEN_CLIP_PREFIX) ? 'open-clip' : has(CLIP_PREFIX) ? 'clip' : null;
+  const textLayout: TextEncoderLayout | null = xl
+    ? 'sdxl'
+    : has(OPEN_CLIP_PREFIX)
+      ? 'open-clip'
+      : has(CLIP_PREFIX)
+        ? 'clip'
+        : null;
   if (!textLayout) {
     throw new UserError(
       `${file.path}: has no text encoder (neither ${CLIP_PREFIX}* for SD 1.x nor ${OPEN_CLIP_PREFIX}* for SD 2.x)`,
@@ -311,7 +335,14 @@ export function convertLdmCheckpoint(file: SafetensorsFile): ConvertedCheckpoint
   const layers = unetLayersPerBlock(unetKeys.map(([k]) => k));
   const upRank = upLevelRanks(vaeKeys.map(([k]) => k));
 
-  const out: ConvertedCheckpoint = { textLayout, unet: new Map(), vae: new Map(), textEncoder: new Map(), skipped: [] };
+  const out: ConvertedCheckpoint = {
+    textLayout,
+    unet: new Map(),
+    vae: new Map(),
+    textEncoder: new Map(),
+    textEncoder2: xl ? new Map() : null,
+    skipped: [],
+  };
   const unknown: string[] = [];
   const put = (target: Map<string, WeightEntry>, source: string, converted: [string, TensorInfo][] | null) => {
     if (converted === null) {
@@ -337,6 +368,16 @@ export function convertLdmCheckpoint(file: SafetensorsFile): ConvertedCheckpoint
       put(out.textEncoder, n, [clipKey(n.slice(CLIP_PREFIX.length), t)]);
     } else if (textLayout === 'open-clip' && n.startsWith(OPEN_CLIP_PREFIX)) {
       put(out.textEncoder, n, openClipKeys(n.slice(OPEN_CLIP_PREFIX.length), t));
+    } else if (xl && n.startsWith(SDXL_CLIP_PREFIX)) {
+      put(out.textEncoder, n, [clipKey(n.slice(SDXL_CLIP_PREFIX.length), t)]);
+    } else if (xl && n === `${SDXL_OPEN_CLIP_PREFIX}text_projection`) {
+      // OpenCLIP multiplies by it (x @ text_projection); transformers' Linear holds its transpose
+      if (t.shape.length !== 2) unknown.push(n);
+      else out.textEncoder2!.set('text_projection.weight', { file, tensor: t, transposed: true });
+    } else if (xl && n === `${SDXL_OPEN_CLIP_PREFIX}logit_scale`) {
+      out.skipped.push(n); // CLIP's contrastive temperature: not used to generate
+    } else if (xl && n.startsWith(SDXL_OPEN_CLIP_PREFIX)) {
+      put(out.textEncoder2!, n, openClipKeys(n.slice(SDXL_OPEN_CLIP_PREFIX.length), t));
     } else if (SCHEDULE_BUFFERS.has(n) || n.startsWith('model_ema.')) {
       out.skipped.push(n);
     } else {
@@ -345,7 +386,7 @@ export function convertLdmCheckpoint(file: SafetensorsFile): ConvertedCheckpoint
   }
   if (unknown.length > 0) {
     throw new UserError(
-      `${file.path}: ${unknown.length} key${unknown.length === 1 ? '' : 's'} that no SD 1.x/2.x conversion rule covers (${listKeys(unknown)})`,
+      `${file.path}: ${unknown.length} key${unknown.length === 1 ? '' : 's'} that no SD 1.x/2.x/XL conversion rule covers (${listKeys(unknown)})`,
     );
   }
   return out;

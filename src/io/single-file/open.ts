@@ -14,6 +14,8 @@ import {
   CLIP_PREFIX,
   convertLdmCheckpoint,
   OPEN_CLIP_PREFIX,
+  SDXL_CLIP_PREFIX,
+  SDXL_OPEN_CLIP_PREFIX,
   UNET_PREFIX,
   VAE_PREFIX,
   type TextEncoderLayout,
@@ -24,7 +26,7 @@ const { join } = paths;
 export interface SingleFileInfo {
   /** Absolute path of the checkpoint. */
   file: string;
-  /** Which text encoder layout the keys show: OpenAI CLIP (SD 1.x) or OpenCLIP (SD 2.x). */
+  /** Which text encoder layout the keys show: OpenAI CLIP (SD 1.x), OpenCLIP (SD 2.x) or both (SDXL). */
   textEncoderLayout: TextEncoderLayout;
   family: SdFamily;
   familyName: string;
@@ -71,6 +73,10 @@ export function openSingleFile(
       new WeightStore([file], `${file.path} [${prefix}* keys read as diffusers names]`, entries);
     const overrides = new Map<string, ComponentOverride>();
     let configDir: string;
+    const textPrefix = { clip: CLIP_PREFIX, 'open-clip': OPEN_CLIP_PREFIX, sdxl: SDXL_CLIP_PREFIX }[
+      converted.textLayout
+    ];
+    const text2 = converted.textEncoder2;
 
     if (options.configDir !== undefined) {
       configDir = options.configDir;
@@ -79,9 +85,8 @@ export function openSingleFile(
       if (converted.textLayout === 'open-clip') dropUnusedLastLayer(converted.textEncoder, layers, skipped);
       overrides.set('unet', { weights: store(converted.unet, UNET_PREFIX) });
       overrides.set('vae', { weights: store(converted.vae, VAE_PREFIX) });
-      overrides.set('text_encoder', {
-        weights: store(converted.textEncoder, converted.textLayout === 'clip' ? CLIP_PREFIX : OPEN_CLIP_PREFIX),
-      });
+      overrides.set('text_encoder', { weights: store(converted.textEncoder, textPrefix) });
+      if (text2) overrides.set('text_encoder_2', { weights: store(text2, SDXL_OPEN_CLIP_PREFIX) });
     } else {
       configDir = shippedConfigDir(family);
       const inferred = inferConfigs(family, converted.textLayout, converted, file.path);
@@ -107,9 +112,14 @@ export function openSingleFile(
         config: config(inferred.vae, 'vae', 'AutoencoderKL'),
       });
       overrides.set('text_encoder', {
-        weights: store(converted.textEncoder, converted.textLayout === 'clip' ? CLIP_PREFIX : OPEN_CLIP_PREFIX),
+        weights: store(converted.textEncoder, textPrefix),
         config: config(inferred.textEncoder, 'text_encoder', 'CLIPTextModel'),
       });
+      if (text2 && inferred.textEncoder2)
+        overrides.set('text_encoder_2', {
+          weights: store(text2, SDXL_OPEN_CLIP_PREFIX),
+          config: config(inferred.textEncoder2, 'text_encoder_2', 'CLIPTextModelWithProjection'),
+        });
     }
     const folder = openModelFolder(configDir, { overrides });
     return {
