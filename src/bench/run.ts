@@ -55,6 +55,7 @@ import type { PromptObject } from '../shapes/prompt.js';
 import { type ObjectReport, scoreImage } from '../shapes/score.js';
 import type { Tensor } from '../tensor.js';
 import type { PromptKind, Split, Suite, SuitePrompt } from './suites.js';
+import { quote } from '../util/quote.js';
 
 /**
  * Bumped when the meaning of a row changes (then old rows are not reused). 2: the initial noise comes from
@@ -219,10 +220,10 @@ export function parseSeeds(value: string, option = 'seeds'): number[] {
   if (value.trim() === '') throw bad('got an empty value');
   for (const part of value.split(',')) {
     const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
-    if (!m) throw bad(`got "${part.trim()}"`);
+    if (!m) throw bad(`got ${quote(part.trim())}`);
     const lo = Number(m[1]),
       hi = m[2] === undefined ? lo : Number(m[2]);
-    if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi)) throw bad(`got "${part.trim()}"`);
+    if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi)) throw bad(`got ${quote(part.trim())}`);
     if (hi < lo) throw bad(`the range "${part.trim()}" runs backwards`);
     if (out.length + hi - lo + 1 > 100_000) throw bad('more than 100000 seeds');
     for (let s = lo; s <= hi; s++) {
@@ -564,7 +565,7 @@ export function promptSubjects(model: StableDiffusion, prompt: string): AutoSubj
   try {
     return autoSubjects(model.tokenizer, prompt);
   } catch (e) {
-    const where = `prompt ${JSON.stringify(prompt)}`;
+    const where = `prompt ${quote(prompt)}`;
     if (e instanceof FieldError)
       throw new FieldError(e.field, (_, nameOf) => `${where}: ${e.messageFor(nameOf)}`, { cause: e });
     if (e instanceof UserError) throw new UserError(`${where}: ${e.message}`, { cause: e });

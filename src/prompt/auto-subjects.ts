@@ -12,6 +12,7 @@ import nlp from 'compromise';
 import { FieldError } from '../errors.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 import type { Subject } from './subjects.js';
+import { quote } from '../util/quote.js';
 
 export interface AttributeLink {
   attribute: Subject;
@@ -130,7 +131,7 @@ export function autoSubjects(tokenizer: ClipTokenizer, prompt: string): AutoSubj
     throw new FieldError(
       'subjects',
       (name, nameOf) =>
-        `found no nouns in the prompt ${JSON.stringify(prompt)}; name the subjects with ${name} or ${nameOf('tokens')}`,
+        `found no nouns in the prompt ${quote(prompt)}; name the subjects with ${name} or ${nameOf('tokens')}`,
     );
   for (const s of subjects) s.occurrences = occurrences.get(s.word) ?? 1;
   for (const a of attributes) a.attribute.occurrences = occurrences.get(a.attribute.word) ?? 1;

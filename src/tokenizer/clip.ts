@@ -22,6 +22,7 @@ import { BytePairEncoder, END_OF_WORD, bytesToUnicode } from './bpe.js';
 import { fixText, whitespaceClean } from './ftfy.js';
 import { pyHtmlUnescape } from './html.js';
 import { REGEX_WHITESPACE_CLASS, pyLower, pySplit, pyStrip } from './unicode.js';
+import { quote } from '../util/quote.js';
 
 export type ClipTokenizerVariant = 'hf-noftfy' | 'hf-ftfy' | 'openai';
 export const CLIP_TOKENIZER_VARIANTS: readonly ClipTokenizerVariant[] = ['hf-noftfy', 'hf-ftfy', 'openai'];
@@ -337,7 +338,7 @@ export class ClipTokenizer {
     const lastKept = this.checkMaxLength(options.maxLength, true) - 2;
     const query = this.pieces(word).map((p) => p.text);
     if (query.length === 0) {
-      throw new UserError(`cannot look for ${JSON.stringify(word)} in the prompt: it is empty after normalisation`);
+      throw new UserError(`cannot look for ${quote(word)} in the prompt: it is empty after normalisation`);
     }
     const pieces = this.pieces(text);
     const starts: number[] = [];

@@ -44,6 +44,7 @@ import {
   suppressOverrides,
   type SuppressFlags,
 } from '../options.js';
+import { boundLine, quote } from '../../util/quote.js';
 
 /** Default inference steps: A&E-style methods cost ~3x plain sampling per step on CPU; 25 keeps a suite practical. */
 export const BENCH_DEFAULT_STEPS = 25;
@@ -227,7 +228,7 @@ function progressHooks(bar: SingleBar | null, logLines: boolean, out: string): Q
     total = 0;
   let workers = '?';
   const say = (line: string, what = line) => {
-    if (logLines) process.stderr.write(`bench: ${line}\n`);
+    if (logLines) process.stderr.write(`bench: ${boundLine(line)}\n`);
     bar?.update({ what });
   };
   return {
@@ -247,7 +248,7 @@ function progressHooks(bar: SingleBar | null, logLines: boolean, out: string): Q
       bar?.update({ workers });
     },
     onFailed: (f) => {
-      const line = `FAILED ${f.method} seed ${f.seed} ${JSON.stringify(f.prompt)}: ${f.reason}`;
+      const line = boundLine(`FAILED ${f.method} seed ${f.seed} ${quote(f.prompt)}: ${f.reason}`);
       say(line, line.slice(0, 80));
     },
     onProgress: ({ done, skipped, row }) => {
