@@ -56,10 +56,23 @@ function norm(s: string): string {
     .replace(/[^a-z0-9]/g, '');
 }
 
+/**
+ * The text the finder reads: what the text encoder sees (`visibleText`), when its tokens are the prompt's own first
+ * ones (they are, as pre-tokenising is word by word; checked all the same). Words past the token limit can be no
+ * subject, and the tagger's time grows faster than linearly with the text: a 120,000-character prompt took 47 s.
+ */
+function readText(tokenizer: ClipTokenizer, prompt: string, ids: readonly number[]): string {
+  const visible = tokenizer.visibleText(prompt);
+  if (visible === prompt) return prompt;
+  const seen = tokenizer.tokenize(visible).ids;
+  return seen.every((id, i) => id === ids[i]) ? visible : prompt;
+}
+
 export function autoSubjects(tokenizer: ClipTokenizer, prompt: string): AutoSubjects {
-  const terms: Term[] = (nlp(prompt).json() as { terms: Term[] }[]).flatMap((s) => s.terms);
-  const words = tokenizer.words(prompt);
   const ids = tokenizer.tokenize(prompt).ids;
+  const text = readText(tokenizer, prompt, ids);
+  const terms: Term[] = (nlp(text).json() as { terms: Term[] }[]).flatMap((s) => s.terms);
+  const words = tokenizer.words(text);
   // Align compromise's terms with the tokenizer's words (same order; the tokenizer also splits punctuation).
   const termWord: (number | null)[] = [];
   let w = 0;
