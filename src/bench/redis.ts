@@ -156,10 +156,7 @@ async function selectDatabase(client: Redis, target: RedisTarget): Promise<void>
       .catch(() => NaN); // CONFIG may be disabled (managed servers)
     const has = Number.isInteger(count) && count > 0 ? ` (it has databases 0 to ${count - 1})` : '';
     throw new UserError(
-      redact(
-        `Redis at ${target.display} has no database ${target.db}${has}: ${errorText(e)}`,
-        target,
-      ),
+      redact(`Redis at ${target.display} has no database ${target.db}${has}: ${errorText(e)}`, target),
     );
   }
 }

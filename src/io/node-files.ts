@@ -17,6 +17,7 @@ import {
 } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors.js';
+import { syncFolder } from './durable.js';
 import type { FileKind, FileSystem, RandomAccessFile } from './files.js';
 
 /** What a Node `Stats` describes, in the FileSystem's words. */
@@ -132,5 +133,6 @@ export const nodeFileSystem: FileSystem = {
         `${target}: cannot move the written file into place (${oneLine(String((e as Error).message))})`,
       );
     }
+    syncFolder(path.dirname(target)); // the rename on the disk too
   },
 };
