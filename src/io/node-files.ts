@@ -7,6 +7,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   readSync,
   realpathSync,
   renameSync,
@@ -52,6 +53,14 @@ export const nodeFileSystem: FileSystem = {
   },
 
   realpath: (p) => realpathSync(p),
+
+  linkTarget(p) {
+    try {
+      return readlinkSync(p);
+    } catch {
+      return null; // not a link, or nothing there
+    }
+  },
 
   listFiles(dir) {
     try {
