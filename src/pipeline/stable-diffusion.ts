@@ -140,42 +140,8 @@ export class StableDiffusion {
     singleFile: SingleFileInfo | null,
     options: LoadOptions,
   ): StableDiffusion {
-    const text = folder.component('text_encoder');
-    const unet = folder.component('unet');
-    const vae = folder.has('vae') ? folder.component('vae') : null;
+    const { tokenizer, textConfig, unetConfig, vaeConfig, weights } = checkModel(folder);
     const scheduler = folder.component('scheduler');
-    const tokenizer = ClipTokenizer.fromFolder(folder.componentDir('tokenizer'));
-    const textConfig = parseClipTextConfig(text.config, text.configPath);
-    const unetConfig = parseUNetConfig(unet.config, unet.configPath);
-    const vaeConfig = vae ? parseVaeConfig(vae.config, vae.configPath) : null;
-    if (unetConfig.crossAttentionDim.some((d) => d !== textConfig.hiddenSize)) {
-      throw new UserError(
-        `${unet.configPath}: cross_attention_dim ${unetConfig.crossAttentionDim} does not match the text encoder's hidden_size ${textConfig.hiddenSize}`,
-      );
-    }
-    if (vaeConfig && vaeConfig.latentChannels !== unetConfig.inChannels) {
-      throw new UserError(
-        `${unet.configPath}: in_channels ${unetConfig.inChannels} does not match the VAE's latent_channels ${vaeConfig.latentChannels}`,
-      );
-    }
-    if (tokenizer.modelMaxLength > textConfig.maxPositionEmbeddings) {
-      throw new UserError(
-        `tokenizer model_max_length ${tokenizer.modelMaxLength} exceeds the text encoder's max_position_embeddings ${textConfig.maxPositionEmbeddings}`,
-      );
-    }
-    // Every id the tokenizer can produce must have an embedding row (else the text encoder's Gather fails).
-    if (tokenizer.maxId >= textConfig.vocabSize) {
-      throw new UserError(
-        `${folder.componentDir('tokenizer')}: the vocabulary has token id ${tokenizer.maxId}, but the text encoder's ` +
-          `vocab_size is ${textConfig.vocabSize} (${text.configPath})`,
-      );
-    }
-    const weights = { text: text.weights(), unet: unet.weights(), vae: vae ? vae.weights() : null };
-    checkWeights(
-      { config: textConfig, weights: weights.text },
-      { config: unetConfig, weights: weights.unet },
-      vaeConfig && weights.vae ? { config: vaeConfig, weights: weights.vae } : null,
-    );
     const schedulerConfig: RawSchedulerConfig =
       options.predictionType !== undefined
         ? { ...scheduler.config, prediction_type: options.predictionType }
@@ -331,4 +297,59 @@ export class StableDiffusion {
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();
   }
+}
+
+/** A model's parts, read and checked (see `checkModel`). */
+export interface CheckedModel {
+  tokenizer: ClipTokenizer;
+  textConfig: ClipTextConfig;
+  unetConfig: UNetConfig;
+  vaeConfig: VaeConfig | null;
+  weights: { text: WeightStore; unet: WeightStore; vae: WeightStore | null };
+}
+
+/**
+ * The one judgement of a model, before anything runs: `StableDiffusion.load` (generate, bench, the server) and
+ * `s2i info` both call it, so a model one of them refuses the other refuses too. Reads the tokenizer and every
+ * component's config, checks that they fit together, and walks each model over its weights (every weight the
+ * configs imply is there with its shape, and every weight is used).
+ */
+export function checkModel(folder: ModelFolder): CheckedModel {
+  const text = folder.component('text_encoder');
+  const unet = folder.component('unet');
+  const vae = folder.has('vae') ? folder.component('vae') : null;
+  folder.component('scheduler'); // present, with a readable config
+  const tokenizer = ClipTokenizer.fromFolder(folder.componentDir('tokenizer'));
+  const textConfig = parseClipTextConfig(text.config, text.configPath);
+  const unetConfig = parseUNetConfig(unet.config, unet.configPath);
+  const vaeConfig = vae ? parseVaeConfig(vae.config, vae.configPath) : null;
+  if (unetConfig.crossAttentionDim.some((d) => d !== textConfig.hiddenSize)) {
+    throw new UserError(
+      `${unet.configPath}: cross_attention_dim ${unetConfig.crossAttentionDim} does not match the text encoder's hidden_size ${textConfig.hiddenSize}`,
+    );
+  }
+  if (vaeConfig && vaeConfig.latentChannels !== unetConfig.inChannels) {
+    throw new UserError(
+      `${unet.configPath}: in_channels ${unetConfig.inChannels} does not match the VAE's latent_channels ${vaeConfig.latentChannels}`,
+    );
+  }
+  if (tokenizer.modelMaxLength > textConfig.maxPositionEmbeddings) {
+    throw new UserError(
+      `tokenizer model_max_length ${tokenizer.modelMaxLength} exceeds the text encoder's max_position_embeddings ${textConfig.maxPositionEmbeddings}`,
+    );
+  }
+  // Every id the tokenizer can produce must have an embedding row (else the text encoder's Gather fails).
+  if (tokenizer.maxId >= textConfig.vocabSize) {
+    throw new UserError(
+      `${folder.componentDir('tokenizer')}: the vocabulary has token id ${tokenizer.maxId}, but the text encoder's ` +
+        `vocab_size is ${textConfig.vocabSize} (${text.configPath})`,
+    );
+  }
+  const weights = { text: text.weights(), unet: unet.weights(), vae: vae ? vae.weights() : null };
+  checkWeights(
+    { config: textConfig, weights: weights.text },
+    { config: unetConfig, weights: weights.unet },
+    vaeConfig && weights.vae ? { config: vaeConfig, weights: weights.vae } : null,
+  );
+  return { tokenizer, textConfig, unetConfig, vaeConfig, weights };
 }
