@@ -45,6 +45,7 @@ import {
   type SuppressFlags,
 } from '../options.js';
 import { boundLine, quote } from '../../util/quote.js';
+import { GUIDANCE_RANGE } from '../../pipeline/generate.js';
 
 /** Default inference steps: A&E-style methods cost ~3x plain sampling per step on CPU; 25 keeps a suite practical. */
 export const BENCH_DEFAULT_STEPS = 25;
@@ -160,7 +161,7 @@ function benchRequest(flags: BenchFlags): BenchRequest {
   const methods = parseMethods(flags.methods);
   const seeds = parseSeeds(flags.seeds);
   const steps = parseInteger(flags.steps, '--steps', 1, 1000);
-  const guidance = parseNumber(flags.guidance, '--guidance');
+  const guidance = parseNumber(flags.guidance, '--guidance', ...GUIDANCE_RANGE);
   const sampler = flags.scheduler !== undefined ? parseSamplerName(flags.scheduler) : undefined;
   const limit = flags.limit !== undefined ? parseInteger(flags.limit, '--limit', 1) : undefined;
   const threads = flags.threads !== undefined ? parseInteger(flags.threads, '--threads', 1, 1024) : undefined;

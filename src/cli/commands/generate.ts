@@ -39,6 +39,7 @@ import {
 } from '../options.js';
 import { fmtThresholds, jsonReport, summary, type GenerateCommandRun } from './generate-report.js';
 import { quote } from '../../util/quote.js';
+import { GUIDANCE_RANGE } from '../../pipeline/generate.js';
 
 interface GenerateFlags extends SuppressFlags {
   model?: string;
@@ -145,7 +146,7 @@ function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): P
     prompt,
     negativePrompt: flags.negative,
     steps: opt(flags.steps, (v) => parseInteger(v, '--steps', 1, 1000)),
-    guidanceScale: opt(flags.guidance, (v) => parseNumber(v, '--guidance')),
+    guidanceScale: opt(flags.guidance, (v) => parseNumber(v, '--guidance', ...GUIDANCE_RANGE)),
     sampler: opt(flags.scheduler, parseSamplerName),
     seed,
     height: opt(flags.height, (v) => parseImageSide(v, '--height')),
