@@ -199,38 +199,45 @@ describe('smaller faults (item 7)', () => {
   const canUnshare = spawnSync('unshare', ['-rm', 'true']).status === 0;
   if (!canUnshare) console.warn('\n** SKIPPED the read-only mount case: `unshare -rm` is not permitted here **\n');
 
-  it.skipIf(!canUnshare)('bench --out on a read-only mount names EROFS (was ENOENT ... mkdir)', () => {
+  /** `s2i ...args(ro)` in a user and mount namespace where `ro` is an empty read-only tmpfs. */
+  const inReadOnlyMount = (args: (ro: string) => string[]): Run => {
     const dir = fresh();
     const ro = join(dir, 'ro');
     mkdirSync(ro);
     writeFileSync(join(dir, 'p.jsonl'), '{"prompt": "a red circle"}\n');
-    const r = spawnSync(
-      'unshare',
-      [
-        '-rm',
-        'sh',
-        '-c',
-        'mount -t tmpfs -o ro,size=64k tmpfs "$0" && exec "$@"',
-        ro,
-        process.execPath,
-        binPath,
-        'bench',
-        '--suite',
-        'p.jsonl',
-        '--methods',
-        'none',
-        '--seeds',
-        '0',
-        '--out',
-        join(ro, 'bench'),
-      ],
-      { cwd: dir, encoding: 'utf8', env: { ...process.env, S2I_ORT_CACHE: '0' }, timeout: 120_000 },
-    );
-    expectOneLineError(
-      { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr },
-      /--out .*cannot create the folder: EROFS: read-only file system, mkdir '.*\/ro\/bench'/,
-    );
-  });
+    const script = 'mount -t tmpfs -o ro,size=64k tmpfs "$0" && exec "$@"';
+    const r = spawnSync('unshare', ['-rm', 'sh', '-c', script, ro, process.execPath, binPath, ...args(ro)], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, S2I_ORT_CACHE: '0' },
+      timeout: 120_000,
+    });
+    return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  it.skipIf(!canUnshare)(
+    'bench --out and train --run on a read-only mount name EROFS (were ENOENT, and exit 70)',
+    () => {
+      expectOneLineError(
+        inReadOnlyMount((ro) => [
+          'bench',
+          '--suite',
+          'p.jsonl',
+          '--methods',
+          'none',
+          '--seeds',
+          '0',
+          '--out',
+          join(ro, 'b'),
+        ]),
+        /--out .*cannot create the folder: EROFS: read-only file system, mkdir '.*\/ro\/b'/,
+      );
+      expectOneLineError(
+        inReadOnlyMount((ro) => ['train', '--run', join(ro, 'run', 'x'), '--steps', '1']),
+        /--run .*cannot create the folder: EROFS: read-only file system, mkdir '.*\/ro\/run'/,
+      );
+    },
+  );
 
   it('a FIFO or a dangling symbolic link named model.safetensors is named as such, by generate and info', () => {
     for (const kind of ['fifo', 'link'] as const) {
