@@ -44,6 +44,8 @@ import { binPath } from './support/spawn.js';
 const DEEP = process.env['S2I_FUZZ'] === 'deep';
 const CLI_RUNS = Number(process.env['S2I_FUZZ_RUNS'] ?? (DEEP ? 40 : 3));
 const LIB_RUNS = CLI_RUNS * 100;
+/** The prompt, seed and Redis URL properties run several commands a case: 2 cases each in `npm test`. */
+const INPUT_RUNS = DEEP || process.env['S2I_FUZZ_RUNS'] !== undefined ? CLI_RUNS : 2;
 const SEED =
   process.env['S2I_FUZZ_SEED'] !== undefined ? Number(process.env['S2I_FUZZ_SEED']) : DEEP ? undefined : 20261129;
 const params = (numRuns: number): fc.Parameters<unknown> => ({
@@ -483,7 +485,7 @@ describe('fuzz: long and hostile prompts', () => {
           [],
         );
       }),
-      params(CLI_RUNS),
+      params(INPUT_RUNS),
     );
   });
 
@@ -497,7 +499,7 @@ describe('fuzz: long and hostile prompts', () => {
         );
         expectContract(o, ['b']);
       }),
-      params(CLI_RUNS),
+      params(INPUT_RUNS),
     );
   });
 });
@@ -552,7 +554,7 @@ describe('fuzz: seeds at the edges', () => {
           images === 1 ? ['x.png'] : [...Array.from({ length: images }, (_, i) => `x-${i}.png`), 'x-grid.png'];
         expectContract(o, outputs);
       }),
-      params(CLI_RUNS),
+      params(INPUT_RUNS),
     );
   });
 });
@@ -643,7 +645,7 @@ describe.skipIf(!hasRedis)('fuzz: Redis URLs (a live server and a closed port, b
         expect(o.code, o.stderr).toBe(1);
         expectContract(o, []);
       }),
-      params(CLI_RUNS),
+      params(INPUT_RUNS),
     );
     const c = client();
     await c.connect();
