@@ -5,7 +5,7 @@
  * exist (4), error lines that echo input (5), the subject finder on long prompts (6), the smaller faults (7) and
  * fsync (8).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -17,10 +17,8 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ORT_ENVIRONMENT } from '../src/graph/ort-env.js';
 import { autoSubjects } from '../src/prompt/auto-subjects.js';
@@ -28,6 +26,7 @@ import { ClipTokenizer } from '../src/tokenizer/clip.js';
 import { boundLine, escapeControls, quote } from '../src/util/quote.js';
 import { ensureBuilt } from './support/cli.js';
 import { repoRoot } from './support/oracle.js';
+import { freePort, hasRedis, startRedis, type TestRedis } from './support/redis.js';
 import { binPath, expectOneLineError, runCli, type Run } from './support/spawn.js';
 
 const shapesModel = join(repoRoot, 'models', 'shapes');
@@ -302,92 +301,45 @@ describe('smaller faults (item 7)', () => {
   });
 });
 
-describe.skipIf(spawnSync('sh', ['-c', 'command -v redis-server']).status !== 0)(
-  'an out-of-range Redis database (item 4)',
-  () => {
-    let redis: ChildProcess;
-    let port = 0;
-    let closedPort = 0;
-    const freePort = () =>
-      new Promise<number>((resolve, reject) => {
-        const srv = createServer();
-        srv.on('error', reject);
-        srv.listen(0, '127.0.0.1', () => {
-          const p = (srv.address() as { port: number }).port;
-          srv.close(() => resolve(p));
-        });
-      });
-    /** Keys in every database the server has. */
-    const keyCount = async () => {
-      const client = new Redis({ port, host: '127.0.0.1' });
-      let count = 0;
-      for (let db = 0; db < 16; db++) {
-        await client.select(db);
-        count += await client.dbsize();
-      }
-      client.disconnect();
-      return count;
-    };
+describe.skipIf(!hasRedis)('an out-of-range Redis database (item 4)', () => {
+  let redis: TestRedis;
+  let closedPort = 0;
+  beforeAll(async () => {
+    redis = await startRedis(fresh());
+    closedPort = await freePort();
+  });
+  afterAll(() => redis?.stop());
 
-    beforeAll(async () => {
-      port = await freePort();
-      closedPort = await freePort();
-      const dir = fresh();
-      redis = spawn(
-        'redis-server',
-        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-        { stdio: 'ignore' },
-      );
-      for (let i = 0; ; i++) {
-        const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
-        client.on('error', () => {}); // refused until the server listens
-        try {
-          await client.connect();
-          await client.ping();
-          client.disconnect();
-          break;
-        } catch (e) {
-          client.disconnect();
-          if (i > 100) throw e;
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
-    });
-    afterAll(() => {
-      redis?.kill('SIGKILL');
-    });
+  it('bench and worker on db 99999 of a 16-database server: one line at once, nothing queued', async () => {
+    const dir = fresh();
+    writeFileSync(join(dir, 'p.jsonl'), '{"prompt": "a red circle"}\n');
+    const url = `redis://127.0.0.1:${redis.port}/99999`;
+    const t0 = Date.now();
+    const bench = s2i(
+      ['bench', '--queue', url, '--suite', 'p.jsonl', '--methods', 'none', '--seeds', '0', '--out', 'b'],
+      dir,
+    );
+    const seconds = (Date.now() - t0) / 1000;
+    expectOneLineError(
+      bench,
+      /Redis at redis:\/\/127\.0\.0\.1:\d+\/99999 has no database 99999 \(it has databases 0 to 15\)/,
+    );
+    expect(seconds, 'the probe gives up at once (node startup included)').toBeLessThan(60);
+    expect(existsSync(join(dir, 'b'))).toBe(false);
+    expectOneLineError(s2i(['worker', '--queue', url], dir), /has no database 99999/);
+    expect(await redis.keyCount()).toBe(0);
+  });
 
-    it('bench and worker on db 99999 of a 16-database server: one line at once, nothing queued', async () => {
-      const dir = fresh();
-      writeFileSync(join(dir, 'p.jsonl'), '{"prompt": "a red circle"}\n');
-      const url = `redis://127.0.0.1:${port}/99999`;
-      const t0 = Date.now();
-      const bench = s2i(
-        ['bench', '--queue', url, '--suite', 'p.jsonl', '--methods', 'none', '--seeds', '0', '--out', 'b'],
-        dir,
-      );
-      const seconds = (Date.now() - t0) / 1000;
-      expectOneLineError(
-        bench,
-        /Redis at redis:\/\/127\.0\.0\.1:\d+\/99999 has no database 99999 \(it has databases 0 to 15\)/,
-      );
-      expect(seconds, 'the probe gives up at once (node startup included)').toBeLessThan(60);
-      expect(existsSync(join(dir, 'b'))).toBe(false);
-      expectOneLineError(s2i(['worker', '--queue', url], dir), /has no database 99999/);
-      expect(await keyCount()).toBe(0);
-    });
-
-    it('a closed port on 127.0.0.1: one line', () => {
-      const dir = fresh();
-      writeFileSync(join(dir, 'p.jsonl'), '{"prompt": "a red circle"}\n');
-      const url = `redis://127.0.0.1:${closedPort}/0`;
-      expectOneLineError(
-        s2i(['bench', '--queue', url, '--suite', 'p.jsonl', '--methods', 'none', '--seeds', '0', '--out', 'b'], dir),
-        /cannot reach Redis at .*ECONNREFUSED/,
-      );
-    });
-  },
-);
+  it('a closed port on 127.0.0.1: one line', () => {
+    const dir = fresh();
+    writeFileSync(join(dir, 'p.jsonl'), '{"prompt": "a red circle"}\n');
+    const url = `redis://127.0.0.1:${closedPort}/0`;
+    expectOneLineError(
+      s2i(['bench', '--queue', url, '--suite', 'p.jsonl', '--methods', 'none', '--seeds', '0', '--out', 'b'], dir),
+      /cannot reach Redis at .*ECONNREFUSED/,
+    );
+  });
+});
 
 describe.skipIf(spawnSync('sh', ['-c', 'command -v strace']).status !== 0)('outputs are fsynced (item 8)', () => {
   /** The fsync and rename calls of `s2i ...args`, in order. */

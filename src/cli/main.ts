@@ -29,13 +29,14 @@ export function buildProgram(): Command {
       `memory budget for large allocations, e.g. 16G or off (default: ${MEMORY_ENV}, else physical memory)`,
     )
     .configureHelp({ showGlobalOptions: true })
-    // commander's own errors quote what was typed (an unknown option, an extra argument): escaped and bounded too
+    // commander's own errors quote what was typed (an unknown option, an extra argument): escaped, and a line
+    // longer than 300 characters keeps its first 200 and last 100
     .configureOutput({
       outputError: (text, write) =>
         write(
           text
             .split('\n')
-            .map((l) => boundLine(l))
+            .map((l) => boundLine(l, 300))
             .join('\n'),
         ),
     })
