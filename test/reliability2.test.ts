@@ -54,6 +54,9 @@ function s2i(args: readonly string[], cwd = fresh(), env: Record<string, string>
   return r;
 }
 
+/** One macrotask turn between CLI runs: vitest's RPC replies are read while a long test runs (test/support/setup.ts). */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** No control character but the line ends reaches the terminal. */
 function expectEscaped(text: string): void {
   // eslint-disable-next-line no-control-regex
@@ -147,12 +150,13 @@ describe('error lines quote input bounded and escaped (item 5)', () => {
 
   const hostile = `\u001b[2J${'9'.repeat(100_000)}\u0007`;
 
-  it('option values and a prompt of 100,000 characters, with control characters', () => {
+  it('option values and a prompt of 100,000 characters, with control characters', async () => {
     for (const args of [
       ['generate', 'a red circle', '--seed', hostile],
       ['generate', 'a red circle', '--subjects', hostile],
       ['generate', hostile, '--subjects', 'dog'],
     ]) {
+      await turn();
       const r = s2i(args);
       expectOneLineError(r);
       expectEscaped(r.stderr);
@@ -242,8 +246,9 @@ describe('smaller faults (item 7)', () => {
     },
   );
 
-  it('a FIFO or a dangling symbolic link named model.safetensors is named as such, by generate and info', () => {
+  it('a FIFO or a dangling symbolic link named model.safetensors is named as such, by generate and info', async () => {
     for (const kind of ['fifo', 'link'] as const) {
+      await turn();
       const model = join(fresh(), 'model');
       cpSync(shapesModel, model, { recursive: true });
       const weights = join(model, 'text_encoder', 'model.safetensors');
