@@ -4,6 +4,7 @@
  * library's entry (index.ts), the CLI, the benchmark's processes and the test setup import it; a browser installs
  * its own (web/src/engine.ts).
  */
+import './graph/ort-env.js'; // ONNX Runtime's environment, before anything loads it
 import { totalmem } from 'node:os';
 import { setDefaultRuntime } from './graph/runtime.js';
 import { nodeRuntime } from './graph/runtime-node.js';

@@ -5,6 +5,10 @@
  * and a peak memory limit. In-process properties check the parsers directly (many cases, fast); CLI properties run
  * the built binary as a child process, as a user does.
  *
+ * Every CLI case runs with `CI` unset (onnxruntime-node's telemetry only runs without it: it crashed on long command
+ * lines and left files in the temporary folder) and TMPDIR a fresh folder that must be empty afterwards; an error
+ * line must hold no control character and stay short whatever the input's length.
+ *
  * `npm test` runs a bounded number of cases with a fixed seed (3 CLI cases and 300 in-process cases per property,
  * about 45 s); `npm run fuzz` runs 40 and 4000 with a new seed, which fast-check prints with any failure so it can
  * be replayed: `S2I_FUZZ_SEED=<seed> S2I_FUZZ_RUNS=<n> npx vitest run test/fuzz.test.ts`.
@@ -29,14 +33,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../src/errors.js';
 import { decodePng, encodePng } from '../src/image/png.js';
 import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.js';
+import { checkRequest } from '../src/pipeline/request.js';
 import { ensureBuilt } from './support/cli.js';
 import { repoRoot, tinySdDir } from './support/oracle.js';
+import { freePort, hasRedis, startRedis, type TestRedis } from './support/redis.js';
 import { binPath } from './support/spawn.js';
 
 /** `npm run fuzz` sets S2I_FUZZ=deep: many more cases, a new seed each run. */
 const DEEP = process.env['S2I_FUZZ'] === 'deep';
 const CLI_RUNS = Number(process.env['S2I_FUZZ_RUNS'] ?? (DEEP ? 40 : 3));
 const LIB_RUNS = CLI_RUNS * 100;
+/** The prompt, seed and Redis URL properties run several commands a case: 2 cases each in `npm test`. */
+const INPUT_RUNS = DEEP || process.env['S2I_FUZZ_RUNS'] !== undefined ? CLI_RUNS : 2;
 const SEED =
   process.env['S2I_FUZZ_SEED'] !== undefined ? Number(process.env['S2I_FUZZ_SEED']) : DEEP ? undefined : 20261129;
 const params = (numRuns: number): fc.Parameters<unknown> => ({
@@ -48,6 +56,11 @@ const params = (numRuns: number): fc.Parameters<unknown> => ({
 /** Peak memory a refused or accepted case may reach (the budget given to the children is below it). */
 const MAX_RSS_KB = 1.5 * 1024 * 1024;
 const TIME_LIMIT_MS = 90_000;
+/** An error line quotes at most ~300 characters of input, so it stays under this whatever the input's length. */
+const MAX_ERROR_LINE = 700;
+/** What must never reach the terminal raw: control characters but the line feed. */
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTER = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
 
 const tmp = mkdtempSync(join(tmpdir(), 's2i-fuzz-'));
 const preload = pathToFileURL(join(repoRoot, 'test', 'support', 'maxrss.mjs')).href;
@@ -58,6 +71,8 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 interface Outcome {
   code: number | null;
+  /** What the run left in its TMPDIR (must be nothing). */
+  tmpLeft: string[];
   stdout: string;
   stderr: string;
   ms: number;
@@ -72,19 +87,32 @@ function runCase(args: (dir: string) => string[], inputs: Record<string, Uint8Ar
   mkdirSync(dir);
   for (const [name, bytes] of Object.entries(inputs)) writeFileSync(join(dir, name), bytes);
   const rss = join(tmp, `rss-${caseNo}`);
+  const tmpDir = join(tmp, `tmpdir-${caseNo}`);
+  mkdirSync(tmpDir);
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    S2I_ORT_CACHE: '0',
+    S2I_MAX_MEMORY: '1G',
+    S2I_MAXRSS_FILE: rss,
+    S2I_THREADS: '1',
+    TMPDIR: tmpDir,
+  };
+  delete env['CI'];
   const t0 = Date.now();
   const r = spawnSync(process.execPath, ['--import', preload, binPath, ...args(dir)], {
     cwd: dir,
     encoding: 'utf8',
     timeout: TIME_LIMIT_MS,
     killSignal: 'SIGKILL',
-    env: { ...process.env, S2I_ORT_CACHE: '0', S2I_MAX_MEMORY: '1G', S2I_MAXRSS_FILE: rss, S2I_THREADS: '1' },
+    env,
   });
   const ms = Date.now() - t0;
   const maxRssKb = existsSync(rss) ? Number(readFileSync(rss, 'utf8')) : NaN;
   const left = readdirSync(dir).filter((f) => !(f in inputs));
+  const tmpLeft = readdirSync(tmpDir);
   rmSync(dir, { recursive: true, force: true });
-  return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ms, maxRssKb, left };
+  rmSync(tmpDir, { recursive: true, force: true });
+  return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ms, maxRssKb, left, tmpLeft };
 }
 
 /** The contract: success with the expected outputs, or one clean line and nothing left behind. */
@@ -93,11 +121,14 @@ function expectContract(o: Outcome, outputs: string[]): void {
   expect(o.ms, `ran past ${TIME_LIMIT_MS} ms; ${where}`).toBeLessThan(TIME_LIMIT_MS);
   expect(o.maxRssKb, `peak RSS ${o.maxRssKb} kB; ${where}`).toBeLessThan(MAX_RSS_KB);
   expect(o.stderr, where).not.toMatch(/\bat .*:\d+:\d+|internal error/);
+  expect(o.tmpLeft, `left in TMPDIR; ${where}`).toEqual([]);
+  expect(o.stderr, `a control character reached the terminal; ${where}`).not.toMatch(CONTROL_CHARACTER);
   if (o.code === 0) {
     expect(o.left.sort(), where).toEqual([...outputs].sort());
   } else {
     expect(o.code, where).toBe(1);
     expect(o.stderr, where).toMatch(/^s2i: error: [^\n]+\n$/);
+    expect(o.stderr.length, `a long error line; ${where}`).toBeLessThan(MAX_ERROR_LINE);
     expect(o.left, where).toEqual([]);
   }
 }
@@ -402,5 +433,184 @@ describe('fuzz: arguments', () => {
       ),
       params(CLI_RUNS),
     );
+  });
+});
+
+// ------------------------------------------------------------------------------- long and hostile prompts
+
+const phrase = (n: number) => 'a red circle and a blue square '.repeat(Math.ceil(n / 31)).slice(0, n);
+
+/** Prompts as a careless or hostile user writes them: up to 120,000 characters, control and bidi characters. */
+const hostilePrompt = fc.oneof(
+  fc.integer({ min: 1000, max: 120_000 }).map(phrase),
+  fc.string({ unit: 'binary', maxLength: 300 }),
+  fc.constantFrom(
+    'a red \u0000\u001b[2J circle',
+    'a red circle\u202e and a blue square',
+    'a blue square\r\n\u0007\u009b2J',
+    '<|endoftext|>'.repeat(200),
+    '&amp;'.repeat(2000),
+    '',
+    ' \n\t ',
+  ),
+  fc
+    .tuple(fc.integer({ min: 1, max: 60_000 }), fc.constantFrom('a,', 'x', '\u{1F600}', ' ', 'é\u0301', '\ud800'))
+    .map(([k, unit]) => unit.repeat(k)),
+);
+
+/**
+ * One macrotask turn between CLI cases, so that vitest's RPC replies are read while a long property runs (else
+ * "Timeout calling onTaskUpdate", as test/support/setup.ts explains).
+ */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** A command line cannot hold NUL; everything else goes through as given. */
+const argv = (text: string) => text.split('\u0000').join('');
+
+describe('fuzz: long and hostile prompts', () => {
+  it('s2i generate (default method or none, with a --negative) and shapes score', async () => {
+    await fc.assert(
+      fc.asyncProperty(hostilePrompt, fc.boolean(), fc.boolean(), async (prompt, plain, negative) => {
+        await turn();
+        const args = ['generate', argv(prompt), '--steps', '1', '--out', 'x.png'];
+        if (plain) args.push('--method', 'none');
+        if (negative) args.push('--negative', argv(prompt));
+        expectContract(
+          runCase(() => args),
+          ['x.png'],
+        );
+        expectContract(
+          runCase(() => ['shapes', 'score', 'x.png', '--prompt', argv(prompt)], { 'x.png': goodPng }),
+          [],
+        );
+      }),
+      params(INPUT_RUNS),
+    );
+  });
+
+  it('s2i bench with the prompt in a --suite file (NUL and all)', async () => {
+    await fc.assert(
+      fc.asyncProperty(hostilePrompt, async (prompt) => {
+        await turn();
+        const o = runCase(
+          () => ['bench', '--suite', 'p.jsonl', '--methods', 'none', '--seeds', '0', '--steps', '1', '--out', 'b'],
+          { 'p.jsonl': `${JSON.stringify({ prompt })}\n` },
+        );
+        expectContract(o, ['b']);
+      }),
+      params(INPUT_RUNS),
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------- seeds at the edges
+
+const edgeSeed = fc.oneof(
+  fc.constantFrom('0', '1', '4294967295', '4294967296', '9007199254740991', '-1', '-0', ' 7 ', '1e3', '0x10'),
+  fc.bigInt({ min: 2n ** 53n - 4n, max: 2n ** 53n + 2n }).map(String),
+  fc.bigInt({ min: 0n, max: 2n ** 70n }).map(String),
+);
+
+describe('fuzz: seeds at the edges', () => {
+  it('checkRequest: every seed an image would use is a safe integer, or the request is a FieldError', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.constantFrom(2 ** 53 - 1, 2 ** 53, -(2 ** 53), 0.5, NaN)),
+        fc.integer({ min: 1, max: 10_000 }),
+        (seed, images) => {
+          try {
+            checkRequest({ prompt: 'a red circle', seed, images });
+          } catch (e) {
+            expect(e).toBeInstanceOf(UserError);
+            return;
+          }
+          expect(Number.isSafeInteger(seed) && Number.isSafeInteger(seed + images - 1)).toBe(true);
+        },
+      ),
+      params(LIB_RUNS),
+    );
+  });
+
+  it('s2i generate --seed S --images N', async () => {
+    await fc.assert(
+      fc.asyncProperty(edgeSeed, fc.integer({ min: 1, max: 3 }), async (seed, images) => {
+        await turn();
+        const o = runCase(() => [
+          'generate',
+          'a red circle',
+          '--seed',
+          seed,
+          '--images',
+          String(images),
+          '--method',
+          'none',
+          '--steps',
+          '1',
+          '--out',
+          'x.png',
+        ]);
+        const outputs =
+          images === 1 ? ['x.png'] : [...Array.from({ length: images }, (_, i) => `x-${i}.png`), 'x-grid.png'];
+        expectContract(o, outputs);
+      }),
+      params(INPUT_RUNS),
+    );
+  });
+});
+
+// ------------------------------------------------------------------------------------------------ Redis URLs
+
+if (!hasRedis)
+  console.warn('\n** SKIPPED fuzz: Redis URLs: redis-server is not installed (apt-get install redis-server) **\n');
+
+describe.skipIf(!hasRedis)('fuzz: Redis URLs (a live server and a closed port, both on 127.0.0.1)', () => {
+  let redis: TestRedis;
+  let port = 0;
+  let closedPort = 0;
+  beforeAll(async () => {
+    const dir = join(tmp, 'redis');
+    mkdirSync(dir);
+    redis = await startRedis(dir);
+    port = redis.port;
+    closedPort = await freePort();
+  });
+  afterAll(() => redis?.stop());
+
+  /**
+   * URLs that must be refused at once: a database past the server's 16, a password the server does not have, a
+   * closed port, a malformed URL or database. (A valid one would queue and wait for workers.) Hosts are loopback
+   * only; a malformed value never has the redis scheme, so nothing is ever looked up.
+   */
+  const refusedUrl = () =>
+    fc.oneof(
+      fc.integer({ min: 16, max: 99_999 }).map((db) => `redis://127.0.0.1:${port}/${db}`),
+      fc
+        .tuple(fc.string({ minLength: 1, maxLength: 12 }), fc.option(fc.string({ maxLength: 6 })), fc.nat(99_999))
+        .map(
+          ([pw, user, db]) =>
+            `redis://${user === null ? '' : encodeURIComponent(user)}:${encodeURIComponent(pw)}@127.0.0.1:${port}/${db}`,
+        ),
+      fc.nat(99_999).map((db) => `redis://127.0.0.1:${closedPort}/${db}`),
+      fc.constantFrom(`redis://[::1]:${closedPort}/0`, `rediss://127.0.0.1:${closedPort}`),
+      fc
+        .constantFrom('-1', '1.5', 'abc', '9'.repeat(6), '9'.repeat(300), '0/1', '%00', '\u001b[2J')
+        .map((db) => `redis://127.0.0.1:${port}/${db}`),
+      fc.string({ unit: 'binary', maxLength: 60 }).filter((v) => !/redis/i.test(v)),
+    );
+
+  it('bench --queue and worker --queue: one line, nothing queued', async () => {
+    await fc.assert(
+      fc.asyncProperty(refusedUrl(), fc.boolean(), async (url, asWorker) => {
+        await turn();
+        const args = asWorker
+          ? ['worker', '--queue', argv(url)]
+          : ['bench', '--queue', argv(url), '--suite', 'p.jsonl', '--methods', 'none', '--seeds', '0', '--out', 'b'];
+        const o = runCase(() => args, { 'p.jsonl': '{"prompt": "a red circle"}\n' });
+        expect(o.code, o.stderr).toBe(1);
+        expectContract(o, []);
+      }),
+      params(INPUT_RUNS),
+    );
+    expect(await redis.keyCount(), 'a refused URL queued something').toBe(0);
   });
 });

@@ -4,7 +4,6 @@
  * `prepareBenchJob` and `generateBenchImage` as a local run, after checking the model fingerprint and the row key.
  * No side effects: the worker thread (queue-thread.ts) and the producer both import it.
  */
-import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { UnrecoverableError } from 'bullmq';
 import type { AutoSubjects } from '../prompt/auto-subjects.js';
@@ -24,6 +23,7 @@ import {
   type PreparedBenchJob,
 } from './run.js';
 import { SPLITS, type PromptKind } from './suites.js';
+import { makeFolders } from '../io/durable.js';
 
 /** What travels in a job: the image to make, and what the producer expects of the worker's model. */
 export interface QueuedJob {
@@ -199,7 +199,7 @@ export class QueuedJobRunner {
     const image = await generateBenchImage(this.model, prepared);
     if (this.out !== undefined) {
       for (const f of image.files) {
-        mkdirSync(dirname(join(this.out, f.path)), { recursive: true });
+        makeFolders(dirname(join(this.out, f.path)));
         writeFileAtomic(join(this.out, f.path), f.bytes);
       }
       return { row: image.row, files: image.files.map((f) => ({ path: f.path })) };

@@ -23,7 +23,7 @@
  * - SIGINT on the producer (an aborted `signal`) stops collecting and leaves the queue as it is: workers go on,
  *   their results wait in Redis for the rerun.
  */
-import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Worker as Thread } from 'node:worker_threads';
 import { Queue, QueueEvents, UnrecoverableError, Worker, type Job } from 'bullmq';
@@ -62,6 +62,7 @@ import {
 import type { FromThread, ThreadData, ToThread } from './queue-thread.js';
 import { bullConnection, probeRedis, redact, watchRedis, type RedisTarget } from './redis.js';
 import type { Suite } from './suites.js';
+import { makeFolders, syncFolder } from '../io/durable.js';
 
 /** The BullMQ queue every producer and worker uses (jobs of different sweeps never share an id). */
 export const QUEUE_NAME = 's2i-bench';
@@ -148,6 +149,7 @@ async function collect(
   const stopWatch = watchRedis(target, alarm.stopWith, { lostAfterMs: queue.lostAfterMs ?? 60_000 });
 
   const fd = openSync(start.resultsPath, 'a');
+  syncFolder(dirname(start.resultsPath)); // results.jsonl's entry, when this run created it
   const collector = new Collector({ model, q, target, start, jobs, out: options.out, fd, hooks });
   try {
     await events.waitUntilReady();
@@ -406,7 +408,7 @@ class Collector {
     for (const f of result!.files!) {
       const path = join(this.out, f.path);
       if (typeof f.png === 'string') {
-        mkdirSync(dirname(path), { recursive: true });
+        makeFolders(dirname(path));
         writeFileAtomic(path, Buffer.from(f.png, 'base64'));
       } else if (!existsSync(path)) {
         throw new Error(
@@ -670,7 +672,7 @@ export async function startBenchWorker(options: WorkerOptions): Promise<BenchWor
   if (out !== undefined) {
     if (existsSync(out) && !statSync(out).isDirectory()) throw new FieldError('out', `${out} is not a directory`);
     try {
-      mkdirSync(join(out, 'images'), { recursive: true });
+      makeFolders(join(out, 'images'));
     } catch (e) {
       throw new FieldError('out', `${out}: cannot create the folder: ${(e as Error).message}`, { cause: e });
     }

@@ -104,6 +104,7 @@ const MIN_VERSION = [6, 2, 0];
 export async function probeRedis(target: RedisTarget): Promise<string> {
   const client = new Redis({
     ...baseOptions(target),
+    db: 0, // selected below, where a refusal is an error: ioredis only emits it and goes on in database 0
     lazyConnect: true,
     retryStrategy: () => null,
     maxRetriesPerRequest: 0,
@@ -121,6 +122,7 @@ export async function probeRedis(target: RedisTarget): Promise<string> {
     } catch (e) {
       throw fail(e);
     }
+    if (target.db !== 0) await selectDatabase(client, target);
     const info = await client.info('server').catch((e: unknown) => {
       throw fail(e);
     });
@@ -136,6 +138,26 @@ export async function probeRedis(target: RedisTarget): Promise<string> {
     return version;
   } finally {
     client.disconnect();
+  }
+}
+
+/**
+ * SELECTs the target's database, or fails with one line naming the databases the server has: BullMQ's connections
+ * would otherwise stay in database 0 (ioredis reports a refused SELECT as an event and carries on), so a producer
+ * would queue there and wait for workers that look elsewhere.
+ */
+async function selectDatabase(client: Redis, target: RedisTarget): Promise<void> {
+  try {
+    await client.select(target.db);
+  } catch (e) {
+    const count = await client
+      .config('GET', 'databases')
+      .then((r) => Number((r as string[])[1]))
+      .catch(() => NaN); // CONFIG may be disabled (managed servers)
+    const has = Number.isInteger(count) && count > 0 ? ` (it has databases 0 to ${count - 1})` : '';
+    throw new UserError(
+      redact(`Redis at ${target.display} has no database ${target.db}${has}: ${errorText(e)}`, target),
+    );
   }
 }
 

@@ -26,7 +26,6 @@ import {
   existsSync,
   fstatSync,
   ftruncateSync,
-  mkdirSync,
   openSync,
   readdirSync,
   readSync,
@@ -55,6 +54,8 @@ import type { PromptObject } from '../shapes/prompt.js';
 import { type ObjectReport, scoreImage } from '../shapes/score.js';
 import type { Tensor } from '../tensor.js';
 import type { PromptKind, Split, Suite, SuitePrompt } from './suites.js';
+import { quote } from '../util/quote.js';
+import { makeFolders, syncFile, syncFolder } from '../io/durable.js';
 
 /**
  * Bumped when the meaning of a row changes (then old rows are not reused). 2: the initial noise comes from
@@ -219,10 +220,10 @@ export function parseSeeds(value: string, option = 'seeds'): number[] {
   if (value.trim() === '') throw bad('got an empty value');
   for (const part of value.split(',')) {
     const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
-    if (!m) throw bad(`got "${part.trim()}"`);
+    if (!m) throw bad(`got ${quote(part.trim())}`);
     const lo = Number(m[1]),
       hi = m[2] === undefined ? lo : Number(m[2]);
-    if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi)) throw bad(`got "${part.trim()}"`);
+    if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi)) throw bad(`got ${quote(part.trim())}`);
     if (hi < lo) throw bad(`the range "${part.trim()}" runs backwards`);
     if (out.length + hi - lo + 1 > 100_000) throw bad('more than 100000 seeds');
     for (let s = lo; s <= hi; s++) {
@@ -564,7 +565,7 @@ export function promptSubjects(model: StableDiffusion, prompt: string): AutoSubj
   try {
     return autoSubjects(model.tokenizer, prompt);
   } catch (e) {
-    const where = `prompt ${JSON.stringify(prompt)}`;
+    const where = `prompt ${quote(prompt)}`;
     if (e instanceof FieldError)
       throw new FieldError(e.field, (_, nameOf) => `${where}: ${e.messageFor(nameOf)}`, { cause: e });
     if (e instanceof UserError) throw new UserError(`${where}: ${e.message}`, { cause: e });
@@ -793,7 +794,7 @@ export async function withBenchFolder<T>(options: BenchOptions, body: () => Prom
   checkBenchOptions(options);
   const out = options.out;
   try {
-    mkdirSync(join(out, 'images'), { recursive: true });
+    makeFolders(join(out, 'images'));
   } catch (e) {
     throw new FieldError('out', `${out}: cannot create the folder: ${(e as Error).message}`, { cause: e });
   }
@@ -873,6 +874,7 @@ async function runLocked(
   // batchSize (prompt, seed) pairs with all their methods at a time: one batch per method, rows in plan order.
   const window = batchSize * options.methods.length;
   const fd = openSync(resultsPath, 'a');
+  syncFolder(out); // results.jsonl's entry, when this run created it
   const items: BenchItem[] = [];
   let generated = 0,
     skipped = 0,
@@ -897,7 +899,7 @@ async function runLocked(
         const images = await generateBenchImages(model, [...todo.values()]);
         for (const image of images) {
           for (const f of image.files) {
-            mkdirSync(dirname(join(out, f.path)), { recursive: true });
+            makeFolders(dirname(join(out, f.path)));
             writeFileAtomic(join(out, f.path), f.bytes);
           }
           fresh.set(image.row.key, image);
@@ -942,6 +944,7 @@ export function appendLine(fd: number, path: string, line: Uint8Array): void {
   let off = 0;
   try {
     while (off < line.length) off += writeSync(fd, line, off, line.length - off);
+    syncFile(fd); // on the disk before the next image starts: a crash loses no row the run counted
   } catch (e) {
     if (start !== null && off > 0) {
       try {

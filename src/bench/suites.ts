@@ -47,6 +47,7 @@ import { captionFor } from '../shapes/generate.js';
 import { parsePrompt, type PromptObject } from '../shapes/prompt.js';
 import { Rng } from '../shapes/rng.js';
 import { COLOURS, SHAPES, type Colour, type Shape } from '../shapes/world.js';
+import { quote } from '../util/quote.js';
 
 export const SPLITS = ['tuning', 'held-apart', 'all'] as const;
 export type Split = (typeof SPLITS)[number];
@@ -255,7 +256,7 @@ export function parseSplit(value: string, option = 'split'): Split {
     all: 'all',
   };
   const s = alias[v];
-  if (!s) throw new FieldError(option, `: unknown split "${value}" (known: ${SPLITS.join(', ')})`);
+  if (!s) throw new FieldError(option, `: unknown split ${quote(value)} (known: ${SPLITS.join(', ')})`);
   return s;
 }
 
@@ -309,7 +310,7 @@ export function readPromptFile(path: string): SuitePrompt[] {
     if (j !== undefined)
       throw new FieldError(
         'suite',
-        `${path}: prompt ${JSON.stringify(p.prompt)} is listed twice (prompts ${j + 1} and ${i + 1})`,
+        `${path}: prompt ${quote(p.prompt)} is listed twice (prompts ${j + 1} and ${i + 1})`,
       );
     seen.set(p.prompt, i);
   });
@@ -334,7 +335,7 @@ export function loadSuite(nameOrFile: string, split?: Split): Suite {
   if (!/\.jsonl$/i.test(nameOrFile) && !existsSync(nameOrFile)) {
     throw new FieldError(
       'suite',
-      `: unknown suite "${nameOrFile}" (built-in: ${BUILTIN_SUITES.join(', ')}; or a FILE.jsonl of {"prompt": "..."} lines)`,
+      `: unknown suite ${quote(nameOrFile)} (built-in: ${BUILTIN_SUITES.join(', ')}; or a FILE.jsonl of {"prompt": "..."} lines)`,
     );
   }
   return { name: nameOrFile, split: null, prompts: readPromptFile(nameOrFile) };

@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { FieldError, isUserError } from '../errors.js';
 import { installSignalHandlers } from '../util/cleanup.js';
 import { MEMORY_ENV, setMemoryBudget } from '../util/memory.js';
+import { boundLine } from '../util/quote.js';
 import { flagOf } from './options.js';
 import { registerCommands } from './commands/index.js';
 
@@ -28,6 +29,17 @@ export function buildProgram(): Command {
       `memory budget for large allocations, e.g. 16G or off (default: ${MEMORY_ENV}, else physical memory)`,
     )
     .configureHelp({ showGlobalOptions: true })
+    // commander's own errors quote what was typed (an unknown option, an extra argument): escaped, and a line
+    // longer than 300 characters keeps its first 200 and last 100
+    .configureOutput({
+      outputError: (text, write) =>
+        write(
+          text
+            .split('\n')
+            .map((l) => boundLine(l, 300))
+            .join('\n'),
+        ),
+    })
     .exitOverride();
   program.hook('preAction', () => {
     const budget = program.opts<{ maxMemory?: string }>().maxMemory;
@@ -47,12 +59,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode; // commander already printed help/version/usage error
     if (isUserError(e)) {
-      process.stderr.write(`s2i: error: ${userMessage(e)}\n`);
+      process.stderr.write(`s2i: error: ${boundLine(userMessage(e))}\n`);
       return 1;
     }
     if (process.env['S2I_DEBUG']) throw e;
     const message = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`s2i: internal error: ${message.split('\n')[0]}\n(set S2I_DEBUG=1 for a stack trace)\n`);
+    process.stderr.write(
+      `s2i: internal error: ${boundLine(message.split('\n')[0]!)}\n(set S2I_DEBUG=1 for a stack trace)\n`,
+    );
     return 70;
   }
 }

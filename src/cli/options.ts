@@ -16,12 +16,14 @@ import { LOSS_TERMS, type LossWeights, type SuppressMode } from '../methods/supp
 import { shapeString, type Tensor } from '../tensor.js';
 import { checkMemory } from '../util/memory.js';
 import { PREDICTION_TYPES, type PredictionType } from '../pipeline/stable-diffusion.js';
+import { quote } from '../util/quote.js';
 
 export function parseInteger(value: string, flag: string, lo = -(2 ** 53 - 1), hi = 2 ** 53 - 1): number {
   const v = /^\s*-?\d+\s*$/.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(v) || v < lo || v > hi) {
+    const tooLarge = /^\s*\d+\s*$/.test(value) && Number(value) > hi; // name the upper bound it is past
     throw new UserError(
-      `${flag} must be an integer${hi < 2 ** 53 - 1 ? ` from ${lo} to ${hi}` : lo > -(2 ** 53 - 1) ? ` >= ${lo}` : ''}, got "${value}"`,
+      `${flag} must be an integer${hi < 2 ** 53 - 1 || tooLarge ? ` from ${lo} to ${hi}` : lo > -(2 ** 53 - 1) ? ` >= ${lo}` : ''}, got ${quote(value)}`,
     );
   }
   return v;
@@ -38,7 +40,7 @@ export function parseNumber(value: string, flag: string, lo = -Infinity, hi = In
           : Number.isFinite(hi)
             ? ` <= ${hi}`
             : '';
-    throw new UserError(`${flag} must be a number${range}, got "${value}"`);
+    throw new UserError(`${flag} must be a number${range}, got ${quote(value)}`);
   }
   return v;
 }
@@ -46,7 +48,7 @@ export function parseNumber(value: string, flag: string, lo = -Infinity, hi = In
 export function parsePredictionType(value: string, flag: string): PredictionType {
   const v = value.trim();
   if (!(PREDICTION_TYPES as readonly string[]).includes(v)) {
-    throw new UserError(`${flag} must be one of ${PREDICTION_TYPES.join(', ')}, got "${value}"`);
+    throw new UserError(`${flag} must be one of ${PREDICTION_TYPES.join(', ')}, got ${quote(value)}`);
   }
   return v as PredictionType;
 }
@@ -120,7 +122,7 @@ export function listItems(value: string, re: RegExp, expected: (item: string) =>
 export function parseWeights(value: string): Partial<LossWeights> {
   const terms = LOSS_TERMS.join(', ');
   const expected = (item: string) =>
-    `--weights must look like suppress=1,excite=1,even=0.5 (terms: ${terms}); got "${item}"`;
+    `--weights must look like suppress=1,excite=1,even=0.5 (terms: ${terms}); got ${quote(item)}`;
   const out: Partial<LossWeights> = {};
   for (const [, name, v] of listItems(value, /^\s*([a-z]+)\s*=\s*([^\s=]+)\s*$/, expected)) {
     const term = name as keyof LossWeights;
@@ -139,7 +141,7 @@ export function parseThresholds(value: string): Map<number, number> {
   if (value.trim() === '') throw bad('got an empty value');
   for (const item of value.split(',')) {
     const m = /^\s*(\d+)\s*:\s*([^\s:]+)\s*$/.exec(item);
-    if (!m) throw bad(`got "${item.trim()}"`);
+    if (!m) throw bad(`got ${quote(item.trim())}`);
     const [step, thr] = [Number(m[1]), Number(m[2])];
     if (!Number.isSafeInteger(step)) throw bad(`got step "${m[1]}"`);
     if (!Number.isFinite(thr) || thr < 0 || thr > 1) throw bad(`got threshold "${m[2]}"`);
@@ -154,7 +156,7 @@ export function parseResolution(value: string, flag: string): [number, number] {
   const m = /^\s*(\d+)\s*(?:[x×]\s*(\d+)\s*)?$/i.exec(value);
   const [h, w] = m ? [Number(m[1]), Number(m[2] ?? m[1])] : [NaN, NaN];
   if (!(h >= 1 && w >= 1 && h <= 4096 && w <= 4096))
-    throw new UserError(`${flag} must be a size such as 16 or 16x16, got "${value}"`);
+    throw new UserError(`${flag} must be a size such as 16 or 16x16, got ${quote(value)}`);
   return [h, w];
 }
 
@@ -208,7 +210,7 @@ export interface SuppressFlags {
 export function parseMode(value: string): SuppressMode {
   const v = value.trim().toLowerCase();
   if (v !== 'loss' && v !== 'edit' && v !== 'both')
-    throw new UserError(`--mode must be loss, edit or both, got "${value}"`);
+    throw new UserError(`--mode must be loss, edit or both, got ${quote(value)}`);
   return v;
 }
 
@@ -216,7 +218,7 @@ export function parseOnOff(value: string, flag: string): boolean {
   const v = value.trim().toLowerCase();
   if (v === 'on' || v === 'true' || v === 'yes') return true;
   if (v === 'off' || v === 'false' || v === 'no') return false;
-  throw new UserError(`${flag} must be on or off, got "${value}"`);
+  throw new UserError(`${flag} must be on or off, got ${quote(value)}`);
 }
 
 /** The method overrides the Suppress-to-Impress flags give (only those given). */

@@ -23,6 +23,7 @@ import {
 import { createRequire } from 'node:module';
 import { availableParallelism, cpus, homedir, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import './ort-env.js'; // before onnxruntime-node loads: telemetry off
 import * as ort from 'onnxruntime-node';
 import { UserError } from '../errors.js';
 import { onCleanup } from '../util/cleanup.js';

@@ -8,6 +8,7 @@ import { inflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 import { sync as writeFileAtomicSync } from 'write-file-atomic';
 import { UserError } from '../errors.js';
+import { syncFolder } from '../io/durable.js';
 import { readInputFile } from '../io/regular-file.js';
 import { checkMemory } from '../util/memory.js';
 import { checkSize, type Rgb, type RgbImage, WHITE } from './image.js';
@@ -199,14 +200,16 @@ export function readPng(path: string, options: DecodeOptions = {}): RgbImage {
 }
 
 /**
- * Writes bytes to `path` atomically (write-file-atomic: a temporary file in the same directory, fsync, rename), so
- * readers never see a partial file and an error or a killed process leaves no half-written file under `path`.
+ * Writes bytes to `path` atomically and durably (write-file-atomic: a temporary file in the same directory, fsync,
+ * rename; then the folder is fsynced), so readers never see a partial file and an error or a killed process leaves
+ * no half-written file under `path`.
  */
 export function writeFileAtomic(path: string, bytes: Uint8Array): void {
   const dir = dirname(path);
   if (!existsSync(dir)) throw new UserError(`cannot write ${path}: directory ${dir} does not exist`);
   try {
-    writeFileAtomicSync(path, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    writeFileAtomicSync(path, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)); // fsyncs the file
+    syncFolder(dir); // and the rename
   } catch (e) {
     throw new UserError(`cannot write ${path}: ${(e as Error).message}`, { cause: e });
   }

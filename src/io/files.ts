@@ -41,6 +41,8 @@ export interface FileSystem {
   stat(path: string): FileStat;
   /** The path with every symbolic link resolved. */
   realpath(path: string): string;
+  /** Where the symbolic link `path` points (not followed), or null when `path` is not a link (optional). */
+  linkTarget?(path: string): string | null;
   /** Names of the regular files directly in `dir` (links to regular files included), sorted; [] when unreadable. */
   listFiles(dir: string): string[];
   /** The whole file; throws an error with a `code` ('ENOENT' when missing). */

@@ -4,8 +4,9 @@
  * regular files (the Hugging Face cache's snapshots/ link into blobs/). Pickle weights are refused by name.
  */
 import { UserError } from '../errors.js';
-import { files, paths } from './files.js';
+import { errorCode, files, paths } from './files.js';
 import { isPickleFile, pickleRefusal } from './pickle.js';
+import { describeFileType } from './regular-file.js';
 
 const { join } = paths;
 
@@ -65,5 +66,35 @@ export function findWeights(dir: string, variant?: string): WeightLocation | nul
   }
   const pickle = files.find((f) => isPickleFile(f) || /\.bin\.index\.json$/.test(f));
   if (pickle) throw pickleRefusal(join(dir, pickle));
+  const names = WEIGHT_BASENAMES.flatMap((b) => [
+    `${b}.safetensors`,
+    `${b}.safetensors.index.json`,
+    ...(variant !== undefined ? [`${b}.${variant}.safetensors`, `${b}.safetensors.index.${variant}.json`] : []),
+  ]);
+  for (const name of names) {
+    const unusable = unusableEntry(join(dir, name));
+    if (unusable) throw unusable;
+  }
   return null;
+}
+
+/**
+ * Why an entry named as weights is not a file that can hold them (a FIFO, a folder, a dangling symbolic link), or
+ * null when nothing is there: "no weights found" would send the user looking for a missing file.
+ */
+function unusableEntry(path: string): UserError | null {
+  const fs = files();
+  const link = fs.linkTarget?.(path) ?? null;
+  try {
+    const st = fs.stat(path);
+    if (st.kind === 'file') return null;
+    return new UserError(`${path} is ${describeFileType(st.kind)}; weights must be a regular file (or a link to one)`);
+  } catch (e) {
+    const code = errorCode(e) ?? 'error';
+    if (link !== null)
+      return new UserError(
+        `${path} is a symbolic link to ${link}, which ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`,
+      );
+    return code === 'ENOENT' ? null : new UserError(`${path}: cannot be read (${code})`);
+  }
 }

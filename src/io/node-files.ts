@@ -7,6 +7,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   readSync,
   realpathSync,
   renameSync,
@@ -17,6 +18,7 @@ import {
 } from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors.js';
+import { syncFolder } from './durable.js';
 import type { FileKind, FileSystem, RandomAccessFile } from './files.js';
 
 /** What a Node `Stats` describes, in the FileSystem's words. */
@@ -51,6 +53,14 @@ export const nodeFileSystem: FileSystem = {
   },
 
   realpath: (p) => realpathSync(p),
+
+  linkTarget(p) {
+    try {
+      return readlinkSync(p);
+    } catch {
+      return null; // not a link, or nothing there
+    }
+  },
 
   listFiles(dir) {
     try {
@@ -132,5 +142,6 @@ export const nodeFileSystem: FileSystem = {
         `${target}: cannot move the written file into place (${oneLine(String((e as Error).message))})`,
       );
     }
+    syncFolder(path.dirname(target)); // the rename on the disk too
   },
 };

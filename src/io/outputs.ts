@@ -6,14 +6,14 @@
  * every temporary file is removed, and so are the outputs a failed commit had already put in place and the folders
  * the plan created: a failed command leaves nothing behind.
  *
- * Renames within one folder are atomic, so a reader never sees a half-written file. No fsync: this guards against
- * the process failing, not the machine.
+ * Renames within one folder are atomic, so a reader never sees a half-written file; each file is fsynced before its
+ * rename and each folder after the renames (io/durable.ts), so what the command reports as written survives a
+ * crash of the machine too. A folder that cannot be made is named with its cause (a read-only mount: EROFS).
  */
 import {
   closeSync,
   existsSync,
   lstatSync,
-  mkdirSync,
   openSync,
   realpathSync,
   renameSync,
@@ -26,6 +26,7 @@ import {
 import { basename, dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { onCleanup } from '../util/cleanup.js';
+import { makeFolders, syncFile, syncFolder, syncPath } from './durable.js';
 import { fileKind } from './node-files.js';
 import { describeFileType } from './regular-file.js';
 
@@ -109,14 +110,11 @@ export class OutputFiles {
 
   private ensureFolder(dir: string, flag: string): void {
     if (existsSync(dir)) return;
-    const missing: string[] = [];
-    for (let d = dir; !existsSync(d); d = dirname(d)) missing.unshift(d);
     try {
-      mkdirSync(dir, { recursive: true });
+      this.created.push(...makeFolders(dir));
     } catch (e) {
       throw new UserError(`${flag}: cannot create the folder ${dir} (${oneLine(e)})`, { cause: e });
     }
-    this.created.push(...missing);
   }
 
   /** A fresh temporary path beside `target` (short, so a long file name still leaves room for it). */
@@ -137,6 +135,7 @@ export class OutputFiles {
       fd = openSync(temp, 'wx');
       let off = 0;
       while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+      syncFile(fd);
     } catch (e) {
       throw new UserError(`${p.flag} ${p.target}: cannot write it (${oneLine(e)})`, { cause: e });
     } finally {
@@ -151,6 +150,7 @@ export class OutputFiles {
     const temp = this.tempFor(p);
     try {
       writer(temp);
+      if (existsSync(temp)) syncPath(temp);
     } catch (e) {
       if (e instanceof UserError) {
         const why = e.message.split(temp).join(p.target);
@@ -177,6 +177,14 @@ export class OutputFiles {
       }
       p.temp = null;
       this.committed.push(p.target);
+    }
+    // The renames, and the folders this plan created, on the disk.
+    for (const dir of new Set([...this.committed.map((t) => dirname(t)), ...this.created.map((d) => dirname(d))])) {
+      try {
+        syncFolder(dir);
+      } catch (e) {
+        throw new UserError(`cannot flush ${dir} to the disk (${oneLine(e)})`, { cause: e });
+      }
     }
     this.done = true;
     this.unregister();

@@ -160,6 +160,11 @@ export function candidateSeed(seed: number, index: number): number {
 /** diffusers' StableDiffusionPipeline defaults. */
 export const DEFAULT_STEPS = 50;
 export const DEFAULT_GUIDANCE = 7.5;
+/**
+ * The guidance scales a run accepts. diffusers takes any number, but past a few tens every model's latents grow
+ * until the image is saturated (1e30 gives a two-colour picture and no error); 0 is the unconditional prediction.
+ */
+export const GUIDANCE_RANGE = [0, 100] as const;
 
 function checkImageSize(name: 'height' | 'width', v: number): void {
   if (!Number.isInteger(v) || v < 8 || v % 8 !== 0)
@@ -227,7 +232,11 @@ function planRun(model: StableDiffusion, samples: readonly SampleRequest[], opti
   if (!Number.isInteger(steps) || steps < 1 || steps > 1000)
     throw new FieldError('steps', `must be an integer from 1 to 1000, got ${steps}`);
   const guidance = options.guidanceScale ?? model.defaultGuidance ?? DEFAULT_GUIDANCE;
-  if (!Number.isFinite(guidance)) throw new FieldError('guidanceScale', `must be a number, got ${guidance}`);
+  if (!Number.isFinite(guidance) || guidance < GUIDANCE_RANGE[0] || guidance > GUIDANCE_RANGE[1])
+    throw new FieldError(
+      'guidanceScale',
+      `must be a number from ${GUIDANCE_RANGE[0]} to ${GUIDANCE_RANGE[1]} (larger scales saturate the image), got ${guidance}`,
+    );
   // The first sample's latents may set the size; every sample's must then agree with it.
   const withLatents = samples.find((s) => s.initialLatents);
   const { height, width } = resolveImageSize(model, { ...options, initialLatents: withLatents?.initialLatents });

@@ -118,6 +118,19 @@ export function checkRequest(r: GenerateRequest): void {
   const images = r.images ?? 1;
   if (!Number.isInteger(images) || images < 1 || images > 10000)
     throw new FieldError('images', `must be an integer from 1 to 10000, got ${images}`);
+  if (r.seed !== undefined) {
+    // Image i draws from seed + i: every one of them must be a safe integer (the generator refuses others).
+    const last = Number.MAX_SAFE_INTEGER;
+    if (!Number.isSafeInteger(r.seed))
+      throw new FieldError('seed', `must be an integer from ${-last} to ${last}, got ${r.seed}`);
+    if (r.seed > last - (images - 1))
+      throw new FieldError(
+        'seed',
+        (name, nameOf) =>
+          `${name} ${r.seed} with ${nameOf('images')} ${images} would need seeds past ${last} (image i uses seed + i); ` +
+          `give ${name} ${last - (images - 1)} or less`,
+      );
+  }
   if (r.batchSize !== undefined && (!Number.isInteger(r.batchSize) || r.batchSize < 1 || r.batchSize > 1024))
     throw new FieldError('batchSize', `must be an integer from 1 to 1024, got ${r.batchSize}`);
   if (images > 1 && r.initialLatents)

@@ -176,94 +176,8 @@ export class StableDiffusion {
     singleFile: SingleFileInfo | null,
     options: LoadOptions,
   ): StableDiffusion {
-    const refiner =
-      folder.pipelineClass === 'StableDiffusionXLImg2ImgPipeline' ||
-      folder.index?.['requires_aesthetics_score'] === true ||
-      (folder.has('text_encoder_2') && !folder.has('text_encoder'));
-    if (refiner) throw new UserError(`${dir}: ${REFINER_REFUSAL}`);
-    const text = folder.component('text_encoder');
-    const unet = folder.component('unet');
-    const vae = folder.has('vae') ? folder.component('vae') : null;
+    const { tokenizer, textConfig, unetConfig, vaeConfig, weights, xl } = checkModel(folder, dir);
     const scheduler = folder.component('scheduler');
-    const tokenizer = ClipTokenizer.fromFolder(folder.componentDir('tokenizer'));
-    const textConfig = parseClipTextConfig(text.config, text.configPath);
-    const unetConfig = parseUNetConfig(unet.config, unet.configPath);
-    const vaeConfig = vae ? parseVaeConfig(vae.config, vae.configPath) : null;
-    const text2 = folder.has('text_encoder_2') ? folder.component('text_encoder_2') : null;
-    const text2Config = text2 ? parseClipTextConfig(text2.config, text2.configPath) : null;
-    const contextWidth = textConfig.hiddenSize + (text2Config?.hiddenSize ?? 0);
-    if (unetConfig.crossAttentionDim.some((d) => d !== contextWidth)) {
-      const what = text2Config
-        ? `the two text encoders' hidden sizes together (${textConfig.hiddenSize} + ${text2Config.hiddenSize})`
-        : `the text encoder's hidden_size ${textConfig.hiddenSize}`;
-      throw new UserError(
-        `${unet.configPath}: cross_attention_dim ${unetConfig.crossAttentionDim} does not match ${what}`,
-      );
-    }
-    const add = unetConfig.addition;
-    if ((add !== null) !== (text2Config !== null)) {
-      throw new UserError(
-        add
-          ? `${unet.configPath}: is an SDXL UNet (addition_embed_type text_time) but the model has no text_encoder_2`
-          : `${dir}: has a text_encoder_2 but its UNet takes no pooled text embedding (addition_embed_type)`,
-      );
-    }
-    if (add && text2Config && add.inputDim !== text2Config.projectionDim + 6 * add.timeEmbedDim) {
-      throw new UserError(
-        `${unet.configPath}: projection_class_embeddings_input_dim ${add.inputDim} is not text_encoder_2's projection_dim ${text2Config.projectionDim} + 6 x addition_time_embed_dim ${add.timeEmbedDim}`,
-      );
-    }
-    if (vaeConfig && vaeConfig.latentChannels !== unetConfig.inChannels) {
-      throw new UserError(
-        `${unet.configPath}: in_channels ${unetConfig.inChannels} does not match the VAE's latent_channels ${vaeConfig.latentChannels}`,
-      );
-    }
-    if (tokenizer.modelMaxLength > textConfig.maxPositionEmbeddings) {
-      throw new UserError(
-        `tokenizer model_max_length ${tokenizer.modelMaxLength} exceeds the text encoder's max_position_embeddings ${textConfig.maxPositionEmbeddings}`,
-      );
-    }
-    // Every id the tokenizer can produce must have an embedding row (else the text encoder's Gather fails).
-    if (tokenizer.maxId >= textConfig.vocabSize) {
-      throw new UserError(
-        `${folder.componentDir('tokenizer')}: the vocabulary has token id ${tokenizer.maxId}, but the text encoder's ` +
-          `vocab_size is ${textConfig.vocabSize} (${text.configPath})`,
-      );
-    }
-    let xl: SdxlParts | null = null;
-    if (text2Config) {
-      const tokenizer2 = ClipTokenizer.fromFolder(folder.componentDir('tokenizer_2'));
-      if (tokenizer2.modelMaxLength !== tokenizer.modelMaxLength)
-        throw new UserError(
-          `${folder.componentDir('tokenizer_2')}: model_max_length ${tokenizer2.modelMaxLength} differs from tokenizer's ${tokenizer.modelMaxLength}`,
-        );
-      if (tokenizer2.maxId >= text2Config.vocabSize)
-        throw new UserError(
-          `${folder.componentDir('tokenizer_2')}: the vocabulary has token id ${tokenizer2.maxId}, but text_encoder_2's vocab_size is ${text2Config.vocabSize}`,
-        );
-      const forceZeros =
-        folder.index && folder.index['force_zeros_for_empty_prompt'] !== undefined
-          ? configBool(folder.index, 'force_zeros_for_empty_prompt', `${folder.dir}/model_index.json`, true)
-          : true;
-      xl = {
-        tokenizer2,
-        text2Config,
-        forceZerosForEmptyPrompt: forceZeros,
-        pooled: new PooledEmbeddings(tokenizer.modelMaxLength * contextWidth, text2Config.projectionDim),
-      };
-    }
-    const weights = {
-      text: text.weights(),
-      unet: unet.weights(),
-      vae: vae ? vae.weights() : null,
-      text2: text2 ? text2.weights() : null,
-    };
-    checkWeights(
-      { config: textConfig, weights: weights.text },
-      { config: unetConfig, weights: weights.unet },
-      vaeConfig && weights.vae ? { config: vaeConfig, weights: weights.vae } : null,
-      text2Config && weights.text2 ? { config: text2Config, weights: weights.text2 } : null,
-    );
     const schedulerConfig: RawSchedulerConfig =
       options.predictionType !== undefined
         ? { ...scheduler.config, prediction_type: options.predictionType }
@@ -501,4 +415,114 @@ export class StableDiffusion {
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();
   }
+}
+
+/** A model's parts, read and checked (see `checkModel`). */
+export interface CheckedModel {
+  tokenizer: ClipTokenizer;
+  textConfig: ClipTextConfig;
+  unetConfig: UNetConfig;
+  vaeConfig: VaeConfig | null;
+  weights: { text: WeightStore; unet: WeightStore; vae: WeightStore | null; text2: WeightStore | null };
+  /** SDXL's second encoder and its settings; null for SD 1.x / 2.x. */
+  xl: SdxlParts | null;
+}
+
+/**
+ * The one judgement of a model, before anything runs: `StableDiffusion.load` (generate, bench, the server) and
+ * `s2i info` both call it, so a model one of them refuses the other refuses too. Reads the tokenizer(s) and every
+ * component's config, checks that they fit together (SDXL's second encoder and added embedding included; refiners
+ * refused), and walks each model over its weights (every weight the configs imply is there with its shape, and
+ * every weight is used). `dir` names the model in messages.
+ */
+export function checkModel(folder: ModelFolder, dir: string = folder.dir): CheckedModel {
+  const refiner =
+    folder.pipelineClass === 'StableDiffusionXLImg2ImgPipeline' ||
+    folder.index?.['requires_aesthetics_score'] === true ||
+    (folder.has('text_encoder_2') && !folder.has('text_encoder'));
+  if (refiner) throw new UserError(`${dir}: ${REFINER_REFUSAL}`);
+  const text = folder.component('text_encoder');
+  const unet = folder.component('unet');
+  const vae = folder.has('vae') ? folder.component('vae') : null;
+  folder.component('scheduler'); // present, with a readable config
+  const tokenizer = ClipTokenizer.fromFolder(folder.componentDir('tokenizer'));
+  const textConfig = parseClipTextConfig(text.config, text.configPath);
+  const unetConfig = parseUNetConfig(unet.config, unet.configPath);
+  const vaeConfig = vae ? parseVaeConfig(vae.config, vae.configPath) : null;
+  const text2 = folder.has('text_encoder_2') ? folder.component('text_encoder_2') : null;
+  const text2Config = text2 ? parseClipTextConfig(text2.config, text2.configPath) : null;
+  const contextWidth = textConfig.hiddenSize + (text2Config?.hiddenSize ?? 0);
+  if (unetConfig.crossAttentionDim.some((d) => d !== contextWidth)) {
+    const what = text2Config
+      ? `the two text encoders' hidden sizes together (${textConfig.hiddenSize} + ${text2Config.hiddenSize})`
+      : `the text encoder's hidden_size ${textConfig.hiddenSize}`;
+    throw new UserError(
+      `${unet.configPath}: cross_attention_dim ${unetConfig.crossAttentionDim} does not match ${what}`,
+    );
+  }
+  const add = unetConfig.addition;
+  if ((add !== null) !== (text2Config !== null)) {
+    throw new UserError(
+      add
+        ? `${unet.configPath}: is an SDXL UNet (addition_embed_type text_time) but the model has no text_encoder_2`
+        : `${dir}: has a text_encoder_2 but its UNet takes no pooled text embedding (addition_embed_type)`,
+    );
+  }
+  if (add && text2Config && add.inputDim !== text2Config.projectionDim + 6 * add.timeEmbedDim) {
+    throw new UserError(
+      `${unet.configPath}: projection_class_embeddings_input_dim ${add.inputDim} is not text_encoder_2's projection_dim ${text2Config.projectionDim} + 6 x addition_time_embed_dim ${add.timeEmbedDim}`,
+    );
+  }
+  if (vaeConfig && vaeConfig.latentChannels !== unetConfig.inChannels) {
+    throw new UserError(
+      `${unet.configPath}: in_channels ${unetConfig.inChannels} does not match the VAE's latent_channels ${vaeConfig.latentChannels}`,
+    );
+  }
+  if (tokenizer.modelMaxLength > textConfig.maxPositionEmbeddings) {
+    throw new UserError(
+      `tokenizer model_max_length ${tokenizer.modelMaxLength} exceeds the text encoder's max_position_embeddings ${textConfig.maxPositionEmbeddings}`,
+    );
+  }
+  // Every id the tokenizer can produce must have an embedding row (else the text encoder's Gather fails).
+  if (tokenizer.maxId >= textConfig.vocabSize) {
+    throw new UserError(
+      `${folder.componentDir('tokenizer')}: the vocabulary has token id ${tokenizer.maxId}, but the text encoder's ` +
+        `vocab_size is ${textConfig.vocabSize} (${text.configPath})`,
+    );
+  }
+  let xl: SdxlParts | null = null;
+  if (text2Config) {
+    const tokenizer2 = ClipTokenizer.fromFolder(folder.componentDir('tokenizer_2'));
+    if (tokenizer2.modelMaxLength !== tokenizer.modelMaxLength)
+      throw new UserError(
+        `${folder.componentDir('tokenizer_2')}: model_max_length ${tokenizer2.modelMaxLength} differs from tokenizer's ${tokenizer.modelMaxLength}`,
+      );
+    if (tokenizer2.maxId >= text2Config.vocabSize)
+      throw new UserError(
+        `${folder.componentDir('tokenizer_2')}: the vocabulary has token id ${tokenizer2.maxId}, but text_encoder_2's vocab_size is ${text2Config.vocabSize}`,
+      );
+    const forceZeros =
+      folder.index && folder.index['force_zeros_for_empty_prompt'] !== undefined
+        ? configBool(folder.index, 'force_zeros_for_empty_prompt', `${folder.dir}/model_index.json`, true)
+        : true;
+    xl = {
+      tokenizer2,
+      text2Config,
+      forceZerosForEmptyPrompt: forceZeros,
+      pooled: new PooledEmbeddings(tokenizer.modelMaxLength * contextWidth, text2Config.projectionDim),
+    };
+  }
+  const weights = {
+    text: text.weights(),
+    unet: unet.weights(),
+    vae: vae ? vae.weights() : null,
+    text2: text2 ? text2.weights() : null,
+  };
+  checkWeights(
+    { config: textConfig, weights: weights.text },
+    { config: unetConfig, weights: weights.unet },
+    vaeConfig && weights.vae ? { config: vaeConfig, weights: weights.vae } : null,
+    text2Config && weights.text2 ? { config: text2Config, weights: weights.text2 } : null,
+  );
+  return { tokenizer, textConfig, unetConfig, vaeConfig, weights, xl };
 }

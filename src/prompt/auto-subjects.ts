@@ -12,6 +12,7 @@ import nlp from 'compromise';
 import { FieldError } from '../errors.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 import type { Subject } from './subjects.js';
+import { quote } from '../util/quote.js';
 
 export interface AttributeLink {
   attribute: Subject;
@@ -55,10 +56,23 @@ function norm(s: string): string {
     .replace(/[^a-z0-9]/g, '');
 }
 
+/**
+ * The text the finder reads: what the text encoder sees (`visibleText`), when its tokens are the prompt's own first
+ * ones (they are, as pre-tokenising is word by word; checked all the same). Words past the token limit can be no
+ * subject, and the tagger's time grows faster than linearly with the text: a 120,000-character prompt took 47 s.
+ */
+function readText(tokenizer: ClipTokenizer, prompt: string, ids: readonly number[]): string {
+  const visible = tokenizer.visibleText(prompt);
+  if (visible === prompt) return prompt;
+  const seen = tokenizer.tokenize(visible).ids;
+  return seen.every((id, i) => id === ids[i]) ? visible : prompt;
+}
+
 export function autoSubjects(tokenizer: ClipTokenizer, prompt: string): AutoSubjects {
-  const terms: Term[] = (nlp(prompt).json() as { terms: Term[] }[]).flatMap((s) => s.terms);
-  const words = tokenizer.words(prompt);
   const ids = tokenizer.tokenize(prompt).ids;
+  const text = readText(tokenizer, prompt, ids);
+  const terms: Term[] = (nlp(text).json() as { terms: Term[] }[]).flatMap((s) => s.terms);
+  const words = tokenizer.words(text);
   // Align compromise's terms with the tokenizer's words (same order; the tokenizer also splits punctuation).
   const termWord: (number | null)[] = [];
   let w = 0;
@@ -130,7 +144,7 @@ export function autoSubjects(tokenizer: ClipTokenizer, prompt: string): AutoSubj
     throw new FieldError(
       'subjects',
       (name, nameOf) =>
-        `found no nouns in the prompt ${JSON.stringify(prompt)}; name the subjects with ${name} or ${nameOf('tokens')}`,
+        `found no nouns in the prompt ${quote(prompt)}; name the subjects with ${name} or ${nameOf('tokens')}`,
     );
   for (const s of subjects) s.occurrences = occurrences.get(s.word) ?? 1;
   for (const a of attributes) a.attribute.occurrences = occurrences.get(a.attribute.word) ?? 1;

@@ -16,6 +16,7 @@
  */
 import { FieldError, UserError } from '../errors.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
+import { escapeControls, quote, quoteWord } from '../util/quote.js';
 
 export interface Subject {
   /** What was asked for: the word as typed ('frog', 'frog#2') or the token position ('5'). */
@@ -59,13 +60,15 @@ export function describeSubject(s: Subject): string {
 
 function promptWords(tokenizer: ClipTokenizer, prompt: string): string {
   const words = tokenizer.words(prompt, { maxLength: Infinity }).map((w) => w.word);
-  return words.length ? words.join(', ') : 'none';
+  if (words.length === 0) return 'none';
+  const shown = words.slice(0, 12).map((w) => escapeControls(w.length > 24 ? `${w.slice(0, 24)}...` : w));
+  return words.length > shown.length ? `${shown.join(', ')}, ... (${words.length} words)` : shown.join(', ');
 }
 
 function splitList(spec: string, option: string): string[] {
   const items = spec.split(',').map((s) => s.trim());
   if (spec.trim() === '' || items.some((s) => s === '')) {
-    throw new FieldError(option, ` must be a comma-separated list with no empty items, got "${spec}"`);
+    throw new FieldError(option, ` must be a comma-separated list with no empty items, got ${quote(spec)}`);
   }
   return items;
 }
@@ -79,8 +82,8 @@ function checkDistinct(subjects: Subject[], option: string): void {
       if (shared.length > 0 || sa.tokenIndex === sb.tokenIndex) {
         const what =
           sa.query === sb.query
-            ? `'${sa.query}' is listed twice`
-            : `'${sa.query}' and '${sb.query}' overlap (token ${shared[0] ?? sa.tokenIndex})`;
+            ? `${quoteWord(sa.query)} is listed twice`
+            : `${quoteWord(sa.query)} and ${quoteWord(sb.query)} overlap (token ${shared[0] ?? sa.tokenIndex})`;
         throw new FieldError(option, `: ${what}`);
       }
     }
@@ -104,15 +107,16 @@ export function resolveTokenSubjects(
   const items = splitList(spec, option);
   const ids = tokenizer.tokenize(prompt, { maxLength: tokenizer.modelMaxLength }).ids;
   const { last } = realTokenRange(tokenizer, prompt);
-  if (last < 1) throw new FieldError(option, `: the prompt ${JSON.stringify(prompt)} has no tokens to choose from`);
+  if (last < 1) throw new FieldError(option, `: the prompt ${quote(prompt)} has no tokens to choose from`);
   const words = tokenizer.words(prompt);
   const subjects = items.map((item): Subject => {
     const v = /^\d+$/.test(item) ? Number(item) : NaN;
-    if (!Number.isSafeInteger(v)) throw new FieldError(option, ` must be token positions such as 2,5, got "${spec}"`);
+    if (!Number.isSafeInteger(v))
+      throw new FieldError(option, ` must be token positions such as 2,5, got ${quote(spec)}`);
     if (v < 1 || v > last) {
       throw new FieldError(
         option,
-        `: token ${v} is outside 1..${last}, the prompt's tokens (0 is the start token, ${last + 1} the end token; prompt ${JSON.stringify(prompt)})`,
+        `: token ${v} is outside 1..${last}, the prompt's tokens (0 is the start token, ${last + 1} the end token; prompt ${quote(prompt)})`,
       );
     }
     const owner = words.find((w) => w.tokenIndices.includes(v));
@@ -158,8 +162,8 @@ export function resolveWordSubjects(
     const m = /^(.*?)#(\d+)$/s.exec(item);
     const word = (m ? m[1]! : item).trim();
     const wanted = m ? Number(m[2]) : 1;
-    if (word === '') throw new FieldError(option, `: '${item}' has no word before '#'`);
-    if (m && wanted < 1) throw new FieldError(option, `: '${item}': occurrences count from 1`);
+    if (word === '') throw new FieldError(option, `: ${quoteWord(item)} has no word before '#'`);
+    if (m && wanted < 1) throw new FieldError(option, `: ${quoteWord(item)}: occurrences count from 1`);
     let found: number[][];
     try {
       found = tokenizer.findWord(prompt, word);
@@ -170,13 +174,13 @@ export function resolveWordSubjects(
     const all = tokenizer.findWord(prompt, word, { maxLength: Infinity });
     if (all.length === 0) {
       throw new UserError(
-        `subject '${word}' is not in the prompt ${JSON.stringify(prompt)} (its words: ${promptWords(tokenizer, prompt)})`,
+        `subject ${quoteWord(word)} is not in the prompt ${quote(prompt)} (its words: ${promptWords(tokenizer, prompt)})`,
       );
     }
     if (wanted > all.length) {
       throw new FieldError(
         option,
-        `: '${item}' asks for occurrence ${wanted} of '${word}', but the prompt has ${all.length === 1 ? 'only one' : `only ${all.length}`}`,
+        `: ${quoteWord(item)} asks for occurrence ${wanted} of ${quoteWord(word)}, but the prompt has ${all.length === 1 ? 'only one' : `only ${all.length}`}`,
       );
     }
     const tokens = found[wanted - 1];
@@ -184,7 +188,7 @@ export function resolveWordSubjects(
     if (!tokens || tokens.length < full.length) {
       throw new FieldError(
         option,
-        `: '${item}' lies past the ${tokenizer.modelMaxLength}-token limit of the prompt (it is cut off; move it earlier or shorten the prompt)`,
+        `: ${quoteWord(item)} lies past the ${tokenizer.modelMaxLength}-token limit of the prompt (it is cut off; move it earlier or shorten the prompt)`,
       );
     }
     const texts = tokens.map((i) => tokenizer.tokenText(ids[i]!));

@@ -4,7 +4,7 @@
  * folder layout so the ordinary pipeline loads it.
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { UserError } from '../errors.js';
+import { isUserError, UserError } from '../errors.js';
 import { onCleanup } from '../util/cleanup.js';
 import { dirname, join } from 'node:path';
 import { SAMPLING_DEFAULTS_FILE, type SamplingDefaults } from '../io/model-folder.js';
@@ -12,6 +12,7 @@ import { writeSafetensors } from '../io/safetensors.js';
 import { parseClipTextConfig, parseUNetConfig } from '../models/config.js';
 import type { TextToImageConfig } from '../train/diffusion.js';
 import { buildShapesVocabulary } from './vocab.js';
+import { makeFolders } from '../io/durable.js';
 
 export const SHAPES_TOKENS = 32;
 
@@ -131,11 +132,12 @@ export function writeShapesModelFolder(dir: string, contents: ModelFolderContent
   try {
     writeModelFolderAt(tmp, contents);
     rmSync(dir, { recursive: true, force: true });
-    mkdirSync(dirname(dir), { recursive: true });
+    makeFolders(dirname(dir));
     renameSync(tmp, dir);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    if (isUserError(e)) throw e;
+    throw new UserError(`${dir}: cannot write the model folder: ${(e as Error).message}`, { cause: e });
   } finally {
     forget();
   }

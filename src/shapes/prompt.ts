@@ -15,6 +15,7 @@
  * count/plural mismatch, an empty prompt) is a `UserError` that quotes the prompt and says what was wrong.
  */
 import { UserError } from '../errors.js';
+import { quote } from '../util/quote.js';
 import { type Colour, COLOURS, isColour, isShape, type Shape, SHAPES } from './world.js';
 
 export interface PromptObject {
@@ -42,7 +43,7 @@ const COUNT_WORDS: Record<string, number> = {
 
 function fail(prompt: string, why: string): never {
   throw new UserError(
-    `cannot parse prompt "${prompt}": ${why} (expected e.g. "a red circle and a blue square"; ` +
+    `cannot parse prompt ${quote(prompt)}: ${why} (expected e.g. "a red circle and a blue square"; ` +
       `colours: ${COLOURS.join(', ')}; shapes: ${SHAPES.join(', ')})`,
   );
 }
@@ -55,28 +56,31 @@ function parseItem(prompt: string, words: string[]): PromptObject[] {
   else if (first in COUNT_WORDS) count = COUNT_WORDS[first]!;
   else if (/^\d{1,2}$/.test(first) && Number(first) >= 1) count = Number(first);
   else if (isColour(first) || isShape(first) || isShape(first.replace(/s$/, ''))) {
-    fail(prompt, `"${words.join(' ')}" needs an article or a count ("a ${words.join(' ')}")`);
-  } else fail(prompt, `unknown word "${first}"`);
+    fail(prompt, `${quote(words.join(' '))} needs an article or a count (${quote(`a ${words.join(' ')}`)})`);
+  } else fail(prompt, `unknown word ${quote(first)}`);
   let colour: Colour | undefined;
   let i = 0;
   if (rest[i] !== undefined && isColour(rest[i]!)) colour = rest[i++] as Colour;
   const noun = rest[i++];
-  if (noun === undefined) fail(prompt, `"${words.join(' ')}" names no shape`);
+  if (noun === undefined) fail(prompt, `${quote(words.join(' '))} names no shape`);
   const known = isShape(noun) || (noun.endsWith('s') && isShape(noun.slice(0, -1)));
-  if (!known) fail(prompt, isColour(noun) ? `"${words.join(' ')}" has two colours` : `unknown word "${noun}"`);
-  if (i < rest.length) fail(prompt, `unexpected word "${rest[i]}" after "${words.slice(0, i + 1).join(' ')}"`);
+  if (!known)
+    fail(prompt, isColour(noun) ? `${quote(words.join(' '))} has two colours` : `unknown word ${quote(noun)}`);
+  if (i < rest.length)
+    fail(prompt, `unexpected word ${quote(rest[i]!)} after ${quote(words.slice(0, i + 1).join(' '))}`);
   let shape: string;
   if (count === 1) {
     if (!isShape(noun)) {
       if (noun.endsWith('s') && isShape(noun.slice(0, -1)))
-        fail(prompt, `"${words.join(' ')}": plural after "${first}"`);
-      fail(prompt, isColour(noun) ? `"${words.join(' ')}" names no shape` : `unknown word "${noun}"`);
+        fail(prompt, `${quote(words.join(' '))}: plural after ${quote(first)}`);
+      fail(prompt, isColour(noun) ? `${quote(words.join(' '))} names no shape` : `unknown word ${quote(noun)}`);
     }
     shape = noun;
   } else {
     if (!(noun.endsWith('s') && isShape(noun.slice(0, -1)))) {
-      if (isShape(noun)) fail(prompt, `"${words.join(' ')}": a count of ${count} needs the plural "${noun}s"`);
-      fail(prompt, `unknown word "${noun}"`);
+      if (isShape(noun))
+        fail(prompt, `${quote(words.join(' '))}: a count of ${count} needs the plural ${quote(`${noun}s`)}`);
+      fail(prompt, `unknown word ${quote(noun)}`);
     }
     shape = noun.slice(0, -1);
   }
@@ -93,7 +97,7 @@ export function parsePrompt(prompt: string): ParsedPrompt {
     .replace(/\s*[.!]+$/, '');
   if (text === '') fail(prompt, 'it is empty');
   const bad = /[^a-z0-9 ,]/.exec(text);
-  if (bad) fail(prompt, `unexpected character "${bad[0]}"`);
+  if (bad) fail(prompt, `unexpected character ${quote(bad[0])}`);
   let words = text
     .replace(/,/g, ' , ')
     .split(' ')
@@ -107,7 +111,7 @@ export function parsePrompt(prompt: string): ParsedPrompt {
   for (const w of words) {
     if (w === ',' || w === 'and') {
       if (items[items.length - 1]!.length === 0) {
-        if (items.length === 1) fail(prompt, `it starts with "${w}"`);
+        if (items.length === 1) fail(prompt, `it starts with ${quote(w)}`);
         if (w === ',') fail(prompt, 'two separators in a row');
         continue; // ", and"
       }

@@ -3,7 +3,7 @@
  * DDPM loss with v-prediction and min-SNR-γ weighting, 10% empty prompts (for classifier-free guidance), AdamW
  * with warm-up, gradient clipping, EMA weights, resumable checkpoints, and periodic sample grids scored exactly.
  */
-import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FieldError, UserError } from '../errors.js';
 import { composeGrid, encodePng, floatToRgb8, writeFileAtomic, type RgbImage } from '../image/index.js';
@@ -35,6 +35,7 @@ import {
 import { Rng } from './rng.js';
 import { scoreImage } from './score.js';
 import { buildShapesVocabulary } from './vocab.js';
+import { makeFolders } from '../io/durable.js';
 
 export interface ShapesTrainOptions {
   runDir: string;
@@ -378,7 +379,11 @@ export async function trainShapes(options: ShapesTrainOptions, hooks: TrainHooks
 function openRun(dir: string, cfg: TextToImageConfig, options: ShapesTrainOptions, hooks: TrainHooks): State {
   if (existsSync(dir) && !statSync(dir).isDirectory())
     throw new FieldError('runDir', `${dir} exists and is not a directory`);
-  mkdirSync(dir, { recursive: true });
+  try {
+    makeFolders(dir);
+  } catch (e) {
+    throw new FieldError('runDir', `${dir}: cannot create the folder: ${(e as Error).message}`, { cause: e });
+  }
   removeStaleTemporaries(dir);
   if (existsSync(join(dir, CHECKPOINT))) {
     if (!hooks.resume)
@@ -519,7 +524,11 @@ async function writeSamples(
     seed: 0,
   });
   const samplesDir = join(dir, 'samples');
-  mkdirSync(samplesDir, { recursive: true });
+  try {
+    makeFolders(samplesDir);
+  } catch (e) {
+    throw new UserError(`${samplesDir}: cannot create the folder: ${(e as Error).message}`, { cause: e });
+  }
   const grid = composeGrid(r.images, 8, { pad: 2 });
   const gridPath = join(samplesDir, `step-${String(state.step).padStart(6, '0')}.png`);
   writeFileAtomic(gridPath, encodePng(grid.data, grid.width, grid.height));

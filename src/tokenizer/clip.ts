@@ -22,6 +22,7 @@ import { BytePairEncoder, END_OF_WORD, bytesToUnicode } from './bpe.js';
 import { fixText, whitespaceClean } from './ftfy.js';
 import { pyHtmlUnescape } from './html.js';
 import { REGEX_WHITESPACE_CLASS, pyLower, pySplit, pyStrip } from './unicode.js';
+import { quote } from '../util/quote.js';
 
 export type ClipTokenizerVariant = 'hf-noftfy' | 'hf-ftfy' | 'openai';
 export const CLIP_TOKENIZER_VARIANTS: readonly ClipTokenizerVariant[] = ['hf-noftfy', 'hf-ftfy', 'openai'];
@@ -107,6 +108,11 @@ const CLIP_WORD_RE = new RegExp(
     `[^${REGEX_WHITESPACE_CLASS}\\p{L}\\p{N}\\u0345]+`,
   'gu',
 );
+
+/** Where `visibleText` may cut: before a whitespace, or between punctuation and a letter or digit. */
+const CUT_SOURCE = '\\s|(?<=[^\\s\\p{L}\\p{N}\\p{M}])(?=[\\p{L}\\p{N}])';
+const CUT_RE = new RegExp(CUT_SOURCE, 'u');
+const CUT_RE_ALL = new RegExp(CUT_SOURCE, 'gu');
 
 /** CLIP pre-seeds its BPE cache with these, so they map to their own ids wherever the regex finds them. */
 const CLIP_CACHE_SEEDS = ['<|startoftext|>', '<|endoftext|>'];
@@ -327,6 +333,41 @@ export class ClipTokenizer {
   }
 
   /**
+   * The start of `text` that holds every token `tokenize()` keeps (the first `maxLength - 2`), cut at a whitespace
+   * or between punctuation and a letter or digit, so that no word is split: the text the encoder sees, for analyses
+   * slower than tokenizing (the subject finder's tagger). The whole text when it is not truncated or has nowhere to
+   * cut. Pre-tokenising works word by word, so the prefix's tokens are the text's first tokens.
+   */
+  visibleText(text: string, options: TokenizeOptions = {}): string {
+    const keep = this.checkMaxLength(options.maxLength, false) - 2;
+    const enough = (end: number) => this.encode(text.slice(0, end)).length >= keep;
+    // Grow a prefix until it holds enough tokens, then narrow down to the shortest.
+    const cutAfter = (from: number) => {
+      const m = CUT_RE.exec(text.slice(from));
+      return m ? from + m.index : text.length;
+    };
+    let lo = 0;
+    let hi = cutAfter(Math.min(text.length, 4 * keep));
+    while (hi < text.length && !enough(hi)) {
+      lo = hi;
+      hi = cutAfter(Math.min(text.length, 2 * hi + 1));
+    }
+    if (hi >= text.length) return text;
+    // The shortest whitespace-cut prefix in (lo, hi] with enough tokens.
+    const cuts: number[] = [];
+    for (const m of text.slice(lo + 1, hi).matchAll(CUT_RE_ALL)) cuts.push(lo + 1 + m.index);
+    cuts.push(hi);
+    let a = 0,
+      b = cuts.length - 1;
+    while (a < b) {
+      const mid = (a + b) >> 1;
+      if (enough(cuts[mid]!)) b = mid;
+      else a = mid + 1;
+    }
+    return text.slice(0, cuts[a]);
+  }
+
+  /**
    * Every occurrence of `word` in the prompt: for each, its token positions in `tokenize(text).ids`. The word is
    * normalised and pre-tokenised exactly like the prompt ('Café' finds 'cafe'); if that gives several words ('4k',
    * "it's", 'red fox'), they must occur consecutively. Whole words only: 'frog' does not match 'frogs'. Occurrences
@@ -337,7 +378,7 @@ export class ClipTokenizer {
     const lastKept = this.checkMaxLength(options.maxLength, true) - 2;
     const query = this.pieces(word).map((p) => p.text);
     if (query.length === 0) {
-      throw new UserError(`cannot look for ${JSON.stringify(word)} in the prompt: it is empty after normalisation`);
+      throw new UserError(`cannot look for ${quote(word)} in the prompt: it is empty after normalisation`);
     }
     const pieces = this.pieces(text);
     const starts: number[] = [];

@@ -12,6 +12,7 @@
  * browser page tells none, so there only a given budget is checked.
  */
 import { UserError } from '../errors.js';
+import { quote } from './quote.js';
 
 export const MEMORY_ENV = 'S2I_MAX_MEMORY';
 
@@ -75,7 +76,8 @@ function machineMemory(): MemoryBudget {
 /** The budget from an option value (the CLI's `--max-memory`); `flag` names it in messages. */
 export function setMemoryBudget(value: string, flag = '--max-memory'): void {
   const bytes = parseByteSize(value);
-  if (bytes === null) throw new UserError(`${flag} must be a size such as 800M, 16G or 1.5T, or off; got "${value}"`);
+  if (bytes === null)
+    throw new UserError(`${flag} must be a size such as 800M, 16G or 1.5T, or off; got ${quote(value)}`);
   given = { bytes, source: `${flag} ${value.trim()}` };
 }
 
@@ -91,7 +93,7 @@ export function memoryBudget(): MemoryBudget {
   if (env !== undefined && env.trim() !== '') {
     const bytes = parseByteSize(env);
     if (bytes === null)
-      throw new UserError(`${MEMORY_ENV} must be a size such as 800M, 16G or 1.5T, or off; got "${env}"`);
+      throw new UserError(`${MEMORY_ENV} must be a size such as 800M, 16G or 1.5T, or off; got ${quote(env)}`);
     return { bytes, source: `${MEMORY_ENV}=${env.trim()}` };
   }
   return machineMemory();

@@ -22,11 +22,20 @@ export interface RunOptions {
   timeout?: number;
   /** Run under `sh -c 'ulimit -f BLOCKS'`: writes past BLOCKS × 512 bytes fail with EFBIG. */
   fileSizeBlocks?: number;
+  /** Variables taken out of the inherited environment (e.g. CI, which the test runner may set). */
+  unset?: readonly string[];
+}
+
+/** The child's environment: ours, the ONNX Runtime cache off, `env` on top, `unset` removed. */
+function childEnv(options: RunOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, S2I_ORT_CACHE: '0', ...options.env };
+  for (const k of options.unset ?? []) delete env[k];
+  return env;
 }
 
 /** Spawns `node bin/s2i.js ...args` and waits (the ONNX Runtime cache off unless the env says otherwise). */
 export function runCli(args: readonly string[], options: RunOptions = {}): Run {
-  const env = { ...process.env, S2I_ORT_CACHE: '0', ...options.env };
+  const env = childEnv(options);
   const r =
     options.fileSizeBlocks !== undefined
       ? spawnSync(
@@ -51,7 +60,7 @@ export function startCli(
 ): { pid: number; kill: (s: NodeJS.Signals) => void; done: Promise<Run> } {
   const child = spawn(process.execPath, [binPath, ...args], {
     cwd: options.cwd,
-    env: { ...process.env, S2I_ORT_CACHE: '0', ...options.env },
+    env: childEnv(options),
   });
   let stdout = '';
   let stderr = '';

@@ -44,6 +44,8 @@ import {
   suppressOverrides,
   type SuppressFlags,
 } from '../options.js';
+import { boundLine, quote } from '../../util/quote.js';
+import { GUIDANCE_RANGE } from '../../pipeline/generate.js';
 
 /** Default inference steps: A&E-style methods cost ~3x plain sampling per step on CPU; 25 keeps a suite practical. */
 export const BENCH_DEFAULT_STEPS = 25;
@@ -159,7 +161,7 @@ function benchRequest(flags: BenchFlags): BenchRequest {
   const methods = parseMethods(flags.methods);
   const seeds = parseSeeds(flags.seeds);
   const steps = parseInteger(flags.steps, '--steps', 1, 1000);
-  const guidance = parseNumber(flags.guidance, '--guidance');
+  const guidance = parseNumber(flags.guidance, '--guidance', ...GUIDANCE_RANGE);
   const sampler = flags.scheduler !== undefined ? parseSamplerName(flags.scheduler) : undefined;
   const limit = flags.limit !== undefined ? parseInteger(flags.limit, '--limit', 1) : undefined;
   const threads = flags.threads !== undefined ? parseInteger(flags.threads, '--threads', 1, 1024) : undefined;
@@ -227,7 +229,7 @@ function progressHooks(bar: SingleBar | null, logLines: boolean, out: string): Q
     total = 0;
   let workers = '?';
   const say = (line: string, what = line) => {
-    if (logLines) process.stderr.write(`bench: ${line}\n`);
+    if (logLines) process.stderr.write(`bench: ${boundLine(line)}\n`);
     bar?.update({ what });
   };
   return {
@@ -247,7 +249,7 @@ function progressHooks(bar: SingleBar | null, logLines: boolean, out: string): Q
       bar?.update({ workers });
     },
     onFailed: (f) => {
-      const line = `FAILED ${f.method} seed ${f.seed} ${JSON.stringify(f.prompt)}: ${f.reason}`;
+      const line = boundLine(`FAILED ${f.method} seed ${f.seed} ${quote(f.prompt)}: ${f.reason}`);
       say(line, line.slice(0, 80));
     },
     onProgress: ({ done, skipped, row }) => {

@@ -12,6 +12,7 @@ import type { GenerateRequest, GenerateRun } from '../../pipeline/request.js';
 import type { GraphTiming } from '../../pipeline/stable-diffusion.js';
 import { describeSubject, subjectsJson } from '../../prompt/subjects.js';
 import { flagOf } from '../options.js';
+import { quote } from '../../util/quote.js';
 
 /** The run as the command made it: the request, the files, and the run with its model load. */
 export interface GenerateCommandRun {
@@ -43,8 +44,8 @@ export function summary(p: GenerateCommandRun): string {
   const row = (k: string, v: string) => L.push(`${k.padEnd(10)} ${v}`);
   const res = r.result;
   const subjects = r.subjects?.subjects ?? [];
-  row('prompt', JSON.stringify(p.request.prompt));
-  if (p.request.negativePrompt !== undefined) row('negative', JSON.stringify(p.request.negativePrompt));
+  row('prompt', quote(p.request.prompt, 300));
+  if (p.request.negativePrompt !== undefined) row('negative', quote(p.request.negativePrompt, 300));
   row('model', r.modelDir);
   row('sampler', `${r.sampler}, ${r.steps} steps (${res.timesteps.length} UNet calls), guidance ${r.guidance}`);
   row('timesteps', res.timesteps.join(' '));

@@ -38,6 +38,8 @@ import {
   type SuppressFlags,
 } from '../options.js';
 import { fmtThresholds, jsonReport, summary, type GenerateCommandRun } from './generate-report.js';
+import { quote } from '../../util/quote.js';
+import { GUIDANCE_RANGE } from '../../pipeline/generate.js';
 
 interface GenerateFlags extends SuppressFlags {
   model?: string;
@@ -91,7 +93,9 @@ function parseAttentionSteps(value: string | undefined): number[] | 'all' | 'mea
   if (v === 'all' || v === 'mean') return v;
   const steps = v.split(',').map((s) => (/^\d+$/.test(s.trim()) ? Number(s.trim()) : NaN));
   if (!steps.every(Number.isSafeInteger))
-    throw new UserError(`--attention-steps must be step numbers such as 0,10,49, or all, or mean; got "${value}"`);
+    throw new UserError(
+      `--attention-steps must be step numbers such as 0,10,49, or all, or mean; got ${quote(value ?? '')}`,
+    );
   return [...new Set(steps)];
 }
 
@@ -135,14 +139,14 @@ function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): P
     listItems(
       v,
       /^\s*([^:]+?)\s*:\s*([^:]+?)\s*$/,
-      (item) => `--attributes must look like circle:red,square:blue (noun:adjective), got "${item}"`,
+      (item) => `--attributes must look like circle:red,square:blue (noun:adjective), got ${quote(item)}`,
     ).map(([, subject, adjective]) => ({ subject: subject!, adjective: adjective! })),
   );
   const request: GenerateRequest = {
     prompt,
     negativePrompt: flags.negative,
     steps: opt(flags.steps, (v) => parseInteger(v, '--steps', 1, 1000)),
-    guidanceScale: opt(flags.guidance, (v) => parseNumber(v, '--guidance')),
+    guidanceScale: opt(flags.guidance, (v) => parseNumber(v, '--guidance', ...GUIDANCE_RANGE)),
     sampler: opt(flags.scheduler, parseSamplerName),
     seed,
     height: opt(flags.height, (v) => parseImageSide(v, '--height')),

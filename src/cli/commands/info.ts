@@ -9,7 +9,6 @@ import type { Command } from 'commander';
 import { CLIP_TEXT_DEFAULTS, UNET_DEFAULTS, VAE_DEFAULTS } from '../../models/config.js';
 import { schedulerConfigDefaults } from '../../schedulers/config.js';
 import {
-  configBool,
   configInt,
   configIntArray,
   configNumber,
@@ -23,6 +22,7 @@ import {
 } from '../../io/json-config.js';
 import { SD_COMPONENTS, type Component } from '../../io/model-folder.js';
 import { openModel } from '../../io/open-model.js';
+import { checkModel } from '../../pipeline/stable-diffusion.js';
 
 export interface ComponentInfo {
   name: string;
@@ -167,7 +167,8 @@ function summariseTokenizer(comp: Component): Record<string, unknown> {
     vocab_size: vocabSize,
     model_max_length: configOptionalNumber(c, 'model_max_length', f),
     pad_token: pad,
-    do_lower_case: Object.hasOwn(c, 'do_lower_case') ? configBool(c, 'do_lower_case', f) : undefined,
+    // Shown as written: CLIP's tokenizer lower-cases whatever it says (transformers ignores the key), as generate does.
+    do_lower_case: Object.hasOwn(c, 'do_lower_case') ? c['do_lower_case'] : undefined,
   };
 }
 
@@ -205,6 +206,8 @@ export function modelInfo(path: string, options: ModelInfoOptions = {}): ModelIn
     ...(options.config !== undefined ? { configDir: options.config } : {}),
   });
   try {
+    // The same judgement as generate's: a model one refuses, the other refuses too (and with the same message).
+    checkModel(folder);
     const names = folder.componentNames();
     const used = names.filter((n) => (SD_COMPONENTS as readonly string[]).includes(n));
     const info: ModelInfo = {

@@ -13,6 +13,7 @@ import { parsePrompt } from '../../shapes/prompt.js';
 import { Rng } from '../../shapes/rng.js';
 import { COLOURS, SHAPES } from '../../shapes/world.js';
 import { SCORE_BYTES_PER_PIXEL, type ScoreReport, scoreImage } from '../../shapes/score.js';
+import { quote } from '../../util/quote.js';
 
 interface SampleFlags {
   count: string;
@@ -34,17 +35,17 @@ interface ScoreFlags {
 function parseIntFlag(value: string, flag: string, lo: number, hi: number): number {
   const v = /^-?\d+$/.test(value.trim()) ? Number(value) : NaN;
   if (!Number.isSafeInteger(v) || v < lo || v > hi)
-    throw new UserError(`${flag} must be an integer from ${lo} to ${hi}, got "${value}"`);
+    throw new UserError(`${flag} must be an integer from ${lo} to ${hi}, got ${quote(value)}`);
   return v;
 }
 
 function parseObjects(value: string): [number, number] {
   const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(value);
-  if (!m) throw new UserError(`--objects must be a count or a range such as 1-3, got "${value}"`);
+  if (!m) throw new UserError(`--objects must be a count or a range such as 1-3, got ${quote(value)}`);
   const lo = Number(m[1]),
     hi = m[2] === undefined ? lo : Number(m[2]);
   if (lo < 1 || hi < lo)
-    throw new UserError(`--objects must be a count or a range such as 1-3 with 1 <= low <= high, got "${value}"`);
+    throw new UserError(`--objects must be a count or a range such as 1-3 with 1 <= low <= high, got ${quote(value)}`);
   return [lo, hi];
 }
 
@@ -55,7 +56,7 @@ async function runSample(flags: SampleFlags): Promise<void> {
   const [minObjects, maxObjects] = parseObjects(flags.objects);
   const prefixProbability = Number(flags.prefixProb);
   if (!(prefixProbability >= 0 && prefixProbability <= 1))
-    throw new UserError(`--prefix-prob must be a number from 0 to 1, got "${flags.prefixProb}"`);
+    throw new UserError(`--prefix-prob must be a number from 0 to 1, got ${quote(flags.prefixProb)}`);
   const options: ExampleOptions = {
     size,
     minObjects,
@@ -117,7 +118,7 @@ const pct = (v: number): string => `${(100 * v).toFixed(0)}%`;
 export function formatReport(report: ScoreReport, image: string): string {
   const lines: string[] = [];
   lines.push(
-    `${image} (${report.width}x${report.height})${report.prompt !== undefined ? `  prompt: "${report.prompt}"` : ''}`,
+    `${image} (${report.width}x${report.height})${report.prompt !== undefined ? `  prompt: ${quote(report.prompt, 300)}` : ''}`,
   );
   const name = (colour: string | null, shape: string | null): string =>
     [colour ?? 'any-colour', shape].filter(Boolean).join(' ');

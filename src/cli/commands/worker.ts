@@ -12,6 +12,7 @@ import { UserError } from '../../errors.js';
 import { onInterrupt } from '../../util/cleanup.js';
 import { defaultModelDir } from '../defaults.js';
 import { parseInteger, parseNumber, parsePredictionType } from '../options.js';
+import { boundLine } from '../../util/quote.js';
 
 interface WorkerFlags {
   queue: string;
@@ -36,7 +37,7 @@ async function run(flags: WorkerFlags): Promise<void> {
   const predictionType =
     flags.predictionType !== undefined ? parsePredictionType(flags.predictionType, '--prediction-type') : undefined;
 
-  const log = (line: string) => process.stderr.write(`worker: ${line}\n`);
+  const log = (line: string) => process.stderr.write(`worker: ${boundLine(line)}\n`);
   let signals = 0;
   let worker: BenchWorker | null = null;
   const handler = () => {
