@@ -46,7 +46,13 @@ import { composeGrid } from '../image/grid.js';
 import type { RgbImage } from '../image/image.js';
 import { encodePng, writeFileAtomic } from '../image/png.js';
 import { resizeImage, resizeMap } from '../image/resize.js';
-import { buildMethod, methodPreset, methodTargets, type MethodSettings } from '../methods/registry.js';
+import {
+  buildMethod,
+  canonicalMethodName,
+  methodPreset,
+  methodTargets,
+  type MethodSettings,
+} from '../methods/registry.js';
 import type { GuidanceMethod } from '../methods/types.js';
 import { generateBatch, type GenerateResult } from '../pipeline/generate.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
@@ -237,7 +243,7 @@ export function parseSeeds(value: string, option = 'seeds'): number[] {
 export function parseMethods(value: string, option = 'methods'): string[] {
   const names = value
     .split(',')
-    .map((s) => s.trim())
+    .map(canonicalMethodName)
     .filter((s) => s !== '');
   if (names.length === 0) throw new FieldError(option, 'needs at least one method name');
   const seen = new Set<string>();

@@ -14,7 +14,7 @@ import {
   buildMethod,
   DEFAULT_METHOD,
   checkMethodOverrides,
-  methodPreset,
+  methodSpec,
   methodTargets,
   resolveMethodSettings,
   type MethodOverrides,
@@ -111,8 +111,8 @@ export interface GenerateRun extends ImageRun {
 
 /** The checks of a request that need no model, so a front end can report them before loading one. */
 export function checkRequest(r: GenerateRequest): void {
-  const preset = checkMethodOverrides(r.method ?? DEFAULT_METHOD, r.methodOverrides ?? {});
-  const guided = preset.kind !== 'none';
+  const caps = checkMethodOverrides(r.method ?? DEFAULT_METHOD, r.methodOverrides ?? {}).capabilities;
+  const guided = caps.needsSubjects;
   const images = r.images ?? 1;
   if (!Number.isInteger(images) || images < 1 || images > 10000)
     throw new FieldError('images', `must be an integer from 1 to 10000, got ${images}`);
@@ -125,7 +125,7 @@ export function checkRequest(r: GenerateRequest): void {
         `${name} ${images} draws each image's noise from its own seed; ${nameOf('initialLatents')} gives one image's, so they do not go together`,
     );
   const picture = r.attentionPicture !== undefined;
-  if (r.attributes !== undefined && preset.kind !== 'suppress')
+  if (r.attributes !== undefined && !caps.takesAttributes)
     throw new FieldError(
       'attributes',
       (name, nameOf) =>
@@ -136,11 +136,11 @@ export function checkRequest(r: GenerateRequest): void {
       'attnRes',
       (name, nameOf) => `${name} only applies to a guidance ${nameOf('method')} and ${nameOf('attentionPicture')}`,
     );
-  if (preset.kind === 'attend-and-excite' && r.tokens === undefined && r.subjects === undefined)
+  if (guided && !caps.findsSubjects && r.tokens === undefined && r.subjects === undefined)
     throw new FieldError(
       'subjects',
       (name, nameOf) =>
-        `${nameOf('method')} attend-and-excite needs the subjects to strengthen: ${name} cat,frog or ${nameOf('tokens')} 2,5`,
+        `${nameOf('method')} ${methodSpec(r.method ?? DEFAULT_METHOD).name} needs the subjects to strengthen: ${name} cat,frog or ${nameOf('tokens')} 2,5`,
     );
   if (!guided && !picture && (r.tokens !== undefined || r.subjects !== undefined))
     throw new FieldError(
@@ -148,7 +148,7 @@ export function checkRequest(r: GenerateRequest): void {
       (name, nameOf) =>
         `${name} is used by a guidance ${nameOf('method')} and ${nameOf('attentionPicture')}; give one of them`,
     );
-  if (isAuto(r.subjects) && preset.kind !== 'suppress' && !picture)
+  if (isAuto(r.subjects) && !caps.findsSubjects && !picture)
     throw new FieldError(
       'subjects',
       (name, nameOf) => `${name} auto applies to the suppress methods and ${nameOf('attentionPicture')}`,
@@ -196,10 +196,10 @@ export async function runRequest(
   }).timesteps.length;
 
   const { subjects, attributes } = chooseSubjects(model, r, notes);
-  const preset = checkMethodOverrides(name, r.methodOverrides ?? {});
+  const guided = checkMethodOverrides(name, r.methodOverrides ?? {}).capabilities.needsSubjects;
   const [latentH, latentW] = [height / model.scaleFactor, width / model.scaleFactor];
   const attnRes =
-    preset.kind !== 'none' || r.attentionPicture
+    guided || r.attentionPicture
       ? chooseAttentionResolution(
           crossAttentionResolutions(model.unetConfig, latentH, latentW),
           latentH,
@@ -207,8 +207,7 @@ export async function runRequest(
           r.attnRes,
         )
       : null;
-  const method =
-    preset.kind !== 'none' ? resolveMethodSettings(name, steps, { ...r.methodOverrides, attnRes: attnRes! }) : null;
+  const method = guided ? resolveMethodSettings(name, steps, { ...r.methodOverrides, attnRes: attnRes! }) : null;
   if (method) {
     const late = [...method.loop.thresholds.keys()].filter((k) => k >= totalCalls);
     if (late.length) {
@@ -236,7 +235,7 @@ export async function runRequest(
       images: count,
       height,
       width,
-      gradient: method !== null && method.suppress?.mode !== 'edit',
+      gradient: method?.usesGradients ?? false,
     });
   hooks.onStart?.(totalCalls * Math.ceil(count / batchSize));
   const seeds = Array.from({ length: count }, (_, i) =>
@@ -302,7 +301,7 @@ export async function runRequest(
  */
 function chooseMethod(model: StableDiffusion, r: GenerateRequest, notes: Note[]): string {
   if (r.method !== undefined) return r.method;
-  if (methodPreset(DEFAULT_METHOD).kind !== 'suppress' || r.tokens !== undefined || r.subjects !== undefined)
+  if (!methodSpec(DEFAULT_METHOD).capabilities.findsSubjects || r.tokens !== undefined || r.subjects !== undefined)
     return DEFAULT_METHOD;
   try {
     autoSubjects(model.tokenizer, r.prompt);
@@ -323,10 +322,10 @@ function chooseSubjects(
   r: GenerateRequest,
   notes: Note[],
 ): { subjects: ResolvedSubjects | null; attributes: AttributeLink[] } {
-  const isSuppress = methodPreset(r.method ?? DEFAULT_METHOD).kind === 'suppress';
+  const finds = methodSpec(r.method ?? DEFAULT_METHOD).capabilities.findsSubjects;
   let subjects: ResolvedSubjects | null;
   let attributes: AttributeLink[] = [];
-  if ((isSuppress && r.tokens === undefined && r.subjects === undefined) || isAuto(r.subjects)) {
+  if ((finds && r.tokens === undefined && r.subjects === undefined) || isAuto(r.subjects)) {
     const auto = autoSubjects(model.tokenizer, r.prompt);
     subjects = { source: 'words', subjects: auto.subjects, notes: auto.notes };
     attributes = auto.attributes;
