@@ -7,6 +7,7 @@ import { FieldError, UserError } from '../errors.js';
 import { attendAndExciteSpec, resolveLoop, scaledLoopDefaults } from './attend-and-excite.js';
 import { astarSpec } from './astar.js';
 import { initnoCleanSpec } from './initno-clean.js';
+import { initnoSpec } from './initno.js';
 import type { LatentLoopConfig } from './latent-loop.js';
 import {
   DEFAULT_ACCEPT,
@@ -63,6 +64,7 @@ export const METHOD_SPECS: readonly MethodSpec[] = [
   ...SUPPRESS_SPECS,
   astarSpec,
   initnoCleanSpec,
+  initnoSpec,
 ];
 
 /**
