@@ -144,7 +144,9 @@ describe('INITNO against the official code', () => {
     it(`${c.name}: masks, fn_compute_loss and its gradients`, async () => {
       const r = await ours(c, c.cross, c.self, 'compute', null, null);
       const hw = c.h * c.w;
-      c.masks.forEach((m, s) => expect([...r.components.subarray(s * hw, (s + 1) * hw)], `mask ${s}`).toEqual(m.component));
+      c.masks.forEach((m, s) =>
+        expect([...r.components.subarray(s * hw, (s + 1) * hw)], `mask ${s}`).toEqual(m.component),
+      );
       expect(r.response).toBeCloseTo(c.compute.cross, 5);
       expect(r.response > 0.5 ? 0 : r.conflict).toBeCloseTo(c.compute.self, 5);
       expect(r.loss).toBeCloseTo(c.compute.joint, 5);

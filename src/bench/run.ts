@@ -51,6 +51,7 @@ import {
   canonicalMethodName,
   methodPreset,
   methodTargets,
+  promptTokenCount,
   type MethodSettings,
 } from '../methods/registry.js';
 import type { GuidanceMethod } from '../methods/types.js';
@@ -589,7 +590,7 @@ export function prepareBenchJob(
   subjectsOf: (prompt: string) => AutoSubjects = (p) => promptSubjects(model, p),
 ): PreparedBenchJob {
   const auto = subjectsOf(job.prompt);
-  const targets = methodTargets(auto.subjects, auto.attributes);
+  const targets = methodTargets(auto.subjects, auto.attributes, promptTokenCount(model.tokenizer, job.prompt));
   const method = buildMethod(job.method, targets, { ...job.methodOverrides, steps: job.steps });
   const size = model.defaultImageSize;
   const settings: BenchSettings = {

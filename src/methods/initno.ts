@@ -25,13 +25,27 @@
 import type { Graph, Value } from '../graph/graph.js';
 import * as op from '../graph/ops.js';
 import type { Tensor } from '../tensor.js';
-import { ATTEND_EXCITE_DEFAULTS, attendExciteLoss, defaultAttnRes, resolveLoop, selectedSubjectMaps } from './attend-and-excite.js';
+import {
+  ATTEND_EXCITE_DEFAULTS,
+  attendExciteLoss,
+  defaultAttnRes,
+  resolveLoop,
+  selectedSubjectMaps,
+} from './attend-and-excite.js';
 import { passBatchSize, settingsKey, stack, tokenSelection } from './batch.js';
 import { stepSize, subtractScaled, type LatentLoopConfig } from './latent-loop.js';
 import { runLossPass, type LossPassGraph } from './loss-pass.js';
 import { smoothMaps } from './smoothing.js';
 import { REFERENCE_STEPS, scaledCall, type MethodSpec, type Subject } from './spec.js';
-import type { GuidanceMethod, GuidedSample, PassCount, StartSample, StepContext, StepLog, UNetAccess } from './types.js';
+import type {
+  GuidanceMethod,
+  GuidedSample,
+  PassCount,
+  StartSample,
+  StepContext,
+  StepLog,
+  UNetAccess,
+} from './types.js';
 
 /** INITNO's settings, as the official code has them (calls given for 50 steps). */
 export const INITNO_DEFAULTS = {
@@ -161,10 +175,7 @@ export function initnoLosses(
 
   // Alignment with the moving average of the maps (the cache takes this pass's maps without gradient).
   const col = (x: Value) => op.reshape(x, [k, 1, 1, 1]);
-  const cacheNew = op.add(
-    op.mul(inp.cachePrev, col(inp.cacheKeep)),
-    op.mul(op.stopGradient(raw), col(inp.cacheTake)),
-  );
+  const cacheNew = op.add(op.mul(inp.cachePrev, col(inp.cacheKeep)), op.mul(op.stopGradient(raw), col(inp.cacheTake)));
   const l1 = op.reduceMean(op.abs(op.sub(A, smooth(cacheNew))), [2, 3], false); // [k, n]
   const alignment = op.reduceSum(op.mul(l1, inp.mask), [1], false);
 
@@ -367,15 +378,25 @@ async function evaluateInitno(
   const needsMasks = kind !== 'response' && withGrad;
   let components = slots(() => {});
   if (needsMasks) {
-    const pre = await runLossPass(unet, initnoGraph(unet, cfg, res, k, n, kind, false), timestep, items, feeds(components));
+    const pre = await runLossPass(
+      unet,
+      initnoGraph(unet, cfg, res, k, n, kind, false),
+      timestep,
+      items,
+      feeds(components),
+    );
     components = componentsOf(pre.outputs['subject_maps']!.data);
   }
-  const out = await runLossPass(unet, initnoGraph(unet, cfg, res, k, n, kind, withGrad), timestep, items, feeds(components));
+  const out = await runLossPass(
+    unet,
+    initnoGraph(unet, cfg, res, k, n, kind, withGrad),
+    timestep,
+    items,
+    feeds(components),
+  );
   const maps = out.outputs['subject_maps']!.data;
   // The clean value as the official code computes it: from this pass's own masks.
-  const clean = needsMasks
-    ? out.outputs['clean']!.data
-    : (await cleanOnHost(maps, items, n, rh, rw));
+  const clean = needsMasks ? out.outputs['clean']!.data : await cleanOnHost(maps, items, n, rh, rw);
   const cacheNew = out.outputs['cache_new']!.data;
   const maxAttention = out.outputs['max_attention']!.data;
   return items.map((it, b) => {
@@ -516,7 +537,11 @@ type InitnoLoop<T> = Generator<InitnoRequest, T, InitnoEvaluation>;
  */
 async function driveLoops<T>(
   loops: InitnoLoop<T>[],
-  evaluate: (kind: InitnoLossKind, withGrad: boolean, requests: { sample: number; latent: Float32Array }[]) => Promise<InitnoEvaluation[]>,
+  evaluate: (
+    kind: InitnoLossKind,
+    withGrad: boolean,
+    requests: { sample: number; latent: Float32Array }[],
+  ) => Promise<InitnoEvaluation[]>,
 ): Promise<T[]> {
   const states = loops.map((l) => l.next());
   for (;;) {
@@ -631,7 +656,10 @@ export class Initno implements GuidanceMethod {
           if (r.succeeded) break;
           noise = s.fresh(round + 1);
         }
-        const log = { rounds: pool.map(({ score, succeeded, steps }) => ({ score, succeeded, steps })), reoptimised: false };
+        const log = {
+          rounds: pool.map(({ score, succeeded, steps }) => ({ score, succeeded, steps })),
+          reoptimised: false,
+        };
         members[b]!.startLog = log;
         // Python's sort of (score, round, ...) tuples: the lowest score, the earliest round among equals.
         const best = [...pool].sort((a, c) => a.score - c.score || a.round - c.round)[0]!;

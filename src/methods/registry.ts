@@ -8,6 +8,7 @@ import { attendAndExciteSpec, resolveLoop, scaledLoopDefaults } from './attend-a
 import { astarSpec } from './astar.js';
 import { initnoCleanSpec } from './initno-clean.js';
 import { initnoSpec } from './initno.js';
+import { syngenSpec } from './syngen.js';
 import type { LatentLoopConfig } from './latent-loop.js';
 import {
   DEFAULT_ACCEPT,
@@ -32,6 +33,7 @@ import {
 import type { GuidanceMethod } from './types.js';
 import type { AttributeLink } from '../prompt/auto-subjects.js';
 import type { Subject as PromptSubject } from '../prompt/subjects.js';
+import type { ClipTokenizer } from '../tokenizer/clip.js';
 
 export {
   DEFAULT_ACCEPT,
@@ -65,6 +67,7 @@ export const METHOD_SPECS: readonly MethodSpec[] = [
   astarSpec,
   initnoCleanSpec,
   initnoSpec,
+  syngenSpec,
 ];
 
 /**
@@ -192,14 +195,25 @@ export function buildMethod(
   return spec.build(targets, settings);
 }
 
-/** Method targets from resolved prompt subjects (explicit --tokens/--subjects) and auto-detected attributes. */
+/**
+ * Method targets from resolved prompt subjects (explicit --tokens/--subjects) and auto-detected attributes;
+ * `promptTokens`: the prompt's tokens with the start and end tokens (promptTokenCount).
+ */
 export function methodTargets(
   subjects: readonly PromptSubject[],
   attributes: readonly AttributeLink[] = [],
+  promptTokens?: number,
 ): MethodSubjects {
   const asTarget = (s: PromptSubject): Subject => ({ token: s.tokenIndex, tokens: s.tokenIndices, label: s.word });
   return {
     subjects: subjects.map(asTarget),
     attributes: attributes.map((a) => ({ ...asTarget(a.attribute), subject: a.subject })),
+    ...(promptTokens !== undefined ? { promptTokens } : {}),
   };
+}
+
+/** The prompt's tokens with the start and end tokens, as the model sees them (truncated to its length). */
+export function promptTokenCount(tokenizer: ClipTokenizer, prompt: string): number {
+  const t = tokenizer.tokenize(prompt);
+  return Math.min(t.untruncatedLength, t.ids.length);
 }

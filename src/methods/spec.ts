@@ -33,6 +33,8 @@ export interface Attribute extends Subject {
 export interface MethodSubjects {
   subjects: readonly Subject[];
   attributes: readonly Attribute[];
+  /** Tokens of the prompt with the start and end tokens (SynGen's "other tokens" are the rest of them). */
+  promptTokens?: number;
 }
 
 /** What a front end needs to know about a method without building it. */

@@ -16,6 +16,7 @@ import {
   checkMethodOverrides,
   methodSpec,
   methodTargets,
+  promptTokenCount,
   resolveMethodSettings,
   type MethodOverrides,
   type ResolvedMethodSettings,
@@ -229,6 +230,7 @@ export async function runRequest(
   }
 
   const count = r.images ?? 1;
+  const promptTokens = promptTokenCount(model.tokenizer, r.prompt);
   const batchSize =
     r.batchSize ??
     defaultBatchSize(model, {
@@ -251,7 +253,7 @@ export async function runRequest(
       // Each image its own method instance: methods keep per-image state (regions, logs).
       ...(method
         ? {
-            method: buildMethod(name, methodTargets(subjects!.subjects, attributes), {
+            method: buildMethod(name, methodTargets(subjects!.subjects, attributes, promptTokens), {
               ...r.methodOverrides,
               attnRes: attnRes!,
               steps,
