@@ -18,6 +18,11 @@ export interface LossPassMaps {
   cross: Value;
   /** Self-attention [k, h, w, h*w] at the same resolution, when `selfAttention` was asked for. */
   self: Value | null;
+  /**
+   * Cross-attention of the layers at higher resolutions (integer multiples), nearest-downsampled to this one and
+   * averaged [k, h, w, T], when `intermediate` was asked for and the UNet has such layers; else null.
+   */
+  intermediate: Value | null;
 }
 
 export interface LossPassGraph {
@@ -27,10 +32,31 @@ export interface LossPassGraph {
   withGrad: boolean;
   res: readonly [number, number];
   selfAttention?: boolean;
+  intermediate?: boolean;
   /** The method's own inputs, in order: name → shape including the leading k. */
   inputs: readonly (readonly [string, readonly number[]])[];
   /** The loss [k] and any other outputs, from the maps and the inputs. */
   build(g: Graph, maps: LossPassMaps, inputs: Record<string, Value>): { loss: Value; outputs: Record<string, Value> };
+}
+
+/**
+ * Divide & Bind's `aggregate_attention_intermediate`: every recorded head of the cross-attention layers at
+ * resolutions above `res` (integer multiples), nearest-downsampled to `res` (every s-th row and column), averaged
+ * in the order up, down, mid; [k, h, w, T]. Null when there are none.
+ */
+export function intermediateMaps(store: AttentionStore, res: readonly [number, number]): Value | null {
+  const [h, w] = res;
+  const maps: Value[] = [];
+  for (const place of ['up', 'down', 'mid'] as const)
+    for (const { layer, probs } of store.records) {
+      if (layer.place !== place || layer.height <= h || layer.height % h !== 0 || layer.width % w !== 0) continue;
+      const [b, heads, , keys] = probs.shape as [number, number, number, number];
+      const grid = op.reshape(probs, [b, heads, layer.height, layer.width, keys]);
+      const down = op.slice(grid, [0, 0], [layer.height, layer.width], [2, 3], [layer.height / h, layer.width / w]);
+      for (const head of op.split(down, new Array<number>(heads).fill(1), 1))
+        maps.push(op.reshape(head, [b, h, w, keys]));
+    }
+  return maps.length ? op.div(op.addN(maps), maps.length) : null;
 }
 
 /** One sample of a pass: its latent [C*h*w] and conditional text embedding [1, T, D]. */
@@ -72,9 +98,16 @@ export async function runLossPass(
     for (const [name, shape] of spec.inputs) inputs[name] = g.input(name, shape);
     const cross = new AttentionStore({ kind: 'cross', resolution: res });
     const self = spec.selfAttention ? new AttentionStore({ kind: 'self', resolution: res }) : null;
-    const hook = self ? composeHooks(cross.hook, self.hook) : cross.hook;
-    build({ sample, timestep: ts, encoderHiddenStates: context }, { attentionHook: hook });
-    const maps = { cross: cross.aggregate({ resolution: res }), self: self?.aggregate({ resolution: res }) ?? null };
+    const all = spec.intermediate ? new AttentionStore({ kind: 'cross' }) : null;
+    build(
+      { sample, timestep: ts, encoderHiddenStates: context },
+      { attentionHook: composeHooks(cross.hook, self?.hook, all?.hook) },
+    );
+    const maps = {
+      cross: cross.aggregate({ resolution: res }),
+      self: self?.aggregate({ resolution: res }) ?? null,
+      intermediate: all ? intermediateMaps(all, res) : null,
+    };
     const { loss, outputs } = spec.build(g, maps, inputs);
     g.output('loss', loss);
     for (const [name, v] of Object.entries(outputs)) g.output(name, v);

@@ -9,6 +9,7 @@ import { astarSpec } from './astar.js';
 import { initnoCleanSpec } from './initno-clean.js';
 import { initnoSpec } from './initno.js';
 import { syngenSpec } from './syngen.js';
+import { divideAndBindSpec } from './divide-and-bind.js';
 import type { LatentLoopConfig } from './latent-loop.js';
 import {
   DEFAULT_ACCEPT,
@@ -68,6 +69,7 @@ export const METHOD_SPECS: readonly MethodSpec[] = [
   initnoCleanSpec,
   initnoSpec,
   syngenSpec,
+  divideAndBindSpec,
 ];
 
 /**
