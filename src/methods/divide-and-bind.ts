@@ -46,6 +46,8 @@ export interface DivideBindConfig extends LatentLoopConfig {
   colors: readonly number[];
   /** Refinement: call → the smallest total variation to reach. */
   refineAt: ReadonlyMap<number, number>;
+  /** At most this many refinement steps at call 0, and at the later refinement calls. */
+  refineLimits: readonly [number, number];
   /** Binding weight from each call on. */
   bindWeights: readonly (readonly [number, number])[];
   smoothAttentions: boolean;
@@ -317,6 +319,7 @@ export const divideAndBindSpec: MethodSpec = {
       subjects: targets.subjects,
       colors: colorIndices(targets.subjects, targets.attributes),
       refineAt: new Map(Object.entries(own.refineAt).map(([c, v]) => [Number(c), v])),
+      refineLimits: [DIVIDE_BIND_DEFAULTS.maxRefinementStepsFirst, DIVIDE_BIND_DEFAULTS.maxRefinementSteps],
       bindWeights: own.bindWeights,
       attnRes: settings.attnRes,
     });
