@@ -13,6 +13,7 @@ import { readSamplingDefaults } from '../io/model-folder.js';
 import {
   buildMethod,
   DEFAULT_METHOD,
+  METHOD_SPECS,
   checkMethodOverrides,
   methodSpec,
   methodTargets,
@@ -130,7 +131,7 @@ export function checkRequest(r: GenerateRequest): void {
     throw new FieldError(
       'attributes',
       (name, nameOf) =>
-        `${name} only applies to the suppress methods (${nameOf('method')} suppress, suppress-loss, ...)`,
+        `${name} only applies to the methods that take attributes (${nameOf('method')} ${namesWith('takesAttributes')})`,
     );
   if (r.attnRes !== undefined && !guided && !picture)
     throw new FieldError(
@@ -152,11 +153,19 @@ export function checkRequest(r: GenerateRequest): void {
   if (isAuto(r.subjects) && !caps.findsSubjects && !picture)
     throw new FieldError(
       'subjects',
-      (name, nameOf) => `${name} auto applies to the suppress methods and ${nameOf('attentionPicture')}`,
+      (name, nameOf) =>
+        `${name} auto applies to the methods that find their subjects (${namesWith('findsSubjects')}) and ${nameOf('attentionPicture')}`,
     );
 }
 
 const isAuto = (subjects: string | undefined) => subjects?.trim().toLowerCase() === 'auto';
+
+/** The methods with a capability, as an error lists them. */
+function namesWith(capability: 'takesAttributes' | 'findsSubjects'): string {
+  return METHOD_SPECS.filter((s) => s.capabilities[capability])
+    .map((s) => s.name)
+    .join(', ');
+}
 
 /** Checks the request, loads the model folder, runs the request and releases the model. */
 export async function generateFromFolder(
