@@ -33,6 +33,13 @@ const PROMPT = 'a red circle and a blue square';
 const SUPPRESS_SEED = '0';
 /** Every method of the page's menu at a few steps, each against `s2i generate` with the page's request. */
 const MENU_STEPS = '3';
+/**
+ * Largest difference (levels of 255) allowed between the page's image and s2i generate's, where not 1. INITNO
+ * optimises its start with about a hundred Adam steps through the UNet, and its clean mask thresholds the maps at
+ * integer levels (×255): the float differences between ONNX Runtime's WebAssembly and native builds, which leave
+ * every other method within 1 level, move it further (14 levels measured at 3 steps).
+ */
+const LEVELS: Record<string, number> = { initno: 16 };
 
 let tmp: string;
 let server: PreviewServer;
@@ -287,7 +294,7 @@ describe.skipIf(!haveChromium)('the page in Chromium', () => {
       }
       expect(await errorText(page), method).toBe('');
       expect(await page.evaluate(() => location.search), method).toContain(`method=${method}`);
-      expect(await maxDifference(page, cli[method]!), method).toBeLessThanOrEqual(1);
+      expect(await maxDifference(page, cli[method]!), method).toBeLessThanOrEqual(LEVELS[method] ?? 1);
       const kept = await page.$$eval('#steps-table tbody tr:not(.discarded)', (r) => r.length);
       expect(kept, method).toBe(Number(MENU_STEPS));
       const map = await canvasPixels(page, '#maps figure:nth-child(1) canvas');

@@ -45,7 +45,14 @@ import { composeGrid } from '../image/grid.js';
 import type { RgbImage } from '../image/image.js';
 import { encodePng, writeFileAtomic } from '../image/png.js';
 import { resizeImage, resizeMap } from '../image/resize.js';
-import { buildMethod, methodPreset, methodTargets, type MethodSettings } from '../methods/registry.js';
+import {
+  buildMethod,
+  canonicalMethodName,
+  methodPreset,
+  methodTargets,
+  promptTokenCount,
+  type MethodSettings,
+} from '../methods/registry.js';
 import type { GuidanceMethod } from '../methods/types.js';
 import { generateBatch, type GenerateResult } from '../pipeline/generate.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
@@ -238,7 +245,7 @@ export function parseSeeds(value: string, option = 'seeds'): number[] {
 export function parseMethods(value: string, option = 'methods'): string[] {
   const names = value
     .split(',')
-    .map((s) => s.trim())
+    .map(canonicalMethodName)
     .filter((s) => s !== '');
   if (names.length === 0) throw new FieldError(option, 'needs at least one method name');
   const seen = new Set<string>();
@@ -584,7 +591,7 @@ export function prepareBenchJob(
   subjectsOf: (prompt: string) => AutoSubjects = (p) => promptSubjects(model, p),
 ): PreparedBenchJob {
   const auto = subjectsOf(job.prompt);
-  const targets = methodTargets(auto.subjects, auto.attributes);
+  const targets = methodTargets(auto.subjects, auto.attributes, promptTokenCount(model.tokenizer, job.prompt));
   const method = buildMethod(job.method, targets, { ...job.methodOverrides, steps: job.steps });
   const size = model.defaultImageSize;
   const settings: BenchSettings = {

@@ -3,16 +3,7 @@ import { existsSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import { checkInputFile } from '../io/regular-file.js';
 import { quoteKey, SafetensorsFile } from '../io/safetensors.js';
-import type { Command } from 'commander';
-import {
-  DEFAULT_ACCEPT,
-  DEFAULT_CANDIDATES,
-  EDIT_STEPS_AT_50,
-  REFERENCE_STEPS,
-  SELECT_AT_50,
-  type MethodOverrides,
-} from '../methods/registry.js';
-import { LOSS_TERMS, type LossWeights, type SuppressMode } from '../methods/suppress.js';
+import { methodFlagOfField } from './method-flags.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { checkMemory } from '../util/memory.js';
 import { PREDICTION_TYPES, type PredictionType } from '../pipeline/stable-diffusion.js';
@@ -106,8 +97,8 @@ export const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
   batchSize: '--batch-size',
 };
 
-/** The CLI's name for a library field. */
-export const flagOf = (field: string): string => FLAG_OF_FIELD[field] ?? field;
+/** The CLI's name for a library field (the methods' fields: their specs' flags). */
+export const flagOf = (field: string): string => FLAG_OF_FIELD[field] ?? methodFlagOfField()[field] ?? field;
 
 /** `a,b,c` items matched by `re`; `expected` says what an item should look like. */
 export function listItems(value: string, re: RegExp, expected: (item: string) => string): RegExpExecArray[] {
@@ -116,39 +107,6 @@ export function listItems(value: string, re: RegExp, expected: (item: string) =>
     if (!m) throw new UserError(expected(item.trim()));
     return m;
   });
-}
-
-/** `suppress=1,even=0.5` → partial weights. */
-export function parseWeights(value: string): Partial<LossWeights> {
-  const terms = LOSS_TERMS.join(', ');
-  const expected = (item: string) =>
-    `--weights must look like suppress=1,excite=1,even=0.5 (terms: ${terms}); got ${quote(item)}`;
-  const out: Partial<LossWeights> = {};
-  for (const [, name, v] of listItems(value, /^\s*([a-z]+)\s*=\s*([^\s=]+)\s*$/, expected)) {
-    const term = name as keyof LossWeights;
-    if (!LOSS_TERMS.includes(term))
-      throw new UserError(`--weights: unknown term '${name}' (terms: ${LOSS_TERMS.join(', ')})`);
-    out[term] = parseNumber(v!, `--weights ${term}`, 0);
-  }
-  return out;
-}
-
-/** `0:0.05,10:0.5,20:0.8` → Map(call index → threshold). */
-export function parseThresholds(value: string): Map<number, number> {
-  const out = new Map<number, number>();
-  const bad = (why: string) =>
-    new UserError(`--thresholds must look like 0:0.05,10:0.5,20:0.8 (step:threshold, threshold from 0 to 1); ${why}`);
-  if (value.trim() === '') throw bad('got an empty value');
-  for (const item of value.split(',')) {
-    const m = /^\s*(\d+)\s*:\s*([^\s:]+)\s*$/.exec(item);
-    if (!m) throw bad(`got ${quote(item.trim())}`);
-    const [step, thr] = [Number(m[1]), Number(m[2])];
-    if (!Number.isSafeInteger(step)) throw bad(`got step "${m[1]}"`);
-    if (!Number.isFinite(thr) || thr < 0 || thr > 1) throw bad(`got threshold "${m[2]}"`);
-    if (out.has(step)) throw bad(`step ${step} is given twice`);
-    out.set(step, thr);
-  }
-  return out;
 }
 
 /** `16` or `16x16`: a map resolution [h, w]. */
@@ -191,80 +149,4 @@ export function readTensorSpec(
   } finally {
     st.close();
   }
-}
-
-// ------------------------------------------------------------------------------------------------ method flags
-
-/** The Suppress-to-Impress flags `generate` and `bench` share (strings as commander gives them). */
-export interface SuppressFlags {
-  mode?: string;
-  weights?: string;
-  gamma?: string;
-  editSteps?: string;
-  tokenGroups?: string;
-  candidates?: string;
-  selectAt?: string;
-  accept?: string;
-}
-
-export function parseMode(value: string): SuppressMode {
-  const v = value.trim().toLowerCase();
-  if (v !== 'loss' && v !== 'edit' && v !== 'both')
-    throw new UserError(`--mode must be loss, edit or both, got ${quote(value)}`);
-  return v;
-}
-
-export function parseOnOff(value: string, flag: string): boolean {
-  const v = value.trim().toLowerCase();
-  if (v === 'on' || v === 'true' || v === 'yes') return true;
-  if (v === 'off' || v === 'false' || v === 'no') return false;
-  throw new UserError(`${flag} must be on or off, got ${quote(value)}`);
-}
-
-/** The method overrides the Suppress-to-Impress flags give (only those given). */
-export function suppressOverrides(flags: SuppressFlags): Omit<MethodOverrides, 'loop' | 'attnRes'> {
-  const opt = <T>(value: string | undefined, parse: (v: string) => T): T | undefined =>
-    value === undefined ? undefined : parse(value);
-  const all = {
-    mode: opt(flags.mode, parseMode),
-    weights: opt(flags.weights, parseWeights),
-    gamma: opt(flags.gamma, (v) => parseNumber(v, '--gamma', 0, 1)),
-    editSteps: opt(flags.editSteps, (v) => parseInteger(v, '--edit-steps', 0, 100000)),
-    tokenGroups: opt(flags.tokenGroups, (v) => parseOnOff(v, '--token-groups')),
-    candidates: opt(flags.candidates, (v) => parseInteger(v, '--candidates', 1, 64)),
-    selectAt: opt(flags.selectAt, (v) => parseInteger(v, '--select-at', 1, 1000)),
-    accept: opt(flags.accept, (v) => (v.trim().toLowerCase() === 'off' ? null : parseNumber(v, '--accept', 0))),
-  };
-  return Object.fromEntries(Object.entries(all).filter(([, v]) => v !== undefined));
-}
-
-/** Declares the Suppress-to-Impress flags on a command (`scope` says which methods they reach). */
-export function addSuppressOptions(command: Command, scope: string): Command {
-  return command
-    .option('--mode <mode>', `${scope}: loss (gradient), edit (attention edit, no gradient) or both`)
-    .option(
-      '--weights <list>',
-      `${scope}: loss weights, e.g. suppress=1,excite=1,even=0.5,exclusive=1,bind=1 (terms: ${LOSS_TERMS.join(', ')})`,
-    )
-    .option('--gamma <x>', `${scope}, edit mode: factor on subject attention outside its region (0: definitively zero)`)
-    .option(
-      '--edit-steps <n>',
-      `${scope}, edit mode: edit the guided passes of steps 1..n-1 (default ${EDIT_STEPS_AT_50} for ${REFERENCE_STEPS} steps, scaled)`,
-    )
-    .option(
-      '--token-groups <on|off>',
-      `${scope}: treat each subject with the later tokens that carry it (default on for suppress, off for the rivals)`,
-    )
-    .option(
-      '--candidates <n>',
-      `${scope}: run n starts (initial noises) to --select-at and keep the cleanest layout (default ${DEFAULT_CANDIDATES} for suppress; 1: off)`,
-    )
-    .option(
-      '--select-at <n>',
-      `${scope}: the sampler call at which starts are compared (default ${SELECT_AT_50} for ${REFERENCE_STEPS} steps, scaled)`,
-    )
-    .option(
-      '--accept <x|off>',
-      `${scope}: keep the first start whose layout score is at most x, without trying the others (default ${DEFAULT_ACCEPT} for suppress; off: try all)`,
-    );
 }

@@ -7,16 +7,24 @@
  * iterative refinement at the threshold steps (at most 20 tries). Several samples (each its own prompt and
  * subjects) are evaluated in one batched pass; each keeps its own loss, gradient, step and refinement.
  */
-import { gradients } from '../graph/autodiff.js';
 import type { Value } from '../graph/graph.js';
 import * as op from '../graph/ops.js';
 import { chooseAttentionResolution } from '../attention/resolution.js';
-import { AttentionStore } from '../attention/store.js';
 import type { Tensor } from '../tensor.js';
-import { padTo, passBatchSize, row, settingsKey, stack, tokenSelection } from './batch.js';
+import { padTo, passBatchSize, settingsKey, tokenSelection } from './batch.js';
+import { runLossPass, type LossPassGraph } from './loss-pass.js';
+import {
+  parseIntegerIn,
+  parseNumberIn,
+  REFERENCE_STEPS,
+  type MethodOverrides,
+  type MethodSpec,
+  type OverrideSchema,
+} from './spec.js';
+import { UserError } from '../errors.js';
 import { smoothMaps } from './smoothing.js';
 import { alterLatents, type Evaluation, type LatentLoopConfig, type LoopEvent } from './latent-loop.js';
-import type { GuidanceMethod, GuidedSample, StepContext, StepLog, UNetAccess } from './types.js';
+import type { GuidanceMethod, GuidedSample, PassCount, StepContext, StepLog, UNetAccess } from './types.js';
 
 /** The loop settings (maxIterToAlter, thresholds, scaleFactor, scaleRange, maxRefinementSteps) are A&E's own. */
 export interface AttendExciteConfig extends LatentLoopConfig {
@@ -117,6 +125,7 @@ export interface AttendExciteItem {
   tokenIndices: readonly number[];
   cond: Tensor;
   latent: Float32Array;
+  cost?: PassCount;
 }
 
 /**
@@ -131,53 +140,37 @@ export async function evaluateAttendExcite(
   withGrad: boolean,
   groupSize = items.length,
 ): Promise<AttendExciteEvaluation[]> {
-  const [c, h, w] = unet.latentShape;
-  const [tokens, dim] = unet.contextShape;
+  const [, h, w] = unet.latentShape;
+  const [tokens] = unet.contextShape;
   const res = cfg.attnRes ?? defaultAttnRes(h, w);
   const k = passBatchSize(items.length, groupSize);
   const n = Math.max(...items.map((it) => it.tokenIndices.length));
   const smoothing = cfg.smoothAttentions ? `${cfg.kernelSize}/${cfg.sigma}` : 'raw';
-  const key = `ae:${withGrad ? 'grad' : 'eval'}:${res.join('x')}:b${k}:n${n}:${smoothing}`;
-  const session = await unet.compile(key, (g, build) => {
-    const sample = g.input('sample', [k, c, h, w]);
-    const ts = g.input('timestep', [k]);
-    const context = g.input('context', [k, tokens, dim]);
-    const select = g.input('subject_select', [k, tokens - 2, n]);
-    const mask = g.input('subject_mask', [k, n]);
-    const store = new AttentionStore({ kind: 'cross', resolution: res });
-    build({ sample, timestep: ts, encoderHiddenStates: context }, { attentionHook: store.hook });
-    const maps = store.aggregate({ resolution: res });
-    const perSubject = op.reduceMax(selectedSubjectMaps(maps, select, cfg), [2, 3], false);
-    const loss = attendExciteLoss(perSubject, mask);
-    g.output('loss', loss);
-    g.output('max_attention', perSubject);
-    // Samples do not interact, so the gradient of the sum is each sample's own gradient.
-    if (withGrad) g.output('grad', gradients(op.reduceSum(loss, [0], false), [sample])[0]!);
-  });
-  const batch = padTo(items, k);
+  const graph: LossPassGraph = {
+    key: `ae:${res.join('x')}:n${n}:${smoothing}`,
+    k,
+    withGrad,
+    res,
+    inputs: [
+      ['subject_select', [k, tokens - 2, n]],
+      ['subject_mask', [k, n]],
+    ],
+    build: (_g, maps, inp) => {
+      const perSubject = op.reduceMax(selectedSubjectMaps(maps.cross, inp['subject_select']!, cfg), [2, 3], false);
+      return { loss: attendExciteLoss(perSubject, inp['subject_mask']), outputs: { max_attention: perSubject } };
+    },
+  };
   const { select, mask } = tokenSelection(
-    batch.map((it) => it.tokenIndices),
+    padTo(items, k).map((it) => it.tokenIndices),
     tokens,
     n,
   );
-  const out = await session.run({
-    sample: stack(
-      batch.map((it) => it.latent),
-      [c, h, w],
-    ),
-    timestep: { data: new Float32Array(k).fill(timestep), shape: [k] },
-    context: stack(
-      batch.map((it) => it.cond.data),
-      [tokens, dim],
-    ),
-    subject_select: select,
-    subject_mask: mask,
-  });
-  const maxAttention = out['max_attention']!.data;
+  const out = await runLossPass(unet, graph, timestep, items, { subject_select: select, subject_mask: mask });
+  const maxAttention = out.outputs['max_attention']!.data;
   return items.map((it, b) => ({
-    loss: out['loss']!.data[b]!,
+    loss: out.loss[b]!,
     maxAttention: [...maxAttention.subarray(b * n, b * n + it.tokenIndices.length)],
-    grad: out['grad'] ? row(out['grad'].data, b, k) : undefined,
+    grad: out.grad?.[b],
   }));
 }
 
@@ -216,6 +209,7 @@ export class AttendAndExcite implements GuidanceMethod {
             tokenIndices: members[r.sample]!.config.tokenIndices,
             cond: samples[r.sample]!.cond,
             latent: r.latent,
+            cost: samples[r.sample]!.cost,
           })),
           requests[0]!.withGrad,
           samples.length,
@@ -238,3 +232,90 @@ export class AttendAndExcite implements GuidanceMethod {
     return this.perCall.get(index);
   }
 }
+
+// ------------------------------------------------------------------------------------------------- the spec
+
+/** A&E's 50-step defaults (max_iter_to_alter 25, thresholds {0, 10, 20}) scaled to `steps`, as the oracle did. */
+export function scaledLoopDefaults(steps: number): Pick<LatentLoopConfig, 'maxIterToAlter' | 'thresholds'> {
+  const k = steps / REFERENCE_STEPS;
+  const thresholds = new Map<number, number>();
+  for (const [i, v] of ATTEND_EXCITE_DEFAULTS.thresholds) thresholds.set(Math.round(i * k), v);
+  return { maxIterToAlter: Math.round(ATTEND_EXCITE_DEFAULTS.maxIterToAlter * k), thresholds };
+}
+
+/** `0:0.05,10:0.5,20:0.8` → Map(call index → threshold). */
+export function parseThresholds(value: string): Map<number, number> {
+  const out = new Map<number, number>();
+  const bad = (why: string) =>
+    new UserError(`--thresholds must look like 0:0.05,10:0.5,20:0.8 (step:threshold, threshold from 0 to 1); ${why}`);
+  if (value.trim() === '') throw bad('got an empty value');
+  for (const item of value.split(',')) {
+    const m = /^\s*(\d+)\s*:\s*([^\s:]+)\s*$/.exec(item);
+    if (!m) throw bad(`got "${item.trim()}"`);
+    const [step, thr] = [Number(m[1]), Number(m[2])];
+    if (!Number.isSafeInteger(step)) throw bad(`got step "${m[1]}"`);
+    if (!Number.isFinite(thr) || thr < 0 || thr > 1) throw bad(`got threshold "${m[2]}"`);
+    if (out.has(step)) throw bad(`step ${step} is given twice`);
+    out.set(step, thr);
+  }
+  return out;
+}
+
+const fmtThresholds = (m: ReadonlyMap<number, number>) => [...m].map(([k, v]) => `${k}:${v}`).join(',');
+const LOOP_SCOPE = { scope: 'gradient methods', appliesTo: 'a guidance {method} (attend-and-excite, suppress, ...)' };
+
+/** The overrides of A&E's latent-update loop (every method that uses it takes them). */
+export const LOOP_OVERRIDES: OverrideSchema = {
+  maxIterToAlter: {
+    ...LOOP_SCOPE,
+    flag: '--max-iter-to-alter',
+    arg: '<n>',
+    help: `update the latents at steps below n (default ${ATTEND_EXCITE_DEFAULTS.maxIterToAlter} for ${REFERENCE_STEPS} steps, scaled)`,
+    parse: parseIntegerIn('--max-iter-to-alter', 0, 100000),
+    loop: true,
+  },
+  thresholds: {
+    ...LOOP_SCOPE,
+    flag: '--thresholds',
+    arg: '<list>',
+    help: `step:threshold refinement points (default ${fmtThresholds(ATTEND_EXCITE_DEFAULTS.thresholds)} for ${REFERENCE_STEPS} steps, scaled)`,
+    parse: parseThresholds,
+    loop: true,
+  },
+  scaleFactor: {
+    ...LOOP_SCOPE,
+    flag: '--scale-factor',
+    arg: '<x>',
+    help: `step size of the latent update (default ${ATTEND_EXCITE_DEFAULTS.scaleFactor})`,
+    parse: parseNumberIn('--scale-factor', 0),
+    loop: true,
+  },
+};
+
+/** A&E's loop settings for `steps`: the overrides, else the defaults scaled; which were scaled. */
+export function resolveLoop(steps: number, overrides: MethodOverrides): { loop: LatentLoopConfig; scaled: string[] } {
+  const loop: LatentLoopConfig = { ...ATTEND_EXCITE_DEFAULTS, ...scaledLoopDefaults(steps), ...overrides.loop };
+  const scaled: string[] = [];
+  if (steps !== REFERENCE_STEPS) {
+    if (overrides.loop?.maxIterToAlter === undefined) scaled.push('maxIterToAlter');
+    if (overrides.loop?.thresholds === undefined) scaled.push('thresholds');
+  }
+  return { loop, scaled };
+}
+
+export const attendAndExciteSpec: MethodSpec = {
+  name: 'attend-and-excite',
+  aliases: ['ae', 'attend-excite'],
+  group: 'main',
+  description: 'Attend-and-Excite (Chefer et al. 2023), exactly as diffusers / the official code',
+  capabilities: { needsSubjects: true, findsSubjects: false, takesAttributes: false, choosesStarts: false },
+  overrides: LOOP_OVERRIDES,
+  resolve: (steps, overrides) => ({ ...resolveLoop(steps, overrides), own: null, usesGradients: true }),
+  build: (targets, settings) =>
+    new AttendAndExcite({
+      ...ATTEND_EXCITE_DEFAULTS,
+      ...resolveLoop(settings.steps, settings).loop,
+      tokenIndices: targets.subjects.map((s) => s.token),
+      attnRes: settings.attnRes,
+    }),
+};

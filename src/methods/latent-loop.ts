@@ -33,7 +33,7 @@ export function stepSize(cfg: LatentLoopConfig, index: number, totalCalls: numbe
   return cfg.scaleFactor * Math.sqrt(frac);
 }
 
-function subtractScaled(x: Float32Array, step: number, grad: Float32Array): Float32Array {
+export function subtractScaled(x: Float32Array, step: number, grad: Float32Array): Float32Array {
   // torch: latents - step_size * grad in float32 (the float64 step size is rounded to float32 first).
   const s = Math.fround(step);
   const out = new Float32Array(x.length);

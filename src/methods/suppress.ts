@@ -13,14 +13,11 @@
  * cross-attention), so the benchmark compares them inside one mechanism. Each sample of a batch has its own
  * instance (subjects, focus regions, logs); loss-mode evaluations of a batch run in one batched pass.
  */
-import { gradients } from '../graph/autodiff.js';
 import type { Value } from '../graph/graph.js';
-import type { CompiledGraph } from '../graph/runtime.js';
 import * as op from '../graph/ops.js';
-import { AttentionStore } from '../attention/store.js';
 import type { Tensor } from '../tensor.js';
 import { defaultAttnRes, selectedSubjectMaps } from './attend-and-excite.js';
-import { padTo, passBatchSize, row, settingsKey, stack, tokenSelection } from './batch.js';
+import { passBatchSize, settingsKey, stack, tokenSelection } from './batch.js';
 import {
   FOCUS_DEFAULTS,
   focusRegions,
@@ -31,19 +28,31 @@ import {
 } from './focus.js';
 import { findCarriers, groupMaps, groupTokens, layoutScore, type CarrierOptions, type TokenGroup } from './carriers.js';
 import { alterLatents, type Evaluation, type LatentLoopConfig, type LoopEvent } from './latent-loop.js';
+import {
+  batchedLossTerms,
+  LOSS_TERMS,
+  sampleTerms,
+  termWeightSum,
+  type BatchedLossInputs,
+  type LossTerm,
+  type LossWeights,
+} from './loss-terms.js';
+import { runLossPass, type LossPassGraph } from './loss-pass.js';
+import type { Attribute, Subject } from './spec.js';
 import type {
   AttentionEdit,
   CandidateSelection,
   GuidanceMethod,
   GuidedSample,
+  PassCount,
+  StartChoice,
   StepContext,
   StepLog,
   UNetAccess,
 } from './types.js';
 
-export const LOSS_TERMS = ['suppress', 'excite', 'even', 'exclusive', 'bind', 'clean', 'segregate'] as const;
-export type LossTerm = (typeof LOSS_TERMS)[number];
-export type LossWeights = Record<LossTerm, number>;
+export { batchedLossTerms, LOSS_TERMS, sampleTerms, termWeightSum };
+export type { Attribute, BatchedLossInputs, LossTerm, LossWeights, Subject };
 
 /** Suppress-to-Impress's own terms; `clean` (INITNO) and `segregate` (A-STAR) are off. */
 export const SUPPRESS_WEIGHTS: LossWeights = {
@@ -55,19 +64,6 @@ export const SUPPRESS_WEIGHTS: LossWeights = {
   clean: 0,
   segregate: 0,
 };
-
-export interface Subject {
-  /** The token whose map represents the subject (for a multi-token word: its last token). */
-  token: number;
-  /** Every token of the word (all are edited in edit mode). */
-  tokens: readonly number[];
-  label: string;
-}
-
-export interface Attribute extends Subject {
-  /** Index into the subjects list of the subject this attribute describes. */
-  subject: number;
-}
 
 export type SuppressMode = 'loss' | 'edit' | 'both';
 
@@ -97,8 +93,6 @@ export interface SuppressConfig extends LatentLoopConfig {
   name?: string;
 }
 
-const EPS = 1e-6;
-
 export interface LossGraphInputs {
   /** Smoothed subject maps A_s [n, h, w]. */
   subjects: Value;
@@ -110,116 +104,6 @@ export interface LossGraphInputs {
   owned: Value;
   /** Hard peak components C_s [n, h, w] (for INITNO's clean term). */
   components: Value;
-}
-
-/** The loss graph's inputs for a batch of k samples, each with up to n subjects and m attributes. */
-export interface BatchedLossInputs {
-  /** Smoothed subject maps A_s [k, n, h, w] (unused slots: zeros). */
-  subjects: Value;
-  /** 1 for a sample's subjects, 0 for unused slots [k, n]. */
-  subjectMask: Value;
-  /** Smoothed attribute maps A_a [k, m, h, w], or null when no sample has attributes. */
-  attributes: Value | null;
-  /** [k, m], with attributes. */
-  attributeMask: Value | null;
-  /** The owned region of the subject each attribute describes [k, m, h, w], with attributes. */
-  attributeOwned: Value | null;
-  /** Owned focus regions O_s [k, n, h, w] (constants: no gradient flows into them). */
-  owned: Value;
-  /** Hard peak components C_s [k, n, h, w] (for INITNO's clean term). */
-  components: Value;
-  /** Σ of the weights of the terms each sample has [k] (termWeightSum). */
-  weightSum: Value;
-}
-
-/** The terms a sample with `subjects` subjects and `attributes` attributes has under `weights`. */
-export function sampleTerms(weights: LossWeights, subjects: number, attributes: number): LossTerm[] {
-  return LOSS_TERMS.filter(
-    (t) =>
-      weights[t] !== 0 &&
-      ((t !== 'exclusive' && t !== 'segregate') || subjects >= 2) &&
-      (t !== 'bind' || attributes >= 1),
-  );
-}
-
-/** The normaliser of a sample's total: Σ of its terms' weights. */
-export function termWeightSum(weights: LossWeights, subjects: number, attributes: number): number {
-  const used = sampleTerms(weights, subjects, attributes);
-  if (used.length === 0) throw new Error('suppress: every loss term is switched off');
-  return used.reduce((s, t) => s + weights[t], 0);
-}
-
-/**
- * Every term per sample [k], plus each sample's weighted total normalised by Σ of its terms' weights (in about
- * [0, 1]). A term a sample does not have (exclusive with one subject, bind without attributes) is 0 for it and
- * its weight is left out of that sample's normaliser, so each sample's loss is what it would be alone.
- */
-export function batchedLossTerms(
-  inp: BatchedLossInputs,
-  weights: LossWeights,
-): { total: Value; terms: Partial<Record<LossTerm, Value>> } {
-  const A = inp.subjects;
-  const [k, n, h, w] = A.shape as [number, number, number, number];
-  const mask = inp.subjectMask;
-  const terms: Partial<Record<LossTerm, Value>> = {};
-  const peak = op.reduceMax(A, [2, 3], true); // [k,n,1,1]
-  const normalized = op.div(A, op.add(peak, EPS)); // Â
-  const mass = (x: Value) => op.reduceSum(x, [2, 3], false); // [k, n]
-  const count = (m: Value) => op.maximum(op.reduceSum(m, [1], false), 1); // [k]
-  const maskedMean = (x: Value, m: Value) => op.div(op.reduceSum(op.mul(x, m), [1], false), count(m)); // [k]
-  const outside = op.sub(1, inp.owned);
-  const slot = (x: Value, i: number) => op.reshape(op.slice(x, [i], [i + 1], [1]), [k, h, w]);
-  const slotMask = (i: number) => op.reshape(op.slice(mask, [i], [i + 1], [1]), [k]);
-  const pairs: [number, number][] = [];
-  for (let s = 0; s < n; s++) for (let r = s + 1; r < n; r++) pairs.push([s, r]);
-  const pairMasks = pairs.map(([s, r]) => op.mul(slotMask(s), slotMask(r))); // [k] each
-  const pairCount = () => op.maximum(op.addN(pairMasks), 1);
-  const overlap = (x: Value, s: number, r: number) => {
-    const a = slot(x, s);
-    const b = slot(x, r);
-    return op.div(
-      op.reduceSum(op.minimum(a, b), [1, 2], false),
-      op.add(op.reduceSum(op.add(a, b), [1, 2], false), EPS),
-    );
-  };
-
-  if (weights.suppress) terms.suppress = maskedMean(op.div(mass(op.mul(A, outside)), op.add(mass(A), EPS)), mask);
-  if (weights.excite)
-    terms.excite = op.reduceMax(op.mul(op.relu(op.sub(1, op.reshape(peak, [k, n]))), mask), [1], false);
-  if (weights.even) {
-    const o = inp.owned;
-    const oMass = op.add(mass(o), EPS);
-    const mu = op.div(mass(op.mul(o, normalized)), oMass); // [k, n]
-    const dev = op.sub(normalized, op.reshape(mu, [k, n, 1, 1]));
-    const variance = op.div(mass(op.mul(o, op.mul(dev, dev))), oMass);
-    terms.even = maskedMean(op.div(op.sqrt(op.add(variance, EPS)), op.add(mu, EPS)), mask);
-  }
-  if (weights.exclusive && pairs.length) {
-    const each = pairs.map(([s, r], p) => op.mul(overlap(normalized, s, r), pairMasks[p]!));
-    terms.exclusive = op.div(op.addN(each), pairCount());
-  }
-  if (weights.segregate && pairs.length) {
-    // A-STAR's segregation: Σ over pairs of Σ min(A_i, A_j) / Σ (A_i + A_j), on the maps themselves.
-    terms.segregate = op.addN(pairs.map(([s, r], p) => op.mul(overlap(A, s, r), pairMasks[p]!)));
-  }
-  if (weights.bind && inp.attributes && inp.attributeOwned && inp.attributeMask) {
-    const attr = inp.attributes;
-    const away = op.div(mass(op.mul(attr, op.sub(1, inp.attributeOwned))), op.add(mass(attr), EPS)); // [k, m]
-    terms.bind = maskedMean(away, inp.attributeMask);
-  }
-  if (weights.clean) {
-    // INITNO: the largest attention left outside the peak's Otsu component, counted when it exceeds the smallest
-    // inside it.
-    const c = inp.components;
-    const background = op.reduceMax(op.mul(A, op.sub(1, c)), [2, 3], false);
-    const foreground = op.reduceMin(op.add(op.mul(A, c), op.sub(1, c)), [2, 3], false);
-    const active = op.stopGradient(op.cast(op.greater(background, foreground), 'float32'));
-    terms.clean = op.reduceSum(op.mul(op.mul(background, active), mask), [1], false);
-  }
-  const used = LOSS_TERMS.filter((t) => terms[t] && weights[t]);
-  if (used.length === 0) throw new Error('suppress: every loss term is switched off');
-  const total = op.div(op.addN(used.map((t) => op.mul(terms[t]!, weights[t]))), inp.weightSum);
-  return { total, terms };
 }
 
 /** Every term of one sample as a scalar graph value, plus the weighted total normalised by Σ weights. */
@@ -270,6 +154,7 @@ interface SuppressItem {
   method: SuppressToImpress;
   cond: Tensor;
   latent: Float32Array;
+  cost?: PassCount;
 }
 
 /** What one batched pass is compiled for: k samples, up to n subjects and m attributes each, maps at res. */
@@ -284,58 +169,69 @@ interface PassShape {
 }
 
 /** The loss graph of a batched pass: per-sample selections, masks and regions as inputs (batch.ts). */
-function compileSuppressPass(p: PassShape): Promise<CompiledGraph> {
+function suppressPassGraph(p: PassShape): LossPassGraph {
   const { unet, cfg, res, k, n, m, withGrad } = p;
-  const [c, h, w] = unet.latentShape;
-  const [tokens, dim] = unet.contextShape;
+  const [tokens] = unet.contextShape;
   const [rh, rw] = res;
   const weights = cfg.weights;
   const smoothing = cfg.smoothAttentions ? `${cfg.kernelSize}/${cfg.sigma}` : 'raw';
-  const key = `s2i:${withGrad ? 'grad' : 'eval'}:${res.join('x')}:b${k}:n${n}:m${m}:${LOSS_TERMS.map((t) => weights[t]).join(',')}:${smoothing}`;
-  return unet.compile(key, (g, build) => {
-    const sample = g.input('sample', [k, c, h, w]);
-    const ts = g.input('timestep', [k]);
-    const context = g.input('context', [k, tokens, dim]);
-    const subjectSelect = g.input('subject_select', [k, tokens - 2, n]);
-    const subjectMask = g.input('subject_mask', [k, n]);
-    const attributeSelect = m ? g.input('attribute_select', [k, tokens - 2, m]) : null;
-    const attributeMask = m ? g.input('attribute_mask', [k, m]) : null;
-    const attributeOwned = m ? g.input('attribute_owned', [k, m, rh, rw]) : null;
-    const owned = g.input('owned', [k, n, rh, rw]);
-    const components = g.input('components', [k, n, rh, rw]);
-    const weightSum = g.input('weight_sum', [k]);
-    const store = new AttentionStore({ kind: 'cross', resolution: res });
-    build({ sample, timestep: ts, encoderHiddenStates: context }, { attentionHook: store.hook });
-    const maps = store.aggregate({ resolution: res });
-    const A = selectedSubjectMaps(maps, subjectSelect, cfg);
-    const attributes = attributeSelect ? selectedSubjectMaps(maps, attributeSelect, cfg) : null;
-    const { total, terms } = batchedLossTerms(
-      { subjects: A, subjectMask, attributes, attributeMask, attributeOwned, owned, components, weightSum },
-      weights,
-    );
-    g.output('loss', total);
-    for (const [t, v] of Object.entries(terms)) g.output(`term_${t}`, v);
-    g.output('max_attention', op.reduceMax(A, [2, 3], false));
-    g.output('subject_maps', op.identity(A));
-    // Samples do not interact, so the gradient of the sum is each sample's own gradient.
-    if (withGrad) g.output('grad', gradients(op.reduceSum(total, [0], false), [sample])[0]!);
-  });
+  return {
+    key: `s2i:${res.join('x')}:n${n}:m${m}:${LOSS_TERMS.map((t) => weights[t]).join(',')}:${smoothing}`,
+    k,
+    withGrad,
+    res,
+    inputs: [
+      ['subject_select', [k, tokens - 2, n]],
+      ['subject_mask', [k, n]],
+      ...(m
+        ? ([
+            ['attribute_select', [k, tokens - 2, m]],
+            ['attribute_mask', [k, m]],
+            ['attribute_owned', [k, m, rh, rw]],
+          ] as const)
+        : []),
+      ['owned', [k, n, rh, rw]],
+      ['components', [k, n, rh, rw]],
+      ['weight_sum', [k]],
+    ],
+    build: (_g, maps, inp) => {
+      const A = selectedSubjectMaps(maps.cross, inp['subject_select']!, cfg);
+      const attributes = m ? selectedSubjectMaps(maps.cross, inp['attribute_select']!, cfg) : null;
+      const { total, terms } = batchedLossTerms(
+        {
+          subjects: A,
+          subjectMask: inp['subject_mask']!,
+          attributes,
+          attributeMask: inp['attribute_mask'] ?? null,
+          attributeOwned: inp['attribute_owned'] ?? null,
+          owned: inp['owned']!,
+          components: inp['components']!,
+          weightSum: inp['weight_sum']!,
+        },
+        weights,
+      );
+      const outputs: Record<string, Value> = {};
+      for (const [t, v] of Object.entries(terms)) outputs[`term_${t}`] = v;
+      outputs['max_attention'] = op.reduceMax(A, [2, 3], false);
+      outputs['subject_maps'] = op.identity(A);
+      return { loss: total, outputs };
+    },
+  };
 }
 
 /** One batched pass over `batch` (padded to the pass's k) with the regions `regionsOf` gives each sample. */
 async function runSuppressPass(
   p: PassShape,
-  session: CompiledGraph,
   timestep: number,
   batch: readonly SuppressItem[],
   regionsOf: (it: SuppressItem) => FocusRegions,
 ): Promise<SuppressEvaluation[]> {
   const { unet, cfg, res, k, n, m } = p;
-  const [c, h, w] = unet.latentShape;
-  const [tokens, dim] = unet.contextShape;
+  const [tokens] = unet.contextShape;
   const [rh, rw] = res;
   const hw = rh * rw;
-  const padded = padTo(batch, k);
+  const padded = [...batch];
+  while (padded.length < k) padded.push(batch[batch.length - 1]!);
   const slots = (count: number, fill: (it: SuppressItem, out: Float32Array) => void) =>
     stack(
       padded.map((it) => {
@@ -352,15 +248,6 @@ async function runSuppressPass(
     n,
   );
   const feeds: Record<string, Tensor> = {
-    sample: stack(
-      padded.map((it) => it.latent),
-      [c, h, w],
-    ),
-    timestep: { data: new Float32Array(k).fill(timestep), shape: [k] },
-    context: stack(
-      padded.map((it) => it.cond.data),
-      [tokens, dim],
-    ),
     subject_select: subjects.select,
     subject_mask: subjects.mask,
     owned: slots(n, (it, out) => regionsOf(it).owned.forEach((o, s) => out.set(o, s * hw))),
@@ -382,7 +269,7 @@ async function runSuppressPass(
       it.method.config.attributes.forEach((a, i) => out.set(regionsOf(it).owned[a.subject]!, i * hw)),
     );
   }
-  const out = await session.run(feeds);
+  const { loss, grad, outputs: out } = await runLossPass(unet, suppressPassGraph(p), timestep, batch, feeds);
   const mapsData = out['subject_maps']!.data;
   const maxData = out['max_attention']!.data;
   return batch.map((it, b): SuppressEvaluation => {
@@ -391,8 +278,8 @@ async function runSuppressPass(
     const terms: Partial<Record<LossTerm, number>> = {};
     for (const t of LOSS_TERMS) if (out[`term_${t}`] && has.has(t)) terms[t] = out[`term_${t}`]!.data[b]!;
     return {
-      loss: out['loss']!.data[b]!,
-      grad: out['grad'] ? row(out['grad'].data, b, k) : undefined,
+      loss: loss[b]!,
+      grad: grad?.[b],
       terms,
       maxAttention: [...maxData.subarray(b * n, b * n + own.subjects.length)],
       subjectMaps: own.subjects.map((_, s) => mapsData.slice((b * n + s) * hw, (b * n + s + 1) * hw)),
@@ -426,17 +313,16 @@ async function evaluateSuppress(
     m: Math.max(...items.map((it) => it.method.config.attributes.length)),
     withGrad,
   };
-  const session = await compileSuppressPass(shape);
   const fresh = items.filter((it) => !it.method.regions || it.method.regions.height !== rh);
   if (fresh.length) {
     // No maps yet (first evaluation of the run): regions from a pass at this latent. Uniform placeholders
     // only feed the loss of this one bootstrap pass; its maps define the regions actually used.
-    const boot = await runSuppressPass(shape, session, timestep, fresh, (it) =>
+    const boot = await runSuppressPass(shape, timestep, fresh, (it) =>
       uniformRegions(it.method.config.subjects.length, rh, rw),
     );
     fresh.forEach((it, i) => it.method.updateRegions(boot[i]!.subjectMaps, rh, rw));
   }
-  const results = await runSuppressPass(shape, session, timestep, items, (it) => it.method.regions!);
+  const results = await runSuppressPass(shape, timestep, items, (it) => it.method.regions!);
   items.forEach((it, i) => it.method.updateRegions(results[i]!.subjectMaps, rh, rw));
   return results;
 }
@@ -464,12 +350,11 @@ export class SuppressToImpress implements GuidanceMethod {
     this.usesGradients = config.mode !== 'edit';
   }
 
-  get selection(): CandidateSelection | null {
-    return this.config.selection.candidates > 1 ? this.config.selection : null;
-  }
-
-  fork(): SuppressToImpress {
-    return new SuppressToImpress(this.config);
+  /** Choosing among starts by the layout score, when more than one start is asked for. */
+  get starts(): StartChoice | null {
+    const sel = this.config.selection;
+    if (sel.candidates <= 1) return null;
+    return { ...sel, fork: () => new SuppressToImpress(this.config), layoutScore: () => this.layoutScore() };
   }
 
   /** The layout score (carriers.ts) of the latest guided pass's group maps; Infinity before any pass. */
@@ -518,7 +403,12 @@ export class SuppressToImpress implements GuidanceMethod {
           ctx.unet,
           ctx.timestep,
           this.config,
-          requests.map((r) => ({ method: members[r.sample]!, cond: samples[r.sample]!.cond, latent: r.latent })),
+          requests.map((r) => ({
+            method: members[r.sample]!,
+            cond: samples[r.sample]!.cond,
+            latent: r.latent,
+            cost: samples[r.sample]!.cost,
+          })),
           requests[0]!.withGrad,
           samples.length,
         ),
@@ -590,7 +480,7 @@ export class SuppressToImpress implements GuidanceMethod {
       );
       this.updateRegions(subjects.maps, subjects.height, subjects.width);
     }
-    if (this.selection && ctx.index === this.selection.atCall - 1)
+    if (this.starts && ctx.index === this.config.selection.atCall - 1)
       this.log(ctx.index, { layoutScore: this.layoutScore() });
   }
 

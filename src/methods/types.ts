@@ -33,6 +33,14 @@ export interface StepContext {
   readonly unet: UNetAccess;
 }
 
+/** UNet passes spent on one image: guided passes and the methods' own (loss, start) passes alike. */
+export interface PassCount {
+  /** Forward passes: each guided (classifier-free) pass of the sample is one, each loss pass one. */
+  unetForward: number;
+  /** Backward (gradient) passes. */
+  unetBackward: number;
+}
+
 /** One sample of a batch, as a method's latent update sees it. */
 export interface GuidedSample<M extends GuidanceMethod = GuidanceMethod> {
   readonly method: M;
@@ -40,6 +48,8 @@ export interface GuidedSample<M extends GuidanceMethod = GuidanceMethod> {
   readonly latents: Tensor;
   /** Its conditional text embedding [1, T, D]. */
   readonly cond: Tensor;
+  /** The sample's pass count; a method's own passes add to it (loss-pass.ts does). */
+  readonly cost?: PassCount;
 }
 
 /**
@@ -69,18 +79,14 @@ export interface StepLog {
   layoutScore?: number;
 }
 
-/** A StepLog as JSON writes it (snake_case keys). */
+/** A StepLog as JSON writes it: every field a method logged, snake_case keys (terms keep their names). */
 export function stepLogJson(log: StepLog): Record<string, unknown> {
-  return {
-    loss: log.loss,
-    ...(log.terms !== undefined ? { terms: log.terms } : {}),
-    max_attention: log.maxAttention,
-    refinement_tries: log.refinementTries,
-    step_size: log.stepSize,
-    ...(log.edited !== undefined ? { edited: log.edited } : {}),
-    ...(log.carriers !== undefined ? { carriers: log.carriers } : {}),
-    ...(log.layoutScore !== undefined ? { layout_score: log.layoutScore } : {}),
-  };
+  const snake = (k: string) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  return Object.fromEntries(
+    Object.entries(log)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => [snake(k), v]),
+  );
 }
 
 /**
@@ -92,6 +98,27 @@ export interface CandidateSelection {
   candidates: number;
   atCall: number;
   accept: number | null;
+  /** At most this many guided passes per image: fewer starts are tried (never fewer than one). */
+  budget?: number | null;
+}
+
+/** A method's choice among starts: how (CandidateSelection), a fresh instance per start, and the score. */
+export interface StartChoice extends CandidateSelection {
+  /** A fresh instance with the same settings and subjects (another start of the same sample). */
+  fork(): GuidanceMethod;
+  /** How promising this sample's layout looks after the latest guided pass; lower is better. */
+  layoutScore(): number;
+}
+
+/** One sample's start, as a method that optimises it sees it (before the first sampler call). */
+export interface StartSample {
+  readonly method: GuidanceMethod;
+  /** The initial latents × init_noise_sigma [1, C, h, w], as the first UNet call would see them. */
+  readonly latents: Tensor;
+  readonly cond: Tensor;
+  readonly cost?: PassCount;
+  /** Fresh initial latents (× init_noise_sigma) for restart `round` (1, 2, ...), from the sample's own seed. */
+  fresh(round: number): Float32Array;
 }
 
 export interface GuidanceMethod {
@@ -120,10 +147,11 @@ export interface GuidanceMethod {
   afterGuidedPass?(ctx: StepContext, maps: Tensor | null): void;
   /** This sample's log of one call (what the method measured and did). */
   stepLog?(index: number): StepLog | undefined;
-  /** Choosing the start among several initial noises (with `fork` and `layoutScore`); absent or null: none. */
-  readonly selection?: CandidateSelection | null;
-  /** A fresh instance with the same settings and subjects (another start of the same sample). */
-  fork?(): GuidanceMethod;
-  /** How promising this sample's layout looks after the latest guided pass; lower is better. */
-  layoutScore?(): number;
+  /** Choosing the start among several initial noises; absent or null: none. */
+  readonly starts?: StartChoice | null;
+  /**
+   * Optimising the start (INITNO): the new initial latents ([C*h*w] each, × init_noise_sigma) of the given
+   * samples, before the first sampler call. `samples[i].method` share this method's `batchKey`.
+   */
+  optimizeStart?(ctx: StepContext, samples: readonly StartSample[]): Promise<Float32Array[]>;
 }

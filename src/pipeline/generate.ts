@@ -17,9 +17,10 @@ import { FieldError, UserError } from '../errors.js';
 import * as op from '../graph/ops.js';
 import type {
   AttentionEdit,
-  CandidateSelection,
   GuidanceMethod,
   GuidedSample,
+  PassCount,
+  StartSample,
   StepContext,
   StepLog,
 } from '../methods/types.js';
@@ -35,7 +36,10 @@ import { checkMemory } from '../util/memory.js';
 import { generationFootprint } from './footprint.js';
 import { GaussianRng } from '../util/random.js';
 import { defaultBatchSize } from './batch-size.js';
+import { candidateSeed, chooseStarts, startPlan } from './starts.js';
 import type { StableDiffusion } from './stable-diffusion.js';
+
+export { candidateSeed };
 
 export interface AttentionRecording {
   /** Query resolution [h, w] of the maps (default: latent size / 4). */
@@ -143,18 +147,12 @@ export interface GenerateResult {
   candidate: { index: number; seed: number; scores: number[]; atCall: number } | null;
   /** Milliseconds of the whole batch (divide by batch.size for a per-image share). */
   timings: { encodeMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
-}
-
-/**
- * The seed of start `index` of a sample seeded `seed` (start 0 is the seed itself): the first 32 bits of a
- * SplitMix64-style mix of both, so starts of nearby seeds are unrelated.
- */
-export function candidateSeed(seed: number, index: number): number {
-  if (index === 0) return seed;
-  let z = (BigInt.asUintN(64, BigInt(seed)) * 0x9e3779b97f4a7c15n + BigInt(index)) & 0xffffffffffffffffn;
-  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & 0xffffffffffffffffn;
-  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & 0xffffffffffffffffn;
-  return Number((z ^ (z >> 31n)) >> 32n);
+  /**
+   * What this image cost: UNet forward passes (each guided pass of the sample is one, and so is each of its
+   * method's loss passes and each pass of the starts it tried), backward passes, and wall seconds (its share of
+   * the batch's: the batch's time / batch size).
+   */
+  cost: PassCount & { seconds: number };
 }
 
 /** diffusers' StableDiffusionPipeline defaults. */
@@ -318,6 +316,8 @@ interface SampleRun {
   cond: Tensor;
   uncond: Tensor;
   result: GenerateResult;
+  /** UNet passes spent on this sample so far (its starts' included once chosen). */
+  cost: PassCount;
 }
 
 async function runBatch(
@@ -361,16 +361,23 @@ async function runBatch(
   const tDenoise = performance.now();
   let runs = requests.map((r, b) => start(r, b));
   const totalCalls = runs[0]!.sampler.timesteps.length;
-  const selection = candidateSelection(requests, totalCalls);
+  await optimizeStarts(loop, runs);
+  const starts = startPlan(requests, totalCalls);
   let from = 0;
-  if (selection) {
-    runs = await chooseStarts(loop, runs, selection, (r, b, k) => {
-      const method = r.method!.fork!();
-      const s = start({ ...r, seed: candidateSeed(r.seed ?? 0, k), method }, b);
-      s.result.seed = r.seed ?? null;
-      return s;
-    });
-    from = selection.atCall;
+  if (starts) {
+    runs = await chooseStarts(
+      runs,
+      starts,
+      totalCalls,
+      (some, round) => runCalls(loop, some, 0, starts.atCall, round),
+      (r, b, k) => {
+        const method = r.method!.starts!.fork();
+        const s = start({ ...r, seed: candidateSeed(r.seed ?? 0, k), method }, b);
+        s.result.seed = r.seed ?? null;
+        return s;
+      },
+    );
+    from = starts.atCall;
   }
   await runCalls(loop, runs, from, totalCalls, null);
   const denoiseMs = performance.now() - tDenoise;
@@ -390,6 +397,7 @@ async function runBatch(
     r.finalLatents = s.latents;
     r.image = { data: images.data.slice(b * imageSize, (b + 1) * imageSize), shape: [1, ...images.shape.slice(1)] };
     r.timings = { encodeMs, denoiseMs, decodeMs, totalMs };
+    r.cost = { ...s.cost, seconds: totalMs / 1000 / B };
     return r;
   });
 }
@@ -440,6 +448,7 @@ async function runCalls(
     const wantMaps = resolution !== null && (everyCall || !recordSteps || recordSteps.has(i));
     const edits = runs.map((s) => s.request.method?.guidedPassEdit?.(ctx) ?? null);
     const out = await guidedPass(unet, runs, context, timestep, i, wantMaps ? resolution : null, edits, editGraph);
+    for (const s of runs) s.cost.unetForward++;
     if (firstNonFinite(out.noisePred) >= 0 && runs.every((s) => firstNonFinite(s.latents.data) < 0))
       throw new UserError(
         `the UNet's output holds NaN or Inf at step ${i} (t=${timestep}): ${await loop.model.diagnoseNonFinite('unet')}`,
@@ -479,76 +488,6 @@ async function runCalls(
       ...(stepMaps.length === runs.length ? { attentionMaps: stepMaps } : {}),
     });
   }
-}
-
-/**
- * The choice of start the batch's methods ask for (they must agree: a batch holds one method's samples), or null.
- * Samples given initial latents have no other starts: they keep theirs.
- */
-function candidateSelection(requests: readonly SampleRequest[], totalCalls: number): CandidateSelection | null {
-  let chosen: CandidateSelection | null = null;
-  for (const r of requests) {
-    const sel = r.method?.selection ?? null;
-    if (!sel || r.initialLatents) continue;
-    if (!r.method!.fork || !r.method!.layoutScore)
-      throw new Error(`${r.method!.name}: choosing a start needs fork() and layoutScore()`);
-    if (
-      chosen &&
-      (sel.candidates !== chosen.candidates || sel.atCall !== chosen.atCall || sel.accept !== chosen.accept)
-    )
-      throw new UserError('the samples of one batch choose their starts differently; run them in separate batches');
-    chosen = sel;
-  }
-  if (!chosen) return null;
-  if (!Number.isInteger(chosen.candidates) || chosen.candidates < 1 || chosen.candidates > 64)
-    throw new FieldError('candidates', `must be an integer from 1 to 64, got ${chosen.candidates}`);
-  if (!Number.isInteger(chosen.atCall) || chosen.atCall < 1 || chosen.atCall > totalCalls)
-    throw new FieldError(
-      'selectAt',
-      `must be an integer from 1 to the ${totalCalls} sampler calls, got ${chosen.atCall}`,
-    );
-  return chosen;
-}
-
-/**
- * Runs every sample's own start to call `atCall`, then, round by round, another start of each sample whose best
- * layout score so far is above `accept`, up to `candidates` starts; returns each sample's best start, which the
- * caller continues from `atCall` (its sampler, latents, method state and logs come along).
- */
-async function chooseStarts(
-  loop: CallLoop,
-  first: SampleRun[],
-  selection: CandidateSelection,
-  another: (request: SampleRequest, b: number, k: number) => SampleRun,
-): Promise<SampleRun[]> {
-  const { candidates, atCall, accept } = selection;
-  const selecting = (s: SampleRun) => Boolean(s.request.method?.selection) && !s.request.initialLatents;
-  await runCalls(loop, first, 0, atCall, 0);
-  const best = first.map((s) => ({ run: s, score: selecting(s) ? s.request.method!.layoutScore!() : 0 }));
-  const scores = best.map((b) => [b.score]);
-  first.forEach((s, b) => {
-    if (selecting(s)) s.result.candidate = { index: 0, seed: s.result.seed ?? 0, scores: scores[b]!, atCall };
-  });
-  const done = (b: number) => !selecting(first[b]!) || (accept !== null && best[b]!.score <= accept);
-  for (let k = 1; k < candidates; k++) {
-    const pending = first.map((_, b) => b).filter((b) => !done(b));
-    if (pending.length === 0) break;
-    const runs = pending.map((b) => another(first[b]!.request, b, k));
-    await runCalls(loop, runs, 0, atCall, k);
-    runs.forEach((s, j) => {
-      const b = pending[j]!;
-      const score = s.request.method!.layoutScore!();
-      scores[b]!.push(score);
-      s.result.candidate = {
-        index: k,
-        seed: candidateSeed(first[b]!.request.seed ?? 0, k),
-        scores: scores[b]!,
-        atCall,
-      };
-      if (score < best[b]!.score) best[b] = { run: s, score };
-    });
-  }
-  return best.map((b) => b.run);
 }
 
 /**
@@ -622,7 +561,9 @@ function startSample(
       batch,
       candidate: null,
       timings: { encodeMs: 0, denoiseMs: 0, decodeMs: 0, totalMs: 0 },
+      cost: { unetForward: 0, unetBackward: 0, seconds: 0 },
     },
+    cost: { unetForward: 0, unetBackward: 0 },
   };
 }
 
@@ -663,6 +604,45 @@ function stepSample(s: SampleRun, guided: Float32Array, ctx: StepContext, plan: 
   return stepped.predOriginalSample ? { data: stepped.predOriginalSample, shape: [...plan.latentShape] } : null;
 }
 
+/**
+ * Methods that optimise the start (INITNO) do so before the first call, one call per group of samples whose
+ * methods share a batch key; restarts draw fresh noise from the sample's start seeds (candidateSeed).
+ */
+async function optimizeStarts(loop: CallLoop, runs: readonly SampleRun[]): Promise<void> {
+  const groups = new Map<string, number[]>();
+  runs.forEach((s, b) => {
+    const m = s.request.method;
+    if (!m?.optimizeStart) return;
+    groups.set(m.batchKey, [...(groups.get(m.batchKey) ?? []), b]);
+  });
+  if (groups.size === 0) return;
+  const timesteps = runs[0]!.sampler.timesteps;
+  const ctx: StepContext = { index: 0, timestep: timesteps[0]!, totalCalls: timesteps.length, unet: loop.unet };
+  for (const members of groups.values()) {
+    const samples: StartSample[] = members.map((b) => {
+      const s = runs[b]!;
+      const sigma0 = Math.fround(s.sampler.initNoiseSigma);
+      return {
+        method: s.request.method!,
+        latents: s.latents,
+        cond: s.cond,
+        cost: s.cost,
+        fresh: (round) =>
+          new GaussianRng(candidateSeed(s.request.seed ?? 0, round))
+            .normal(s.latents.data.length)
+            .map((v) => Math.fround(v * sigma0)),
+      };
+    });
+    const first = samples[0]!.method;
+    const changed = await first.optimizeStart!(ctx, samples);
+    members.forEach((b, k) => {
+      const data = changed[k]!;
+      if (firstNonFinite(data) >= 0) throw new UserError(`${first.name} produced a non-finite start`);
+      runs[b]!.latents = { data, shape: runs[b]!.latents.shape };
+    });
+  }
+}
+
 /** Gradient methods' latent updates: one call per group of samples whose methods share a batch key. */
 async function updateLatents(ctx: StepContext, runs: readonly SampleRun[]): Promise<void> {
   const groups = new Map<string, number[]>();
@@ -679,6 +659,7 @@ async function updateLatents(ctx: StepContext, runs: readonly SampleRun[]): Prom
       method: runs[b]!.request.method!,
       latents: runs[b]!.latents,
       cond: runs[b]!.cond,
+      cost: runs[b]!.cost,
     }));
     const changed = await first.updateLatents!(ctx, samples);
     members.forEach((b, k) => {

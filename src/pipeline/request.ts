@@ -13,9 +13,11 @@ import { readSamplingDefaults } from '../io/model-folder.js';
 import {
   buildMethod,
   DEFAULT_METHOD,
+  METHOD_SPECS,
   checkMethodOverrides,
-  methodPreset,
+  methodSpec,
   methodTargets,
+  promptTokenCount,
   resolveMethodSettings,
   type MethodOverrides,
   type ResolvedMethodSettings,
@@ -113,8 +115,8 @@ export interface GenerateRun extends ImageRun {
 
 /** The checks of a request that need no model, so a front end can report them before loading one. */
 export function checkRequest(r: GenerateRequest): void {
-  const preset = checkMethodOverrides(r.method ?? DEFAULT_METHOD, r.methodOverrides ?? {});
-  const guided = preset.kind !== 'none';
+  const caps = checkMethodOverrides(r.method ?? DEFAULT_METHOD, r.methodOverrides ?? {}).capabilities;
+  const guided = caps.needsSubjects;
   const images = r.images ?? 1;
   if (!Number.isInteger(images) || images < 1 || images > 10000)
     throw new FieldError('images', `must be an integer from 1 to 10000, got ${images}`);
@@ -140,22 +142,22 @@ export function checkRequest(r: GenerateRequest): void {
         `${name} ${images} draws each image's noise from its own seed; ${nameOf('initialLatents')} gives one image's, so they do not go together`,
     );
   const picture = r.attentionPicture !== undefined;
-  if (r.attributes !== undefined && preset.kind !== 'suppress')
+  if (r.attributes !== undefined && !caps.takesAttributes)
     throw new FieldError(
       'attributes',
       (name, nameOf) =>
-        `${name} only applies to the suppress methods (${nameOf('method')} suppress, suppress-loss, ...)`,
+        `${name} only applies to the methods that take attributes (${nameOf('method')} ${namesWith('takesAttributes')})`,
     );
   if (r.attnRes !== undefined && !guided && !picture)
     throw new FieldError(
       'attnRes',
       (name, nameOf) => `${name} only applies to a guidance ${nameOf('method')} and ${nameOf('attentionPicture')}`,
     );
-  if (preset.kind === 'attend-and-excite' && r.tokens === undefined && r.subjects === undefined)
+  if (guided && !caps.findsSubjects && r.tokens === undefined && r.subjects === undefined)
     throw new FieldError(
       'subjects',
       (name, nameOf) =>
-        `${nameOf('method')} attend-and-excite needs the subjects to strengthen: ${name} cat,frog or ${nameOf('tokens')} 2,5`,
+        `${nameOf('method')} ${methodSpec(r.method ?? DEFAULT_METHOD).name} needs the subjects to strengthen: ${name} cat,frog or ${nameOf('tokens')} 2,5`,
     );
   if (!guided && !picture && (r.tokens !== undefined || r.subjects !== undefined))
     throw new FieldError(
@@ -163,14 +165,22 @@ export function checkRequest(r: GenerateRequest): void {
       (name, nameOf) =>
         `${name} is used by a guidance ${nameOf('method')} and ${nameOf('attentionPicture')}; give one of them`,
     );
-  if (isAuto(r.subjects) && preset.kind !== 'suppress' && !picture)
+  if (isAuto(r.subjects) && !caps.findsSubjects && !picture)
     throw new FieldError(
       'subjects',
-      (name, nameOf) => `${name} auto applies to the suppress methods and ${nameOf('attentionPicture')}`,
+      (name, nameOf) =>
+        `${name} auto applies to the methods that find their subjects (${namesWith('findsSubjects')}) and ${nameOf('attentionPicture')}`,
     );
 }
 
 const isAuto = (subjects: string | undefined) => subjects?.trim().toLowerCase() === 'auto';
+
+/** The methods with a capability, as an error lists them. */
+function namesWith(capability: 'takesAttributes' | 'findsSubjects'): string {
+  return METHOD_SPECS.filter((s) => s.capabilities[capability])
+    .map((s) => s.name)
+    .join(', ');
+}
 
 /** Checks the request, loads the model folder, runs the request and releases the model. */
 export async function generateFromFolder(
@@ -241,10 +251,10 @@ export function prepareRequest(model: StableDiffusion, r: GenerateRequest): Prep
   }).timesteps.length;
 
   const { subjects, attributes } = chooseSubjects(model, r, notes);
-  const preset = checkMethodOverrides(name, r.methodOverrides ?? {});
+  const guided = checkMethodOverrides(name, r.methodOverrides ?? {}).capabilities.needsSubjects;
   const [latentH, latentW] = [height / model.scaleFactor, width / model.scaleFactor];
   const attnRes =
-    preset.kind !== 'none' || r.attentionPicture
+    guided || r.attentionPicture
       ? chooseAttentionResolution(
           crossAttentionResolutions(model.unetConfig, latentH, latentW),
           latentH,
@@ -252,8 +262,7 @@ export function prepareRequest(model: StableDiffusion, r: GenerateRequest): Prep
           r.attnRes,
         )
       : null;
-  const method =
-    preset.kind !== 'none' ? resolveMethodSettings(name, steps, { ...r.methodOverrides, attnRes: attnRes! }) : null;
+  const method = guided ? resolveMethodSettings(name, steps, { ...r.methodOverrides, attnRes: attnRes! }) : null;
   if (method) {
     const late = [...method.loop.thresholds.keys()].filter((k) => k >= totalCalls);
     if (late.length) {
@@ -275,13 +284,14 @@ export function prepareRequest(model: StableDiffusion, r: GenerateRequest): Prep
   }
 
   const count = r.images ?? 1;
+  const promptTokens = promptTokenCount(model.tokenizer, r.prompt);
   const batchSize =
     r.batchSize ??
     defaultBatchSize(model, {
       images: count,
       height,
       width,
-      gradient: method !== null && method.suppress?.mode !== 'edit',
+      gradient: method?.usesGradients ?? false,
     });
   const seeds = Array.from({ length: count }, (_, i) =>
     r.seed === undefined && count === 1 ? undefined : (r.seed ?? 0) + i,
@@ -294,7 +304,7 @@ export function prepareRequest(model: StableDiffusion, r: GenerateRequest): Prep
     // Each image its own method instance: methods keep per-image state (regions, logs).
     ...(method
       ? {
-          method: buildMethod(name, methodTargets(subjects!.subjects, attributes), {
+          method: buildMethod(name, methodTargets(subjects!.subjects, attributes, promptTokens), {
             ...r.methodOverrides,
             attnRes: attnRes!,
             steps,
@@ -351,7 +361,7 @@ export function prepareRequest(model: StableDiffusion, r: GenerateRequest): Prep
  */
 function chooseMethod(model: StableDiffusion, r: GenerateRequest, notes: Note[]): string {
   if (r.method !== undefined) return r.method;
-  if (methodPreset(DEFAULT_METHOD).kind !== 'suppress' || r.tokens !== undefined || r.subjects !== undefined)
+  if (!methodSpec(DEFAULT_METHOD).capabilities.findsSubjects || r.tokens !== undefined || r.subjects !== undefined)
     return DEFAULT_METHOD;
   try {
     autoSubjects(model.tokenizer, r.prompt);
@@ -372,10 +382,10 @@ function chooseSubjects(
   r: GenerateRequest,
   notes: Note[],
 ): { subjects: ResolvedSubjects | null; attributes: AttributeLink[] } {
-  const isSuppress = methodPreset(r.method ?? DEFAULT_METHOD).kind === 'suppress';
+  const finds = methodSpec(r.method ?? DEFAULT_METHOD).capabilities.findsSubjects;
   let subjects: ResolvedSubjects | null;
   let attributes: AttributeLink[] = [];
-  if ((isSuppress && r.tokens === undefined && r.subjects === undefined) || isAuto(r.subjects)) {
+  if ((finds && r.tokens === undefined && r.subjects === undefined) || isAuto(r.subjects)) {
     const auto = autoSubjects(model.tokenizer, r.prompt);
     subjects = { source: 'words', subjects: auto.subjects, notes: auto.notes };
     attributes = auto.attributes;

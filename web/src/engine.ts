@@ -121,11 +121,11 @@ export async function run(req: RunRequest, post: Post): Promise<void> {
       throw new UserError(`seed must be a whole number from 0, got ${req.seed}`);
     if (!Number.isInteger(req.steps) || req.steps < 1 || req.steps > 1000)
       throw new UserError(`steps must be a whole number from 1 to 1000, got ${req.steps}`);
-    const preset = checkMethodOverrides(req.method, {});
+    const caps = checkMethodOverrides(req.method, {}).capabilities;
     const { model: sd, loadMs, runtime } = await model(req, post);
     // The subjects whose maps the page shows: found as the request finds them ('auto').
     const auto = autoSubjects(sd.tokenizer, req.prompt);
-    if (preset.kind !== 'none' && auto.subjects.length === 0)
+    if (caps.needsSubjects && auto.subjects.length === 0)
       throw new UserError(`${req.method} needs a noun to strengthen; the prompt names none`);
     const subjects = auto.subjects.map((s) => ({ word: s.word, token: s.tokenIndex }));
     const settings = resolveMethodSettings(req.method, req.steps).suppress;
@@ -148,7 +148,7 @@ export async function run(req: RunRequest, post: Post): Promise<void> {
           post({
             type: 'started',
             subjects,
-            kind: preset.kind,
+            guided: caps.needsSubjects,
             mode: settings?.mode ?? null,
             terms: settings && settings.mode !== 'edit' ? LOSS_TERMS.filter((t) => settings.weights[t] !== 0) : [],
             selection,

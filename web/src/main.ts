@@ -4,7 +4,7 @@
  * reads running, done or error, so that scripts (and the browser test) can wait for it.
  */
 import { colormapTable } from '../../src/image/colormap.js';
-import { DEFAULT_METHOD, METHOD_NAMES, METHODS } from '../../src/methods/registry.js';
+import { DEFAULT_METHOD, METHOD_NAMES, METHOD_SPECS } from '../../src/methods/registry.js';
 import type { EngineMessage, RunRequest, Score, StepRow, SubjectInfo } from './protocol.js';
 
 const DEFAULTS = {
@@ -14,12 +14,6 @@ const DEFAULTS = {
   steps: 25,
   model: './models/shapes',
 };
-/**
- * The methods offered first: plain sampling, A&E, and Suppress-to-Impress (the default: the edit with the choice
- * among starts) with its edit alone and its gradient mode; the registry's other presets (ablations, the first
- * version, rivals) follow in their own group.
- */
-const MAIN_METHODS = ['none', 'attend-and-excite', 'suppress', 'suppress-edit', 'suppress-loss'];
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const form = $<HTMLFormElement>('form');
@@ -40,19 +34,22 @@ const scrubberValue = $<HTMLOutputElement>('scrubber-value');
 const table = $<HTMLTableElement>('steps-table');
 const startChoice = $('start-choice');
 
-for (const [label, names] of [
-  ['methods', MAIN_METHODS.filter((m) => METHOD_NAMES.includes(m))],
-  ['ablations and rivals', METHOD_NAMES.filter((m) => !MAIN_METHODS.includes(m))],
+// The menu, from the registry's specs: the main methods first (plain sampling, A&E, Suppress-to-Impress and its
+// edit alone and gradient mode), then the rivals, then the ablations.
+for (const [label, group] of [
+  ['methods', 'main'],
+  ['rivals', 'rival'],
+  ['ablations', 'ablation'],
 ] as const) {
-  const group = Object.assign(document.createElement('optgroup'), { label });
-  for (const name of names) {
+  const optgroup = Object.assign(document.createElement('optgroup'), { label });
+  for (const spec of METHOD_SPECS.filter((s) => s.group === group)) {
     const o = document.createElement('option');
-    o.value = name;
-    o.textContent = name;
-    o.title = METHODS[name]!.description;
-    group.append(o);
+    o.value = spec.name;
+    o.textContent = spec.name;
+    o.title = spec.description;
+    optgroup.append(o);
   }
-  methodIn.append(group);
+  methodIn.append(optgroup);
 }
 
 function setStatus(s: 'idle' | 'running' | 'done' | 'error'): void {
@@ -139,7 +136,7 @@ const fmt = (v: number | null | undefined) => (v === null || v === undefined ? '
 let columns: { head: string; cell: (r: StepRow & { start: number | null }) => string }[] = [];
 
 function buildTable(
-  kind: string,
+  guided: boolean,
   mode: string | null,
   subjects: SubjectInfo[],
   terms: string[],
@@ -152,19 +149,19 @@ function buildTable(
   const notes: string[] = [];
   // Where the method tries several starts, which start a row belongs to (blank: the chosen one, continued).
   if (starts) columns.unshift({ head: 'start', cell: (r) => (r.start === null ? '' : String(r.start + 1)) });
-  if (kind === 'none') notes.push('Plain sampling: one guided UNet pass per step.');
+  if (!guided) notes.push('Plain sampling: one guided UNet pass per step.');
   if (mode === 'edit') {
     // The attention edit alone: no loss is evaluated, nothing but the edit and the layout score to log.
     columns.push({ head: 'edited', cell: (r) => (r.edited ? 'yes' : '–') });
     notes.push("edited: the pass zeroed each subject's token group outside its own region.");
-  } else if (kind !== 'none') {
+  } else if (guided) {
     const mark = (r: StepRow) => (r.updated ? '*' : r.edited ? 'e' : '');
     columns.push({ head: 'loss', cell: (r) => `${fmt(r.loss)}${mark(r)}` });
     subjects.forEach((s, i) => columns.push({ head: `max ${s.word}`, cell: (r) => fmt(r.maxAttention[i]) }));
     for (const t of terms) columns.push({ head: t, cell: (r) => fmt(r.terms[t]) });
     columns.push({ head: 'tries', cell: (r) => (r.tries ? String(r.tries) : '–') });
     notes.push(
-      `loss: ${kind === 'suppress' ? 'the weighted mean of the terms' : '1 − the smallest max attention'}; max: each subject's largest (smoothed) attention; * latents updated${mode === 'both' ? ', e edited attention' : ''}; tries: refinement steps.`,
+      `loss: ${terms.length ? 'the weighted mean of the terms' : '1 − the smallest max attention'}; max: each subject's largest (smoothed) attention; * latents updated${mode === 'both' ? ', e edited attention' : ''}; tries: refinement steps.`,
     );
   }
   if (starts) {
@@ -280,7 +277,7 @@ worker.onmessage = (e: MessageEvent<EngineMessage>) => {
       scrubber.max = String(m.totalSteps - 1);
       scrubber.value = '0';
       scrubber.disabled = true;
-      buildTable(m.kind, m.mode, m.subjects, m.terms, m.selection !== null);
+      buildTable(m.guided, m.mode, m.subjects, m.terms, m.selection !== null);
       caption.textContent = '';
       startChoice.hidden = true;
       break;

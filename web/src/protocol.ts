@@ -55,11 +55,11 @@ export type EngineMessage =
   | {
       type: 'started';
       subjects: SubjectInfo[];
-      /** 'none', 'attend-and-excite' or 'suppress': which columns the per-step log has. */
-      kind: string;
+      /** Whether the method acts on subjects (false: plain sampling): which columns the per-step log has. */
+      guided: boolean;
       /** A suppress method's mode ('loss', 'edit', 'both'); null for the others. */
       mode: string | null;
-      /** The loss terms a suppress method logs. */
+      /** The loss terms the method logs (its loss is their weighted mean); none: A&E's loss. */
       terms: string[];
       /**
        * When the method chooses among starts: at most how many, the sampler call at which it compares them, and the

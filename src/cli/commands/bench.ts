@@ -35,15 +35,8 @@ import { METHOD_NAMES } from '../../methods/registry.js';
 import { StableDiffusion, type LoadOptions } from '../../pipeline/stable-diffusion.js';
 import { parseSamplerName } from '../../schedulers/index.js';
 import { defaultModelDir } from '../defaults.js';
-import {
-  addSuppressOptions,
-  interactive,
-  parseInteger,
-  parseNumber,
-  parsePredictionType,
-  suppressOverrides,
-  type SuppressFlags,
-} from '../options.js';
+import { addMethodOptions, methodOverridesFromFlags } from '../method-flags.js';
+import { interactive, parseInteger, parseNumber, parsePredictionType } from '../options.js';
 import { boundLine, quote } from '../../util/quote.js';
 import { GUIDANCE_RANGE } from '../../pipeline/generate.js';
 
@@ -54,7 +47,7 @@ export const BENCH_DEFAULT_GUIDANCE = 5;
 export const BENCH_DEFAULT_METHODS = 'none,attend-and-excite,suppress';
 export const BENCH_DEFAULT_SEEDS = '0-3';
 
-interface BenchFlags extends SuppressFlags {
+interface BenchFlags {
   config?: string;
   predictionType?: string;
   suite: string;
@@ -168,7 +161,7 @@ function benchRequest(flags: BenchFlags): BenchRequest {
   const batchSize =
     flags.batchSize !== undefined ? parseInteger(flags.batchSize, '--batch-size', 1, 1024) : DEFAULT_BENCH_BATCH;
   // Applied to every suppress method of the run (tuning runs); they enter each row's settings hash.
-  const methodOverrides = suppressOverrides(flags);
+  const methodOverrides = methodOverridesFromFlags(flags);
   const out = flags.out ?? defaultOut(suites);
   // The summaries and the report are written together at the end (results.jsonl and images/ are the run's
   // resumable store, kept whatever happens).
@@ -309,7 +302,7 @@ function failedForGood(n: number, total: number): void {
 }
 
 export function register(program: Command): void {
-  addSuppressOptions(
+  addMethodOptions(
     program
       .command('bench')
       .description('benchmark methods on a prompt suite: generate, score, resume, summarise with confidence intervals')
@@ -353,7 +346,6 @@ export function register(program: Command): void {
         '--queue <url>',
         'generate on workers through a job queue: redis://[:PASSWORD@]HOST[:PORT][/DB] (see s2i worker --help)',
       ),
-    'every suppress method (tuning runs)',
   )
     .addHelpText(
       'after',

@@ -127,6 +127,10 @@ export function summary(p: GenerateCommandRun): string {
     '',
     `of which ${r.graphs.length} graphs built in ${sec(build)} and ONNX Runtime sessions created in ${sec(sess)}`,
   );
+  row(
+    'cost',
+    `${res.cost.unetForward} UNet forward passes (guided passes and the method's own), ${res.cost.unetBackward} backward${n > 1 ? ' (first image)' : ''}`,
+  );
   const k = p.upscale;
   const pngs = `${res.width * k}x${res.height * k} PNG${k > 1 ? `, enlarged ${k}x` : ''}`;
   if (n > 1) {
@@ -256,12 +260,14 @@ export function jsonReport(p: GenerateCommandRun): Record<string, unknown> {
                 accept: m.suppress.selection.accept,
               }
             : {}),
+          ...(m.own && !m.suppress ? { settings: m.own } : {}),
           scaled_from_50_steps: m.scaled.map(snake),
         }
       : { name: 'none' },
     notes: r.notes.map((n) => n(flagOf)),
     candidate: res.candidate,
     steps: stepsJson(res),
+    cost: { unet_forward: res.cost.unetForward, unet_backward: res.cost.unetBackward, seconds: res.cost.seconds },
     timings: {
       load_ms: r.loadMs,
       encode_ms: t.encodeMs,

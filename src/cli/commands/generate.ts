@@ -18,13 +18,13 @@ import { OutputFiles } from '../../io/outputs.js';
 import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, writeSafetensors } from '../../io/safetensors.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
-import { DEFAULT_METHOD, METHOD_NAMES, REFERENCE_STEPS } from '../../methods/registry.js';
+import { canonicalMethodName, DEFAULT_METHOD, METHOD_NAMES, REFERENCE_STEPS } from '../../methods/registry.js';
 import { generateFromFolder, type GenerateRequest } from '../../pipeline/request.js';
 import type { LoadOptions } from '../../pipeline/stable-diffusion.js';
 import { parseSamplerName } from '../../schedulers/index.js';
 import { defaultModelDir } from '../defaults.js';
+import { addMethodOptions, methodOverridesFromFlags } from '../method-flags.js';
 import {
-  addSuppressOptions,
   flagOf,
   interactive,
   listItems,
@@ -32,16 +32,13 @@ import {
   parseNumber,
   parsePredictionType,
   parseResolution,
-  parseThresholds,
   readTensorSpec,
-  suppressOverrides,
-  type SuppressFlags,
 } from '../options.js';
 import { fmtThresholds, jsonReport, summary, type GenerateCommandRun } from './generate-report.js';
 import { quote } from '../../util/quote.js';
 import { GUIDANCE_RANGE } from '../../pipeline/generate.js';
 
-interface GenerateFlags extends SuppressFlags {
+interface GenerateFlags {
   model?: string;
   config?: string;
   predictionType?: string;
@@ -59,9 +56,6 @@ interface GenerateFlags extends SuppressFlags {
   method?: string;
   tokens?: string;
   subjects?: string;
-  maxIterToAlter?: string;
-  thresholds?: string;
-  scaleFactor?: string;
   attnRes?: string;
   attributes?: string;
   attentionMaps?: string;
@@ -74,12 +68,6 @@ interface GenerateFlags extends SuppressFlags {
 
 // ---------------------------------------------------------------------------------------------------------------
 // flag syntax (no model needed)
-
-const METHOD_ALIASES: Record<string, string> = {
-  ae: 'attend-and-excite',
-  'attend-excite': 'attend-and-excite',
-  s2i: 'suppress',
-};
 
 function parseImageSide(value: string, flag: string): number {
   const v = parseInteger(value, flag, 1, 16384);
@@ -120,21 +108,10 @@ function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): P
   const opt = <T>(value: string | undefined, parse: (v: string) => T): T | undefined =>
     value === undefined ? undefined : parse(value);
   const seed = opt(flags.seed, (v) => parseInteger(v, '--seed', 0, Number.MAX_SAFE_INTEGER)) ?? randomInt(0, 2 ** 32);
-  const name = flags.method
-    ?.trim()
-    .toLowerCase()
-    .replace(/[_\s]+/g, '-');
+  const name = flags.method;
   if (flags.attentionSteps !== undefined && flags.attentionMaps === undefined)
     throw new UserError('--attention-steps needs --attention-maps FILE');
-  const loop = {
-    maxIterToAlter: opt(flags.maxIterToAlter, (v) => parseInteger(v, '--max-iter-to-alter', 0, 100000)),
-    thresholds: opt(flags.thresholds, parseThresholds),
-    scaleFactor: opt(flags.scaleFactor, (v) => parseNumber(v, '--scale-factor', 0)),
-  };
-  const overrides = {
-    loop: Object.fromEntries(Object.entries(loop).filter(([, v]) => v !== undefined)),
-    ...suppressOverrides(flags),
-  };
+  const overrides = methodOverridesFromFlags(flags);
   const attributes = opt(flags.attributes, (v) =>
     listItems(
       v,
@@ -151,7 +128,7 @@ function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): P
     seed,
     height: opt(flags.height, (v) => parseImageSide(v, '--height')),
     width: opt(flags.width, (v) => parseImageSide(v, '--width')),
-    method: name === undefined ? undefined : (METHOD_ALIASES[name] ?? name),
+    method: name === undefined ? undefined : canonicalMethodName(name),
     methodOverrides: overrides,
     tokens: flags.tokens,
     subjects: flags.subjects,
@@ -319,7 +296,7 @@ Examples:
 `;
 
 export function register(program: Command): void {
-  addSuppressOptions(
+  addMethodOptions(
     program
       .command('generate')
       .description('generate an image from a text prompt (optionally with Attend-and-Excite and attention maps)')
@@ -363,17 +340,7 @@ export function register(program: Command): void {
         '--attributes <list>',
         'suppress: adjectives bound to subjects, e.g. circle:red,square:blue (default: found automatically)',
       ),
-    'suppress',
   )
-    .option(
-      '--max-iter-to-alter <n>',
-      `gradient methods: update the latents at steps below n (default ${d.maxIterToAlter} for ${REFERENCE_STEPS} steps, scaled)`,
-    )
-    .option(
-      '--thresholds <list>',
-      `gradient methods: step:threshold refinement points (default ${fmtThresholds(d.thresholds)} for ${REFERENCE_STEPS} steps, scaled)`,
-    )
-    .option('--scale-factor <x>', `gradient methods: step size of the latent update (default ${d.scaleFactor})`)
     .option('--attn-res <n>', 'A&E and --attention-maps: query resolution of the maps, e.g. 16 or 16x16 (default 16)')
     .option('--attention-maps <file>', 'write a PNG of the cross-attention map of each token over the image')
     .option(

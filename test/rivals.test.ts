@@ -1,0 +1,123 @@
+/**
+ * The rivals and the method specs end to end on tiny-sd: each rival runs deterministically by name, its passes are
+ * counted in the result's cost, INITNO's start is optimised (and its rounds restart from fresh noise), and the
+ * registry's specs give the CLI's flags, names and aliases.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ATTEND_EXCITE_DEFAULTS } from '../src/methods/attend-and-excite.js';
+import { DivideAndBind } from '../src/methods/divide-and-bind.js';
+import { Initno } from '../src/methods/initno.js';
+import type { GuidanceMethod } from '../src/methods/types.js';
+import {
+  buildMethod,
+  canonicalMethodName,
+  checkMethodOverrides,
+  METHOD_SPECS,
+  methodSpec,
+  overrideFields,
+  promptTokenCount,
+} from '../src/methods/registry.js';
+import { generate } from '../src/pipeline/generate.js';
+import { startsWithin } from '../src/pipeline/starts.js';
+import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
+import { tinySdDir } from './support/oracle.js';
+
+const same = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer).equals(Buffer.from(b.buffer));
+
+describe('method specs', () => {
+  it('every method is one spec: unique names and aliases, capabilities, override fields with flags', () => {
+    const names = METHOD_SPECS.flatMap((s) => [s.name, ...(s.aliases ?? [])]);
+    expect(new Set(names).size).toBe(names.length);
+    for (const rival of ['initno', 'initno-clean', 'syngen', 'divide-and-bind', 'astar'])
+      expect(methodSpec(rival).capabilities.needsSubjects).toBe(true);
+    expect(canonicalMethodName('AE')).toBe('attend-and-excite');
+    expect(canonicalMethodName('S2I')).toBe('suppress');
+    const flags = overrideFields().map((f) => f.field.flag);
+    expect(new Set(flags).size).toBe(flags.length);
+    expect(flags).toEqual(expect.arrayContaining(['--max-iter-to-alter', '--mode', '--accept', '--budget']));
+    expect(() => checkMethodOverrides('syngen', { budget: 30 })).toThrow(/only applies to the methods that choose/);
+  });
+
+  it('--budget: the starts that fit (k starts to call m and the rest: k·m + N − m passes), at least one', () => {
+    expect(startsWithin(null, 4, 5, 25)).toBe(4);
+    expect(startsWithin(40, 4, 5, 25)).toBe(4);
+    expect(startsWithin(34, 4, 5, 25)).toBe(2);
+    expect(startsWithin(10, 4, 5, 25)).toBe(1);
+  });
+});
+
+describe('the rivals on tiny-sd', () => {
+  let model: StableDiffusion;
+  beforeAll(async () => {
+    model = await StableDiffusion.load(tinySdDir);
+  });
+  const prompt = 'a red cat and a blue frog';
+  const base = { prompt, steps: 4, guidanceScale: 7.5, seed: 5 };
+  const targets = () => ({
+    subjects: [
+      { token: 3, tokens: [3], label: 'cat' },
+      { token: 7, tokens: [7], label: 'frog' },
+    ],
+    attributes: [
+      { token: 2, tokens: [2], label: 'red', subject: 0 },
+      { token: 6, tokens: [6], label: 'blue', subject: 1 },
+    ],
+    promptTokens: promptTokenCount(model.tokenizer, prompt),
+  });
+
+  const rivals: Record<string, () => GuidanceMethod> = {
+    syngen: () => buildMethod('syngen', targets(), { steps: 4 })!,
+    // Its refinement limited to 2 steps (the official 100 at call 0 would dominate the suite's time).
+    'divide-and-bind': () =>
+      new DivideAndBind({
+        ...ATTEND_EXCITE_DEFAULTS,
+        maxIterToAlter: 2,
+        subjects: targets().subjects,
+        colors: [2, 6],
+        refineAt: new Map([[0, 0.05]]),
+        refineLimits: [2, 2],
+        bindWeights: [[0, 1]],
+        attnRes: [16, 16],
+      }),
+  };
+  for (const [name, build] of Object.entries(rivals)) {
+    it(`${name}: deterministic, changes the image, counts its loss passes`, async () => {
+      const plain = await generate(model, base);
+      const a = await generate(model, { ...base, method: build() });
+      const b = await generate(model, { ...base, method: build() });
+      expect(same(a.finalLatents.data, b.finalLatents.data)).toBe(true);
+      expect(same(a.finalLatents.data, plain.finalLatents.data)).toBe(false);
+      const calls = plain.steps.length; // PNDM: one call more than the steps
+      expect(plain.cost).toMatchObject({ unetForward: calls, unetBackward: 0 });
+      expect(a.cost.unetForward).toBeGreaterThan(calls);
+      expect(a.cost.unetBackward).toBeGreaterThan(0);
+      expect(a.cost.seconds).toBeGreaterThan(0);
+      expect(a.steps[0]!.method!.loss).not.toBeNull();
+    });
+  }
+
+  it('initno: optimises the start (rounds from fresh noise, the best re-optimised), then its loop; deterministic', async () => {
+    const build = () =>
+      new Initno({
+        ...ATTEND_EXCITE_DEFAULTS,
+        maxIterToAlter: 2,
+        subjects: targets().subjects,
+        refineAt: [1],
+        rounds: 2,
+        roundSteps: 2,
+        finalSteps: 2,
+        attnRes: [16, 16],
+      });
+    const m = build();
+    const a = await generate(model, { ...base, method: m });
+    const b = await generate(model, { ...base, method: build() });
+    expect(same(a.finalLatents.data, b.finalLatents.data)).toBe(true);
+    const log = m.startLog!;
+    expect(log.rounds.length).toBeGreaterThanOrEqual(1);
+    if (!log.rounds.some((r) => r.succeeded)) expect(log.reoptimised).toBe(true);
+    // The noise optimisation's passes: each step one pass for the masks and one with the gradient.
+    const steps = log.rounds.reduce((s, r) => s + r.steps, 0) + (log.reoptimised ? 2 : 0);
+    expect(a.cost.unetForward).toBeGreaterThanOrEqual(a.steps.length + 2 * steps);
+    expect(Object.keys(a.steps[0]!.method!.terms!).sort()).toEqual(['alignment', 'clean', 'conflict', 'response']);
+  });
+});
