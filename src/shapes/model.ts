@@ -112,6 +112,8 @@ export interface ModelFolderContents {
   vae?: {
     config: Record<string, unknown>;
     weights: ReadonlyMap<string, { data: Float32Array; shape: readonly number[] }>;
+    /** Its own metadata (the VAE run's step), not the UNet's. */
+    metadata?: Record<string, string>;
   };
   /** The tokenizer's model_max_length (default SHAPES_TOKENS). */
   tokens?: number;
@@ -204,7 +206,7 @@ function writeModelFolderAt(tmp: string, contents: ModelFolderContents): void {
     json('vae/config.json', contents.vae.config);
     writeSafetensors(join(tmp, 'vae/diffusion_pytorch_model.safetensors'), toRecord(contents.vae.weights), {
       format: 'pt',
-      ...contents.metadata,
+      ...(contents.vae.metadata ?? contents.metadata),
     });
   }
 }

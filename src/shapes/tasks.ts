@@ -417,6 +417,7 @@ export function readVaeFolder(dir: string): {
   cfg: VaeConfig;
   config: Record<string, unknown>;
   weights: Map<string, Float32Array>;
+  metadata: Record<string, string>;
 } {
   const configPath = join(dir, 'config.json');
   const config = readJsonObject(configPath);
@@ -424,6 +425,8 @@ export function readVaeFolder(dir: string): {
   const weights = new Map<string, Float32Array>();
   const path = join(dir, 'diffusion_pytorch_model.safetensors');
   const file = SafetensorsFile.open(path);
+  const metadata = { ...file.metadata };
+  delete metadata['format'];
   try {
     for (const [name, shape] of vaeParameterShapes(cfg, LDM_IMAGE_SIZE)) {
       const key = name.slice(VAE_PREFIX.length);
@@ -436,7 +439,7 @@ export function readVaeFolder(dir: string): {
   } finally {
     file.close();
   }
-  return { cfg, config, weights };
+  return { cfg, config, weights, metadata };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -500,7 +503,7 @@ function latentTask(o: TaskOptions): TrainTask {
         textWeights: splitWeights(shapes, weights, TEXT_PREFIX),
         metadata,
         sampling: { steps: o.sampleSteps, guidance: o.sampleGuidance },
-        vae: { config: vae.config, weights: vaeWeights },
+        vae: { config: vae.config, weights: vaeWeights, metadata: vae.metadata },
         tokens: LDM_TOKENS,
       };
       writeShapesModelFolder(dir, contents);
