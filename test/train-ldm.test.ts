@@ -2,7 +2,7 @@
  * The latent shapes model's training pieces, on tiny weights: the AutoencoderKL's training step overfits a fixed
  * batch, its folder round-trips and its encoder→decoder runs; one step of the latent task (text encoder + UNet on
  * the VAE's 16x16 latents) trains, resumes and exports a model folder that generates 64x64 images through the VAE
- * with attention maps at both cross-attention resolutions.
+ * with attention maps at both cross-attention resolutions; a new run starts from those exported weights (--init).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -133,5 +133,11 @@ describe('latent model training (shapes-ldm)', () => {
     } finally {
       await model.release();
     }
+    // --init: a new run starts from the exported weights at the step they record, with fresh optimiser state.
+    const continued = { ...options, runDir: tmp(), init: modelDir };
+    const state = await trainShapes({ ...continued, steps: 3 });
+    expect(state.step).toBe(3);
+    expect(state.adam.step).toBe(1);
+    await expect(trainShapes({ ...continued, runDir: tmp(), init: vaeDir, steps: 3 })).rejects.toThrow(/init/);
   });
 });

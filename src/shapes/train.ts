@@ -79,7 +79,7 @@ export interface SampleReport {
   extra?: Record<string, number>;
 }
 
-interface State {
+export interface State {
   step: number;
   params: Map<string, Float32Array>;
   ema: Ema;
