@@ -6,7 +6,7 @@
  * A task knows its weights, its training step (batch made from the step number: a resumed run sees the data an
  * uninterrupted one would), how to export its weights as a folder the pipeline loads, and how to check samples.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
 import { composeGrid, encodePng, floatToRgb8, writeFileAtomic, type RgbImage } from '../image/index.js';
@@ -312,6 +312,8 @@ export function writeVaeFolder(
   weights: Weights,
   metadata: Record<string, string>,
 ): void {
+  if (existsSync(dir) && !statSync(dir).isDirectory())
+    throw new UserError(`--out ${dir} exists and is not a directory`);
   if (existsSync(dir) && readdirSync(dir).length > 0 && !existsSync(join(dir, 'config.json')))
     throw new UserError(`--out ${dir} is a folder that holds other files (no config.json); give a new path`);
   const tmp = `${dir}.tmp-${process.pid}`;

@@ -29,6 +29,7 @@ const FLAG_SETTING = {
   warmup: 'warmupSteps',
   emaDecay: 'emaDecay',
   seed: 'seed',
+  klWeight: 'klWeight',
 } as const;
 
 interface TrainFlags {
@@ -44,6 +45,7 @@ interface TrainFlags {
   warmup: string;
   emaDecay: string;
   seed: string;
+  klWeight: string;
   checkpointEvery: string;
   sampleEvery: string;
   samplePrompts: string;
@@ -75,6 +77,7 @@ export function register(program: Command): void {
     .option('--lr <x>', 'AdamW learning rate after warm-up', String(d.lr))
     .option('--warmup <n>', 'linear warm-up steps', String(d.warmupSteps))
     .option('--ema-decay <x>', 'EMA decay of the exported weights', String(d.emaDecay))
+    .option('--kl-weight <x>', 'shapes-ldm-vae: weight of the KL term (SD: 1e-6)', String(d.klWeight))
     .option('--seed <n>', 'seed of the data, noise and initial weights', String(d.seed))
     .option('--checkpoint-every <n>', 'steps between checkpoints', String(d.checkpointEvery))
     .option('--sample-every <n>', 'steps between scored sample grids (0: never)', String(d.sampleEvery))
@@ -194,6 +197,7 @@ function trainOptions(flags: TrainFlags, cmd: Command): ShapesTrainOptions {
     warmupSteps: parseInteger(pick('warmup', flags.warmup), '--warmup', 0),
     emaDecay: parseNumber(pick('emaDecay', flags.emaDecay), '--ema-decay', 0, 1),
     seed: parseInteger(pick('seed', flags.seed), '--seed', 0, 2 ** 31 - 1),
+    klWeight: parseNumber(pick('klWeight', flags.klWeight), '--kl-weight', 0, 1),
     checkpointEvery: parseInteger(flags.checkpointEvery, '--checkpoint-every', 1),
     sampleEvery: parseInteger(flags.sampleEvery, '--sample-every', 0),
     samplePrompts: parseInteger(flags.samplePrompts, '--sample-prompts', 1, 10000),
