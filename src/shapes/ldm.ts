@@ -14,6 +14,8 @@ import { buildShapesVocabulary } from './vocab.js';
 export const LDM_IMAGE_SIZE = 64;
 export const LDM_LATENT_SIZE = 16;
 export const LDM_TOKENS = 77;
+/** The model folder's s2i.json: SD-1.5's 50 steps and guidance 7.5. */
+export const LDM_SAMPLING = { steps: 50, guidance: 7.5 } as const;
 
 /**
  * AutoencoderKL, ×4 (three blocks): 32/64/64 channels, one resnet per encoder block (two per decoder block, as

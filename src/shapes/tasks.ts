@@ -32,6 +32,7 @@ import { GaussianRng } from '../util/random.js';
 import { sampleBatch, sampleExample } from './generate.js';
 import {
   LDM_IMAGE_SIZE,
+  LDM_SAMPLING,
   LDM_TOKENS,
   ldmModelConfig,
   ldmSchedulerConfigJson,
@@ -504,7 +505,7 @@ function latentTask(o: TaskOptions): TrainTask {
         unetWeights: splitWeights(shapes, weights, UNET_PREFIX),
         textWeights: splitWeights(shapes, weights, TEXT_PREFIX),
         metadata,
-        sampling: { steps: o.sampleSteps, guidance: o.sampleGuidance },
+        sampling: LDM_SAMPLING,
         vae: { config: vae.config, weights: vaeWeights, metadata: vae.metadata },
         tokens: LDM_TOKENS,
       };

@@ -64,7 +64,7 @@ export function register(program: Command): void {
   const d = SHAPES_TRAIN_DEFAULTS;
   program
     .command('train')
-    .description("train the shapes-world model from scratch with the project's own engine (resumable)")
+    .description("train the shapes-world models from scratch with the project's own engine (resumable)")
     .requiredOption('--run <dir>', 'run folder: checkpoint, log.jsonl, samples/ and the exported model/')
     .option('--model <name>', `what to train: ${TRAIN_MODELS.join(', ')}`, d.model)
     .option('--vae <dir>', 'shapes-ldm: the trained VAE folder (s2i export-model of a shapes-ldm-vae run)')
@@ -84,12 +84,12 @@ export function register(program: Command): void {
     .option('--sample-prompts <n>', 'held-out prompts per sample grid', String(d.samplePrompts))
     .option(
       '--sample-steps <n>',
-      'sampling steps of the sample grids (and of the exported s2i.json)',
+      "sampling steps of the sample grids (and of the pixel model's s2i.json)",
       String(d.sampleSteps),
     )
     .option(
       '--sample-guidance <x>',
-      'guidance of the sample grids (and of the exported s2i.json)',
+      "guidance of the sample grids (and of the pixel model's s2i.json)",
       String(d.sampleGuidance),
     )
     .option('--resume', 'continue the run in --run')
