@@ -1,7 +1,11 @@
 /**
- * The query resolution of the cross-attention maps that methods read and pictures show, chosen in this one place:
- * diffusers' Attend-and-Excite default attn_res 16x16 (SD at 512 px) when the UNet has cross-attention at that
- * size, else latent/4 (SD's ratio), else the UNet's middle cross-attention resolution.
+ * The query resolution of the cross-attention maps that methods read and pictures show, chosen in this one place.
+ * The rule: 16x16 when the UNet has cross-attention at that size (Attend-and-Excite's attn_res on SD-1.5 at 512 px:
+ * sixteen cells across the image, an object a few cells wide), else latent/4 = image/32 (diffusers' own rule for
+ * other image sizes: 24x24 for SD at 768 px), else the UNet's middle cross-attention resolution. On this project's
+ * models: the pixel-space shapes model (32x32, cross-attention only at 8x8) gets 8x8 (= latent/4); the latent one
+ * (16x16 latents, cross-attention at 16, 8 and 4) gets 16x16, where latent/4 alone would give 4x4 — a map of one
+ * or two cells per object. test/unit/attention-resolution.test.ts checks all three.
  */
 import { FieldError, UserError } from '../errors.js';
 import type { UNetConfig } from '../models/unet.js';

@@ -109,9 +109,17 @@ export interface ModelFolderContents {
   metadata?: Record<string, string>;
   /** Recommended sampling settings, written to s2i.json (what `s2i generate` uses unless told otherwise). */
   sampling?: SamplingDefaults;
+  /** A latent-space model's AutoencoderKL (vae/); none for pixel space. */
+  vae?: {
+    config: Record<string, unknown>;
+    weights: ReadonlyMap<string, { data: Float32Array; shape: readonly number[] }>;
+    /** Its own metadata (the VAE run's step), not the UNet's. */
+    metadata?: Record<string, string>;
+  };
+  /** The tokenizer's model_max_length (default SHAPES_TOKENS). */
+  tokens?: number;
 }
 
-/** Write a diffusers-layout folder (no VAE: pixel space) atomically: built beside `dir`, then renamed over it. */
 /**
  * A model folder is replaced as a whole: refuse anything at `dir` that is not a model folder (or an empty folder),
  * so a mistyped --out never deletes a user's files or a device node.
@@ -124,6 +132,7 @@ export function checkReplaceableModelFolder(dir: string, flag = '--out'): void {
     throw new UserError(`${flag} ${dir} is a folder that holds other files (no model_index.json); give a new path`);
 }
 
+/** Write a diffusers-layout folder (vae/ only for latent models) atomically: built beside `dir`, then renamed over it. */
 export function writeShapesModelFolder(dir: string, contents: ModelFolderContents): void {
   checkReplaceableModelFolder(dir);
   const tmp = `${dir}.tmp-${process.pid}`;
@@ -155,7 +164,7 @@ function writeModelFolderAt(tmp: string, contents: ModelFolderContents): void {
     text_encoder: ['transformers', 'CLIPTextModel'],
     tokenizer: ['transformers', 'CLIPTokenizer'],
     unet: ['diffusers', 'UNet2DConditionModel'],
-    vae: [null, null],
+    vae: contents.vae ? ['diffusers', 'AutoencoderKL'] : [null, null],
     safety_checker: [null, null],
     feature_extractor: [null, null],
     requires_safety_checker: false,
@@ -179,7 +188,7 @@ function writeModelFolderAt(tmp: string, contents: ModelFolderContents): void {
   json('tokenizer/special_tokens_map.json', special);
   json('tokenizer/tokenizer_config.json', {
     tokenizer_class: 'CLIPTokenizer',
-    model_max_length: SHAPES_TOKENS,
+    model_max_length: contents.tokens ?? SHAPES_TOKENS,
     do_lower_case: true,
     ...special,
   });
@@ -195,4 +204,11 @@ function writeModelFolderAt(tmp: string, contents: ModelFolderContents): void {
     format: 'pt',
     ...contents.metadata,
   });
+  if (contents.vae) {
+    json('vae/config.json', contents.vae.config);
+    writeSafetensors(join(tmp, 'vae/diffusion_pytorch_model.safetensors'), toRecord(contents.vae.weights), {
+      format: 'pt',
+      ...(contents.vae.metadata ?? contents.metadata),
+    });
+  }
 }

@@ -6,39 +6,23 @@
 import { appendFileSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FieldError, UserError } from '../errors.js';
-import { composeGrid, encodePng, floatToRgb8, writeFileAtomic, type RgbImage } from '../image/index.js';
 import { checkInputFile, readInputFile } from '../io/regular-file.js';
+import { writeFileAtomic } from '../image/index.js';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
-import { generate } from '../pipeline/generate.js';
-import { StableDiffusion } from '../pipeline/stable-diffusion.js';
-import { noiseSchedule } from '../schedulers/index.js';
 import { AdamW, clipGradients, Ema } from '../train/adamw.js';
-import {
-  parameterShapes,
-  TEXT_PREFIX,
-  TrainingStep,
-  UNET_PREFIX,
-  type TextToImageConfig,
-  type TrainingBatch,
-} from '../train/diffusion.js';
 import { initParams } from '../train/init.js';
-import { GaussianRng } from '../util/random.js';
-import { ClipTokenizer } from '../tokenizer/clip.js';
-import { sampleBatch, sampleExample } from './generate.js';
-import {
-  shapesModelConfig,
-  shapesSchedulerConfigJson,
-  shapesTextConfigJson,
-  shapesUNetConfigJson,
-  writeShapesModelFolder,
-} from './model.js';
-import { Rng } from './rng.js';
-import { scoreImage } from './score.js';
-import { buildShapesVocabulary } from './vocab.js';
+import { taskFor, writeGrid, type Stepper, type TaskOptions, type TrainTask } from './tasks.js';
 import { makeFolders } from '../io/durable.js';
 
-export interface ShapesTrainOptions {
+export type { TrainModel } from './tasks.js';
+export { TRAIN_MODELS } from './tasks.js';
+
+export { exportShapesModel, sampleAndScore, TRAIN_SCENES } from './tasks.js';
+
+export interface ShapesTrainOptions extends TaskOptions {
   runDir: string;
+  /** A model folder to start from (its weights, fresh optimiser state) instead of a fresh initialisation. */
+  init: string;
   /** Train until this many optimiser steps in total (counting resumed ones). */
   steps: number;
   batchSize: number;
@@ -58,6 +42,10 @@ export interface ShapesTrainOptions {
 }
 
 export const SHAPES_TRAIN_DEFAULTS: Omit<ShapesTrainOptions, 'runDir'> = {
+  model: 'shapes',
+  vae: '',
+  init: '',
+  klWeight: 1e-6,
   steps: 20000,
   batchSize: 32,
   lr: 5e-4,
@@ -75,9 +63,6 @@ export const SHAPES_TRAIN_DEFAULTS: Omit<ShapesTrainOptions, 'runDir'> = {
   sampleGuidance: 5,
 };
 
-/** Scene options of the training distribution: 1–3 objects, same-shape and same-colour pairs allowed. */
-export const TRAIN_SCENES = { allowSameShape: true, allowSameColour: true } as const;
-
 export interface TrainProgress {
   step: number;
   totalSteps: number;
@@ -92,9 +77,10 @@ export interface SampleReport {
   grid: string;
   fullSuccess: Record<string, number>;
   n: Record<string, number>;
+  extra?: Record<string, number>;
 }
 
-interface State {
+export interface State {
   step: number;
   params: Map<string, Float32Array>;
   ema: Ema;
@@ -108,6 +94,8 @@ const CHECKPOINT = 'checkpoint.safetensors';
  * be the run it continues. Messages name them as fields (the CLI calls some by their flags).
  */
 export const RUN_SETTINGS: readonly (keyof ShapesTrainOptions)[] = [
+  'model',
+  'klWeight',
   'batchSize',
   'lr',
   'warmupSteps',
@@ -213,8 +201,7 @@ export function trimLog(path: string, step: number): void {
   if (trimmed !== text) writeFileAtomic(path, Buffer.from(trimmed, 'utf8'));
 }
 
-function saveCheckpoint(dir: string, s: State, cfg: TextToImageConfig, options: ShapesTrainOptions): void {
-  const shapes = parameterShapes(cfg);
+function saveCheckpoint(dir: string, s: State, shapes: Map<string, number[]>, options: ShapesTrainOptions): void {
   const tensors: Record<string, { data: Float32Array; shape: number[] }> = {};
   for (const [name, shape] of shapes) {
     tensors[`param/${name}`] = { data: s.params.get(name)!, shape };
@@ -234,7 +221,7 @@ function saveCheckpoint(dir: string, s: State, cfg: TextToImageConfig, options: 
   });
 }
 
-function loadCheckpoint(dir: string, cfg: TextToImageConfig, options: ShapesTrainOptions): State {
+function loadCheckpoint(dir: string, shapes: Map<string, number[]>, options: ShapesTrainOptions): State {
   const path = join(dir, CHECKPOINT);
   const file = SafetensorsFile.open(path);
   try {
@@ -245,7 +232,7 @@ function loadCheckpoint(dir: string, cfg: TextToImageConfig, options: ShapesTrai
     const emaInit = new Map<string, Float32Array>();
     const adam = new AdamW({ lr: options.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay });
     adam.step = Number(file.metadata['adam_step'] ?? step);
-    for (const [name, shape] of parameterShapes(cfg)) {
+    for (const [name, shape] of shapes) {
       const key = `param/${name}`;
       if (!file.has(key))
         throw new UserError(`${path}: checkpoint lacks '${key}' (was it made with another model config?)`);
@@ -268,66 +255,9 @@ function loadCheckpoint(dir: string, cfg: TextToImageConfig, options: ShapesTrai
 /** Exempt from weight decay: biases, norms, embeddings. */
 const noDecay = (name: string) => name.endsWith('.bias') || /norm/.test(name) || /embedding/.test(name);
 
-function learningRate(o: ShapesTrainOptions, step: number): number {
-  return step < o.warmupSteps ? (o.lr * (step + 1)) / o.warmupSteps : o.lr;
-}
-
-/** Export weights (EMA by default) as a model folder the pipeline loads. */
-export function exportShapesModel(
-  dir: string,
-  weights: ReadonlyMap<string, Float32Array>,
-  cfg: TextToImageConfig,
-  metadata: Record<string, string> = {},
-): void {
-  const shapes = parameterShapes(cfg);
-  const unetWeights = new Map<string, { data: Float32Array; shape: readonly number[] }>();
-  const textWeights = new Map<string, { data: Float32Array; shape: readonly number[] }>();
-  for (const [name, shape] of shapes) {
-    const data = weights.get(name)!;
-    if (name.startsWith(UNET_PREFIX)) unetWeights.set(name.slice(UNET_PREFIX.length), { data, shape });
-    else if (name.startsWith(TEXT_PREFIX)) textWeights.set(name.slice(TEXT_PREFIX.length), { data, shape });
-  }
-  writeShapesModelFolder(dir, {
-    unetConfig: shapesUNetConfigJson(),
-    textConfig: shapesTextConfigJson(cfg.text.vocabSize),
-    schedulerConfig: shapesSchedulerConfigJson(),
-    unetWeights,
-    textWeights,
-    metadata,
-    sampling: { steps: SHAPES_TRAIN_DEFAULTS.sampleSteps, guidance: SHAPES_TRAIN_DEFAULTS.sampleGuidance },
-  });
-}
-
-/** Generate one image per held-out caption with the exported model and score them. */
-export async function sampleAndScore(
-  modelDir: string,
-  options: { prompts: number; steps: number; guidance: number; seed: number },
-): Promise<{ images: RgbImage[]; captions: string[]; success: boolean[]; counts: number[] }> {
-  const model = await StableDiffusion.load(modelDir);
-  try {
-    const rng = new Rng(`held-out-${options.seed}`);
-    const images: RgbImage[] = [];
-    const captions: string[] = [];
-    const success: boolean[] = [];
-    const counts: number[] = [];
-    for (let i = 0; i < options.prompts; i++) {
-      const ex = sampleExample(rng, { ...TRAIN_SCENES, prefixProbability: 0 });
-      const r = await generate(model, {
-        prompt: ex.caption,
-        steps: options.steps,
-        guidanceScale: options.guidance,
-        seed: i,
-      });
-      const img = floatToRgb8(r.image);
-      images.push(img);
-      captions.push(ex.caption);
-      success.push(scoreImage(img, undefined, undefined, ex.caption).full_success);
-      counts.push(ex.scene.objects.length);
-    }
-    return { images, captions, success, counts };
-  } finally {
-    await model.release();
-  }
+/** Warm-up counts the optimiser's own updates, so a run started from exported weights (fresh moments) warms up too. */
+function learningRate(o: ShapesTrainOptions, updates: number): number {
+  return updates < o.warmupSteps ? (o.lr * (updates + 1)) / o.warmupSteps : o.lr;
 }
 
 export interface TrainHooks {
@@ -345,38 +275,38 @@ export interface TrainHooks {
  * `sampleEvery`. `hooks.shouldStop` ends the run after the current step, its checkpoint written as at the end.
  */
 export async function trainShapes(options: ShapesTrainOptions, hooks: TrainHooks = { resume: false }): Promise<State> {
-  const cfg = shapesModelConfig();
+  const task = taskFor(options);
   const dir = options.runDir;
-  const state = openRun(dir, cfg, options, hooks);
-  const batchOf = trainingBatches(cfg, options);
-  const trainer = await TrainingStep.create(cfg, state.params, options.batchSize);
+  const state = openRun(dir, task, options, hooks);
+  const trainer = await task.start(state.params);
   const log = new LogWindow(join(dir, 'log.jsonl'), options.batchSize);
   try {
     while (state.step < options.steps) {
       if (hooks.shouldStop?.()) break;
-      const { loss, lr, gradNorm } = await trainStep(trainer, state, batchOf(state.step), options);
+      const { loss, lr, gradNorm } = await trainStep(trainer, state, options);
       const imagesPerSecond = log.add(loss);
       hooks.onProgress?.({ step: state.step, totalSteps: options.steps, loss, imagesPerSecond, lr, gradNorm });
       if (state.step % 25 === 0) log.write(state.step, lr, gradNorm);
       if (state.step % options.checkpointEvery === 0 || state.step === options.steps)
-        saveCheckpoint(dir, state, cfg, options);
+        saveCheckpoint(dir, state, task.shapes, options);
       if (options.sampleEvery > 0 && (state.step % options.sampleEvery === 0 || state.step === options.steps)) {
-        const report = await writeSamples(dir, state, cfg, options);
+        const report = await writeSamples(dir, state, task);
         hooks.onSample?.(report);
       }
     }
   } finally {
     await trainer.release();
   }
-  saveCheckpoint(dir, state, cfg, options);
+  saveCheckpoint(dir, state, task.shapes, options);
   return state;
 }
 
 /**
  * The run's starting state: its checkpoint when `dir` holds one (only with `hooks.resume`, and with the run's own
- * trajectory settings unless `hooks.changeSettings`), else freshly initialised weights.
+ * trajectory settings unless `hooks.changeSettings`), else the weights of `options.init` (a model folder; the
+ * step count continues from the step recorded in its weights' metadata) or freshly initialised ones.
  */
-function openRun(dir: string, cfg: TextToImageConfig, options: ShapesTrainOptions, hooks: TrainHooks): State {
+function openRun(dir: string, task: TrainTask, options: ShapesTrainOptions, hooks: TrainHooks): State {
   if (existsSync(dir) && !statSync(dir).isDirectory())
     throw new FieldError('runDir', `${dir} exists and is not a directory`);
   try {
@@ -397,72 +327,70 @@ function openRun(dir: string, cfg: TextToImageConfig, options: ShapesTrainOption
           `differ${changed.length === 1 ? 's' : ''} from the run in ${dir}; leave ` +
           `${changed.length === 1 ? 'it' : 'them'} out to keep the run's settings, or add ${nameOf('changeSettings')}`,
       );
-    const state = loadCheckpoint(dir, cfg, options);
+    const state = loadCheckpoint(dir, task.shapes, options);
     // Steps after the checkpoint are trained again: their log rows would repeat.
     trimLog(join(dir, 'log.jsonl'), state.step);
     trimLog(join(dir, 'samples.jsonl'), state.step);
     return state;
   }
-  trimLog(join(dir, 'log.jsonl'), 0); // rows of a run killed before its first checkpoint
-  trimLog(join(dir, 'samples.jsonl'), 0);
-  const params = initParams(parameterShapes(cfg), options.seed);
+  const { params, step } = options.init
+    ? readInitWeights(task, options.init)
+    : { params: initParams(task.shapes, options.seed), step: 0 };
+  trimLog(join(dir, 'log.jsonl'), step); // rows of a run killed before its first checkpoint
+  trimLog(join(dir, 'samples.jsonl'), step);
   return {
-    step: 0,
+    step,
     params,
     ema: new Ema(params),
     adam: new AdamW({ lr: options.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: options.weightDecay }),
   };
 }
 
-/**
- * The function from a step number to its training batch. Per-step seeding: a resumed run sees exactly the data
- * and noise an uninterrupted one would.
- */
-function trainingBatches(cfg: TextToImageConfig, options: ShapesTrainOptions): (step: number) => TrainingBatch {
-  const tok = buildShapesVocabulary();
-  const tokenizer = new ClipTokenizer({ vocab: tok.vocab, merges: tok.merges, config: { modelMaxLength: cfg.tokens } });
-  const schedule = noiseSchedule(shapesSchedulerConfigJson());
-  const B = options.batchSize;
-  const emptyIds = tokenizer.tokenize('').ids;
-  return (step) => {
-    const dataRng = new Rng(options.seed * 1_000_003 + step);
-    const noiseRng = new GaussianRng((BigInt(options.seed) << 32n) | BigInt(step));
-    const batch = sampleBatch(dataRng, B, TRAIN_SCENES);
-    const ids = new BigInt64Array(B * cfg.tokens);
-    batch.captions.forEach((caption, b) => {
-      // Empty prompts teach the unconditional prediction that classifier-free guidance needs.
-      const row = dataRng.chance(options.promptDropout) ? emptyIds : tokenizer.tokenize(caption).ids;
-      for (let k = 0; k < cfg.tokens; k++) ids[b * cfg.tokens + k] = BigInt(row[k]!);
-    });
-    const timesteps = new Float32Array(B);
-    const weights = new Float32Array(B);
-    for (let b = 0; b < B; b++) {
-      const t = dataRng.int(0, schedule.numTrainTimesteps - 1);
-      timesteps[b] = t;
-      const snr = schedule.snr(t);
-      weights[b] = Math.min(snr, options.minSnrGamma) / (snr + 1); // min-SNR-γ for v-prediction
+/** Starting weights from a model folder (`--init`), and the step its weights' metadata records (0 if none). */
+function readInitWeights(task: TrainTask, dir: string): { params: Map<string, Float32Array>; step: number } {
+  const params = new Map<string, Float32Array>();
+  const files = new Map<string, SafetensorsFile>();
+  let step = 0;
+  try {
+    for (const [name, shape] of task.shapes) {
+      const [path, key] = task.initSource(dir, name);
+      let file = files.get(path);
+      if (!file) {
+        checkInputFile(path, '--init');
+        file = SafetensorsFile.open(path);
+        files.set(path, file);
+        const s = Number(file.metadata['step']);
+        if (Number.isInteger(s) && s > step) step = s;
+      }
+      if (!file.has(key)) throw new FieldError('init', (flag) => `${flag}: ${path} lacks '${key}'`);
+      const info = file.info(key);
+      if (info.shape.join(',') !== shape.join(','))
+        throw new FieldError(
+          'init',
+          (flag) => `${flag}: ${path}: '${key}' has shape [${info.shape}], the model expects [${shape}]`,
+        );
+      params.set(name, file.readFloat32(key));
     }
-    const noise = noiseRng.normal(batch.images.length);
-    const noisy = schedule.addNoise(batch.images, noise, timesteps);
-    const target = schedule.velocity(batch.images, noise, timesteps);
-    return { ids, noisy, timesteps, target, weights };
-  };
+  } finally {
+    for (const f of files.values()) f.close();
+  }
+  return { params, step };
 }
 
-/** One optimiser step on `batch`: gradients, clipping, AdamW with warm-up, EMA; advances `state.step`. */
+/** One optimiser step on the step's batch: gradients, clipping, AdamW with warm-up, EMA; advances `state.step`. */
 async function trainStep(
-  trainer: TrainingStep,
+  trainer: Stepper,
   state: State,
-  batch: TrainingBatch,
   options: ShapesTrainOptions,
 ): Promise<{ loss: number; lr: number; gradNorm: number }> {
   const step = state.step;
-  const { loss, grads } = await trainer.run(state.params, batch);
+  const { loss, grads } = await trainer.run(state.params, step);
   if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at step ${step}`);
   const gradNorm = clipGradients(grads, options.gradClip);
-  const lr = learningRate(options, step);
+  const lr = learningRate(options, state.adam.step);
   state.adam.update(state.params, grads, lr, noDecay);
-  state.ema.update(state.params, Math.min(options.emaDecay, (1 + step) / (10 + step)));
+  const updates = state.adam.step - 1;
+  state.ema.update(state.params, Math.min(options.emaDecay, (1 + updates) / (10 + updates)));
   state.step++;
   return { loss, lr, gradNorm };
 }
@@ -509,37 +437,12 @@ class LogWindow {
   }
 }
 
-async function writeSamples(
-  dir: string,
-  state: State,
-  cfg: TextToImageConfig,
-  options: ShapesTrainOptions,
-): Promise<SampleReport> {
-  const modelDir = join(dir, 'model');
-  exportShapesModel(modelDir, state.ema.shadow, cfg, { step: String(state.step) });
-  const r = await sampleAndScore(modelDir, {
-    prompts: options.samplePrompts,
-    steps: options.sampleSteps,
-    guidance: options.sampleGuidance,
-    seed: 0,
-  });
-  const samplesDir = join(dir, 'samples');
-  try {
-    makeFolders(samplesDir);
-  } catch (e) {
-    throw new UserError(`${samplesDir}: cannot create the folder: ${(e as Error).message}`, { cause: e });
-  }
-  const grid = composeGrid(r.images, 8, { pad: 2 });
-  const gridPath = join(samplesDir, `step-${String(state.step).padStart(6, '0')}.png`);
-  writeFileAtomic(gridPath, encodePng(grid.data, grid.width, grid.height));
-  const fullSuccess: Record<string, number> = {};
-  const n: Record<string, number> = {};
-  r.counts.forEach((k, i) => {
-    n[k] = (n[k] ?? 0) + 1;
-    fullSuccess[k] = (fullSuccess[k] ?? 0) + (r.success[i] ? 1 : 0);
-  });
-  for (const k of Object.keys(n)) fullSuccess[k] = fullSuccess[k]! / n[k]!;
-  const report: SampleReport = { step: state.step, grid: gridPath, fullSuccess, n };
+async function writeSamples(dir: string, state: State, task: TrainTask): Promise<SampleReport> {
+  const r = await task.samples(join(dir, 'model'), state.ema.shadow, state.step);
+  const gridPath = join(dir, 'samples', `step-${String(state.step).padStart(6, '0')}.png`);
+  writeGrid(gridPath, r.grid);
+  const report: SampleReport = { step: state.step, grid: gridPath, fullSuccess: r.fullSuccess, n: r.n };
+  if (r.extra) report.extra = r.extra;
   appendLine(
     join(dir, 'samples.jsonl'),
     JSON.stringify({ ...report, captions: r.captions, success: r.success }) + '\n',

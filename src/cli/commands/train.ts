@@ -6,18 +6,20 @@ import { join } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { SafetensorsFile } from '../../io/safetensors.js';
-import { checkReplaceableModelFolder, shapesModelConfig } from '../../shapes/model.js';
+import { UserError } from '../../errors.js';
+import { checkReplaceableModelFolder } from '../../shapes/model.js';
 import { checkInputFile } from '../../io/regular-file.js';
 import {
-  exportShapesModel,
   readRunOptions,
   SHAPES_TRAIN_DEFAULTS,
+  TRAIN_MODELS,
   trainShapes,
   type ShapesTrainOptions,
+  type TrainModel,
   type TrainProgress,
 } from '../../shapes/train.js';
+import { taskFor } from '../../shapes/tasks.js';
 import { onInterrupt } from '../../util/cleanup.js';
-import { parameterShapes } from '../../train/diffusion.js';
 import { interactive, parseInteger, parseNumber } from '../options.js';
 
 /** The flags that set a run's trajectory settings (see RUN_SETTINGS), by commander's option key. */
@@ -27,16 +29,23 @@ const FLAG_SETTING = {
   warmup: 'warmupSteps',
   emaDecay: 'emaDecay',
   seed: 'seed',
+  klWeight: 'klWeight',
 } as const;
 
 interface TrainFlags {
   run: string;
+  model: string;
+  vae?: string;
+  init?: string;
+  sampleSteps: string;
+  sampleGuidance: string;
   steps: string;
   batch: string;
   lr: string;
   warmup: string;
   emaDecay: string;
   seed: string;
+  klWeight: string;
   checkpointEvery: string;
   sampleEvery: string;
   samplePrompts: string;
@@ -55,17 +64,34 @@ export function register(program: Command): void {
   const d = SHAPES_TRAIN_DEFAULTS;
   program
     .command('train')
-    .description("train the shapes-world model from scratch with the project's own engine (resumable)")
+    .description("train the shapes-world models from scratch with the project's own engine (resumable)")
     .requiredOption('--run <dir>', 'run folder: checkpoint, log.jsonl, samples/ and the exported model/')
+    .option('--model <name>', `what to train: ${TRAIN_MODELS.join(', ')}`, d.model)
+    .option('--vae <dir>', 'shapes-ldm: the trained VAE folder (s2i export-model of a shapes-ldm-vae run)')
+    .option(
+      '--init <dir>',
+      'start from the weights of this model folder (fresh optimiser state) instead of from scratch',
+    )
     .option('--steps <n>', 'train until this many optimiser steps in total', String(d.steps))
     .option('--batch <n>', 'images per step', String(d.batchSize))
     .option('--lr <x>', 'AdamW learning rate after warm-up', String(d.lr))
     .option('--warmup <n>', 'linear warm-up steps', String(d.warmupSteps))
     .option('--ema-decay <x>', 'EMA decay of the exported weights', String(d.emaDecay))
+    .option('--kl-weight <x>', 'shapes-ldm-vae: weight of the KL term (SD: 1e-6)', String(d.klWeight))
     .option('--seed <n>', 'seed of the data, noise and initial weights', String(d.seed))
     .option('--checkpoint-every <n>', 'steps between checkpoints', String(d.checkpointEvery))
     .option('--sample-every <n>', 'steps between scored sample grids (0: never)', String(d.sampleEvery))
     .option('--sample-prompts <n>', 'held-out prompts per sample grid', String(d.samplePrompts))
+    .option(
+      '--sample-steps <n>',
+      "sampling steps of the sample grids (and of the pixel model's s2i.json)",
+      String(d.sampleSteps),
+    )
+    .option(
+      '--sample-guidance <x>',
+      "guidance of the sample grids (and of the pixel model's s2i.json)",
+      String(d.sampleGuidance),
+    )
     .option('--resume', 'continue the run in --run')
     .option('--json', 'no progress bar; one JSON line per log interval on stdout')
     .addHelpText(
@@ -75,6 +101,14 @@ Examples:
   s2i train --run runs/shapes --steps 20000          start a run
   s2i train --run runs/shapes --steps 40000 --resume continue it to 40000 steps
   s2i export-model --run runs/shapes --out models/shapes
+
+  The latent model (models/shapes-ldm): its VAE first, then the text encoder + UNet on the VAE's latents:
+  s2i train --model shapes-ldm-vae --run runs/ldm-vae --steps 3000 --batch 16 --lr 1e-3
+  s2i export-model --run runs/ldm-vae --out runs/ldm-vae/vae
+  s2i train --model shapes-ldm --vae runs/ldm-vae/vae --run runs/ldm --steps 20000
+  s2i export-model --run runs/ldm --out models/shapes-ldm
+  s2i train --model shapes-ldm --vae models/shapes-ldm/vae --init models/shapes-ldm --run runs/ldm2 --steps 40000
+                                                     continue from committed weights (fresh optimiser state)
 `,
     )
     .option(
@@ -89,7 +123,7 @@ Examples:
     .requiredOption('--run <dir>', 'run folder holding checkpoint.safetensors')
     .requiredOption('--out <dir>', 'model folder to write (replaced atomically)')
     .option('--raw', 'export the raw weights instead of the EMA')
-    .action((flags: ExportFlags) => exportModel(flags));
+    .action(async (flags: ExportFlags) => exportModel(flags));
 }
 
 /** `s2i train`: one training run, with a progress bar or log lines, that Ctrl-C ends after a checkpoint. */
@@ -139,6 +173,12 @@ async function train(flags: TrainFlags, cmd: Command): Promise<void> {
  */
 function trainOptions(flags: TrainFlags, cmd: Command): ShapesTrainOptions {
   const stored = flags.resume ? readRunOptions(flags.run) : null;
+  const model = (
+    cmd.getOptionValueSource('model') === 'default' && stored?.model ? stored.model : flags.model
+  ) as TrainModel;
+  if (!(TRAIN_MODELS as readonly string[]).includes(model))
+    throw new UserError(`--model ${flags.model}: expected one of ${TRAIN_MODELS.join(', ')}`);
+  const vae = flags.vae ?? stored?.vae ?? '';
   const pick = (key: keyof TrainFlags & keyof typeof FLAG_SETTING, value: string): string => {
     const was = stored?.[FLAG_SETTING[key]];
     return cmd.getOptionValueSource(key) === 'default' && was !== undefined ? String(was) : value;
@@ -146,12 +186,18 @@ function trainOptions(flags: TrainFlags, cmd: Command): ShapesTrainOptions {
   return {
     ...SHAPES_TRAIN_DEFAULTS,
     runDir: flags.run,
+    model,
+    vae,
+    init: flags.init ?? '',
+    sampleSteps: parseInteger(flags.sampleSteps, '--sample-steps', 1, 1000),
+    sampleGuidance: parseNumber(flags.sampleGuidance, '--sample-guidance', 0, 100),
     steps: parseInteger(flags.steps, '--steps', 1),
     batchSize: parseInteger(pick('batch', flags.batch), '--batch', 1, 4096),
     lr: parseNumber(pick('lr', flags.lr), '--lr', 0, 1),
     warmupSteps: parseInteger(pick('warmup', flags.warmup), '--warmup', 0),
     emaDecay: parseNumber(pick('emaDecay', flags.emaDecay), '--ema-decay', 0, 1),
     seed: parseInteger(pick('seed', flags.seed), '--seed', 0, 2 ** 31 - 1),
+    klWeight: parseNumber(pick('klWeight', flags.klWeight), '--kl-weight', 0, 1),
     checkpointEvery: parseInteger(flags.checkpointEvery, '--checkpoint-every', 1),
     sampleEvery: parseInteger(flags.sampleEvery, '--sample-every', 0),
     samplePrompts: parseInteger(flags.samplePrompts, '--sample-prompts', 1, 10000),
@@ -187,25 +233,24 @@ function progressPrinter(bar: SingleBar | null, json: boolean): (p: TrainProgres
   };
 }
 
-/** `s2i export-model`: a run's checkpoint weights (EMA unless --raw) as a model folder. */
-function exportModel(flags: ExportFlags): void {
-  checkReplaceableModelFolder(flags.out);
-  const cfg = shapesModelConfig();
+/** `s2i export-model`: a run's checkpoint weights (EMA unless --raw) as a model folder (a VAE folder for the VAE). */
+async function exportModel(flags: ExportFlags): Promise<void> {
+  const stored = readRunOptions(flags.run) ?? {};
+  const model = stored.model ?? 'shapes';
+  if (model !== 'shapes-ldm-vae') checkReplaceableModelFolder(flags.out);
+  const task = taskFor({ ...SHAPES_TRAIN_DEFAULTS, ...stored, model });
   const checkpoint = join(flags.run, 'checkpoint.safetensors');
   checkInputFile(checkpoint, '--run: checkpoint');
   const file = SafetensorsFile.open(checkpoint);
+  const weights = new Map<string, Float32Array>();
+  let step: string;
   try {
-    const weights = new Map<string, Float32Array>();
-    for (const name of parameterShapes(cfg).keys())
+    for (const name of task.shapes.keys())
       weights.set(name, file.readFloat32(`${flags.raw ? 'param' : 'ema'}/${name}`));
-    exportShapesModel(flags.out, weights, cfg, {
-      step: file.metadata['step'] ?? '?',
-      weights: flags.raw ? 'raw' : 'ema',
-    });
-    process.stdout.write(
-      `exported step ${file.metadata['step']} (${flags.raw ? 'raw' : 'EMA'} weights) to ${flags.out}\n`,
-    );
+    step = file.metadata['step'] ?? '?';
   } finally {
     file.close();
   }
+  await task.export(flags.out, weights, { step, weights: flags.raw ? 'raw' : 'ema' });
+  process.stdout.write(`exported step ${step} (${flags.raw ? 'raw' : 'EMA'} weights) to ${flags.out}\n`);
 }
