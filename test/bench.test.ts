@@ -31,19 +31,17 @@ import {
   parseSeeds,
   readResults,
   runBench,
-  type BenchRow,
 } from '../src/bench/run.js';
+import { failureKinds, summarize, type StatRow } from '../src/bench/metrics.js';
+import type { BenchRow } from '../src/bench/row.js';
 import {
   binomialHalfCdf,
   clusterRate,
   compareMethods,
-  failureKinds,
   mcnemarExact,
   signFlipExact,
-  summarize,
   twoWayRate,
   wilson,
-  type StatRow,
 } from '../src/bench/stats.js';
 import { builtinSuitePrompts, loadSuite, readPromptFile, type Suite, type SuitePrompt } from '../src/bench/suites.js';
 import { UserError } from '../src/errors.js';

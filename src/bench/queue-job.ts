@@ -14,14 +14,8 @@ import { methodPreset } from '../methods/registry.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import { SAMPLER_NAMES, type SamplerName } from '../schedulers/index.js';
 import { isColour, isShape } from '../shapes/world.js';
-import {
-  generateBenchImage,
-  prepareBenchJob,
-  promptSubjects,
-  type BenchJob,
-  type BenchRow,
-  type PreparedBenchJob,
-} from './run.js';
+import { generateBenchImage, prepareBenchJob, promptSubjects, type BenchJob, type PreparedBenchJob } from './run.js';
+import type { BenchRow } from './row.js';
 import { SPLITS, type PromptKind } from './suites.js';
 
 /** What travels in a job: the image to make, and what the producer expects of the worker's model. */
@@ -123,18 +117,6 @@ export function parseQueuedJob(data: unknown): QueuedJob {
     maps: j['maps'] as boolean,
   };
   return { job, model: str(d, 'model'), key: str(d, 'key'), predictionType: str(d, 'predictionType') };
-}
-
-export function isRowLike(v: unknown): v is BenchRow {
-  const r = v as Partial<BenchRow> | null;
-  return (
-    !!r &&
-    typeof r.key === 'string' &&
-    typeof r.prompt === 'string' &&
-    typeof r.full_success === 'boolean' &&
-    Array.isArray(r.objects) &&
-    typeof r.image === 'string'
-  );
 }
 
 /** What the model's UNet predicts, as loaded (the scheduler config, or --prediction-type over it). */

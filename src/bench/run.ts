@@ -52,15 +52,11 @@ import { generateBatch, type GenerateResult } from '../pipeline/generate.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import { defaultSampler, type SamplerName } from '../schedulers/index.js';
 import type { PromptObject } from '../shapes/prompt.js';
-import { type ObjectReport, scoreImage } from '../shapes/score.js';
+import { scoreImage } from '../shapes/score.js';
 import type { Tensor } from '../tensor.js';
+import { measureRow } from './metrics.js';
+import { BENCH_ROW_VERSION, isBenchRow, type BenchRow } from './row.js';
 import type { PromptKind, Split, Suite, SuitePrompt } from './suites.js';
-
-/**
- * Bumped when the meaning of a row changes (then old rows are not reused). 2: the initial noise comes from
- * (seed, prompt), no longer from the seed alone.
- */
-export const BENCH_ROW_VERSION = 2;
 
 export const RESULTS_FILE = 'results.jsonl';
 const LOCK_FILE = '.bench.lock';
@@ -76,68 +72,6 @@ export interface BenchSettings {
   model: string;
   /** The method's configuration as built, without the prompt's token positions; {} for plain sampling. */
   method: Record<string, unknown>;
-}
-
-export interface DetectionSummary {
-  shape: string;
-  colour: string | null;
-  bbox: readonly number[];
-  area: number;
-  matched_to: number | null;
-}
-
-/** One line of results.jsonl: one image. */
-export interface BenchRow {
-  v: number;
-  key: string;
-  prompt: string;
-  seed: number;
-  /** The seed the image was generated with: `noiseSeed(seed, prompt)`. */
-  noise_seed: number;
-  method: string;
-  settings: BenchSettings;
-  settings_hash: string;
-  /** Suite and split the row was first generated for (a row is reused by any suite holding the same prompt). */
-  suite: string;
-  split: Split | null;
-  kind: PromptKind | null;
-  /** Subject words (auto) and their token positions; attributes with the index of their subject. */
-  subjects: { word: string; tokens: number[] }[];
-  attributes: { word: string; tokens: number[]; subject: number }[];
-  /** Per prompted object: what the scorer found (shape/colour match, leak, the matched detection's shape and colour). */
-  objects: ObjectReport[];
-  full_success: boolean;
-  object_recall: number;
-  binding: number;
-  binding_given_found: number | null;
-  leakage: number;
-  extra_objects: number;
-  detections: DetectionSummary[];
-  /**
-   * Seconds of generation for this image (encode + denoise + decode), without one-off graph compilation; in a
-   * batch, the batch's seconds divided by its size.
-   */
-  seconds: number;
-  /** Seconds spent compiling graphs during this image (first use of a method's graphs). */
-  compile_seconds: number;
-  /** Images generated together in one batch (seconds and timings are this image's share of the batch's). */
-  batch_size?: number;
-  timings: { encode: number; denoise: number; decode: number; score: number };
-  /** Latent-update refinement tries of gradient methods, summed over steps (0 for others). */
-  refinement_tries: number;
-  /** Starts (initial noises) the method tried before keeping one (1 without a choice of start). */
-  starts?: number;
-  /**
-   * Guided UNet passes the image cost (each over its unconditional and conditional rows): one per sampler call, and
-   * the calls up to the comparison once more for every other start tried. A cost measure that other processes on
-   * the machine do not move (gradient methods' loss passes are not counted; see seconds).
-   */
-  guided_passes?: number;
-  /** Paths relative to the output folder. */
-  image: string;
-  maps: string | null;
-  model_dir: string;
-  created: string;
 }
 
 export interface BenchOptions {
@@ -347,19 +281,6 @@ function slug(prompt: string): string {
   return `${s || 'prompt'}-${sha256(prompt).slice(0, 6)}`;
 }
 
-function isRow(v: unknown): v is BenchRow {
-  if (!v || typeof v !== 'object') return false;
-  const r = v as Partial<BenchRow>;
-  return (
-    typeof r.key === 'string' &&
-    typeof r.prompt === 'string' &&
-    typeof r.seed === 'number' &&
-    typeof r.method === 'string' &&
-    typeof r.full_success === 'boolean' &&
-    Array.isArray(r.objects)
-  );
-}
-
 export interface ReadResults {
   rows: BenchRow[];
   /** Lines that were not valid rows. */
@@ -382,7 +303,7 @@ export function readResults(path: string): ReadResults {
     if (line.trim() === '') continue;
     try {
       const v = JSON.parse(line) as unknown;
-      if (isRow(v)) rows.push(v);
+      if (isBenchRow(v)) rows.push(v);
       else ignored++;
     } catch {
       ignored++;
@@ -658,7 +579,6 @@ function benchImage(
   compileMs: number,
 ): BenchImage {
   const { job, auto, settings, hash, key } = prepared;
-  const size = result.batch.size;
   const image = floatToRgb8(result.image);
   const tScore = performance.now();
   const score = scoreImage(image, undefined, undefined, job.objects);
@@ -679,8 +599,8 @@ function benchImage(
       files.push({ path: mapsPath, bytes: encodePng(pic.data, pic.width, pic.height) });
     }
   }
-  const tries = result.steps.reduce((s, st) => s + (st.method?.refinementTries ?? 0), 0);
-  const row: BenchRow = {
+  const measured = { score, result, compileMs, scoreMs };
+  const row = {
     v: BENCH_ROW_VERSION,
     key,
     prompt: job.prompt,
@@ -699,12 +619,7 @@ function benchImage(
       subject: a.subject,
     })),
     objects: score.objects,
-    full_success: score.full_success,
-    object_recall: score.object_recall,
-    binding: score.binding,
-    binding_given_found: score.binding_given_found,
-    leakage: score.leakage,
-    extra_objects: score.extra_objects,
+    ...measureRow(measured, 'score'),
     detections: score.detections.map((d) => ({
       shape: d.shape,
       colour: d.colour,
@@ -712,28 +627,15 @@ function benchImage(
       area: d.area,
       matched_to: d.matched_to,
     })),
-    seconds: round3((result.timings.totalMs / size - compileMs) / 1000),
-    compile_seconds: round3(compileMs / 1000),
-    batch_size: size,
-    timings: {
-      encode: round3(result.timings.encodeMs / size / 1000),
-      denoise: round3(result.timings.denoiseMs / size / 1000),
-      decode: round3(result.timings.decodeMs / size / 1000),
-      score: round3(scoreMs / 1000),
-    },
-    refinement_tries: tries,
-    starts: result.candidate?.scores.length ?? 1,
-    guided_passes:
-      result.timesteps.length + (result.candidate ? (result.candidate.scores.length - 1) * result.candidate.atCall : 0),
+    ...measureRow(measured, 'result'),
     image: paths.image,
     maps: mapsPath,
     model_dir: model.dir,
     created: new Date().toISOString(),
-  };
+  } as BenchRow;
   return { row, files };
 }
 
-/** Appends one row to results.jsonl with a single write (a crash leaves at most a partial last line). */
 /** Appends one row to results.jsonl (`path` names it in errors); see `appendLine`. */
 export function appendRow(fd: number, row: BenchRow, path = RESULTS_FILE): void {
   appendLine(fd, path, Buffer.from(`${JSON.stringify(row)}\n`, 'utf8'));
@@ -957,8 +859,4 @@ export function appendLine(fd: number, path: string, line: Uint8Array): void {
       { cause: e },
     );
   }
-}
-
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }
