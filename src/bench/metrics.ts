@@ -186,6 +186,24 @@ export const METRICS = [
     note: 'detections matched to no prompted object',
   },
   {
+    key: 'recoloured_share',
+    label: 'recoloured %',
+    unit: '%',
+    from: {
+      score: (s: ScoreReport) => {
+        const present = s.objects.filter((o) => o.found_shape_match);
+        return present.length ? present.filter((o) => !o.colour_correct).length / present.length : null;
+      },
+    },
+    note: 'recoloured: drawn in a wrong colour, lower is better (pooled over the objects present with their shape)',
+    stat: {
+      kind: 'object',
+      over: 'pooled over objects present with their shape',
+      success: (o: StatObject) => (o.found_shape_match ? !o.colour_correct : null),
+    },
+    column: 'main',
+  },
+  {
     key: 'missing',
     group: 'failures',
     label: 'object missing %',

@@ -54,6 +54,7 @@ describe('bench metric table', () => {
       'binding_given_found',
       'leakage',
       'extra_objects',
+      'recoloured_share',
     ]);
     expect(measureRow(m, 'result')).toEqual({
       seconds: 0.65, // 1400 / 2 − 50 ms
@@ -89,5 +90,27 @@ describe('bench metric table', () => {
     expect(main.map((c) => c.label)).toEqual(expect.arrayContaining(['passes/image', 'backward/image', 's/image']));
     expect(main.find((c) => c.label === 'backward/image')!.cell(costed)).toBe('3.0');
     expect(main.find((c) => c.label === 'backward/image')!.cell(plain)).toBe('–');
+  });
+
+  it('recoloured share: the objects present with their shape that are drawn in a wrong colour', () => {
+    const wrong = object({ colour_correct: false, detected_colour: 'blue' });
+    const missing = object({ found: false, found_shape_match: false, colour_correct: false });
+    expect(measureRow(measured([object(), wrong, missing]), 'score').recoloured_share).toBe(0.5);
+    expect(measureRow(measured([missing]), 'score').recoloured_share).toBeNull();
+    const row = (seed: number, objects: ObjectReport[]): StatRow => ({
+      prompt: `p${seed}`,
+      seed,
+      method: 'm',
+      full_success: false,
+      objects,
+    });
+    // pooled over present objects: 1 wrong of 3 present (the missing one does not count)
+    const s = summarize([row(0, [object(), wrong]), row(1, [object(), missing])]).methods['m']!;
+    expect(s.recoloured_share.rate).toBeCloseTo(1 / 3, 12);
+    expect(
+      columns('main')
+        .find((c) => c.label === 'recoloured %')!
+        .cell(s),
+    ).toMatch(/^33\.3 \[/);
   });
 });
