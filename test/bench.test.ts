@@ -23,15 +23,9 @@ import { benchSummary, failures, formatSummaryMarkdown, renderHtmlReport, render
 import { floatToRgb8 } from '../src/image/convert.js';
 import { readPng } from '../src/image/png.js';
 import { generate } from '../src/pipeline/generate.js';
-import {
-  canonicalJson,
-  modelFingerprint,
-  noiseSeed,
-  parseMethods,
-  parseSeeds,
-  readResults,
-  runBench,
-} from '../src/bench/run.js';
+import { canonicalJson, modelFingerprint, noiseSeed, parseMethods, parseSeeds } from '../src/bench/plan.js';
+import { readResults } from '../src/bench/results.js';
+import { runBench } from '../src/bench/run.js';
 import { failureKinds, summarize, type StatRow } from '../src/bench/metrics.js';
 import type { BenchRow } from '../src/bench/row.js';
 import {

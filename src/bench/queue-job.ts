@@ -14,7 +14,8 @@ import { methodPreset } from '../methods/registry.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import { SAMPLER_NAMES, type SamplerName } from '../schedulers/index.js';
 import { isColour, isShape } from '../shapes/world.js';
-import { generateBenchImage, prepareBenchJob, promptSubjects, type BenchJob, type PreparedBenchJob } from './run.js';
+import { generateBenchImage, prepareBenchJob, promptSubjects, type PreparedBenchJob } from './image.js';
+import type { BenchJob } from './plan.js';
 import type { BenchRow } from './row.js';
 import { SPLITS, type PromptKind } from './suites.js';
 

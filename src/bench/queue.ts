@@ -32,22 +32,16 @@ import { FieldError, UserError } from '../errors.js';
 import { writeFileAtomic } from '../image/png.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import type { PredictionType } from '../schedulers/index.js';
+import { prepareBenchJob, promptSubjects, type PreparedBenchJob } from './image.js';
+import { benchImagePaths, planJob, type BenchJob, type BenchOptions } from './plan.js';
+import { appendRow, withBenchFolder } from './results.js';
 import {
-  appendRow,
-  benchImagePaths,
-  planJob,
-  prepareBenchJob,
-  promptSubjects,
   startBench,
-  withBenchFolder,
   type BenchFailure,
   type BenchHooks,
   type BenchItem,
-  type BenchJob,
-  type BenchOptions,
   type BenchOutcome,
   type BenchStart,
-  type PreparedBenchJob,
 } from './run.js';
 import { encodeJson, jobIdOf, keyOfJobId, predictionTypeOf, type QueuedJob, type QueuedResult } from './queue-job.js';
 import { isBenchRow, type BenchRow } from './row.js';

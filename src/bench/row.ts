@@ -5,7 +5,7 @@
  */
 import type { ObjectReport } from '../shapes/score.js';
 import type { MetricFields } from './metrics.js';
-import type { BenchSettings } from './run.js';
+import type { BenchSettings } from './plan.js';
 import type { PromptKind, Split } from './suites.js';
 
 /**

@@ -1,7 +1,7 @@
 /**
  * Benchmark statistics: per-method rates with 95% intervals, and paired comparisons between methods.
  *
- * The design they assume (src/bench/run.ts): every image is one (prompt, seed) pair with its own initial noise,
+ * The design they assume (src/bench/run.ts, plan.ts): every image is one (prompt, seed) pair with its own initial noise,
  * drawn from (seed, prompt); the methods of a pair share that noise. So images are independent draws given their
  * prompt, images of one prompt share the prompt (its difficulty), and a comparison of two methods is paired.
  *

@@ -24,10 +24,9 @@ import {
   DEFAULT_BENCH_BATCH,
   parseMethods,
   parseSeeds,
-  runBench,
   type BenchOptions,
-  type BenchOutcome,
-} from '../../bench/run.js';
+} from '../../bench/plan.js';
+import { runBench, type BenchOutcome } from '../../bench/run.js';
 import { BUILTIN_SUITES, loadSuite, parseSplit, SPLITS, type Split, type Suite } from '../../bench/suites.js';
 import { UserError } from '../../errors.js';
 import { onInterrupt } from '../../util/cleanup.js';
