@@ -32,7 +32,7 @@ import { UserError } from '../../errors.js';
 import { onInterrupt } from '../../util/cleanup.js';
 import { METHOD_NAMES } from '../../methods/registry.js';
 import { StableDiffusion, type LoadOptions } from '../../pipeline/stable-diffusion.js';
-import { parseSamplerName } from '../../schedulers/index.js';
+import { parseSamplerName, SAMPLER_NAMES } from '../../schedulers/index.js';
 import { defaultModelDir } from '../defaults.js';
 import {
   addSuppressOptions,
@@ -323,7 +323,7 @@ export function register(program: Command): void {
       )
       .option('--steps <n>', 'inference steps', String(BENCH_DEFAULT_STEPS))
       .option('--guidance <x>', 'classifier-free guidance scale', String(BENCH_DEFAULT_GUIDANCE))
-      .option('--scheduler <name>', "sampler: pndm, ddim, euler, euler-a, dpmpp-2m (default: the model's own)")
+      .option('--scheduler <name>', `sampler: ${SAMPLER_NAMES.join(', ')} (default: the model's own)`)
       .option(
         '--model <path>',
         'model folder or single-file SD 1.x/2.x .safetensors (default: the installed shapes model, when there is one)',

@@ -21,7 +21,7 @@ import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
 import { DEFAULT_METHOD, METHOD_NAMES, REFERENCE_STEPS } from '../../methods/registry.js';
 import { generateFromFolder, type GenerateRequest } from '../../pipeline/request.js';
 import type { LoadOptions } from '../../pipeline/stable-diffusion.js';
-import { parseSamplerName } from '../../schedulers/index.js';
+import { parseSamplerName, SAMPLER_NAMES } from '../../schedulers/index.js';
 import { defaultModelDir } from '../defaults.js';
 import {
   addSuppressOptions,
@@ -332,7 +332,7 @@ export function register(program: Command): void {
       .option('--negative <text>', 'negative prompt (default: the empty prompt, as diffusers)')
       .option('--steps <n>', "inference steps (default: the model's s2i.json, else 50)")
       .option('--guidance <x>', "classifier-free guidance scale (default: the model's s2i.json, else 7.5)")
-      .option('--scheduler <name>', "sampler: pndm, ddim, euler, euler-a, dpmpp-2m (default: the model's own)")
+      .option('--scheduler <name>', `sampler: ${SAMPLER_NAMES.join(', ')} (default: the model's own)`)
       .option('--seed <n>', 'seed of the initial noise (and of euler-a); default: a random seed, printed')
       .option('--height <px>', "image height, a multiple of 8 (default: the model's size, or the --latents size)")
       .option('--width <px>', "image width, a multiple of 8 (default: the model's size, or the --latents size)")
