@@ -355,8 +355,9 @@ export function resolveSchedulerConfig(
       throw new UserError(`${where}: "${k}" = ${fmt(v)} is not supported by sampler ${sampler} (only ${fmt(def)})`);
     }
   }
+  const sets: Readonly<Record<string, unknown>> = spec.sets ?? {};
   const pick = (k: Key): unknown => {
-    const v = k in overrides ? overrides[k] : raw[k];
+    const v = k in overrides ? overrides[k] : k in sets ? sets[k] : raw[k];
     // A null for a key whose default is not null reads as "unset" (diffusers would pass None through).
     return v === undefined || (v === null && defaults[k] !== null) ? defaults[k] : v;
   };

@@ -17,6 +17,11 @@ export interface SamplerSpec<N extends string = string> {
   readonly aliases: readonly string[];
   /** The class's `__init__` keyword arguments that we model, with diffusers v0.24.0's defaults. */
   readonly defaults: Readonly<Partial<SchedulerConfigJson>>;
+  /**
+   * Values this sampler sets over the model's config file (a named variant of a class, as "DPM++ 2M Karras" is of
+   * DPMSolverMultistepScheduler); explicit overrides still win.
+   */
+  readonly sets?: Readonly<Partial<SchedulerConfigJson>>;
   /** Keyword arguments the class accepts that we do not model: only their default value is allowed. */
   readonly unsupported?: Readonly<Record<string, unknown>>;
   readonly predictionTypes: readonly PredictionType[];
