@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import { checkInputFile } from '../io/regular-file.js';
 import { quoteKey, SafetensorsFile } from '../io/safetensors.js';
-import type { Command } from 'commander';
+import { Option, type Command, type OptionValues } from '@commander-js/extra-typings';
 import {
   DEFAULT_ACCEPT,
   DEFAULT_CANDIDATES,
@@ -49,6 +49,36 @@ export function parsePredictionType(value: string, flag: string): PredictionType
     throw new UserError(`${flag} must be one of ${PREDICTION_TYPES.join(', ')}, got "${value}"`);
   }
   return v as PredictionType;
+}
+
+// ------------------------------------------------------------------------------------------------ typed options
+
+/** The long flag an option declares (`--steps <n>` → `--steps`). */
+function flagName(flags: string): string {
+  return flags.split(/[\s,|]+/).find((f) => f.startsWith('--')) ?? flags;
+}
+
+/**
+ * An option whose value `parse` checks and converts as commander reads it: the option's type is `parse`'s, and a bad
+ * value is a one-line UserError naming the flag, raised before any work starts.
+ */
+export function typedOption<const F extends string, T>(
+  flags: F,
+  description: string,
+  parse: (value: string, flag: string) => T,
+) {
+  const flag = flagName(flags);
+  return new Option(flags, description).argParser((v: string) => parse(v, flag));
+}
+
+/** An integer option (from `lo` to `hi`). */
+export function integerOption<const F extends string>(flags: F, description: string, lo?: number, hi?: number) {
+  return typedOption(flags, description, (v, flag) => parseInteger(v, flag, lo, hi));
+}
+
+/** A finite number option (from `lo` to `hi`). */
+export function numberOption<const F extends string>(flags: F, description: string, lo?: number, hi?: number) {
+  return typedOption(flags, description, (v, flag) => parseNumber(v, flag, lo, hi));
 }
 
 /** Whether progress bars should be drawn: only for a human watching stderr. */
@@ -193,8 +223,11 @@ export function readTensorSpec(
 
 // ------------------------------------------------------------------------------------------------ method flags
 
+// The method-override flags are declared here and only here (methodOptions, loopOptions) and parsed together
+// (suppressOverrides, loopOverrides): a method's settings, not the command's.
+
 /** The Suppress-to-Impress flags `generate` and `bench` share (strings as commander gives them). */
-export interface SuppressFlags {
+export type SuppressFlags = {
   mode?: string;
   weights?: string;
   gamma?: string;
@@ -203,7 +236,7 @@ export interface SuppressFlags {
   candidates?: string;
   selectAt?: string;
   accept?: string;
-}
+};
 
 export function parseMode(value: string): SuppressMode {
   const v = value.trim().toLowerCase();
@@ -236,9 +269,15 @@ export function suppressOverrides(flags: SuppressFlags): Omit<MethodOverrides, '
   return Object.fromEntries(Object.entries(all).filter(([, v]) => v !== undefined));
 }
 
-/** Declares the Suppress-to-Impress flags on a command (`scope` says which methods they reach). */
-export function addSuppressOptions(command: Command, scope: string): Command {
-  return command
+/**
+ * Declares the method-override flags on a command (`scope` says which methods they reach): the one place they are
+ * declared; their values are parsed together by `suppressOverrides`.
+ */
+export function methodOptions<A extends unknown[], O extends OptionValues, G extends OptionValues>(
+  command: Command<A, O, G>,
+  scope: string,
+): Command<A, O & SuppressFlags, G> {
+  command
     .option('--mode <mode>', `${scope}: loss (gradient), edit (attention edit, no gradient) or both`)
     .option(
       '--weights <list>',
@@ -265,4 +304,42 @@ export function addSuppressOptions(command: Command, scope: string): Command {
       '--accept <x|off>',
       `${scope}: keep the first start whose layout score is at most x, without trying the others (default ${DEFAULT_ACCEPT} for suppress; off: try all)`,
     );
+  return command as unknown as Command<A, O & SuppressFlags, G>;
+}
+
+/** The gradient methods' loop flags `generate` takes (strings as commander gives them). */
+export type LoopFlags = {
+  maxIterToAlter?: string;
+  thresholds?: string;
+  scaleFactor?: string;
+};
+
+/** Declares the latent-update loop flags (A&E's max_iter_to_alter, thresholds, scale_factor). */
+export function loopOptions<A extends unknown[], O extends OptionValues, G extends OptionValues>(
+  command: Command<A, O, G>,
+  defaults: { maxIterToAlter: number; thresholds: string; scaleFactor: number },
+): Command<A, O & LoopFlags, G> {
+  command
+    .option(
+      '--max-iter-to-alter <n>',
+      `gradient methods: update the latents at steps below n (default ${defaults.maxIterToAlter} for ${REFERENCE_STEPS} steps, scaled)`,
+    )
+    .option(
+      '--thresholds <list>',
+      `gradient methods: step:threshold refinement points (default ${defaults.thresholds} for ${REFERENCE_STEPS} steps, scaled)`,
+    )
+    .option('--scale-factor <x>', `gradient methods: step size of the latent update (default ${defaults.scaleFactor})`);
+  return command as unknown as Command<A, O & LoopFlags, G>;
+}
+
+/** The loop overrides the loop flags give (only those given). */
+export function loopOverrides(flags: LoopFlags): NonNullable<MethodOverrides['loop']> {
+  const opt = <T>(value: string | undefined, parse: (v: string) => T): T | undefined =>
+    value === undefined ? undefined : parse(value);
+  const loop = {
+    maxIterToAlter: opt(flags.maxIterToAlter, (v) => parseInteger(v, '--max-iter-to-alter', 0, 100000)),
+    thresholds: opt(flags.thresholds, parseThresholds),
+    scaleFactor: opt(flags.scaleFactor, (v) => parseNumber(v, '--scale-factor', 0)),
+  };
+  return Object.fromEntries(Object.entries(loop).filter(([, v]) => v !== undefined));
 }
