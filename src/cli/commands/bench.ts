@@ -278,6 +278,59 @@ function failedForGood(n: number, total: number): void {
     );
 }
 
+const BENCH_HELP = `
+Description:
+  For every prompt x seed x method: picks the subjects automatically (the
+  prompt's nouns and their adjectives), generates from initial noise drawn
+  from (seed, prompt) — every image its own draw, the same for every method of
+  a pair —, scores the image with the shapes-world scorer and appends one
+  line to DIR/results.jsonl (its noise_seed reproduces the image with
+  s2i generate --seed). A rerun with the same --out skips
+  the images already there (same prompt, seed, method, settings and model),
+  so an interrupted run resumes where it stopped. Up to --batch-size pairs
+  are generated together, one batch per method; a batch gives every image
+  its one-at-a-time pixels (rows record their share of the batch's time).
+
+Suites (built in; tuning / held-apart prompts):
+  shapes-1  single objects, 6 / 12 (the model's own quality check)
+  shapes-2  two objects, 48 / 96, including same-shape and same-colour pairs
+  shapes-3  three objects, 48 / 96
+  The held-apart split is two balanced halves in order: --limit 48 (shapes-1:
+  --limit 6) runs the first half, as balanced as the whole.
+
+Job queue (--queue redis://HOST:PORT/DB):
+  Instead of generating, enqueue one job per image (BullMQ on Redis) and
+  collect what workers return (s2i worker --queue URL, on any machines with
+  the same model) into DIR exactly as a local run writes it. A worker that
+  dies loses nothing (its jobs go to others); a job that fails 3 times is
+  listed as FAILED in the summary; Ctrl-C leaves the queue as it is and a
+  rerun collects the rest. The password may also come from
+  $S2I_REDIS_PASSWORD; it is never printed.
+
+Statistics:
+  full success (per image), object recall, binding and leakage (per object),
+  the share of images with an object missing / recoloured / an extra object,
+  each with a 95% two-way bootstrap interval over prompts and seeds; full
+  success seed by seed; seconds per image. Against none and
+  attend-and-excite (and the rivals, when they ran), over the same
+  (prompt, seed) pairs: the failure ratio with a bootstrap interval, the
+  exact McNemar test and an exact sign-flip test that keeps each prompt's
+  pairs together.
+
+Defaults:
+  --steps ${BENCH_DEFAULT_STEPS} (gradient methods cost about 3x plain sampling per image on CPU;
+  the 50-step A&E schedule is scaled to the step count), --guidance ${BENCH_DEFAULT_GUIDANCE} (as the
+  shapes model's training samples), --seeds ${BENCH_DEFAULT_SEEDS}, --split tuning.
+
+Examples:
+  s2i bench --suite shapes-2 --methods none,attend-and-excite,suppress \\
+      --seeds 0-3 --model models/shapes --out out/bench/s2
+  s2i bench --suite shapes-2,shapes-3 --split held-apart --seeds 0-3 \\
+      --methods none,suppress --report report.html --json
+  s2i bench --suite prompts.jsonl --methods none,suppress-edit --seeds 0,1
+  s2i bench --suite shapes-2 --seeds 0-3 --queue redis://10.0.0.5:6379/0
+`;
+
 /** The command and its options: each flag, its type, default and help text declared once. */
 function benchCommand(program: Command) {
   const command = program
@@ -348,61 +401,7 @@ function benchCommand(program: Command) {
         parseRedisUrl,
       ),
     );
-  return methodOptions(command, 'every suppress method (tuning runs)').addHelpText(
-    'after',
-    `
-Description:
-  For every prompt x seed x method: picks the subjects automatically (the
-  prompt's nouns and their adjectives), generates from initial noise drawn
-  from (seed, prompt) — every image its own draw, the same for every method of
-  a pair —, scores the image with the shapes-world scorer and appends one
-  line to DIR/results.jsonl (its noise_seed reproduces the image with
-  s2i generate --seed). A rerun with the same --out skips
-  the images already there (same prompt, seed, method, settings and model),
-  so an interrupted run resumes where it stopped. Up to --batch-size pairs
-  are generated together, one batch per method; a batch gives every image
-  its one-at-a-time pixels (rows record their share of the batch's time).
-
-Suites (built in; tuning / held-apart prompts):
-  shapes-1  single objects, 6 / 12 (the model's own quality check)
-  shapes-2  two objects, 48 / 96, including same-shape and same-colour pairs
-  shapes-3  three objects, 48 / 96
-  The held-apart split is two balanced halves in order: --limit 48 (shapes-1:
-  --limit 6) runs the first half, as balanced as the whole.
-
-Job queue (--queue redis://HOST:PORT/DB):
-  Instead of generating, enqueue one job per image (BullMQ on Redis) and
-  collect what workers return (s2i worker --queue URL, on any machines with
-  the same model) into DIR exactly as a local run writes it. A worker that
-  dies loses nothing (its jobs go to others); a job that fails 3 times is
-  listed as FAILED in the summary; Ctrl-C leaves the queue as it is and a
-  rerun collects the rest. The password may also come from
-  $S2I_REDIS_PASSWORD; it is never printed.
-
-Statistics:
-  full success (per image), object recall, binding and leakage (per object),
-  the share of images with an object missing / recoloured / an extra object,
-  each with a 95% two-way bootstrap interval over prompts and seeds; full
-  success seed by seed; seconds per image. Against none and
-  attend-and-excite (and the rivals, when they ran), over the same
-  (prompt, seed) pairs: the failure ratio with a bootstrap interval, the
-  exact McNemar test and an exact sign-flip test that keeps each prompt's
-  pairs together.
-
-Defaults:
-  --steps ${BENCH_DEFAULT_STEPS} (gradient methods cost about 3x plain sampling per image on CPU;
-  the 50-step A&E schedule is scaled to the step count), --guidance ${BENCH_DEFAULT_GUIDANCE} (as the
-  shapes model's training samples), --seeds ${BENCH_DEFAULT_SEEDS}, --split tuning.
-
-Examples:
-  s2i bench --suite shapes-2 --methods none,attend-and-excite,suppress \\
-      --seeds 0-3 --model models/shapes --out out/bench/s2
-  s2i bench --suite shapes-2,shapes-3 --split held-apart --seeds 0-3 \\
-      --methods none,suppress --report report.html --json
-  s2i bench --suite prompts.jsonl --methods none,suppress-edit --seeds 0,1
-  s2i bench --suite shapes-2 --seeds 0-3 --queue redis://10.0.0.5:6379/0
-`,
-  );
+  return methodOptions(command, 'every suppress method (tuning runs)').addHelpText('after', BENCH_HELP);
 }
 
 export function register(program: Command): void {

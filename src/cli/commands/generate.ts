@@ -10,7 +10,7 @@
 import { randomInt } from 'node:crypto';
 import { extname } from 'node:path';
 import { SingleBar } from 'cli-progress';
-import type { Command } from '@commander-js/extra-typings';
+import type { Command, OptionValues } from '@commander-js/extra-typings';
 import { FieldError, UserError } from '../../errors.js';
 import { composeGrid } from '../../image/grid.js';
 import { encodePng } from '../../image/png.js';
@@ -280,6 +280,48 @@ function parseAttributes(value: string): { subject: string; adjective: string }[
   ).map(([, subject, adjective]) => ({ subject: subject!, adjective: adjective! }));
 }
 
+/** The attention picture, the enlargement, several images and the threads. */
+function outputOptions<A extends unknown[], O extends OptionValues, G extends OptionValues>(command: Command<A, O, G>) {
+  return command
+    .addOption(
+      typedOption(
+        '--attn-res <n>',
+        'A&E and --attention-maps: query resolution of the maps, e.g. 16 or 16x16 (default 16)',
+        parseResolution,
+      ),
+    )
+    .option('--attention-maps <file>', 'write a PNG of the cross-attention map of each token over the image')
+    .option(
+      '--attention-steps <list>',
+      'rows of the attention picture: steps such as 0,10,49, or all, or mean (default: mean)',
+    )
+    .addOption(
+      integerOption(
+        '--upscale <n>',
+        'write the PNG enlarged n times, nearest neighbour (for small models such as the 32x32 default)',
+        1,
+        16,
+      ),
+    )
+    .addOption(
+      integerOption(
+        '--images <n>',
+        'generate n images with seeds SEED..SEED+n-1, written as --out with an index (cat-0.png, ...) and a grid (cat-grid.png)',
+        1,
+        10000,
+      ),
+    )
+    .addOption(
+      integerOption(
+        '--batch-size <n>',
+        'images generated together (default: as many as fit the memory budget, S2I_MAX_MEMORY or half the RAM, at most 16)',
+        1,
+        1024,
+      ),
+    )
+    .addOption(integerOption('--threads <n>', 'ONNX Runtime threads (default: all cores)', 1, 1024));
+}
+
 /** The command and its options: each flag, its type, default and help text declared once. */
 function generateCommand(program: Command) {
   const command = program
@@ -363,49 +405,12 @@ function generateCommand(program: Command) {
         parseAttributes,
       ),
     );
-  return loopOptions(methodOptions(command, 'suppress'), {
+  const withMethod = loopOptions(methodOptions(command, 'suppress'), {
     maxIterToAlter: d.maxIterToAlter,
     thresholds: fmtThresholds(d.thresholds),
     scaleFactor: d.scaleFactor,
-  })
-    .addOption(
-      typedOption(
-        '--attn-res <n>',
-        'A&E and --attention-maps: query resolution of the maps, e.g. 16 or 16x16 (default 16)',
-        parseResolution,
-      ),
-    )
-    .option('--attention-maps <file>', 'write a PNG of the cross-attention map of each token over the image')
-    .option(
-      '--attention-steps <list>',
-      'rows of the attention picture: steps such as 0,10,49, or all, or mean (default: mean)',
-    )
-    .addOption(
-      integerOption(
-        '--upscale <n>',
-        'write the PNG enlarged n times, nearest neighbour (for small models such as the 32x32 default)',
-        1,
-        16,
-      ),
-    )
-    .addOption(
-      integerOption(
-        '--images <n>',
-        'generate n images with seeds SEED..SEED+n-1, written as --out with an index (cat-0.png, ...) and a grid (cat-grid.png)',
-        1,
-        10000,
-      ),
-    )
-    .addOption(
-      integerOption(
-        '--batch-size <n>',
-        'images generated together (default: as many as fit the memory budget, S2I_MAX_MEMORY or half the RAM, at most 16)',
-        1,
-        1024,
-      ),
-    )
-    .addOption(integerOption('--threads <n>', 'ONNX Runtime threads (default: all cores)', 1, 1024))
-    .addHelpText('after', HELP);
+  });
+  return outputOptions(withMethod).addHelpText('after', HELP);
 }
 
 export function register(program: Command): void {
