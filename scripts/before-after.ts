@@ -10,8 +10,8 @@
 import '../src/node.js'; // Node's file system and onnxruntime-node as the defaults
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { BenchRow } from '../src/bench/run.js';
-import { failureKinds, FAILURE_KINDS, type FailureKind } from '../src/bench/stats.js';
+import type { BenchRow } from '../src/bench/row.js';
+import { failureKinds, FAILURE_KINDS, type FailureKind } from '../src/bench/metrics.js';
 import { overlayHeatmap } from '../src/image/colormap.js';
 import { floatToRgb8 } from '../src/image/convert.js';
 import { composeGrid } from '../src/image/grid.js';

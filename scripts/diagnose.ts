@@ -23,7 +23,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { autoSubjects } from '../src/prompt/auto-subjects.js';
-import { noiseSeed, parseSeeds } from '../src/bench/run.js';
+import { noiseSeed, parseSeeds } from '../src/bench/plan.js';
 import { loadSuite, parseSplit } from '../src/bench/suites.js';
 import { overlayHeatmap } from '../src/image/colormap.js';
 import { floatToRgb8 } from '../src/image/convert.js';

@@ -23,27 +23,19 @@ import { benchSummary, failures, formatSummaryMarkdown, renderHtmlReport, render
 import { floatToRgb8 } from '../src/image/convert.js';
 import { readPng } from '../src/image/png.js';
 import { generate } from '../src/pipeline/generate.js';
-import {
-  canonicalJson,
-  modelFingerprint,
-  noiseSeed,
-  parseMethods,
-  parseSeeds,
-  readResults,
-  runBench,
-  type BenchRow,
-} from '../src/bench/run.js';
+import { canonicalJson, modelFingerprint, noiseSeed, parseMethods, parseSeeds } from '../src/bench/plan.js';
+import { readResults } from '../src/bench/results.js';
+import { runBench } from '../src/bench/run.js';
+import { failureKinds, summarize, type StatRow } from '../src/bench/metrics.js';
+import type { BenchRow } from '../src/bench/row.js';
 import {
   binomialHalfCdf,
   clusterRate,
   compareMethods,
-  failureKinds,
   mcnemarExact,
   signFlipExact,
-  summarize,
   twoWayRate,
   wilson,
-  type StatRow,
 } from '../src/bench/stats.js';
 import { builtinSuitePrompts, loadSuite, readPromptFile, type Suite, type SuitePrompt } from '../src/bench/suites.js';
 import { UserError } from '../src/errors.js';

@@ -13,12 +13,15 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRedisUrl, redact } from '../src/bench/redis.js';
-import { readResults, runBench, type BenchRow } from '../src/bench/run.js';
+import { readResults } from '../src/bench/results.js';
+import { runBench } from '../src/bench/run.js';
+import type { BenchRow } from '../src/bench/row.js';
 import { loadSuite } from '../src/bench/suites.js';
 import { UserError } from '../src/errors.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { ensureBuilt, expectOneLineError } from './support/cli.js';
 import { repoRoot, tinySdDir } from './support/oracle.js';
+import { missingUnderCi } from './support/ci.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 's2i-queue-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -26,7 +29,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const PASSWORD = 'pw-s3cret-7f1c';
 const hasRedis = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).status === 0;
 if (!hasRedis) {
-  console.warn(
+  missingUnderCi(
     '\n**********\n** SKIPPED test/queue.test.ts: redis-server is not installed (apt-get install redis-server) **\n**********\n',
   );
 }

@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { appendLine } from '../src/bench/run.js';
+import { appendLine } from '../src/bench/results.js';
 import { UserError } from '../src/errors.js';
 import { decodePng, encodePng, readPngHeader } from '../src/image/png.js';
 import { OutputFiles } from '../src/io/outputs.js';

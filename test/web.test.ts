@@ -18,13 +18,14 @@ import type { Browser, Page } from 'puppeteer-core';
 import type { PreviewServer } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPng } from '../src/image/png.js';
+import { missingUnderCi } from './support/ci.js';
 import { ensureBuilt } from './support/cli.js';
 import { repoRoot } from './support/oracle.js';
 
 const CHROMIUM = process.env['S2I_CHROMIUM'] ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium)
-  console.warn(
+  missingUnderCi(
     `[web] SKIPPED: no Chromium at ${CHROMIUM} (apt-get install chromium, or set S2I_CHROMIUM): the browser tests did not run`,
   );
 const SCREENSHOTS = process.env['S2I_SCREENSHOTS'] === '1';
@@ -351,7 +352,9 @@ describe.skipIf(!haveChromium)('the page in Chromium', () => {
       expect(await errorText(page)).toBe('');
       const runtime = await page.evaluate(() => document.body.dataset['runtime'] ?? '');
       if (!runtime.includes('webgpu')) {
-        console.warn(`[web] WebGPU check SKIPPED: this Chromium offers no software WebGPU adapter (ran on ${runtime})`);
+        missingUnderCi(
+          `[web] WebGPU check SKIPPED: this Chromium offers no software WebGPU adapter (ran on ${runtime})`,
+        );
         return;
       }
       expect(await maxDifference(page, cli['plain1']!)).toBeLessThanOrEqual(1);

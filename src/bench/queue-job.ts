@@ -14,14 +14,9 @@ import { isRequestJob, runRequestJob } from '../pipeline/request-json.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import { SAMPLER_NAMES, type SamplerName } from '../schedulers/index.js';
 import { isColour, isShape } from '../shapes/world.js';
-import {
-  generateBenchImage,
-  prepareBenchJob,
-  promptSubjects,
-  type BenchJob,
-  type BenchRow,
-  type PreparedBenchJob,
-} from './run.js';
+import { generateBenchImage, prepareBenchJob, promptSubjects, type PreparedBenchJob } from './image.js';
+import type { BenchJob } from './plan.js';
+import type { BenchRow } from './row.js';
 import { SPLITS, type PromptKind } from './suites.js';
 import { makeFolders } from '../io/durable.js';
 
@@ -124,18 +119,6 @@ export function parseQueuedJob(data: unknown): QueuedJob {
     maps: j['maps'] as boolean,
   };
   return { job, model: str(d, 'model'), key: str(d, 'key'), predictionType: str(d, 'predictionType') };
-}
-
-export function isRowLike(v: unknown): v is BenchRow {
-  const r = v as Partial<BenchRow> | null;
-  return (
-    !!r &&
-    typeof r.key === 'string' &&
-    typeof r.prompt === 'string' &&
-    typeof r.full_success === 'boolean' &&
-    Array.isArray(r.objects) &&
-    typeof r.image === 'string'
-  );
 }
 
 /** What the model's UNet predicts, as loaded (the scheduler config, or --prediction-type over it). */

@@ -15,7 +15,7 @@ import { isUserError } from '../errors.js';
 import { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import type { PredictionType } from '../schedulers/index.js';
 import { QueuedJobRunner } from './queue-job.js';
-import { modelFingerprint } from './run.js';
+import { modelFingerprint } from './plan.js';
 
 export interface ThreadData {
   modelDir: string;

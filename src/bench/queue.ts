@@ -32,33 +32,19 @@ import { FieldError, UserError } from '../errors.js';
 import { writeFileAtomic } from '../image/png.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import type { PredictionType } from '../schedulers/index.js';
+import { prepareBenchJob, promptSubjects, type PreparedBenchJob } from './image.js';
+import { benchImagePaths, planJob, type BenchJob, type BenchOptions } from './plan.js';
+import { appendRow, withBenchFolder } from './results.js';
 import {
-  appendRow,
-  benchImagePaths,
-  planJob,
-  prepareBenchJob,
-  promptSubjects,
   startBench,
-  withBenchFolder,
   type BenchFailure,
   type BenchHooks,
   type BenchItem,
-  type BenchJob,
-  type BenchOptions,
   type BenchOutcome,
-  type BenchRow,
   type BenchStart,
-  type PreparedBenchJob,
 } from './run.js';
-import {
-  encodeJson,
-  isRowLike,
-  jobIdOf,
-  keyOfJobId,
-  predictionTypeOf,
-  type QueuedJob,
-  type QueuedResult,
-} from './queue-job.js';
+import { encodeJson, jobIdOf, keyOfJobId, predictionTypeOf, type QueuedJob, type QueuedResult } from './queue-job.js';
+import { isBenchRow, type BenchRow } from './row.js';
 import type { FromThread, ThreadData, ToThread } from './queue-thread.js';
 import { bullConnection, probeRedis, redact, watchRedis, type RedisTarget } from './redis.js';
 import type { Suite } from './suites.js';
@@ -493,7 +479,7 @@ function malformed(p: PreparedBenchJob, result: Partial<QueuedResult> | null): s
   const expected = benchImagePaths(p.job.prompt, p.job.method, p.job.seed, p.hash);
   return !result
     ? 'no result'
-    : !isRowLike(result.row)
+    : !isBenchRow(result.row)
       ? 'the row is malformed'
       : result.row.key !== p.key
         ? `its row key ${result.row.key} is not the job's ${p.key}`

@@ -10,18 +10,19 @@ import { drawText, textHeight, textWidth } from '../image/font.js';
 import { blit, createImage, fillRect, type Rgb, type RgbImage } from '../image/image.js';
 import { readPng } from '../image/png.js';
 import { resizeNearest } from '../image/resize.js';
-import type { BenchFailure, BenchItem, BenchOutcome, BenchRow } from './run.js';
 import {
   BASELINES,
-  FAILURE_KINDS,
+  columns,
+  formatInterval,
+  metricsLegend,
   summarize,
-  twoWayRate,
-  type Comparison,
-  type Interval,
   type MethodSummary,
   type StatRow,
   type Summary,
-} from './stats.js';
+} from './metrics.js';
+import type { BenchRow } from './row.js';
+import type { BenchFailure, BenchItem, BenchOutcome } from './run.js';
+import { twoWayRate, type Comparison, type Interval } from './stats.js';
 import type { PromptKind, Split } from './suites.js';
 
 export interface RunInfo {
@@ -125,13 +126,6 @@ export function benchSummary(
 
 // ------------------------------------------------------------------------------------------------------ formatting
 
-const pct = (x: number | null) => (x === null ? '–' : (100 * x).toFixed(1));
-
-export function formatInterval(iv: Interval): string {
-  if (iv.rate === null) return '–';
-  return `${pct(iv.rate)} [${pct(iv.low)}–${pct(iv.high)}]`;
-}
-
 export function formatP(p: number): string {
   if (p >= 0.001) return p >= 0.1 ? p.toFixed(2) : p.toFixed(3);
   return p.toExponential(1);
@@ -152,16 +146,11 @@ interface TableData {
 
 function tableData(summary: Summary, methods: readonly string[]): TableData {
   const baselines = BASELINES.filter((b) => methods.includes(b));
+  const metrics = columns('main');
   const header = [
     'method',
     'n',
-    'full success %',
-    'per seed %',
-    'object recall %',
-    'binding %',
-    'leakage %',
-    's/image',
-    'passes/image',
+    ...metrics.map((c) => c.label),
     ...baselines.map((b) => `vs ${BASELINE_LABEL[b]} (+won −lost, p)`),
   ];
   const rows = methods.map((m) => {
@@ -169,13 +158,7 @@ function tableData(summary: Summary, methods: readonly string[]): TableData {
     return [
       m,
       String(s.n),
-      formatInterval(s.full_success),
-      s.per_seed.map((x) => (100 * x.rate).toFixed(0)).join(' / '),
-      formatInterval(s.object_recall),
-      formatInterval(s.binding),
-      formatInterval(s.leakage),
-      s.seconds_per_image === null ? '–' : s.seconds_per_image.toFixed(2),
-      s.passes_per_image === null ? '–' : s.passes_per_image.toFixed(1),
+      ...metrics.map((c) => c.cell(s)),
       ...baselines.map((b) =>
         b === m ? '—' : formatComparison(summary.comparisons.find((c) => c.method === m && c.baseline === b)),
       ),
@@ -186,9 +169,10 @@ function tableData(summary: Summary, methods: readonly string[]): TableData {
 
 /** Share of images with each failure kind, per method. */
 function failureTable(summary: Summary, methods: readonly string[]): TableData {
+  const kinds = columns('failures');
   return {
-    header: ['method', 'object missing %', 'object recoloured %', 'extra object %'],
-    rows: methods.map((m) => [m, ...FAILURE_KINDS.map((k) => formatInterval(summary.methods[m]!.failures[k]))]),
+    header: ['method', ...kinds.map((c) => c.label)],
+    rows: methods.map((m) => [m, ...kinds.map((c) => c.cell(summary.methods[m]!))]),
   };
 }
 
@@ -260,13 +244,9 @@ function formatSeeds(seeds: readonly number[]): string {
 
 const LEGEND =
   'Every image is its own noise draw (from its prompt and seed); the methods of a (prompt, seed) pair share it. ' +
-  'Rates in % with 95% intervals from a two-way bootstrap over prompts and seeds: full success (every object with its ' +
-  'shape and colour, nothing extra) per image; per seed: full success of each seed alone; object recall (right shape, ' +
-  "any colour), binding (right shape and colour) and leakage (right shape in another prompted object's colour; lower " +
-  'is better) pooled over objects; failure kinds: share of images with an object missing (neglect), recoloured ' +
-  '(binding) or an extra object. s/image: mean generation seconds (moved by whatever else the machine runs); ' +
-  'passes/image: guided UNet passes per image (sampler calls, plus the calls up to the comparison for every other ' +
-  "start a method tried; gradient methods' loss passes not counted). vs none / vs A&E: +won = pairs where the method " +
+  'Rates in % with 95% intervals from a two-way bootstrap over prompts and seeds. ' +
+  `${metricsLegend()}. ` +
+  'vs none / vs A&E: +won = pairs where the method ' +
   'succeeded and the baseline failed, −lost = the reverse, p = exact McNemar test. Comparisons: the failure ratio ' +
   '(method failures ÷ baseline failures over the same pairs, paired bootstrap interval), McNemar, and an exact ' +
   'sign-flip test that flips the pairs of a prompt together (it does not take the seeds of a prompt as independent).';

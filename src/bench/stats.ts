@@ -1,31 +1,17 @@
 /**
  * Benchmark statistics: per-method rates with 95% intervals, and paired comparisons between methods.
  *
- * The design they assume (src/bench/run.ts): every image is one (prompt, seed) pair with its own initial noise,
+ * The design they assume (src/bench/run.ts, plan.ts): every image is one (prompt, seed) pair with its own initial noise,
  * drawn from (seed, prompt); the methods of a pair share that noise. So images are independent draws given their
  * prompt, images of one prompt share the prompt (its difficulty), and a comparison of two methods is paired.
  *
- * Definitions (over the rows of one method; one row = one image = one (prompt, seed)):
- *
- * - `full_success`: fraction of IMAGES in which every prompted object is present with its shape and colour and
- *   nothing else was detected (`ScoreReport.full_success`).
- * - `object_recall`: fraction of prompted OBJECTS (pooled over all images) that are present with the prompted shape,
- *   any colour (`found_shape_match`). 1 − object_recall is the neglect rate.
- * - `binding`: fraction of prompted objects present with the prompted shape AND colour.
- * - `leakage`: among prompted objects that name a colour, the fraction drawn with the right shape but in the colour
- *   of ANOTHER prompted object (`leaked`). Lower is better. Always 0 for single-object prompts.
- * - `failures`: the share of images with an object missing, with an object recoloured, with an extra object
- *   (`failureKinds`; an image can have several).
- * - `per_seed`: full_success of each seed alone — the spread a one-seed table hides.
- *
- *   Intervals: images of one prompt are not independent (nor are the objects of one image), so every rate gets a
- *   two-way bootstrap interval over prompts and seeds (`twoWayRate`), not a binomial one: prompts and seeds are
- *   resampled with replacement, every cell of a drawn (prompt, seed) comes along, the pooled rate is recomputed,
- *   2000 times with a fixed seed, and the interval is the 2.5th–97.5th percentile. When every resample gives the
- *   same value (e.g. no object ever leaked) the interval has no width; then the Wilson interval with n = the number
- *   of prompts is reported instead.
- * - `seconds_per_image`: mean wall-clock seconds of generation per image (encode + denoise + decode), excluding the
- *   one-off compilation of graphs (recorded separately in each row).
+ * The metrics themselves (what each row field and rate means, and how each is summarised) are the table in
+ * metrics.ts. Intervals: images of one prompt are not independent (nor are the objects of one image), so every rate
+ * gets a two-way bootstrap interval over prompts and seeds (`twoWayRate`), not a binomial one: prompts and seeds are
+ * resampled with replacement, every cell of a drawn (prompt, seed) comes along, the pooled rate is recomputed, 2000
+ * times with a fixed seed, and the interval is the 2.5th–97.5th percentile. When every resample gives the same value
+ * (e.g. no object ever leaked) the interval has no width; then the Wilson interval with n = the number of prompts is
+ * reported instead.
  *
  * Paired comparison on full_success: over the (prompt, seed) pairs that both methods ran — the same initial noise —
  * b = pairs where the method succeeded and the baseline failed, c = the reverse. `p`: exact McNemar test, two-sided
@@ -267,63 +253,14 @@ export function quantile(sorted: ArrayLike<number>, q: number): number {
   return i + 1 < n ? sorted[i]! + f * (sorted[i + 1]! - sorted[i]!) : sorted[i]!;
 }
 
-// ------------------------------------------------------------------------------------------------ per-method summary
+// ------------------------------------------------------------------------------------------------ paired comparison
 
-/** What stats need of a results row. */
-export interface StatRow {
+/** What a paired comparison reads of a results row. */
+export interface PairRow {
   prompt: string;
   seed: number;
   method: string;
   full_success: boolean;
-  objects: readonly { found_shape_match: boolean; colour_correct: boolean; leaked: boolean; colour: string | null }[];
-  /** Detections not matched to a prompted object (absent in rows of old benchmark versions: counted as 0). */
-  extra_objects?: number;
-  seconds: number;
-  /** Guided UNet passes the image cost (rows of older benchmark versions lack it). */
-  guided_passes?: number;
-}
-
-/** Failure kinds of one image (an image can have several). */
-export const FAILURE_KINDS = ['missing', 'recoloured', 'extra'] as const;
-export type FailureKind = (typeof FAILURE_KINDS)[number];
-
-/**
- * missing: a prompted object is not there with its shape (catastrophic neglect); recoloured: a prompted object is
- * there with its shape but the wrong colour (attribute binding); extra: something was detected that no prompted
- * object accounts for (an extra copy, a merged or stray object).
- */
-export function failureKinds(r: Pick<StatRow, 'objects' | 'extra_objects'>): Record<FailureKind, boolean> {
-  return {
-    missing: r.objects.some((o) => !o.found_shape_match),
-    recoloured: r.objects.some((o) => o.found_shape_match && !o.colour_correct),
-    extra: (r.extra_objects ?? 0) > 0,
-  };
-}
-
-export interface SeedRate {
-  seed: number;
-  n: number;
-  rate: number;
-}
-
-export interface MethodSummary {
-  full_success: Interval;
-  object_recall: Interval;
-  binding: Interval;
-  leakage: Interval;
-  /** Share of images with each failure kind. */
-  failures: Record<FailureKind, Interval>;
-  /** full_success seed by seed: how much one noise draw per prompt moves the rate. */
-  per_seed: SeedRate[];
-  /** Images. */
-  n: number;
-  /** Prompted objects over all images. */
-  objects: number;
-  prompts: number;
-  seeds: number;
-  seconds_per_image: number | null;
-  /** Mean guided UNet passes per image (a cost other processes do not move), when the rows record it. */
-  passes_per_image: number | null;
 }
 
 export interface Comparison {
@@ -346,78 +283,9 @@ export interface Comparison {
   failure_ratio: Interval;
 }
 
-export interface Summary {
-  methods: Record<string, MethodSummary>;
-  comparisons: Comparison[];
-  /** How each interval and test was computed (for readers of the JSON). */
-  intervals: Record<'full_success' | 'object_recall' | 'binding' | 'leakage' | 'failures' | 'comparisons', string>;
-}
-
-const TWO_WAY =
-  '95% percentile two-way bootstrap over prompts and seeds (2000 resamples; Wilson over prompts when it has no spread)';
-
-export const INTERVAL_NOTES: Summary['intervals'] = {
-  full_success: `per image; ${TWO_WAY}`,
-  object_recall: `pooled over objects; ${TWO_WAY}`,
-  binding: `pooled over objects; ${TWO_WAY}`,
-  leakage: `pooled over objects that name a colour; ${TWO_WAY}`,
-  failures: `share of images with each failure kind; ${TWO_WAY}`,
-  comparisons:
-    'paired over (prompt, seed): exact McNemar (p), exact sign-flip test with the pairs of a prompt flipped together ' +
-    '(p_cluster), failure ratio with a 95% paired two-way bootstrap interval',
-};
-
-/** Baselines every other method is compared with (when they ran). */
-export const BASELINES = ['none', 'attend-and-excite'] as const;
-
-export function summarizeMethod(rows: readonly StatRow[]): MethodSummary {
-  const objectCells = (pick: (o: StatRow['objects'][number]) => boolean | null): Cell[] =>
-    rows.map((r) => {
-      let successes = 0,
-        trials = 0;
-      for (const o of r.objects) {
-        const v = pick(o);
-        if (v === null) continue;
-        trials++;
-        if (v) successes++;
-      }
-      return { prompt: r.prompt, seed: r.seed, successes, trials };
-    });
-  const imageCells = (pick: (r: StatRow, i: number) => boolean): Cell[] =>
-    rows.map((r, i) => ({ prompt: r.prompt, seed: r.seed, successes: pick(r, i) ? 1 : 0, trials: 1 }));
-  const seeds = [...new Set(rows.map((r) => r.seed))].sort((a, b) => a - b);
-  const per_seed = seeds.map((seed) => {
-    const rs = rows.filter((r) => r.seed === seed);
-    return { seed, n: rs.length, rate: rs.filter((r) => r.full_success).length / rs.length };
-  });
-  const kinds = rows.map(failureKinds);
-  const seconds = rows.map((r) => r.seconds).filter((s) => Number.isFinite(s));
-  return {
-    full_success: twoWayRate(imageCells((r) => r.full_success)),
-    object_recall: twoWayRate(objectCells((o) => o.found_shape_match)),
-    binding: twoWayRate(objectCells((o) => o.found_shape_match && o.colour_correct)),
-    leakage: twoWayRate(objectCells((o) => (o.colour === null ? null : o.leaked))),
-    failures: Object.fromEntries(
-      FAILURE_KINDS.map((k) => [k, twoWayRate(imageCells((_, i) => kinds[i]![k]))]),
-    ) as Record<FailureKind, Interval>,
-    per_seed,
-    n: rows.length,
-    objects: rows.reduce((s, r) => s + r.objects.length, 0),
-    prompts: new Set(rows.map((r) => r.prompt)).size,
-    seeds: seeds.length,
-    seconds_per_image: seconds.length
-      ? Math.round((1000 * seconds.reduce((a, b) => a + b, 0)) / seconds.length) / 1000
-      : null,
-    passes_per_image:
-      rows.every((r) => r.guided_passes !== undefined) && rows.length
-        ? Math.round((100 * rows.reduce((a, r) => a + r.guided_passes!, 0)) / rows.length) / 100
-        : null,
-  };
-}
-
 /** Paired full_success comparison of `method` against `baseline` over the (prompt, seed) pairs both ran. */
-export function compareMethods(rows: readonly StatRow[], method: string, baseline: string): Comparison {
-  const key = (r: StatRow) => `${r.seed}\u0000${r.prompt}`;
+export function compareMethods(rows: readonly PairRow[], method: string, baseline: string): Comparison {
+  const key = (r: PairRow) => `${r.seed}\u0000${r.prompt}`;
   const base = new Map<string, boolean>();
   for (const r of rows) if (r.method === baseline) base.set(key(r), r.full_success);
   let b = 0,
@@ -456,24 +324,4 @@ export function compareMethods(rows: readonly StatRow[], method: string, baselin
     p_cluster: signFlipExact([...perPrompt.values()]),
     failure_ratio,
   };
-}
-
-/**
- * Per-method summaries (in `methodOrder`) and the comparisons of every method with each baseline that ran
- * (default: `none` and `attend-and-excite`).
- */
-export function summarize(
-  rows: readonly StatRow[],
-  methodOrder?: readonly string[],
-  baselines: readonly string[] = BASELINES,
-): Summary {
-  const order = methodOrder ?? [...new Set(rows.map((r) => r.method))];
-  const methods: Record<string, MethodSummary> = {};
-  for (const m of order) methods[m] = summarizeMethod(rows.filter((r) => r.method === m));
-  const comparisons: Comparison[] = [];
-  for (const baseline of baselines) {
-    if (!order.includes(baseline)) continue;
-    for (const m of order) if (m !== baseline) comparisons.push(compareMethods(rows, m, baseline));
-  }
-  return { methods, comparisons, intervals: INTERVAL_NOTES };
 }

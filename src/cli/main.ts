@@ -3,7 +3,7 @@
  * itself on the program; this file only wires them up and turns errors into one-line messages.
  */
 import '../node.js'; // Node's file system and onnxruntime-node as the defaults
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError } from '@commander-js/extra-typings';
 import { FieldError, isUserError } from '../errors.js';
 import { installSignalHandlers } from '../util/cleanup.js';
 import { MEMORY_ENV, setMemoryBudget } from '../util/memory.js';
@@ -16,7 +16,7 @@ export function userMessage(e: Error): string {
   return e instanceof FieldError ? e.messageFor(flagOf) : e.message;
 }
 
-export function buildProgram(): Command {
+export function buildProgram() {
   const program = new Command('s2i')
     .description(
       'Stable Diffusion text-to-image with attention control (Attend-and-Excite, Suppress-to-Impress),\n' +
@@ -42,7 +42,7 @@ export function buildProgram(): Command {
     })
     .exitOverride();
   program.hook('preAction', () => {
-    const budget = program.opts<{ maxMemory?: string }>().maxMemory;
+    const budget = program.opts().maxMemory;
     if (budget !== undefined) setMemoryBudget(budget);
   });
   registerCommands(program);

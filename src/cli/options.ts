@@ -3,7 +3,9 @@ import { existsSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import { checkInputFile } from '../io/regular-file.js';
 import { quoteKey, SafetensorsFile } from '../io/safetensors.js';
-import { methodFlagOfField } from './method-flags.js';
+import { Option, type Command, type OptionValues } from '@commander-js/extra-typings';
+import type { Command as PlainCommand } from 'commander';
+import { addMethodOptions, methodFlagOfField } from './method-flags.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { checkMemory } from '../util/memory.js';
 import { PREDICTION_TYPES, type PredictionType } from '../pipeline/stable-diffusion.js';
@@ -42,6 +44,47 @@ export function parsePredictionType(value: string, flag: string): PredictionType
     throw new UserError(`${flag} must be one of ${PREDICTION_TYPES.join(', ')}, got ${quote(value)}`);
   }
   return v as PredictionType;
+}
+
+// ------------------------------------------------------------------------------------------------ typed options
+
+/** The long flag an option declares (`--steps <n>` → `--steps`). */
+function flagName(flags: string): string {
+  return flags.split(/[\s,|]+/).find((f) => f.startsWith('--')) ?? flags;
+}
+
+/**
+ * An option whose value `parse` checks and converts as commander reads it: the option's type is `parse`'s, and a bad
+ * value is a one-line UserError naming the flag, raised before any work starts.
+ */
+export function typedOption<const F extends string, T>(
+  flags: F,
+  description: string,
+  parse: (value: string, flag: string) => T,
+) {
+  const flag = flagName(flags);
+  return new Option(flags, description).argParser((v: string) => parse(v, flag));
+}
+
+/** An integer option (from `lo` to `hi`). */
+export function integerOption<const F extends string>(flags: F, description: string, lo?: number, hi?: number) {
+  return typedOption(flags, description, (v, flag) => parseInteger(v, flag, lo, hi));
+}
+
+/** A finite number option (from `lo` to `hi`). */
+export function numberOption<const F extends string>(flags: F, description: string, lo?: number, hi?: number) {
+  return typedOption(flags, description, (v, flag) => parseNumber(v, flag, lo, hi));
+}
+
+/**
+ * Declares the methods' flags on a command: they come from the methods' specs (method-flags.ts), one Option per
+ * override field, parsed into overrides by `methodOverridesFromFlags`. Their values stay strings here.
+ */
+export function methodOptions<A extends unknown[], O extends OptionValues, G extends OptionValues>(
+  command: Command<A, O, G>,
+): Command<A, O, G> {
+  addMethodOptions(command as unknown as PlainCommand);
+  return command;
 }
 
 /** Whether progress bars should be drawn: only for a human watching stderr. */

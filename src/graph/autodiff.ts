@@ -29,14 +29,11 @@
  *   non-constant exponent is result·log(base), correct for positive bases only (NaN elsewhere, like torch
  *   except that torch defines it as 0 where base == 0).
  * - Conv and ConvTranspose: group = 1 only (a clear error otherwise). Conv's input gradient is a Conv with
- *   transposed, flipped weights for stride 1 (126 ms against 177 ms for ConvTranspose, 320 channels at 64x64,
- *   batch 2, 2 CPU threads) and a ConvTranspose for larger strides (106 ms against 147 ms for zero insertion
- *   + Conv at stride 2). Its weight gradient is an im2col (Pad, kh·kw strided Slices, Concat, one batched
- *   MatMul, ReduceSum over the batch): 1.5–1.8x faster than a weight-gradient Conv, and faster than the NHWC
- *   or batch-folded im2col variants.
- * - Gather's gradient w.r.t. its data (an embedding table) is a ScatterND with reduction 'add' into zeros:
- *   13 ms for a 49408x64 table and 32x77 tokens, against 34 ms for ScatterElements and 1.5 s for a one-hot
- *   MatMul.
+ *   transposed, flipped weights for stride 1 and a ConvTranspose for larger strides; its weight gradient is an
+ *   im2col (Pad, kh·kw strided Slices, Concat, one batched MatMul, ReduceSum over the batch): each the fastest
+ *   of the forms measured (docs/measurements.md#conv-gradients).
+ * - Gather's gradient w.r.t. its data (an embedding table) is a ScatterND with reduction 'add' into zeros, the
+ *   fastest of the forms measured (docs/measurements.md#gather-gradient).
  * - Other operators (custom ones recorded with graph.addNode) can be given a rule with `registerVjp`.
  * - float16 values on a differentiated path are rejected (the backward constants are float32).
  */

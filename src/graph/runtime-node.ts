@@ -235,8 +235,8 @@ async function createSession(graph: Graph, options: CompileOptions): Promise<Bac
   const keepHalf =
     (options.halfWeights ?? (process.env['S2I_HALF_WEIGHTS'] === 'keep' ? 'keep' : 'float32')) === 'keep';
   const linkable = initializers && link && graph.params.some((p) => weightFile(p, keepHalf) !== undefined);
-  // External data beats weights inside the protobuf well before protobuf's 2 GB limit: a 570 MB UNet created
-  // its session in 1.9 s (linked) / 2.7–3.2 s (copied) against 7–7.7 s, with 0.9 GB peak RSS against 2.4 GB.
+  // External data beats weights inside the protobuf well before protobuf's 2 GB limit, in session time and peak
+  // memory (docs/measurements.md#external-data).
   const external =
     initializers &&
     (weightBytes > EXTERNAL_THRESHOLD_BYTES ||

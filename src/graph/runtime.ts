@@ -18,16 +18,16 @@ export interface CompileOptions {
   threads?: number;
   /**
    * Whether ONNX Runtime's idle intra-op threads spin (busy-wait) for work; default: $S2I_ORT_SPINNING ('1' / '0'),
-   * else off. Off measured 1.2x faster on tiny-sd's step on a 2-core machine with a training run beside it
-   * (spinning threads take the core the other process, or this process's own JavaScript, needs).
+   * else off: spinning threads take the core another process, or this process's own JavaScript, needs
+   * (docs/measurements.md#spinning).
    */
   spinning?: boolean;
-  /** ONNX Runtime's CPU memory arena (default: on; $S2I_ORT_ARENA=0 turns it off: 1.1–1.3x slower). */
+  /** ONNX Runtime's CPU memory arena (default: on; $S2I_ORT_ARENA=0 turns it off, slower: docs/measurements.md#arena). */
   memArena?: boolean;
   /**
    * ONNX Runtime's memory-pattern planning (default: off; $S2I_ORT_MEM_PATTERN=1 turns it on). On, the second run
-   * allocates the planned block while the arena still holds the first run's buffers: peak RSS 1.92 GB against
-   * 1.13 GB for the shapes training step, 457 against 321 MB for tiny-sd's A&E step, at the same speed.
+   * allocates the planned block while the arena still holds the first run's buffers: a higher peak at the same
+   * speed (docs/measurements.md#mem-pattern).
    */
   memPattern?: boolean;
   /** ONNX Runtime graph optimisation level; 'all' pre-packs conv weights (fastest). */
@@ -46,9 +46,9 @@ export interface CompileOptions {
   /**
    * Node: half-precision weights (F16 / BF16 safetensors): 'keep' serialises them half with a Cast to float32 in
    * the graph (linked from their files like F32 weights); 'float32' converts them to a float32 weights file first.
-   * Default 'float32', or $S2I_HALF_WEIGHTS. Measured on SD-1.5's UNet (`npm run bench:half`): 'keep' creates the
-   * first session about twice as fast and writes no copy, but ONNX Runtime folds the Casts into float32
-   * initializers on its heap, so peak RSS is ~1.8 GB higher than with the converted file it memory-maps.
+   * Default 'float32', or $S2I_HALF_WEIGHTS. 'keep' creates the first session faster and writes no copy, but ONNX
+   * Runtime folds the Casts into float32 initializers on its heap, so the peak is higher than with the converted
+   * file it memory-maps (docs/measurements.md#half-weights, `npm run bench:half`).
    */
   halfWeights?: 'keep' | 'float32';
   /**

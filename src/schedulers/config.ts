@@ -8,74 +8,36 @@
  * `timestep_spacing` is "leading" for PNDM/DDIM but "linspace" for Euler/Euler-a/DPM-Solver, …).
  *
  * The resolved {@link SchedulerConfig} is one flat record; fields the target class does not have are set to the
- * neutral value that leaves its behaviour unchanged (and are not listed in `acceptedKeys`).
+ * neutral value that leaves its behaviour unchanged (and are not listed in `acceptedKeys`). Each sampler's class,
+ * accepted keys, defaults and prediction types are its declaration's (samplers/, one file each).
  */
 import { FieldError, UserError } from '../errors.js';
 import { exists, files, isDirectory, paths, readTextFile } from '../io/files.js';
+import { SAMPLER_SPECS, type SamplerName } from './samplers/index.js';
+import { COMMON_DEFAULTS, type SamplerSpec } from './samplers/spec.js';
 
-export type SamplerName = 'pndm' | 'ddim' | 'euler' | 'euler-a' | 'dpmpp-2m';
-export const SAMPLER_NAMES: readonly SamplerName[] = ['pndm', 'ddim', 'euler', 'euler-a', 'dpmpp-2m'];
+export type { SamplerName } from './samplers/index.js';
+export const SAMPLER_NAMES: readonly SamplerName[] = SAMPLER_SPECS.map((s) => s.name);
+
+/** Each sampler's declaration by name. */
+export function samplerSpec(name: SamplerName): SamplerSpec<SamplerName> {
+  return SAMPLER_SPECS.find((s) => s.name === name)!;
+}
 
 export type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2';
 export type PredictionType = 'epsilon' | 'v_prediction' | 'sample';
 export type TimestepSpacing = 'leading' | 'linspace' | 'trailing';
 
 /** The diffusers class each sampler mirrors. */
-export const SAMPLER_CLASS: Readonly<Record<SamplerName, string>> = {
-  pndm: 'PNDMScheduler',
-  ddim: 'DDIMScheduler',
-  euler: 'EulerDiscreteScheduler',
-  'euler-a': 'EulerAncestralDiscreteScheduler',
-  'dpmpp-2m': 'DPMSolverMultistepScheduler',
-};
+export const SAMPLER_CLASS: Readonly<Record<SamplerName, string>> = Object.fromEntries(
+  SAMPLER_SPECS.map((s) => [s.name, s.className]),
+) as Record<SamplerName, string>;
 
 /** A scheduler_config.json as read from disk (or any dict in that shape). */
 export type RawSchedulerConfig = Readonly<Record<string, unknown>>;
 
-/** A resolved scheduler config (diffusers' keys in camelCase; `acceptedKeys` lists the JSON names). */
-export interface SchedulerConfig {
-  /** The sampler this config was resolved for. */
-  readonly sampler: SamplerName;
-  /** The diffusers class whose `__init__` defined the accepted keys and defaults. */
-  readonly className: string;
-  /** The keys that class accepts (the ones that came from the file or its defaults). */
-  readonly acceptedKeys: readonly string[];
-
-  readonly numTrainTimesteps: number;
-  readonly betaStart: number;
-  readonly betaEnd: number;
-  readonly betaSchedule: BetaSchedule;
-  readonly trainedBetas: readonly number[] | null;
-  readonly predictionType: PredictionType;
-  readonly timestepSpacing: TimestepSpacing;
-  readonly stepsOffset: number;
-  // PNDM / DDIM
-  readonly skipPrkSteps: boolean;
-  readonly setAlphaToOne: boolean;
-  readonly clipSample: boolean;
-  readonly clipSampleRange: number;
-  readonly thresholding: boolean;
-  readonly dynamicThresholdingRatio: number;
-  readonly sampleMaxValue: number;
-  readonly rescaleBetasZeroSnr: boolean;
-  // Euler
-  readonly interpolationType: 'linear' | 'log_linear';
-  readonly useKarrasSigmas: boolean;
-  readonly sigmaMin: number | null;
-  readonly sigmaMax: number | null;
-  readonly timestepType: 'discrete' | 'continuous';
-  // DPM-Solver++ (2M: solver_order 2, algorithm_type dpmsolver++ are fixed by the sampler name)
-  readonly solverOrder: number;
-  readonly algorithmType: 'dpmsolver++';
-  readonly solverType: 'midpoint' | 'heun';
-  readonly lowerOrderFinal: boolean;
-  readonly eulerAtFinal: boolean;
-  readonly useLuLambdas: boolean;
-  readonly lambdaMinClipped: number;
-}
-
 /** The keys of a scheduler_config.json that the samplers use, as diffusers names them (validated below). */
-interface SchedulerConfigJson {
+export interface SchedulerConfigJson {
   readonly num_train_timesteps: number;
   readonly beta_start: number;
   readonly beta_end: number;
@@ -108,6 +70,19 @@ interface SchedulerConfigJson {
   readonly use_lu_lambdas: boolean;
   readonly lambda_min_clipped: number;
 }
+
+/** `snake_case` → `camelCase`. */
+type CamelCase<S extends string> = S extends `${infer H}_${infer T}` ? `${H}${Capitalize<CamelCase<T>>}` : S;
+
+/** A resolved scheduler config: diffusers' keys in camelCase (`acceptedKeys` lists the JSON names). */
+export type SchedulerConfig = {
+  /** The sampler this config was resolved for. */
+  readonly sampler: SamplerName;
+  /** The diffusers class whose `__init__` defined the accepted keys and defaults. */
+  readonly className: string;
+  /** The keys that class accepts (the ones that came from the file or its defaults). */
+  readonly acceptedKeys: readonly string[];
+} & { readonly [K in keyof SchedulerConfigJson as CamelCase<K>]: SchedulerConfigJson[K] };
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 type ConfigValues = SchedulerConfigJson;
@@ -145,108 +120,9 @@ const NEUTRAL: ConfigValues = {
   lambda_min_clipped: Number.NEGATIVE_INFINITY,
 };
 
-const COMMON = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
-} as const;
-
-/** diffusers v0.24.0 `__init__` keyword arguments (that we model) and their defaults, per class. */
-const CLASS_DEFAULTS: Readonly<Record<SamplerName, Partial<ConfigValues>>> = {
-  pndm: {
-    ...COMMON,
-    skip_prk_steps: false,
-    set_alpha_to_one: false,
-    prediction_type: 'epsilon',
-    timestep_spacing: 'leading',
-    steps_offset: 0,
-  },
-  ddim: {
-    ...COMMON,
-    clip_sample: true,
-    set_alpha_to_one: true,
-    steps_offset: 0,
-    prediction_type: 'epsilon',
-    thresholding: false,
-    dynamic_thresholding_ratio: 0.995,
-    clip_sample_range: 1.0,
-    sample_max_value: 1.0,
-    timestep_spacing: 'leading',
-    rescale_betas_zero_snr: false,
-  },
-  euler: {
-    ...COMMON,
-    prediction_type: 'epsilon',
-    interpolation_type: 'linear',
-    use_karras_sigmas: false,
-    sigma_min: null,
-    sigma_max: null,
-    timestep_spacing: 'linspace',
-    timestep_type: 'discrete',
-    steps_offset: 0,
-  },
-  'euler-a': {
-    ...COMMON,
-    prediction_type: 'epsilon',
-    timestep_spacing: 'linspace',
-    steps_offset: 0,
-  },
-  'dpmpp-2m': {
-    ...COMMON,
-    solver_order: 2,
-    prediction_type: 'epsilon',
-    thresholding: false,
-    dynamic_thresholding_ratio: 0.995,
-    sample_max_value: 1.0,
-    algorithm_type: 'dpmsolver++',
-    solver_type: 'midpoint',
-    lower_order_final: true,
-    euler_at_final: false,
-    use_karras_sigmas: false,
-    use_lu_lambdas: false,
-    lambda_min_clipped: Number.NEGATIVE_INFINITY,
-    timestep_spacing: 'linspace',
-    steps_offset: 0,
-  },
-};
-
-/** Keys a class accepts that we do not model; a value other than the listed default is refused. */
-const UNSUPPORTED: Readonly<Partial<Record<SamplerName, Readonly<Record<string, unknown>>>>> = {
-  'dpmpp-2m': { variance_type: null },
-};
-
-const PREDICTION_TYPES: Readonly<Record<SamplerName, readonly PredictionType[]>> = {
-  pndm: ['epsilon', 'v_prediction'],
-  ddim: ['epsilon', 'v_prediction', 'sample'],
-  euler: ['epsilon', 'v_prediction', 'sample'],
-  'euler-a': ['epsilon', 'v_prediction'],
-  'dpmpp-2m': ['epsilon', 'v_prediction', 'sample'],
-};
-
-const CLASS_TO_SAMPLER: Readonly<Record<string, SamplerName>> = {
-  PNDMScheduler: 'pndm',
-  DDIMScheduler: 'ddim',
-  EulerDiscreteScheduler: 'euler',
-  EulerAncestralDiscreteScheduler: 'euler-a',
-  DPMSolverMultistepScheduler: 'dpmpp-2m',
-};
-
-const ALIASES: Readonly<Record<string, SamplerName>> = {
-  pndm: 'pndm',
-  plms: 'pndm',
-  ddim: 'ddim',
-  euler: 'euler',
-  'euler-a': 'euler-a',
-  'euler-ancestral': 'euler-a',
-  eulera: 'euler-a',
-  'dpmpp-2m': 'dpmpp-2m',
-  dpmpp2m: 'dpmpp-2m',
-  'dpm++-2m': 'dpmpp-2m',
-  'dpm++2m': 'dpmpp-2m',
-  'dpm-solver++': 'dpmpp-2m',
-};
+const ALIASES: ReadonlyMap<string, SamplerName> = new Map(
+  SAMPLER_SPECS.flatMap((s) => [s.name, ...s.aliases].map((a) => [a, s.name] as const)),
+);
 
 /**
  * Parses a user-given sampler name (case-insensitive; `_` and spaces read as `-`; a few aliases such as `plms`,
@@ -257,7 +133,7 @@ export function parseSamplerName(name: string): SamplerName {
     .trim()
     .toLowerCase()
     .replace(/[_\s]+/g, '-');
-  const found = ALIASES[key];
+  const found = ALIASES.get(key);
   if (found === undefined) {
     throw new FieldError('sampler', `: unknown sampler "${name}"; valid samplers: ${SAMPLER_NAMES.join(', ')}`);
   }
@@ -266,7 +142,7 @@ export function parseSamplerName(name: string): SamplerName {
 
 /** The sampler mirroring a diffusers scheduler class, or undefined when there is none. */
 export function samplerForClassName(className: string): SamplerName | undefined {
-  return CLASS_TO_SAMPLER[className];
+  return SAMPLER_SPECS.find((s) => s.className === className)?.name;
 }
 
 /**
@@ -287,7 +163,7 @@ export function defaultSampler(raw: RawSchedulerConfig, source = 'scheduler_conf
       'sampler',
       (name) =>
         `${source}: scheduler class "${cls}" has no built-in sampler; choose one with ${name} ` +
-        `(${SAMPLER_NAMES.join(', ')}; they mirror ${Object.keys(CLASS_TO_SAMPLER).join(', ')})`,
+        `(${SAMPLER_NAMES.join(', ')}; they mirror ${SAMPLER_SPECS.map((s) => s.className).join(', ')})`,
     );
   }
   return s;
@@ -367,7 +243,7 @@ function num(key: string, v: unknown, where: string, check: (x: number) => boole
 export function schedulerConfigDefaults(className: string | null): Readonly<Record<string, unknown>> {
   const sampler = className !== null ? samplerForClassName(className) : undefined;
   // Every class here defaults to epsilon prediction and steps_offset 0; only the spacing differs between them.
-  return sampler ? CLASS_DEFAULTS[sampler] : { ...COMMON, prediction_type: 'epsilon', steps_offset: 0 };
+  return sampler ? samplerSpec(sampler).defaults : { ...COMMON_DEFAULTS, prediction_type: 'epsilon', steps_offset: 0 };
 }
 
 const isInt = (x: number) => Number.isInteger(x);
@@ -404,7 +280,7 @@ function checkValues(c: Mutable<ConfigValues>, sampler: SamplerName, where: stri
   c.prediction_type = oneOf(
     'prediction_type',
     c.prediction_type,
-    PREDICTION_TYPES[sampler],
+    samplerSpec(sampler).predictionTypes,
     `${where} (sampler ${sampler})`,
   );
   c.timestep_spacing = oneOf('timestep_spacing', c.timestep_spacing, ['leading', 'linspace', 'trailing'], where);
@@ -436,19 +312,7 @@ function checkValues(c: Mutable<ConfigValues>, sampler: SamplerName, where: stri
   for (const k of ['sigma_min', 'sigma_max'] as const) {
     if (c[k] !== null) c[k] = num(k, c[k], where, (x) => x > 0 && Number.isFinite(x), 'null or a number > 0');
   }
-  // The sampler name fixes the DPM-Solver variant: 2nd-order multistep DPM-Solver++.
-  if (sampler === 'dpmpp-2m') {
-    const order = pick('solver_order');
-    if (order !== 2) {
-      throw new UserError(`${where}: "solver_order" = ${fmt(order)} is not supported by sampler dpmpp-2m (it is 2)`);
-    }
-    const alg = pick('algorithm_type');
-    if (alg !== 'dpmsolver++') {
-      throw new UserError(
-        `${where}: "algorithm_type" = ${fmt(alg)} is not supported by sampler dpmpp-2m (it is "dpmsolver++")`,
-      );
-    }
-  }
+  samplerSpec(sampler).check?.(pick, where);
   c.solver_type = oneOf('solver_type', c.solver_type, ['midpoint', 'heun'], where);
   c.lambda_min_clipped = num(
     'lambda_min_clipped',
@@ -474,13 +338,14 @@ export function resolveSchedulerConfig(
   where = 'scheduler config',
 ): SchedulerConfig {
   if (!SAMPLER_NAMES.includes(sampler)) parseSamplerName(String(sampler));
-  const defaults = CLASS_DEFAULTS[sampler];
+  const spec = samplerSpec(sampler);
+  const defaults: Partial<ConfigValues> = spec.defaults;
   const accepted = Object.keys(defaults) as Key[];
-  const unsupported = UNSUPPORTED[sampler] ?? {};
+  const unsupported = spec.unsupported ?? {};
   for (const k of Object.keys(overrides)) {
     if (!(accepted as string[]).includes(k)) {
       throw new UserError(
-        `scheduler option "${k}" does not apply to sampler ${sampler} (${SAMPLER_CLASS[sampler]} accepts: ${accepted.join(', ')})`,
+        `scheduler option "${k}" does not apply to sampler ${sampler} (${spec.className} accepts: ${accepted.join(', ')})`,
       );
     }
   }
@@ -490,8 +355,9 @@ export function resolveSchedulerConfig(
       throw new UserError(`${where}: "${k}" = ${fmt(v)} is not supported by sampler ${sampler} (only ${fmt(def)})`);
     }
   }
+  const sets: Readonly<Record<string, unknown>> = spec.sets ?? {};
   const pick = (k: Key): unknown => {
-    const v = k in overrides ? overrides[k] : raw[k];
+    const v = k in overrides ? overrides[k] : k in sets ? sets[k] : raw[k];
     // A null for a key whose default is not null reads as "unset" (diffusers would pass None through).
     return v === undefined || (v === null && defaults[k] !== null) ? defaults[k] : v;
   };
@@ -506,7 +372,7 @@ export function resolveSchedulerConfig(
   ) as Omit<SchedulerConfig, 'sampler' | 'className' | 'acceptedKeys'>;
   const out: SchedulerConfig = Object.freeze({
     sampler,
-    className: SAMPLER_CLASS[sampler],
+    className: spec.className,
     acceptedKeys: Object.freeze([...accepted]),
     ...values,
   });

@@ -7,6 +7,7 @@ export {
   parseSamplerName,
   resolveSchedulerConfig,
   samplerForClassName,
+  samplerSpec,
   type BetaSchedule,
   type PredictionType,
   type RawSchedulerConfig,
@@ -14,12 +15,6 @@ export {
   type SchedulerConfig,
   type TimestepSpacing,
 } from './config.js';
-export { createSampler, type Sampler, type SamplerOptions, type StepResult } from './samplers.js';
-export {
-  computeAlphasCumprod,
-  computeBetas,
-  inferenceSchedule,
-  trainingSigmas,
-  type InferenceSchedule,
-} from './schedule.js';
+export { createSampler, inferenceSchedule, type Sampler, type SamplerOptions, type StepResult } from './samplers.js';
+export { computeAlphasCumprod, computeBetas, trainingSigmas, type InferenceSchedule } from './schedule.js';
 export { noiseSchedule, type NoiseSchedule } from './training.js';

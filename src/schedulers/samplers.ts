@@ -1,8 +1,9 @@
 /**
  * Samplers: diffusers v0.24.0 semantics in k-diffusion's shape — the schedule (timesteps, sigmas) is computed once
  * apart from the algorithm (schedule.ts), and each algorithm is a short step function over the model's output in
- * its own file under samplers/ (PNDM, DDIM, Euler, Euler ancestral, DPM-Solver++ 2M). This file picks one and
- * checks what every caller hands it.
+ * its own file under samplers/ (PNDM, DDIM, Euler, Euler ancestral, DPM-Solver++ 2M), declared there with its
+ * diffusers class, defaults and schedule (samplers/spec.ts). This file builds one and checks what every caller
+ * hands it.
  *
  * Arithmetic mirrors diffusers' float32 torch tensors op by op (every `f(...)` is one torch op, f32.ts), so step
  * results agree with diffusers to float32 rounding (see test/schedulers.test.ts).
@@ -14,17 +15,13 @@ import { FieldError } from '../errors.js';
 import {
   isResolvedConfig,
   resolveSchedulerConfig,
+  samplerSpec,
   type RawSchedulerConfig,
   type SamplerName,
   type SchedulerConfig,
 } from './config.js';
-import { ddim } from './samplers/ddim.js';
-import { dpmpp2m } from './samplers/dpmpp-2m.js';
-import { eulerAncestral } from './samplers/euler-ancestral.js';
-import { euler } from './samplers/euler.js';
-import { pndm } from './samplers/pndm.js';
-import type { SamplerAlgorithm, SamplerInputs, SamplerOptions, StepResult } from './samplers/shared.js';
-import { computeAlphasCumprod, inferenceSchedule } from './schedule.js';
+import type { SamplerOptions, StepResult } from './samplers/shared.js';
+import { computeAlphasCumprod, type InferenceSchedule } from './schedule.js';
 
 export type { SamplerOptions, StepResult } from './samplers/shared.js';
 
@@ -52,13 +49,15 @@ export interface Sampler {
   step(modelOutput: Float32Array, callIndex: number, sample: Float32Array): StepResult;
 }
 
-const ALGORITHMS: Readonly<Record<SamplerName, (inputs: SamplerInputs) => SamplerAlgorithm>> = {
-  pndm,
-  ddim,
-  euler,
-  'euler-a': eulerAncestral,
-  'dpmpp-2m': dpmpp2m,
-};
+/** The schedule fed to sampler `name`: everything computed once per (config, steps). */
+export function inferenceSchedule(
+  name: SamplerName,
+  c: SchedulerConfig,
+  alphasCumprod: Float32Array,
+  n: number,
+): InferenceSchedule {
+  return samplerSpec(name).schedule(c, alphasCumprod, n);
+}
 
 const alphasCache = new WeakMap<SchedulerConfig, Float32Array>();
 
@@ -93,7 +92,8 @@ export function createSampler(
   if (eta !== 0 && name !== 'ddim') throw new FieldError('eta', `applies only to sampler ddim (got sampler ${name})`);
   const alphasCumprod = alphasFor(c);
   const schedule = inferenceSchedule(name, c, alphasCumprod, numInferenceSteps);
-  const algorithm = ALGORITHMS[name]({ config: c, alphasCumprod, schedule, numInferenceSteps, options });
+  const spec = samplerSpec(name);
+  const algorithm = spec.build({ config: c, alphasCumprod, schedule, numInferenceSteps, options });
   const ts = schedule.timesteps;
   const checkIndex = (i: number) => {
     if (!Number.isInteger(i) || i < 0 || i >= ts.length) {
@@ -105,7 +105,7 @@ export function createSampler(
     config: c,
     numInferenceSteps,
     timesteps: Object.freeze([...ts]),
-    timestepDType: name === 'euler' || name === 'euler-a' ? 'float32' : 'int64',
+    timestepDType: spec.timestepDType,
     sigmas: schedule.sigmas,
     initNoiseSigma: algorithm.initNoiseSigma ?? 1,
     alphasCumprod,

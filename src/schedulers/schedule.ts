@@ -3,7 +3,7 @@
  * once, exactly as diffusers v0.24.0 computes them (torch float32 / numpy float64, see f32.ts).
  */
 import { UserError } from '../errors.js';
-import type { SamplerName, SchedulerConfig } from './config.js';
+import type { SchedulerConfig } from './config.js';
 import { cumprodF32, f, npArange, npInterpUniform, npLinspace, roundHalfEven, sqrtf, torchLinspaceF32 } from './f32.js';
 
 /** diffusers' betas_for_alpha_bar (cosine, max_beta 0.999), computed in float64 then cast to float32. */
@@ -257,27 +257,4 @@ export interface InferenceSchedule {
   readonly sigmas: Float32Array | null;
   /** Number of leading PRK calls (pndm with skip_prk_steps false), else 0. */
   readonly prkCount: number;
-}
-
-export function inferenceSchedule(
-  sampler: SamplerName,
-  c: SchedulerConfig,
-  alphasCumprod: Float32Array,
-  n: number,
-): InferenceSchedule {
-  switch (sampler) {
-    case 'pndm': {
-      const { timesteps, prkCount } = pndmTimesteps(c, n);
-      return { timesteps, sigmas: null, prkCount };
-    }
-    case 'ddim':
-      return { timesteps: ddimTimesteps(c, n), sigmas: null, prkCount: 0 };
-    case 'euler':
-    case 'euler-a': {
-      const s = eulerSchedule(c, alphasCumprod, n, sampler === 'euler-a');
-      return { ...s, prkCount: 0 };
-    }
-    case 'dpmpp-2m':
-      return { ...dpmSchedule(c, alphasCumprod, n), prkCount: 0 };
-  }
 }

@@ -5,7 +5,7 @@
  * makes through `runRequest`. Requests name models only by the names given here: no request reaches a path.
  */
 import { basename } from 'node:path';
-import { modelFingerprint } from '../bench/run.js';
+import { modelFingerprint } from '../bench/plan.js';
 import { UserError } from '../errors.js';
 import { generateBatch } from '../pipeline/generate.js';
 import { prepareRequest, type GenerateRequest, type GenerateRun, type PreparedRequest } from '../pipeline/request.js';

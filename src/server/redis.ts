@@ -7,7 +7,7 @@
  * out, while it still waits in Redis is removed from there.
  */
 import { Queue, QueueEvents } from 'bullmq';
-import { modelFingerprint } from '../bench/run.js';
+import { modelFingerprint } from '../bench/plan.js';
 import { QUEUE_NAME } from '../bench/queue.js';
 import { bullConnection, probeRedis, redact, type RedisTarget } from '../bench/redis.js';
 import { UserError } from '../errors.js';

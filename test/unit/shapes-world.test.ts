@@ -338,14 +338,6 @@ describe('sampleBatch', () => {
     expect(hi).toBe(1);
   });
 
-  it('is fast enough to feed training (well over 1000 images/s)', () => {
-    const t0 = performance.now();
-    const rng = new Rng(1);
-    for (let i = 0; i < 50; i++) sampleBatch(rng, 32);
-    const perSecond = (50 * 32) / ((performance.now() - t0) / 1000);
-    expect(perSecond).toBeGreaterThan(1000);
-  });
-
   it('uses every shape and colour', () => {
     const batch = sampleBatch(new Rng(2), 200);
     const objs = batch.scenes.flatMap((s) => s.objects);

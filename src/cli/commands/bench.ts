@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { SingleBar } from 'cli-progress';
-import type { Command } from 'commander';
+import type { Command } from '@commander-js/extra-typings';
 import {
   benchSummary,
   formatSummaryMarkdown,
@@ -24,19 +24,25 @@ import {
   DEFAULT_BENCH_BATCH,
   parseMethods,
   parseSeeds,
-  runBench,
   type BenchOptions,
-  type BenchOutcome,
-} from '../../bench/run.js';
+} from '../../bench/plan.js';
+import { runBench, type BenchOutcome } from '../../bench/run.js';
 import { BUILTIN_SUITES, loadSuite, parseSplit, SPLITS, type Split, type Suite } from '../../bench/suites.js';
 import { UserError } from '../../errors.js';
 import { onInterrupt } from '../../util/cleanup.js';
 import { METHOD_NAMES } from '../../methods/registry.js';
 import { StableDiffusion, type LoadOptions } from '../../pipeline/stable-diffusion.js';
-import { parseSamplerName } from '../../schedulers/index.js';
+import { parseSamplerName, SAMPLER_NAMES } from '../../schedulers/index.js';
 import { defaultModelDir } from '../defaults.js';
-import { addMethodOptions, methodOverridesFromFlags } from '../method-flags.js';
-import { interactive, parseInteger, parseNumber, parsePredictionType } from '../options.js';
+import {
+  integerOption,
+  interactive,
+  methodOptions,
+  numberOption,
+  parsePredictionType,
+  typedOption,
+} from '../options.js';
+import { methodOverridesFromFlags } from '../method-flags.js';
 import { boundLine, quote } from '../../util/quote.js';
 import { GUIDANCE_RANGE } from '../../pipeline/generate.js';
 
@@ -47,26 +53,8 @@ export const BENCH_DEFAULT_GUIDANCE = 5;
 export const BENCH_DEFAULT_METHODS = 'none,attend-and-excite,suppress';
 export const BENCH_DEFAULT_SEEDS = '0-3';
 
-interface BenchFlags {
-  config?: string;
-  predictionType?: string;
-  suite: string;
-  split?: string;
-  methods: string;
-  seeds: string;
-  steps: string;
-  guidance: string;
-  scheduler?: string;
-  model?: string;
-  out?: string;
-  limit?: string;
-  json?: boolean;
-  report?: string;
-  reportMaps?: boolean;
-  threads?: string;
-  queue?: string;
-  batchSize?: string;
-}
+/** The flags as commander parsed them: their types come from the declarations in `benchCommand`. */
+type BenchFlags = ReturnType<ReturnType<typeof benchCommand>['opts']>;
 
 function suiteList(value: string, split: Split | undefined): Suite[] {
   const names = value
@@ -149,17 +137,9 @@ async function run(flags: BenchFlags): Promise<void> {
 
 /** Parses and checks every option: all of them are checked before the model is loaded. */
 function benchRequest(flags: BenchFlags): BenchRequest {
-  const split = flags.split !== undefined ? parseSplit(flags.split) : undefined;
-  const suites = suiteList(flags.suite, split);
-  const methods = parseMethods(flags.methods);
-  const seeds = parseSeeds(flags.seeds);
-  const steps = parseInteger(flags.steps, '--steps', 1, 1000);
-  const guidance = parseNumber(flags.guidance, '--guidance', ...GUIDANCE_RANGE);
-  const sampler = flags.scheduler !== undefined ? parseSamplerName(flags.scheduler) : undefined;
-  const limit = flags.limit !== undefined ? parseInteger(flags.limit, '--limit', 1) : undefined;
-  const threads = flags.threads !== undefined ? parseInteger(flags.threads, '--threads', 1, 1024) : undefined;
-  const batchSize =
-    flags.batchSize !== undefined ? parseInteger(flags.batchSize, '--batch-size', 1, 1024) : DEFAULT_BENCH_BATCH;
+  const suites = suiteList(flags.suite, flags.split);
+  const { methods, seeds, steps, guidance, limit, threads, batchSize } = flags;
+  const sampler = flags.scheduler;
   // Applied to every suppress method of the run (tuning runs); they enter each row's settings hash.
   const methodOverrides = methodOverridesFromFlags(flags);
   const out = flags.out ?? defaultOut(suites);
@@ -179,9 +159,8 @@ function benchRequest(flags: BenchFlags): BenchRequest {
       'no --model given and no default model is installed (give --model DIR, e.g. the shapes model folder)',
     );
   if (!existsSync(modelDir)) throw new UserError(`--model ${modelDir}: no such folder or file`);
-  const predictionType =
-    flags.predictionType !== undefined ? parsePredictionType(flags.predictionType, '--prediction-type') : undefined;
-  const queue = flags.queue !== undefined ? parseRedisUrl(flags.queue, '--queue') : null;
+  const predictionType = flags.predictionType;
+  const queue = flags.queue ?? null;
   return {
     suites,
     options: {
@@ -301,55 +280,7 @@ function failedForGood(n: number, total: number): void {
     );
 }
 
-export function register(program: Command): void {
-  addMethodOptions(
-    program
-      .command('bench')
-      .description('benchmark methods on a prompt suite: generate, score, resume, summarise with confidence intervals')
-      .requiredOption(
-        '--suite <name>',
-        `prompt suite: ${BUILTIN_SUITES.join(', ')}, or FILE.jsonl ({"prompt": "..."} per line); several with commas`,
-      )
-      .option('--split <split>', `built-in suites: ${SPLITS.join(', ')} (default: tuning)`)
-      .option('--methods <list>', `methods, comma-separated (known: ${METHOD_NAMES.join(', ')})`, BENCH_DEFAULT_METHODS)
-      .option(
-        '--seeds <list>',
-        'seeds, e.g. 0-63 or 0,1,2 (each (prompt, seed) pair is its own noise draw, shared by every method)',
-        BENCH_DEFAULT_SEEDS,
-      )
-      .option('--steps <n>', 'inference steps', String(BENCH_DEFAULT_STEPS))
-      .option('--guidance <x>', 'classifier-free guidance scale', String(BENCH_DEFAULT_GUIDANCE))
-      .option('--scheduler <name>', "sampler: pndm, ddim, euler, euler-a, dpmpp-2m (default: the model's own)")
-      .option(
-        '--model <path>',
-        'model folder or single-file SD 1.x/2.x .safetensors (default: the installed shapes model, when there is one)',
-      )
-      .option('--config <dir>', "a single file's configs and tokenizer: a diffusers folder without weights")
-      .option('--prediction-type <type>', 'what the UNet predicts: epsilon, v_prediction, sample (default: the config)')
-      .option(
-        '--out <dir>',
-        'output folder: results.jsonl, images/, summary.md, summary.json (default: out/bench/SUITE-SPLIT)',
-      )
-      .option('--limit <n>', 'only the first n prompts of each suite')
-      .option(
-        '--json',
-        'print one JSON object (per-method rates with intervals, comparisons, run settings) instead of the table',
-      )
-      .option('--report <file>', 'also write a self-contained HTML report (tables and image grids with scores)')
-      .option('--report-maps', 'record attention maps for new images and show them in the report')
-      .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
-      .option(
-        '--batch-size <n>',
-        `(prompt, seed) pairs generated together, one batch per method (default ${DEFAULT_BENCH_BATCH}; same images at any size)`,
-      )
-      .option(
-        '--queue <url>',
-        'generate on workers through a job queue: redis://[:PASSWORD@]HOST[:PORT][/DB] (see s2i worker --help)',
-      ),
-  )
-    .addHelpText(
-      'after',
-      `
+const BENCH_HELP = `
 Description:
   For every prompt x seed x method: picks the subjects automatically (the
   prompt's nouns and their adjectives), generates from initial noise drawn
@@ -400,7 +331,85 @@ Examples:
       --methods none,suppress --report report.html --json
   s2i bench --suite prompts.jsonl --methods none,suppress-edit --seeds 0,1
   s2i bench --suite shapes-2 --seeds 0-3 --queue redis://10.0.0.5:6379/0
-`,
+`;
+
+/** The command and its options: each flag, its type, default and help text declared once. */
+function benchCommand(program: Command) {
+  const command = program
+    .command('bench')
+    .description('benchmark methods on a prompt suite: generate, score, resume, summarise with confidence intervals')
+    .requiredOption(
+      '--suite <name>',
+      `prompt suite: ${BUILTIN_SUITES.join(', ')}, or FILE.jsonl ({"prompt": "..."} per line); several with commas`,
     )
-    .action(async (flags: BenchFlags) => run(flags));
+    .addOption(typedOption('--split <split>', `built-in suites: ${SPLITS.join(', ')} (default: tuning)`, parseSplit))
+    .addOption(
+      typedOption('--methods <list>', `methods, comma-separated (known: ${METHOD_NAMES.join(', ')})`, (v) =>
+        parseMethods(v),
+      ).default(parseMethods(BENCH_DEFAULT_METHODS), BENCH_DEFAULT_METHODS),
+    )
+    .addOption(
+      typedOption(
+        '--seeds <list>',
+        'seeds, e.g. 0-63 or 0,1,2 (each (prompt, seed) pair is its own noise draw, shared by every method)',
+        (v) => parseSeeds(v),
+      ).default(parseSeeds(BENCH_DEFAULT_SEEDS), BENCH_DEFAULT_SEEDS),
+    )
+    .addOption(integerOption('--steps <n>', 'inference steps', 1, 1000).default(BENCH_DEFAULT_STEPS))
+    .addOption(
+      numberOption('--guidance <x>', 'classifier-free guidance scale', ...GUIDANCE_RANGE).default(
+        BENCH_DEFAULT_GUIDANCE,
+      ),
+    )
+    .addOption(
+      typedOption(
+        '--scheduler <name>',
+        `sampler: ${SAMPLER_NAMES.join(', ')} (default: the model's own)`,
+        parseSamplerName,
+      ),
+    )
+    .option(
+      '--model <path>',
+      'model folder or single-file SD 1.x/2.x .safetensors (default: the installed shapes model, when there is one)',
+    )
+    .option('--config <dir>', "a single file's configs and tokenizer: a diffusers folder without weights")
+    .addOption(
+      typedOption(
+        '--prediction-type <type>',
+        'what the UNet predicts: epsilon, v_prediction, sample (default: the config)',
+        parsePredictionType,
+      ),
+    )
+    .option(
+      '--out <dir>',
+      'output folder: results.jsonl, images/, summary.md, summary.json (default: out/bench/SUITE-SPLIT)',
+    )
+    .addOption(integerOption('--limit <n>', 'only the first n prompts of each suite', 1))
+    .option(
+      '--json',
+      'print one JSON object (per-method rates with intervals, comparisons, run settings) instead of the table',
+    )
+    .option('--report <file>', 'also write a self-contained HTML report (tables and image grids with scores)')
+    .option('--report-maps', 'record attention maps for new images and show them in the report')
+    .addOption(integerOption('--threads <n>', 'ONNX Runtime threads (default: all cores)', 1, 1024))
+    .addOption(
+      integerOption(
+        '--batch-size <n>',
+        '(prompt, seed) pairs generated together, one batch per method (same images at any size)',
+        1,
+        1024,
+      ).default(DEFAULT_BENCH_BATCH),
+    )
+    .addOption(
+      typedOption(
+        '--queue <url>',
+        'generate on workers through a job queue: redis://[:PASSWORD@]HOST[:PORT][/DB] (see s2i worker --help)',
+        parseRedisUrl,
+      ),
+    );
+  return methodOptions(command).addHelpText('after', BENCH_HELP);
+}
+
+export function register(program: Command): void {
+  benchCommand(program).action(async (flags) => run(flags));
 }

@@ -10,7 +10,7 @@
 import { randomInt } from 'node:crypto';
 import { extname } from 'node:path';
 import { SingleBar } from 'cli-progress';
-import type { Command } from 'commander';
+import type { Command, OptionValues } from '@commander-js/extra-typings';
 import { FieldError, UserError } from '../../errors.js';
 import { composeGrid } from '../../image/grid.js';
 import { encodePng } from '../../image/png.js';
@@ -21,50 +21,28 @@ import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
 import { canonicalMethodName, DEFAULT_METHOD, METHOD_NAMES, REFERENCE_STEPS } from '../../methods/registry.js';
 import { generateFromFolder, type GenerateRequest } from '../../pipeline/request.js';
 import type { LoadOptions } from '../../pipeline/stable-diffusion.js';
-import { parseSamplerName } from '../../schedulers/index.js';
+import { DEFAULT_GUIDANCE, DEFAULT_STEPS, GUIDANCE_RANGE } from '../../pipeline/generate.js';
+import { methodOverridesFromFlags } from '../method-flags.js';
+import { quote } from '../../util/quote.js';
+import { parseSamplerName, SAMPLER_NAMES } from '../../schedulers/index.js';
 import { defaultModelDir } from '../defaults.js';
-import { addMethodOptions, methodOverridesFromFlags } from '../method-flags.js';
 import {
   flagOf,
+  integerOption,
   interactive,
   listItems,
+  methodOptions,
+  numberOption,
   parseInteger,
-  parseNumber,
   parsePredictionType,
   parseResolution,
   readTensorSpec,
+  typedOption,
 } from '../options.js';
 import { fmtThresholds, jsonReport, summary, type GenerateCommandRun } from './generate-report.js';
-import { quote } from '../../util/quote.js';
-import { GUIDANCE_RANGE } from '../../pipeline/generate.js';
 
-interface GenerateFlags {
-  model?: string;
-  config?: string;
-  predictionType?: string;
-  negative?: string;
-  steps?: string;
-  guidance?: string;
-  scheduler?: string;
-  seed?: string;
-  height?: string;
-  width?: string;
-  latents?: string;
-  saveLatents?: string;
-  out?: string;
-  json?: boolean;
-  method?: string;
-  tokens?: string;
-  subjects?: string;
-  attnRes?: string;
-  attributes?: string;
-  attentionMaps?: string;
-  attentionSteps?: string;
-  threads?: string;
-  upscale?: string;
-  images?: string;
-  batchSize?: string;
-}
+/** The flags as commander parsed them: their types come from the declarations in `generateCommand`. */
+type GenerateFlags = ReturnType<ReturnType<typeof generateCommand>['opts']>;
 
 // ---------------------------------------------------------------------------------------------------------------
 // flag syntax (no model needed)
@@ -105,47 +83,37 @@ function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): P
     throw new UserError(
       'no --model given and no default model is installed (give --model DIR, a diffusers model folder)',
     );
-  const opt = <T>(value: string | undefined, parse: (v: string) => T): T | undefined =>
-    value === undefined ? undefined : parse(value);
-  const seed = opt(flags.seed, (v) => parseInteger(v, '--seed', 0, Number.MAX_SAFE_INTEGER)) ?? randomInt(0, 2 ** 32);
+  const seed = flags.seed ?? randomInt(0, 2 ** 32);
   const name = flags.method;
   if (flags.attentionSteps !== undefined && flags.attentionMaps === undefined)
     throw new UserError('--attention-steps needs --attention-maps FILE');
   const overrides = methodOverridesFromFlags(flags);
-  const attributes = opt(flags.attributes, (v) =>
-    listItems(
-      v,
-      /^\s*([^:]+?)\s*:\s*([^:]+?)\s*$/,
-      (item) => `--attributes must look like circle:red,square:blue (noun:adjective), got ${quote(item)}`,
-    ).map(([, subject, adjective]) => ({ subject: subject!, adjective: adjective! })),
-  );
   const request: GenerateRequest = {
     prompt,
     negativePrompt: flags.negative,
-    steps: opt(flags.steps, (v) => parseInteger(v, '--steps', 1, 1000)),
-    guidanceScale: opt(flags.guidance, (v) => parseNumber(v, '--guidance', ...GUIDANCE_RANGE)),
-    sampler: opt(flags.scheduler, parseSamplerName),
+    steps: flags.steps,
+    guidanceScale: flags.guidance,
+    sampler: flags.scheduler,
     seed,
-    height: opt(flags.height, (v) => parseImageSide(v, '--height')),
-    width: opt(flags.width, (v) => parseImageSide(v, '--width')),
+    height: flags.height,
+    width: flags.width,
     method: name === undefined ? undefined : canonicalMethodName(name),
     methodOverrides: overrides,
     tokens: flags.tokens,
     subjects: flags.subjects,
-    attributes,
-    attnRes: opt(flags.attnRes, (v) => parseResolution(v, '--attn-res')),
+    attributes: flags.attributes,
+    attnRes: flags.attnRes,
     attentionPicture:
       flags.attentionMaps !== undefined ? { steps: parseAttentionSteps(flags.attentionSteps) } : undefined,
-    images: opt(flags.images, (v) => parseInteger(v, '--images', 1, 10000)),
-    batchSize: opt(flags.batchSize, (v) => parseInteger(v, '--batch-size', 1, 1024)),
+    images: flags.images,
+    batchSize: flags.batchSize,
   };
   const load: LoadOptions = {};
-  const threads = opt(flags.threads, (v) => parseInteger(v, '--threads', 1, 1024));
+  const threads = flags.threads;
   if (threads !== undefined) load.threads = threads;
   if (flags.config !== undefined) load.config = flags.config;
-  const predictionType = opt(flags.predictionType, (v) => parsePredictionType(v, '--prediction-type'));
-  if (predictionType !== undefined) load.predictionType = predictionType;
-  const upscale = opt(flags.upscale, (v) => parseInteger(v, '--upscale', 1, 16)) ?? 1;
+  if (flags.predictionType !== undefined) load.predictionType = flags.predictionType;
+  const upscale = flags.upscale ?? 1;
   const given = { image: flags.out ?? `s2i-${seed}.png`, latents: flags.saveLatents, maps: flags.attentionMaps };
   const count = request.images ?? 1;
   // Several images: each file named with the image's index (cat-0.png, ...), and a grid of them all.
@@ -156,7 +124,7 @@ function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): P
     maps: given.maps !== undefined ? files.file(fileOf(given.maps, i), '--attention-maps') : null,
   }));
   const grid = count > 1 ? files.file(indexed(given.image, 'grid'), '--out') : null;
-  const latents = opt(flags.latents, (v) => readTensorSpec(v, '--latents', 'latents')) ?? null;
+  const latents = flags.latents !== undefined ? readTensorSpec(flags.latents, '--latents', 'latents') : null;
   if (latents) request.initialLatents = latents.tensor;
   return {
     request,
@@ -295,71 +263,145 @@ Examples:
       --method suppress --upscale 4 --out shapes.png
 `;
 
-export function register(program: Command): void {
-  addMethodOptions(
-    program
-      .command('generate')
-      .description('generate an image from a text prompt (optionally with Attend-and-Excite and attention maps)')
-      .argument('<prompt>', 'the text prompt (quote it)')
-      .option(
-        '--model <path>',
-        'diffusers model folder (model_index.json, unet/, vae/, ...) or single-file SD 1.x/2.x .safetensors checkpoint',
-      )
-      .option('--config <dir>', "a single file's configs and tokenizer: a diffusers folder without weights")
-      .option(
-        '--prediction-type <type>',
-        'what the UNet predicts: epsilon, v_prediction, sample (default: the scheduler config; SD 2.x files: v_prediction)',
-      )
-      .option('--negative <text>', 'negative prompt (default: the empty prompt, as diffusers)')
-      .option('--steps <n>', "inference steps (default: the model's s2i.json, else 50)")
-      .option('--guidance <x>', "classifier-free guidance scale (default: the model's s2i.json, else 7.5)")
-      .option('--scheduler <name>', "sampler: pndm, ddim, euler, euler-a, dpmpp-2m (default: the model's own)")
-      .option('--seed <n>', 'seed of the initial noise (and of euler-a); default: a random seed, printed')
-      .option('--height <px>', "image height, a multiple of 8 (default: the model's size, or the --latents size)")
-      .option('--width <px>', "image width, a multiple of 8 (default: the model's size, or the --latents size)")
-      .option(
-        '--latents <file[:key]>',
-        'start from these initial latents (safetensors tensor, key default "latents", shape [1,C,H/f,W/f])',
-      )
-      .option('--save-latents <file>', 'also write the final latents (before decoding) as tensor "latents"')
-      .option('--out <file>', 'output PNG (default: s2i-SEED.png)')
-      .option(
-        '--json',
-        'print one JSON object (settings, timesteps, per-step log, timings, outputs) instead of a summary',
-      )
-      .option(
-        '--method <name>',
-        `guidance method: ${METHOD_NAMES.join(', ')} (default: ${DEFAULT_METHOD}; none = plain sampling)`,
-      )
-      .option('--tokens <list>', 'subject token positions, e.g. 2,5 (0 is the start token)')
-      .option(
-        '--subjects <list>',
-        'subject words, e.g. cat,frog (frog#2: its second occurrence), or auto (suppress: the default)',
-      )
-      .option(
-        '--attributes <list>',
-        'suppress: adjectives bound to subjects, e.g. circle:red,square:blue (default: found automatically)',
+/** `--attributes circle:red,square:blue` → (subject, adjective) pairs. */
+function parseAttributes(value: string): { subject: string; adjective: string }[] {
+  return listItems(
+    value,
+    /^\s*([^:]+?)\s*:\s*([^:]+?)\s*$/,
+    (item) => `--attributes must look like circle:red,square:blue (noun:adjective), got ${quote(item)}`,
+  ).map(([, subject, adjective]) => ({ subject: subject!, adjective: adjective! }));
+}
+
+/** The attention picture, the enlargement, several images and the threads. */
+function outputOptions<A extends unknown[], O extends OptionValues, G extends OptionValues>(command: Command<A, O, G>) {
+  return command
+    .addOption(
+      typedOption(
+        '--attn-res <n>',
+        'A&E and --attention-maps: query resolution of the maps, e.g. 16 or 16x16 (default 16)',
+        parseResolution,
       ),
-  )
-    .option('--attn-res <n>', 'A&E and --attention-maps: query resolution of the maps, e.g. 16 or 16x16 (default 16)')
+    )
     .option('--attention-maps <file>', 'write a PNG of the cross-attention map of each token over the image')
     .option(
       '--attention-steps <list>',
       'rows of the attention picture: steps such as 0,10,49, or all, or mean (default: mean)',
     )
+    .addOption(
+      integerOption(
+        '--upscale <n>',
+        'write the PNG enlarged n times, nearest neighbour (for small models such as the 32x32 default)',
+        1,
+        16,
+      ),
+    )
+    .addOption(
+      integerOption(
+        '--images <n>',
+        'generate n images with seeds SEED..SEED+n-1, written as --out with an index (cat-0.png, ...) and a grid (cat-grid.png)',
+        1,
+        10000,
+      ),
+    )
+    .addOption(
+      integerOption(
+        '--batch-size <n>',
+        'images generated together (default: as many as fit the memory budget, S2I_MAX_MEMORY or half the RAM, at most 16)',
+        1,
+        1024,
+      ),
+    )
+    .addOption(integerOption('--threads <n>', 'ONNX Runtime threads (default: all cores)', 1, 1024));
+}
+
+/** The command and its options: each flag, its type, default and help text declared once. */
+function generateCommand(program: Command) {
+  const command = program
+    .command('generate')
+    .description('generate an image from a text prompt (optionally with Attend-and-Excite and attention maps)')
+    .argument('<prompt>', 'the text prompt (quote it)')
     .option(
-      '--upscale <n>',
-      'write the PNG enlarged n times, nearest neighbour (for small models such as the 32x32 default)',
+      '--model <path>',
+      'diffusers model folder (model_index.json, unet/, vae/, ...) or single-file SD 1.x/2.x .safetensors checkpoint',
+    )
+    .option('--config <dir>', "a single file's configs and tokenizer: a diffusers folder without weights")
+    .addOption(
+      typedOption(
+        '--prediction-type <type>',
+        'what the UNet predicts: epsilon, v_prediction, sample (default: the scheduler config; SD 2.x files: v_prediction)',
+        parsePredictionType,
+      ),
+    )
+    .option('--negative <text>', 'negative prompt (default: the empty prompt, as diffusers)')
+    .addOption(
+      integerOption('--steps <n>', `inference steps (default: the model's s2i.json, else ${DEFAULT_STEPS})`, 1, 1000),
+    )
+    .addOption(
+      numberOption(
+        '--guidance <x>',
+        `classifier-free guidance scale (default: the model's s2i.json, else ${DEFAULT_GUIDANCE})`,
+        ...GUIDANCE_RANGE,
+      ),
+    )
+    .addOption(
+      typedOption(
+        '--scheduler <name>',
+        `sampler: ${SAMPLER_NAMES.join(', ')} (default: the model's own)`,
+        parseSamplerName,
+      ),
+    )
+    .addOption(
+      integerOption(
+        '--seed <n>',
+        'seed of the initial noise (and of euler-a); default: a random seed, printed',
+        0,
+        Number.MAX_SAFE_INTEGER,
+      ),
+    )
+    .addOption(
+      typedOption(
+        '--height <px>',
+        "image height, a multiple of 8 (default: the model's size, or the --latents size)",
+        parseImageSide,
+      ),
+    )
+    .addOption(
+      typedOption(
+        '--width <px>',
+        "image width, a multiple of 8 (default: the model's size, or the --latents size)",
+        parseImageSide,
+      ),
     )
     .option(
-      '--images <n>',
-      'generate n images with seeds SEED..SEED+n-1, written as --out with an index (cat-0.png, ...) and a grid (cat-grid.png)',
+      '--latents <file[:key]>',
+      'start from these initial latents (safetensors tensor, key default "latents", shape [1,C,H/f,W/f])',
+    )
+    .option('--save-latents <file>', 'also write the final latents (before decoding) as tensor "latents"')
+    .option('--out <file>', 'output PNG (default: s2i-SEED.png)')
+    .option(
+      '--json',
+      'print one JSON object (settings, timesteps, per-step log, timings, outputs) instead of a summary',
     )
     .option(
-      '--batch-size <n>',
-      'images generated together (default: as many as fit the memory budget, S2I_MAX_MEMORY or half the RAM, at most 16)',
+      '--method <name>',
+      `guidance method: ${METHOD_NAMES.join(', ')} (default: ${DEFAULT_METHOD}; none = plain sampling)`,
     )
-    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
-    .addHelpText('after', HELP)
-    .action(async (prompt: string, flags: GenerateFlags) => run(prompt, flags));
+    .option('--tokens <list>', 'subject token positions, e.g. 2,5 (0 is the start token)')
+    .option(
+      '--subjects <list>',
+      'subject words, e.g. cat,frog (frog#2: its second occurrence), or auto (suppress: the default)',
+    )
+    .addOption(
+      typedOption(
+        '--attributes <list>',
+        'suppress: adjectives bound to subjects, e.g. circle:red,square:blue (default: found automatically)',
+        parseAttributes,
+      ),
+    );
+  const withMethod = methodOptions(command);
+  return outputOptions(withMethod).addHelpText('after', HELP);
+}
+
+export function register(program: Command): void {
+  generateCommand(program).action(async (prompt, flags) => run(prompt, flags));
 }

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import type { Command } from '@commander-js/extra-typings';
 import { register as registerBench } from './bench.js';
 import { register as registerGenerate } from './generate.js';
 import { register as registerInfo } from './info.js';
@@ -11,7 +11,6 @@ import { register as registerWorker } from './worker.js';
  * Every subcommand module exports `register(program)`; they are listed here in the order `s2i --help` shows.
  */
 export function registerCommands(program: Command): void {
-  void program;
   registerGenerate(program);
   registerBench(program);
   registerWorker(program);

@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import type { Command } from '@commander-js/extra-typings';
 import { CLIP_TEXT_DEFAULTS, UNET_DEFAULTS, VAE_DEFAULTS } from '../../models/config.js';
 import { schedulerConfigDefaults } from '../../schedulers/config.js';
 import {

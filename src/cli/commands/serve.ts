@@ -3,7 +3,7 @@
  * with dynamic batching (src/server). Binds 127.0.0.1 by default; any other address needs an API key.
  */
 import { existsSync } from 'node:fs';
-import type { Command } from 'commander';
+import type { Command } from '@commander-js/extra-typings';
 import { parseRedisUrl } from '../../bench/redis.js';
 import { UserError } from '../../errors.js';
 import { createServer, isLoopback, type Backend } from '../../server/app.js';

@@ -4,7 +4,7 @@
  *   s2i shapes score IMAGE.png --prompt "..." [--json]
  */
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import type { Command } from '@commander-js/extra-typings';
 import { UserError } from '../../errors.js';
 import { decodePng, encodePng } from '../../image/png.js';
 import { OutputFiles } from '../../io/outputs.js';

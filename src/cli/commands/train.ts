@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { SingleBar } from 'cli-progress';
-import type { Command } from 'commander';
+import type { Command } from '@commander-js/extra-typings';
 import { SafetensorsFile } from '../../io/safetensors.js';
 import { UserError } from '../../errors.js';
 import { checkReplaceableModelFolder } from '../../shapes/model.js';

@@ -5,7 +5,7 @@
  * src/bench/queue.ts.
  */
 import { existsSync } from 'node:fs';
-import type { Command } from 'commander';
+import type { Command } from '@commander-js/extra-typings';
 import { QUEUE_NAME, startBenchWorker, type BenchWorker } from '../../bench/queue.js';
 import { parseRedisUrl } from '../../bench/redis.js';
 import { UserError } from '../../errors.js';

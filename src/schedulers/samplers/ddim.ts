@@ -5,6 +5,8 @@
  */
 import { f, sqrtf } from '../f32.js';
 import { clampInPlace, drawNoise, thresholdInPlace, type SamplerAlgorithm, type SamplerInputs } from './shared.js';
+import { ddimTimesteps } from '../schedule.js';
+import { COMMON_DEFAULTS, defineSampler } from './spec.js';
 
 export function ddim({
   config: c,
@@ -68,3 +70,27 @@ export function ddim({
     },
   };
 }
+
+/** DDIMScheduler. */
+export const ddimSpec = defineSampler({
+  name: 'ddim',
+  className: 'DDIMScheduler',
+  aliases: [],
+  defaults: {
+    ...COMMON_DEFAULTS,
+    clip_sample: true,
+    set_alpha_to_one: true,
+    steps_offset: 0,
+    prediction_type: 'epsilon',
+    thresholding: false,
+    dynamic_thresholding_ratio: 0.995,
+    clip_sample_range: 1.0,
+    sample_max_value: 1.0,
+    timestep_spacing: 'leading',
+    rescale_betas_zero_snr: false,
+  },
+  predictionTypes: ['epsilon', 'v_prediction', 'sample'],
+  timestepDType: 'int64',
+  schedule: (c, _alphas, n) => ({ timesteps: ddimTimesteps(c, n), sigmas: null, prkCount: 0 }),
+  build: ddim,
+});

@@ -6,6 +6,9 @@
  */
 import { f, sqrtf } from '../f32.js';
 import { thresholdInPlace, type SamplerAlgorithm, type SamplerInputs } from './shared.js';
+import { UserError } from '../../errors.js';
+import { dpmSchedule } from '../schedule.js';
+import { COMMON_DEFAULTS, defineSampler } from './spec.js';
 
 /** α_t, σ_t and λ_t = log α_t − log σ_t from the VE sigma s (_sigma_to_alpha_sigma_t), float32. */
 function alphaSigma(s: number): { alpha: number; sigma: number; lambda: number } {
@@ -72,3 +75,43 @@ export function dpmpp2m({ config: c, schedule, options }: SamplerInputs): Sample
     },
   };
 }
+
+/** DPMSolverMultistepScheduler as 2nd-order multistep DPM-Solver++ (the name fixes solver_order and algorithm_type). */
+export const dpmpp2mSpec = defineSampler({
+  name: 'dpmpp-2m',
+  className: 'DPMSolverMultistepScheduler',
+  aliases: ['dpmpp2m', 'dpm++-2m', 'dpm++2m', 'dpm-solver++'],
+  defaults: {
+    ...COMMON_DEFAULTS,
+    solver_order: 2,
+    prediction_type: 'epsilon',
+    thresholding: false,
+    dynamic_thresholding_ratio: 0.995,
+    sample_max_value: 1.0,
+    algorithm_type: 'dpmsolver++',
+    solver_type: 'midpoint',
+    lower_order_final: true,
+    euler_at_final: false,
+    use_karras_sigmas: false,
+    use_lu_lambdas: false,
+    lambda_min_clipped: Number.NEGATIVE_INFINITY,
+    timestep_spacing: 'linspace',
+    steps_offset: 0,
+  },
+  unsupported: { variance_type: null },
+  predictionTypes: ['epsilon', 'v_prediction', 'sample'],
+  timestepDType: 'int64',
+  check(value, where) {
+    const fmt = (v: unknown) => (typeof v === 'string' ? `"${v}"` : (JSON.stringify(v) ?? String(v)));
+    const order = value('solver_order');
+    if (order !== 2)
+      throw new UserError(`${where}: "solver_order" = ${fmt(order)} is not supported by sampler dpmpp-2m (it is 2)`);
+    const alg = value('algorithm_type');
+    if (alg !== 'dpmsolver++')
+      throw new UserError(
+        `${where}: "algorithm_type" = ${fmt(alg)} is not supported by sampler dpmpp-2m (it is "dpmsolver++")`,
+      );
+  },
+  schedule: (c, alphas, n) => ({ ...dpmSchedule(c, alphas, n), prkCount: 0 }),
+  build: dpmpp2m,
+});

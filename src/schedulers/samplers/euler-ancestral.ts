@@ -6,6 +6,8 @@
 import { f, sqrtf } from '../f32.js';
 import { denoiser } from './denoiser.js';
 import { drawNoise, type SamplerAlgorithm, type SamplerInputs } from './shared.js';
+import { eulerSchedule } from '../schedule.js';
+import { COMMON_DEFAULTS, defineSampler } from './spec.js';
 
 /**
  * σ_up = √(σ_next²·(σ² − σ_next²)/σ²) and σ_down = √(σ_next² − σ_up²), in diffusers' float32 ops, with
@@ -42,3 +44,20 @@ export function eulerAncestral(inputs: SamplerInputs): SamplerAlgorithm {
     },
   };
 }
+
+/** EulerAncestralDiscreteScheduler. */
+export const eulerAncestralSpec = defineSampler({
+  name: 'euler-a',
+  className: 'EulerAncestralDiscreteScheduler',
+  aliases: ['euler-ancestral', 'eulera'],
+  defaults: {
+    ...COMMON_DEFAULTS,
+    prediction_type: 'epsilon',
+    timestep_spacing: 'linspace',
+    steps_offset: 0,
+  },
+  predictionTypes: ['epsilon', 'v_prediction'],
+  timestepDType: 'float32',
+  schedule: (c, alphas, n) => ({ ...eulerSchedule(c, alphas, n, true), prkCount: 0 }),
+  build: eulerAncestral,
+});

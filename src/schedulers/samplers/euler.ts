@@ -5,6 +5,8 @@
 import { f, sqrtf } from '../f32.js';
 import { denoiser, eulerUpdate } from './denoiser.js';
 import { drawNoise, type SamplerAlgorithm, type SamplerInputs } from './shared.js';
+import { eulerSchedule } from '../schedule.js';
+import { COMMON_DEFAULTS, defineSampler } from './spec.js';
 
 export function euler(inputs: SamplerInputs): SamplerAlgorithm {
   const sigmas = inputs.schedule.sigmas!;
@@ -31,3 +33,25 @@ export function euler(inputs: SamplerInputs): SamplerAlgorithm {
     },
   };
 }
+
+/** EulerDiscreteScheduler. */
+export const eulerSpec = defineSampler({
+  name: 'euler',
+  className: 'EulerDiscreteScheduler',
+  aliases: [],
+  defaults: {
+    ...COMMON_DEFAULTS,
+    prediction_type: 'epsilon',
+    interpolation_type: 'linear',
+    use_karras_sigmas: false,
+    sigma_min: null,
+    sigma_max: null,
+    timestep_spacing: 'linspace',
+    timestep_type: 'discrete',
+    steps_offset: 0,
+  },
+  predictionTypes: ['epsilon', 'v_prediction', 'sample'],
+  timestepDType: 'float32',
+  schedule: (c, alphas, n) => ({ ...eulerSchedule(c, alphas, n, false), prkCount: 0 }),
+  build: euler,
+});

@@ -6,6 +6,8 @@
  */
 import { f, sqrtf } from '../f32.js';
 import type { SamplerAlgorithm, SamplerInputs } from './shared.js';
+import { pndmTimesteps } from '../schedule.js';
+import { COMMON_DEFAULTS, defineSampler } from './spec.js';
 
 export function pndm({
   config: c,
@@ -124,3 +126,22 @@ export function pndm({
     },
   };
 }
+
+/** PNDMScheduler (PLMS; PRK warm-up steps unless skip_prk_steps). */
+export const pndmSpec = defineSampler({
+  name: 'pndm',
+  className: 'PNDMScheduler',
+  aliases: ['plms'],
+  defaults: {
+    ...COMMON_DEFAULTS,
+    skip_prk_steps: false,
+    set_alpha_to_one: false,
+    prediction_type: 'epsilon',
+    timestep_spacing: 'leading',
+    steps_offset: 0,
+  },
+  predictionTypes: ['epsilon', 'v_prediction'],
+  timestepDType: 'int64',
+  schedule: (c, _alphas, n) => ({ ...pndmTimesteps(c, n), sigmas: null }),
+  build: pndm,
+});
