@@ -51,7 +51,7 @@ describe('npm run bench -- --only tiny', () => {
     }
     const [step, ae] = report.cases;
     expect(step!.ours!.graphs.map((g) => g.key)).toEqual(['guided:b1:rec=-:edit=0']);
-    expect(ae!.ours!.graphs.map((g) => g.key)).toEqual(['ae:grad:16x16:b1:n2:3/0.5', 'guided:b1:rec=-:edit=0']);
+    expect(ae!.ours!.graphs.map((g) => g.key)).toEqual(['ae:16x16:n2:3/0.5:grad:b1', 'guided:b1:rec=-:edit=0']);
     expect(ae!.ours!.gradMs).toHaveLength(1);
     expect(ae!.kernels!.graphs).toHaveLength(2);
     const md = formatPerfMarkdown(report);
