@@ -102,7 +102,8 @@ describe.skipIf(!hasRedis)('s2i serve --queue redis:// with an s2i worker', () =
     const [viaWorker, here] = await Promise.all([ask(remote!, body), ask(local!, body)]);
     expect(viaWorker.status, JSON.stringify(viaWorker.body)).toBe(200);
     expect(viaWorker.body.data.map((d) => d.b64_json)).toEqual(here.body.data.map((d) => d.b64_json));
-    expect(workerErr).toMatch(/done /);
+    // The worker logs 'done' after it hands the result back, which the server may see first: wait for the line.
+    await waitFor(worker, () => workerErr, /done /);
     const bad = await ask(remote!, { prompt: 'a cat', method: 'attend-and-excite' });
     expect(bad.status).toBe(400);
   });
