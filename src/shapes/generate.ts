@@ -59,6 +59,8 @@ export interface CaptionOptions {
 export type ExampleOptions = SceneOptions & CaptionOptions;
 
 export const DEFAULT_PREFIXES = ['a photo of', 'an image of', 'a picture of'] as const;
+/** How often a caption gets one of the prefixes (captionFor with a seeded rng). */
+export const DEFAULT_PREFIX_PROBABILITY = 0.3;
 
 const NUMBER_WORDS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten'];
 
@@ -246,7 +248,7 @@ export function captionFor(
   if (groups.length === 0) throw new Error('captionFor: no objects');
   const body = joinPhrases(groups.map((g) => objectPhrase(g.shape, g.colour, g.count)));
   const prefixes = options.prefixes ?? DEFAULT_PREFIXES;
-  if (rng && prefixes.length > 0 && rng.chance(options.prefixProbability ?? 0.3))
+  if (rng && prefixes.length > 0 && rng.chance(options.prefixProbability ?? DEFAULT_PREFIX_PROBABILITY))
     return `${rng.pick(prefixes)} ${body}`;
   return body;
 }

@@ -373,8 +373,9 @@ function snakeKeys(value: unknown): unknown {
   );
 }
 
-export function register(program: Command): void {
-  program
+/** The command and its options: each flag, its type and help text declared once. */
+function infoCommand(program: Command) {
+  return program
     .command('info')
     .description(
       'describe a model (diffusers folder or single-file checkpoint): components, configs, parameter counts, sizes',
@@ -385,12 +386,15 @@ export function register(program: Command): void {
     )
     .option('--variant <name>', "weights variant, e.g. 'fp16' for diffusion_pytorch_model.fp16.safetensors")
     .option('--config <dir>', "a single file's config folder: a diffusers model folder without weights")
-    .option('--json', 'print one JSON object instead of a table')
-    .action((opts: { model: string; variant?: string; config?: string; json?: boolean }) => {
-      const info = modelInfo(opts.model, {
-        ...(opts.variant !== undefined ? { variant: opts.variant } : {}),
-        ...(opts.config !== undefined ? { config: opts.config } : {}),
-      });
-      process.stdout.write(opts.json ? `${JSON.stringify(snakeKeys(info), null, 2)}\n` : formatModelInfo(info));
+    .option('--json', 'print one JSON object instead of a table');
+}
+
+export function register(program: Command): void {
+  infoCommand(program).action((opts) => {
+    const info = modelInfo(opts.model, {
+      ...(opts.variant !== undefined ? { variant: opts.variant } : {}),
+      ...(opts.config !== undefined ? { config: opts.config } : {}),
     });
+    process.stdout.write(opts.json ? `${JSON.stringify(snakeKeys(info), null, 2)}\n` : formatModelInfo(info));
+  });
 }

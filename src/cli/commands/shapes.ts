@@ -8,37 +8,15 @@ import type { Command } from '@commander-js/extra-typings';
 import { UserError } from '../../errors.js';
 import { decodePng, encodePng } from '../../image/png.js';
 import { OutputFiles } from '../../io/outputs.js';
-import { sampleImage, type ExampleOptions } from '../../shapes/generate.js';
+import { DEFAULT_PREFIX_PROBABILITY, sampleImage, type ExampleOptions } from '../../shapes/generate.js';
 import { parsePrompt } from '../../shapes/prompt.js';
 import { Rng } from '../../shapes/rng.js';
-import { COLOURS, SHAPES } from '../../shapes/world.js';
+import { COLOURS, DEFAULT_SIZE, SHAPES } from '../../shapes/world.js';
 import { SCORE_BYTES_PER_PIXEL, type ScoreReport, scoreImage } from '../../shapes/score.js';
 import { quote } from '../../util/quote.js';
+import { integerOption, numberOption, typedOption } from '../options.js';
 
-interface SampleFlags {
-  count: string;
-  seed: string;
-  size: string;
-  objects: string;
-  out: string;
-  json?: boolean;
-  sameColour?: boolean;
-  sameShape?: boolean;
-  prefixProb: string;
-}
-
-interface ScoreFlags {
-  prompt: string;
-  json?: boolean;
-}
-
-function parseIntFlag(value: string, flag: string, lo: number, hi: number): number {
-  const v = /^-?\d+$/.test(value.trim()) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(v) || v < lo || v > hi)
-    throw new UserError(`${flag} must be an integer from ${lo} to ${hi}, got ${quote(value)}`);
-  return v;
-}
-
+/** `N` or `LO-HI` objects per image. */
 function parseObjects(value: string): [number, number] {
   const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(value);
   if (!m) throw new UserError(`--objects must be a count or a range such as 1-3, got ${quote(value)}`);
@@ -50,13 +28,9 @@ function parseObjects(value: string): [number, number] {
 }
 
 async function runSample(flags: SampleFlags): Promise<void> {
-  const count = parseIntFlag(flags.count, '--count', 1, 1_000_000);
-  const seed = parseIntFlag(flags.seed, '--seed', -(2 ** 53 - 1), 2 ** 53 - 1);
-  const size = parseIntFlag(flags.size, '--size', 16, 1024);
-  const [minObjects, maxObjects] = parseObjects(flags.objects);
-  const prefixProbability = Number(flags.prefixProb);
-  if (!(prefixProbability >= 0 && prefixProbability <= 1))
-    throw new UserError(`--prefix-prob must be a number from 0 to 1, got ${quote(flags.prefixProb)}`);
+  const { count, seed, size } = flags;
+  const [minObjects, maxObjects] = flags.objects;
+  const prefixProbability = flags.prefixProb;
   const options: ExampleOptions = {
     size,
     minObjects,
@@ -159,28 +133,54 @@ function runScore(imagePath: string, flags: ScoreFlags): void {
   } else process.stdout.write(formatReport(report, imagePath));
 }
 
-export function register(program: Command): void {
+/** The flags as commander parsed them: their types come from the declarations in `shapesCommands`. */
+type SampleFlags = ReturnType<ReturnType<typeof shapesCommands>['sample']['opts']>;
+type ScoreFlags = ReturnType<ReturnType<typeof shapesCommands>['score']['opts']>;
+
+/** The commands and their options: each flag, its type, default (the library's) and help text declared once. */
+function shapesCommands(program: Command) {
   const shapes = program
     .command('shapes')
     .description('the synthetic shapes world: sample training images, score generated images');
-  shapes
+  const sample = shapes
     .command('sample')
     .description('write random shapes-world images as PNGs plus captions.jsonl (file, caption, objects per line)')
-    .requiredOption('--count <n>', 'number of images')
-    .option('--seed <s>', 'random seed (integer); the same seed gives the same images', '0')
-    .option('--size <px>', 'image side in pixels', '32')
-    .option('--objects <range>', 'objects per image: a count or a range such as 1-3', '1-3')
+    .addOption(integerOption('--count <n>', 'number of images', 1, 1_000_000).makeOptionMandatory())
+    .addOption(
+      integerOption(
+        '--seed <s>',
+        'random seed (integer); the same seed gives the same images',
+        -(2 ** 53 - 1),
+        2 ** 53 - 1,
+      ).default(0),
+    )
+    .addOption(integerOption('--size <px>', 'image side in pixels', 16, 1024).default(DEFAULT_SIZE))
+    .addOption(
+      typedOption('--objects <range>', 'objects per image: a count or a range such as 1-3', parseObjects).default(
+        [1, 3] as [number, number],
+        '1-3',
+      ),
+    )
     .option('--out <dir>', 'output directory (created if missing)', 'shapes-samples')
     .option('--same-colour', 'allow two objects of the same colour in one image')
     .option('--same-shape', 'allow two objects of the same shape in one image')
-    .option('--prefix-prob <p>', 'probability of a caption prefix such as "a photo of"', '0.3')
-    .option('--json', 'print one JSON object (output paths and every example) instead of a summary')
-    .action(async (flags: SampleFlags) => runSample(flags));
-  shapes
+    .addOption(
+      numberOption('--prefix-prob <p>', 'probability of a caption prefix such as "a photo of"', 0, 1).default(
+        DEFAULT_PREFIX_PROBABILITY,
+      ),
+    )
+    .option('--json', 'print one JSON object (output paths and every example) instead of a summary');
+  const score = shapes
     .command('score')
     .description('detect the objects in a shapes-world image and score them against a prompt')
     .argument('<image>', 'PNG image')
     .requiredOption('--prompt <text>', 'the prompt, e.g. "a red circle and a blue square"')
-    .option('--json', 'print one JSON object with the full report')
-    .action((image: string, flags: ScoreFlags) => runScore(image, flags));
+    .option('--json', 'print one JSON object with the full report');
+  return { sample, score };
+}
+
+export function register(program: Command): void {
+  const { sample, score } = shapesCommands(program);
+  sample.action(async (flags) => runSample(flags));
+  score.action((image, flags) => runScore(image, flags));
 }

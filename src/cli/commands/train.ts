@@ -20,7 +20,8 @@ import {
 } from '../../shapes/train.js';
 import { taskFor } from '../../shapes/tasks.js';
 import { onInterrupt } from '../../util/cleanup.js';
-import { interactive, parseInteger, parseNumber } from '../options.js';
+import { integerOption, interactive, numberOption, typedOption } from '../options.js';
+import { quote } from '../../util/quote.js';
 
 /** The flags that set a run's trajectory settings (see RUN_SETTINGS), by commander's option key. */
 const FLAG_SETTING = {
@@ -32,65 +33,64 @@ const FLAG_SETTING = {
   klWeight: 'klWeight',
 } as const;
 
-interface TrainFlags {
-  run: string;
-  model: string;
-  vae?: string;
-  init?: string;
-  sampleSteps: string;
-  sampleGuidance: string;
-  steps: string;
-  batch: string;
-  lr: string;
-  warmup: string;
-  emaDecay: string;
-  seed: string;
-  klWeight: string;
-  checkpointEvery: string;
-  sampleEvery: string;
-  samplePrompts: string;
-  resume?: boolean;
-  changeSettings?: boolean;
-  json?: boolean;
+/** A model name `s2i train` knows (TRAIN_MODELS). */
+function parseTrainModel(value: string, flag: string): TrainModel {
+  if (!(TRAIN_MODELS as readonly string[]).includes(value))
+    throw new UserError(`${flag} ${quote(value)}: expected one of ${TRAIN_MODELS.join(', ')}`);
+  return value as TrainModel;
 }
 
-interface ExportFlags {
-  run: string;
-  out: string;
-  raw?: boolean;
-}
+/** The flags as commander parsed them: their types come from the declarations in `trainCommand`. */
+type TrainFlags = ReturnType<ReturnType<typeof trainCommand>['opts']>;
 
-export function register(program: Command): void {
+/** The command and its options: each flag, its type, default (the library's) and help text declared once. */
+function trainCommand(program: Command) {
   const d = SHAPES_TRAIN_DEFAULTS;
-  program
+  return program
     .command('train')
     .description("train the shapes-world models from scratch with the project's own engine (resumable)")
     .requiredOption('--run <dir>', 'run folder: checkpoint, log.jsonl, samples/ and the exported model/')
-    .option('--model <name>', `what to train: ${TRAIN_MODELS.join(', ')}`, d.model)
+    .addOption(
+      typedOption('--model <name>', `what to train: ${TRAIN_MODELS.join(', ')}`, parseTrainModel).default(d.model),
+    )
     .option('--vae <dir>', 'shapes-ldm: the trained VAE folder (s2i export-model of a shapes-ldm-vae run)')
     .option(
       '--init <dir>',
       'start from the weights of this model folder (fresh optimiser state) instead of from scratch',
     )
-    .option('--steps <n>', 'train until this many optimiser steps in total', String(d.steps))
-    .option('--batch <n>', 'images per step', String(d.batchSize))
-    .option('--lr <x>', 'AdamW learning rate after warm-up', String(d.lr))
-    .option('--warmup <n>', 'linear warm-up steps', String(d.warmupSteps))
-    .option('--ema-decay <x>', 'EMA decay of the exported weights', String(d.emaDecay))
-    .option('--kl-weight <x>', 'shapes-ldm-vae: weight of the KL term (SD: 1e-6)', String(d.klWeight))
-    .option('--seed <n>', 'seed of the data, noise and initial weights', String(d.seed))
-    .option('--checkpoint-every <n>', 'steps between checkpoints', String(d.checkpointEvery))
-    .option('--sample-every <n>', 'steps between scored sample grids (0: never)', String(d.sampleEvery))
-    .option('--sample-prompts <n>', 'held-out prompts per sample grid', String(d.samplePrompts))
-    .option(
-      '--sample-steps <n>',
-      "sampling steps of the sample grids (and of the pixel model's s2i.json)",
-      String(d.sampleSteps),
+    .addOption(integerOption('--steps <n>', 'train until this many optimiser steps in total', 1).default(d.steps))
+    .addOption(integerOption('--batch <n>', 'images per step', 1, 4096).default(d.batchSize))
+    .addOption(numberOption('--lr <x>', 'AdamW learning rate after warm-up', 0, 1).default(d.lr))
+    .addOption(integerOption('--warmup <n>', 'linear warm-up steps', 0).default(d.warmupSteps))
+    .addOption(numberOption('--ema-decay <x>', 'EMA decay of the exported weights', 0, 1).default(d.emaDecay))
+    .addOption(
+      numberOption('--kl-weight <x>', 'shapes-ldm-vae: weight of the KL term (SD: 1e-6)', 0, 1).default(d.klWeight),
     )
-    .option(
-      '--sample-guidance <x>',
-      "guidance of the sample grids (and of the pixel model's s2i.json)",
-      String(d.sampleGuidance),
+    .addOption(
+      integerOption('--seed <n>', 'seed of the data, noise and initial weights', 0, 2 ** 31 - 1).default(d.seed),
+    )
+    .addOption(integerOption('--checkpoint-every <n>', 'steps between checkpoints', 1).default(d.checkpointEvery))
+    .addOption(
+      integerOption('--sample-every <n>', 'steps between scored sample grids (0: never)', 0).default(d.sampleEvery),
+    )
+    .addOption(
+      integerOption('--sample-prompts <n>', 'held-out prompts per sample grid', 1, 10000).default(d.samplePrompts),
+    )
+    .addOption(
+      integerOption(
+        '--sample-steps <n>',
+        "sampling steps of the sample grids (and of the pixel model's s2i.json)",
+        1,
+        1000,
+      ).default(d.sampleSteps),
+    )
+    .addOption(
+      numberOption(
+        '--sample-guidance <x>',
+        "guidance of the sample grids (and of the pixel model's s2i.json)",
+        0,
+        100,
+      ).default(d.sampleGuidance),
     )
     .option('--resume', 'continue the run in --run')
     .option('--json', 'no progress bar; one JSON line per log interval on stdout')
@@ -114,16 +114,23 @@ Examples:
     .option(
       '--change-settings',
       'with --resume: continue with a different --batch, --lr, --warmup, --ema-decay or --seed',
-    )
-    .action(async (flags: TrainFlags, cmd: Command) => train(flags, cmd));
+    );
+}
 
-  program
+function exportCommand(program: Command) {
+  return program
     .command('export-model')
     .description("write a run's EMA (or raw) weights as a model folder the pipeline loads")
     .requiredOption('--run <dir>', 'run folder holding checkpoint.safetensors')
     .requiredOption('--out <dir>', 'model folder to write (replaced atomically)')
-    .option('--raw', 'export the raw weights instead of the EMA')
-    .action(async (flags: ExportFlags) => exportModel(flags));
+    .option('--raw', 'export the raw weights instead of the EMA');
+}
+
+type ExportFlags = ReturnType<ReturnType<typeof exportCommand>['opts']>;
+
+export function register(program: Command): void {
+  trainCommand(program).action(async (flags, cmd) => train(flags, cmd));
+  exportCommand(program).action(async (flags) => exportModel(flags));
 }
 
 /** `s2i train`: one training run, with a progress bar or log lines, that Ctrl-C ends after a checkpoint. */
@@ -173,34 +180,31 @@ async function train(flags: TrainFlags, cmd: Command): Promise<void> {
  */
 function trainOptions(flags: TrainFlags, cmd: Command): ShapesTrainOptions {
   const stored = flags.resume ? readRunOptions(flags.run) : null;
-  const model = (
-    cmd.getOptionValueSource('model') === 'default' && stored?.model ? stored.model : flags.model
-  ) as TrainModel;
-  if (!(TRAIN_MODELS as readonly string[]).includes(model))
-    throw new UserError(`--model ${flags.model}: expected one of ${TRAIN_MODELS.join(', ')}`);
-  const vae = flags.vae ?? stored?.vae ?? '';
-  const pick = (key: keyof TrainFlags & keyof typeof FLAG_SETTING, value: string): string => {
-    const was = stored?.[FLAG_SETTING[key]];
-    return cmd.getOptionValueSource(key) === 'default' && was !== undefined ? String(was) : value;
+  // A value the run stored goes through its flag's own parser: a damaged checkpoint is named like a bad flag.
+  const fromRun = <K extends keyof TrainFlags>(key: K, value: TrainFlags[K], was: unknown): TrainFlags[K] => {
+    if (cmd.getOptionValueSource(key) !== 'default' || was === undefined) return value;
+    const option = cmd.options.find((o) => o.attributeName() === key)!;
+    return option.parseArg!(String(was), undefined) as TrainFlags[K];
   };
+  const setting = (key: keyof typeof FLAG_SETTING) => fromRun(key, flags[key], stored?.[FLAG_SETTING[key]]);
   return {
     ...SHAPES_TRAIN_DEFAULTS,
     runDir: flags.run,
-    model,
-    vae,
+    model: stored?.model ? fromRun('model', flags.model, stored.model) : flags.model,
+    vae: flags.vae ?? stored?.vae ?? '',
     init: flags.init ?? '',
-    sampleSteps: parseInteger(flags.sampleSteps, '--sample-steps', 1, 1000),
-    sampleGuidance: parseNumber(flags.sampleGuidance, '--sample-guidance', 0, 100),
-    steps: parseInteger(flags.steps, '--steps', 1),
-    batchSize: parseInteger(pick('batch', flags.batch), '--batch', 1, 4096),
-    lr: parseNumber(pick('lr', flags.lr), '--lr', 0, 1),
-    warmupSteps: parseInteger(pick('warmup', flags.warmup), '--warmup', 0),
-    emaDecay: parseNumber(pick('emaDecay', flags.emaDecay), '--ema-decay', 0, 1),
-    seed: parseInteger(pick('seed', flags.seed), '--seed', 0, 2 ** 31 - 1),
-    klWeight: parseNumber(pick('klWeight', flags.klWeight), '--kl-weight', 0, 1),
-    checkpointEvery: parseInteger(flags.checkpointEvery, '--checkpoint-every', 1),
-    sampleEvery: parseInteger(flags.sampleEvery, '--sample-every', 0),
-    samplePrompts: parseInteger(flags.samplePrompts, '--sample-prompts', 1, 10000),
+    sampleSteps: flags.sampleSteps,
+    sampleGuidance: flags.sampleGuidance,
+    steps: flags.steps,
+    batchSize: setting('batch'),
+    lr: setting('lr'),
+    warmupSteps: setting('warmup'),
+    emaDecay: setting('emaDecay'),
+    seed: setting('seed'),
+    klWeight: setting('klWeight'),
+    checkpointEvery: flags.checkpointEvery,
+    sampleEvery: flags.sampleEvery,
+    samplePrompts: flags.samplePrompts,
   };
 }
 

@@ -11,31 +11,15 @@ import { parseRedisUrl } from '../../bench/redis.js';
 import { UserError } from '../../errors.js';
 import { onInterrupt } from '../../util/cleanup.js';
 import { defaultModelDir } from '../defaults.js';
-import { parseInteger, parseNumber, parsePredictionType } from '../options.js';
+import { integerOption, numberOption, parsePredictionType, typedOption } from '../options.js';
 import { boundLine } from '../../util/quote.js';
 
-interface WorkerFlags {
-  queue: string;
-  model?: string;
-  config?: string;
-  predictionType?: string;
-  concurrency: string;
-  out?: string;
-  threads?: string;
-  lockSeconds: string;
-}
-
 async function run(flags: WorkerFlags): Promise<void> {
-  const target = parseRedisUrl(flags.queue, '--queue');
-  const concurrency = parseInteger(flags.concurrency, '--concurrency', 1, 64);
-  const threads = flags.threads !== undefined ? parseInteger(flags.threads, '--threads', 1, 1024) : undefined;
-  const lockSeconds = parseNumber(flags.lockSeconds, '--lock-seconds', 1, 3600);
+  const { queue: target, concurrency, threads, lockSeconds, predictionType } = flags;
   const modelDir = flags.model ?? defaultModelDir();
   if (modelDir === null)
     throw new UserError('no --model given and no default model is installed (give --model DIR, the benchmark model)');
   if (!existsSync(modelDir)) throw new UserError(`--model ${modelDir}: no such folder or file`);
-  const predictionType =
-    flags.predictionType !== undefined ? parsePredictionType(flags.predictionType, '--prediction-type') : undefined;
 
   const log = (line: string) => process.stderr.write(`worker: ${boundLine(line)}\n`);
   let signals = 0;
@@ -66,24 +50,46 @@ async function run(flags: WorkerFlags): Promise<void> {
   }
 }
 
-export function register(program: Command): void {
-  program
+/** How long a job's lock lasts without renewal, in seconds (the queue's own default lock, 30 s). */
+const DEFAULT_LOCK_SECONDS = 30;
+
+/** The flags as commander parsed them: their types come from the declarations in `workerCommand`. */
+type WorkerFlags = ReturnType<ReturnType<typeof workerCommand>['opts']>;
+
+/** The command and its options: each flag, its type, default and help text declared once. */
+function workerCommand(program: Command) {
+  return program
     .command('worker')
     .description('generate benchmark images for s2i bench --queue: take jobs from Redis, return rows and images')
-    .requiredOption('--queue <url>', 'the job queue: redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS)')
+    .addOption(
+      typedOption(
+        '--queue <url>',
+        'the job queue: redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS)',
+        parseRedisUrl,
+      ).makeOptionMandatory(),
+    )
     .option(
       '--model <path>',
       "the benchmark's model: a folder or single-file .safetensors (default: the installed shapes model)",
     )
     .option('--config <dir>', "a single file's configs and tokenizer, as s2i bench --config")
-    .option('--prediction-type <type>', 'what the UNet predicts, as s2i bench --prediction-type')
-    .option('--concurrency <n>', 'jobs run at once through the one loaded model', '1')
+    .addOption(
+      typedOption(
+        '--prediction-type <type>',
+        'what the UNet predicts, as s2i bench --prediction-type',
+        parsePredictionType,
+      ),
+    )
+    .addOption(integerOption('--concurrency <n>', 'jobs run at once through the one loaded model', 1, 64).default(1))
     .option('--out <dir>', "write images into this folder (the benchmark's --out, shared) instead of returning them")
-    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
-    .option(
-      '--lock-seconds <s>',
-      "how long a job's lock lasts without renewal: when a worker dies, its jobs go to other workers after about twice this",
-      '30',
+    .addOption(integerOption('--threads <n>', 'ONNX Runtime threads (default: all cores)', 1, 1024))
+    .addOption(
+      numberOption(
+        '--lock-seconds <s>',
+        "how long a job's lock lasts without renewal: when a worker dies, its jobs go to other workers after about twice this",
+        1,
+        3600,
+      ).default(DEFAULT_LOCK_SECONDS),
     )
     .addHelpText(
       'after',
@@ -107,6 +113,9 @@ Examples:
   s2i worker --queue redis://10.0.0.5:6379/0 --model models/shapes
   S2I_REDIS_PASSWORD=... s2i worker --queue redis://10.0.0.5:6379 --threads 8
 `,
-    )
-    .action(async (flags: WorkerFlags) => run(flags));
+    );
+}
+
+export function register(program: Command): void {
+  workerCommand(program).action(async (flags) => run(flags));
 }
