@@ -124,6 +124,29 @@ describe('s2i shapes score', () => {
     }
   });
 
+  it('--min-blob-area ignores blobs below it: the objects vanish above their area, and the default equals 12 at 32x32', () => {
+    const line = readCaptions(join(dir, 's'))[0]!;
+    const image = join('s', line.file);
+    const score = (...extra: string[]) => {
+      const r = s2i('shapes', 'score', image, '--prompt', line.caption, '--json', ...extra);
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as { object_recall: number; detections: { area: number }[] };
+    };
+    const plain = score();
+    expect(plain.object_recall).toBe(1);
+    expect(score('--min-blob-area', '12')).toEqual(plain);
+    const largest = Math.max(...plain.detections.map((d) => d.area));
+    const smallest = Math.min(...plain.detections.map((d) => d.area));
+    const above = score('--min-blob-area', String(largest + 1));
+    expect(above.detections).toEqual([]);
+    expect(above.object_recall).toBe(0);
+    // Between the smallest and the largest object (seed 11's first image: 81 and 80 px): only the largest stays.
+    expect(smallest).toBeLessThan(largest);
+    const between = score('--min-blob-area', String(smallest + 1));
+    expect(between.detections.map((d) => d.area)).toEqual([largest]);
+    expectUserError(s2i('shapes', 'score', image, '--prompt', line.caption, '--min-blob-area', '0'), /--min-blob-area/);
+  });
+
   it('reports failures in the numbers, not the exit code', () => {
     const line = readCaptions(join(dir, 's'))[0]!;
     const other =

@@ -125,7 +125,7 @@ export function formatReport(report: ScoreReport, image: string): string {
 function runScore(imagePath: string, flags: ScoreFlags): void {
   const objects = parsePrompt(flags.prompt).objects; // parse first: a bad prompt is reported even with a bad image
   const img = decodePng(imagePath, { bytesPerPixel: SCORE_BYTES_PER_PIXEL });
-  const report = scoreImage(img, undefined, undefined, { objects });
+  const report = scoreImage(img, undefined, undefined, { objects }, { minBlobArea: flags.minBlobArea });
   report.prompt = flags.prompt;
   if (flags.json) {
     const { prompt, ...rest } = report;
@@ -175,6 +175,13 @@ function shapesCommands(program: Command) {
     .description('detect the objects in a shapes-world image and score them against a prompt')
     .argument('<image>', 'PNG image')
     .requiredOption('--prompt <text>', 'the prompt, e.g. "a red circle and a blue square"')
+    .addOption(
+      integerOption(
+        '--min-blob-area <px>',
+        'ignore blobs of fewer pixels: specks, or objects too small to count (default: 12 at 32x32, scaled with the image area)',
+        1,
+      ),
+    )
     .option('--json', 'print one JSON object with the full report');
   return { sample, score };
 }
