@@ -302,6 +302,73 @@ describe('other paths', () => {
     expect(() => prk.step(mo, 0, x)).toThrow(/out of order/);
   });
 
+  it("PNDM's PRK warm-up is the paper's Runge-Kutta step on the DDIM transfer, and PLMS then extrapolates its ε", () => {
+    // PNDM (Liu et al. 2022), Algorithm 1: from x_t with δ = 1000/n, four noise predictions
+    //   e1 = ε(x_t, t), e2 = ε(φ(x_t, e1, t, t−δ/2), t−δ/2), e3 = ε(φ(x_t, e2, t, t−δ/2), t−δ/2), e4 = ε(φ(x_t, e3, t, t−δ), t−δ)
+    // and x_{t−δ} = φ(x_t, (e1 + 2·e2 + 2·e3 + e4)/6, t, t−δ), where the transfer φ (eq. 11) is the deterministic
+    // DDIM step: x0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t, φ = √ᾱ_t'·x0 + √(1−ᾱ_t')·ε. Algorithm 2 (PLMS) then uses
+    // ε' = (55·e_t − 59·e_{t+δ} + 37·e_{t+2δ} − 9·e_{t+3δ})/24 over the steps' first predictions. Here in float64,
+    // with a noise "model" that depends on x and t so that every stage's input and timestep matter.
+    const n = 10;
+    const delta = 1000 / n;
+    const s = createSampler('pndm', { ...SD15, skip_prk_steps: false }, n);
+    const ac = (t: number) => s.alphasCumprod[t]!;
+    const phi = (x: number[], e: number[], t: number, tp: number) =>
+      x.map((xi, k) => {
+        const x0 = (xi - Math.sqrt(1 - ac(t)) * e[k]!) / Math.sqrt(ac(t));
+        return Math.sqrt(ac(tp)) * x0 + Math.sqrt(1 - ac(tp)) * e[k]!;
+      });
+    const eps = (x: ArrayLike<number>, t: number) =>
+      Array.from(x, (v, k) => Math.tanh(v) * (t / 1000) + 0.05 * (k - 1));
+    const start = [0.8, -1.3, 0.4];
+
+    // The sampler, driven as the pipeline drives it: the model evaluated at each call's own timestep.
+    const outputs: number[][] = [];
+    let x: Float32Array = Float32Array.from(start);
+    for (let i = 0; i < 13; i++) {
+      x = s.step(Float32Array.from(eps(x, s.timesteps[i]!)), i, x).prevSample;
+      outputs.push(Array.from(x));
+    }
+
+    // The closed forms: three PRK steps (12 calls: each stage's output), then the first PLMS step.
+    const expected: number[][] = [];
+    const firsts: number[][] = [];
+    let xt = start;
+    for (let step = 0; step < 3; step++) {
+      const t = 901 - step * delta;
+      const half = t - delta / 2;
+      const e1 = eps(xt, t);
+      const x1 = phi(xt, e1, t, half);
+      const e2 = eps(x1, half);
+      const x2 = phi(xt, e2, t, half);
+      const e3 = eps(x2, half);
+      const x3 = phi(xt, e3, t, t - delta);
+      const e4 = eps(x3, t - delta);
+      xt = phi(
+        xt,
+        e1.map((v, k) => (v + 2 * e2[k]! + 2 * e3[k]! + e4[k]!) / 6),
+        t,
+        t - delta,
+      );
+      expected.push(x1, x2, x3, xt);
+      firsts.push(e1);
+    }
+    expect(s.timesteps.slice(0, 13)).toEqual([901, 851, 851, 801, 801, 751, 751, 701, 701, 651, 651, 601, 601]);
+    const e = eps(xt, 601);
+    const [a, b, c] = [firsts[2]!, firsts[1]!, firsts[0]!];
+    expected.push(
+      phi(
+        xt,
+        e.map((v, k) => (55 * v - 59 * a[k]! + 37 * b[k]! - 9 * c[k]!) / 24),
+        601,
+        501,
+      ),
+    );
+
+    for (let i = 0; i < 13; i++)
+      for (let k = 0; k < start.length; k++) expect(outputs[i]![k], `call ${i}`).toBeCloseTo(expected[i]![k]!, 5);
+  });
+
   it('v-prediction and clip_sample paths agree with their closed forms', () => {
     // DDIM with v-prediction: x0 = sqrt(a)·x - sqrt(1-a)·v, then clipped to ±1 by DDIM's default clip_sample.
     const s = createSampler('ddim', { ...SD15, clip_sample: true, prediction_type: 'v_prediction' }, 10);
