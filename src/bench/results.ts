@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { FieldError, UserError } from '../errors.js';
 import { readInputFile } from '../io/regular-file.js';
-import { onCleanup } from '../util/cleanup.js';
+import { onCleanup, pidAlive } from '../util/cleanup.js';
 import { checkBenchOptions, type BenchOptions } from './plan.js';
 import { isBenchRow, type BenchRow } from './row.js';
 
@@ -102,15 +102,6 @@ export function appendLine(fd: number, path: string, line: Uint8Array): void {
       `cannot append to ${path}: ${why} (${code}); the rows before it are kept, and a rerun resumes after them`,
       { cause: e },
     );
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

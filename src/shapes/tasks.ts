@@ -204,18 +204,27 @@ function pixelTask(o: TaskOptions): TrainTask {
     async export(dir, weights, metadata) {
       exportShapesModel(dir, weights, cfg, metadata, { steps: o.sampleSteps, guidance: o.sampleGuidance });
     },
-    async samples(modelDir, weights, step) {
-      await task.export(modelDir, weights, { step: String(step) });
-      return sampleAndScore(modelDir, {
-        prompts: o.samplePrompts,
-        steps: o.sampleSteps,
-        guidance: o.sampleGuidance,
-        seed: 0,
-      });
-    },
+    samples: (modelDir, weights, step) => exportAndScore(task, o, modelDir, weights, step),
     initSource: (dir, name) => textUnetSource(dir, name),
   };
   return task;
+}
+
+/** A text-to-image task's samples: the model exported at `step`, then its held-out prompts sampled and scored. */
+async function exportAndScore(
+  task: TrainTask,
+  o: TaskOptions,
+  modelDir: string,
+  weights: ReadonlyMap<string, Float32Array>,
+  step: number,
+): Promise<SampleResult> {
+  await task.export(modelDir, weights, { step: String(step) });
+  return sampleAndScore(modelDir, {
+    prompts: o.samplePrompts,
+    steps: o.sampleSteps,
+    guidance: o.sampleGuidance,
+    seed: 0,
+  });
 }
 
 function textUnetSource(dir: string, name: string): [string, string] {
@@ -512,15 +521,7 @@ function latentTask(o: TaskOptions): TrainTask {
       };
       writeShapesModelFolder(dir, contents);
     },
-    async samples(modelDir, weights, step) {
-      await task.export(modelDir, weights, { step: String(step) });
-      return sampleAndScore(modelDir, {
-        prompts: o.samplePrompts,
-        steps: o.sampleSteps,
-        guidance: o.sampleGuidance,
-        seed: 0,
-      });
-    },
+    samples: (modelDir, weights, step) => exportAndScore(task, o, modelDir, weights, step),
     initSource: (dir, name) => textUnetSource(dir, name),
   };
   return task;

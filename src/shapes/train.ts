@@ -13,6 +13,7 @@ import { AdamW, clipGradients, Ema } from '../train/adamw.js';
 import { initParams } from '../train/init.js';
 import { taskFor, writeGrid, type Stepper, type TaskOptions, type TrainTask } from './tasks.js';
 import { makeFolders } from '../io/durable.js';
+import { pidAlive } from '../util/cleanup.js';
 
 export type { TrainModel } from './tasks.js';
 export { TRAIN_MODELS } from './tasks.js';
@@ -154,15 +155,6 @@ function removeStaleTemporaries(dir: string): void {
     const pid = Number(m[1]);
     if (pid === process.pid || pidAlive(pid)) continue;
     rmSync(join(dir, name), { recursive: true, force: true });
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

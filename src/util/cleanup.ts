@@ -58,3 +58,13 @@ export function installSignalHandlers(): void {
   for (const s of Object.keys(SIGNAL_NUMBERS) as NodeJS.Signals[]) process.on(s, handler);
   process.on('exit', runCleanups);
 }
+
+/** Whether a process with this id is alive (EPERM: it is, but another user's): a temporary of a dead one is stale. */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

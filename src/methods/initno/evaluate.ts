@@ -143,24 +143,11 @@ export async function evaluateInitno(
       ),
     );
   const needsMasks = kind !== 'response' && withGrad;
+  const pass = (grad: boolean, components: Tensor) =>
+    runLossPass(unet, initnoGraph(unet, cfg, res, k, n, kind, grad), timestep, items, feeds(components));
   let components = slots(() => {});
-  if (needsMasks) {
-    const pre = await runLossPass(
-      unet,
-      initnoGraph(unet, cfg, res, k, n, kind, false),
-      timestep,
-      items,
-      feeds(components),
-    );
-    components = componentsOf(pre.outputs['subject_maps']!.data);
-  }
-  const out = await runLossPass(
-    unet,
-    initnoGraph(unet, cfg, res, k, n, kind, withGrad),
-    timestep,
-    items,
-    feeds(components),
-  );
+  if (needsMasks) components = componentsOf((await pass(false, components)).outputs['subject_maps']!.data);
+  const out = await pass(withGrad, components);
   const maps = out.outputs['subject_maps']!.data;
   // The clean value as the official code computes it: from this pass's own masks.
   const clean = needsMasks ? out.outputs['clean']!.data : await cleanOnHost(maps, items, n, rh, rw);
