@@ -27,12 +27,11 @@ import { closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Worker as Thread } from 'node:worker_threads';
 import { Queue, QueueEvents, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { AutoSubjects } from '../prompt/auto-subjects.js';
 import { FieldError, UserError } from '../errors.js';
 import { writeFileAtomic } from '../image/png.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import type { PredictionType } from '../schedulers/index.js';
-import { prepareBenchJob, promptSubjects, type PreparedBenchJob } from './image.js';
+import { prepareBenchJob, type PreparedBenchJob } from './image.js';
 import { benchImagePaths, planJob, type BenchJob, type BenchOptions } from './plan.js';
 import { appendRow, withBenchFolder } from './results.js';
 import {
@@ -173,14 +172,7 @@ interface QueuePlan {
 
 function planQueuedJobs(model: StableDiffusion, start: BenchStart, options: BenchOptions): QueuePlan {
   const { byKey, base, plan } = start;
-  // Subjects are parsed once per prompt (a prompt runs with several seeds and methods).
-  const subjectCache = new Map<string, AutoSubjects>();
-  const subjectsOf = (prompt: string) => {
-    let s = subjectCache.get(prompt);
-    if (!s) subjectCache.set(prompt, (s = promptSubjects(model, prompt)));
-    return s;
-  };
-  const prepared = plan.map((it) => prepareBenchJob(model, base.model, planJob(it, base, options), subjectsOf));
+  const prepared = plan.map((it) => prepareBenchJob(model, base.model, planJob(it, base, options)));
   const multiplicity = new Map<string, number>();
   for (const p of prepared) multiplicity.set(p.key, (multiplicity.get(p.key) ?? 0) + 1);
   const planKeys = new Set(prepared.map((p) => p.key));

@@ -1,7 +1,7 @@
 /**
  * The engine in the browser: the library's own loader, request and pipeline, on onnxruntime-web, with the model's
  * files fetched into memory. A page request (prompt, method, seed, steps) runs as one `GenerateRequest` through
- * `runRequest`, the call `s2i generate` makes: the model's recommended guidance (s2i.json), subjects found
+ * `plan` and `run`, the calls `s2i generate` makes: the model's recommended guidance (s2i.json), subjects found
  * automatically (nouns and their adjectives), the method's defaults scaled to the steps, the choice among starts
  * where the method makes one, and the cross-attention maps recorded at the method's resolution on every call.
  */
@@ -11,13 +11,13 @@ import { webRuntime } from '../../src/graph/runtime-web.js';
 import { floatToRgb8 } from '../../src/image/convert.js';
 import type { RgbImage } from '../../src/image/image.js';
 import { MemoryFileSystem, setDefaultFileSystem } from '../../src/io/files.js';
-import { checkMethodOverrides, resolveMethodSettings } from '../../src/methods/registry.js';
+import { checkMethodOverrides } from '../../src/methods/registry.js';
 import { LOSS_TERMS } from '../../src/methods/suppress.js';
 import type { StepLog } from '../../src/methods/types.js';
 import type { StepInfo } from '../../src/pipeline/generate.js';
-import { runRequest } from '../../src/pipeline/request.js';
+import { plan } from '../../src/pipeline/plan.js';
+import { run as runPlan } from '../../src/pipeline/run.js';
 import { StableDiffusion } from '../../src/pipeline/stable-diffusion.js';
-import { autoSubjects } from '../../src/prompt/auto-subjects.js';
 import { scoreImage } from '../../src/shapes/score.js';
 import type { EngineMessage, RunRequest, Score, StepRow } from './protocol.js';
 
@@ -123,60 +123,57 @@ export async function run(req: RunRequest, post: Post): Promise<void> {
       throw new UserError(`steps must be a whole number from 1 to 1000, got ${req.steps}`);
     const caps = checkMethodOverrides(req.method, {}).capabilities;
     const { model: sd, loadMs, runtime } = await model(req, post);
-    // The subjects whose maps the page shows: found as the request finds them ('auto').
-    const auto = autoSubjects(sd.tokenizer, req.prompt);
-    if (caps.needsSubjects && auto.subjects.length === 0)
-      throw new UserError(`${req.method} needs a noun to strengthen; the prompt names none`);
-    const subjects = auto.subjects.map((s) => ({ word: s.word, token: s.tokenIndex }));
-    const settings = resolveMethodSettings(req.method, req.steps).suppress;
-    const selection = settings && settings.selection.candidates > 1 ? settings.selection : null;
-    const tGen = performance.now();
-    const run = await runRequest(
-      sd,
+    const planned = plan(
       {
         prompt: req.prompt,
         steps: req.steps,
         seed: req.seed,
         method: req.method,
-        ...(auto.subjects.length > 0 ? { subjects: 'auto' } : {}),
+        // The subjects whose maps the page shows, found automatically (a prompt without a noun is an error).
+        subjects: 'auto',
         // Records every call's maps (a one-row picture: their mean, which the page does not show).
         attentionPicture: { steps: 'mean' },
         batchSize: 1,
       },
-      {
-        onStart: (totalCalls) =>
-          post({
-            type: 'started',
-            subjects,
-            guided: caps.needsSubjects,
-            mode: settings?.mode ?? null,
-            terms: settings && settings.mode !== 'edit' ? LOSS_TERMS.filter((t) => settings.weights[t] !== 0) : [],
-            selection,
-            totalSteps: totalCalls,
-            runtime,
-            width: sd.defaultImageSize,
-            height: sd.defaultImageSize,
-          }),
-        onStep: (info) => {
-          const preview = sd.vaeConfig ? null : rgba(floatToRgb8(info.latents[0]!, { range: 'signed' })).data;
-          const m = info.attentionMaps?.[0];
-          const maps = m ? { data: m.data.slice(), shape: [...m.shape] } : null;
-          post(
-            {
-              type: 'step',
-              index: info.index,
-              timestep: info.timestep,
-              round: info.candidateRound,
-              ms: info.ms,
-              preview,
-              maps,
-              row: stepRow(info, info.methodLogs[0] ?? null, subjects.length),
-            },
-            [...(preview ? [preview.buffer] : []), ...(maps ? [maps.data.buffer] : [])],
-          );
-        },
-      },
+      sd,
     );
+    const subjects = planned.subjects!.subjects.map((s) => ({ word: s.word, token: s.tokenIndex }));
+    const settings = planned.method?.suppress ?? null;
+    const selection = settings && settings.selection.candidates > 1 ? settings.selection : null;
+    const tGen = performance.now();
+    const run = await runPlan(planned, {
+      onStart: (totalCalls) =>
+        post({
+          type: 'started',
+          subjects,
+          guided: caps.needsSubjects,
+          mode: settings?.mode ?? null,
+          terms: settings && settings.mode !== 'edit' ? LOSS_TERMS.filter((t) => settings.weights[t] !== 0) : [],
+          selection,
+          totalSteps: totalCalls,
+          runtime,
+          width: sd.defaultImageSize,
+          height: sd.defaultImageSize,
+        }),
+      onStep: (info) => {
+        const preview = sd.vaeConfig ? null : rgba(floatToRgb8(info.latents[0]!, { range: 'signed' })).data;
+        const m = info.attentionMaps?.[0];
+        const maps = m ? { data: m.data.slice(), shape: [...m.shape] } : null;
+        post(
+          {
+            type: 'step',
+            index: info.index,
+            timestep: info.timestep,
+            round: info.candidateRound,
+            ms: info.ms,
+            preview,
+            maps,
+            row: stepRow(info, info.methodLogs[0] ?? null, subjects.length),
+          },
+          [...(preview ? [preview.buffer] : []), ...(maps ? [maps.data.buffer] : [])],
+        );
+      },
+    });
     const result = run.result;
     const image = rgba(run.image);
     let score: Score | null = null;
