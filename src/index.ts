@@ -32,7 +32,7 @@ export { checkRequest, type GenerateRequest, type GenerateRun, type ImageRun } f
 
 export { AttendAndExcite, ATTEND_EXCITE_DEFAULTS, type AttendExciteConfig } from './methods/attend-and-excite.js';
 export type { GuidanceMethod, GuidedSample, StepContext, StepLog, UNetAccess, AttentionEdit } from './methods/types.js';
-export { stepLogJson } from './methods/types.js';
+export { stepLogJson, type StepLogJson } from './methods/types.js';
 export {
   SuppressToImpress,
   SUPPRESS_WEIGHTS,

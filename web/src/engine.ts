@@ -104,12 +104,12 @@ function stepRow(info: StepInfo, log: StepLog | null, subjects: number): StepRow
     timestep: info.timestep,
     ms: info.ms,
     loss: log?.loss ?? null,
-    maxAttention: log?.maxAttention ?? new Array<null>(subjects).fill(null),
+    max_attention: log?.maxAttention ?? new Array<null>(subjects).fill(null),
     terms: { ...log?.terms },
     tries: log?.refinementTries ?? 0,
     updated: log !== null && log.stepSize !== null,
     edited: log?.edited ?? false,
-    layoutScore: log?.layoutScore ?? null,
+    layout_score: log?.layoutScore ?? null,
   };
 }
 
@@ -139,7 +139,8 @@ export async function run(req: RunRequest, post: Post): Promise<void> {
     );
     const subjects = planned.subjects!.subjects.map((s) => ({ word: s.word, token: s.tokenIndex }));
     const settings = planned.method?.suppress ?? null;
-    const selection = settings && settings.selection.candidates > 1 ? settings.selection : null;
+    const chosen = settings && settings.selection.candidates > 1 ? settings.selection : null;
+    const selection = chosen && { candidates: chosen.candidates, at_call: chosen.atCall, accept: chosen.accept };
     const tGen = performance.now();
     const run = await runPlan(planned, {
       onStart: (totalCalls) =>
@@ -150,7 +151,7 @@ export async function run(req: RunRequest, post: Post): Promise<void> {
           mode: settings?.mode ?? null,
           terms: settings && settings.mode !== 'edit' ? LOSS_TERMS.filter((t) => settings.weights[t] !== 0) : [],
           selection,
-          totalSteps: totalCalls,
+          total_steps: totalCalls,
           runtime,
           width: sd.defaultImageSize,
           height: sd.defaultImageSize,
@@ -176,26 +177,7 @@ export async function run(req: RunRequest, post: Post): Promise<void> {
     });
     const result = run.result;
     const image = rgba(run.image);
-    let score: Score | null = null;
-    try {
-      const r = scoreImage(run.image, undefined, undefined, req.prompt);
-      score = {
-        fullSuccess: r.full_success,
-        objectRecall: r.object_recall,
-        binding: r.binding,
-        extraObjects: r.extra_objects,
-        objects: r.objects.map((o) => ({
-          object: `${o.colour ?? ''} ${o.shape}`.trim(),
-          present: o.found_shape_match,
-          colourRight: o.colour_correct,
-          leaked: o.leaked,
-          seen: o.detection === null ? 'nothing' : `${o.detected_colour ?? ''} ${o.detected_shape ?? ''}`.trim(),
-        })),
-      };
-    } catch (e) {
-      // Not a shapes-world prompt (the scorer names what it cannot parse): no score, the image stands.
-      if (!isUserError(e)) throw e;
-    }
+    const score = shapesScore(run.image, req.prompt);
     const now = performance.now();
     post(
       {
@@ -204,13 +186,42 @@ export async function run(req: RunRequest, post: Post): Promise<void> {
         width: image.width,
         height: image.height,
         score,
-        candidate: result.candidate,
-        timings: { loadMs, generateMs: now - tGen, totalMs: now - t0 },
+        candidate: result.candidate && {
+          index: result.candidate.index,
+          seed: result.candidate.seed,
+          scores: result.candidate.scores,
+          at_call: result.candidate.atCall,
+        },
+        timings: { load_ms: loadMs, generate_ms: now - tGen, total_ms: now - t0 },
       },
       [image.data.buffer],
     );
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     post({ type: 'error', message: isUserError(e) ? message : `internal error: ${message}` });
+  }
+}
+
+/** The shapes-world score of the image, as the page shows it; null for a prompt that is not a shapes-world one. */
+function shapesScore(image: RgbImage, prompt: string): Score | null {
+  try {
+    const r = scoreImage(image, undefined, undefined, prompt);
+    return {
+      full_success: r.full_success,
+      object_recall: r.object_recall,
+      binding: r.binding,
+      extra_objects: r.extra_objects,
+      objects: r.objects.map((o) => ({
+        object: `${o.colour ?? ''} ${o.shape}`.trim(),
+        present: o.found_shape_match,
+        colour_right: o.colour_correct,
+        leaked: o.leaked,
+        seen: o.detection === null ? 'nothing' : `${o.detected_colour ?? ''} ${o.detected_shape ?? ''}`.trim(),
+      })),
+    };
+  } catch (e) {
+    // Not a shapes-world prompt (the scorer names what it cannot parse): no score, the image stands.
+    if (!isUserError(e)) throw e;
+    return null;
   }
 }
