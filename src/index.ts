@@ -3,6 +3,11 @@
  *
  *   const model = await StableDiffusion.load('path/to/diffusers-folder');
  *   const result = await generate(model, { prompt: 'a cat and a frog', steps: 50, seed: 1 });
+ *
+ * or a request as the CLI states it (a method by name, subjects as words, found automatically by default):
+ *
+ *   const planned = plan({ prompt: 'a red circle and a blue square', seed: 3 }, model);
+ *   const done = await run(planned); // or runRequest(model, request): the two in one
  */
 import './node.js'; // Node's file system and onnxruntime-node as the defaults
 
@@ -21,10 +26,13 @@ export {
   type StepRecord,
 } from './pipeline/generate.js';
 export { defaultBatchSize } from './pipeline/batch-size.js';
+export { plan, type BenchmarkRules, type GenerationPlan } from './pipeline/plan.js';
+export { run, runRequest, type RunHooks } from './pipeline/run.js';
+export { checkRequest, type GenerateRequest, type GenerateRun, type ImageRun } from './pipeline/request.js';
 
 export { AttendAndExcite, ATTEND_EXCITE_DEFAULTS, type AttendExciteConfig } from './methods/attend-and-excite.js';
 export type { GuidanceMethod, GuidedSample, StepContext, StepLog, UNetAccess, AttentionEdit } from './methods/types.js';
-export { stepLogJson } from './methods/types.js';
+export { stepLogJson, type StepLogJson } from './methods/types.js';
 export {
   SuppressToImpress,
   SUPPRESS_WEIGHTS,

@@ -20,7 +20,7 @@ import { unet2dCondition } from '../src/models/unet.js';
 import { vaeDecode, vaeEncode } from '../src/models/vae.js';
 import type { WeightStore } from '../src/io/weight-store.js';
 import { generate } from '../src/pipeline/generate.js';
-import { runRequest } from '../src/pipeline/request.js';
+import { runRequest } from '../src/pipeline/run.js';
 import { defaultTimeIds } from '../src/pipeline/sdxl.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { maxAbsDiff, type Int64Tensor, type Tensor } from '../src/tensor.js';

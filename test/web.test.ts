@@ -49,7 +49,7 @@ let puppeteer: typeof import('puppeteer-core').default;
 let baseUrl: string;
 const cli: Record<string, string> = {};
 /** The start `s2i generate --json` reports for the suppress run. */
-let cliCandidate: { index: number; seed: number; scores: number[]; atCall: number } | null = null;
+let cliCandidate: { index: number; seed: number; scores: number[]; at_call: number } | null = null;
 let menuMethods: string[] = [];
 
 /** Open the page with this query and wait until it reports done or error. */
@@ -246,7 +246,7 @@ describe.skipIf(!haveChromium)('the page in Chromium', () => {
     const choice = await page.$eval('#start-choice', (e) => (e.hasAttribute('hidden') ? '' : (e.textContent ?? '')));
     expect(choice).toContain(`Start ${c.index + 1} of the ${c.scores.length} tried`);
     expect(choice).toContain(`noise seed ${c.seed}`);
-    expect(choice).toContain(`layout scores at call ${c.atCall}`);
+    expect(choice).toContain(`layout scores at call ${c.at_call}`);
     expect(choice).toContain(c.scores.map((v) => v.toFixed(3)).join(', '));
     // The log: call 0 once per start tried, the others struck through; then the chosen start's remaining calls.
     const rows = await page.$$eval('#steps-table tbody tr', (trs) =>

@@ -1,22 +1,21 @@
 /**
- * One image of a benchmark: its job resolved against a loaded model (subjects, method, settings, key), generated
- * (a batch of jobs of one method at a time, each image the one it would be alone) and scored, into its row and the
+ * One image of a benchmark: its job planned on a loaded model as a request with the benchmark's rules (`plan`:
+ * subjects, method, settings; here its key), run (`run`: a batch of jobs of one method at a time, each image the one
+ * it would be alone) and scored, into its row and the
  * PNG bytes of its files (the image, at most 256 px on its long side, and with `maps` the attention-map picture).
  * Writes nothing: the local run and a job queue's workers store the results their own way.
  */
-import { autoSubjects, type AutoSubjects } from '../prompt/auto-subjects.js';
 import { meanMaps, tokenMap } from '../attention/render.js';
-import { FieldError, UserError } from '../errors.js';
 import { blendImages, heatmap } from '../image/colormap.js';
 import { floatToRgb8 } from '../image/convert.js';
 import { composeGrid } from '../image/grid.js';
 import type { RgbImage } from '../image/image.js';
 import { encodePng } from '../image/png.js';
 import { resizeImage, resizeMap } from '../image/resize.js';
-import { buildMethod, methodTargets, promptTokenCount } from '../methods/registry.js';
-import { quote } from '../util/quote.js';
 import type { GuidanceMethod } from '../methods/types.js';
-import { generateBatch, type GenerateResult } from '../pipeline/generate.js';
+import type { GenerateResult } from '../pipeline/generate.js';
+import { plan, type GenerationPlan } from '../pipeline/plan.js';
+import { run } from '../pipeline/run.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import { scoreImage } from '../shapes/score.js';
 import type { Tensor } from '../tensor.js';
@@ -34,10 +33,10 @@ import { BENCH_ROW_VERSION, type BenchRow } from './row.js';
 
 const MAX_SAVED_SIDE = 256;
 
-/** A job resolved against a loaded model: its method, settings and row key. */
+/** A job planned on a loaded model: its plan, method, settings and row key. */
 export interface PreparedBenchJob {
   job: BenchJob;
-  auto: AutoSubjects;
+  plan: GenerationPlan;
   method: GuidanceMethod | undefined;
   settings: BenchSettings;
   hash: string;
@@ -50,44 +49,37 @@ export interface BenchImage {
   files: { path: string; bytes: Buffer }[];
 }
 
-/** The subjects and attributes the methods target in `prompt` (auto); a bad prompt is a UserError quoting it. */
-export function promptSubjects(model: StableDiffusion, prompt: string): AutoSubjects {
-  try {
-    return autoSubjects(model.tokenizer, prompt);
-  } catch (e) {
-    const where = `prompt ${quote(prompt)}`;
-    if (e instanceof FieldError)
-      throw new FieldError(e.field, (_, nameOf) => `${where}: ${e.messageFor(nameOf)}`, { cause: e });
-    if (e instanceof UserError) throw new UserError(`${where}: ${e.message}`, { cause: e });
-    throw e;
-  }
-}
-
 /**
- * Builds the job's method on `model` and derives its settings and row key. `fingerprint` is
+ * Plans the job on `model` with the benchmark's rules (BenchmarkRules: the subjects found automatically for every
+ * method, a prompt without them an error quoting it) and derives its settings and row key. `fingerprint` is
  * `modelFingerprint(model.dir)` (computed once by the caller: it reads the folder).
  */
-export function prepareBenchJob(
-  model: StableDiffusion,
-  fingerprint: string,
-  job: BenchJob,
-  subjectsOf: (prompt: string) => AutoSubjects = (p) => promptSubjects(model, p),
-): PreparedBenchJob {
-  const auto = subjectsOf(job.prompt);
-  const targets = methodTargets(auto.subjects, auto.attributes, promptTokenCount(model.tokenizer, job.prompt));
-  const method = buildMethod(job.method, targets, { ...job.methodOverrides, steps: job.steps });
-  const size = model.defaultImageSize;
+export function prepareBenchJob(model: StableDiffusion, fingerprint: string, job: BenchJob): PreparedBenchJob {
+  const planned = plan(
+    {
+      prompt: job.prompt,
+      seed: noiseSeed(job.seed, job.prompt),
+      steps: job.steps,
+      guidanceScale: job.guidance,
+      sampler: job.sampler,
+      method: job.method,
+      ...(job.methodOverrides ? { methodOverrides: job.methodOverrides } : {}),
+    },
+    model,
+    { recordMaps: job.maps },
+  );
+  const method = planned.samples[0]!.method;
   const settings: BenchSettings = {
     steps: job.steps,
     guidance: job.guidance,
     sampler: job.sampler,
-    height: size,
-    width: size,
+    height: planned.height,
+    width: planned.width,
     model: fingerprint,
     method: methodSettings(method),
   };
   const hash = settingsHash(settings);
-  return { job, auto, method, settings, hash, key: rowKey(job.prompt, job.seed, job.method, hash) };
+  return { job, plan: planned, method, settings, hash, key: rowKey(job.prompt, job.seed, job.method, hash) };
 }
 
 /** Generates and scores one prepared job: the row and the PNG bytes of its files. Writes nothing. */
@@ -111,21 +103,11 @@ export async function generateBenchImages(
       throw new Error('generateBenchImages: the jobs of one batch must all record maps or none');
   }
   const nGraphs = model.graphTimings.length;
-  const results = await generateBatch(
-    model,
-    prepared.map(({ job, method }) => ({
-      prompt: job.prompt,
-      seed: noiseSeed(job.seed, job.prompt),
-      ...(method ? { method } : {}),
-    })),
-    {
-      steps: first.steps,
-      guidanceScale: first.guidance,
-      sampler: first.sampler,
-      batchSize: prepared.length,
-      ...(first.maps ? { recordAttention: {} } : {}),
-    },
+  const runs = await run(
+    prepared.map((p) => p.plan),
+    { batchSize: prepared.length },
   );
+  const results = runs.map((r) => r.result);
   const compileMs = model.graphTimings.slice(nGraphs).reduce((s, g) => s + g.buildMs + g.serializeMs + g.sessionMs, 0);
   return prepared.map((p, i) => benchImage(model, p, results[i]!, compileMs / prepared.length));
 }
@@ -137,7 +119,9 @@ function benchImage(
   result: GenerateResult,
   compileMs: number,
 ): BenchImage {
-  const { job, auto, settings, hash, key } = prepared;
+  const { job, settings, hash, key } = prepared;
+  const subjects = prepared.plan.subjects!.subjects;
+  const attributes = prepared.plan.attributes;
   const image = floatToRgb8(result.image);
   const tScore = performance.now();
   const score = scoreImage(image, undefined, undefined, job.objects);
@@ -149,8 +133,8 @@ function benchImage(
   let mapsPath: string | null = null;
   if (job.maps) {
     const tokens = [
-      ...auto.subjects.map((s) => ({ word: s.word, index: s.tokenIndex })),
-      ...auto.attributes.map((a) => ({ word: a.attribute.word, index: a.attribute.tokenIndex })),
+      ...subjects.map((s) => ({ word: s.word, index: s.tokenIndex })),
+      ...attributes.map((a) => ({ word: a.attribute.word, index: a.attribute.tokenIndex })),
     ].sort((a, b) => a.index - b.index);
     const pic = mapsPicture(image, [...result.attentionMaps.values()], tokens);
     if (pic) {
@@ -171,8 +155,8 @@ function benchImage(
     suite: job.suite,
     split: job.split,
     kind: job.kind,
-    subjects: auto.subjects.map((s) => ({ word: s.word, tokens: [...s.tokenIndices] })),
-    attributes: auto.attributes.map((a) => ({
+    subjects: subjects.map((s) => ({ word: s.word, tokens: [...s.tokenIndices] })),
+    attributes: attributes.map((a) => ({
       word: a.attribute.word,
       tokens: [...a.attribute.tokenIndices],
       subject: a.subject,

@@ -6,7 +6,6 @@
  */
 import { dirname, join } from 'node:path';
 import { UnrecoverableError } from 'bullmq';
-import type { AutoSubjects } from '../prompt/auto-subjects.js';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../image/png.js';
 import { methodPreset } from '../methods/registry.js';
@@ -14,7 +13,7 @@ import { isRequestJob, runRequestJob } from '../pipeline/request-json.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import { SAMPLER_NAMES, type SamplerName } from '../schedulers/index.js';
 import { isColour, isShape } from '../shapes/world.js';
-import { generateBenchImage, prepareBenchJob, promptSubjects, type PreparedBenchJob } from './image.js';
+import { generateBenchImage, prepareBenchJob, type PreparedBenchJob } from './image.js';
 import type { BenchJob } from './plan.js';
 import type { BenchRow } from './row.js';
 import { SPLITS, type PromptKind } from './suites.js';
@@ -129,20 +128,12 @@ export function predictionTypeOf(model: StableDiffusion): string {
 
 /** Runs queued jobs on one loaded model: checks each against the model, generates, scores, returns the result. */
 export class QueuedJobRunner {
-  private readonly subjects = new Map<string, AutoSubjects>();
-
   /** `out`: write the files into this (shared) folder and return only their paths. */
   constructor(
     readonly model: StableDiffusion,
     readonly fingerprint: string,
     readonly out?: string,
   ) {}
-
-  private subjectsOf = (prompt: string): AutoSubjects => {
-    let s = this.subjects.get(prompt);
-    if (!s) this.subjects.set(prompt, (s = promptSubjects(this.model, prompt)));
-    return s;
-  };
 
   /**
    * Throws `UnrecoverableError` for a job that can never succeed (malformed data, a prompt the tokenizer refuses),
@@ -170,7 +161,7 @@ export class QueuedJobRunner {
       );
     let prepared: PreparedBenchJob;
     try {
-      prepared = prepareBenchJob(this.model, this.fingerprint, q.job, this.subjectsOf);
+      prepared = prepareBenchJob(this.model, this.fingerprint, q.job);
     } catch (e) {
       if (e instanceof UserError) throw new UnrecoverableError(e.message);
       throw e;

@@ -22,18 +22,11 @@
 import { closeSync, ftruncateSync, openSync } from 'node:fs';
 import { makeFolders, syncFolder } from '../io/durable.js';
 import { dirname, join } from 'node:path';
-import type { AutoSubjects } from '../prompt/auto-subjects.js';
 import { FieldError } from '../errors.js';
 import { writeFileAtomic } from '../image/png.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
 import { defaultSampler } from '../schedulers/index.js';
-import {
-  generateBenchImages,
-  prepareBenchJob,
-  promptSubjects,
-  type BenchImage,
-  type PreparedBenchJob,
-} from './image.js';
+import { generateBenchImages, prepareBenchJob, type BenchImage, type PreparedBenchJob } from './image.js';
 import {
   DEFAULT_BENCH_BATCH,
   modelFingerprint,
@@ -158,13 +151,6 @@ async function runLocked(
   const { resultsPath, existing, byKey, base, plan } = startBench(model, suites, options);
   hooks.onStart?.({ total: plan.length, existing: existing.rows.length });
 
-  const subjectCache = new Map<string, AutoSubjects>();
-  const subjectsOf = (prompt: string) => {
-    let s = subjectCache.get(prompt);
-    if (!s) subjectCache.set(prompt, (s = promptSubjects(model, prompt)));
-    return s;
-  };
-
   const batchSize = options.batchSize ?? DEFAULT_BENCH_BATCH;
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new FieldError('batchSize', `must be a positive integer, got ${batchSize}`);
@@ -180,7 +166,7 @@ async function runLocked(
     for (let start = 0; start < plan.length; start += window) {
       const slice = plan
         .slice(start, start + window)
-        .map((it) => ({ it, prepared: prepareBenchJob(model, base.model, planJob(it, base, options), subjectsOf) }));
+        .map((it) => ({ it, prepared: prepareBenchJob(model, base.model, planJob(it, base, options)) }));
       for (const { prepared } of slice) {
         if (!byKey.has(prepared.key)) continue;
         skipped++;

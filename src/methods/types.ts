@@ -79,14 +79,31 @@ export interface StepLog {
   layoutScore?: number;
 }
 
-/** A StepLog as JSON writes it: every field a method logged, snake_case keys (terms keep their names). */
-export function stepLogJson(log: StepLog): Record<string, unknown> {
-  const snake = (k: string) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-  return Object.fromEntries(
-    Object.entries(log)
-      .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => [snake(k), v]),
-  );
+/** A StepLog as JSON writes it (snake_case, as every file s2i writes); the fields a method did not log are absent. */
+export interface StepLogJson {
+  loss: number | null;
+  max_attention: number[] | null;
+  refinement_tries: number;
+  step_size: number | null;
+  /** Loss terms keep their names. */
+  terms?: Readonly<Record<string, number>>;
+  edited?: boolean;
+  carriers?: readonly (readonly number[])[];
+  layout_score?: number;
+}
+
+/** The one conversion of a StepLog to JSON's case, field by field. */
+export function stepLogJson(log: StepLog): StepLogJson {
+  return {
+    loss: log.loss,
+    max_attention: log.maxAttention,
+    refinement_tries: log.refinementTries,
+    step_size: log.stepSize,
+    ...(log.terms !== undefined ? { terms: log.terms } : {}),
+    ...(log.edited !== undefined ? { edited: log.edited } : {}),
+    ...(log.carriers !== undefined ? { carriers: log.carriers } : {}),
+    ...(log.layoutScore !== undefined ? { layout_score: log.layoutScore } : {}),
+  };
 }
 
 /**

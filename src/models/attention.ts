@@ -45,8 +45,8 @@ export interface AttentionOptions {
 
 /**
  * Whether unmasked attention may run as ONNX Runtime's fused `com.microsoft.MultiHeadAttention` kernel where
- * nothing else reads its probabilities (S2I_FUSED_ATTENTION=0 turns it off). Measured on 2 CPU threads: 1.3–1.5x
- * faster for self-attention (32x32 and 64x64 grids), 2.4x for tiny-sd's cross-attention, equal for SD-1.5's.
+ * nothing else reads its probabilities (S2I_FUSED_ATTENTION=0 turns it off): faster for self-attention and tiny-sd's
+ * cross-attention, never slower (docs/measurements.md#fused-attention).
  */
 // (globalThis.process: there is none in a browser.)
 export const FUSED_ATTENTION = globalThis.process?.env['S2I_FUSED_ATTENTION'] !== '0';

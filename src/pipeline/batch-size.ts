@@ -2,14 +2,12 @@
  * How many images run together when the caller does not say: as many as fit a memory budget, at most 16.
  *
  * Budget: `S2I_MAX_MEMORY` (bytes, or a size such as 800M / 16G) when set, else half of this machine's memory.
- * Estimate: the weights (4 bytes a parameter) plus, per image, its share of the passes. Measured on SD-1.5 at
- * 512 px (64x64 latents, first UNet block 320 channels): the plain guided step peaks at 4.25 / 4.87 / 6.50 GB for
- * 1 / 2 / 4 images (`npm run bench -- --only sd15-batch`), about 0.75 GB per image; a gradient method's pass adds
- * about 10 GB per image (the A&E step's 15.2 GB peak against the plain step's 5.1 GB, README: Performance: the
- * backward pass keeps the forward's activations, every self-attention map among them). Other models and sizes
- * scale these by first-block channels × latent cells, and by latent cells once more above SD-1.5's 4096
- * (self-attention grows with their square). The result is a default,
- * not a guarantee: a larger --batch-size is the caller's choice.
+ * Estimate: the weights (4 bytes a parameter) plus, per image, its share of the passes, as measured on SD-1.5 at
+ * 512 px (64x64 latents, first UNet block 320 channels; docs/measurements.md#batch-memory): the plain guided
+ * step's per-image share, and a gradient method's, much larger (the backward pass keeps the forward's activations,
+ * every self-attention map among them). Other models and sizes scale these by first-block channels × latent cells,
+ * and by latent cells once more above SD-1.5's 4096 (self-attention grows with their square). The result is a
+ * default, not a guarantee: a larger --batch-size is the caller's choice.
  */
 import { physicalMemory } from '../util/memory.js';
 import type { StableDiffusion } from './stable-diffusion.js';

@@ -11,10 +11,8 @@
  *   attention at the latent size.
  *
  * Gradient methods keep the forward pass for the backward one: the UNet term counts twice. The factors were
- * fitted on the shapes model (plain sampling, peak RSS at 64 to 384 px: 1.0 GB estimated, 1.04 GB measured at
- * 384 px) and give a lower bound for SD-1.5's UNet step at 64x64 latents (3.7 GB estimated, 5.1 GB measured; A&E
- * 5.9 GB, 15.2 GB measured), so the check refuses only runs that cannot fit, such as a 4096x4096 SD image
- * (terabytes of attention).
+ * fitted on the shapes model's peak memory and give a lower bound for SD-1.5's (docs/measurements.md#footprint), so
+ * the check refuses only runs that cannot fit, such as a 4096x4096 SD image (terabytes of attention).
  */
 import type { UNetConfig } from '../models/unet.js';
 import type { VaeConfig } from '../models/vae.js';

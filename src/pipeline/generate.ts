@@ -10,20 +10,8 @@
  * Each sample has its own random stream and sampler state, and samples never interact inside a pass, so every
  * image of a batch is its batch-1 image up to float32 rounding.
  */
-import { chooseAttentionResolution } from '../attention/resolution.js';
-import { AttentionStore, composeHooks } from '../attention/store.js';
-import { multiplicativeEditor, parseEditInputName } from '../attention/editors.js';
 import { FieldError, UserError } from '../errors.js';
-import * as op from '../graph/ops.js';
-import type {
-  AttentionEdit,
-  GuidanceMethod,
-  GuidedSample,
-  PassCount,
-  StartSample,
-  StepContext,
-  StepLog,
-} from '../methods/types.js';
+import type { GuidedSample, PassCount, StartSample, StepContext } from '../methods/types.js';
 import {
   createSampler,
   defaultSampler,
@@ -33,127 +21,24 @@ import {
 } from '../schedulers/index.js';
 import { firstNonFinite, numel, type Tensor } from '../tensor.js';
 import { checkMemory } from '../util/memory.js';
-import { generationFootprint } from './footprint.js';
 import { GaussianRng } from '../util/random.js';
 import { defaultBatchSize } from './batch-size.js';
+import { generationFootprint } from './footprint.js';
+import type { BatchOptions, GenerateOptions, GenerateResult, SampleRequest, StepRecord } from './generate-types.js';
+import { attentionRecording, guidedPass, guidedPrediction } from './guided-pass.js';
 import { candidateSeed, chooseStarts, startPlan } from './starts.js';
 import type { StableDiffusion } from './stable-diffusion.js';
 
 export { candidateSeed };
-
-export interface AttentionRecording {
-  /** Query resolution [h, w] of the maps (default: latent size / 4). */
-  resolution?: readonly [number, number];
-  /** Which sampler calls to record (default: every call). */
-  steps?: readonly number[];
-}
-
-/** What differs between the samples of a batch. */
-export interface SampleRequest {
-  prompt: string;
-  negativePrompt?: string;
-  seed?: number;
-  /** Initial latents [1, C, h, w] or [C, h, w] (before × init_noise_sigma), instead of seeded noise. */
-  initialLatents?: Tensor;
-  /** This sample's guidance (its own instance: its own prompt's subjects). */
-  method?: GuidanceMethod;
-}
-
-/** What every sample of a batch shares. */
-export interface BatchOptions {
-  /** Inference steps (PNDM runs one extra UNet call). Default DEFAULT_STEPS (50). */
-  steps?: number;
-  /** Default DEFAULT_GUIDANCE (7.5), or the model's own (SDXL's 5). */
-  guidanceScale?: number;
-  /** Default: the model's own scheduler. */
-  sampler?: SamplerName;
-  /** Scheduler config keys that override the model's (e.g. { timestep_spacing: 'trailing' }). */
-  schedulerOverrides?: Record<string, unknown>;
-  eta?: number;
-  /** Image size in pixels; multiples of 8. Default: the initial latents' size, else the model's native size. */
-  height?: number;
-  width?: number;
-  /** Record the conditional cross-attention maps of the guided passes (for pictures). */
-  recordAttention?: AttentionRecording;
-  /**
-   * Samples per batch: `generateBatch` runs the samples in consecutive batches of at most this many. Default: as
-   * many as fit the memory budget, at most 16 (batch-size.ts).
-   */
-  batchSize?: number;
-  onStep?: (info: StepInfo) => void;
-}
-
-/** One image's request and the shared settings (`generate`). */
-export type GenerateOptions = SampleRequest & Omit<BatchOptions, 'batchSize'>;
-
-export interface StepInfo {
-  index: number;
-  timestep: number;
-  totalCalls: number;
-  /**
-   * While a method chooses among starts: which try (0: every sample's own seed; 1, 2, ...: the samples still
-   * looking for a cleaner layout) — the calls 0..atCall-1 then run once per try. null afterwards.
-   */
-  candidateRound: number | null;
-  /** Which batch (0-based) of how many this call belongs to. */
-  batch: number;
-  batches: number;
-  /** The batch's latents after this call, one [1, C, h, w] per sample. */
-  latents: readonly Tensor[];
-  /** Per sample, the sampler's prediction of the final (denoised) latents at this step, when it makes one. */
-  predictedOriginal: readonly (Tensor | null)[];
-  /** Per sample, what its method logged at this call (null without a method or a log). */
-  methodLogs: readonly (StepLog | null)[];
-  ms: number;
-  /**
-   * Per sample, this call's recorded cross-attention maps [h, w, T] as the pass used them, when this call recorded
-   * maps (a page shows them as they form).
-   */
-  attentionMaps?: readonly Tensor[];
-}
-
-export interface StepRecord {
-  index: number;
-  timestep: number;
-  /** Milliseconds of this call for the whole batch. */
-  ms: number;
-  method?: StepLog;
-}
-
-export interface GenerateResult {
-  sampler: SamplerName;
-  timesteps: readonly number[];
-  seed: number | null;
-  height: number;
-  width: number;
-  initialLatents: Tensor;
-  finalLatents: Tensor;
-  /** Latents after each sampler call. */
-  latentsPerStep: Tensor[];
-  /** Decoded image [1, 3, H, W] before clamping (diffusers' decoded_raw). */
-  image: Tensor;
-  steps: StepRecord[];
-  /** Recorded conditional cross-attention maps by call index, each [h, w, T], as the guided pass used them. */
-  attentionMaps: Map<number, Tensor>;
-  /** For edited calls: the model's own maps before the edit. */
-  rawAttentionMaps: Map<number, Tensor>;
-  attentionResolution: readonly [number, number] | null;
-  /** The batch this image was made in: its size and this image's place in it. */
-  batch: { size: number; index: number };
-  /**
-   * When the method chose among starts: which one made the image (0: the sample's own seed), the seed of its
-   * initial noise, the layout score of every start tried, in order, and the call they were compared at.
-   */
-  candidate: { index: number; seed: number; scores: number[]; atCall: number } | null;
-  /** Milliseconds of the whole batch (divide by batch.size for a per-image share). */
-  timings: { encodeMs: number; denoiseMs: number; decodeMs: number; totalMs: number };
-  /**
-   * What this image cost: UNet forward passes (each guided pass of the sample is one, and so is each of its
-   * method's loss passes and each pass of the starts it tried), backward passes, and wall seconds (its share of
-   * the batch's: the batch's time / batch size).
-   */
-  cost: PassCount & { seconds: number };
-}
+export type {
+  AttentionRecording,
+  BatchOptions,
+  GenerateOptions,
+  GenerateResult,
+  SampleRequest,
+  StepInfo,
+  StepRecord,
+} from './generate-types.js';
 
 /** diffusers' StableDiffusionPipeline defaults. */
 export const DEFAULT_STEPS = 50;
@@ -215,7 +100,7 @@ export async function generate(model: StableDiffusion, options: GenerateOptions)
   return (await generateBatch(model, [sample], shared))[0]!;
 }
 
-interface Plan {
+interface BatchSettings {
   steps: number;
   guidance: number;
   height: number;
@@ -225,7 +110,11 @@ interface Plan {
   schedulerConfig: ReturnType<typeof resolveSchedulerConfig>;
 }
 
-function planRun(model: StableDiffusion, samples: readonly SampleRequest[], options: BatchOptions): Plan {
+function resolveBatchSettings(
+  model: StableDiffusion,
+  samples: readonly SampleRequest[],
+  options: BatchOptions,
+): BatchSettings {
   const steps = options.steps ?? DEFAULT_STEPS;
   if (!Number.isInteger(steps) || steps < 1 || steps > 1000)
     throw new FieldError('steps', `must be an integer from 1 to 1000, got ${steps}`);
@@ -278,15 +167,15 @@ export async function generateBatch(
   options: BatchOptions = {},
 ): Promise<GenerateResult[]> {
   if (samples.length === 0) throw new FieldError('samples', 'must hold at least one sample');
-  const plan = planRun(model, samples, options);
+  const settings = resolveBatchSettings(model, samples, options);
   // Every sample's initial latents as [1, C, h, w], checked against the batch's size.
   const checked = samples.map((s) =>
     s.initialLatents
       ? {
           ...s,
           initialLatents: resolveImageSize(model, {
-            height: plan.height,
-            width: plan.width,
+            height: settings.height,
+            width: settings.width,
             initialLatents: s.initialLatents,
           }).initial!,
         }
@@ -296,15 +185,15 @@ export async function generateBatch(
     options.batchSize ??
     defaultBatchSize(model, {
       images: samples.length,
-      height: plan.height,
-      width: plan.width,
+      height: settings.height,
+      width: settings.width,
       gradient: samples.some((s) => s.method?.usesGradients === true),
     });
   if (!Number.isInteger(size) || size < 1) throw new FieldError('batchSize', `must be a positive integer, got ${size}`);
   const batches = Math.ceil(samples.length / size);
   const results: GenerateResult[] = [];
   for (let b = 0; b < batches; b++)
-    results.push(...(await runBatch(model, checked.slice(b * size, (b + 1) * size), options, plan, b, batches)));
+    results.push(...(await runBatch(model, checked.slice(b * size, (b + 1) * size), options, settings, b, batches)));
   return results;
 }
 
@@ -324,13 +213,13 @@ async function runBatch(
   model: StableDiffusion,
   requests: readonly SampleRequest[],
   options: BatchOptions,
-  plan: Plan,
+  settings: BatchSettings,
   batchIndex: number,
   batches: number,
 ): Promise<GenerateResult[]> {
   const t0 = performance.now();
   const B = requests.length;
-  const [, c, h, w] = plan.latentShape;
+  const [, c, h, w] = settings.latentShape;
   const perSample = c * h * w;
 
   // One text-encoder pass over the distinct prompts (the negative prompt is usually shared by all).
@@ -355,8 +244,8 @@ async function runBatch(
   const recording = attentionRecording(requests, options, h, w);
   const batch = (b: number) => ({ size: B, index: b });
   const start = (r: SampleRequest, b: number) =>
-    startSample(r, plan, options, embedding, recording.resolution, batch(b));
-  const loop: CallLoop = { model, unet, plan, options, recording, batchIndex, batches, tokens, dim };
+    startSample(r, settings, options, embedding, recording.resolution, batch(b));
+  const loop: CallLoop = { model, unet, settings, options, recording, batchIndex, batches, tokens, dim };
 
   const tDenoise = performance.now();
   let runs = requests.map((r, b) => start(r, b));
@@ -406,7 +295,7 @@ async function runBatch(
 interface CallLoop {
   model: StableDiffusion;
   unet: ReturnType<StableDiffusion['unetAccess']>;
-  plan: Plan;
+  settings: BatchSettings;
   options: BatchOptions;
   recording: ReturnType<typeof attentionRecording>;
   batchIndex: number;
@@ -423,9 +312,9 @@ async function runCalls(
   to: number,
   candidateRound: number | null,
 ): Promise<void> {
-  const { unet, plan, options, recording, tokens, dim } = loop;
+  const { unet, settings, options, recording, tokens, dim } = loop;
   const B = runs.length;
-  const [, c, h, w] = plan.latentShape;
+  const [, c, h, w] = settings.latentShape;
   const perSample = c * h * w;
   // [uncond × B, cond × B], as diffusers concatenates them.
   const context: Tensor = { data: new Float32Array(2 * B * tokens * dim), shape: [2 * B, tokens, dim] };
@@ -437,7 +326,7 @@ async function runCalls(
   const totalCalls = timesteps.length;
   // A method that edits some calls gets the editing graph on every call (factors of 1 where it does not edit,
   // which leave the probabilities bit-identical): one UNet session instead of two, each of which holds its own
-  // copy of the weights in ONNX Runtime (3.4 GB for SD-1.5's UNet, 10 GB for SDXL's; tools/perf/sessions.ts).
+  // copy of the weights in ONNX Runtime (docs/measurements.md#unet-sessions).
   const editGraph = runs.some((s) => s.request.method?.guidedPassEdit !== undefined);
   for (let i = from; i < to; i++) {
     const tStep = performance.now();
@@ -464,7 +353,7 @@ async function runCalls(
       if (usedMaps && (!recordSteps || recordSteps.has(i))) s.result.attentionMaps.set(i, usedMaps);
       if (rawMaps && edits[b]) s.result.rawAttentionMaps.set(i, rawMaps);
       s.request.method?.afterGuidedPass?.(ctx, rawMaps);
-      return stepSample(s, guidedPrediction(out.noisePred, b, B, perSample, plan.guidance), ctx, plan);
+      return stepSample(s, guidedPrediction(out.noisePred, b, B, perSample, settings.guidance), ctx, settings);
     });
     const ms = performance.now() - tStep;
     const methodLogs = runs.map((s) => {
@@ -490,48 +379,19 @@ async function runCalls(
   }
 }
 
-/**
- * Which cross-attention maps the guided passes record: at the methods' resolution on every call (they read
- * them), else at the picture's on its calls; one resolution per batch.
- */
-function attentionRecording(
-  requests: readonly SampleRequest[],
-  options: BatchOptions,
-  h: number,
-  w: number,
-): { resolution: readonly [number, number] | null; everyCall: boolean; steps: Set<number> | null } {
-  let methodRes: readonly [number, number] | null = null;
-  for (const r of requests) {
-    const res = r.method?.attentionResolution?.(h, w) ?? null;
-    if (res && methodRes && res.join('x') !== methodRes.join('x'))
-      throw new UserError(`the methods of one batch record attention at ${methodRes.join('x')} and ${res.join('x')}`);
-    methodRes ??= res;
-  }
-  const userRes = options.recordAttention
-    ? (options.recordAttention.resolution ?? chooseAttentionResolution(null, h, w))
-    : null;
-  if (methodRes && userRes && methodRes.join('x') !== userRes.join('x')) {
-    throw new UserError(
-      `the method records attention at ${methodRes.join('x')}; pictures at ${userRes.join('x')} are not supported in the same run`,
-    );
-  }
-  const steps = options.recordAttention?.steps ? new Set(options.recordAttention.steps) : null;
-  return { resolution: methodRes ?? userRes, everyCall: methodRes !== null, steps };
-}
-
 /** A sample's own random stream, sampler and initial latents (its seed's, or the given ones × init_noise_sigma). */
 function startSample(
   r: SampleRequest,
-  plan: Plan,
+  settings: BatchSettings,
   options: BatchOptions,
   embedding: (text: string | null) => Tensor,
   attentionResolution: readonly [number, number] | null,
   batch: { size: number; index: number },
 ): SampleRun {
-  const { latentShape } = plan;
+  const { latentShape } = settings;
   const seed = r.seed ?? null;
   const rng = new GaussianRng(seed ?? 0);
-  const sampler = createSampler(plan.samplerName, plan.schedulerConfig, plan.steps, {
+  const sampler = createSampler(settings.samplerName, settings.schedulerConfig, settings.steps, {
     noise: (n) => rng.normal(n),
     eta: options.eta,
   });
@@ -545,11 +405,11 @@ function startSample(
     cond: embedding(r.prompt),
     uncond: embedding(r.negativePrompt ?? null),
     result: {
-      sampler: plan.samplerName,
+      sampler: settings.samplerName,
       timesteps: sampler.timesteps,
       seed,
-      height: plan.height,
-      width: plan.width,
+      height: settings.height,
+      width: settings.width,
       initialLatents: initial,
       finalLatents: latents,
       latentsPerStep: [],
@@ -567,21 +427,8 @@ function startSample(
   };
 }
 
-/** Sample b's uncond + g·(cond − uncond) from the pass's [uncond × B, cond × B] rows, in float32 as torch. */
-function guidedPrediction(pred: Float32Array, b: number, B: number, perSample: number, guidance: number): Float32Array {
-  const g32 = Math.fround(guidance);
-  const guided = new Float32Array(perSample);
-  const u0 = b * perSample;
-  const c0 = (B + b) * perSample;
-  for (let j = 0; j < perSample; j++) {
-    const u = pred[u0 + j]!;
-    guided[j] = u + Math.fround(g32 * Math.fround(pred[c0 + j]! - u));
-  }
-  return guided;
-}
-
 /** One sampler step of one sample; returns the sampler's predicted original, when it makes one. */
-function stepSample(s: SampleRun, guided: Float32Array, ctx: StepContext, plan: Plan): Tensor | null {
+function stepSample(s: SampleRun, guided: Float32Array, ctx: StepContext, settings: BatchSettings): Tensor | null {
   const { index: i, timestep } = ctx;
   const stepped = s.sampler.step(guided, i, s.latents.data);
   const next = stepped.prevSample;
@@ -596,12 +443,12 @@ function stepSample(s: SampleRun, guided: Float32Array, ctx: StepContext, plan: 
             `the guided noise prediction became ${guided[badPrediction]} at step ${i} (t=${timestep}); try a lower ${name}`,
         )
       : new UserError(
-          `sampler ${plan.samplerName} turned finite latents into ${next[bad]} at step ${i} (t=${timestep}); try another sampler`,
+          `sampler ${settings.samplerName} turned finite latents into ${next[bad]} at step ${i} (t=${timestep}); try another sampler`,
         );
   }
-  s.latents = { data: next, shape: [...plan.latentShape] };
+  s.latents = { data: next, shape: [...settings.latentShape] };
   s.result.latentsPerStep.push(s.latents);
-  return stepped.predOriginalSample ? { data: stepped.predOriginalSample, shape: [...plan.latentShape] } : null;
+  return stepped.predOriginalSample ? { data: stepped.predOriginalSample, shape: [...settings.latentShape] } : null;
 }
 
 /**
@@ -670,89 +517,4 @@ async function updateLatents(ctx: StepContext, runs: readonly SampleRun[]): Prom
       runs[b]!.latents = { data, shape: runs[b]!.latents.shape };
     });
   }
-}
-
-interface GuidedOutputs {
-  /** [2B, C, h, w]: the unconditional rows, then the conditional ones. */
-  noisePred: Float32Array;
-  /** Per sample, the conditional maps [h, w, T] before any edit (null without recording). */
-  rawMaps: Tensor[] | null;
-  /** Per sample, the maps the pass used (after the edit), when edited. */
-  usedMaps: Tensor[] | null;
-}
-
-/** One UNet pass over [uncond × B, cond × B], recording and editing the conditional half's cross-attention. */
-async function guidedPass(
-  unet: ReturnType<StableDiffusion['unetAccess']>,
-  runs: readonly SampleRun[],
-  context: Tensor,
-  timestep: number,
-  index: number,
-  recordRes: readonly [number, number] | null,
-  edits: readonly (AttentionEdit | null)[],
-  editGraph = false,
-): Promise<GuidedOutputs> {
-  const B = runs.length;
-  const [c, h, w] = unet.latentShape;
-  const [tokens, dim] = unet.contextShape;
-  const edited = editGraph || edits.some((e) => e !== null);
-  const key = `guided:b${B}:rec=${recordRes ? recordRes.join('x') : '-'}:edit=${edited ? 1 : 0}`;
-  const session = await unet.compile(key, (g, build) => {
-    const sample = g.input('sample', [2 * B, c, h, w]);
-    const ts = g.input('timestep', [2 * B]);
-    const ctxIn = g.input('context', [2 * B, tokens, dim]);
-    // Two views when editing: the model's own maps (before the edit; they define the method's regions) and the
-    // maps the pass actually used (after it; what pictures show). Without an edit they are the same.
-    const raw = recordRes ? new AttentionStore({ kind: 'cross', resolution: recordRes }) : null;
-    const editor = edited ? multiplicativeEditor(g, 2 * B) : null;
-    const used = raw && editor ? new AttentionStore({ kind: 'cross', resolution: recordRes! }) : null;
-    const { noisePred } = build(
-      { sample, timestep: ts, encoderHiddenStates: ctxIn },
-      { attentionHook: composeHooks(raw?.hook, editor?.hook, used?.hook) },
-    );
-    g.output('noise_pred', noisePred);
-    const conditional = (store: AttentionStore) =>
-      op.identity(store.aggregate({ resolution: recordRes!, batches: [B, 2 * B] }));
-    if (raw) g.output('attention_maps_raw', conditional(raw));
-    if (used) g.output('attention_maps', conditional(used));
-  });
-  const perSample = c * h * w;
-  const batch = new Float32Array(2 * B * perSample);
-  runs.forEach((s, b) => {
-    const scaled = s.sampler.scaleModelInput(s.latents.data, index);
-    batch.set(scaled, b * perSample);
-    batch.set(scaled, (B + b) * perSample);
-  });
-  const feeds: Record<string, Tensor> = {
-    sample: { data: batch, shape: [2 * B, c, h, w] },
-    timestep: { data: new Float32Array(2 * B).fill(timestep), shape: [2 * B] },
-    context,
-  };
-  if (edited) {
-    for (const input of session.graph.inputs) {
-      const at = parseEditInputName(input.name);
-      if (!at) continue;
-      const q = at.height * at.width;
-      const factor = new Float32Array(numel(input.shape)).fill(1);
-      edits.forEach((edit, b) => {
-        if (!edit) return;
-        const f = edit(at.height, at.width, tokens);
-        if (f.length !== q * tokens)
-          throw new Error(`attention edit for ${input.name} has ${f.length} values, expected ${q}x${tokens}`);
-        factor.set(f, (B + b) * q * tokens); // only the conditional half is edited
-      });
-      feeds[input.name] = { data: factor, shape: [...input.shape] };
-    }
-  }
-  const out = await session.run(feeds);
-  const split = (t: Tensor | undefined): Tensor[] | null => {
-    if (!t) return null;
-    const size = t.data.length / B;
-    return runs.map((_, b) => ({ data: t.data.slice(b * size, (b + 1) * size), shape: t.shape.slice(1) }));
-  };
-  return {
-    noisePred: out['noise_pred']!.data,
-    rawMaps: split(out['attention_maps_raw']),
-    usedMaps: split(out['attention_maps']),
-  };
 }

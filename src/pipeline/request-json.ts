@@ -1,13 +1,15 @@
 /**
  * A request and its images as plain JSON, for work that travels: `s2i serve --queue redis://` puts each request in
- * the job queue as a `RequestJob`, and an `s2i worker` runs it with `runRequestJob` — the same `runRequest` as
+ * the job queue as a `RequestJob`, and an `s2i worker` runs it with `runRequestJob` — the same `plan` and `run` as
  * `s2i generate` — and returns `ServedImages` (PNGs in base64). A job's data comes from Redis, where anyone who can
  * write can put anything: `parseRequestJob` checks every field before use.
  */
 import { UserError } from '../errors.js';
 import { encodePng } from '../image/png.js';
 import { SAMPLER_NAMES, type SamplerName } from '../schedulers/index.js';
-import { runRequest, type GenerateRequest, type GenerateRun } from './request.js';
+import { plan } from './plan.js';
+import type { GenerateRequest, GenerateRun } from './request.js';
+import { run } from './run.js';
 import type { StableDiffusion } from './stable-diffusion.js';
 
 /** A finished request's images: PNG (base64), seed and attention picture (PNG, base64) of each. */
@@ -114,5 +116,5 @@ export async function runRequestJob(model: StableDiffusion, fingerprint: string,
     throw new UserError(
       `the request was checked against model fingerprint ${job.model}, this worker has ${fingerprint} (${model.dir}); run the worker with the server's model`,
     );
-  return servedImages(await runRequest(model, job.request));
+  return servedImages(await run(plan(job.request, model)));
 }

@@ -59,7 +59,7 @@ function norm(s: string): string {
 /**
  * The text the finder reads: what the text encoder sees (`visibleText`), when its tokens are the prompt's own first
  * ones (they are, as pre-tokenising is word by word; checked all the same). Words past the token limit can be no
- * subject, and the tagger's time grows faster than linearly with the text: a 120,000-character prompt took 47 s.
+ * subject, and the tagger's time grows faster than linearly with the text (docs/measurements.md#tagger-time).
  */
 function readText(tokenizer: ClipTokenizer, prompt: string, ids: readonly number[]): string {
   const visible = tokenizer.visibleText(prompt);

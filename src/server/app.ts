@@ -132,7 +132,7 @@ export function localBackend(maxBatch: number): Backend<LocalPayload> {
     maxBatch,
     prepare: (order) => {
       const { key, ...payload } = prepareJob(order.served, order.request);
-      return { key, images: payload.prepared.samples.length, payload };
+      return { key, images: payload.plan.samples.length, payload };
     },
     run: async (jobs, control) => (await runLocalBatch(jobs, control)).map(servedImages),
   };

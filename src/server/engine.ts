@@ -1,14 +1,15 @@
 /**
- * The models a server was started with, and how a batch of queued jobs runs on one of them in this process: every
- * job's samples go into one `generateBatch` (the library's batched generation: one UNet pass per step over all of
- * them), and each job's own `finish` turns its share of the results into its run — the same calls `s2i generate`
- * makes through `runRequest`. Requests name models only by the names given here: no request reaches a path.
+ * The models a server was started with, and how a batch of queued jobs runs on one of them in this process: each
+ * job's request is planned once (`plan`), and the plans of a batch run together (`run`: one batched generation, one
+ * UNet pass per step over all of them) — the same two calls `s2i generate` makes. Requests name models only by the
+ * names given here: no request reaches a path.
  */
 import { basename } from 'node:path';
 import { modelFingerprint } from '../bench/plan.js';
 import { UserError } from '../errors.js';
-import { generateBatch } from '../pipeline/generate.js';
-import { prepareRequest, type GenerateRequest, type GenerateRun, type PreparedRequest } from '../pipeline/request.js';
+import { plan, type GenerationPlan } from '../pipeline/plan.js';
+import type { GenerateRequest, GenerateRun } from '../pipeline/request.js';
+import { run } from '../pipeline/run.js';
 import { StableDiffusion, type LoadOptions } from '../pipeline/stable-diffusion.js';
 import type { BatchControl, Job } from './queue.js';
 
@@ -24,10 +25,10 @@ export interface ServedModel {
   maxSide: number;
 }
 
-/** A job's payload: its model and its prepared request. */
+/** A job's payload: its model and its planned request. */
 export interface LocalPayload {
   served: ServedModel;
-  prepared: PreparedRequest;
+  plan: GenerationPlan;
 }
 
 /** The name a model is served under: its folder's or file's name. */
@@ -58,8 +59,8 @@ export async function loadModels(
 
 /** Checks and resolves a request on a served model (a FieldError names the request field at fault). */
 export function prepareJob(served: ServedModel, request: GenerateRequest): LocalPayload & { key: string } {
-  const prepared = prepareRequest(served.model, request);
-  return { served, prepared, key: `${served.name}\u0000${prepared.batchKey}` };
+  const planned = plan(request, served.model);
+  return { served, plan: planned, key: `${served.name}\u0000${planned.batchKey}` };
 }
 
 /** Runs a batch of jobs of one model and key as one batched generation; runs in job order. */
@@ -67,18 +68,11 @@ export async function runLocalBatch(
   jobs: readonly Job<LocalPayload, unknown>[],
   control: BatchControl,
 ): Promise<GenerateRun[]> {
-  const { served, prepared } = jobs[0]!.payload;
-  const samples = jobs.flatMap((j) => j.payload.prepared.samples);
-  control.step(0, prepared.totalCalls);
-  const results = await generateBatch(served.model, samples, {
-    ...prepared.options,
-    onStep: (info) => control.step(info.batch * info.totalCalls + info.index + 1, info.batches * info.totalCalls),
-  });
-  let at = 0;
-  return jobs.map((j) => {
-    const n = j.payload.prepared.samples.length;
-    const run = j.payload.prepared.finish(results.slice(at, at + n));
-    at += n;
-    return run;
-  });
+  return run(
+    jobs.map((j) => j.payload.plan),
+    {
+      onStart: (totalCalls) => control.step(0, totalCalls),
+      onStep: (info) => control.step(info.batch * info.totalCalls + info.index + 1, info.batches * info.totalCalls),
+    },
+  );
 }

@@ -1,7 +1,7 @@
 /**
  * The engine in the browser: the library's own loader, request and pipeline, on onnxruntime-web, with the model's
  * files fetched into memory. A page request (prompt, method, seed, steps) runs as one `GenerateRequest` through
- * `runRequest`, the call `s2i generate` makes: the model's recommended guidance (s2i.json), subjects found
+ * `plan` and `run`, the calls `s2i generate` makes: the model's recommended guidance (s2i.json), subjects found
  * automatically (nouns and their adjectives), the method's defaults scaled to the steps, the choice among starts
  * where the method makes one, and the cross-attention maps recorded at the method's resolution on every call.
  */
@@ -11,13 +11,13 @@ import { webRuntime } from '../../src/graph/runtime-web.js';
 import { floatToRgb8 } from '../../src/image/convert.js';
 import type { RgbImage } from '../../src/image/image.js';
 import { MemoryFileSystem, setDefaultFileSystem } from '../../src/io/files.js';
-import { checkMethodOverrides, resolveMethodSettings } from '../../src/methods/registry.js';
+import { checkMethodOverrides } from '../../src/methods/registry.js';
 import { LOSS_TERMS } from '../../src/methods/suppress.js';
 import type { StepLog } from '../../src/methods/types.js';
 import type { StepInfo } from '../../src/pipeline/generate.js';
-import { runRequest } from '../../src/pipeline/request.js';
+import { plan } from '../../src/pipeline/plan.js';
+import { run as runPlan } from '../../src/pipeline/run.js';
 import { StableDiffusion } from '../../src/pipeline/stable-diffusion.js';
-import { autoSubjects } from '../../src/prompt/auto-subjects.js';
 import { scoreImage } from '../../src/shapes/score.js';
 import type { EngineMessage, RunRequest, Score, StepRow } from './protocol.js';
 
@@ -104,12 +104,12 @@ function stepRow(info: StepInfo, log: StepLog | null, subjects: number): StepRow
     timestep: info.timestep,
     ms: info.ms,
     loss: log?.loss ?? null,
-    maxAttention: log?.maxAttention ?? new Array<null>(subjects).fill(null),
+    max_attention: log?.maxAttention ?? new Array<null>(subjects).fill(null),
     terms: { ...log?.terms },
     tries: log?.refinementTries ?? 0,
     updated: log !== null && log.stepSize !== null,
     edited: log?.edited ?? false,
-    layoutScore: log?.layoutScore ?? null,
+    layout_score: log?.layoutScore ?? null,
   };
 }
 
@@ -123,82 +123,61 @@ export async function run(req: RunRequest, post: Post): Promise<void> {
       throw new UserError(`steps must be a whole number from 1 to 1000, got ${req.steps}`);
     const caps = checkMethodOverrides(req.method, {}).capabilities;
     const { model: sd, loadMs, runtime } = await model(req, post);
-    // The subjects whose maps the page shows: found as the request finds them ('auto').
-    const auto = autoSubjects(sd.tokenizer, req.prompt);
-    if (caps.needsSubjects && auto.subjects.length === 0)
-      throw new UserError(`${req.method} needs a noun to strengthen; the prompt names none`);
-    const subjects = auto.subjects.map((s) => ({ word: s.word, token: s.tokenIndex }));
-    const settings = resolveMethodSettings(req.method, req.steps).suppress;
-    const selection = settings && settings.selection.candidates > 1 ? settings.selection : null;
-    const tGen = performance.now();
-    const run = await runRequest(
-      sd,
+    const planned = plan(
       {
         prompt: req.prompt,
         steps: req.steps,
         seed: req.seed,
         method: req.method,
-        ...(auto.subjects.length > 0 ? { subjects: 'auto' } : {}),
+        // The subjects whose maps the page shows, found automatically (a prompt without a noun is an error).
+        subjects: 'auto',
         // Records every call's maps (a one-row picture: their mean, which the page does not show).
         attentionPicture: { steps: 'mean' },
         batchSize: 1,
       },
-      {
-        onStart: (totalCalls) =>
-          post({
-            type: 'started',
-            subjects,
-            guided: caps.needsSubjects,
-            mode: settings?.mode ?? null,
-            terms: settings && settings.mode !== 'edit' ? LOSS_TERMS.filter((t) => settings.weights[t] !== 0) : [],
-            selection,
-            totalSteps: totalCalls,
-            runtime,
-            width: sd.defaultImageSize,
-            height: sd.defaultImageSize,
-          }),
-        onStep: (info) => {
-          const preview = sd.vaeConfig ? null : rgba(floatToRgb8(info.latents[0]!, { range: 'signed' })).data;
-          const m = info.attentionMaps?.[0];
-          const maps = m ? { data: m.data.slice(), shape: [...m.shape] } : null;
-          post(
-            {
-              type: 'step',
-              index: info.index,
-              timestep: info.timestep,
-              round: info.candidateRound,
-              ms: info.ms,
-              preview,
-              maps,
-              row: stepRow(info, info.methodLogs[0] ?? null, subjects.length),
-            },
-            [...(preview ? [preview.buffer] : []), ...(maps ? [maps.data.buffer] : [])],
-          );
-        },
-      },
+      sd,
     );
+    const subjects = planned.subjects!.subjects.map((s) => ({ word: s.word, token: s.tokenIndex }));
+    const settings = planned.method?.suppress ?? null;
+    const chosen = settings && settings.selection.candidates > 1 ? settings.selection : null;
+    const selection = chosen && { candidates: chosen.candidates, at_call: chosen.atCall, accept: chosen.accept };
+    const tGen = performance.now();
+    const run = await runPlan(planned, {
+      onStart: (totalCalls) =>
+        post({
+          type: 'started',
+          subjects,
+          guided: caps.needsSubjects,
+          mode: settings?.mode ?? null,
+          terms: settings && settings.mode !== 'edit' ? LOSS_TERMS.filter((t) => settings.weights[t] !== 0) : [],
+          selection,
+          total_steps: totalCalls,
+          runtime,
+          width: sd.defaultImageSize,
+          height: sd.defaultImageSize,
+        }),
+      onStep: (info) => {
+        const preview = sd.vaeConfig ? null : rgba(floatToRgb8(info.latents[0]!, { range: 'signed' })).data;
+        const m = info.attentionMaps?.[0];
+        const maps = m ? { data: m.data.slice(), shape: [...m.shape] } : null;
+        post(
+          {
+            type: 'step',
+            index: info.index,
+            timestep: info.timestep,
+            round: info.candidateRound,
+            ms: info.ms,
+            preview,
+            maps,
+            row: stepRow(info, info.methodLogs[0] ?? null, subjects.length),
+          },
+          [...(preview ? [preview.buffer] : []), ...(maps ? [maps.data.buffer] : [])],
+        );
+      },
+    });
     const result = run.result;
     const image = rgba(run.image);
-    let score: Score | null = null;
-    try {
-      const r = scoreImage(run.image, undefined, undefined, req.prompt);
-      score = {
-        fullSuccess: r.full_success,
-        objectRecall: r.object_recall,
-        binding: r.binding,
-        extraObjects: r.extra_objects,
-        objects: r.objects.map((o) => ({
-          object: `${o.colour ?? ''} ${o.shape}`.trim(),
-          present: o.found_shape_match,
-          colourRight: o.colour_correct,
-          leaked: o.leaked,
-          seen: o.detection === null ? 'nothing' : `${o.detected_colour ?? ''} ${o.detected_shape ?? ''}`.trim(),
-        })),
-      };
-    } catch (e) {
-      // Not a shapes-world prompt (the scorer names what it cannot parse): no score, the image stands.
-      if (!isUserError(e)) throw e;
-    }
+    const score = shapesScore(run.image, req.prompt);
     const now = performance.now();
     post(
       {
@@ -207,13 +186,42 @@ export async function run(req: RunRequest, post: Post): Promise<void> {
         width: image.width,
         height: image.height,
         score,
-        candidate: result.candidate,
-        timings: { loadMs, generateMs: now - tGen, totalMs: now - t0 },
+        candidate: result.candidate && {
+          index: result.candidate.index,
+          seed: result.candidate.seed,
+          scores: result.candidate.scores,
+          at_call: result.candidate.atCall,
+        },
+        timings: { load_ms: loadMs, generate_ms: now - tGen, total_ms: now - t0 },
       },
       [image.data.buffer],
     );
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     post({ type: 'error', message: isUserError(e) ? message : `internal error: ${message}` });
+  }
+}
+
+/** The shapes-world score of the image, as the page shows it; null for a prompt that is not a shapes-world one. */
+function shapesScore(image: RgbImage, prompt: string): Score | null {
+  try {
+    const r = scoreImage(image, undefined, undefined, prompt);
+    return {
+      full_success: r.full_success,
+      object_recall: r.object_recall,
+      binding: r.binding,
+      extra_objects: r.extra_objects,
+      objects: r.objects.map((o) => ({
+        object: `${o.colour ?? ''} ${o.shape}`.trim(),
+        present: o.found_shape_match,
+        colour_right: o.colour_correct,
+        leaked: o.leaked,
+        seen: o.detection === null ? 'nothing' : `${o.detected_colour ?? ''} ${o.detected_shape ?? ''}`.trim(),
+      })),
+    };
+  } catch (e) {
+    // Not a shapes-world prompt (the scorer names what it cannot parse): no score, the image stands.
+    if (!isUserError(e)) throw e;
+    return null;
   }
 }

@@ -90,9 +90,9 @@ interface RunState {
   /** The maps and log rows by call, of the image's own trajectory (while starts are tried: the latest start's). */
   maps: Maps[];
   rows: StepRow[];
-  /** While the method chooses among starts: each start's maps and rows of calls 0..atCall-1. */
+  /** While the method chooses among starts: each start's maps and rows of calls 0..at_call-1. */
   starts: { maps: Maps[]; rows: StepRow[] }[];
-  selection: { candidates: number; atCall: number; accept: number | null } | null;
+  selection: { candidates: number; at_call: number; accept: number | null } | null;
   totalSteps: number;
   started: number;
   follow: boolean;
@@ -157,7 +157,7 @@ function buildTable(
   } else if (guided) {
     const mark = (r: StepRow) => (r.updated ? '*' : r.edited ? 'e' : '');
     columns.push({ head: 'loss', cell: (r) => `${fmt(r.loss)}${mark(r)}` });
-    subjects.forEach((s, i) => columns.push({ head: `max ${s.word}`, cell: (r) => fmt(r.maxAttention[i]) }));
+    subjects.forEach((s, i) => columns.push({ head: `max ${s.word}`, cell: (r) => fmt(r.max_attention[i]) }));
     for (const t of terms) columns.push({ head: t, cell: (r) => fmt(r.terms[t]) });
     columns.push({ head: 'tries', cell: (r) => (r.tries ? String(r.tries) : '–') });
     notes.push(
@@ -165,7 +165,7 @@ function buildTable(
     );
   }
   if (starts) {
-    columns.push({ head: 'layout', cell: (r) => fmt(r.layoutScore) });
+    columns.push({ head: 'layout', cell: (r) => fmt(r.layout_score) });
     notes.push(
       'start: which initial noise the row ran from (the starts not chosen are struck through); layout: the layout score the starts are compared by, lower is better.',
     );
@@ -186,7 +186,7 @@ function addRow(r: StepRow, start: number | null): void {
 }
 
 /** Which start made the image: its rows and maps become the image's; the others' rows are struck through. */
-function showChosenStart(c: { index: number; seed: number; scores: number[]; atCall: number } | null): void {
+function showChosenStart(c: { index: number; seed: number; scores: number[]; at_call: number } | null): void {
   startChoice.hidden = c === null;
   if (!state || !c) return;
   const chosen = state.starts[c.index];
@@ -205,7 +205,7 @@ function showChosenStart(c: { index: number; seed: number; scores: number[]; atC
   const rule = sel
     ? ` (up to ${sel.candidates}${sel.accept !== null ? `; a start scoring at most ${sel.accept} is kept without trying the others` : ''})`
     : '';
-  startChoice.innerHTML = `Start ${c.index + 1} of the ${c.scores.length} tried${rule} made the image (noise seed ${c.seed}); layout scores at call ${c.atCall}, lower is better: ${scores}.`;
+  startChoice.innerHTML = `Start ${c.index + 1} of the ${c.scores.length} tried${rule} made the image (noise seed ${c.seed}); layout scores at call ${c.at_call}, lower is better: ${scores}.`;
 }
 
 function showScore(s: Score | null): void {
@@ -215,7 +215,7 @@ function showScore(s: Score | null): void {
     return;
   }
   const head = document.createElement('p');
-  head.innerHTML = `Shapes-world score: <span class="${s.fullSuccess ? 'ok' : 'bad'}">${s.fullSuccess ? 'fully right' : 'not fully right'}</span> — object recall ${(100 * s.objectRecall).toFixed(0)}%, binding ${(100 * s.binding).toFixed(0)}%, ${s.extraObjects} extra object${s.extraObjects === 1 ? '' : 's'}`;
+  head.innerHTML = `Shapes-world score: <span class="${s.full_success ? 'ok' : 'bad'}">${s.full_success ? 'fully right' : 'not fully right'}</span> — object recall ${(100 * s.object_recall).toFixed(0)}%, binding ${(100 * s.binding).toFixed(0)}%, ${s.extra_objects} extra object${s.extra_objects === 1 ? '' : 's'}`;
   const t = document.createElement('table');
   const h = t.createTHead().insertRow();
   for (const c of ['asked for', 'present', 'colour', 'seen'])
@@ -225,7 +225,7 @@ function showScore(s: Score | null): void {
     const tr = body.insertRow();
     tr.insertCell().textContent = o.object;
     tr.insertCell().textContent = o.present ? 'yes' : 'no';
-    tr.insertCell().textContent = o.colourRight ? 'right' : o.leaked ? 'leaked' : 'wrong';
+    tr.insertCell().textContent = o.colour_right ? 'right' : o.leaked ? 'leaked' : 'wrong';
     tr.insertCell().textContent = o.seen;
   }
   scoreBox.append(head, t);
@@ -254,7 +254,7 @@ worker.onmessage = (e: MessageEvent<EngineMessage>) => {
         rows: [],
         starts: [],
         selection: m.selection,
-        totalSteps: m.totalSteps,
+        totalSteps: m.total_steps,
         started: performance.now(),
         follow: true,
       };
@@ -274,7 +274,7 @@ worker.onmessage = (e: MessageEvent<EngineMessage>) => {
         }),
       );
       if (m.subjects.length === 0) mapsBox.textContent = 'The prompt names no noun whose map could be shown.';
-      scrubber.max = String(m.totalSteps - 1);
+      scrubber.max = String(m.total_steps - 1);
       scrubber.value = '0';
       scrubber.disabled = true;
       buildTable(m.guided, m.mode, m.subjects, m.terms, m.selection !== null);
@@ -306,12 +306,12 @@ worker.onmessage = (e: MessageEvent<EngineMessage>) => {
       showChosenStart(m.candidate);
       if (state) drawMaps(Number(scrubber.value));
       const sec = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-      caption.textContent = `${m.width}x${m.height}, shown ${imageCanvas.clientWidth / m.width}x; model loaded in ${sec(m.timings.loadMs)}, generated in ${sec(m.timings.generateMs)}`;
-      statusText.textContent = `done in ${sec(m.timings.totalMs)}`;
+      caption.textContent = `${m.width}x${m.height}, shown ${imageCanvas.clientWidth / m.width}x; model loaded in ${sec(m.timings.load_ms)}, generated in ${sec(m.timings.generate_ms)}`;
+      statusText.textContent = `done in ${sec(m.timings.total_ms)}`;
       progress.value = 1;
       // Time from the page's start to this image, for the benchmark in the browser test.
       if (!document.body.dataset['firstImageMs']) document.body.dataset['firstImageMs'] = performance.now().toFixed(0);
-      document.body.dataset['generateMs'] = m.timings.generateMs.toFixed(0);
+      document.body.dataset['generateMs'] = m.timings.generate_ms.toFixed(0);
       setStatus('done');
       break;
     }

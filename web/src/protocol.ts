@@ -1,4 +1,7 @@
-/** Messages between the page (main.ts) and the engine's worker (worker.ts). */
+/**
+ * Messages between the page (main.ts) and the engine's worker (worker.ts). What the engine sends is in snake_case,
+ * as every JSON s2i writes (the CLI's --json, the benchmark's rows): the engine converts at its edge.
+ */
 
 export interface RunRequest {
   prompt: string;
@@ -25,28 +28,28 @@ export interface StepRow {
   timestep: number;
   ms: number;
   loss: number | null;
-  maxAttention: (number | null)[];
+  max_attention: (number | null)[];
   terms: Record<string, number>;
   tries: number;
   updated: boolean;
   edited: boolean;
   /** The layout score (lower is better) where the method computed one: the call at which starts are compared. */
-  layoutScore: number | null;
+  layout_score: number | null;
 }
 
 export interface ObjectScore {
   object: string;
   present: boolean;
-  colourRight: boolean;
+  colour_right: boolean;
   leaked: boolean;
   seen: string;
 }
 
 export interface Score {
-  fullSuccess: boolean;
-  objectRecall: number;
+  full_success: boolean;
+  object_recall: number;
   binding: number;
-  extraObjects: number;
+  extra_objects: number;
   objects: ObjectScore[];
 }
 
@@ -65,8 +68,8 @@ export type EngineMessage =
        * When the method chooses among starts: at most how many, the sampler call at which it compares them, and the
        * layout score at which a start is kept without trying the others (null: all are tried).
        */
-      selection: { candidates: number; atCall: number; accept: number | null } | null;
-      totalSteps: number;
+      selection: { candidates: number; at_call: number; accept: number | null } | null;
+      total_steps: number;
       runtime: string;
       width: number;
       height: number;
@@ -98,7 +101,7 @@ export type EngineMessage =
        * When the method chose among starts: the one that made the image, its noise seed, the layout score of every
        * start tried and the call at which they were compared.
        */
-      candidate: { index: number; seed: number; scores: number[]; atCall: number } | null;
-      timings: { loadMs: number; generateMs: number; totalMs: number };
+      candidate: { index: number; seed: number; scores: number[]; at_call: number } | null;
+      timings: { load_ms: number; generate_ms: number; total_ms: number };
     }
   | { type: 'error'; message: string };

@@ -29,6 +29,9 @@ export interface GenerateCommandRun {
 
 export const fmtThresholds = (m: ReadonlyMap<number, number>) => [...m].map(([k, v]) => `${k}:${v}`).join(',');
 const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+/** A method's own settings as JSON writes them: snake_case keys (the values are numbers, lists and maps of steps). */
+const snakeKeys = (o: Readonly<Record<string, unknown>>) =>
+  Object.fromEntries(Object.entries(o).map(([k, v]) => [snake(k), v]));
 
 /** A path as the summary shows it: relative to the working directory when inside it. */
 function shown(abs: string): string {
@@ -131,6 +134,15 @@ export function summary(p: GenerateCommandRun): string {
     'cost',
     `${res.cost.unetForward} UNet forward passes (guided passes and the method's own), ${res.cost.unetBackward} backward${n > 1 ? ' (first image)' : ''}`,
   );
+  wroteRows(p, row);
+  return L.join('\n') + '\n';
+}
+
+/** The summary's rows naming the files written. */
+function wroteRows(p: GenerateCommandRun, row: (k: string, v: string) => void): void {
+  const r = p.run;
+  const res = r.result;
+  const n = r.images.length;
   const k = p.upscale;
   const pngs = `${res.width * k}x${res.height * k} PNG${k > 1 ? `, enlarged ${k}x` : ''}`;
   if (n > 1) {
@@ -140,7 +152,7 @@ export function summary(p: GenerateCommandRun): string {
     if (p.outputs.grid) row('', `${shown(p.outputs.grid)} (all ${n}, labelled with their seeds)`);
     if (p.outputs.latents) row('', `${shown(p.outputs.latents)} ... (each image's final latents as tensor 'latents')`);
     if (p.outputs.maps) row('', `${shown(p.outputs.maps)} ... (each image's cross-attention ${r.attnRes!.join('x')})`);
-    return L.join('\n') + '\n';
+    return;
   }
   row('wrote', `${shown(p.outputs.image)} (${pngs})`);
   if (p.outputs.latents)
@@ -150,7 +162,6 @@ export function summary(p: GenerateCommandRun): string {
       '',
       `${shown(p.outputs.maps)} (cross-attention ${r.attnRes!.join('x')}, ${r.picture.width}x${r.picture.height} PNG)`,
     );
-  return L.join('\n') + '\n';
 }
 
 /** The timings of all the run's batches together (each result carries its batch's). */
@@ -260,12 +271,17 @@ export function jsonReport(p: GenerateCommandRun): Record<string, unknown> {
                 accept: m.suppress.selection.accept,
               }
             : {}),
-          ...(m.own && !m.suppress ? { settings: m.own } : {}),
+          ...(m.own && !m.suppress ? { settings: snakeKeys(m.own) } : {}),
           scaled_from_50_steps: m.scaled.map(snake),
         }
       : { name: 'none' },
     notes: r.notes.map((n) => n(flagOf)),
-    candidate: res.candidate,
+    candidate: res.candidate && {
+      index: res.candidate.index,
+      seed: res.candidate.seed,
+      scores: res.candidate.scores,
+      at_call: res.candidate.atCall,
+    },
     steps: stepsJson(res),
     cost: { unet_forward: res.cost.unetForward, unet_backward: res.cost.unetBackward, seconds: res.cost.seconds },
     timings: {

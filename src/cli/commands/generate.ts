@@ -19,8 +19,10 @@ import { resizeNearest } from '../../image/resize.js';
 import { quoteKey, writeSafetensors } from '../../io/safetensors.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
 import { canonicalMethodName, DEFAULT_METHOD, METHOD_NAMES, REFERENCE_STEPS } from '../../methods/registry.js';
-import { generateFromFolder, type GenerateRequest } from '../../pipeline/request.js';
-import type { LoadOptions } from '../../pipeline/stable-diffusion.js';
+import { plan } from '../../pipeline/plan.js';
+import { checkRequest, type GenerateRequest } from '../../pipeline/request.js';
+import { run as runPlan } from '../../pipeline/run.js';
+import { StableDiffusion, type LoadOptions } from '../../pipeline/stable-diffusion.js';
 import { DEFAULT_GUIDANCE, DEFAULT_STEPS, GUIDANCE_RANGE } from '../../pipeline/generate.js';
 import { methodOverridesFromFlags } from '../method-flags.js';
 import { quote } from '../../util/quote.js';
@@ -171,7 +173,7 @@ async function run(prompt: string, flags: GenerateFlags): Promise<void> {
   process.stdout.write(flags.json ? `${JSON.stringify(jsonReport(done))}\n` : summary(done));
 }
 
-/** The one library call, with a progress bar. */
+/** The library's two calls, `plan` and `run`, on the loaded model, with a progress bar. */
 async function generateRun(p: Parsed, flags: GenerateFlags): Promise<GenerateCommandRun['run']> {
   const bar = interactive(flags.json)
     ? new SingleBar({
@@ -180,10 +182,19 @@ async function generateRun(p: Parsed, flags: GenerateFlags): Promise<GenerateCom
       })
     : null;
   try {
-    return await generateFromFolder(p.modelDir, p.request, p.load, {
-      onStart: (total) => bar?.start(total, 0, { ms: '-' }),
-      onStep: (s) => bar?.update(s.index + 1, { ms: s.ms.toFixed(0) }),
-    });
+    checkRequest(p.request); // before the load: a bad request should not wait for the model
+    const t0 = performance.now();
+    const model = await StableDiffusion.load(p.modelDir, p.load);
+    const loadMs = performance.now() - t0;
+    try {
+      const done = await runPlan(plan(p.request, model), {
+        onStart: (total) => bar?.start(total, 0, { ms: '-' }),
+        onStep: (s) => bar?.update(s.index + 1, { ms: s.ms.toFixed(0) }),
+      });
+      return { ...done, modelDir: model.dir, loadMs, graphs: [...model.graphTimings] };
+    } finally {
+      await model.release();
+    }
   } catch (e) {
     // The latents' name in the CLI's words: the flag, the tensor and its file.
     if (e instanceof FieldError && e.field === 'initialLatents' && p.latents)

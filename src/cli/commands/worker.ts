@@ -2,11 +2,12 @@
  * `s2i worker --queue URL`: takes benchmark jobs from a job queue (BullMQ on Redis) that `s2i bench --queue URL`
  * fills, generates and scores each image with one loaded model, and returns the row and image. Runs until
  * interrupted (Ctrl-C: finish the active jobs; twice: stop at once, the jobs go to other workers). See
- * src/bench/queue.ts.
+ * src/bench/queue-worker.ts (and queue.ts for the producer).
  */
 import { existsSync } from 'node:fs';
 import type { Command } from '@commander-js/extra-typings';
-import { QUEUE_NAME, startBenchWorker, type BenchWorker } from '../../bench/queue.js';
+import { QUEUE_NAME } from '../../bench/queue.js';
+import { startBenchWorker, type BenchWorker } from '../../bench/queue-worker.js';
 import { parseRedisUrl } from '../../bench/redis.js';
 import { UserError } from '../../errors.js';
 import { onInterrupt } from '../../util/cleanup.js';
