@@ -56,6 +56,7 @@ async function ours(c: Case) {
   );
   const loss = ntXentLoss(
     embeddings,
+    g.input('order', [1, m, m]),
     g.input('pos', [1, m, m]),
     g.input('neg', [1, m, m]),
     g.input('pad', [1, m]),
@@ -69,6 +70,7 @@ async function ours(c: Case) {
     maps: { data: Float32Array.from(c.maps), shape: [1, c.h, c.w, c.T] },
     prev: { data: Float32Array.from(c.previous ?? c.maps.map(() => 0)), shape: [1, c.h, c.w, c.T] },
     select: tokenSelection([tokens], c.T, n).select,
+    order: { data: pairs.order, shape: [1, m, m] },
     pos: { data: pairs.pos, shape: [1, m, m] },
     neg: { data: pairs.neg, shape: [1, m, m] },
     pad: { data: pairs.pad, shape: [1, m] },

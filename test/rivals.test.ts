@@ -18,7 +18,7 @@ import {
   overrideFields,
   promptTokenCount,
 } from '../src/methods/registry.js';
-import { generate } from '../src/pipeline/generate.js';
+import { generate, generateBatch } from '../src/pipeline/generate.js';
 import { startsWithin } from '../src/pipeline/starts.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { tinySdDir } from './support/oracle.js';
@@ -83,10 +83,10 @@ describe('the rivals on tiny-sd', () => {
     // Its refinement limited to 2 steps at call 0 (the official 20 at three calls would dominate the suite's time).
     conform: () => buildConform(),
   };
-  const buildConform = () =>
+  const buildConform = (t = targets()) =>
     new Conform({
-      subjects: targets().subjects,
-      attributes: targets().attributes,
+      subjects: t.subjects,
+      attributes: t.attributes,
       maxIterToAlter: 2,
       refineAt: [0],
       refinementSteps: 2,
@@ -123,6 +123,32 @@ describe('the rivals on tiny-sd', () => {
     expect(a.steps[0]!.method).toMatchObject({ refinementTries: 2 });
     expect(a.steps[1]!.method!.loss).toBeGreaterThan(0);
     expect(a.steps[2]!.method).toBeUndefined();
+  });
+
+  it('conform: in a batch with a prompt of more groups, an image is what it is alone', async () => {
+    const word = (token: number, label: string) => ({ token, tokens: [token], label });
+    // "a big red cat, a blue frog and a green dog": 7 group tokens against the first prompt's 4.
+    const other = {
+      prompt: 'a big red cat, a blue frog and a green dog',
+      seed: 6,
+      method: buildConform({
+        subjects: [word(4, 'cat'), word(8, 'frog'), word(12, 'dog')],
+        attributes: [
+          { ...word(2, 'big'), subject: 0 },
+          { ...word(3, 'red'), subject: 0 },
+          { ...word(7, 'blue'), subject: 1 },
+          { ...word(11, 'green'), subject: 2 },
+        ],
+        promptTokens: 14,
+      }),
+    };
+    const options = { steps: base.steps, guidanceScale: base.guidanceScale };
+    const alone = await generateBatch(model, [{ prompt, seed: base.seed, method: buildConform() }], options);
+    const together = await generateBatch(model, [{ prompt, seed: base.seed, method: buildConform() }, other], {
+      ...options,
+      batchSize: 2,
+    });
+    expect(same(together[0]!.finalLatents.data, alone[0]!.finalLatents.data)).toBe(true);
   });
 
   it('initno: optimises the start (rounds from fresh noise, the best re-optimised), then its loop; deterministic', async () => {

@@ -91,12 +91,16 @@ export function conformEmbeddings(maps: Value, select: Value, cfg: ConformLossSe
 }
 
 /**
- * NT-Xent per sample [k] over embeddings [k, M, D]: `pos` and `neg` [k, M, M] mark the ordered pairs of one group
- * (a ≠ p) and of different groups, `pad` [k, M] is 1 for unused rows (they are given a norm so that normalising
- * them stays finite; no pair holds them), `weight` [k] is 1 / (number of positive pairs), 0 where the loss is zero.
+ * NT-Xent per sample [k] over embeddings [k, M, D] (n current rows, then n previous): `order` [k, M, M] (one-hot)
+ * moves each sample's used rows to the front — current, then previous — so that the sums below see the same
+ * values in the same places whatever the batch's largest group count n (a batch gives every image its
+ * one-at-a-time result); in that order `pos` and `neg` [k, M, M] mark the ordered pairs of one group (a ≠ p) and of
+ * different groups, `pad` [k, M] is 1 for unused rows (they are given a norm so that normalising them stays
+ * finite; no pair holds them), `weight` [k] is 1 / (number of positive pairs), 0 where the loss is zero.
  */
 export function ntXentLoss(
   embeddings: Value,
+  order: Value,
   pos: Value,
   neg: Value,
   pad: Value,
@@ -104,7 +108,7 @@ export function ntXentLoss(
   temperature: number,
 ): Value {
   const [k, m] = embeddings.shape as [number, number, number];
-  const e = op.add(embeddings, op.reshape(pad, [k, m, 1]));
+  const e = op.add(op.matmul(order, embeddings), op.reshape(pad, [k, m, 1]));
   // torch.nn.functional.normalize: x / max(‖x‖₂, 1e-12).
   const unit = op.div(e, op.maximum(op.sqrt(op.reduceSum(op.mul(e, e), [2], true)), 1e-12));
   const s = op.div(op.matmul(unit, op.transpose(unit, [0, 2, 1])), temperature); // cos/τ, [k, M, M]
@@ -112,7 +116,8 @@ export function ntXentLoss(
   const negatives = op.reduceSum(op.mul(es, neg), [2], true); // Σ_n e^{s(a,n)} per anchor a
   // −log(e^{s(a,p)} / (e^{s(a,p)} + Σ_n e^{s(a,n)})); |s| ≤ 1/τ, so no max needs subtracting.
   const perPair = op.sub(op.log(op.add(es, negatives)), s);
-  return op.mul(op.reduceSum(op.mul(perPair, pos), [1, 2], false), weight);
+  const perAnchor = op.reduceSum(op.mul(perPair, pos), [2], false); // [k, M]
+  return op.mul(op.reduceSum(perAnchor, [1], false), weight);
 }
 
 /** One sample's tokens (group by group: attributes in prompt order, then the subject) and their group. */
@@ -133,17 +138,23 @@ export function conformGroups(
   return { tokens, labels, subjectSlots };
 }
 
-/** Pair masks [M, M] (M = 2n: n current rows, then n previous), padding [M] and weight for one sample. */
+/**
+ * For one sample: `order` [M, M] (M = 2n) taking its used rows to the front (current slots 0..L-1, then, with the
+ * previous maps, previous slots), and in that order the pair masks [M, M], padding [M] and weight (ntXentLoss).
+ */
 export function conformPairs(
   labels: readonly number[],
   n: number,
   withPrevious: boolean,
-): { pos: Float32Array; neg: Float32Array; pad: Float32Array; weight: number } {
+): { order: Float32Array; pos: Float32Array; neg: Float32Array; pad: Float32Array; weight: number } {
   const m = 2 * n;
-  const label = (r: number) => {
-    const slot = r % n;
-    return slot < labels.length && (r < n || withPrevious) ? labels[slot]! : -1;
-  };
+  const used = labels.length * (withPrevious ? 2 : 1);
+  const order = new Float32Array(m * m);
+  for (let r = 0; r < used; r++) {
+    const slot = r % labels.length;
+    order[r * m + (r < labels.length ? slot : n + slot)] = 1;
+  }
+  const label = (r: number) => (r < used ? labels[r % labels.length]! : -1);
   const pos = new Float32Array(m * m);
   const neg = new Float32Array(m * m);
   const pad = new Float32Array(m);
@@ -157,7 +168,7 @@ export function conformPairs(
       else ((neg[a * m + b] = 1), negatives++);
     }
   }
-  return { pos, neg, pad, weight: positives > 0 && negatives > 0 ? 1 / positives : 0 };
+  return { order, pos, neg, pad, weight: positives > 0 && negatives > 0 ? 1 / positives : 0 };
 }
 
 interface ConformEvaluation {
@@ -196,13 +207,16 @@ export class Conform implements GuidanceMethod {
     const [tokens] = ctx.unet.contextShape;
     const res = cfg.attnRes ?? defaultAttnRes(h, w);
     const k = passBatchSize(samples.length, samples.length);
-    const n = Math.max(...members.map((m) => m.groups.tokens.length));
+    // Slots in multiples of 8: a batch's shapes, and so ONNX Runtime's kernels and their rounding, do not depend
+    // on which prompts share it (with 4 slots alone and 7 in a batch, an image's latents differed by ~1e-5).
+    const n = 8 * Math.ceil(Math.max(...members.map((m) => m.groups.tokens.length)) / 8);
     const mm = 2 * n;
     const hwT = res[0] * res[1] * tokens;
     const previous = members.map((m) =>
       cfg.addPreviousMaps && m.previous?.call === ctx.index - 1 ? m.previous.maps : null,
     );
     const prevMaps = new Float32Array(k * hwT);
+    const order = new Float32Array(k * mm * mm);
     const pos = new Float32Array(k * mm * mm);
     const neg = new Float32Array(k * mm * mm);
     const pad = new Float32Array(k * mm);
@@ -211,6 +225,7 @@ export class Conform implements GuidanceMethod {
       const prev = previous[b]!;
       if (prev) prevMaps.set(prev, b * hwT);
       const p = conformPairs(m.groups.labels, n, prev !== null);
+      order.set(p.order, b * mm * mm);
       pos.set(p.pos, b * mm * mm);
       neg.set(p.neg, b * mm * mm);
       pad.set(p.pad, b * mm);
@@ -229,6 +244,7 @@ export class Conform implements GuidanceMethod {
       inputs: [
         ['token_select', [k, tokens - 2, n]],
         ['previous_maps', [k, res[0], res[1], tokens]],
+        ['order', [k, mm, mm]],
         ['pos', [k, mm, mm]],
         ['neg', [k, mm, mm]],
         ['pad', [k, mm]],
@@ -239,6 +255,7 @@ export class Conform implements GuidanceMethod {
         const before = conformEmbeddings(inp['previous_maps']!, inp['token_select']!, cfg);
         const loss = ntXentLoss(
           op.concat([current, before], 1),
+          inp['order']!,
           inp['pos']!,
           inp['neg']!,
           inp['pad']!,
@@ -257,6 +274,7 @@ export class Conform implements GuidanceMethod {
       {
         token_select: select,
         previous_maps: tensor(prevMaps, [k, res[0], res[1], tokens]),
+        order: tensor(order, [k, mm, mm]),
         pos: tensor(pos, [k, mm, mm]),
         neg: tensor(neg, [k, mm, mm]),
         pad: tensor(pad, [k, mm]),
