@@ -5,6 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ATTEND_EXCITE_DEFAULTS } from '../src/methods/attend-and-excite.js';
+import { Conform } from '../src/methods/conform.js';
 import { DivideAndBind } from '../src/methods/divide-and-bind.js';
 import { Initno } from '../src/methods/initno.js';
 import type { GuidanceMethod } from '../src/methods/types.js';
@@ -17,7 +18,7 @@ import {
   overrideFields,
   promptTokenCount,
 } from '../src/methods/registry.js';
-import { generate } from '../src/pipeline/generate.js';
+import { generate, generateBatch } from '../src/pipeline/generate.js';
 import { startsWithin } from '../src/pipeline/starts.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { tinySdDir } from './support/oracle.js';
@@ -28,7 +29,7 @@ describe('method specs', () => {
   it('every method is one spec: unique names and aliases, capabilities, override fields with flags', () => {
     const names = METHOD_SPECS.flatMap((s) => [s.name, ...(s.aliases ?? [])]);
     expect(new Set(names).size).toBe(names.length);
-    for (const rival of ['initno', 'initno-clean', 'syngen', 'divide-and-bind', 'astar'])
+    for (const rival of ['initno', 'initno-clean', 'syngen', 'divide-and-bind', 'conform', 'astar'])
       expect(methodSpec(rival).capabilities.needsSubjects).toBe(true);
     expect(canonicalMethodName('AE')).toBe('attend-and-excite');
     expect(canonicalMethodName('S2I')).toBe('suppress');
@@ -79,7 +80,25 @@ describe('the rivals on tiny-sd', () => {
         bindWeights: [[0, 1]],
         attnRes: [16, 16],
       }),
+    // Its refinement limited to 2 steps at call 0 (the official 20 at three calls would dominate the suite's time).
+    conform: () => buildConform(),
   };
+  const buildConform = (t = targets()) =>
+    new Conform({
+      subjects: t.subjects,
+      attributes: t.attributes,
+      maxIterToAlter: 2,
+      refineAt: [0],
+      refinementSteps: 2,
+      scaleFactor: 20,
+      scaleRange: [1, 0.5],
+      temperature: 0.5,
+      softmaxNormalize: false,
+      addPreviousMaps: true,
+      kernelSize: 3,
+      sigma: 0.5,
+      attnRes: [16, 16],
+    });
   for (const [name, build] of Object.entries(rivals)) {
     it(`${name}: deterministic, changes the image, counts its loss passes`, async () => {
       const plain = await generate(model, base);
@@ -95,6 +114,42 @@ describe('the rivals on tiny-sd', () => {
       expect(a.steps[0]!.method!.loss).not.toBeNull();
     });
   }
+
+  it('conform: its passes are the refinement steps and one per updated call, every one with a gradient', async () => {
+    const m = buildConform();
+    const a = await generate(model, { ...base, method: m });
+    // Call 0: 2 refinement steps and the regular step; call 1: the regular step (with call 0's maps as positives).
+    expect(a.cost).toMatchObject({ unetForward: a.steps.length + 4, unetBackward: 4 });
+    expect(a.steps[0]!.method).toMatchObject({ refinementTries: 2 });
+    expect(a.steps[1]!.method!.loss).toBeGreaterThan(0);
+    expect(a.steps[2]!.method).toBeUndefined();
+  });
+
+  it('conform: in a batch with a prompt of more groups, an image is what it is alone', async () => {
+    const word = (token: number, label: string) => ({ token, tokens: [token], label });
+    // "a big red cat, a blue frog and a green dog": 7 group tokens against the first prompt's 4.
+    const other = {
+      prompt: 'a big red cat, a blue frog and a green dog',
+      seed: 6,
+      method: buildConform({
+        subjects: [word(4, 'cat'), word(8, 'frog'), word(12, 'dog')],
+        attributes: [
+          { ...word(2, 'big'), subject: 0 },
+          { ...word(3, 'red'), subject: 0 },
+          { ...word(7, 'blue'), subject: 1 },
+          { ...word(11, 'green'), subject: 2 },
+        ],
+        promptTokens: 14,
+      }),
+    };
+    const options = { steps: base.steps, guidanceScale: base.guidanceScale };
+    const alone = await generateBatch(model, [{ prompt, seed: base.seed, method: buildConform() }], options);
+    const together = await generateBatch(model, [{ prompt, seed: base.seed, method: buildConform() }, other], {
+      ...options,
+      batchSize: 2,
+    });
+    expect(same(together[0]!.finalLatents.data, alone[0]!.finalLatents.data)).toBe(true);
+  });
 
   it('initno: optimises the start (rounds from fresh noise, the best re-optimised), then its loop; deterministic', async () => {
     const build = () =>

@@ -10,6 +10,7 @@ import { initnoCleanSpec } from './initno-clean.js';
 import { initnoSpec } from './initno.js';
 import { syngenSpec } from './syngen.js';
 import { divideAndBindSpec } from './divide-and-bind.js';
+import { conformSpec } from './conform.js';
 import type { LatentLoopConfig } from './latent-loop.js';
 import {
   DEFAULT_ACCEPT,
@@ -70,6 +71,7 @@ export const METHOD_SPECS: readonly MethodSpec[] = [
   initnoSpec,
   syngenSpec,
   divideAndBindSpec,
+  conformSpec,
 ];
 
 /**
