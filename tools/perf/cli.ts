@@ -9,6 +9,7 @@
  *                                          1024 px, S2I's edit-mode step, A&E's gradient pass (hours; ~20+ GB)
  *   npm run bench -- --only tiny,train     exactly these parts (tiny, sd15, sd15-batch, train, batch)
  *   npm run bench -- --runs 5 --json --out perf.json --no-torch --no-profile --threads 2
+ *   npm run bench -- --only sdxl --max-rss 20   stop a case whose process outgrows 20 GB resident (a shared machine)
  */
 import '../../src/node.js'; // Node's file system and onnxruntime-node as the defaults
 import { writeFileSync } from 'node:fs';
@@ -23,7 +24,7 @@ const USAGE = `usage: npm run bench -- [--only tiny,sd15,sd15-batch,sdxl,train,b
                         [--no-torch] [--no-profile] [--no-ort-cache] [--python PATH] [--tiny DIR] [--cache DIR]
                         [--threads N] [--spinning 0|1] [--fused-attention 0|1]
                         [--optimization disabled|basic|extended|all] [--sd15-width N] [--sd15-latent N]
-                        [--sdxl-width N] [--sdxl-latent N]`;
+                        [--sdxl-width N] [--sdxl-latent N] [--max-rss GB]`;
 
 const { values } = parseArgs({
   options: {
@@ -42,6 +43,7 @@ const { values } = parseArgs({
     'sd15-latent': { type: 'string' },
     'sdxl-width': { type: 'string' },
     'sdxl-latent': { type: 'string' },
+    'max-rss': { type: 'string' },
     python: { type: 'string', default: '/usr/bin/python3' },
     tiny: { type: 'string' },
     cache: { type: 'string' },
@@ -115,6 +117,16 @@ if (sdxlLatent !== undefined && sdxlLatent % 16 !== 0) {
   process.exit(2);
 }
 
+let maxRssMb: number | undefined;
+if (values['max-rss'] !== undefined) {
+  const gb = Number(values['max-rss']);
+  if (!(gb > 0)) {
+    console.error(`--max-rss must be a positive number of GB\n${USAGE}`);
+    process.exit(2);
+  }
+  maxRssMb = gb * 1024;
+}
+
 const tinyDir = resolve(
   values.tiny ??
     process.env['S2I_TINY_SD'] ??
@@ -140,6 +152,7 @@ const report = await runPerfBench({
   sd15Latent,
   sdxlWidth,
   sdxlLatent,
+  maxRssMb,
   log,
 });
 
