@@ -10,6 +10,7 @@
  *   npm run bench -- --only tiny,train     exactly these parts (tiny, sd15, sd15-batch, train, batch)
  *   npm run bench -- --runs 5 --json --out perf.json --no-torch --no-profile --threads 2
  *   npm run bench -- --only sdxl --max-rss 20   stop a case whose process outgrows 20 GB resident (a shared machine)
+ *   npm run bench -- --only sdxl --one-process  one profiled process per case: first step, timed run(s), kernels
  */
 import '../../src/node.js'; // Node's file system and onnxruntime-node as the defaults
 import { writeFileSync } from 'node:fs';
@@ -24,7 +25,7 @@ const USAGE = `usage: npm run bench -- [--only tiny,sd15,sd15-batch,sdxl,train,b
                         [--no-torch] [--no-profile] [--no-ort-cache] [--python PATH] [--tiny DIR] [--cache DIR]
                         [--threads N] [--spinning 0|1] [--fused-attention 0|1]
                         [--optimization disabled|basic|extended|all] [--sd15-width N] [--sd15-latent N]
-                        [--sdxl-width N] [--sdxl-latent N] [--max-rss GB]`;
+                        [--sdxl-width N] [--sdxl-latent N] [--max-rss GB] [--one-process]`;
 
 const { values } = parseArgs({
   options: {
@@ -44,6 +45,7 @@ const { values } = parseArgs({
     'sdxl-width': { type: 'string' },
     'sdxl-latent': { type: 'string' },
     'max-rss': { type: 'string' },
+    'one-process': { type: 'boolean', default: false },
     python: { type: 'string', default: '/usr/bin/python3' },
     tiny: { type: 'string' },
     cache: { type: 'string' },
@@ -153,6 +155,7 @@ const report = await runPerfBench({
   sdxlWidth,
   sdxlLatent,
   maxRssMb,
+  oneProcess: values['one-process'],
   log,
 });
 

@@ -45,6 +45,13 @@ export interface PerfOptions {
   log?: (line: string) => void;
   /** Per child process, ms. */
   childTimeoutMs?: number;
+  /**
+   * One process per case instead of three: the profiled child's first step, timed runs and peak memory stand for
+   * the timing child's (profiling adds its event records to them), and no cached first step is measured. For
+   * models whose sessions take many minutes to create (SDXL) on a shared machine: the step and its kernels come
+   * from the same runs.
+   */
+  oneProcess?: boolean;
   /** Stop a child whose resident memory exceeds this many MB (Linux /proc; polled 4 times a second). */
   maxRssMb?: number;
   /**
@@ -349,27 +356,34 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
         // A fresh optimized-model cache per case: the timed child fills it, the next ones find it.
         const ortCache = useCache ? mkdtempSync(join(tmp, 'ort-')) : null;
         try {
-          try {
-            log(`${name}: timing (${runs[part]} runs)`);
-            report.ours = await runJson<TimeResult>(
-              `${name} timing`,
-              process.execPath,
-              [...node, ...common, '--purpose', 'time', '--runs', String(runs[part])],
-              join(tmp, 'r.json'),
-              timeoutMs,
-              log,
-              childEnv(ortCache),
-              options.maxRssMb,
-            );
-            log(
-              `  median ${fmtMs(report.ours.medianMs)}, first step ${fmtMs(report.ours.firstStepMs)}, peak RSS ${report.ours.peakRssMb.toFixed(0)} MB`,
-            );
-            if (ortCache) {
-              log(`${name}: first step with the optimized-model cache`);
-              report.oursCached = await runJson<TimeResult>(
-                `${name} cached first step`,
+          if (options.oneProcess) {
+            try {
+              log(`${name}: first step, ${profileRuns(part)} timed run(s) and the ONNX Runtime profile, one process`);
+              report.kernels = await runJson<ProfileResult>(
+                `${name} profile`,
                 process.execPath,
-                [...node, ...common, '--purpose', 'time', '--runs', '0'],
+                [...node, ...common, '--purpose', 'profile', '--runs', String(profileRuns(part))],
+                join(tmp, 'p.json'),
+                timeoutMs,
+                log,
+                childEnv(ortCache),
+                options.maxRssMb,
+              );
+              report.ours = report.kernels.time ?? null;
+              log(
+                `  median ${fmtMs(report.kernels.profiledMedianMs)}, kernels ${fmtMs(report.kernels.bestKernelSumMs)}, first step ${fmtMs(report.ours?.firstStepMs)}, peak RSS ${report.ours?.peakRssMb.toFixed(0)} MB`,
+              );
+            } catch (e) {
+              report.errors.push((e as Error).message);
+              log(`  ${(e as Error).message}`);
+            }
+          } else {
+            try {
+              log(`${name}: timing (${runs[part]} runs)`);
+              report.ours = await runJson<TimeResult>(
+                `${name} timing`,
+                process.execPath,
+                [...node, ...common, '--purpose', 'time', '--runs', String(runs[part])],
                 join(tmp, 'r.json'),
                 timeoutMs,
                 log,
@@ -377,14 +391,30 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
                 options.maxRssMb,
               );
               log(
-                `  first step ${fmtMs(report.oursCached.firstStepMs)} (${report.oursCached.cache.join(', ')}), peak RSS ${report.oursCached.peakRssMb.toFixed(0)} MB`,
+                `  median ${fmtMs(report.ours.medianMs)}, first step ${fmtMs(report.ours.firstStepMs)}, peak RSS ${report.ours.peakRssMb.toFixed(0)} MB`,
               );
+              if (ortCache) {
+                log(`${name}: first step with the optimized-model cache`);
+                report.oursCached = await runJson<TimeResult>(
+                  `${name} cached first step`,
+                  process.execPath,
+                  [...node, ...common, '--purpose', 'time', '--runs', '0'],
+                  join(tmp, 'r.json'),
+                  timeoutMs,
+                  log,
+                  childEnv(ortCache),
+                  options.maxRssMb,
+                );
+                log(
+                  `  first step ${fmtMs(report.oursCached.firstStepMs)} (${report.oursCached.cache.join(', ')}), peak RSS ${report.oursCached.peakRssMb.toFixed(0)} MB`,
+                );
+              }
+            } catch (e) {
+              report.errors.push((e as Error).message);
+              log(`  ${(e as Error).message}`);
             }
-          } catch (e) {
-            report.errors.push((e as Error).message);
-            log(`  ${(e as Error).message}`);
           }
-          if (options.profile !== false) {
+          if (options.profile !== false && !options.oneProcess) {
             try {
               log(`${name}: ONNX Runtime profile (${profileRuns(part)} runs)`);
               report.kernels = await runJson<ProfileResult>(

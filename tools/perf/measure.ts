@@ -63,6 +63,12 @@ export interface ProfileResult {
   /** Median measured step with profiling on, ms. */
   profiledMedianMs: number;
   loadavg: { start: number[]; end: number[] };
+  /**
+   * The same process's first step, timed runs and peak memory (its sessions profiled: the harness's
+   * `oneProcess`, where a model is too large to create its sessions three times): the timed runs and the kernels
+   * they spent come from the very same runs, so their ratio does not depend on the machine's load changing.
+   */
+  time?: TimeResult;
 }
 
 const mb = (kb: number) => kb / 1024;
@@ -121,7 +127,33 @@ export async function runCase(
       stepMs.push(s);
       timesMs.push(g + s);
     }
+    const time = (): TimeResult => {
+      const sum = (k: 'buildMs' | 'serializeMs' | 'sessionMs') => unet.timings.reduce((s, t) => s + t[k], 0);
+      // For *-ae this includes the gradient pass's first evaluation as well as the step's first run.
+      const firstRunMs = firstStepMs - openMs - sum('buildMs') - sum('serializeMs') - sum('sessionMs');
+      return {
+        case: name,
+        purpose: 'time',
+        firstStepMs,
+        setup: {
+          openMs,
+          buildMs: sum('buildMs'),
+          serializeMs: sum('serializeMs'),
+          sessionMs: sum('sessionMs'),
+          firstRunMs,
+        },
+        graphs: unet.timings,
+        cache: [...unet.sessions.values()].map((s) => s.timings.cache ?? 'off'),
+        timesMs,
+        medianMs: median(timesMs),
+        ...(ae ? { gradMs, stepMs } : {}),
+        peakRssMb: mb(process.resourceUsage().maxRSS),
+        rssAfterFirstStepMb,
+        loadavg: { start, end: la() },
+      };
+    };
     if (profDir) {
+      const timeResult = time();
       const graphs = [...unet.sessions].map(([key, s]) => {
         const file = s.endProfiling();
         if (!file) throw new Error(`no profile written for ${key}`);
@@ -136,32 +168,11 @@ export async function runCase(
         bestKernelSumMs: graphs.reduce((s, g) => s + g.summary.bestKernelSumMs, 0),
         profiledMedianMs: median(timesMs),
         loadavg: { start, end: la() },
+        time: timeResult,
       };
     }
-    const sum = (k: 'buildMs' | 'serializeMs' | 'sessionMs') => unet.timings.reduce((s, t) => s + t[k], 0);
-    // For *-ae this includes the gradient pass's first evaluation as well as the step's first run.
-    const firstRunMs = firstStepMs - openMs - sum('buildMs') - sum('serializeMs') - sum('sessionMs');
     void firstStepRun;
-    const result: TimeResult = {
-      case: name,
-      purpose: 'time',
-      firstStepMs,
-      setup: {
-        openMs,
-        buildMs: sum('buildMs'),
-        serializeMs: sum('serializeMs'),
-        sessionMs: sum('sessionMs'),
-        firstRunMs,
-      },
-      graphs: unet.timings,
-      cache: [...unet.sessions.values()].map((s) => s.timings.cache ?? 'off'),
-      timesMs,
-      medianMs: median(timesMs),
-      ...(ae ? { gradMs, stepMs } : {}),
-      peakRssMb: mb(process.resourceUsage().maxRSS),
-      rssAfterFirstStepMb,
-      loadavg: { start, end: la() },
-    };
+    const result = time();
     await unet.release();
     return result;
   } finally {
