@@ -17,7 +17,7 @@ import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CompileOptions } from '../../src/graph/runtime.js';
-import { PARTS, type PartName } from './cases.js';
+import { CASES, PARTS, type CaseName, type PartName } from './cases.js';
 import { DEFAULT_RUNS, packageRoot, runPerfBench } from './harness.js';
 import { formatPerfMarkdown } from './report.js';
 
@@ -25,7 +25,8 @@ const USAGE = `usage: npm run bench -- [--only tiny,sd15,sd15-batch,sdxl,train,b
                         [--no-torch] [--no-profile] [--no-ort-cache] [--python PATH] [--tiny DIR] [--cache DIR]
                         [--threads N] [--spinning 0|1] [--fused-attention 0|1]
                         [--optimization disabled|basic|extended|all] [--sd15-width N] [--sd15-latent N]
-                        [--sdxl-width N] [--sdxl-latent N] [--max-rss GB] [--one-process]`;
+                        [--sdxl-width N] [--sdxl-latent N] [--max-rss GB] [--one-process]
+                        [--cases sdxl-step,sdxl-s2i,...]`;
 
 const { values } = parseArgs({
   options: {
@@ -46,6 +47,7 @@ const { values } = parseArgs({
     'sdxl-latent': { type: 'string' },
     'max-rss': { type: 'string' },
     'one-process': { type: 'boolean', default: false },
+    cases: { type: 'string' },
     python: { type: 'string', default: '/usr/bin/python3' },
     tiny: { type: 'string' },
     cache: { type: 'string' },
@@ -119,6 +121,13 @@ if (sdxlLatent !== undefined && sdxlLatent % 16 !== 0) {
   process.exit(2);
 }
 
+const cases = values.cases?.split(',').map((s) => s.trim()) as CaseName[] | undefined;
+const unknownCases = cases?.filter((c) => !CASES.includes(c)) ?? [];
+if (unknownCases.length) {
+  console.error(`--cases: unknown case(s) ${unknownCases.join(', ')} (cases: ${CASES.join(', ')})\n${USAGE}`);
+  process.exit(2);
+}
+
 let maxRssMb: number | undefined;
 if (values['max-rss'] !== undefined) {
   const gb = Number(values['max-rss']);
@@ -156,6 +165,7 @@ const report = await runPerfBench({
   sdxlLatent,
   maxRssMb,
   oneProcess: values['one-process'],
+  ...(cases ? { cases } : {}),
   log,
 });
 

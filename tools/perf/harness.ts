@@ -52,6 +52,8 @@ export interface PerfOptions {
    * from the same runs.
    */
   oneProcess?: boolean;
+  /** Only these cases of the parts, in the parts' order (default: all). */
+  cases?: CaseName[];
   /** Stop a child whose resident memory exceeds this many MB (Linux /proc; polled 4 times a second). */
   maxRssMb?: number;
   /**
@@ -177,7 +179,7 @@ function run(
           const mb = rssMb(child.pid);
           if (mb === null) return;
           if (mb > maxRssMb) {
-            stoppedBecause = `stopped at ${(mb / 1024).toFixed(2)} GB resident, over the --max-rss limit of ${(maxRssMb / 1024).toFixed(1)} GB, ${((performance.now() - started) / 1000).toFixed(0)} s after it started`;
+            stoppedBecause = `stopped at ${(mb / 1024).toFixed(2)} GB resident, over the --max-rss limit of ${+(maxRssMb / 1024).toFixed(2)} GB, ${((performance.now() - started) / 1000).toFixed(0)} s after it started`;
             log(`  ${stoppedBecause} (pid ${child.pid})`);
             child.kill('SIGKILL');
           }
@@ -281,6 +283,7 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
     const batches: BatchResult[] = [];
     for (const part of options.parts) {
       for (const name of PARTS[part]) {
+        if (options.cases && !options.cases.includes(name)) continue;
         if (name in BATCH_CASES) {
           // Whole generations side by side in one process per method: no profile, no PyTorch counterpart.
           try {
