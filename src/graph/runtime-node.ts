@@ -324,7 +324,7 @@ async function openSession(
     }
   }
   // A model whose weights alone pass the size an entry may have (half the cache) would be written out in full
-  // and then thrown away: SDXL's UNet is 10.3 GB against the default 8 GB cache.
+  // and then thrown away: SDXL's UNet is 10.3 GB against the default 8 GB cache (docs/measurements.md#ort-cache-size).
   if (weightBytes > cacheLimitBytes() / 2) return { session: await plain(), cache: 'off' };
   let tmp: string;
   try {

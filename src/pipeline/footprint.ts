@@ -10,7 +10,7 @@
  *   probabilities are kept for the backward pass). Reading or editing cross-attention maps (S2I's edit, A&E's
  *   forward, --attention-maps) leaves the self-attention fused — only the cross-attention layers run unfused,
  *   batch × heads × S × 77 probabilities — so such a method's guided pass costs what plain sampling's does
- *   (measured: README, Performance);
+ *   (docs/measurements.md#fused-self-attention);
  * - the VAE decode: 3 tensors of the first decoder channels per pixel, plus one S × S slice of its mid-block
  *   attention at the latent size.
  *
