@@ -79,8 +79,9 @@ if (values.only) {
 const runs: Partial<Record<PartName, number>> = {};
 if (values.runs) {
   const n = Number(values.runs);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`--runs must be a positive integer\n${USAGE}`);
+  // 0: the first step only (with --one-process, its run is the profiled one)
+  if (!Number.isInteger(n) || n < 0 || (n === 0 && !values['one-process'])) {
+    console.error(`--runs must be a positive integer (0 only with --one-process)\n${USAGE}`);
     process.exit(2);
   }
   for (const p of parts) runs[p] = n;
