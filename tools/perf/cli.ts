@@ -6,7 +6,8 @@
  *   npm run bench -- --sd15                ... plus SD-1.5's UNet (random weights; tens of minutes, ~15 GB peak)
  *   npm run bench -- --only sd15-batch     SD-1.5's guided step for 1, 2 and 4 images (peak memory of batches)
  *   npm run bench -- --only sdxl --no-torch  SDXL base's UNet (random weights, 10.3 GB): plain step at 768 and
- *                                          1024 px, S2I's edit-mode step, A&E's gradient pass (hours; ~20+ GB)
+ *                                          1024 px, S2I's edit-mode step, A&E's gradient pass (with --one-process
+ *                                          --runs 0: ~9 minutes and 12-14 GB a case; A&E needs over 17 GB)
  *   npm run bench -- --only tiny,train     exactly these parts (tiny, sd15, sd15-batch, train, batch)
  *   npm run bench -- --runs 5 --json --out perf.json --no-torch --no-profile --threads 2
  *   npm run bench -- --only sdxl --max-rss 20   stop a case whose process outgrows 20 GB resident (a shared machine)
