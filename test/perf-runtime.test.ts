@@ -3,7 +3,7 @@
  * path wherever something does: recording, editing, reverse mode), weights read by ONNX Runtime straight from
  * the safetensors file, and the optimized-model cache. Results must not change beyond float rounding.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -143,5 +143,22 @@ describe('weights from safetensors and the optimized-model cache', () => {
     const third = await compile(g, { cache });
     expect(third.timings.cache).toBe('stored');
     for (const c of [first, second, third]) await c.release();
+  });
+
+  it('does not write out a model whose weights are larger than an entry may be (half the cache)', async () => {
+    const parent = mkdtempSync(join(tmpdir(), 's2i-ort-cache-test-'));
+    dirs.push(parent);
+    const cache = join(parent, 'cache');
+    const before = process.env['S2I_ORT_CACHE_MAX_GB'];
+    process.env['S2I_ORT_CACHE_MAX_GB'] = String(64 / 1024 ** 3); // 64 bytes: smaller than the conv's weights
+    try {
+      const c = await compile(convGraph(), { cache });
+      expect(c.timings.cache).toBe('off');
+      expect(existsSync(cache)).toBe(false); // nothing written, not even the cache's folder
+      await c.release();
+    } finally {
+      if (before === undefined) delete process.env['S2I_ORT_CACHE_MAX_GB'];
+      else process.env['S2I_ORT_CACHE_MAX_GB'] = before;
+    }
   });
 });

@@ -58,4 +58,45 @@ describe('npm run bench -- --only tiny', () => {
     expect(md).toContain('| tiny-sd guided step (UNet batch 2, 32x32) |');
     expect(md).toContain('A&E step ÷ plain step');
   });
+
+  it('--one-process: first step, timed run, kernels and peak from one profiled child; --max-rss stops a case', async () => {
+    const bench = (...extra: string[]) =>
+      promisify(execFile)(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          join(repoRoot, 'tools/perf/cli.ts'),
+          '--only',
+          'tiny',
+          '--cases',
+          'tiny-step',
+          '--runs',
+          '1',
+          '--no-torch',
+          '--json',
+          '--quiet',
+          '--tiny',
+          tinySdDir,
+          ...extra,
+        ],
+        { cwd: repoRoot, encoding: 'utf8', timeout: 110_000, maxBuffer: 64 * 1024 * 1024 },
+      ).catch((e: { stdout: string }) => e);
+    const one = JSON.parse((await bench('--one-process')).stdout) as PerfReport;
+    expect(one.cases.map((c) => c.case)).toEqual(['tiny-step']);
+    const [c] = one.cases;
+    expect(c!.errors).toEqual([]);
+    expect(c!.oursCached).toBeNull();
+    expect(c!.ours!.timesMs).toHaveLength(1);
+    // the timed run is the profiled one: its time is the profile's
+    expect(c!.ours!.medianMs).toBe(c!.kernels!.profiledMedianMs);
+    expect(c!.kernels!.bestKernelSumMs).toBeGreaterThan(0);
+    expect(c!.ours!.peakRssMb).toBeGreaterThan(0);
+    // 50 MB: less than Node itself; the case is stopped and says why
+    const stopped = JSON.parse((await bench('--one-process', '--max-rss', '0.05')).stdout) as PerfReport;
+    expect(stopped.cases[0]!.ours).toBeNull();
+    expect(stopped.cases[0]!.errors.join()).toMatch(
+      /^tiny-step profile stopped at \d+\.\d\d GB resident, over the --max-rss limit of 0\.05 GB, \d+ s after it started$/,
+    );
+  });
 });

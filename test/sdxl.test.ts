@@ -6,7 +6,7 @@
  * single files (F32, and F16 against the goldens of the float16-rounded weights).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,7 +24,8 @@ import { runRequest } from '../src/pipeline/run.js';
 import { defaultTimeIds } from '../src/pipeline/sdxl.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { maxAbsDiff, type Int64Tensor, type Tensor } from '../src/tensor.js';
-import { ensureBuilt, s2i } from './support/cli.js';
+import { resetMemoryBudget, setMemoryBudget } from '../src/util/memory.js';
+import { ensureBuilt, expectOneLineError, s2i } from './support/cli.js';
 import { expectGolden } from './support/golden.js';
 import { clipToOpenClip, unetToLdm, vaeToLdm, writeRawSafetensors, type RawTensor } from './support/ldm.js';
 import { repoRoot } from './support/oracle.js';
@@ -360,6 +361,66 @@ describe('SDXL base, inferred from a full-size header (no data)', () => {
     } finally {
       await model.release();
     }
+  });
+
+  it('the memory budget refuses a 1024 px image that cannot fit before anything is compiled', async () => {
+    const model = await StableDiffusion.load(sdxlBaseFile('F16'));
+    const estimate = (e: unknown) => /needs an estimated (\d+) GB/.exec((e as Error).message)?.[1];
+    try {
+      // 3.47 B float32 parameters (12.9 GB) and the 1024 px decode: plain sampling and S2I (edit mode: the
+      // self-attention keeps its fused kernel) need the same; A&E's backward pass keeps every head's 4096x4096
+      // self-attention probabilities.
+      setMemoryBudget('15G');
+      const plain = await generate(model, { prompt: 'a cat and a frog', steps: 1, seed: 0 }).catch((e: unknown) => e);
+      expect((plain as Error).message).toMatch(
+        /^a 1024x1024 image \(VAE decoder activations at 1024x1024\) needs an estimated 15 GB, more than the memory budget of 15 GB \(--max-memory 15G\); raise it/,
+      );
+      const s2iRun = await runRequest(model, { prompt: 'a cat and a frog', steps: 1, seed: 0 }).catch(
+        (e: unknown) => e,
+      );
+      expect(estimate(s2iRun)).toBe('15');
+      setMemoryBudget('16G');
+      const ae = await runRequest(model, {
+        prompt: 'a cat and a frog',
+        steps: 1,
+        seed: 0,
+        method: 'attend-and-excite',
+        subjects: 'cat,frog',
+      }).catch((e: unknown) => e);
+      expect((ae as Error).message).toMatch(
+        /^a 1024x1024 image \(UNet self-attention at 64x64\) needs an estimated 17 GB, more than the memory budget of 16 GB/,
+      );
+      expect(model.graphTimings).toEqual([]); // refused before any graph was built or any weight read
+    } finally {
+      resetMemoryBudget();
+      await model.release();
+    }
+  });
+
+  it('s2i info on a full-size SDXL file; s2i generate refuses what the budget cannot hold, in one line', () => {
+    ensureBuilt();
+    const file = sdxlBaseFile('F16');
+    const info = s2i(['info', '--model', file, '--json']);
+    expect(info.stderr).toBe('');
+    const json = JSON.parse(info.stdout);
+    expect(json.single_file).toMatchObject({ family: 'SDXL', text_encoder: 'sdxl' });
+    expect(json.components.text_encoder_2.parameters).toBe(694_659_840);
+    expect(json.components.unet.parameters).toBe(2_567_463_684);
+    const out = join(tmp, 'refused.png');
+    const r = s2i([
+      'generate',
+      'a cat and a frog',
+      '--model',
+      file,
+      '--seed',
+      '0',
+      '--out',
+      out,
+      '--max-memory',
+      '12G',
+    ]);
+    expectOneLineError(r, 'a 1024x1024 image', 'more than the memory budget of 12 GB (--max-memory 12G)');
+    expect(existsSync(out)).toBe(false);
   });
 
   it('a refiner checkpoint (OpenCLIP alone as embedder 0) is refused in one line', async () => {

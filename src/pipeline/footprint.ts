@@ -6,7 +6,11 @@
  * - the UNet pass (batch 2, classifier-free guidance): activations at the top level, batch × channels × 4 bytes
  *   × 17 per latent cell, and the self-attention of the highest-resolution level with attention: one S × S slice
  *   of probabilities (S = latent cells at that level) when ONNX Runtime's fused kernel runs it, all
- *   batch × heads slices when something reads or edits them (guided methods, attention maps);
+ *   batch × heads slices when a backward pass goes through it (gradient methods: the plain nodes stay, and their
+ *   probabilities are kept for the backward pass). Reading or editing cross-attention maps (S2I's edit, A&E's
+ *   forward, --attention-maps) leaves the self-attention fused — only the cross-attention layers run unfused,
+ *   batch × heads × S × 77 probabilities — so such a method's guided pass costs what plain sampling's does
+ *   (docs/measurements.md#fused-self-attention);
  * - the VAE decode: 3 tensors of the first decoder channels per pixel, plus one S × S slice of its mid-block
  *   attention at the latent size.
  *
@@ -19,6 +23,8 @@ import type { VaeConfig } from '../models/vae.js';
 
 /** Live float32 tensors per top-level latent cell in the UNet pass (fitted on the shapes model: 4.4 KB/cell). */
 const UNET_LIVE_TENSORS = 17;
+/** Prompt tokens of a cross-attention map (CLIP's context length). */
+const CONTEXT_TOKENS = 77;
 /** Live float32 tensors per pixel at the VAE decoder's full resolution. */
 const VAE_LIVE_TENSORS = 3;
 
@@ -32,7 +38,7 @@ export interface FootprintInput {
   latentWidth: number;
   /** VAE scale factor (1 without a VAE). */
   scaleFactor: number;
-  /** Attention probabilities read or edited (guided methods, attention maps): no fused attention. */
+  /** Cross-attention probabilities read or edited (guided methods, attention maps): those layers run unfused. */
   materializedAttention: boolean;
   /** A gradient method (keeps the forward activations for the backward pass). */
   gradient: boolean;
@@ -64,8 +70,10 @@ export function generationFootprint(x: FootprintInput): Footprint {
     if (!withAttention || unet.onlyCrossAttention[i]) continue;
     const [lh, lw] = [Math.ceil(h / 2 ** i), Math.ceil(w / 2 ** i)];
     const s = lh * lw;
-    const slices = x.materializedAttention ? batch * (unet.numAttentionHeads[i] ?? 1) : 1;
-    attention = slices * s * s * 4;
+    const heads = unet.numAttentionHeads[i] ?? 1;
+    // The fused kernel holds one head's S × S slice at a time; a backward pass keeps them all.
+    attention = (x.gradient ? batch * heads : 1) * s * s * 4;
+    if (x.materializedAttention) attention += batch * heads * s * CONTEXT_TOKENS * 4;
     attentionAt = `UNet self-attention at ${lh}x${lw}`;
     break;
   }

@@ -6,16 +6,19 @@
  *   npm run bench -- --sd15                ... plus SD-1.5's UNet (random weights; tens of minutes, ~15 GB peak)
  *   npm run bench -- --only sd15-batch     SD-1.5's guided step for 1, 2 and 4 images (peak memory of batches)
  *   npm run bench -- --only sdxl --no-torch  SDXL base's UNet (random weights, 10.3 GB): plain step at 768 and
- *                                          1024 px, S2I's edit-mode step, A&E's gradient pass (hours; ~20+ GB)
+ *                                          1024 px, S2I's edit-mode step, A&E's gradient pass (with --one-process
+ *                                          --runs 0: ~9 minutes and 12-14 GB a case; A&E needs over 17 GB)
  *   npm run bench -- --only tiny,train     exactly these parts (tiny, sd15, sd15-batch, train, batch)
  *   npm run bench -- --runs 5 --json --out perf.json --no-torch --no-profile --threads 2
+ *   npm run bench -- --only sdxl --max-rss 20   stop a case whose process outgrows 20 GB resident (a shared machine)
+ *   npm run bench -- --only sdxl --one-process  one profiled process per case: first step, timed run(s), kernels
  */
 import '../../src/node.js'; // Node's file system and onnxruntime-node as the defaults
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CompileOptions } from '../../src/graph/runtime.js';
-import { PARTS, type PartName } from './cases.js';
+import { CASES, PARTS, type CaseName, type PartName } from './cases.js';
 import { DEFAULT_RUNS, packageRoot, runPerfBench } from './harness.js';
 import { formatPerfMarkdown } from './report.js';
 
@@ -23,7 +26,8 @@ const USAGE = `usage: npm run bench -- [--only tiny,sd15,sd15-batch,sdxl,train,b
                         [--no-torch] [--no-profile] [--no-ort-cache] [--python PATH] [--tiny DIR] [--cache DIR]
                         [--threads N] [--spinning 0|1] [--fused-attention 0|1]
                         [--optimization disabled|basic|extended|all] [--sd15-width N] [--sd15-latent N]
-                        [--sdxl-width N] [--sdxl-latent N]`;
+                        [--sdxl-width N] [--sdxl-latent N] [--max-rss GB] [--one-process]
+                        [--cases sdxl-step,sdxl-s2i,...]`;
 
 const { values } = parseArgs({
   options: {
@@ -42,6 +46,9 @@ const { values } = parseArgs({
     'sd15-latent': { type: 'string' },
     'sdxl-width': { type: 'string' },
     'sdxl-latent': { type: 'string' },
+    'max-rss': { type: 'string' },
+    'one-process': { type: 'boolean', default: false },
+    cases: { type: 'string' },
     python: { type: 'string', default: '/usr/bin/python3' },
     tiny: { type: 'string' },
     cache: { type: 'string' },
@@ -73,8 +80,9 @@ if (values.only) {
 const runs: Partial<Record<PartName, number>> = {};
 if (values.runs) {
   const n = Number(values.runs);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`--runs must be a positive integer\n${USAGE}`);
+  // 0: the first step only (with --one-process, its run is the profiled one)
+  if (!Number.isInteger(n) || n < 0 || (n === 0 && !values['one-process'])) {
+    console.error(`--runs must be a positive integer (0 only with --one-process)\n${USAGE}`);
     process.exit(2);
   }
   for (const p of parts) runs[p] = n;
@@ -115,6 +123,23 @@ if (sdxlLatent !== undefined && sdxlLatent % 16 !== 0) {
   process.exit(2);
 }
 
+const cases = values.cases?.split(',').map((s) => s.trim()) as CaseName[] | undefined;
+const unknownCases = cases?.filter((c) => !CASES.includes(c)) ?? [];
+if (unknownCases.length) {
+  console.error(`--cases: unknown case(s) ${unknownCases.join(', ')} (cases: ${CASES.join(', ')})\n${USAGE}`);
+  process.exit(2);
+}
+
+let maxRssMb: number | undefined;
+if (values['max-rss'] !== undefined) {
+  const gb = Number(values['max-rss']);
+  if (!(gb > 0)) {
+    console.error(`--max-rss must be a positive number of GB\n${USAGE}`);
+    process.exit(2);
+  }
+  maxRssMb = gb * 1024;
+}
+
 const tinyDir = resolve(
   values.tiny ??
     process.env['S2I_TINY_SD'] ??
@@ -140,6 +165,9 @@ const report = await runPerfBench({
   sd15Latent,
   sdxlWidth,
   sdxlLatent,
+  maxRssMb,
+  oneProcess: values['one-process'],
+  ...(cases ? { cases } : {}),
   log,
 });
 

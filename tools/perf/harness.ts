@@ -46,6 +46,17 @@ export interface PerfOptions {
   /** Per child process, ms. */
   childTimeoutMs?: number;
   /**
+   * One process per case instead of three: the profiled child's first step, timed runs and peak memory stand for
+   * the timing child's (profiling adds its event records to them), and no cached first step is measured. For
+   * models whose sessions take many minutes to create (SDXL) on a shared machine: the step and its kernels come
+   * from the same runs.
+   */
+  oneProcess?: boolean;
+  /** Only these cases of the parts, in the parts' order (default: all). */
+  cases?: CaseName[];
+  /** Stop a child whose resident memory exceeds this many MB (Linux /proc; polled 4 times a second). */
+  maxRssMb?: number;
+  /**
    * Measure the first step with ONNX Runtime's optimized-model cache too (default true): the timed child starts
    * with an empty cache (and fills it), then a second child measures a first step that finds it.
    */
@@ -125,26 +136,58 @@ export function torchVersion(python: string): string | null {
   return r.status === 0 ? r.stdout.trim() : null;
 }
 
+/** A child's resident memory in MB from /proc (Linux), or null where it cannot be read. */
+function rssMb(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Why a child was stopped: its time or the resident-memory limit (the error names it). */
+let stoppedBecause = '';
+
 function run(
   cmd: string,
   args: string[],
   timeoutMs: number,
   log: (s: string) => void,
   env?: NodeJS.ProcessEnv,
+  maxRssMb?: number,
 ): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolvePromise) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: env ?? process.env });
+    const started = performance.now();
+    stoppedBecause = '';
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
       if (stderr.length > 20_000) stderr = stderr.slice(-10_000);
     });
     const timer = setTimeout(() => {
-      log(`  timed out after ${(timeoutMs / 1000).toFixed(0)} s; stopping ${cmd} (pid ${child.pid})`);
+      stoppedBecause = `timed out after ${(timeoutMs / 1000).toFixed(0)} s`;
+      log(`  ${stoppedBecause}; stopping ${cmd} (pid ${child.pid})`);
       child.kill('SIGKILL');
     }, timeoutMs);
+    // A shared machine's guard: a case that outgrows the limit is stopped before it crowds out other work, and
+    // the resident memory it had reached is the measurement.
+    const watch = maxRssMb
+      ? setInterval(() => {
+          const mb = rssMb(child.pid);
+          if (mb === null) return;
+          if (mb > maxRssMb) {
+            stoppedBecause = `stopped at ${(mb / 1024).toFixed(2)} GB resident, over the --max-rss limit of ${+(maxRssMb / 1024).toFixed(2)} GB, ${((performance.now() - started) / 1000).toFixed(0)} s after it started`;
+            log(`  ${stoppedBecause} (pid ${child.pid})`);
+            child.kill('SIGKILL');
+          }
+        }, 250)
+      : null;
     child.on('close', (code) => {
       clearTimeout(timer);
+      if (watch) clearInterval(watch);
       resolvePromise({ code, stderr });
     });
   });
@@ -158,9 +201,10 @@ async function runJson<T>(
   timeoutMs: number,
   log: (s: string) => void,
   env?: NodeJS.ProcessEnv,
+  maxRssMb?: number,
 ): Promise<T> {
   rmSync(resultFile, { force: true });
-  const { code, stderr } = await run(cmd, [...args, '--result', resultFile], timeoutMs, log, env);
+  const { code, stderr } = await run(cmd, [...args, '--result', resultFile], timeoutMs, log, env, maxRssMb);
   let text: string | null = null;
   try {
     text = readFileSync(resultFile, 'utf8');
@@ -169,6 +213,7 @@ async function runJson<T>(
   }
   if (code !== 0 || !text) {
     const tail = stderr.trim().split('\n').slice(-6).join(' | ');
+    if (stoppedBecause) throw new Error(`${what} ${stoppedBecause}`);
     throw new Error(`${what} failed (exit ${code}): ${tail || 'no output'}`);
   }
   return JSON.parse(text) as T;
@@ -238,6 +283,7 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
     const batches: BatchResult[] = [];
     for (const part of options.parts) {
       for (const name of PARTS[part]) {
+        if (options.cases && !options.cases.includes(name)) continue;
         if (name in BATCH_CASES) {
           // Whole generations side by side in one process per method: no profile, no PyTorch counterpart.
           try {
@@ -263,6 +309,7 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
               timeoutMs,
               log,
               childEnv(null),
+              options.maxRssMb,
             );
             batches.push(r);
             log(
@@ -312,40 +359,65 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
         // A fresh optimized-model cache per case: the timed child fills it, the next ones find it.
         const ortCache = useCache ? mkdtempSync(join(tmp, 'ort-')) : null;
         try {
-          try {
-            log(`${name}: timing (${runs[part]} runs)`);
-            report.ours = await runJson<TimeResult>(
-              `${name} timing`,
-              process.execPath,
-              [...node, ...common, '--purpose', 'time', '--runs', String(runs[part])],
-              join(tmp, 'r.json'),
-              timeoutMs,
-              log,
-              childEnv(ortCache),
-            );
-            log(
-              `  median ${fmtMs(report.ours.medianMs)}, first step ${fmtMs(report.ours.firstStepMs)}, peak RSS ${report.ours.peakRssMb.toFixed(0)} MB`,
-            );
-            if (ortCache) {
-              log(`${name}: first step with the optimized-model cache`);
-              report.oursCached = await runJson<TimeResult>(
-                `${name} cached first step`,
+          if (options.oneProcess) {
+            try {
+              log(`${name}: first step, ${profileRuns(part)} timed run(s) and the ONNX Runtime profile, one process`);
+              report.kernels = await runJson<ProfileResult>(
+                `${name} profile`,
                 process.execPath,
-                [...node, ...common, '--purpose', 'time', '--runs', '0'],
+                [...node, ...common, '--purpose', 'profile', '--runs', String(profileRuns(part))],
+                join(tmp, 'p.json'),
+                timeoutMs,
+                log,
+                childEnv(ortCache),
+                options.maxRssMb,
+              );
+              report.ours = report.kernels.time ?? null;
+              log(
+                `  median ${fmtMs(report.kernels.profiledMedianMs)}, kernels ${fmtMs(report.kernels.bestKernelSumMs)}, first step ${fmtMs(report.ours?.firstStepMs)}, peak RSS ${report.ours?.peakRssMb.toFixed(0)} MB`,
+              );
+            } catch (e) {
+              report.errors.push((e as Error).message);
+              log(`  ${(e as Error).message}`);
+            }
+          } else {
+            try {
+              log(`${name}: timing (${runs[part]} runs)`);
+              report.ours = await runJson<TimeResult>(
+                `${name} timing`,
+                process.execPath,
+                [...node, ...common, '--purpose', 'time', '--runs', String(runs[part])],
                 join(tmp, 'r.json'),
                 timeoutMs,
                 log,
                 childEnv(ortCache),
+                options.maxRssMb,
               );
               log(
-                `  first step ${fmtMs(report.oursCached.firstStepMs)} (${report.oursCached.cache.join(', ')}), peak RSS ${report.oursCached.peakRssMb.toFixed(0)} MB`,
+                `  median ${fmtMs(report.ours.medianMs)}, first step ${fmtMs(report.ours.firstStepMs)}, peak RSS ${report.ours.peakRssMb.toFixed(0)} MB`,
               );
+              if (ortCache) {
+                log(`${name}: first step with the optimized-model cache`);
+                report.oursCached = await runJson<TimeResult>(
+                  `${name} cached first step`,
+                  process.execPath,
+                  [...node, ...common, '--purpose', 'time', '--runs', '0'],
+                  join(tmp, 'r.json'),
+                  timeoutMs,
+                  log,
+                  childEnv(ortCache),
+                  options.maxRssMb,
+                );
+                log(
+                  `  first step ${fmtMs(report.oursCached.firstStepMs)} (${report.oursCached.cache.join(', ')}), peak RSS ${report.oursCached.peakRssMb.toFixed(0)} MB`,
+                );
+              }
+            } catch (e) {
+              report.errors.push((e as Error).message);
+              log(`  ${(e as Error).message}`);
             }
-          } catch (e) {
-            report.errors.push((e as Error).message);
-            log(`  ${(e as Error).message}`);
           }
-          if (options.profile !== false) {
+          if (options.profile !== false && !options.oneProcess) {
             try {
               log(`${name}: ONNX Runtime profile (${profileRuns(part)} runs)`);
               report.kernels = await runJson<ProfileResult>(
@@ -356,6 +428,7 @@ export async function runPerfBench(options: PerfOptions): Promise<PerfReport> {
                 timeoutMs,
                 log,
                 childEnv(ortCache),
+                options.maxRssMb,
               );
               log(`  kernels ${fmtMs(report.kernels.bestKernelSumMs)}`);
             } catch (e) {
