@@ -39,6 +39,18 @@ describe('method specs', () => {
     expect(() => checkMethodOverrides('syngen', { budget: 30 })).toThrow(/only applies to the methods that choose/);
   });
 
+  it("suppress@<passes>: S2I held to a rival's cost (up to 64 starts within the passes), by name", () => {
+    const spec = methodSpec('suppress@120');
+    expect(spec.name).toBe('suppress@120');
+    expect(methodSpec('suppress@120')).toBe(spec);
+    const settings = spec.resolve(25, {}).suppress!;
+    expect(settings.selection).toEqual({ candidates: 64, atCall: 5, accept: 0.05, budget: 120 });
+    expect(settings).toMatchObject({ mode: 'edit', tokenGroups: true });
+    expect(startsWithin(120, 64, 5, 25)).toBe(20);
+    expect(() => methodSpec('suppress@0')).toThrow(/unknown method/);
+    expect(() => methodSpec('suppress@x')).toThrow(/unknown method/);
+  });
+
   it('--budget: the starts that fit (k starts to call m and the rest: k·m + N − m passes), at least one', () => {
     expect(startsWithin(null, 4, 5, 25)).toBe(4);
     expect(startsWithin(40, 4, 5, 25)).toBe(4);
