@@ -166,7 +166,8 @@ describe('the rivals on tiny-sd', () => {
         attnRes: [16, 16],
       }),
     conform: (t) => buildConform(t),
-    initno: (t) => buildInitno(t),
+    // One round and at most 2 refinement steps (a batch of 2 runs every evaluation twice over).
+    initno: (t) => new Initno({ ...buildInitno(t).config, rounds: 1, maxRefinementSteps: 2 }),
   };
   for (const [name, build] of Object.entries(inBatch))
     it(`${name}: in a batch with a prompt of more subjects and attributes, an image is what it is alone`, async () => {
