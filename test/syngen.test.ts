@@ -32,7 +32,7 @@ async function ours(c: Case) {
   const P = c.T - 2;
   const g = new Graph();
   const maps = g.input('maps', [1, c.h, c.w, c.T]);
-  const loss = syngenLoss(
+  const { loss } = syngenLoss(
     maps,
     g.input('rows', [1, f.rows, P]),
     g.input('mask', [1, f.groups, f.rows * P]),

@@ -57,9 +57,10 @@ function statRow(r: BenchRow): StatRow {
 
 /**
  * Methods every other method is compared with when they ran: the two baselines of the main table, and the rivals
- * (the targets of Suppress-to-Impress are stated against the best of them).
+ * (the targets of Suppress-to-Impress are stated against the best of them; `suppress@<passes>`, S2I held to a
+ * rival's cost, is compared with each, so the row against the rival whose cost it was given is the matched one).
  */
-const COMPARED_WITH = [...BASELINES, 'initno', 'astar'];
+const COMPARED_WITH = [...BASELINES, 'initno', 'astar', 'syngen', 'divide-and-bind', 'conform', 'initno-clean'];
 
 /** Comparisons worth printing: everything against the baselines; against a rival, only the non-rivals. */
 function compared(s: Summary): Summary {

@@ -84,7 +84,10 @@ export function divideBindLoss(
   const flat = (x: Value) => op.reshape(x, [k, n, h * w]);
   const peak = op.reduceMax(flat(A), [2], true); // [k, n, 1]
   const image = op.softmax(flat(A), -1);
-  const color = op.softmax(op.mul(op.div(flat(C), op.reduceMax(flat(C), [2], true)), peak), -1);
+  // An unused slot's colour map is all zero: its peak is kept from 0 so that 0/0 does not make the masked-out
+  // loss (and, through it, the batch's gradient) NaN; a real map's peak (of a softmax ×100) is far above 1e-30.
+  const colorPeak = op.maximum(op.reduceMax(flat(C), [2], true), 1e-30);
+  const color = op.softmax(op.mul(op.div(flat(C), colorPeak), peak), -1);
   const quantile = op.add(0.2, op.mul(op.stopGradient(op.cast(op.less(tv, 0.1), 'float32')), 0.1)); // 0.3 or 0.2
   const thresh = op.mul(op.reshape(quantile, [k, n, 1]), op.reduceMax(image, [2], true));
   const p = op.add(op.relu(op.sub(image, thresh)), 1e-5);
@@ -219,8 +222,7 @@ export class DivideAndBind implements GuidanceMethod {
     const size = stepSize(cfg, ctx.index, ctx.totalCalls);
     const alter = ctx.index < cfg.maxIterToAlter;
     const target = cfg.refineAt.get(ctx.index);
-    const limit =
-      ctx.index === 0 ? DIVIDE_BIND_DEFAULTS.maxRefinementStepsFirst : DIVIDE_BIND_DEFAULTS.maxRefinementSteps;
+    const limit = ctx.index === 0 ? cfg.refineLimits[0] : cfg.refineLimits[1];
     const latents = samples.map((s) => s.latents.data);
     const all = samples.map((_, b) => b);
     // The loss of every sample (its gradient where the latents are updated).

@@ -16,9 +16,11 @@ import {
   DEFAULT_ACCEPT,
   DEFAULT_CANDIDATES,
   EDIT_STEPS_AT_50,
+  MATCHED_COST_NAME,
   SELECT_AT_50,
   scaledEditSteps,
   scaledSelectAt,
+  suppressAtCost,
   SUPPRESS_SPECS,
   type SuppressSettings,
 } from './suppress-presets.js';
@@ -99,10 +101,24 @@ export function canonicalMethodName(name: string): string {
   return ALIASES.get(n) ?? n;
 }
 
+const atCost = new Map<string, MethodSpec>();
+
+/** A method by name: a registry name or alias, or `suppress@<passes>` (Suppress-to-Impress at that cost). */
 export function methodSpec(name: string, option = 'method'): MethodSpec {
-  const spec = METHODS[canonicalMethodName(name)];
-  if (!spec) throw new FieldError(option, `: unknown method '${name}' (known: ${METHOD_NAMES.join(', ')})`);
-  return spec;
+  const canonical = canonicalMethodName(name);
+  const spec = METHODS[canonical];
+  if (spec) return spec;
+  const matched = MATCHED_COST_NAME.exec(canonical);
+  const passes = matched ? Number(matched[1]) : NaN;
+  if (Number.isSafeInteger(passes) && passes >= 1 && passes <= 1_000_000) {
+    const key = `suppress@${passes}`;
+    if (!atCost.has(key)) atCost.set(key, suppressAtCost(passes));
+    return atCost.get(key)!;
+  }
+  throw new FieldError(
+    option,
+    `: unknown method '${name}' (known: ${METHOD_NAMES.join(', ')}, and suppress@<passes>: S2I held to that many guided passes per image)`,
+  );
 }
 
 /** The same as methodSpec (the name it had). */

@@ -149,6 +149,8 @@ export interface SuppressPreset {
   editStepsAt50?: number;
   /** The layout score that ends the search for a start early (null: try them all). */
   accept?: number | null;
+  /** At most this many guided passes per image (MethodOverrides.budget), when the preset itself is held to one. */
+  budget?: number;
 }
 
 /** Suppress-to-Impress's resolved settings (what reports print). */
@@ -166,6 +168,7 @@ export function suppressSpec(p: SuppressPreset): MethodSpec {
   const resolve: MethodSpec['resolve'] = (steps, o) => {
     const { loop, scaled } = resolveLoop(steps, o);
     const candidates = o.candidates ?? p.candidates;
+    const budget = o.budget ?? p.budget;
     if (steps !== REFERENCE_STEPS) {
       if (o.editSteps === undefined && p.editStepsAt50 !== 0) scaled.push('editSteps');
       if (candidates > 1 && o.selectAt === undefined) scaled.push('selectAt');
@@ -181,7 +184,7 @@ export function suppressSpec(p: SuppressPreset): MethodSpec {
         atCall: o.selectAt ?? scaledSelectAt(steps),
         accept: o.accept !== undefined ? o.accept : (p.accept ?? null),
         // Only when given: a budget left out leaves the settings (and the benchmark's row hashes) as they were.
-        ...(o.budget !== undefined ? { budget: o.budget } : {}),
+        ...(budget !== undefined ? { budget } : {}),
       },
     };
     return { loop, scaled, own: { ...suppress }, suppress, usesGradients: suppress.mode !== 'edit' };
@@ -281,3 +284,28 @@ export const SUPPRESS_SPECS: readonly MethodSpec[] = [
     description: 'the first version (loss and edit modes together, subject tokens only), for comparison',
   },
 ].map((p) => suppressSpec(p as SuppressPreset));
+
+/** The most starts Suppress-to-Impress may try when held to a rival's cost (the start choice's own limit). */
+export const MATCHED_MAX_CANDIDATES = 64;
+
+/** `suppress@<passes>`: the method name of Suppress-to-Impress at a given cost. */
+export const MATCHED_COST_NAME = /^suppress@(\d+)$/;
+
+/**
+ * Suppress-to-Impress at a rival's cost, `suppress@<passes>`: the same method (edit, token groups, early
+ * acceptance of a clean start), allowed as many starts as fit `passes` guided UNet passes per image (up to 64)
+ * instead of 4. It spends at most that (fewer where a start is accepted early), so a comparison with the rival
+ * whose cost `passes` is holds S2I to no more than the rival's passes.
+ */
+export function suppressAtCost(passes: number): MethodSpec {
+  return suppressSpec({
+    name: `suppress@${passes}`,
+    group: 'ablation',
+    mode: 'edit',
+    tokenGroups: true,
+    candidates: MATCHED_MAX_CANDIDATES,
+    accept: DEFAULT_ACCEPT,
+    budget: passes,
+    description: `Suppress-to-Impress held to ${passes} guided UNet passes per image: as many starts as fit (at most ${MATCHED_MAX_CANDIDATES})`,
+  });
+}

@@ -91,8 +91,12 @@ export interface SyngenFeeds {
 export function syngenFeeds(samples: readonly SyngenGroup[][], tokens: number): SyngenFeeds {
   const P = tokens - 2;
   const rowsOf = samples.map((groups) => [...new Set(groups.flatMap((g) => g.pairs.map(([r]) => r)))]);
-  const R = Math.max(1, ...rowsOf.map((r) => r.length));
-  const G = Math.max(1, ...samples.map((g) => g.length));
+  // Rows and groups in multiples of 8, as CONFORM's slots: the batch's shapes change only in steps of 8 with the
+  // prompts that share it (fewer compiled graphs, kernels that see the same blocks). The padding's rows select
+  // nothing and its groups have no pairs (coefficient 0).
+  const slots = (n: number) => 8 * Math.ceil(Math.max(1, n) / 8);
+  const R = slots(Math.max(...rowsOf.map((r) => r.length)));
+  const G = slots(Math.max(...samples.map((g) => g.length)));
   const k = samples.length;
   const rowSelect = new Float32Array(k * R * P);
   const groupMask = new Float32Array(k * G * R * P);
@@ -111,28 +115,41 @@ export function syngenFeeds(samples: readonly SyngenGroup[][], tokens: number): 
 /**
  * SynGen's loss per sample [k] from aggregated maps [k, h, w, T]: symmetric KLs between the rows' token maps and
  * every position's (as torch.distributions.Categorical: probabilities normalised, logs of the clamped ones), the
- * largest of each group's pairs, weighted by the group's coefficient.
+ * largest of each group's pairs, weighted by the group's coefficient: the loss [k] and its terms [k, G].
  */
-export function syngenLoss(maps: Value, rowSelect: Value, groupMask: Value, groupCoef: Value): Value {
+export function syngenLoss(
+  maps: Value,
+  rowSelect: Value,
+  groupMask: Value,
+  groupCoef: Value,
+): { loss: Value; terms: Value } {
   const [k, h, w, t] = maps.shape as [number, number, number, number];
   const [, R, P] = rowSelect.shape as [number, number, number];
   const hw = h * w;
   const x = op.transpose(op.reshape(op.mul(op.slice(maps, [1], [t - 1], [3]), 100), [k, hw, P]), [0, 2, 1]); // [k, P, hw]
-  const p = op.div(x, op.reduceSum(x, [2], true));
+  // Sums over pixels as products with a column of ones, and the KLs' cross terms as batched products: ONNX
+  // Runtime's reductions across an inner axis (and the broadcasts' gradients, which are such reductions) round
+  // differently with the batch size, matrix products per batch item do not (an image in a batch is what it is
+  // alone).
+  const ones = maps.graph.constant(new Float32Array(hw).fill(1), [hw, 1], 'float32', 'syngen_ones');
+  const pixelSum = (v: Value) => op.matmul(v, ones); // [k, ·, 1]
+  const p = op.div(x, pixelSum(x));
   const eps = 1.1920928955078125e-7; // torch.finfo(float32).eps, clamp_probs
   const logp = op.log(op.minimum(op.maximum(p, eps), 1 - eps));
   const pr = op.matmul(rowSelect, p); // [k, R, hw]
   const logpr = op.matmul(rowSelect, logp);
-  const rowP = op.reshape(pr, [k, R, 1, hw]);
-  const rowLog = op.reshape(logpr, [k, R, 1, hw]);
-  const colP = op.reshape(p, [k, 1, P, hw]);
-  const colLog = op.reshape(logp, [k, 1, P, hw]);
-  const klRowCol = op.reduceSum(op.mul(rowP, op.sub(rowLog, colLog)), [3], false); // [k, R, P]
-  const klColRow = op.reduceSum(op.mul(colP, op.sub(colLog, rowLog)), [3], false);
+  // KL(r ‖ c) = Σ pr·log pr − Σ pr·log pc and KL(c ‖ r) = Σ pc·log pc − Σ pc·log pr, each [k, R, P].
+  const rowSelf = pixelSum(op.mul(pr, logpr)); // [k, R, 1]
+  const colSelf = op.reshape(pixelSum(op.mul(p, logp)), [k, 1, P]);
+  const logpT = op.transpose(logp, [0, 2, 1]); // [k, hw, P]
+  const pT = op.transpose(p, [0, 2, 1]);
+  const klRowCol = op.sub(rowSelf, op.matmul(pr, logpT));
+  const klColRow = op.sub(colSelf, op.matmul(logpr, pT));
   const sym = op.reshape(op.div(op.add(klRowCol, klColRow), 2), [k, 1, R * P]);
   const masked = op.add(op.mul(sym, groupMask), op.mul(op.sub(groupMask, 1), 1e9)); // [k, G, R*P]
   const best = op.reduceMax(masked, [2], false); // [k, G]
-  return op.reduceSum(op.mul(best, groupCoef), [1], false);
+  const terms = op.mul(best, groupCoef);
+  return { loss: op.reduceSum(terms, [1], false), terms };
 }
 
 export class Syngen implements GuidanceMethod {
@@ -176,10 +193,10 @@ export class Syngen implements GuidanceMethod {
         ['group_mask', [k, f.groups, f.rows * P]],
         ['group_coef', [k, f.groups]],
       ],
-      build: (_g, maps, inp) => ({
-        loss: syngenLoss(maps.cross, inp['row_select']!, inp['group_mask']!, inp['group_coef']!),
-        outputs: {},
-      }),
+      build: (_g, maps, inp) => {
+        const { loss, terms } = syngenLoss(maps.cross, inp['row_select']!, inp['group_mask']!, inp['group_coef']!);
+        return { loss, outputs: { terms } };
+      },
     };
     const out = await runLossPass(
       ctx.unet,
@@ -192,8 +209,12 @@ export class Syngen implements GuidanceMethod {
         group_coef: { data: f.groupCoef, shape: [k, f.groups] },
       },
     );
+    const terms = out.outputs['terms']!.data;
     return samples.map((s, b) => {
-      const loss = out.loss[b]!;
+      // The loss summed here, term by term: the graph's sum over the batch's padded group count rounds differently
+      // with that count (its gradient, 1 per term, does not).
+      let loss = 0;
+      for (let g = 0; g < members[b]!.groups.length; g++) loss = Math.fround(loss + terms[b * f.groups + g]!);
       members[b]!.perCall.set(ctx.index, { loss, maxAttention: null, refinementTries: 0, stepSize: cfg.stepSize });
       return loss !== 0 ? subtractScaled(s.latents.data, cfg.stepSize, out.grad![b]!) : s.latents.data;
     });
