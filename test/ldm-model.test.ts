@@ -4,7 +4,10 @@
  * run recording only that resolution gets; and a benchmark builds its methods at the resolution rule's 16x16 there
  * (latent/4 would be 4x4), while on the pixel model it keeps building them as before (their row keys unchanged).
  */
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { methodSettings } from '../src/bench/plan.js';
 import { floatToRgb8 } from '../src/image/convert.js';
 import { parseResolutionList } from '../src/cli/options.js';
@@ -15,9 +18,13 @@ import { sampleBatch } from '../src/shapes/generate.js';
 import { Rng } from '../src/shapes/rng.js';
 import { scoreImage } from '../src/shapes/score.js';
 import { readVaeFolder } from '../src/shapes/tasks.js';
+import { decodePng } from '../src/image/png.js';
 import { VaeEncoder } from '../src/train/vae.js';
+import { ensureBuilt, s2i } from './support/cli.js';
 
 const LDM = 'models/shapes-ldm';
+const tmp = mkdtempSync(join(tmpdir(), 's2i-ldm-model-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('models/shapes-ldm', () => {
   it('VAE: encode→decode of 8 renders (64x64, 1-3 objects) still scores every one fully right', async () => {
@@ -91,5 +98,25 @@ describe('models/shapes-ldm', () => {
     ]);
     expect(() => parseResolutionList('16,16x16', '--attn-res')).toThrow(/--attn-res names 16x16 twice/);
     expect(() => parseResolutionList('16,', '--attn-res')).toThrow(/--attn-res must be a size/);
+  });
+
+  it('s2i generate --attention-maps --attn-res 16,8 draws both levels; a list without the picture is refused', () => {
+    ensureBuilt();
+    const maps = join(tmp, 'maps.png');
+    const args = ['generate', 'a red circle and a blue square', '--model', LDM, '--steps', '2', '--seed', '0'];
+    const one = s2i([...args, '--out', join(tmp, 'a.png'), '--attention-maps', maps, '--json']);
+    expect(one.code, one.stderr).toBe(0);
+    const oneRow = decodePng(maps);
+    const two = s2i([...args, '--out', join(tmp, 'b.png'), '--attention-maps', maps, '--attn-res', '16,8']);
+    expect(two.code, two.stderr).toBe(0);
+    expect(two.stdout).toMatch(/cross-attention 16x16 and 8x8/);
+    const twoRows = decodePng(maps);
+    expect(twoRows.width).toBeGreaterThanOrEqual(oneRow.width);
+    expect(twoRows.height).toBe(2 * oneRow.height);
+    const bad = s2i([...args, '--out', join(tmp, 'c.png'), '--attn-res', '16,8']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toBe(
+      's2i: error: --attn-res with several sizes is for --attention-maps FILE (give one size otherwise)',
+    );
   });
 });
