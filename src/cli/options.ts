@@ -164,6 +164,15 @@ export function parseResolution(value: string, flag: string): [number, number] {
   return [h, w];
 }
 
+/** `16x16,8x8`: one or more map resolutions, each as `parseResolution` reads it, none twice. */
+export function parseResolutionList(value: string, flag: string): [number, number][] {
+  const list = value.split(',').map((item) => parseResolution(item, flag));
+  const seen = list.map(([h, w]) => `${h}x${w}`);
+  const twice = seen.find((r, i) => seen.indexOf(r) !== i);
+  if (twice) throw new UserError(`${flag} names ${twice} twice, got ${quote(value)}`);
+  return list;
+}
+
 /** `FILE` or `FILE:KEY` (KEY defaults to `defaultKey`); a path that exists as given is always a FILE. */
 export function readTensorSpec(
   spec: string,

@@ -11,6 +11,11 @@ export interface AttentionRecording {
   resolution?: readonly [number, number];
   /** Which sampler calls to record (default: every call). */
   steps?: readonly number[];
+  /**
+   * Further resolutions recorded on those calls, for pictures only (a UNet with cross-attention at several sizes):
+   * the maps the pass used, in `GenerateResult.attentionMapsAt`.
+   */
+  alsoAt?: readonly (readonly [number, number])[];
 }
 
 /** What differs between the samples of a batch. */
@@ -102,6 +107,8 @@ export interface GenerateResult {
   attentionMaps: Map<number, Tensor>;
   /** For edited calls: the model's own maps before the edit. */
   rawAttentionMaps: Map<number, Tensor>;
+  /** The maps at `AttentionRecording.alsoAt`'s resolutions ('16x16' → call index → [h, w, T]), when asked. */
+  attentionMapsAt?: Map<string, Map<number, Tensor>>;
   attentionResolution: readonly [number, number] | null;
   /** The batch this image was made in: its size and this image's place in it. */
   batch: { size: number; index: number };

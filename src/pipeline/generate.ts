@@ -25,7 +25,7 @@ import { GaussianRng } from '../util/random.js';
 import { defaultBatchSize } from './batch-size.js';
 import { generationFootprint } from './footprint.js';
 import type { BatchOptions, GenerateOptions, GenerateResult, SampleRequest, StepRecord } from './generate-types.js';
-import { attentionRecording, guidedPass, guidedPrediction } from './guided-pass.js';
+import { attentionRecording, guidedPass, keepMapsAt, guidedPrediction } from './guided-pass.js';
 import { candidateSeed, chooseStarts, startPlan } from './starts.js';
 import type { StableDiffusion } from './stable-diffusion.js';
 
@@ -336,7 +336,9 @@ async function runCalls(
     const { resolution, everyCall, steps: recordSteps } = recording;
     const wantMaps = resolution !== null && (everyCall || !recordSteps || recordSteps.has(i));
     const edits = runs.map((s) => s.request.method?.guidedPassEdit?.(ctx) ?? null);
-    const out = await guidedPass(unet, runs, context, timestep, i, wantMaps ? resolution : null, edits, editGraph);
+    const alsoAt = wantMaps && (!recordSteps || recordSteps.has(i)) ? recording.alsoAt : [];
+    const record = wantMaps ? resolution : null;
+    const out = await guidedPass(unet, runs, context, timestep, i, record, edits, editGraph, alsoAt);
     for (const s of runs) s.cost.unetForward++;
     if (firstNonFinite(out.noisePred) >= 0 && runs.every((s) => firstNonFinite(s.latents.data) < 0))
       throw new UserError(
@@ -352,6 +354,7 @@ async function runCalls(
       if (usedMaps) stepMaps.push(usedMaps);
       if (usedMaps && (!recordSteps || recordSteps.has(i))) s.result.attentionMaps.set(i, usedMaps);
       if (rawMaps && edits[b]) s.result.rawAttentionMaps.set(i, rawMaps);
+      keepMapsAt(s.result, out.mapsAt, b, i);
       s.request.method?.afterGuidedPass?.(ctx, rawMaps);
       return stepSample(s, guidedPrediction(out.noisePred, b, B, perSample, settings.guidance), ctx, settings);
     });

@@ -11,7 +11,7 @@ import * as op from '../graph/ops.js';
 import type { AttentionEdit } from '../methods/types.js';
 import type { Sampler } from '../schedulers/index.js';
 import { numel, type Tensor } from '../tensor.js';
-import type { BatchOptions, SampleRequest } from './generate-types.js';
+import type { BatchOptions, GenerateResult, SampleRequest } from './generate-types.js';
 import type { StableDiffusion } from './stable-diffusion.js';
 
 /**
@@ -23,7 +23,12 @@ export function attentionRecording(
   options: BatchOptions,
   h: number,
   w: number,
-): { resolution: readonly [number, number] | null; everyCall: boolean; steps: Set<number> | null } {
+): {
+  resolution: readonly [number, number] | null;
+  everyCall: boolean;
+  steps: Set<number> | null;
+  alsoAt: readonly (readonly [number, number])[];
+} {
   let methodRes: readonly [number, number] | null = null;
   for (const r of requests) {
     const res = r.method?.attentionResolution?.(h, w) ?? null;
@@ -40,7 +45,9 @@ export function attentionRecording(
     );
   }
   const steps = options.recordAttention?.steps ? new Set(options.recordAttention.steps) : null;
-  return { resolution: methodRes ?? userRes, everyCall: methodRes !== null, steps };
+  const resolution = methodRes ?? userRes;
+  const alsoAt = (options.recordAttention?.alsoAt ?? []).filter((r) => r.join('x') !== resolution?.join('x'));
+  return { resolution, everyCall: methodRes !== null, steps, alsoAt };
 }
 
 /** Sample b's uncond + g·(cond − uncond) from the pass's [uncond × B, cond × B] rows, in float32 as torch. */
@@ -69,6 +76,8 @@ export interface GuidedOutputs {
   rawMaps: Tensor[] | null;
   /** Per sample, the maps the pass used (after the edit), when edited. */
   usedMaps: Tensor[] | null;
+  /** Per sample, the maps the pass used at each of `alsoAt`'s resolutions ('8x8'). */
+  mapsAt: Map<string, Tensor[]>;
 }
 
 /** One UNet pass over [uncond × B, cond × B], recording and editing the conditional half's cross-attention. */
@@ -81,12 +90,14 @@ export async function guidedPass(
   recordRes: readonly [number, number] | null,
   edits: readonly (AttentionEdit | null)[],
   editGraph = false,
+  alsoAt: readonly (readonly [number, number])[] = [],
 ): Promise<GuidedOutputs> {
   const B = runs.length;
   const [c, h, w] = unet.latentShape;
   const [tokens, dim] = unet.contextShape;
   const edited = editGraph || edits.some((e) => e !== null);
-  const key = `guided:b${B}:rec=${recordRes ? recordRes.join('x') : '-'}:edit=${edited ? 1 : 0}`;
+  const at = alsoAt.map((r) => r.join('x'));
+  const key = `guided:b${B}:rec=${recordRes ? recordRes.join('x') : '-'}${at.map((r) => `+${r}`).join('')}:edit=${edited ? 1 : 0}`;
   const session = await unet.compile(key, (g, build) => {
     const sample = g.input('sample', [2 * B, c, h, w]);
     const ts = g.input('timestep', [2 * B]);
@@ -96,15 +107,17 @@ export async function guidedPass(
     const raw = recordRes ? new AttentionStore({ kind: 'cross', resolution: recordRes }) : null;
     const editor = edited ? multiplicativeEditor(g, 2 * B) : null;
     const used = raw && editor ? new AttentionStore({ kind: 'cross', resolution: recordRes! }) : null;
+    const more = alsoAt.map((resolution) => new AttentionStore({ kind: 'cross', resolution }));
     const { noisePred } = build(
       { sample, timestep: ts, encoderHiddenStates: ctxIn },
-      { attentionHook: composeHooks(raw?.hook, editor?.hook, used?.hook) },
+      { attentionHook: composeHooks(raw?.hook, editor?.hook, used?.hook, ...more.map((s) => s.hook)) },
     );
     g.output('noise_pred', noisePred);
-    const conditional = (store: AttentionStore) =>
-      op.identity(store.aggregate({ resolution: recordRes!, batches: [B, 2 * B] }));
+    const conditional = (store: AttentionStore, resolution = recordRes!) =>
+      op.identity(store.aggregate({ resolution, batches: [B, 2 * B] }));
     if (raw) g.output('attention_maps_raw', conditional(raw));
     if (used) g.output('attention_maps', conditional(used));
+    more.forEach((store, k) => g.output(`attention_maps_at_${at[k]}`, conditional(store, alsoAt[k])));
   });
   const perSample = c * h * w;
   const batch = new Float32Array(2 * B * perSample);
@@ -144,5 +157,14 @@ export async function guidedPass(
     noisePred: out['noise_pred']!.data,
     rawMaps: split(out['attention_maps_raw']),
     usedMaps: split(out['attention_maps']),
+    mapsAt: new Map(at.map((r) => [r, split(out[`attention_maps_at_${r}`])!])),
   };
+}
+
+/** Sample b's maps at further resolutions (GuidedOutputs.mapsAt) kept in its result under call `index`. */
+export function keepMapsAt(result: GenerateResult, mapsAt: GuidedOutputs['mapsAt'], b: number, index: number): void {
+  for (const [res, maps] of mapsAt) {
+    const byCall = (result.attentionMapsAt ??= new Map()).get(res) ?? new Map<number, Tensor>();
+    result.attentionMapsAt.set(res, byCall.set(index, maps[b]!));
+  }
 }

@@ -96,8 +96,15 @@ export function plan(request: GenerateRequest, model: StableDiffusion, bench?: B
   const guided = spec.capabilities.needsSubjects;
   const picture = !bench && r.attentionPicture !== undefined;
   const attnRes = guided || picture ? attentionResolution(model, sampling, r.attnRes) : null;
-  // A benchmark's methods build at their own resolution: its row keys hash their settings as built.
-  const builtRes = bench ? {} : { attnRes: attnRes! };
+  // A benchmark's methods build at their own resolution where the rule agrees with it (its row keys hash their
+  // settings as built: the pixel model's keys stay); where it does not (16x16 on the latent model, not latent/4),
+  // at the rule's.
+  const ownRes = chooseAttentionResolution(
+    null,
+    sampling.height / model.scaleFactor,
+    sampling.width / model.scaleFactor,
+  );
+  const builtRes = attnRes === null || (bench && attnRes.join('x') === ownRes.join('x')) ? {} : { attnRes };
   const method = guided ? resolveMethodSettings(name, steps, { ...r.methodOverrides, ...builtRes }) : null;
   if (method) notes.push(...lateThresholds(method, totalCalls));
   const rows = picture ? r.attentionPicture!.steps : undefined;
@@ -130,7 +137,13 @@ export function plan(request: GenerateRequest, model: StableDiffusion, bench?: B
       ? {}
       : null
     : picture
-      ? { resolution: attnRes!, ...(Array.isArray(rows) ? { steps: rows } : {}) }
+      ? {
+          resolution: attnRes!,
+          ...(Array.isArray(rows) ? { steps: rows } : {}),
+          ...(r.attentionPicture!.alsoAt?.length
+            ? { alsoAt: r.attentionPicture!.alsoAt.map((given) => attentionResolution(model, sampling, given)) }
+            : {}),
+        }
       : null;
   const options: GenerationPlan['options'] = {
     steps,

@@ -48,8 +48,11 @@ export interface GenerateRequest {
   attributes?: readonly { subject: string; adjective: string }[];
   /** Query resolution of the maps (default: chooseAttentionResolution's). */
   attnRes?: readonly [number, number];
-  /** Draw the cross-attention picture: a row for the mean over the steps, for every step, or for these steps. */
-  attentionPicture?: { steps: readonly number[] | 'all' | 'mean' };
+  /**
+   * Draw the cross-attention picture: a row for the mean over the steps, for every step, or for these steps; and
+   * with `alsoAt`, the same rows again at each of these further resolutions (a UNet with cross-attention at several).
+   */
+  attentionPicture?: { steps: readonly number[] | 'all' | 'mean'; alsoAt?: readonly (readonly [number, number])[] };
   /** How many images: seeds seed, seed+1, …, seed+images−1 (default 1). */
   images?: number;
   /** Images generated together (default: as many as fit the memory budget, at most 16; batch-size.ts). */

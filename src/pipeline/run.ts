@@ -9,6 +9,7 @@ import { generateBatch, type GenerateResult } from './generate.js';
 import { plan, type GenerationPlan } from './plan.js';
 import { type GenerateRequest, type GenerateRun, type ImageRun, type RequestHooks } from './request.js';
 import type { StableDiffusion } from './stable-diffusion.js';
+import type { Tensor } from '../tensor.js';
 
 export interface RunHooks extends RequestHooks {
   /**
@@ -62,7 +63,7 @@ function finish(p: GenerationPlan, results: readonly GenerateResult[]): Generate
   const wanted = p.request.attentionPicture;
   const images: ImageRun[] = results.map((result, i) => {
     const image = floatToRgb8(result.image, { range: 'signed' });
-    const picture = wanted ? renderAttentionPicture(image, attentionRows(result, wanted.steps), tokenColumns(p)) : null;
+    const picture = wanted ? renderAttentionPicture(image, pictureRows(p, result), tokenColumns(p)) : null;
     return { seed: p.seeds[i], result, image, picture };
   });
   return {
@@ -80,16 +81,30 @@ function finish(p: GenerationPlan, results: readonly GenerateResult[]): Generate
   };
 }
 
+/** The picture's rows: at the plan's resolution, then (each row's label naming its size) at every further one. */
+function pictureRows(p: GenerationPlan, result: GenerateResult): AttentionRow[] {
+  const { steps, alsoAt } = p.request.attentionPicture!;
+  if (!alsoAt?.length) return attentionRows(result.attentionMaps, result.timesteps, steps);
+  const sized = (res: string, maps: Map<number, Tensor>) =>
+    attentionRows(maps, result.timesteps, steps).map((row) => ({ ...row, label: [res, ...row.label] }));
+  return [
+    ...sized(p.attnRes!.join('x'), result.attentionMaps),
+    ...[...(result.attentionMapsAt ?? [])].flatMap(([res, maps]) => sized(res, maps)),
+  ];
+}
+
 /** The attention picture's rows: the mean over all recorded steps, or the chosen steps. */
-function attentionRows(result: GenerateResult, which: readonly number[] | 'all' | 'mean'): AttentionRow[] {
-  const calls = [...result.attentionMaps.keys()].sort((a, b) => a - b);
+function attentionRows(
+  byCall: Map<number, Tensor>,
+  timesteps: readonly number[],
+  which: readonly number[] | 'all' | 'mean',
+): AttentionRow[] {
+  const calls = [...byCall.keys()].sort((a, b) => a - b);
   if (which === 'mean') {
-    return [
-      { label: ['mean of', `${calls.length} steps`], maps: meanMaps(calls.map((i) => result.attentionMaps.get(i)!)) },
-    ];
+    return [{ label: ['mean of', `${calls.length} steps`], maps: meanMaps(calls.map((i) => byCall.get(i)!)) }];
   }
   const steps = which === 'all' ? calls : which;
-  return steps.map((i) => ({ label: [`step ${i}`, `t=${result.timesteps[i]}`], maps: result.attentionMaps.get(i)! }));
+  return steps.map((i) => ({ label: [`step ${i}`, `t=${timesteps[i]}`], maps: byCall.get(i)! }));
 }
 
 /** The picture's columns: the subjects' tokens when subjects were named, else every prompt token. */

@@ -151,17 +151,20 @@ function wroteRows(p: GenerateCommandRun, row: (k: string, v: string) => void): 
     row('wrote', `${first}${n > 2 ? ' ... ' : ', '}${last} (${n} images, ${pngs})`);
     if (p.outputs.grid) row('', `${shown(p.outputs.grid)} (all ${n}, labelled with their seeds)`);
     if (p.outputs.latents) row('', `${shown(p.outputs.latents)} ... (each image's final latents as tensor 'latents')`);
-    if (p.outputs.maps) row('', `${shown(p.outputs.maps)} ... (each image's cross-attention ${r.attnRes!.join('x')})`);
+    if (p.outputs.maps) row('', `${shown(p.outputs.maps)} ... (each image's cross-attention ${mapSizes(p)})`);
     return;
   }
   row('wrote', `${shown(p.outputs.image)} (${pngs})`);
   if (p.outputs.latents)
     row('', `${shown(p.outputs.latents)} (final latents [${res.finalLatents.shape.join(', ')}] as tensor 'latents')`);
   if (p.outputs.maps && r.picture)
-    row(
-      '',
-      `${shown(p.outputs.maps)} (cross-attention ${r.attnRes!.join('x')}, ${r.picture.width}x${r.picture.height} PNG)`,
-    );
+    row('', `${shown(p.outputs.maps)} (cross-attention ${mapSizes(p)}, ${r.picture.width}x${r.picture.height} PNG)`);
+}
+
+/** The picture's map sizes: the run's, then any further ones (`--attn-res 16,8`). */
+function mapSizes(p: GenerateCommandRun): string {
+  const further = p.request.attentionPicture?.alsoAt ?? [];
+  return [p.run.attnRes!, ...further].map((r) => r.join('x')).join(' and ');
 }
 
 /** The timings of all the run's batches together (each result carries its batch's). */

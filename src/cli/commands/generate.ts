@@ -37,7 +37,7 @@ import {
   numberOption,
   parseInteger,
   parsePredictionType,
-  parseResolution,
+  parseResolutionList,
   readTensorSpec,
   typedOption,
 } from '../options.js';
@@ -89,6 +89,9 @@ function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): P
   const name = flags.method;
   if (flags.attentionSteps !== undefined && flags.attentionMaps === undefined)
     throw new UserError('--attention-steps needs --attention-maps FILE');
+  const [attnRes, ...alsoAt] = flags.attnRes ?? [];
+  if (alsoAt.length && flags.attentionMaps === undefined)
+    throw new UserError('--attn-res with several sizes is for --attention-maps FILE (give one size otherwise)');
   const overrides = methodOverridesFromFlags(flags);
   const request: GenerateRequest = {
     prompt,
@@ -104,9 +107,11 @@ function parseFlags(prompt: string, flags: GenerateFlags, files: OutputFiles): P
     tokens: flags.tokens,
     subjects: flags.subjects,
     attributes: flags.attributes,
-    attnRes: flags.attnRes,
+    attnRes,
     attentionPicture:
-      flags.attentionMaps !== undefined ? { steps: parseAttentionSteps(flags.attentionSteps) } : undefined,
+      flags.attentionMaps !== undefined
+        ? { steps: parseAttentionSteps(flags.attentionSteps), ...(alsoAt.length ? { alsoAt } : {}) }
+        : undefined,
     images: flags.images,
     batchSize: flags.batchSize,
   };
@@ -240,6 +245,9 @@ Attention maps (--attention-maps FILE):
   and their heads, conditional pass) divided by its max, coloured and blended
   over the image, the token under it. One row for the mean over all steps,
   or one row per step with --attention-steps. Tiles are at least 128 px.
+  A UNet with cross-attention at several sizes (models/shapes-ldm: 16, 8
+  and 4) shows them all with a list: --attn-res 16,8 draws the rows at
+  16x16 (which the method, if any, reads) and again at 8x8.
 
 Several images (--images N):
   Seeds SEED, SEED+1, ..., SEED+N-1, each image the one --seed would give
@@ -288,9 +296,9 @@ function outputOptions<A extends unknown[], O extends OptionValues, G extends Op
   return command
     .addOption(
       typedOption(
-        '--attn-res <n>',
-        'A&E and --attention-maps: query resolution of the maps, e.g. 16 or 16x16 (default 16)',
-        parseResolution,
+        '--attn-res <list>',
+        'A&E and --attention-maps: query resolution of the maps, e.g. 16 or 16x16 (default: the resolution rule); with --attention-maps a list such as 16,8 draws the first and then each further one',
+        parseResolutionList,
       ),
     )
     .option('--attention-maps <file>', 'write a PNG of the cross-attention map of each token over the image')
