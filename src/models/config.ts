@@ -227,10 +227,8 @@ export function parseClipTextConfig(json: Json, file: string): ClipTextConfig {
 const DOWN_TYPES: DownBlockType[] = ['CrossAttnDownBlock2D', 'DownBlock2D'];
 const UP_TYPES: UpBlockType[] = ['CrossAttnUpBlock2D', 'UpBlock2D'];
 
-export function parseUNetConfig(json: Json, file: string): UNetConfig {
-  const r = new Reader(json, file);
-  const U = UNET_DEFAULTS;
-  const L = CONFIG_LIMITS;
+/** Keys naming diffusers UNet features this runtime does not build: refused up front rather than silently ignored. */
+function rejectUnsupportedUNetKeys(r: Reader): void {
   for (const key of [
     'class_embed_type',
     'encoder_hid_dim',
@@ -251,8 +249,17 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
   r.unsupportedUnless('resnet_out_scale_factor', [1, 1.0]);
   r.unsupportedUnless('cross_attention_norm', []);
   r.unsupportedUnless('time_embedding_dim', []);
-  const boc = r.intList('block_out_channels', [...U.block_out_channels], L.width);
-  const n = boc.length;
+}
+
+interface UNetBlockTypes {
+  down: DownBlockType[];
+  up: UpBlockType[];
+  mid: UNetConfig['midBlockType'];
+}
+
+/** Down, up and mid block types: one down and one up block per entry of block_out_channels (n of them). */
+function parseUNetBlockTypes(r: Reader, json: Json, file: string, n: number): UNetBlockTypes {
+  const U = UNET_DEFAULTS;
   const down = r.stringList('down_block_types', [...U.down_block_types]);
   const up = r.stringList('up_block_types', [...U.up_block_types]);
   for (const t of down)
@@ -264,19 +271,54 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
   if (down.length !== n || up.length !== n)
     throw new UserError(`${file}: down_block_types, up_block_types and block_out_channels must have the same length`);
   const midRaw = json['mid_block_type'];
-  const midBlockType = midRaw === null ? null : r.string('mid_block_type', U.mid_block_type);
-  if (midBlockType !== null && midBlockType !== 'UNetMidBlock2DCrossAttn')
-    throw new UserError(`${file}: mid_block_type '${midBlockType}' is not supported`);
+  const mid = midRaw === null ? null : r.string('mid_block_type', U.mid_block_type);
+  if (mid !== null && mid !== 'UNetMidBlock2DCrossAttn')
+    throw new UserError(`${file}: mid_block_type '${mid}' is not supported`);
+  return { down: down as DownBlockType[], up: up as UpBlockType[], mid: mid as UNetConfig['midBlockType'] };
+}
+
+/** Attention heads per block, each dividing its block's channel count. */
+function parseUNetHeads(r: Reader, json: Json, file: string, boc: readonly number[]): number[] {
   // diffusers: num_attention_heads = num_attention_heads or attention_head_dim (SD configs name the head count attention_head_dim).
   const headsKey =
     json['num_attention_heads'] !== undefined && json['num_attention_heads'] !== null
       ? 'num_attention_heads'
       : 'attention_head_dim';
-  const numAttentionHeads = r.perBlock(headsKey, n, U.attention_head_dim, L.heads);
+  const numAttentionHeads = r.perBlock(headsKey, boc.length, UNET_DEFAULTS.attention_head_dim, CONFIG_LIMITS.heads);
   boc.forEach((c, i) => {
     if (c % numAttentionHeads[i]! !== 0)
       throw new UserError(`${file}: block ${i} has ${c} channels, not divisible by ${numAttentionHeads[i]} heads`);
   });
+  return numAttentionHeads;
+}
+
+/**
+ * SDXL: the pooled text embedding and six time ids (original size, crop top-left, target size), each embedded
+ * sinusoidally, feed a second TimestepEmbedding added to the time embedding. Null for SD 1.x/2.x UNets.
+ */
+function parseUNetAddition(r: Reader, json: Json, file: string): UNetConfig['addition'] {
+  if (json['addition_embed_type'] !== 'text_time') return null;
+  const addition = {
+    timeEmbedDim: r.int('addition_time_embed_dim', UNET_DEFAULTS.addition_time_embed_dim, 1, CONFIG_LIMITS.width),
+    inputDim: r.int('projection_class_embeddings_input_dim', undefined, 1, CONFIG_LIMITS.width),
+  };
+  if (addition.inputDim <= 6 * addition.timeEmbedDim)
+    throw new UserError(
+      `${file}: projection_class_embeddings_input_dim ${addition.inputDim} leaves no room for the pooled text embedding beside 6 x addition_time_embed_dim ${addition.timeEmbedDim}`,
+    );
+  return addition;
+}
+
+export function parseUNetConfig(json: Json, file: string): UNetConfig {
+  const r = new Reader(json, file);
+  const U = UNET_DEFAULTS;
+  const L = CONFIG_LIMITS;
+  // The checks run in this order so the first bad key a user sees is the same as before the split.
+  rejectUnsupportedUNetKeys(r);
+  const boc = r.intList('block_out_channels', [...U.block_out_channels], L.width);
+  const n = boc.length;
+  const blocks = parseUNetBlockTypes(r, json, file, n);
+  const numAttentionHeads = parseUNetHeads(r, json, file, boc);
   const kIn = r.int('conv_in_kernel', U.conv_in_kernel, 1, L.kernel);
   const kOut = r.int('conv_out_kernel', U.conv_out_kernel, 1, L.kernel);
   if (kIn % 2 === 0 || kOut % 2 === 0) throw new UserError(`${file}: conv kernels must be odd`);
@@ -288,19 +330,7 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
       `${file}: config key 'sample_size' = ${sampleSize} is outside 1..${L.sampleSize} (the latent size the model is trained at; SD 1.x uses 64, SDXL 128)`,
     );
   }
-  // SDXL: the pooled text embedding and six time ids (original size, crop top-left, target size), each embedded
-  // sinusoidally, feed a second TimestepEmbedding added to the time embedding.
-  const addition =
-    json['addition_embed_type'] === 'text_time'
-      ? {
-          timeEmbedDim: r.int('addition_time_embed_dim', U.addition_time_embed_dim, 1, L.width),
-          inputDim: r.int('projection_class_embeddings_input_dim', undefined, 1, L.width),
-        }
-      : null;
-  if (addition && addition.inputDim <= 6 * addition.timeEmbedDim)
-    throw new UserError(
-      `${file}: projection_class_embeddings_input_dim ${addition.inputDim} leaves no room for the pooled text embedding beside 6 x addition_time_embed_dim ${addition.timeEmbedDim}`,
-    );
+  const addition = parseUNetAddition(r, json, file);
   return {
     sampleSize,
     addition,
@@ -309,9 +339,9 @@ export function parseUNetConfig(json: Json, file: string): UNetConfig {
     centerInputSample: r.bool('center_input_sample', U.center_input_sample),
     flipSinToCos: r.bool('flip_sin_to_cos', U.flip_sin_to_cos),
     freqShift: r.int('freq_shift', U.freq_shift, 0, 1),
-    downBlockTypes: down as DownBlockType[],
-    upBlockTypes: up as UpBlockType[],
-    midBlockType: midBlockType as UNetConfig['midBlockType'],
+    downBlockTypes: blocks.down,
+    upBlockTypes: blocks.up,
+    midBlockType: blocks.mid,
     blockOutChannels: boc,
     layersPerBlock: r.perBlock('layers_per_block', n, U.layers_per_block, L.layers),
     downsamplePadding: r.int('downsample_padding', U.downsample_padding, 0, 1),

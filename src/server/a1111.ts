@@ -21,8 +21,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { SamplerName } from '../schedulers/index.js';
 import type { ImageOrder, ServerContext, ServedImages } from './app.js';
+import type { ServedModel } from './engine.js';
 import { ApiError } from './errors.js';
 import { BadField, checkFields, show, type FieldSpec } from './fields.js';
+import type { Progress } from './queue.js';
 
 /** StableDiffusionTxt2ImgProcessingAPI's fields and defaults (modules/api/models.py over modules/processing.py). */
 export const TXT2IMG_DEFAULTS = {
@@ -170,10 +172,27 @@ export function a1111Error(e: ApiError): { status: number; body: unknown } {
 /** Python's str() of a float, as A1111's infotext writes CFG scale (7 → "7.0"). */
 const pyFloat = (x: number) => (Number.isInteger(x) ? x.toFixed(1) : String(x));
 
-export function registerA1111(app: FastifyInstance, ctx: ServerContext): void {
-  const table = specs(ctx);
-  const version = 's2i 0.1.0';
+/** The version A1111's `info` and infotext report. */
+const VERSION = 's2i 0.1.0';
 
+export function registerA1111(app: FastifyInstance, ctx: ServerContext): void {
+  registerModelRoutes(app, ctx);
+  registerProgressRoutes(app, ctx);
+  registerTxt2Img(app, ctx);
+}
+
+/** Runs `check`, answering a field it refuses as FastAPI's 422 (through a1111Error); other errors pass through. */
+function fieldsChecked<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (e instanceof BadField) throw new ApiError(400, e.message, { field: e.field, validation: true });
+    throw e;
+  }
+}
+
+/** `sd-models`, `samplers` and `options` (GET, and POST to change the default model). */
+function registerModelRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get('/sdapi/v1/sd-models', async () =>
     ctx.models.map((m) => ({
       title: m.title,
@@ -196,17 +215,9 @@ export function registerA1111(app: FastifyInstance, ctx: ServerContext): void {
   }));
 
   app.post('/sdapi/v1/options', async (request) => {
-    let body: Record<string, unknown>;
-    try {
-      body = checkFields(
-        request.body,
-        { sd_model_checkpoint: { type: 'string', maxLength: 300, nullable: true } },
-        'ignore',
-      );
-    } catch (e) {
-      if (e instanceof BadField) throw new ApiError(400, e.message, { field: e.field, validation: true });
-      throw e;
-    }
+    const body = fieldsChecked(() =>
+      checkFields(request.body, { sd_model_checkpoint: { type: 'string', maxLength: 300, nullable: true } }, 'ignore'),
+    );
     const name = body['sd_model_checkpoint'] as string | undefined;
     if (name !== undefined) {
       const m = ctx.findModel(name);
@@ -222,124 +233,141 @@ export function registerA1111(app: FastifyInstance, ctx: ServerContext): void {
     }
     return null;
   });
+}
 
-  app.get('/sdapi/v1/progress', async () => {
-    const p = ctx.queue.progress();
-    const run = p.running[0];
-    const state = {
-      skipped: false,
-      interrupted: false,
-      stopping_generation: false,
-      job: run ? 'txt2img' : '',
-      job_count: p.waiting + p.running.reduce((n, r) => n + r.jobs, 0),
-      job_timestamp: run ? timestamp(new Date(run.startedAt)) : '0',
-      job_no: 0,
-      sampling_step: run?.step ?? 0,
-      sampling_steps: run?.total ?? 0,
-    };
-    if (!run || run.total === 0) return { progress: 0, eta_relative: 0, state, current_image: null, textinfo: null };
-    const progress = Math.min(1, Math.max(0.01, run.step / run.total));
-    const elapsed = (Date.now() - run.startedAt) / 1000;
-    return { progress, eta_relative: elapsed / progress - elapsed, state, current_image: null, textinfo: null };
-  });
+/** ProgressResponse for the first running batch (A1111 runs one job at a time); all zeros when idle. */
+function progressAnswer(p: Progress) {
+  const run = p.running[0];
+  const state = {
+    skipped: false,
+    interrupted: false,
+    stopping_generation: false,
+    job: run ? 'txt2img' : '',
+    job_count: p.waiting + p.running.reduce((n, r) => n + r.jobs, 0),
+    job_timestamp: run ? timestamp(new Date(run.startedAt)) : '0',
+    job_no: 0,
+    sampling_step: run?.step ?? 0,
+    sampling_steps: run?.total ?? 0,
+  };
+  if (!run || run.total === 0) return { progress: 0, eta_relative: 0, state, current_image: null, textinfo: null };
+  const progress = Math.min(1, Math.max(0.01, run.step / run.total));
+  const elapsed = (Date.now() - run.startedAt) / 1000;
+  return { progress, eta_relative: elapsed / progress - elapsed, state, current_image: null, textinfo: null };
+}
+
+/** `progress` and `interrupt`. */
+function registerProgressRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  app.get('/sdapi/v1/progress', async () => progressAnswer(ctx.queue.progress()));
 
   app.post('/sdapi/v1/interrupt', async () => {
     ctx.queue.interrupt();
     return {};
   });
+}
 
-  app.post('/sdapi/v1/txt2img', async (request, reply) => {
-    let order: ImageOrder;
-    let given: Record<string, unknown>;
-    let samplerName: string;
-    try {
-      given = checkFields(request.body, table, 'ignore');
-      const checkpoint = (given['override_settings'] as Record<string, unknown> | undefined)?.['sd_model_checkpoint'];
-      if (checkpoint !== undefined && typeof checkpoint !== 'string')
-        throw new BadField(
-          'override_settings.sd_model_checkpoint',
-          `override_settings.sd_model_checkpoint must be a string, got ${show(checkpoint)}`,
-        );
-      const served = checkpoint !== undefined ? ctx.findModel(checkpoint) : ctx.defaultModel;
-      if (!served) throw new ApiError(404, 'Model not found', { kind: 'HTTPException' });
-      const sampler = findSampler(
-        (given['sampler_name'] ?? given['sampler_index'] ?? TXT2IMG_DEFAULTS.sampler_index) as string,
-      );
-      if (!sampler)
-        throw new ApiError(
-          404,
-          `Sampler not found: ${show(given['sampler_name'] ?? given['sampler_index'])}; this server has ${A1111_SAMPLERS.map((s) => s.name).join(', ')}`,
-          {
-            kind: 'HTTPException',
-          },
-        );
-      samplerName = sampler.name;
-      const width = (given['width'] as number | undefined) ?? served.nativeSide;
-      const height = (given['height'] as number | undefined) ?? served.nativeSide;
-      for (const [k, v] of [
-        ['width', width],
-        ['height', height],
-      ] as const)
-        if (v > served.maxSide || v % 8 !== 0)
-          throw new BadField(
-            k,
-            `${k} must be a multiple of 8 from 8 to ${served.maxSide} for this model (its own size is ${served.nativeSide}), got ${v}`,
-          );
-      const images =
-        ((given['batch_size'] as number | undefined) ?? 1) * ((given['n_iter'] as number | undefined) ?? 1);
-      if (images > ctx.limits.images)
-        throw new BadField(
-          'batch_size',
-          `batch_size × n_iter must be at most ${ctx.limits.images} images, got ${images}`,
-        );
-      const prompt = (given['prompt'] as string | undefined) ?? '';
-      const seed = (given['seed'] as number | undefined) ?? -1;
-      const s2i = (given['s2i'] as Record<string, unknown> | undefined) ?? {};
-      order = {
-        served,
-        request: {
-          prompt,
-          negativePrompt: (given['negative_prompt'] as string | undefined) ?? '',
-          steps: (given['steps'] as number | undefined) ?? TXT2IMG_DEFAULTS.steps,
-          guidanceScale: (given['cfg_scale'] as number | undefined) ?? TXT2IMG_DEFAULTS.cfg_scale,
-          sampler: sampler.s2i,
-          seed: seed === -1 ? ctx.randomSeed() : seed,
-          width,
-          height,
-          images,
-          ...(s2i['method'] != null ? { method: ctx.methodName(s2i['method'] as string) } : {}),
-          ...(s2i['subjects'] != null ? { subjects: s2i['subjects'] as string } : {}),
-          ...(s2i['attention_maps'] === true ? { attentionPicture: { steps: 'mean' as const } } : {}),
-        },
-      };
-    } catch (e) {
-      if (e instanceof BadField) throw new ApiError(400, e.message, { field: e.field, validation: true });
-      throw e;
-    }
-    const run = await ctx.generate(order, request, reply, a1111Name);
-    const r = order.request;
-    // A1111 echoes its request model (vars(txt2imgreq)): its fields, defaults filled in, nothing else.
-    const known = Object.entries(request.body as Record<string, unknown>).filter(
-      ([k]) => Object.hasOwn(TXT2IMG_DEFAULTS, k) || k === 's2i',
+/** The model a txt2img body asks for: override_settings.sd_model_checkpoint, else the current default. */
+function requestedModel(given: Record<string, unknown>, ctx: ServerContext): ServedModel {
+  const checkpoint = (given['override_settings'] as Record<string, unknown> | undefined)?.['sd_model_checkpoint'];
+  if (checkpoint !== undefined && typeof checkpoint !== 'string')
+    throw new BadField(
+      'override_settings.sd_model_checkpoint',
+      `override_settings.sd_model_checkpoint must be a string, got ${show(checkpoint)}`,
     );
-    const parameters = {
-      ...TXT2IMG_DEFAULTS,
-      ...Object.fromEntries(known),
-      width: run.width,
-      height: run.height,
-    };
-    return {
-      images: given['send_images'] === false ? [] : run.images.map((i) => i.png),
-      parameters,
-      info: JSON.stringify(
-        info(r, run, order.served, samplerName, version, (given['batch_size'] as number | undefined) ?? 1),
-      ),
-      s2i: {
-        method: run.method,
-        seeds: run.images.map((i) => i.seed),
-        ...(run.images.some((i) => i.maps !== null) ? { attention_maps: run.images.map((i) => i.maps) } : {}),
+  const served = checkpoint !== undefined ? ctx.findModel(checkpoint) : ctx.defaultModel;
+  if (!served) throw new ApiError(404, 'Model not found', { kind: 'HTTPException' });
+  return served;
+}
+
+/** A checked txt2img body as the library request, and the A1111 sampler name the answer reports. */
+function txt2imgOrder(given: Record<string, unknown>, ctx: ServerContext): { order: ImageOrder; samplerName: string } {
+  const served = requestedModel(given, ctx);
+  const sampler = findSampler(
+    (given['sampler_name'] ?? given['sampler_index'] ?? TXT2IMG_DEFAULTS.sampler_index) as string,
+  );
+  if (!sampler)
+    throw new ApiError(
+      404,
+      `Sampler not found: ${show(given['sampler_name'] ?? given['sampler_index'])}; this server has ${A1111_SAMPLERS.map((s) => s.name).join(', ')}`,
+      {
+        kind: 'HTTPException',
       },
-    };
+    );
+  const width = (given['width'] as number | undefined) ?? served.nativeSide;
+  const height = (given['height'] as number | undefined) ?? served.nativeSide;
+  for (const [k, v] of [
+    ['width', width],
+    ['height', height],
+  ] as const)
+    if (v > served.maxSide || v % 8 !== 0)
+      throw new BadField(
+        k,
+        `${k} must be a multiple of 8 from 8 to ${served.maxSide} for this model (its own size is ${served.nativeSide}), got ${v}`,
+      );
+  const images = ((given['batch_size'] as number | undefined) ?? 1) * ((given['n_iter'] as number | undefined) ?? 1);
+  if (images > ctx.limits.images)
+    throw new BadField('batch_size', `batch_size × n_iter must be at most ${ctx.limits.images} images, got ${images}`);
+  const prompt = (given['prompt'] as string | undefined) ?? '';
+  const seed = (given['seed'] as number | undefined) ?? -1;
+  const s2i = (given['s2i'] as Record<string, unknown> | undefined) ?? {};
+  const order: ImageOrder = {
+    served,
+    request: {
+      prompt,
+      negativePrompt: (given['negative_prompt'] as string | undefined) ?? '',
+      steps: (given['steps'] as number | undefined) ?? TXT2IMG_DEFAULTS.steps,
+      guidanceScale: (given['cfg_scale'] as number | undefined) ?? TXT2IMG_DEFAULTS.cfg_scale,
+      sampler: sampler.s2i,
+      seed: seed === -1 ? ctx.randomSeed() : seed,
+      width,
+      height,
+      images,
+      ...(s2i['method'] != null ? { method: ctx.methodName(s2i['method'] as string) } : {}),
+      ...(s2i['subjects'] != null ? { subjects: s2i['subjects'] as string } : {}),
+      ...(s2i['attention_maps'] === true ? { attentionPicture: { steps: 'mean' as const } } : {}),
+    },
+  };
+  return { order, samplerName: sampler.name };
+}
+
+/** TextToImageResponse {images, parameters, info} plus our `s2i` block. */
+function txt2imgAnswer(
+  body: Record<string, unknown>,
+  given: Record<string, unknown>,
+  order: ImageOrder,
+  samplerName: string,
+  run: ServedImages,
+) {
+  // A1111 echoes its request model (vars(txt2imgreq)): its fields, defaults filled in, nothing else.
+  const known = Object.entries(body).filter(([k]) => Object.hasOwn(TXT2IMG_DEFAULTS, k) || k === 's2i');
+  const parameters = {
+    ...TXT2IMG_DEFAULTS,
+    ...Object.fromEntries(known),
+    width: run.width,
+    height: run.height,
+  };
+  return {
+    images: given['send_images'] === false ? [] : run.images.map((i) => i.png),
+    parameters,
+    info: JSON.stringify(
+      info(order.request, run, order.served, samplerName, VERSION, (given['batch_size'] as number | undefined) ?? 1),
+    ),
+    s2i: {
+      method: run.method,
+      seeds: run.images.map((i) => i.seed),
+      ...(run.images.some((i) => i.maps !== null) ? { attention_maps: run.images.map((i) => i.maps) } : {}),
+    },
+  };
+}
+
+function registerTxt2Img(app: FastifyInstance, ctx: ServerContext): void {
+  const table = specs(ctx);
+  app.post('/sdapi/v1/txt2img', async (request, reply) => {
+    const { given, order, samplerName } = fieldsChecked(() => {
+      const given = checkFields(request.body, table, 'ignore');
+      return { given, ...txt2imgOrder(given, ctx) };
+    });
+    const run = await ctx.generate(order, request, reply, a1111Name);
+    return txt2imgAnswer(request.body as Record<string, unknown>, given, order, samplerName, run);
   });
 }
 

@@ -19,7 +19,7 @@ import { registerA1111, a1111Error } from './a1111.js';
 import { prepareJob, runLocalBatch, type LocalPayload, type ServedModel } from './engine.js';
 import { ApiError } from './errors.js';
 import { openaiError, registerOpenAI } from './openai.js';
-import { GenerationQueue, JobRefused, type BatchControl, type Job } from './queue.js';
+import { GenerationQueue, JobRefused, type BatchControl, type Job, type QueueEvents } from './queue.js';
 
 export interface ServerLimits {
   /** Images per request (n; batch_size × n_iter). */
@@ -163,14 +163,15 @@ function apiError(e: unknown, nameOf: (field: string) => string): unknown {
   return e;
 }
 
-export function createServer<P>(o: ServerOptions<P>): Server {
-  if (o.models.length === 0) throw new Error('a server needs at least one model');
-  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...o.limits };
-  const maxBatch = o.maxBatch ?? 16;
-  const backend = (o.backend ?? localBackend(maxBatch)) as Backend<unknown>;
-  const log = o.log ?? (() => {});
+/** `/metrics`' registry, the queue events that feed it, and the one count the queue cannot see (refusals). */
+interface ServerMetrics {
+  registry: Registry;
+  queueEvents: QueueEvents;
+  /** A request refused before it reached the queue (queue full, or closing). */
+  countRefused(): void;
+}
 
-  // ---------------------------------------------------------------------------------------------- metrics
+function serverMetrics(): ServerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 's2i_' });
   const queueLength = new Gauge({
@@ -207,14 +208,9 @@ export function createServer<P>(o: ServerOptions<P>): Server {
     buckets: [1, 2, 4, 8, 16, 32],
     registers: [registry],
   });
-
-  const queue = new GenerationQueue<unknown, ServedImages>({
-    maxQueue: o.maxQueue ?? 64,
-    maxBatch: backend.maxBatch,
-    timeoutMs: o.timeoutMs ?? 600_000,
-    concurrency: backend.concurrency,
-    run: (jobs, control) => backend.run(jobs, control),
-    events: {
+  return {
+    registry,
+    queueEvents: {
       onLength: (w, r) => (queueLength.set(w), running.set(r)),
       onSettled: (outcome, seconds, images) => {
         requests.inc({ outcome });
@@ -226,11 +222,31 @@ export function createServer<P>(o: ServerOptions<P>): Server {
       },
       onBatch: (_jobs, images) => batchImages.observe(images),
     },
-  });
+    countRefused: () => requests.inc({ outcome: 'refused' }),
+  };
+}
 
-  // ---------------------------------------------------------------------------------------------- context
+/** A method name as the CLI takes it: case, `_` and spaces folded to `-`, then the aliases resolved. */
+function methodName(name: string): string {
+  const n = name
+    .trim()
+    .toLowerCase()
+    .replace(/[_\s]+/g, '-');
+  return METHOD_ALIASES[n] ?? n;
+}
+
+/** The context the API modules share: the models, the limits, and `generate` through the queue. */
+function makeContext(
+  o: ServerOptions<unknown>,
+  limits: ServerLimits,
+  queue: GenerationQueue<unknown, ServedImages>,
+  backend: Backend<unknown>,
+  metrics: ServerMetrics,
+  log: (line: string) => void,
+): ServerContext {
+  // A1111's options endpoint may change it; findModel and defaultModel read the current one.
   let defaultModel = o.models[0]!;
-  const ctx: ServerContext = {
+  return {
     models: o.models,
     limits,
     startedAt: Math.floor(Date.now() / 1000),
@@ -246,13 +262,7 @@ export function createServer<P>(o: ServerOptions<P>): Server {
       return o.models.find((m) => m.name === name || m.title === name);
     },
     randomSeed: () => randomInt(0, 2 ** 32 - 1),
-    methodName: (name) => {
-      const n = name
-        .trim()
-        .toLowerCase()
-        .replace(/[_\s]+/g, '-');
-      return METHOD_ALIASES[n] ?? n;
-    },
+    methodName,
     generate: async (order, _request, reply, nameOf) => {
       try {
         queue.checkRoom(); // a full queue refuses before any work is spent on the request
@@ -266,36 +276,55 @@ export function createServer<P>(o: ServerOptions<P>): Server {
         });
         return await queue.submit(job.key, job.images, job.payload, gone.signal);
       } catch (e) {
-        if (e instanceof JobRefused && (e.reason === 'queue-full' || e.reason === 'closing'))
-          requests.inc({ outcome: 'refused' });
+        if (e instanceof JobRefused && (e.reason === 'queue-full' || e.reason === 'closing')) metrics.countRefused();
         throw apiError(e, nameOf);
       }
     },
   };
+}
 
-  // ---------------------------------------------------------------------------------------------- Fastify
-  const app = Fastify({
-    logger: false,
-    bodyLimit: limits.bodyBytes,
-    // Slow clients: a request must arrive whole within 30 s; idle keep-alive connections close after 5 s.
-    requestTimeout: 30_000,
-    keepAliveTimeout: 5_000,
-    return503OnClosing: true,
-    forceCloseConnections: 'idle',
-  });
+/** Which API a path belongs to: its errors are answered in that API's shape. */
+function apiOf(url: string): 'openai' | 'a1111' | 'plain' {
+  return url.startsWith('/v1/') ? 'openai' : url.startsWith('/sdapi/') ? 'a1111' : 'plain';
+}
 
-  const apiOf = (url: string) => (url.startsWith('/v1/') ? 'openai' : url.startsWith('/sdapi/') ? 'a1111' : 'plain');
-  const send = (reply: FastifyReply, url: string, e: ApiError) => {
-    if (e.options.retryAfter !== undefined) void reply.header('Retry-After', String(e.options.retryAfter));
-    if (e.status === 401) void reply.header('WWW-Authenticate', apiOf(url) === 'a1111' ? 'Basic' : 'Bearer');
-    const api = apiOf(url);
-    if (api === 'a1111') {
-      const { status, body } = a1111Error(e);
-      return reply.code(status).send(body);
-    }
-    return reply.code(e.status).send(api === 'openai' ? openaiError(e) : { error: e.message });
-  };
+/** Answers an ApiError in the shape of the API the request's path belongs to. */
+function sendApiError(reply: FastifyReply, url: string, e: ApiError) {
+  if (e.options.retryAfter !== undefined) void reply.header('Retry-After', String(e.options.retryAfter));
+  if (e.status === 401) void reply.header('WWW-Authenticate', apiOf(url) === 'a1111' ? 'Basic' : 'Bearer');
+  const api = apiOf(url);
+  if (api === 'a1111') {
+    const { status, body } = a1111Error(e);
+    return reply.code(status).send(body);
+  }
+  return reply.code(e.status).send(api === 'openai' ? openaiError(e) : { error: e.message });
+}
 
+/** Fastify's own refusals (body too large, bad JSON, wrong content type, ...) as one line for the client. */
+function fastifyRefusalMessage(
+  error: Error & { code?: string },
+  bodyBytes: number,
+  contentType: string | undefined,
+): string {
+  const firstLine = () => error.message.split('\n')[0]!.slice(0, 200);
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return `the request body is larger than ${bodyBytes} bytes`;
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+    return `the body must be JSON (Content-Type: application/json), got ${JSON.stringify((contentType ?? '').slice(0, 60))}`;
+  if (error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return 'the body is empty; send a JSON object';
+  if (error instanceof SyntaxError || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY')
+    return `the body is not valid JSON: ${firstLine()}`;
+  return `the request was refused: ${firstLine()}`;
+}
+
+/** The key check and request log, the error and not-found answers, `/healthz` and `/metrics`. */
+function installHandlers(
+  app: FastifyInstance,
+  o: ServerOptions<unknown>,
+  limits: ServerLimits,
+  queue: GenerationQueue<unknown, ServedImages>,
+  registry: Registry,
+  log: (line: string) => void,
+): void {
   app.addHook('onRequest', async (request, reply) => {
     const t0 = performance.now();
     reply.raw.once('finish', () =>
@@ -306,7 +335,7 @@ export function createServer<P>(o: ServerOptions<P>): Server {
     if (o.apiKey === undefined || request.url === '/healthz') return;
     const given = presentedKey(request.headers.authorization);
     if (given === null || !keyMatches(given, o.apiKey))
-      return send(
+      return sendApiError(
         reply,
         request.url,
         new ApiError(
@@ -321,21 +350,11 @@ export function createServer<P>(o: ServerOptions<P>): Server {
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
-    if (error instanceof ApiError) return send(reply, request.url, error);
+    if (error instanceof ApiError) return sendApiError(reply, request.url, error);
     const status = error.statusCode;
     if (status !== undefined && status >= 400 && status < 500) {
-      // Fastify's own refusals: body too large, bad JSON, wrong content type, ...
-      const message =
-        error.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
-          ? `the request body is larger than ${limits.bodyBytes} bytes`
-          : error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
-            ? `the body must be JSON (Content-Type: application/json), got ${JSON.stringify((request.headers['content-type'] ?? '').slice(0, 60))}`
-            : error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY'
-              ? 'the body is empty; send a JSON object'
-              : error instanceof SyntaxError || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY'
-                ? `the body is not valid JSON: ${error.message.split('\n')[0]!.slice(0, 200)}`
-                : `the request was refused: ${error.message.split('\n')[0]!.slice(0, 200)}`;
-      return send(
+      const message = fastifyRefusalMessage(error, limits.bodyBytes, request.headers['content-type']);
+      return sendApiError(
         reply,
         request.url,
         new ApiError(status === 415 || status === 413 ? status : 400, message, {
@@ -344,7 +363,7 @@ export function createServer<P>(o: ServerOptions<P>): Server {
       );
     }
     log(`internal error on ${request.method} ${request.routeOptions.url ?? '?'}: ${error.message.split('\n')[0]}`);
-    return send(
+    return sendApiError(
       reply,
       request.url,
       new ApiError(500, 'internal error: the server could not generate this request', { kind: 'Exception' }),
@@ -352,7 +371,7 @@ export function createServer<P>(o: ServerOptions<P>): Server {
   });
 
   app.setNotFoundHandler((request, reply) =>
-    send(
+    sendApiError(
       reply,
       request.url,
       new ApiError(404, `no such endpoint: ${request.method} ${request.url.split('?')[0]!.slice(0, 100)}`, {
@@ -373,7 +392,36 @@ export function createServer<P>(o: ServerOptions<P>): Server {
   app.get('/metrics', async (_request, reply) => {
     return reply.header('Content-Type', registry.contentType).send(await registry.metrics());
   });
+}
 
+export function createServer<P>(o: ServerOptions<P>): Server {
+  if (o.models.length === 0) throw new Error('a server needs at least one model');
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...o.limits };
+  const maxBatch = o.maxBatch ?? 16;
+  const backend = (o.backend ?? localBackend(maxBatch)) as Backend<unknown>;
+  const options = o as ServerOptions<unknown>;
+  const log = o.log ?? (() => {});
+  const metrics = serverMetrics();
+  const queue = new GenerationQueue<unknown, ServedImages>({
+    maxQueue: o.maxQueue ?? 64,
+    maxBatch: backend.maxBatch,
+    timeoutMs: o.timeoutMs ?? 600_000,
+    concurrency: backend.concurrency,
+    run: (jobs, control) => backend.run(jobs, control),
+    events: metrics.queueEvents,
+  });
+  const ctx = makeContext(options, limits, queue, backend, metrics, log);
+
+  const app = Fastify({
+    logger: false,
+    bodyLimit: limits.bodyBytes,
+    // Slow clients: a request must arrive whole within 30 s; idle keep-alive connections close after 5 s.
+    requestTimeout: 30_000,
+    keepAliveTimeout: 5_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  installHandlers(app, options, limits, queue, metrics.registry, log);
   registerOpenAI(app, ctx);
   registerA1111(app, ctx);
 
