@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { expectCloseToReference } from './support/golden.js';
 import { AttentionStore } from '../src/attention/store.js';
 import { gradients } from '../src/graph/autodiff.js';
 import { Graph } from '../src/graph/graph.js';
@@ -53,13 +54,7 @@ function expectClose(ours: ArrayLike<number>, ref: ArrayLike<number> | null, wha
     return;
   }
   expect(ours.length, what).toBe(ref.length);
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < ref.length; i++) {
-    err = Math.max(err, Math.abs(ours[i]! - ref[i]!));
-    scale = Math.max(scale, Math.abs(ref[i]!));
-  }
-  expect(err, what).toBeLessThanOrEqual(1e-5 * Math.max(1, scale));
+  expectCloseToReference(ours, ref, what);
 }
 
 describe('Divide & Bind against the official code', () => {

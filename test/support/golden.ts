@@ -10,3 +10,22 @@ export function expectGolden(label: string, measured: number, tolerance: number)
   );
   expect(measured, label).toBeLessThanOrEqual(tolerance);
 }
+
+/**
+ * The rivals' goldens (official code's loss and gradients): the largest absolute difference from the reference within
+ * `relative` × max(1, the largest reference magnitude).
+ */
+export function expectCloseToReference(
+  ours: ArrayLike<number>,
+  ref: ArrayLike<number>,
+  what?: string,
+  relative = 1e-5,
+): void {
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < ref.length; i++) {
+    err = Math.max(err, Math.abs(ours[i]! - ref[i]!));
+    scale = Math.max(scale, Math.abs(ref[i]!));
+  }
+  expect(err, what).toBeLessThanOrEqual(relative * Math.max(1, scale));
+}
