@@ -39,6 +39,9 @@ export interface WorkerOptions {
   log?(line: string): void;
 }
 
+/** How long a job's lock lasts without renewal (BullMQ's own default lock, 30 s). */
+export const DEFAULT_LOCK_MS = 30_000;
+
 export interface WorkerSummary {
   completed: number;
   failed: number;
@@ -160,7 +163,7 @@ export async function startBenchWorker(options: WorkerOptions): Promise<BenchWor
     return model.run(job.data);
   };
 
-  const lockMs = options.lockMs ?? 30_000;
+  const lockMs = options.lockMs ?? DEFAULT_LOCK_MS;
   const worker = new Worker(QUEUE_NAME, processJob, {
     connection: bullConnection(target),
     concurrency: options.concurrency,

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import type { Command } from '@commander-js/extra-typings';
 import { QUEUE_NAME } from '../../bench/queue.js';
-import { startBenchWorker, type BenchWorker } from '../../bench/queue-worker.js';
+import { DEFAULT_LOCK_MS, startBenchWorker, type BenchWorker } from '../../bench/queue-worker.js';
 import { parseRedisUrl } from '../../bench/redis.js';
 import { UserError } from '../../errors.js';
 import { onInterrupt } from '../../util/cleanup.js';
@@ -51,9 +51,6 @@ async function run(flags: WorkerFlags): Promise<void> {
   }
 }
 
-/** How long a job's lock lasts without renewal, in seconds (the queue's own default lock, 30 s). */
-const DEFAULT_LOCK_SECONDS = 30;
-
 /** The flags as commander parsed them: their types come from the declarations in `workerCommand`. */
 type WorkerFlags = ReturnType<ReturnType<typeof workerCommand>['opts']>;
 
@@ -90,7 +87,7 @@ function workerCommand(program: Command) {
         "how long a job's lock lasts without renewal: when a worker dies, its jobs go to other workers after about twice this",
         1,
         3600,
-      ).default(DEFAULT_LOCK_SECONDS),
+      ).default(DEFAULT_LOCK_MS / 1000),
     )
     .addHelpText(
       'after',
