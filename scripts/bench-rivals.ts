@@ -2,8 +2,8 @@
  * The rivals at matched cost (issue 21, item 4), one resumable command (`npm run bench:rivals`): the held-apart
  * two- and three-object suites × seeds 0–3 at 25 steps, guidance 5, on the shapes model.
  *
- *  1. Every method at its authors' defaults (scaled to 25 steps): none, attend-and-excite, initno, syngen,
- *     divide-and-bind, conform and suppress.
+ *  1. Every method at its authors' defaults (scaled to 25 steps): none, attend-and-excite, astar, initno, syngen,
+ *     divide-and-bind, conform, suppress-select (S2I's start choice alone) and suppress.
  *  2. Each rival's cost from those rows: mean guided UNet passes per image, forward + backward (a gradient pass is
  *     counted twice: its forward and its backward). Where it is above S2I's own cost, S2I is run again held to it
  *     (`suppress@<passes>`: as many starts as fit, registry.ts), and the summary compares it with every rival —
@@ -17,8 +17,9 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const RIVALS = ['attend-and-excite', 'initno', 'syngen', 'divide-and-bind', 'conform'];
-const METHODS = ['none', ...RIVALS, 'suppress'];
+const RIVALS = ['attend-and-excite', 'astar', 'initno', 'syngen', 'divide-and-bind', 'conform'];
+// suppress-select (the start choice alone) is there for the target that the suppression carries its weight.
+const METHODS = ['none', ...RIVALS, 'suppress-select', 'suppress'];
 
 const extra = process.argv.slice(2).filter((a) => a !== '--');
 const outAt = extra.indexOf('--out');
