@@ -14,6 +14,7 @@ import { encodePng } from '../image/png.js';
 import { resizeImage, resizeMap } from '../image/resize.js';
 import type { GuidanceMethod } from '../methods/types.js';
 import type { GenerateResult } from '../pipeline/generate.js';
+import type { GenerateRequest } from '../pipeline/request.js';
 import { plan, type GenerationPlan } from '../pipeline/plan.js';
 import { run } from '../pipeline/run.js';
 import type { StableDiffusion } from '../pipeline/stable-diffusion.js';
@@ -54,6 +55,13 @@ export interface BenchImage {
  * method, a prompt without them an error quoting it) and derives its settings and row key. `fingerprint` is
  * `modelFingerprint(model.dir)` (computed once by the caller: it reads the folder).
  */
+/** A job's overrides as a request takes them: the map resolution is the request's own field. */
+function methodAndResolution(overrides: BenchJob['methodOverrides']): Partial<GenerateRequest> {
+  if (!overrides) return {};
+  const { attnRes, ...rest } = overrides;
+  return { ...(Object.keys(rest).length ? { methodOverrides: rest } : {}), ...(attnRes ? { attnRes } : {}) };
+}
+
 export function prepareBenchJob(model: StableDiffusion, fingerprint: string, job: BenchJob): PreparedBenchJob {
   const planned = plan(
     {
@@ -63,7 +71,7 @@ export function prepareBenchJob(model: StableDiffusion, fingerprint: string, job
       guidanceScale: job.guidance,
       sampler: job.sampler,
       method: job.method,
-      ...(job.methodOverrides ? { methodOverrides: job.methodOverrides } : {}),
+      ...methodAndResolution(job.methodOverrides),
     },
     model,
     { recordMaps: job.maps },

@@ -40,6 +40,7 @@ import {
   methodOptions,
   numberOption,
   parsePredictionType,
+  parseResolution,
   typedOption,
 } from '../options.js';
 import { methodOverridesFromFlags } from '../method-flags.js';
@@ -141,7 +142,10 @@ function benchRequest(flags: BenchFlags): BenchRequest {
   const { methods, seeds, steps, guidance, limit, threads, batchSize } = flags;
   const sampler = flags.scheduler;
   // Applied to every suppress method of the run (tuning runs); they enter each row's settings hash.
-  const methodOverrides = methodOverridesFromFlags(flags);
+  const methodOverrides = {
+    ...methodOverridesFromFlags(flags),
+    ...(flags.attnRes !== undefined ? { attnRes: flags.attnRes } : {}),
+  };
   const out = flags.out ?? defaultOut(suites);
   // The summaries and the report are written together at the end (results.jsonl and images/ are the run's
   // resumable store, kept whatever happens).
@@ -383,6 +387,13 @@ function benchCommand(program: Command) {
     .option(
       '--out <dir>',
       'output folder: results.jsonl, images/, summary.md, summary.json (default: out/bench/SUITE-SPLIT)',
+    )
+    .addOption(
+      typedOption(
+        '--attn-res <size>',
+        'guided methods: query resolution of the maps they read, e.g. 8 or 8x8 (default: the resolution rule); enters the rows\' settings',
+        parseResolution,
+      ),
     )
     .addOption(integerOption('--limit <n>', 'only the first n prompts of each suite', 1))
     .option(
