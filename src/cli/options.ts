@@ -119,6 +119,7 @@ export const FLAG_OF_FIELD: Readonly<Record<string, string>> = {
   gamma: '--gamma',
   editSteps: '--edit-steps',
   tokenGroups: '--token-groups',
+  attributeRegions: '--attribute-regions',
   candidates: '--candidates',
   selectAt: '--select-at',
   accept: '--accept',

@@ -119,6 +119,59 @@ export function groupMaps(
   };
 }
 
+/**
+ * Each subject's map for its focus region and the layout score when its adjectives have a say: the token group's
+ * map and the subject's attributes' map, each as a unit-mass map, weighted by how distinct it is from the other
+ * subjects' maps of the same kind — (1 − mean Pearson correlation)², 0 where not positive. Which word says *where*
+ * an object is depends on the model: on the pixel-space shapes model the noun and its carriers point at their own
+ * object, the adjective less; on the latent one the noun hardly does and the adjective does (docs/method.md, "What
+ * transferred"; scripts/token-localisation.ts). A word whose map is spread over every object alike is as similar to
+ * the other subjects' as it can be and gets no weight. With one subject there is nothing to be distinct from: the
+ * group's map alone, as `groupMaps` gives it. `attributes[i]`: subject i's attribute tokens (may be empty).
+ */
+export function regionMaps(
+  maps: Pick<Tensor, 'data' | 'shape'>,
+  groups: readonly TokenGroup[],
+  attributes: readonly (readonly number[])[],
+  smooth: boolean,
+): SubjectMaps {
+  if (groups.length < 2) return groupMaps(maps, groups, smooth);
+  const [h, w] = maps.shape as [number, number, number];
+  const unitSum = (tokens: readonly number[]): Float32Array | null => {
+    if (!tokens.length) return null;
+    const sum = new Float32Array(h * w);
+    for (const k of tokens) tokenColumn(maps, k).forEach((v, p) => (sum[p]! += v));
+    let mass = 0;
+    for (const v of sum) mass += v;
+    return mass > 0 ? sum.map((v) => v / mass) : sum;
+  };
+  const parts = groups.map((g, i) => [unitSum(groupTokens(g)), unitSum(attributes[i] ?? [])] as const);
+  const weight = (i: number, kind: 0 | 1): number => {
+    const mine = parts[i]![kind];
+    if (!mine) return 0;
+    const others = parts.flatMap((o, j) => (j !== i && o[kind] ? [o[kind]!] : []));
+    // No other subject has an adjective: compare with their groups' maps instead.
+    const against = others.length ? others : parts.flatMap((o, j) => (j !== i && o[0] ? [o[0]] : []));
+    const c = against.reduce((a, o) => a + correlation(mine, o), 0) / against.length;
+    return Math.max(0, 1 - c) ** 2;
+  };
+  return {
+    height: h,
+    width: w,
+    maps: parts.map((pair, i) => {
+      const sum = new Float32Array(h * w);
+      const weights = [weight(i, 0), weight(i, 1)];
+      // Maps identical to every other subject's: no word is distinct, the group's map as without adjectives.
+      if (weights[0]! + weights[1]! === 0) weights[0] = 1;
+      pair.forEach((m, kind) => {
+        const wt = weights[kind]!;
+        if (m && wt > 0) m.forEach((v, p) => (sum[p]! += wt * v));
+      });
+      return smooth ? smooth3x3(sum, h, w) : sum;
+    }),
+  };
+}
+
 const KERNEL = gaussianKernel(3, 0.5);
 
 function smooth3x3(map: Float32Array, h: number, w: number): Float32Array {

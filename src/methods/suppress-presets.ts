@@ -109,6 +109,13 @@ export const SUPPRESS_OVERRIDES: OverrideSchema = {
     help: 'treat each subject with the later tokens that carry it (default on for suppress, off for the rivals)',
     parse: parseOnOff('--token-groups'),
   },
+  attributeRegions: {
+    ...S2I,
+    flag: '--attribute-regions',
+    arg: '<on|off>',
+    help: "with token groups: each subject's region also reads its adjectives, each word weighted by how distinct its map is from the other subjects' (default on for suppress)",
+    parse: parseOnOff('--attribute-regions'),
+  },
   candidates: {
     ...S2I,
     flag: '--candidates',
@@ -143,6 +150,8 @@ export interface SuppressPreset {
   weights?: LossWeights;
   /** Subjects as token groups (carriers). */
   tokenGroups: boolean;
+  /** With token groups: regions read the adjectives too (SuppressConfig.attributeRegions). */
+  attributeRegions?: boolean;
   /** Starts to choose from (1: the sample's own only). */
   candidates: number;
   /** Edit steps at REFERENCE_STEPS, when not the default. */
@@ -160,6 +169,7 @@ export interface SuppressSettings {
   gamma: number;
   editSteps: number;
   tokenGroups: boolean;
+  attributeRegions?: boolean;
   selection: { candidates: number; atCall: number; accept: number | null; budget?: number | null };
 }
 
@@ -169,6 +179,7 @@ export function suppressSpec(p: SuppressPreset): MethodSpec {
     const { loop, scaled } = resolveLoop(steps, o);
     const candidates = o.candidates ?? p.candidates;
     const budget = o.budget ?? p.budget;
+    const attributeRegions = o.attributeRegions ?? p.attributeRegions ?? false;
     if (steps !== REFERENCE_STEPS) {
       if (o.editSteps === undefined && p.editStepsAt50 !== 0) scaled.push('editSteps');
       if (candidates > 1 && o.selectAt === undefined) scaled.push('selectAt');
@@ -179,6 +190,8 @@ export function suppressSpec(p: SuppressPreset): MethodSpec {
       gamma: o.gamma ?? 0,
       editSteps: o.editSteps ?? scaledEditSteps(steps, p.editStepsAt50),
       tokenGroups: o.tokenGroups ?? p.tokenGroups,
+      // Only when on: the settings (and the benchmark's row hashes) of the presets without it stay as they were.
+      ...(attributeRegions ? { attributeRegions } : {}),
       selection: {
         candidates,
         atCall: o.selectAt ?? scaledSelectAt(steps),

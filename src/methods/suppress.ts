@@ -26,7 +26,15 @@ import {
   type FocusOptions,
   type FocusRegions,
 } from './focus.js';
-import { findCarriers, groupMaps, groupTokens, layoutScore, type CarrierOptions, type TokenGroup } from './carriers.js';
+import {
+  findCarriers,
+  groupMaps,
+  groupTokens,
+  layoutScore,
+  regionMaps,
+  type CarrierOptions,
+  type TokenGroup,
+} from './carriers.js';
 import { alterLatents, type Evaluation, type LatentLoopConfig, type LoopEvent } from './latent-loop.js';
 import {
   batchedLossTerms,
@@ -81,6 +89,11 @@ export interface SuppressConfig extends LatentLoopConfig {
    * (false: the subject's own tokens only, regions from A&E's maps as in loss mode).
    */
   tokenGroups: boolean;
+  /**
+   * With token groups: each subject's region and layout maps also read its adjectives, each word weighted by how
+   * distinct its map is from the other subjects' (carriers.ts regionMaps) — on a model whose nouns do not say where.
+   */
+  attributeRegions?: boolean;
   carriers: CarrierOptions;
   /** Choosing the start among several initial noises by the layout score (candidates 1: off). */
   selection: CandidateSelection;
@@ -360,7 +373,17 @@ export class SuppressToImpress implements GuidanceMethod {
   /** The layout score (carriers.ts) of the latest guided pass's group maps; Infinity before any pass. */
   layoutScore(): number {
     if (!this.lastMaps || !this.groups) return Infinity;
-    return layoutScore(groupMaps(this.lastMaps, this.groups, false)).total;
+    return layoutScore(this.subjectMaps(this.lastMaps, this.groups, false)).total;
+  }
+
+  /** Each subject's map for its region and the layout score: its token group's, or with its adjectives. */
+  private subjectMaps(maps: Tensor, groups: readonly TokenGroup[], smooth: boolean) {
+    const cfg = this.config;
+    if (!cfg.attributeRegions) return groupMaps(maps, groups, smooth);
+    const attributes = cfg.subjects.map((_, i) =>
+      cfg.attributes.filter((a) => a.subject === i).flatMap((a) => a.tokens),
+    );
+    return regionMaps(maps, groups, attributes, smooth);
   }
 
   private get usesLoss(): boolean {
@@ -465,7 +488,7 @@ export class SuppressToImpress implements GuidanceMethod {
         cfg.attributes.flatMap((a) => a.tokens),
         cfg.carriers,
       );
-      const grouped = groupMaps(maps, this.groups, true);
+      const grouped = this.subjectMaps(maps, this.groups, true);
       this.updateRegions(grouped.maps, grouped.height, grouped.width);
       this.log(ctx.index, { carriers: this.groups.map((g) => g.carriers) });
     } else {

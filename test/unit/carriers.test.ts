@@ -7,6 +7,7 @@ import {
   groupMaps,
   groupTokens,
   layoutScore,
+  regionMaps,
   tokenColumn,
 } from '../../src/methods/carriers.js';
 
@@ -145,5 +146,48 @@ describe('carriers', () => {
       false,
     );
     expect(layoutScore(same).collision).toBe(1);
+  });
+
+  describe('regionMaps: the words that say where get the say', () => {
+    const groups = [
+      { own: [2], carriers: [] },
+      { own: [4], carriers: [] },
+    ];
+    const argmaxOf = (m: Float32Array) => m.indexOf(Math.max(...m));
+    const half = (cells: number[]) => blob(cells, 1, 0.5);
+
+    it('nouns spread over both objects alike: each region follows its adjective', () => {
+      // 0 start, 1 "red", 2 "circle", 3 "blue", 4 "square": both nouns' maps are the same two blobs
+      const both = blob([...TOP_LEFT, ...BOTTOM_RIGHT]);
+      const maps = mapsOf([uniform(), blob(TOP_LEFT), both, blob(BOTTOM_RIGHT), both]);
+      const r = regionMaps(maps, groups, [[1], [3]], false);
+      expect(TOP_LEFT).toContain(argmaxOf(r.maps[0]!));
+      expect(BOTTOM_RIGHT).toContain(argmaxOf(r.maps[1]!));
+      // the groups' maps alone cannot tell the subjects apart
+      const g = groupMaps(maps, groups, false);
+      expect(correlation(g.maps[0]!, g.maps[1]!)).toBeCloseTo(1, 6);
+    });
+
+    it("nouns apart, adjectives alike: the nouns decide (the pixel model's case)", () => {
+      const alike = half([...TOP_LEFT, ...BOTTOM_RIGHT]);
+      const maps = mapsOf([uniform(), alike, blob(TOP_LEFT), alike, blob(BOTTOM_RIGHT)]);
+      const r = regionMaps(maps, groups, [[1], [3]], false);
+      const g = groupMaps(maps, groups, false);
+      // the adjectives are identical across subjects (correlation 1): weight 0, the region is the group's map
+      for (const i of [0, 1]) {
+        const unit = g.maps[i]!.map((v, _, a) => v / a.reduce((x, y) => x + y, 0));
+        const w = (1 - correlation(g.maps[0]!, g.maps[1]!)) ** 2;
+        r.maps[i]!.forEach((v, p) => expect(v).toBeCloseTo(w * unit[p]!, 6));
+      }
+    });
+
+    it('one subject, or words all alike: the group map as before', () => {
+      const maps = mapsOf([uniform(), blob(TOP_LEFT), blob(BOTTOM_RIGHT)]);
+      expect(regionMaps(maps, [groups[0]!], [[1]], true)).toEqual(groupMaps(maps, [groups[0]!], true));
+      const same = mapsOf([uniform(), blob(TOP_LEFT), blob(TOP_LEFT), blob(TOP_LEFT), blob(TOP_LEFT)]);
+      const r = regionMaps(same, groups, [[1], [3]], false);
+      expect(argmaxOf(r.maps[0]!)).toBe(argmaxOf(groupMaps(same, groups, false).maps[0]!));
+      expect(Math.max(...r.maps[1]!)).toBeGreaterThan(0);
+    });
   });
 });
