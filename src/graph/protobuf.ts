@@ -3,7 +3,7 @@
  * them), each message's fields in field-number order, packed repeated numbers, as protobufjs's generated ONNX code
  * (the onnx-proto package) writes them — the same bytes, which test/unit/onnx-protobuf.test.ts checks against it.
  * Loading that package's ~330 KB of generated code for the whole format took ~0.14 s of every CLI run that
- * serialises a graph (docs/measurements.md#onnx-encoder); these ~150 lines load at once.
+ * serialises a graph (docs/measurements.md#onnx-encoder); this module loads at once.
  */
 
 /** onnx.TensorProto.DataType values s2i writes. */
@@ -67,24 +67,32 @@ const DELIMITED = 2;
 /** Byte arrays longer than this are referenced, not copied, until `finish` (weights inside the model). */
 const COPY_LIMIT = 4096;
 
-/** Bytes written in order: small writes into a scratch buffer, long byte arrays and sub-messages as parts. */
+const UTF8 = new TextEncoder();
+
+/**
+ * Bytes written in order into a growing buffer; a sub-message's bytes (written first, as its length comes before
+ * them) and long byte arrays are kept as references (parts) and copied once, by `finish`.
+ */
 class Writer {
   length = 0;
   private readonly parts: Uint8Array[] = [];
-  private buf = new Uint8Array(1024);
+  private buf = new Uint8Array(64);
+  /** buf[start, pos) is written but not yet a part. */
+  private start = 0;
   private pos = 0;
 
   private room(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    this.flush();
-    if (n > this.buf.length) this.buf = new Uint8Array(n);
+    this.cut();
+    this.buf = new Uint8Array(Math.max(2 * this.buf.length, n));
+    this.start = this.pos = 0;
   }
 
-  private flush(): void {
-    if (this.pos === 0) return;
-    this.parts.push(this.buf.subarray(0, this.pos));
-    this.buf = new Uint8Array(this.buf.length);
-    this.pos = 0;
+  /** Makes what was written since the last part a part (the buffer stays, written on after it). */
+  private cut(): void {
+    if (this.pos === this.start) return;
+    this.parts.push(this.buf.subarray(this.start, this.pos));
+    this.start = this.pos;
   }
 
   private byte(b: number): void {
@@ -147,7 +155,7 @@ class Writer {
   private rawBytes(b: Uint8Array): void {
     this.varint32(b.length);
     if (b.length > COPY_LIMIT) {
-      this.flush();
+      this.cut();
       this.parts.push(b);
     } else {
       this.room(b.length);
@@ -184,7 +192,14 @@ class Writer {
   }
 
   string(field: number, s: string | undefined): void {
-    if (s !== undefined) this.bytes(field, new TextEncoder().encode(s));
+    if (s === undefined) return;
+    // Names are ASCII but for the odd one: their bytes are their char codes.
+    for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 127) return this.bytes(field, UTF8.encode(s));
+    this.tag(field, DELIMITED);
+    this.varint32(s.length);
+    this.room(s.length);
+    for (let i = 0; i < s.length; i++) this.buf[this.pos++] = s.charCodeAt(i);
+    this.length += s.length;
   }
 
   strings(field: number, list: readonly string[]): void {
@@ -211,8 +226,8 @@ class Writer {
   message(field: number, inner: Writer): void {
     this.tag(field, DELIMITED);
     this.varint32(inner.length);
-    this.flush();
-    inner.flush();
+    this.cut();
+    inner.cut();
     for (const p of inner.parts) this.parts.push(p);
     this.length += inner.length;
   }
@@ -222,7 +237,7 @@ class Writer {
   }
 
   finish(): Uint8Array {
-    this.flush();
+    this.cut();
     const out = new Uint8Array(this.length);
     let at = 0;
     for (const p of this.parts) {
