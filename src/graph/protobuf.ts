@@ -2,7 +2,7 @@
  * The ONNX model as protobuf bytes: the messages and fields of onnx.proto that s2i writes (graph/onnx.ts builds
  * them), each message's fields in field-number order, packed repeated numbers, as protobufjs's generated ONNX code
  * (the onnx-proto package) writes them — the same bytes, which test/unit/onnx-protobuf.test.ts checks against it.
- * Loading that package's ~330 KB of generated code for the whole format took ~0.14 s of every CLI run that
+ * Loading that package's ~330 KB of generated code for the whole format took 0.08–0.14 s of every CLI run that
  * serialises a graph (docs/measurements.md#onnx-encoder); this module loads at once.
  */
 
