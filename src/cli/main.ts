@@ -4,8 +4,8 @@
  *
  * Start-up time matters (`s2i generate` on a small model takes a few seconds in all): only the commands'
  * declarations load here. Node's bindings (onnxruntime-node among them) load when a command runs, and each
- * command's implementation is imported by its action (commands/index.ts), so `s2i --help` or a usage error loads
- * neither, and `s2i generate` never loads the server, the job queue or the trainer.
+ * command's implementation is imported by its action (see commands/index.ts), so `s2i --help` or a usage error
+ * loads neither, and `s2i generate` never loads the server, the job queue or the trainer.
  */
 import { Command, CommanderError } from '@commander-js/extra-typings';
 import { FieldError, isUserError } from '../errors.js';
