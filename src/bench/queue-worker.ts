@@ -11,7 +11,8 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { FieldError, UserError } from '../errors.js';
 import { makeFolders } from '../io/durable.js';
 import type { PredictionType } from '../schedulers/index.js';
-import { closeWithin, JOB_ATTEMPTS, MAX_STALLED, QUEUE_NAME } from './queue.js';
+import { closeWithin } from './queue.js';
+import { DEFAULT_LOCK_MS, JOB_ATTEMPTS, MAX_STALLED, QUEUE_NAME } from './queue-settings.js';
 import type { QueuedJob, QueuedResult } from './queue-job.js';
 import type { FromThread, ThreadData, ToThread } from './queue-thread.js';
 import { bullConnection, probeRedis, redact, watchRedis, type RedisTarget } from './redis.js';
@@ -38,9 +39,6 @@ export interface WorkerOptions {
   lostAfterMs?: number;
   log?(line: string): void;
 }
-
-/** How long a job's lock lasts without renewal (BullMQ's own default lock, 30 s). */
-export const DEFAULT_LOCK_MS = 30_000;
 
 export interface WorkerSummary {
   completed: number;

@@ -44,15 +44,10 @@ import {
 import { encodeJson, jobIdOf, keyOfJobId, predictionTypeOf, type QueuedJob, type QueuedResult } from './queue-job.js';
 import { isBenchRow, type BenchRow } from './row.js';
 import { bullConnection, probeRedis, redact, watchRedis, type RedisTarget } from './redis.js';
+import { JOB_ATTEMPTS, QUEUE_NAME } from './queue-settings.js';
 import type { Suite } from './suites.js';
 import { makeFolders, syncFolder } from '../io/durable.js';
 
-/** The BullMQ queue every producer and worker uses (jobs of different sweeps never share an id). */
-export const QUEUE_NAME = 's2i-bench';
-/** Tries per job before it is failed for good. */
-export const JOB_ATTEMPTS = 3;
-/** Times a job may be recovered from a dead worker before it is failed. */
-export const MAX_STALLED = 2;
 const BACKOFF_MS = 1000;
 
 // ------------------------------------------------------------------------------------------------------ producer

@@ -1,8 +1,12 @@
 /**
  * The `s2i` command line: a thin layer over the library. Each subcommand lives in `commands/` and registers
  * itself on the program; this file only wires them up and turns errors into one-line messages.
+ *
+ * Start-up time matters (`s2i generate` on a small model takes a few seconds in all): only the commands'
+ * declarations load here. Node's bindings (onnxruntime-node among them) load when a command runs, and each
+ * command's implementation is imported by its action (see commands/index.ts), so `s2i --help` or a usage error
+ * loads neither, and `s2i generate` never loads the server, the job queue or the trainer.
  */
-import '../node.js'; // Node's file system and onnxruntime-node as the defaults
 import { Command, CommanderError } from '@commander-js/extra-typings';
 import { FieldError, isUserError } from '../errors.js';
 import { installSignalHandlers } from '../util/cleanup.js';
@@ -41,7 +45,8 @@ export function buildProgram() {
         ),
     })
     .exitOverride();
-  program.hook('preAction', () => {
+  program.hook('preAction', async () => {
+    await import('../node.js'); // Node's file system and onnxruntime-node as the defaults, for every command
     const budget = program.opts().maxMemory;
     if (budget !== undefined) setMemoryBudget(budget);
   });

@@ -8,7 +8,7 @@ import type { Command as PlainCommand } from 'commander';
 import { addMethodOptions, methodFlagOfField } from './method-flags.js';
 import { shapeString, type Tensor } from '../tensor.js';
 import { checkMemory } from '../util/memory.js';
-import { PREDICTION_TYPES, type PredictionType } from '../pipeline/stable-diffusion.js';
+import { PREDICTION_TYPES, type PredictionType } from '../schedulers/config.js';
 import { quote } from '../util/quote.js';
 
 export function parseInteger(value: string, flag: string, lo = -(2 ** 53 - 1), hi = 2 ** 53 - 1): number {

@@ -104,6 +104,8 @@ export class Graph {
   private readonly paramByName = new Map<string, Value>();
   private readonly scalarCache = new Map<string, Value>();
   private readonly usedNames = new Set<string>();
+  /** Per base name, the suffix its next name tries first: names are never freed, so none below it is free. */
+  private readonly nextSuffix = new Map<string, number>();
   private nextId = 0;
   private scopeStack: string[] = [];
 
@@ -123,10 +125,12 @@ export class Graph {
     }
   }
 
+  /** `base`, else `base_k` with the smallest free k (a UNet has hundreds of nodes of one scope and op). */
   private uniqueName(base: string): string {
     let name = base;
-    let k = 1;
+    let k = this.nextSuffix.get(base) ?? 1;
     while (this.usedNames.has(name)) name = `${base}_${k++}`;
+    this.nextSuffix.set(base, k);
     this.usedNames.add(name);
     return name;
   }

@@ -3,13 +3,21 @@
  * initializers, or written to an external-data file beside the model when they would push the protobuf past
  * its 2 GB limit (ONNX Runtime must then load the model by path).
  */
-import onnxProto from 'onnx-proto';
 import { type Graph, type Node, type TensorData, type Value } from './graph.js';
 import { OPSET, onnxDataType } from './ops.js';
+import {
+  ATTRIBUTE_TYPE,
+  DATA_LOCATION_EXTERNAL,
+  DATA_TYPE,
+  encodeModel,
+  type AttributeProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from './protobuf.js';
 
-const { onnx } = onnxProto;
-
-function valueInfo(name: string, v: Value): onnxProto.onnx.IValueInfoProto {
+function valueInfo(name: string, v: Value): ValueInfoProto {
   return {
     name,
     type: { tensorType: { elemType: onnxDataType(v.dtype), shape: { dim: v.shape.map((d) => ({ dimValue: d })) } } },
@@ -21,8 +29,8 @@ function bytesOf(data: TensorData): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
-function attribute(name: string, a: Graph['nodes'][number]['attrs'][string]): onnxProto.onnx.IAttributeProto {
-  const T = onnx.AttributeProto.AttributeType;
+function attribute(name: string, a: Graph['nodes'][number]['attrs'][string]): AttributeProto {
+  const T = ATTRIBUTE_TYPE;
   switch (a.kind) {
     case 'int':
       return { name, type: T.INT, i: a.value };
@@ -151,13 +159,13 @@ function externalInitializer(
   offset: number,
   length: number,
   name = value.name,
-  dataType: number = onnx.TensorProto.DataType.FLOAT,
-): onnxProto.onnx.ITensorProto {
+  dataType: number = DATA_TYPE.FLOAT,
+): TensorProto {
   return {
     name,
     dims: [...value.shape],
     dataType,
-    dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+    dataLocation: DATA_LOCATION_EXTERNAL,
     externalData: [
       { key: 'location', value: location },
       { key: 'offset', value: String(offset) },
@@ -171,9 +179,9 @@ function paramInitializers(
   graph: Graph,
   used: ReadonlySet<Value>,
   options: SerializeOptions,
-  casts: onnxProto.onnx.INodeProto[],
-): onnxProto.onnx.ITensorProto[] {
-  const initializers: onnxProto.onnx.ITensorProto[] = [];
+  casts: NodeProto[],
+): TensorProto[] {
+  const initializers: TensorProto[] = [];
   // Half weights kept half: the initializer under another name, and a Cast giving the parameter's float32 value.
   const halfOf = (p: Graph['params'][number]) => {
     const half = options.keepHalf && graph.paramMode === 'initializer' ? p.source.half : undefined;
@@ -184,9 +192,9 @@ function paramInitializers(
       opType: 'Cast',
       input: [name],
       output: [p.value.name],
-      attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: onnx.TensorProto.DataType.FLOAT }],
+      attribute: [{ name: 'to', type: ATTRIBUTE_TYPE.INT, i: DATA_TYPE.FLOAT }],
     });
-    const dataType = half.dtype === 'float16' ? onnx.TensorProto.DataType.FLOAT16 : onnx.TensorProto.DataType.BFLOAT16;
+    const dataType = half.dtype === 'float16' ? DATA_TYPE.FLOAT16 : DATA_TYPE.BFLOAT16;
     return { half, name, dataType };
   };
   if (options.externalData) {
@@ -236,7 +244,7 @@ function paramInitializers(
       initializers.push({
         name: p.value.name,
         dims: [...p.value.shape],
-        dataType: onnx.TensorProto.DataType.FLOAT,
+        dataType: DATA_TYPE.FLOAT,
         rawData: bytesOf(p.source.read()),
       });
     }
@@ -245,19 +253,24 @@ function paramInitializers(
 }
 
 export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Uint8Array {
+  return encodeModel(modelProto(graph, options));
+}
+
+/** The graph as an ONNX ModelProto (what `serializeGraph` encodes). */
+export function modelProto(graph: Graph, options: SerializeOptions = {}): ModelProto {
   // Only what the outputs need: a gradient graph, say, need not carry the layers after the last one its loss reads.
   const { nodes, substitute } = liveGraph(graph, options.substitutions ?? true);
   const mapped = (v: Value) => substitute.get(v) ?? v;
   const used = new Set<Value>(graph.outputs.map((o) => mapped(o.value)));
   for (const n of nodes) for (const i of n.inputs) if (i) used.add(mapped(i));
-  const initializers: onnxProto.onnx.ITensorProto[] = [];
+  const initializers: TensorProto[] = [];
   for (const [v, data] of graph.constants) {
     if (!used.has(v)) continue;
     initializers.push({ name: v.name, dims: [...v.shape], dataType: onnxDataType(v.dtype), rawData: bytesOf(data) });
   }
 
-  const graphInputs: onnxProto.onnx.IValueInfoProto[] = graph.inputs.map((v) => valueInfo(v.name, v));
-  const casts: onnxProto.onnx.INodeProto[] = [];
+  const graphInputs: ValueInfoProto[] = graph.inputs.map((v) => valueInfo(v.name, v));
+  const casts: NodeProto[] = [];
   if (graph.paramMode === 'input') {
     for (const p of graph.params) graphInputs.push(valueInfo(p.value.name, p.value));
   } else {
@@ -265,7 +278,7 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
   }
 
   const nameOf = (v: Value | null) => (v ? mapped(v).name : '');
-  const nodeProtos: onnxProto.onnx.INodeProto[] = casts;
+  const nodeProtos: NodeProto[] = casts;
   nodeProtos.push(
     ...nodes.map((n) => ({
       name: n.name,
@@ -288,7 +301,7 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
   }
   const domains = [...new Set(nodes.map((n) => n.domain).filter((d) => d !== '' && d !== 'ai.onnx'))].sort();
 
-  const model: onnxProto.onnx.IModelProto = {
+  return {
     irVersion: 8,
     producerName: 'suppress-to-impress',
     opsetImport: [{ domain: '', version: OPSET }, ...domains.map((domain) => ({ domain, version: 1 }))],
@@ -300,5 +313,4 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
       output: graph.outputs.map((o) => valueInfo(o.name, o.value)),
     },
   };
-  return onnx.ModelProto.encode(onnx.ModelProto.create(model)).finish();
 }

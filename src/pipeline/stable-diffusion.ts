@@ -22,6 +22,7 @@ import { graphParams } from '../models/params.js';
 import { unet2dCondition, type UNetConfig, type UNetInputs, type UNetOptions } from '../models/unet.js';
 import { vaeDecode, vaeEncode, type VaeConfig } from '../models/vae.js';
 import type { UNetAccess } from '../methods/types.js';
+import { PREDICTION_TYPES, type PredictionType } from '../schedulers/config.js';
 import type { RawSchedulerConfig } from '../schedulers/index.js';
 import { firstNonFinite, type Tensor } from '../tensor.js';
 import { isFloatDType, quoteKey } from '../io/safetensors.js';
@@ -52,9 +53,6 @@ export interface LoadOptions {
   /** F16 / BF16 weights: converted to float32 first (default) or kept half in the graphs (see CompileOptions). */
   halfWeights?: 'keep' | 'float32';
 }
-
-export const PREDICTION_TYPES = ['epsilon', 'v_prediction', 'sample'] as const;
-export type PredictionType = (typeof PREDICTION_TYPES)[number];
 
 /** The text encoder's position ids are a buffer (0..76) the model computes itself; files carry them anyway. */
 const TEXT_BUFFERS = new Set(['text_model.embeddings.position_ids']);

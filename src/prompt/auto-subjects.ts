@@ -1,17 +1,17 @@
 /**
  * `--subjects auto`: the nouns of the prompt and the adjectives that modify them, found with compromise
  * (a small rule-based English part-of-speech tagger: no model download, no native code, MIT, maintained
- * since 2011 — enough for prompts, which are mostly noun phrases), then mapped to token positions with the
- * tokenizer's own word split.
+ * since 2011 — enough for prompts, which are mostly noun phrases; the platform installs it, see tagger.ts), then
+ * mapped to token positions with the tokenizer's own word split.
  *
  * Rules: a run of nouns is one subject whose head (the last noun) stands for it ("teddy bear" → bear, with
  * both words' tokens edited); adjectives directly before it in the same phrase (skipping determiners, numbers
  * and adverbs) are its attributes; framing nouns before "of" ("a photo of", "an image of") are not subjects.
  */
-import nlp from 'compromise';
 import { FieldError } from '../errors.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 import type { Subject } from './subjects.js';
+import { tagger } from './tagger.js';
 import { quote } from '../util/quote.js';
 
 export interface AttributeLink {
@@ -71,7 +71,7 @@ function readText(tokenizer: ClipTokenizer, prompt: string, ids: readonly number
 export function autoSubjects(tokenizer: ClipTokenizer, prompt: string): AutoSubjects {
   const ids = tokenizer.tokenize(prompt).ids;
   const text = readText(tokenizer, prompt, ids);
-  const terms: Term[] = (nlp(text).json() as { terms: Term[] }[]).flatMap((s) => s.terms);
+  const terms: Term[] = (tagger()(text).json() as { terms: Term[] }[]).flatMap((s) => s.terms);
   const words = tokenizer.words(text);
   // Align compromise's terms with the tokenizer's words (same order; the tokenizer also splits punctuation).
   const termWord: (number | null)[] = [];

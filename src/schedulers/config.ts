@@ -25,7 +25,9 @@ export function samplerSpec(name: SamplerName): SamplerSpec<SamplerName> {
 }
 
 export type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2';
-export type PredictionType = 'epsilon' | 'v_prediction' | 'sample';
+/** What a UNet predicts (diffusers' `prediction_type`). */
+export const PREDICTION_TYPES = ['epsilon', 'v_prediction', 'sample'] as const;
+export type PredictionType = (typeof PREDICTION_TYPES)[number];
 export type TimestepSpacing = 'leading' | 'linspace' | 'trailing';
 
 /** The diffusers class each sampler mirrors. */

@@ -8,7 +8,7 @@
  */
 import { Queue, QueueEvents } from 'bullmq';
 import { modelFingerprint } from '../bench/plan.js';
-import { QUEUE_NAME } from '../bench/queue.js';
+import { QUEUE_NAME } from '../bench/queue-settings.js';
 import { bullConnection, probeRedis, redact, type RedisTarget } from '../bench/redis.js';
 import { UserError } from '../errors.js';
 import type { RequestJob, ServedImages } from '../pipeline/request-json.js';

@@ -52,10 +52,8 @@ import {
 } from './model.js';
 import { Rng } from './rng.js';
 import { scoreImage } from './score.js';
+import type { TrainModel } from './train-settings.js';
 import { buildShapesVocabulary } from './vocab.js';
-
-export const TRAIN_MODELS = ['shapes', 'shapes-ldm-vae', 'shapes-ldm'] as const;
-export type TrainModel = (typeof TRAIN_MODELS)[number];
 
 /** Scene options of the training distribution: 1–3 objects, same-shape and same-colour pairs allowed. */
 export const TRAIN_SCENES = { allowSameShape: true, allowSameColour: true } as const;

@@ -15,8 +15,7 @@ import { taskFor, writeGrid, type Stepper, type TaskOptions, type TrainTask } fr
 import { makeFolders } from '../io/durable.js';
 import { pidAlive } from '../util/cleanup.js';
 
-export type { TrainModel } from './tasks.js';
-export { TRAIN_MODELS } from './tasks.js';
+export { SHAPES_TRAIN_DEFAULTS, TRAIN_MODELS, type TrainModel } from './train-settings.js';
 
 export { exportShapesModel, sampleAndScore, TRAIN_SCENES } from './tasks.js';
 
@@ -41,28 +40,6 @@ export interface ShapesTrainOptions extends TaskOptions {
   sampleSteps: number;
   sampleGuidance: number;
 }
-
-export const SHAPES_TRAIN_DEFAULTS: Omit<ShapesTrainOptions, 'runDir'> = {
-  model: 'shapes',
-  vae: '',
-  init: '',
-  klWeight: 1e-6,
-  steps: 20000,
-  batchSize: 32,
-  lr: 5e-4,
-  warmupSteps: 200,
-  weightDecay: 0.01,
-  gradClip: 1.0,
-  emaDecay: 0.999,
-  promptDropout: 0.1,
-  minSnrGamma: 5,
-  seed: 0,
-  checkpointEvery: 250,
-  sampleEvery: 2000,
-  samplePrompts: 48,
-  sampleSteps: 25,
-  sampleGuidance: 5,
-};
 
 export interface TrainProgress {
   step: number;

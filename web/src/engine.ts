@@ -5,6 +5,7 @@
  * automatically (nouns and their adjectives), the method's defaults scaled to the steps, the choice among starts
  * where the method makes one, and the cross-attention maps recorded at the method's resolution on every call.
  */
+import nlp from 'compromise';
 import type * as OrtWeb from 'onnxruntime-web';
 import { isUserError, UserError } from '../../src/errors.js';
 import { webRuntime } from '../../src/graph/runtime-web.js';
@@ -18,10 +19,14 @@ import type { StepInfo } from '../../src/pipeline/generate.js';
 import { plan } from '../../src/pipeline/plan.js';
 import { run as runPlan } from '../../src/pipeline/run.js';
 import { StableDiffusion } from '../../src/pipeline/stable-diffusion.js';
+import { setTaggerLoader } from '../../src/prompt/tagger.js';
 import { scoreImage } from '../../src/shapes/score.js';
 import type { EngineMessage, RunRequest, Score, StepRow } from './protocol.js';
 
 type Post = (m: EngineMessage, transfer?: Transferable[]) => void;
+
+// The subject finder's tagger: compromise's ES modules, which the page's bundle holds (Node's entry installs its own).
+setTaggerLoader(() => nlp);
 
 const MODEL_ROOT = '/model';
 

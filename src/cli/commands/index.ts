@@ -8,7 +8,9 @@ import { register as registerTrain } from './train.js';
 import { register as registerWorker } from './worker.js';
 
 /**
- * Every subcommand module exports `register(program)`; they are listed here in the order `s2i --help` shows.
+ * Every subcommand module declares its command (flags with their types, defaults and help) and exports
+ * `register(program)`, whose action imports the implementation, `X-run.ts`, when the command runs: only
+ * declarations load at start-up. They are listed here in the order `s2i --help` shows.
  */
 export function registerCommands(program: Command): void {
   registerGenerate(program);

@@ -2,57 +2,16 @@
  * `s2i worker --queue URL`: takes benchmark jobs from a job queue (BullMQ on Redis) that `s2i bench --queue URL`
  * fills, generates and scores each image with one loaded model, and returns the row and image. Runs until
  * interrupted (Ctrl-C: finish the active jobs; twice: stop at once, the jobs go to other workers). See
- * src/bench/queue-worker.ts (and queue.ts for the producer).
+ * src/bench/queue-worker.ts (and queue.ts for the producer). This file declares the command; the run is
+ * worker-run.ts, imported only when the command runs.
  */
-import { existsSync } from 'node:fs';
 import type { Command } from '@commander-js/extra-typings';
-import { QUEUE_NAME } from '../../bench/queue.js';
-import { DEFAULT_LOCK_MS, startBenchWorker, type BenchWorker } from '../../bench/queue-worker.js';
-import { parseRedisUrl } from '../../bench/redis.js';
-import { UserError } from '../../errors.js';
-import { onInterrupt } from '../../util/cleanup.js';
-import { defaultModelDir } from '../defaults.js';
+import { DEFAULT_LOCK_MS, QUEUE_NAME } from '../../bench/queue-settings.js';
+import { parseRedisUrl } from '../../bench/redis-url.js';
 import { integerOption, numberOption, parsePredictionType, typedOption } from '../options.js';
-import { boundLine } from '../../util/quote.js';
-
-async function run(flags: WorkerFlags): Promise<void> {
-  const { queue: target, concurrency, threads, lockSeconds, predictionType } = flags;
-  const modelDir = flags.model ?? defaultModelDir();
-  if (modelDir === null)
-    throw new UserError('no --model given and no default model is installed (give --model DIR, the benchmark model)');
-  if (!existsSync(modelDir)) throw new UserError(`--model ${modelDir}: no such folder or file`);
-
-  const log = (line: string) => process.stderr.write(`worker: ${boundLine(line)}\n`);
-  let signals = 0;
-  let worker: BenchWorker | null = null;
-  const handler = () => {
-    if (++signals === 1) log('closing: finishing the active jobs (interrupt again to stop at once)');
-    worker?.close(signals > 1);
-    return true; // this command closes itself on every signal
-  };
-  const stopHandling = onInterrupt(handler);
-  try {
-    worker = await startBenchWorker({
-      target,
-      modelDir,
-      ...(threads !== undefined ? { threads } : {}),
-      ...(flags.config !== undefined ? { config: flags.config } : {}),
-      ...(predictionType !== undefined ? { predictionType } : {}),
-      concurrency,
-      lockMs: lockSeconds * 1000,
-      log,
-      ...(flags.out !== undefined ? { out: flags.out } : {}),
-    });
-    if (signals > 0) worker.close(signals > 1);
-    const summary = await worker.done;
-    log(`closed: ${summary.completed} jobs done, ${summary.failed} failed`);
-  } finally {
-    stopHandling();
-  }
-}
 
 /** The flags as commander parsed them: their types come from the declarations in `workerCommand`. */
-type WorkerFlags = ReturnType<ReturnType<typeof workerCommand>['opts']>;
+export type WorkerFlags = ReturnType<ReturnType<typeof workerCommand>['opts']>;
 
 /** The command and its options: each flag, its type, default and help text declared once. */
 function workerCommand(program: Command) {
@@ -115,5 +74,5 @@ Examples:
 }
 
 export function register(program: Command): void {
-  workerCommand(program).action(async (flags) => run(flags));
+  workerCommand(program).action(async (flags) => (await import('./worker-run.js')).run(flags));
 }
