@@ -483,6 +483,13 @@ describe('s2i train --resume (item 11)', () => {
     expect(readdirSync(join(dir, 'r')).sort()).toEqual(['checkpoint.safetensors', 'log.jsonl']);
   });
 
+  it('refuses --resume where no run folder exists, creating nothing', () => {
+    const dir = fresh();
+    const r = runCli(['train', '--run', 'typo', '--steps', '1', '--resume'], { cwd: dir });
+    expectOneLineError(r, /--resume: --run typo does not exist: no run to continue/);
+    expect(existsSync(join(dir, 'typo'))).toBe(false);
+  });
+
   it('trimLog keeps whole rows up to the step', () => {
     const dir = fresh();
     const p = join(dir, 'log.jsonl');

@@ -278,6 +278,14 @@ export async function trainShapes(options: ShapesTrainOptions, hooks: TrainHooks
 function openRun(dir: string, task: TrainTask, options: ShapesTrainOptions, hooks: TrainHooks): State {
   if (existsSync(dir) && !statSync(dir).isDirectory())
     throw new FieldError('runDir', `${dir} exists and is not a directory`);
+  // A mistyped folder would otherwise start a new run from scratch (hours of training) where one was to go on.
+  // A folder without a checkpoint (a run killed before its first) still starts over.
+  if (hooks.resume && !existsSync(dir))
+    throw new FieldError(
+      'resume',
+      (name, nameOf) =>
+        `${name}: ${nameOf('runDir')} ${dir} does not exist: no run to continue (leave ${name} out to start one)`,
+    );
   try {
     makeFolders(dir);
   } catch (e) {
