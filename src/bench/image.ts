@@ -50,11 +50,6 @@ export interface BenchImage {
   files: { path: string; bytes: Buffer }[];
 }
 
-/**
- * Plans the job on `model` with the benchmark's rules (BenchmarkRules: the subjects found automatically for every
- * method, a prompt without them an error quoting it) and derives its settings and row key. `fingerprint` is
- * `modelFingerprint(model.dir)` (computed once by the caller: it reads the folder).
- */
 /** A job's overrides as a request takes them: the map resolution is the request's own field. */
 function methodAndResolution(overrides: BenchJob['methodOverrides']): Partial<GenerateRequest> {
   if (!overrides) return {};
@@ -62,6 +57,11 @@ function methodAndResolution(overrides: BenchJob['methodOverrides']): Partial<Ge
   return { ...(Object.keys(rest).length ? { methodOverrides: rest } : {}), ...(attnRes ? { attnRes } : {}) };
 }
 
+/**
+ * Plans the job on `model` with the benchmark's rules (BenchmarkRules: the subjects found automatically for every
+ * method, a prompt without them an error quoting it) and derives its settings and row key. `fingerprint` is
+ * `modelFingerprint(model.dir)` (computed once by the caller: it reads the folder).
+ */
 export function prepareBenchJob(model: StableDiffusion, fingerprint: string, job: BenchJob): PreparedBenchJob {
   const planned = plan(
     {

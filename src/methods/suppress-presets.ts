@@ -113,7 +113,7 @@ export const SUPPRESS_OVERRIDES: OverrideSchema = {
     ...S2I,
     flag: '--attribute-regions',
     arg: '<on|off>',
-    help: "with token groups: each subject's region also reads its adjectives, each word weighted by how distinct its map is from the other subjects' (default on for suppress)",
+    help: "with token groups: each subject's region also reads its adjectives, each word weighted by how distinct its map is from the other subjects' (default off)",
     parse: parseOnOff('--attribute-regions'),
   },
   candidates: {
