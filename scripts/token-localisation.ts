@@ -140,20 +140,25 @@ for (let b = 0; b < jobs.length; b += BATCH) {
             [distinct(i, 'noun'), distinct(i, 'next'), distinct(i, 'adjective')].map((d) => d * d),
           ),
       };
+      /** One map's share inside the object's box (of its mass inside all boxes), and whether its peak is there. */
+      const measure = (key: string, cells: Uint8Array, value: (q: number) => number) => {
+        let inside = 0,
+          total = 0,
+          best = -1,
+          at = 0;
+        for (let q = 0; q < w * h; q++) {
+          const v = value(q);
+          if (anyBox[q]) total += v;
+          if (cells[q]) inside += v;
+          if (v > best) ((best = v), (at = q));
+        }
+        const chance = cells.reduce((a, v) => a + v, 0) / allCells;
+        add(`${key}@${call}`, { prompt: pi, share: total > 0 ? inside / total : 0, chance, peak: cells[at]! });
+      };
       for (const bx of boxes) {
         for (const [name, rule] of Object.entries(rules)) {
           const m = rule(bx.i);
-          let inside = 0,
-            total = 0,
-            best = -1,
-            at = 0;
-          for (let q = 0; q < w * h; q++) {
-            if (anyBox[q]) total += m[q]!;
-            if (bx.cells[q]) inside += m[q]!;
-            if (m[q]! > best) ((best = m[q]!), (at = q));
-          }
-          const chance = bx.cells.reduce((a, v) => a + v, 0) / allCells;
-          add(`${name}@${call}`, { prompt: pi, share: total > 0 ? inside / total : 0, chance, peak: bx.cells[at]! });
+          measure(name, bx.cells, (q) => m[q]!);
         }
         // Subjects come in prompt order, one per object; the attribute linked to it is its adjective.
         const noun = subjects[bx.i]!.tokenIndex;
@@ -162,18 +167,7 @@ for (let b = 0; b < jobs.length; b += BATCH) {
         for (const role of ROLES) {
           const tok = tokens[role];
           if (tok === undefined || tok >= t) continue;
-          let inside = 0,
-            total = 0,
-            best = -1,
-            at = 0;
-          for (let q = 0; q < w * h; q++) {
-            const v = data[q * t + tok]!;
-            if (anyBox[q]) total += v;
-            if (bx.cells[q]) inside += v;
-            if (v > best) ((best = v), (at = q));
-          }
-          const chance = bx.cells.reduce((a, v) => a + v, 0) / allCells;
-          add(`${role}@${call}`, { prompt: pi, share: total > 0 ? inside / total : 0, chance, peak: bx.cells[at]! });
+          measure(role, bx.cells, (q) => data[q * t + tok]!);
         }
       }
     }
