@@ -4,19 +4,36 @@
  * for pairs of methods the summary does not set against each other (e.g. S2I against its start choice alone).
  *
  *   npx tsx scripts/compare-methods.ts out/bench-rivals/results.jsonl suppress suppress-select
+ *
+ * With a second file, the baseline's rows come from it (the same method run with other settings into another
+ * folder, e.g. `--attribute-regions on` against the default):
+ *
+ *   npx tsx scripts/compare-methods.ts out/px-attr-on/results.jsonl suppress suppress out/px-attr-off/results.jsonl
  */
 import { readFileSync } from 'node:fs';
 import { compareMethods, type PairRow } from '../src/bench/stats.js';
 
-const [file, method, baseline] = process.argv.slice(2);
-if (!file || !method || !baseline) {
-  process.stderr.write('usage: compare-methods.ts RESULTS.jsonl METHOD BASELINE\n');
+const [file, method, baselineName, baselineFile] = process.argv.slice(2);
+if (!file || !method || !baselineName) {
+  process.stderr.write('usage: compare-methods.ts RESULTS.jsonl METHOD BASELINE [BASELINE_RESULTS.jsonl]\n');
   process.exit(2);
 }
-const rows = readFileSync(file, 'utf8')
-  .split('\n')
-  .filter((l) => l.trim() !== '')
-  .map((l) => JSON.parse(l) as PairRow & { suite: string });
+type Row = PairRow & { suite: string };
+const read = (f: string) =>
+  readFileSync(f, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as Row);
+// The baseline from another file is renamed so that it cannot be mistaken for the method's own rows.
+const baseline = baselineFile ? `${baselineName} (${baselineFile})` : baselineName;
+const rows: Row[] = baselineFile
+  ? [
+      ...read(file).filter((r) => r.method === method),
+      ...read(baselineFile)
+        .filter((r) => r.method === baselineName)
+        .map((r) => ({ ...r, method: baseline })),
+    ]
+  : read(file);
 for (const suite of [...new Set(rows.map((r) => r.suite))]) {
   const c = compareMethods(
     rows.filter((r) => r.suite === suite),
