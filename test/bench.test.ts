@@ -23,7 +23,14 @@ import { benchSummary, failures, formatSummaryMarkdown, renderHtmlReport, render
 import { floatToRgb8 } from '../src/image/convert.js';
 import { readPng } from '../src/image/png.js';
 import { generate } from '../src/pipeline/generate.js';
-import { canonicalJson, modelFingerprint, noiseSeed, parseMethods, parseSeeds } from '../src/bench/plan.js';
+import {
+  canonicalJson,
+  checkBenchOptions,
+  modelFingerprint,
+  noiseSeed,
+  parseMethods,
+  parseSeeds,
+} from '../src/bench/plan.js';
 import { readResults } from '../src/bench/results.js';
 import { runBench } from '../src/bench/run.js';
 import { failureKinds, summarize, type StatRow } from '../src/bench/metrics.js';
@@ -532,6 +539,19 @@ describe('bench on tiny-sd', () => {
     writeFileSync(lock, dead.stdout); // the older layout: a file holding the pid
     expect((await runBench(model, [suiteOne], one)).skipped).toBe(1);
     expect(existsSync(lock)).toBe(false);
+  });
+  it('settings that cannot run fail before the output folder is made; an override no listed method takes is refused', async () => {
+    const out = join(tmp, 'never-made');
+    const bad = { ...options, out, methodOverrides: { attnRes: [3, 3] as const } };
+    await expect(runBench(model, [suite], bad)).rejects.toThrow(/no cross-attention at that size/);
+    expect(existsSync(out)).toBe(false);
+    const gamma = { ...options, methods: ['none', 'attend-and-excite'], out, methodOverrides: { gamma: 0.5 } };
+    await expect(runBench(model, [suite], gamma)).rejects.toThrow(
+      /^gamma only applies to .*; none of methods takes it$/,
+    );
+    expect(existsSync(out)).toBe(false);
+    // Taken by one of the methods: the others ignore it (one set of overrides for the whole run).
+    expect(() => checkBenchOptions({ ...gamma, methods: ['none', 'suppress'] })).not.toThrow();
   });
 });
 

@@ -7,7 +7,12 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { FieldError } from '../errors.js';
-import { canonicalMethodName, methodPreset, type MethodSettings } from '../methods/registry.js';
+import {
+  canonicalMethodName,
+  checkOverridesTakenByAny,
+  methodPreset,
+  type MethodSettings,
+} from '../methods/registry.js';
 import { quote } from '../util/quote.js';
 import type { GuidanceMethod } from '../methods/types.js';
 import type { SamplerName } from '../schedulers/index.js';
@@ -101,9 +106,10 @@ export function planJob(it: PlanItem, base: Omit<BenchSettings, 'method'>, optio
 }
 
 /** The checks of a benchmark's options that need no model (a front end runs them before loading one). */
-export function checkBenchOptions(options: Pick<BenchOptions, 'methods' | 'seeds' | 'out'>): void {
+export function checkBenchOptions(options: Pick<BenchOptions, 'methods' | 'seeds' | 'out' | 'methodOverrides'>): void {
   if (options.methods.length === 0) throw new FieldError('methods', 'needs at least one method name');
   for (const m of options.methods) methodPreset(m, 'methods');
+  if (options.methodOverrides) checkOverridesTakenByAny(options.methods, options.methodOverrides);
   if (options.seeds.length === 0) throw new FieldError('seeds', 'needs at least one seed');
   if (existsSync(options.out) && !statSync(options.out).isDirectory())
     throw new FieldError('out', `${options.out} exists and is not a directory`);

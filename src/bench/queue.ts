@@ -34,6 +34,7 @@ import { prepareBenchJob, type PreparedBenchJob } from './image.js';
 import { benchImagePaths, planJob, type BenchJob, type BenchOptions } from './plan.js';
 import { appendRow, withBenchFolder } from './results.js';
 import {
+  checkBenchPlan,
   startBench,
   type BenchFailure,
   type BenchHooks,
@@ -87,7 +88,11 @@ export async function runBenchOnQueue(
 ): Promise<BenchOutcome> {
   const { target } = queue;
   await probeRedis(target); // fail fast, before the output folder is touched
-  return withBenchFolder(options, () => collect(model, suites, options, queue, hooks));
+  return withBenchFolder(
+    options,
+    () => collect(model, suites, options, queue, hooks),
+    () => checkBenchPlan(model, suites, options),
+  );
 }
 
 /**

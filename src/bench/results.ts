@@ -19,9 +19,17 @@ export const RESULTS_FILE = 'results.jsonl';
 
 const LOCK_FILE = '.bench.lock';
 
-/** Checks the plan's options, creates the output folder and holds its lock (`.bench.lock`) while `body` runs. */
-export async function withBenchFolder<T>(options: BenchOptions, body: () => Promise<T>): Promise<T> {
+/**
+ * Checks the plan's options, runs `preflight` (checks that need the model: they fail before anything is written),
+ * creates the output folder and holds its lock (`.bench.lock`) while `body` runs.
+ */
+export async function withBenchFolder<T>(
+  options: BenchOptions,
+  body: () => Promise<T>,
+  preflight: () => void = () => {},
+): Promise<T> {
   checkBenchOptions(options);
+  preflight();
   const out = options.out;
   try {
     makeFolders(join(out, 'images'));

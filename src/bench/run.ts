@@ -93,7 +93,38 @@ export async function runBench(
   options: BenchOptions,
   hooks: BenchHooks = {},
 ): Promise<BenchOutcome> {
-  return withBenchFolder(options, () => runLocked(model, suites, options, hooks));
+  return withBenchFolder(
+    options,
+    () => runLocked(model, suites, options, hooks),
+    () => checkBenchPlan(model, suites, options),
+  );
+}
+
+/**
+ * Plans the first (prompt, seed) pair's job for every method, so settings the model cannot run (e.g. an --attn-res
+ * it has no attention at) fail before the output folder is created, leaving nothing behind.
+ */
+export function checkBenchPlan(model: StableDiffusion, suites: readonly Suite[], options: BenchOptions): void {
+  const suite = suites.find((s) => s.prompts.length > 0);
+  const seed = options.seeds[0];
+  if (!suite || seed === undefined) return;
+  const base = benchBase(model, options);
+  for (const method of options.methods)
+    prepareBenchJob(model, base.model, planJob({ suite, entry: suite.prompts[0]!, seed, method }, base, options));
+}
+
+/** The settings every row of a run shares: steps, guidance, the sampler, the model's image size and fingerprint. */
+function benchBase(model: StableDiffusion, options: BenchOptions): Omit<BenchSettings, 'method'> {
+  const sampler = options.sampler ?? defaultSampler(model.schedulerConfig, model.folder.componentDir('scheduler'));
+  const size = model.defaultImageSize;
+  return {
+    steps: options.steps,
+    guidance: options.guidance,
+    sampler,
+    height: size,
+    width: size,
+    model: modelFingerprint(model.dir),
+  };
 }
 
 /** A run's starting point: the rows already in the folder (a partial last line dropped) and the plan. */
@@ -121,16 +152,7 @@ export function startBench(model: StableDiffusion, suites: readonly Suite[], opt
   }
   const byKey = new Map(existing.rows.map((r) => [r.key, r]));
 
-  const sampler = options.sampler ?? defaultSampler(model.schedulerConfig, model.folder.componentDir('scheduler'));
-  const size = model.defaultImageSize;
-  const base = {
-    steps: options.steps,
-    guidance: options.guidance,
-    sampler,
-    height: size,
-    width: size,
-    model: modelFingerprint(model.dir),
-  };
+  const base = benchBase(model, options);
 
   const plan: PlanItem[] = [];
   for (const suite of suites) {

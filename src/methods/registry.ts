@@ -137,7 +137,7 @@ export function overrideFields(): { key: OverrideKey; field: OverrideField<unkno
 }
 
 /** The override keys given (loop fields included). */
-function givenKeys(overrides: MethodOverrides): OverrideKey[] {
+export function givenKeys(overrides: MethodOverrides): OverrideKey[] {
   const keys: OverrideKey[] = [];
   for (const [k, v] of Object.entries(overrides.loop ?? {})) if (v !== undefined) keys.push(k as OverrideKey);
   for (const [k, v] of Object.entries(overrides))
@@ -159,6 +159,24 @@ export function checkMethodOverrides(name: string, overrides: MethodOverrides): 
     );
   }
   return spec;
+}
+
+/**
+ * A benchmark applies one set of overrides to every method it runs, each taking the fields it has; a field that none
+ * of `names` takes would change nothing, so it is a FieldError naming it, as `checkMethodOverrides` is for one method.
+ */
+export function checkOverridesTakenByAny(names: readonly string[], overrides: MethodOverrides): void {
+  const specs = names.map((n) => methodSpec(n));
+  const known = new Map(overrideFields().map((f) => [f.key, f.field]));
+  for (const key of givenKeys(overrides)) {
+    if (specs.some((s) => s.overrides[key])) continue;
+    const field = known.get(key);
+    throw new FieldError(key, (n, nameOf) =>
+      field
+        ? `${n} only applies to ${field.appliesTo.replace('{method}', nameOf('method'))}; none of ${nameOf('methods')} takes it`
+        : `${n} is not a method setting`,
+    );
+  }
 }
 
 /** A method's settings with every default filled in, and which of them were scaled from 50 steps. */

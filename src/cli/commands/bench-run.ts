@@ -128,7 +128,7 @@ function benchRequest(flags: BenchFlags): BenchRequest {
   const gridPng = outputs.file(join(out, 'grid.png'), '--out');
   const report = flags.report !== undefined ? outputs.file(flags.report, '--report') : null;
   if (flags.reportMaps && !report) throw new UserError('--report-maps needs --report FILE');
-  checkBenchOptions({ methods, seeds, out });
+  checkBenchOptions({ methods, seeds, out, methodOverrides });
   const modelDir = flags.model ?? defaultModelDir();
   if (modelDir === null)
     throw new UserError(
