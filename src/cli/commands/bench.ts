@@ -42,6 +42,10 @@ Description:
   so an interrupted run resumes where it stopped. Up to --batch-size pairs
   are generated together, one batch per method; a batch gives every image
   its one-at-a-time pixels (rows record their share of the batch's time).
+  Method settings (--gamma, --scale-factor, ...) apply to every listed
+  method that takes them and enter those rows' settings; one that none of
+  --methods takes is an error. Settings the model cannot run fail before
+  --out is created.
 
 Suites (built in; tuning / held-apart prompts):
   shapes-1  single objects, 6 / 12 (the model's own quality check)
