@@ -1,0 +1,96 @@
+/**
+ * Where S2I's edit adds to its choice of start, and where it does not (issue 21: "the suppression carries its
+ * weight"): S2I (`suppress`) against the choice alone (`suppress-select`) over the same (prompt, seed) pairs of a
+ * benchmark's results.jsonl, split by how many starts each ran. A method that kept its first start (starts = 1)
+ * accepted it early (layout score ≤ --accept); when both did, both images come from the same initial noise and
+ * differ only by the edit, so those pairs measure the edit alone — including whether it erases objects the
+ * unedited run drew (counted with their area in the unedited image, to see whether small ones go).
+ *
+ *   npx tsx scripts/edit-vs-select.ts out/bench-rivals/results.jsonl [METHOD BASELINE]
+ */
+import { readFileSync } from 'node:fs';
+
+interface Obj {
+  found: boolean;
+  colour_correct: boolean;
+  detection: number | null;
+}
+interface Row {
+  suite: string;
+  prompt: string;
+  seed: number;
+  method: string;
+  full_success: boolean;
+  object_recall: number;
+  extra_objects: number;
+  starts: number;
+  objects: Obj[];
+  detections: { area: number }[];
+}
+
+const [file, method = 'suppress', baseline = 'suppress-select'] = process.argv.slice(2);
+if (!file) {
+  process.stderr.write('usage: edit-vs-select.ts RESULTS.jsonl [METHOD BASELINE]\n');
+  process.exit(2);
+}
+const rows = readFileSync(file, 'utf8')
+  .split('\n')
+  .filter((l) => l.trim() !== '')
+  .map((l) => JSON.parse(l) as Row);
+const pairs = new Map<string, Partial<Record<'a' | 'b', Row>>>();
+for (const r of rows) {
+  const side = r.method === method ? 'a' : r.method === baseline ? 'b' : null;
+  if (!side) continue;
+  const key = `${r.suite}\u0000${r.prompt}\u0000${r.seed}`;
+  pairs.set(key, { ...pairs.get(key), [side]: r });
+}
+
+/** What went wrong in an image: an object missing, one in a wrong colour, an extra one. */
+const failure = (r: Row) =>
+  [
+    r.object_recall < 1 ? 'missing' : '',
+    r.objects.some((o) => o.found && !o.colour_correct) ? 'recoloured' : '',
+    r.extra_objects > 0 ? 'extra' : '',
+  ]
+    .filter(Boolean)
+    .join('+') || 'ok';
+const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2) : NaN;
+};
+const count = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
+const show = (m: Map<string, number>) => [...m].map(([k, v]) => `${k} ${v}`).join(', ');
+
+for (const suite of [...new Set(rows.map((r) => r.suite))]) {
+  let n = 0,
+    aFirst = 0,
+    bFirst = 0;
+  const cells = new Map<string, { won: number; lost: number }>();
+  const lostBy = new Map<string, number>(),
+    wonBy = new Map<string, number>();
+  const erased: number[] = [],
+    kept: number[] = [];
+  for (const [key, { a, b }] of pairs) {
+    if (!key.startsWith(`${suite}\u0000`) || !a || !b) continue;
+    n++;
+    if (a.starts === 1) aFirst++;
+    if (b.starts === 1) bFirst++;
+    const cell = `${method} ${a.starts === 1 ? 'first start' : 'searched'}, ${baseline} ${b.starts === 1 ? 'first start' : 'searched'}`;
+    const c = cells.get(cell) ?? { won: 0, lost: 0 };
+    if (a.full_success && !b.full_success) (c.won++, count(wonBy, failure(b)));
+    if (b.full_success && !a.full_success) (c.lost++, count(lostBy, failure(a)));
+    cells.set(cell, c);
+    if (a.starts === 1 && b.starts === 1)
+      a.objects.forEach((o, i) => {
+        const d = b.objects[i]?.detection;
+        if (b.objects[i]?.found && d !== null && d !== undefined) (o.found ? kept : erased).push(b.detections[d]!.area);
+      });
+  }
+  console.log(`\n${suite}: ${n} pairs; first start kept: ${method} ${aFirst}, ${baseline} ${bFirst}`);
+  for (const [cell, c] of [...cells].sort()) console.log(`  ${cell}: +${c.won} −${c.lost}`);
+  console.log(`  ${method}'s losses fail by: ${show(lostBy)}`);
+  console.log(`  ${baseline}'s losses (${method}'s wins) fail by: ${show(wonBy)}`);
+  console.log(
+    `  same start: of the objects ${baseline} drew, ${method} lost ${erased.length} (median area ${median(erased)} px) and kept ${kept.length} (median ${median(kept)} px)`,
+  );
+}
