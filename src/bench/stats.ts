@@ -20,6 +20,7 @@
  * (`signFlipExact`), which does not. `failure_ratio`: the method's failures ÷ the baseline's over the same pairs,
  * with a paired two-way bootstrap interval.
  */
+import { mulberry32 } from '../util/random.js';
 
 /** 97.5th percentile of the standard normal distribution. */
 export const Z95 = 1.959963984540054;
@@ -79,18 +80,6 @@ export function mcnemarExact(b: number, c: number): McNemar {
   const n = b + c;
   if (n === 0) return { b, c, p: 1 };
   return { b, c, p: Math.min(1, 2 * binomialHalfCdf(Math.min(b, c), n)) };
-}
-
-/** A tiny deterministic PRNG (mulberry32) for the bootstrap. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Successes and trials of one cluster (one prompt: all its images' objects). */

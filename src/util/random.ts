@@ -127,3 +127,18 @@ export class GaussianRng extends Xoshiro128 {
 function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
 }
+
+/**
+ * mulberry32: a tiny 32-bit generator of uniforms in [0, 1), for resampling and test data where a short, fast,
+ * seeded stream is enough (the bootstrap's draws; random test inputs). Not for noise: that is GaussianRng's.
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -12,19 +12,10 @@ import { Graph, type DType, type Shape, type Value } from '../../src/graph/graph
 import * as op from '../../src/graph/ops.js';
 import { compile, type CompiledGraph } from '../../src/graph/runtime.js';
 import type { Int64Tensor, Tensor } from '../../src/tensor.js';
+import { mulberry32 } from '../../src/util/random.js';
 import { evaluate, type FeedData, type RefTensor } from '../support/interpreter.js';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = rng(20240611);
+const rand = mulberry32(20240611);
 
 interface InputSpec {
   lo?: number;
