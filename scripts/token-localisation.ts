@@ -11,6 +11,7 @@
  * resolution the methods read (mean over those layers and their heads), at a few points of the run.
  *
  *   npx tsx scripts/token-localisation.ts --model models/shapes-ldm --suite shapes-3 --seeds 0-1
+ *   npx tsx scripts/token-localisation.ts --model models/shapes-ldm --suite shapes-3 --seeds 0-1 --attn-res 8
  *
  * Prints one table (mean over objects, with a 95% bootstrap interval over prompts for share − chance).
  */
@@ -24,6 +25,7 @@ import { run } from '../src/pipeline/run.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { scoreImage } from '../src/shapes/score.js';
 import { correlation } from '../src/methods/carriers.js';
+import { parseResolution } from '../src/cli/options.js';
 import type { Tensor } from '../src/tensor.js';
 
 const { values } = parseArgs({
@@ -36,8 +38,10 @@ const { values } = parseArgs({
     at: { type: 'string', default: '0.04,0.2,0.5' },
     method: { type: 'string', default: 'none' },
     threads: { type: 'string' },
+    'attn-res': { type: 'string' },
   },
 });
+const attnRes = values['attn-res'] ? parseResolution(values['attn-res'], '--attn-res') : undefined;
 const [s0, s1] = values.seeds!.split('-').map(Number) as [number, number?];
 const seeds = Array.from({ length: (s1 ?? s0) - s0 + 1 }, (_, i) => s0 + i);
 const suite = loadSuite(values.suite!, values.split as 'tuning');
@@ -81,6 +85,7 @@ for (let b = 0; b < jobs.length; b += BATCH) {
         method: values.method!,
         subjects: 'auto',
         attentionPicture: { steps: calls },
+        ...(attnRes ? { attnRes } : {}),
       },
       model,
     ),
@@ -197,7 +202,7 @@ function interval(list: { prompt: number; share: number; chance: number }[]): [n
 
 const pct = (x: number) => (100 * x).toFixed(1);
 console.log(
-  `\n${values.model} (${values.method}), ${values.suite} ${values.split}, seeds ${values.seeds}, ${steps} steps: maps at calls ${calls.join(', ')}\n`,
+  `\n${values.model} (${values.method}), ${values.suite} ${values.split}, seeds ${values.seeds}, ${steps} steps: maps${attnRes ? ` at ${attnRes.join('x')}` : ''} at calls ${calls.join(', ')}\n`,
 );
 console.log('| token | call | objects | share % | chance % | share − chance [95%] | peak in own box % |');
 console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
