@@ -137,7 +137,7 @@ export function overrideFields(): { key: OverrideKey; field: OverrideField<unkno
 }
 
 /** The override keys given (loop fields included). */
-export function givenKeys(overrides: MethodOverrides): OverrideKey[] {
+function givenKeys(overrides: MethodOverrides): OverrideKey[] {
   const keys: OverrideKey[] = [];
   for (const [k, v] of Object.entries(overrides.loop ?? {})) if (v !== undefined) keys.push(k as OverrideKey);
   for (const [k, v] of Object.entries(overrides))
@@ -148,17 +148,19 @@ export function givenKeys(overrides: MethodOverrides): OverrideKey[] {
 /** Overrides the named method cannot use are FieldErrors naming them (checked before any model is loaded). */
 export function checkMethodOverrides(name: string, overrides: MethodOverrides): MethodSpec {
   const spec = methodSpec(name);
-  const known = new Map(overrideFields().map((f) => [f.key, f.field]));
-  for (const key of givenKeys(overrides)) {
-    if (spec.overrides[key]) continue;
-    const field = known.get(key);
-    throw new FieldError(key, (n, nameOf) =>
-      field
-        ? `${n} only applies to ${field.appliesTo.replace('{method}', nameOf('method'))}`
-        : `${n} is not a method setting`,
-    );
-  }
+  const key = givenKeys(overrides).find((k) => !spec.overrides[k]);
+  if (key) throw notTaken(key, () => '');
   return spec;
+}
+
+/** The error for an override no method of the run takes: where it applies, or that it is no method setting. */
+function notTaken(key: OverrideKey, tail: (nameOf: (field: string) => string) => string): FieldError {
+  const field = overrideFields().find((f) => f.key === key)?.field;
+  return new FieldError(key, (n, nameOf) =>
+    field
+      ? `${n} only applies to ${field.appliesTo.replace('{method}', nameOf('method'))}${tail(nameOf)}`
+      : `${n} is not a method setting`,
+  );
 }
 
 /**
@@ -167,16 +169,8 @@ export function checkMethodOverrides(name: string, overrides: MethodOverrides): 
  */
 export function checkOverridesTakenByAny(names: readonly string[], overrides: MethodOverrides): void {
   const specs = names.map((n) => methodSpec(n));
-  const known = new Map(overrideFields().map((f) => [f.key, f.field]));
-  for (const key of givenKeys(overrides)) {
-    if (specs.some((s) => s.overrides[key])) continue;
-    const field = known.get(key);
-    throw new FieldError(key, (n, nameOf) =>
-      field
-        ? `${n} only applies to ${field.appliesTo.replace('{method}', nameOf('method'))}; none of ${nameOf('methods')} takes it`
-        : `${n} is not a method setting`,
-    );
-  }
+  const key = givenKeys(overrides).find((k) => !specs.some((s) => s.overrides[k]));
+  if (key) throw notTaken(key, (nameOf) => `; none of ${nameOf('methods')} takes it`);
 }
 
 /** A method's settings with every default filled in, and which of them were scaled from 50 steps. */
