@@ -214,3 +214,27 @@ describe('the default batch size', () => {
     expect(at(sd15, false, 1 * GB)).toBe(1);
   });
 });
+
+describe('compiled graphs kept per model (LoadOptions.maxSessions)', () => {
+  it('holds at most maxSessions, least recently used dropped; a dropped graph is compiled again, the image unchanged', async () => {
+    const request = { prompt: 'a cat and a frog', seed: 7, steps: 3, guidanceScale: 7.5 };
+    const free = await StableDiffusion.load(tinySdDir);
+    const one = await StableDiffusion.load(tinySdDir, { maxSessions: 1 });
+    try {
+      const want = await generate(free, request);
+      expect(free.sessionCount).toBeGreaterThan(1); // text encoder and UNet at least
+      const first = await generate(one, request);
+      expect(one.sessionCount).toBe(1);
+      const compiled = one.graphTimings.length;
+      const again = await generate(one, request);
+      expect(one.graphTimings.length).toBe(2 * compiled); // every graph was dropped and compiled again
+      for (const got of [first, again]) expect(maxAbsDiff(got.image.data, want.image.data)).toBe(0);
+    } finally {
+      await free.release();
+      await one.release();
+    }
+    await expect(StableDiffusion.load(tinySdDir, { maxSessions: 0 })).rejects.toThrow(
+      /^maxSessions must be a whole number of at least 1, got 0$/,
+    );
+  });
+});

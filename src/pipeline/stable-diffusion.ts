@@ -52,10 +52,33 @@ export interface LoadOptions {
   predictionType?: PredictionType;
   /** F16 / BF16 weights: converted to float32 first (default) or kept half in the graphs (see CompileOptions). */
   halfWeights?: 'keep' | 'float32';
+  /**
+   * Compiled graphs kept at most, the least recently used dropped first (default: $S2I_MAX_SESSIONS, else 32;
+   * unbounded on a backend given here, e.g. a page's). Each distinct batch size is its own graph, and each session
+   * keeps ONNX Runtime's arena at its largest run, so a long benchmark or server that meets many batch sizes and
+   * methods would otherwise grow without bound (10 GB on a 10-method benchmark of the 32x32 model).
+   */
+  maxSessions?: number;
 }
+
+/** Compiled graphs a model keeps by default: enough for every graph of one method's runs at a few batch sizes. */
+export const DEFAULT_MAX_SESSIONS = 32;
 
 /** The text encoder's position ids are a buffer (0..76) the model computes itself; files carry them anyway. */
 const TEXT_BUFFERS = new Set(['text_model.embeddings.position_ids']);
+
+/** LoadOptions.maxSessions, checked, with its defaults. */
+function maxSessions(options: LoadOptions): number {
+  // A page (its own backend) has no process.env, and whether onnxruntime-web frees a dropped session was not checked.
+  const env = options.backend ? undefined : process.env['S2I_MAX_SESSIONS'];
+  const given = options.maxSessions ?? (env !== undefined && env !== '' ? Number(env) : undefined);
+  if (given === undefined) return options.backend ? Infinity : DEFAULT_MAX_SESSIONS;
+  if (!(Number.isInteger(given) && given >= 1) && given !== Infinity)
+    throw new UserError(
+      `${options.maxSessions !== undefined ? 'maxSessions' : 'S2I_MAX_SESSIONS'} must be a whole number of at least 1, got ${options.maxSessions ?? env}`,
+    );
+  return given;
+}
 
 /** SDXL's second text encoder and tokenizer, and its pipeline settings (sdxl.ts). */
 export interface SdxlParts {
@@ -147,6 +170,8 @@ export class StableDiffusion {
     readonly singleFile: SingleFileInfo | null,
     /** SDXL's second text encoder and settings; null for SD 1.x / 2.x. */
     readonly xl: SdxlParts | null = null,
+    /** Sessions kept at most (LoadOptions.maxSessions). */
+    private readonly maxSessions = Infinity,
   ) {}
 
   /** Load a diffusers folder or a single-file `.safetensors` checkpoint (SD 1.x / 2.x, LDM layout). */
@@ -196,6 +221,7 @@ export class StableDiffusion {
       },
       singleFile,
       xl,
+      maxSessions(options),
     );
   }
 
@@ -242,9 +268,18 @@ export class StableDiffusion {
     return this.unetConfig.sampleSize * this.scaleFactor;
   }
 
+  /** How many compiled graphs the model holds now (at most LoadOptions.maxSessions). */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
   private session(key: string, build: (g: Graph) => void): Promise<CompiledGraph> {
     let s = this.sessions.get(key);
-    if (!s) {
+    if (s) {
+      // Most recently used last: the map's insertion order is the eviction order.
+      this.sessions.delete(key);
+      this.sessions.set(key, s);
+    } else {
       s = (async () => {
         const t0 = performance.now();
         const g = new Graph('initializer');
@@ -262,7 +297,16 @@ export class StableDiffusion {
       })();
       this.sessions.set(key, s);
       // A failed build must not poison the cache.
-      s.catch(() => this.sessions.delete(key));
+      const mine = s;
+      s.catch(() => {
+        if (this.sessions.get(key) === mine) this.sessions.delete(key);
+      });
+      // The least recently used are dropped, not released: a caller may hold one between its lookup and its run.
+      // ONNX Runtime's Node binding frees a session (its weights and arena) when the garbage collector finalises it.
+      for (const oldest of this.sessions.keys()) {
+        if (this.sessions.size <= this.maxSessions) break;
+        this.sessions.delete(oldest);
+      }
     }
     return s;
   }
