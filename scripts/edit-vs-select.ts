@@ -9,6 +9,7 @@
  *   npx tsx scripts/edit-vs-select.ts out/bench-rivals/results.jsonl [METHOD BASELINE]
  */
 import { readFileSync } from 'node:fs';
+import { failureKinds, type StatRow } from '../src/bench/metrics.js';
 
 interface Obj {
   found: boolean;
@@ -45,14 +46,11 @@ for (const r of rows) {
   pairs.set(key, { ...pairs.get(key), [side]: r });
 }
 
-/** What went wrong in an image: an object missing, one in a wrong colour, an extra one. */
+/** What went wrong in an image: the benchmark's own failure kinds (missing, recoloured, extra), joined. */
 const failure = (r: Row) =>
-  [
-    r.object_recall < 1 ? 'missing' : '',
-    r.objects.some((o) => o.found && !o.colour_correct) ? 'recoloured' : '',
-    r.extra_objects > 0 ? 'extra' : '',
-  ]
-    .filter(Boolean)
+  Object.entries(failureKinds(r as unknown as StatRow))
+    .filter(([, failed]) => failed)
+    .map(([kind]) => kind)
     .join('+') || 'ok';
 const median = (xs: number[]) => {
   const s = [...xs].sort((x, y) => x - y);
