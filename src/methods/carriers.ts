@@ -24,6 +24,12 @@ export interface CarrierOptions {
 export const CARRIER_DEFAULTS: CarrierOptions = { minCorrelation: 0.7 };
 
 /** A subject's token group. */
+/**
+ * How a subject's region reads its adjectives (regionMaps): 'weighted', each word by how distinct its map is;
+ * 'strongest', the more distinct word alone.
+ */
+export type AttributeRegionRule = 'weighted' | 'strongest';
+
 export interface TokenGroup {
   /** The subject's own tokens (the first is the one whose map the correlation is taken against: its last token). */
   own: readonly number[];
@@ -128,12 +134,18 @@ export function groupMaps(
  * transferred"; scripts/token-localisation.ts). A word whose map is spread over every object alike is as similar to
  * the other subjects' as it can be and gets no weight. With one subject there is nothing to be distinct from: the
  * group's map alone, as `groupMaps` gives it. `attributes[i]`: subject i's attribute tokens (may be empty).
+ *
+ * `rule` 'strongest': each subject's more distinct word alone (the other weighted 0), ties to the group. Where the
+ * nouns localise (the pixel model) that is the group's map, as without adjectives; where only the adjectives do, the
+ * adjective's. A weighted mix dilutes the sharper map with the weaker one: on the pixel model it lost objects
+ * (docs/method.md, "Retuned on the second model").
  */
 export function regionMaps(
   maps: Pick<Tensor, 'data' | 'shape'>,
   groups: readonly TokenGroup[],
   attributes: readonly (readonly number[])[],
   smooth: boolean,
+  rule: AttributeRegionRule = 'weighted',
 ): SubjectMaps {
   if (groups.length < 2) return groupMaps(maps, groups, smooth);
   const [h, w] = maps.shape as [number, number, number];
@@ -161,6 +173,7 @@ export function regionMaps(
     maps: parts.map((pair, i) => {
       const sum = new Float32Array(h * w);
       const weights = [weight(i, 0), weight(i, 1)];
+      if (rule === 'strongest') weights[weights[0]! >= weights[1]! ? 1 : 0] = 0;
       // Maps identical to every other subject's: no word is distinct, the group's map as without adjectives.
       if (weights[0]! + weights[1]! === 0) weights[0] = 1;
       pair.forEach((m, kind) => {

@@ -80,8 +80,11 @@ export interface MethodOverrides {
   editSteps?: number;
   /** Subjects as token groups (carriers). */
   tokenGroups?: boolean;
-  /** Suppress-to-Impress: the subjects' regions also read their adjectives, weighted by distinctness. */
-  attributeRegions?: boolean;
+  /**
+   * Suppress-to-Impress: the subjects' regions also read their adjectives — true: each word weighted by how distinct
+   * its map is; 'strongest': the more distinct word alone.
+   */
+  attributeRegions?: boolean | 'strongest';
   /** Starts to choose from (1: none). */
   candidates?: number;
   /** The sampler call at which starts are compared; default 10 of 50, scaled. */

@@ -32,6 +32,7 @@ import {
   groupTokens,
   layoutScore,
   regionMaps,
+  type AttributeRegionRule,
   type CarrierOptions,
   type TokenGroup,
 } from './carriers.js';
@@ -92,8 +93,9 @@ export interface SuppressConfig extends LatentLoopConfig {
   /**
    * With token groups: each subject's region and layout maps also read its adjectives, each word weighted by how
    * distinct its map is from the other subjects' (carriers.ts regionMaps) — on a model whose nouns do not say where.
+   * true: the 'weighted' rule; 'strongest': each subject's more distinct word alone.
    */
-  attributeRegions?: boolean;
+  attributeRegions?: boolean | AttributeRegionRule;
   carriers: CarrierOptions;
   /** Choosing the start among several initial noises by the layout score (candidates 1: off). */
   selection: CandidateSelection;
@@ -383,7 +385,13 @@ export class SuppressToImpress implements GuidanceMethod {
     const attributes = cfg.subjects.map((_, i) =>
       cfg.attributes.filter((a) => a.subject === i).flatMap((a) => a.tokens),
     );
-    return regionMaps(maps, groups, attributes, smooth);
+    return regionMaps(
+      maps,
+      groups,
+      attributes,
+      smooth,
+      cfg.attributeRegions === true ? 'weighted' : cfg.attributeRegions,
+    );
   }
 
   private get usesLoss(): boolean {

@@ -181,6 +181,32 @@ describe('carriers', () => {
       }
     });
 
+    it("'strongest': each subject's more distinct word alone, not a mix", () => {
+      // the nouns lean to their own objects a little, the adjectives a lot: both words get weight when mixed
+      const lean = (own: number[], other: number[]) =>
+        Array.from({ length: H * W }, (_, p) => (own.includes(p) ? 1 : other.includes(p) ? 0.3 : 0.05));
+      const maps = mapsOf([
+        uniform(),
+        blob(TOP_LEFT),
+        lean(TOP_LEFT, BOTTOM_RIGHT),
+        blob(BOTTOM_RIGHT),
+        lean(BOTTOM_RIGHT, TOP_LEFT),
+      ]);
+      const mixed = regionMaps(maps, groups, [[1], [3]], false, 'weighted');
+      const strongest = regionMaps(maps, groups, [[1], [3]], false, 'strongest');
+      const adjective = [Float32Array.from(blob(TOP_LEFT)), Float32Array.from(blob(BOTTOM_RIGHT))];
+      for (const i of [0, 1]) {
+        expect(correlation(strongest.maps[i]!, adjective[i]!)).toBeCloseTo(1, 6);
+        expect(correlation(mixed.maps[i]!, adjective[i]!)).toBeLessThan(0.999);
+      }
+      // where the nouns are the distinct words (the pixel model's case), the group's map as without adjectives
+      const alike = half([...TOP_LEFT, ...BOTTOM_RIGHT]);
+      const apart = mapsOf([uniform(), alike, blob(TOP_LEFT), alike, blob(BOTTOM_RIGHT)]);
+      const g = groupMaps(apart, groups, false);
+      const r = regionMaps(apart, groups, [[1], [3]], false, 'strongest');
+      for (const i of [0, 1]) expect(correlation(r.maps[i]!, g.maps[i]!)).toBeCloseTo(1, 6);
+    });
+
     it('one subject, or words all alike: the group map as before', () => {
       const maps = mapsOf([uniform(), blob(TOP_LEFT), blob(BOTTOM_RIGHT)]);
       expect(regionMaps(maps, [groups[0]!], [[1]], true)).toEqual(groupMaps(maps, [groups[0]!], true));

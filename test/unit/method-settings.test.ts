@@ -13,6 +13,7 @@ import {
   scaledSelectAt,
 } from '../../src/methods/registry.js';
 import { flagOf } from '../../src/cli/options.js';
+import { parseAttributeRegions } from '../../src/methods/suppress-presets.js';
 
 const message = (fn: () => unknown, nameOf?: (field: string) => string): string => {
   try {
@@ -49,6 +50,20 @@ describe('resolveMethodSettings', () => {
     expect([1, 2, 25, 50, 100].map(scaledSelectAt)).toEqual([1, 1, 5, 10, 20]);
     expect(resolveMethodSettings('suppress-select', 25).suppress).toMatchObject({ editSteps: 0 });
     expect(resolveMethodSettings('suppress-v1', 25).suppress).toMatchObject({ mode: 'both', editSteps: 5 });
+    // suppress-v3: the settings the retuning chose at 50 steps, scaled to the pixel model's 25.
+    expect(resolveMethodSettings('suppress-v3', 50).suppress).toMatchObject({
+      editSteps: 45,
+      attributeRegions: 'strongest',
+    });
+    expect(resolveMethodSettings('suppress-v3', 25).suppress).toMatchObject({
+      editSteps: 23,
+      attributeRegions: 'strongest',
+    });
+  });
+
+  it('--attribute-regions: on, strongest or off, else a one-line error naming the flag', () => {
+    expect(['on', 'Strongest', 'off'].map(parseAttributeRegions)).toEqual([true, 'strongest', false]);
+    expect(() => parseAttributeRegions('max')).toThrow('--attribute-regions must be on, strongest or off, got "max"');
   });
 
   it('keeps what is given, unscaled', () => {
