@@ -23,13 +23,13 @@ export interface CarrierOptions {
 
 export const CARRIER_DEFAULTS: CarrierOptions = { minCorrelation: 0.7 };
 
-/** A subject's token group. */
 /**
  * How a subject's region reads its adjectives (regionMaps): 'weighted', each word by how distinct its map is;
  * 'strongest', the more distinct word alone.
  */
 export type AttributeRegionRule = 'weighted' | 'strongest';
 
+/** A subject's token group. */
 export interface TokenGroup {
   /** The subject's own tokens (the first is the one whose map the correlation is taken against: its last token). */
   own: readonly number[];
