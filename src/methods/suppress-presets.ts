@@ -122,8 +122,8 @@ export const SUPPRESS_OVERRIDES: OverrideSchema = {
   attributeRegions: {
     ...S2I,
     flag: '--attribute-regions',
-    arg: '<on|strongest|off>',
-    help: "with token groups: each subject's region also reads its adjectives — on: each word weighted by how distinct its map is from the other subjects'; strongest: the more distinct word alone (default off; strongest for suppress-v3)",
+    arg: '<rule>',
+    help: "with token groups, each subject's region also reads its adjectives: on (each word weighted by how distinct its map is from the other subjects'), strongest (the more distinct word alone) or off (default; strongest for suppress-v3)",
     parse: parseAttributeRegions,
   },
   candidates: {
