@@ -16,10 +16,8 @@
 import '../src/node.js';
 import { parseArgs } from 'node:util';
 import { loadSuite } from '../src/bench/suites.js';
-import { noiseSeed } from '../src/bench/plan.js';
 import { readSamplingDefaults } from '../src/io/model-folder.js';
-import { plan } from '../src/pipeline/plan.js';
-import { run } from '../src/pipeline/run.js';
+import { boxCells, suiteRuns } from './localisation-common.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { scoreImage } from '../src/shapes/score.js';
 import { correlation } from '../src/methods/carriers.js';
@@ -56,18 +54,6 @@ const add = (key: string, v: Row) => (rows.get(key) ?? rows.set(key, []).get(key
 const distinctRows = new Map<string, number[]>();
 const addDistinct = (key: string, v: number) => (distinctRows.get(key) ?? distinctRows.set(key, []).get(key)!).push(v);
 
-function boxCells(bbox: readonly number[], imgW: number, imgH: number, w: number, h: number): Uint8Array {
-  const [x, y, bw, bh] = bbox as [number, number, number, number];
-  const cells = new Uint8Array(w * h);
-  for (let r = 0; r < h; r++)
-    for (let c = 0; c < w; c++) {
-      const cx = ((c + 0.5) * imgW) / w;
-      const cy = ((r + 0.5) * imgH) / h;
-      if (cx >= x && cx < x + bw && cy >= y && cy < y + bh) cells[r * w + c] = 1;
-    }
-  return cells;
-}
-
 /** The conditional pass with every cross-attention layer's probabilities [1, heads, q, T] as outputs. */
 let layers: AttentionLayer[] = [];
 async function layerMaps(latents: Tensor, timestep: number, context: Tensor): Promise<Tensor[]> {
@@ -92,111 +78,93 @@ async function layerMaps(latents: Tensor, timestep: number, context: Tensor): Pr
   return layers.map((_, k) => out[`layer_${k}`]!);
 }
 
-const jobs = prompts.flatMap((p, pi) => seeds.map((seed) => ({ p, pi, seed })));
-const BATCH = 16;
-for (let b = 0; b < jobs.length; b += BATCH) {
-  const chunk = jobs.slice(b, b + BATCH);
-  const plans = chunk.map(({ p, seed }) =>
-    plan(
-      {
-        prompt: p.prompt,
-        seed: noiseSeed(seed, p.prompt),
-        steps,
-        guidanceScale: guidance,
-        method: 'none',
-        subjects: 'auto',
-        attentionPicture: { steps: [0] },
-      },
-      model,
-    ),
-  );
-  const runs = await run(plans, { batchSize: BATCH });
-  for (let k = 0; k < runs.length; k++) {
-    const r = runs[k]!;
-    const { p, pi } = chunk[k]!;
-    const score = scoreImage(r.image, undefined, undefined, p.objects);
-    const subjects = r.subjects!.subjects;
-    const present = p.objects.flatMap((_, i) => {
-      const d = score.objects[i]!.detection;
-      return d === null ? [] : [{ i, bbox: score.detections[d]!.bbox }];
-    });
-    if (present.length < 2) continue;
-    const context = await model.encodePrompt(p.prompt);
-    const res = r.result;
-    for (const call of calls) {
-      const input = call === 0 ? null : res.latentsPerStep[call - 1]!;
-      if (!input) continue; // call 0's input is the scaled noise; not measured
-      const perLayer = await layerMaps(input, res.timesteps[call]!, context);
-      perLayer.forEach((probs, li) => {
-        const layer = layers[li]!;
-        const [, heads, q, t] = probs.shape as [number, number, number, number];
-        const { height: h, width: w } = layer;
-        const data = probs.data as Float32Array;
-        const boxes = present.map((f) => ({ i: f.i, cells: boxCells(f.bbox, r.image.width, r.image.height, w, h) }));
-        const anyBox = new Uint8Array(w * h);
-        for (const bx of boxes) bx.cells.forEach((v, qq) => (anyBox[qq] = anyBox[qq]! | v));
-        const allCells = anyBox.reduce((a, v) => a + v, 0);
-        const views: { name: string; map: (tok: number) => Float32Array }[] = [
-          {
-            name: `${layer.name.replace('.transformer_blocks.0.attn2', '')} (${h}x${w}) mean`,
-            map: (tok) => {
-              const m = new Float32Array(q);
-              for (let hd = 0; hd < heads; hd++)
-                for (let qq = 0; qq < q; qq++) m[qq]! += data[(hd * q + qq) * t + tok]!;
-              return m;
-            },
+for await (const { r, p, pi } of suiteRuns(model, prompts, seeds, {
+  steps,
+  guidanceScale: guidance,
+  method: 'none',
+  subjects: 'auto',
+  attentionPicture: { steps: [0] },
+})) {
+  const score = scoreImage(r.image, undefined, undefined, p.objects);
+  const subjects = r.subjects!.subjects;
+  const present = p.objects.flatMap((_, i) => {
+    const d = score.objects[i]!.detection;
+    return d === null ? [] : [{ i, bbox: score.detections[d]!.bbox }];
+  });
+  if (present.length < 2) continue;
+  const context = await model.encodePrompt(p.prompt);
+  const res = r.result;
+  for (const call of calls) {
+    const input = call === 0 ? null : res.latentsPerStep[call - 1]!;
+    if (!input) continue; // call 0's input is the scaled noise; not measured
+    const perLayer = await layerMaps(input, res.timesteps[call]!, context);
+    perLayer.forEach((probs, li) => {
+      const layer = layers[li]!;
+      const [, heads, q, t] = probs.shape as [number, number, number, number];
+      const { height: h, width: w } = layer;
+      const data = probs.data as Float32Array;
+      const boxes = present.map((f) => ({ i: f.i, cells: boxCells(f.bbox, r.image.width, r.image.height, w, h) }));
+      const anyBox = new Uint8Array(w * h);
+      for (const bx of boxes) bx.cells.forEach((v, qq) => (anyBox[qq] = anyBox[qq]! | v));
+      const allCells = anyBox.reduce((a, v) => a + v, 0);
+      const views: { name: string; map: (tok: number) => Float32Array }[] = [
+        {
+          name: `${layer.name.replace('.transformer_blocks.0.attn2', '')} (${h}x${w}) mean`,
+          map: (tok) => {
+            const m = new Float32Array(q);
+            for (let hd = 0; hd < heads; hd++) for (let qq = 0; qq < q; qq++) m[qq]! += data[(hd * q + qq) * t + tok]!;
+            return m;
           },
-          ...(values.heads
-            ? Array.from({ length: heads }, (_, hd) => ({
-                name: `${layer.name.replace('.transformer_blocks.0.attn2', '')} (${h}x${w}) head ${hd}`,
-                map: (tok: number) => {
-                  const m = new Float32Array(q);
-                  for (let qq = 0; qq < q; qq++) m[qq] = data[(hd * q + qq) * t + tok]!;
-                  return m;
-                },
-              }))
-            : []),
-        ];
-        for (const view of views) {
-          const nounMaps = subjects.map((s) => view.map(s.tokenIndex));
-          let cs = 0,
-            n = 0;
-          for (let i = 0; i < nounMaps.length; i++)
-            for (let j = i + 1; j < nounMaps.length; j++) ((cs += correlation(nounMaps[i]!, nounMaps[j]!)), n++);
-          addDistinct(`${view.name}@${call}`, n ? 1 - cs / n : 0);
-          for (const bx of boxes) {
-            const noun = subjects[bx.i]!.tokenIndex;
-            const adjective = r.attributes.find((a) => a.subject === bx.i)?.attribute.tokenIndex;
-            for (const [role, tok] of [
-              ['noun', noun],
-              ['adjective', adjective],
-            ] as const) {
-              if (tok === undefined) continue;
-              const m = view.map(tok);
-              let inside = 0,
-                total = 0,
-                best = -1,
-                at = 0;
-              for (let qq = 0; qq < q; qq++) {
-                const v = m[qq]!;
-                if (anyBox[qq]) total += v;
-                if (bx.cells[qq]) inside += v;
-                if (v > best) ((best = v), (at = qq));
-              }
-              const chance = bx.cells.reduce((a, v) => a + v, 0) / allCells;
-              add(`${view.name}|${role}@${call}`, {
-                prompt: pi,
-                share: total > 0 ? inside / total : 0,
-                chance,
-                peak: bx.cells[at]!,
-              });
+        },
+        ...(values.heads
+          ? Array.from({ length: heads }, (_, hd) => ({
+              name: `${layer.name.replace('.transformer_blocks.0.attn2', '')} (${h}x${w}) head ${hd}`,
+              map: (tok: number) => {
+                const m = new Float32Array(q);
+                for (let qq = 0; qq < q; qq++) m[qq] = data[(hd * q + qq) * t + tok]!;
+                return m;
+              },
+            }))
+          : []),
+      ];
+      for (const view of views) {
+        const nounMaps = subjects.map((s) => view.map(s.tokenIndex));
+        let cs = 0,
+          n = 0;
+        for (let i = 0; i < nounMaps.length; i++)
+          for (let j = i + 1; j < nounMaps.length; j++) ((cs += correlation(nounMaps[i]!, nounMaps[j]!)), n++);
+        addDistinct(`${view.name}@${call}`, n ? 1 - cs / n : 0);
+        for (const bx of boxes) {
+          const noun = subjects[bx.i]!.tokenIndex;
+          const adjective = r.attributes.find((a) => a.subject === bx.i)?.attribute.tokenIndex;
+          for (const [role, tok] of [
+            ['noun', noun],
+            ['adjective', adjective],
+          ] as const) {
+            if (tok === undefined) continue;
+            const m = view.map(tok);
+            let inside = 0,
+              total = 0,
+              best = -1,
+              at = 0;
+            for (let qq = 0; qq < q; qq++) {
+              const v = m[qq]!;
+              if (anyBox[qq]) total += v;
+              if (bx.cells[qq]) inside += v;
+              if (v > best) ((best = v), (at = qq));
             }
+            const chance = bx.cells.reduce((a, v) => a + v, 0) / allCells;
+            add(`${view.name}|${role}@${call}`, {
+              prompt: pi,
+              share: total > 0 ? inside / total : 0,
+              chance,
+              peak: bx.cells[at]!,
+            });
           }
         }
-      });
-    }
+      }
+    });
   }
-  process.stderr.write(`${Math.min(b + BATCH, jobs.length)}/${jobs.length} images\n`);
 }
 await model.release();
 

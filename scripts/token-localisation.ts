@@ -18,10 +18,8 @@
 import '../src/node.js';
 import { parseArgs } from 'node:util';
 import { loadSuite } from '../src/bench/suites.js';
-import { noiseSeed } from '../src/bench/plan.js';
 import { readSamplingDefaults } from '../src/io/model-folder.js';
-import { plan } from '../src/pipeline/plan.js';
-import { run } from '../src/pipeline/run.js';
+import { boxCells, suiteRuns } from './localisation-common.js';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { scoreImage } from '../src/shapes/score.js';
 import { correlation } from '../src/methods/carriers.js';
@@ -59,125 +57,97 @@ const rows = new Map<string, { prompt: number; share: number; chance: number; pe
 const add = (key: string, v: { prompt: number; share: number; chance: number; peak: number }) =>
   (rows.get(key) ?? rows.set(key, []).get(key)!).push(v);
 
-function boxCells(bbox: readonly number[], imgW: number, imgH: number, w: number, h: number): Uint8Array {
-  const [x, y, bw, bh] = bbox as [number, number, number, number];
-  const cells = new Uint8Array(w * h);
-  for (let r = 0; r < h; r++)
-    for (let c = 0; c < w; c++) {
-      const cx = ((c + 0.5) * imgW) / w;
-      const cy = ((r + 0.5) * imgH) / h;
-      if (cx >= x && cx < x + bw && cy >= y && cy < y + bh) cells[r * w + c] = 1;
-    }
-  return cells;
-}
-
-const jobs = prompts.flatMap((p, pi) => seeds.map((seed) => ({ p, pi, seed })));
-const BATCH = 16;
-for (let b = 0; b < jobs.length; b += BATCH) {
-  const chunk = jobs.slice(b, b + BATCH);
-  const plans = chunk.map(({ p, seed }) =>
-    plan(
-      {
-        prompt: p.prompt,
-        seed: noiseSeed(seed, p.prompt),
-        steps,
-        guidanceScale: guidance,
-        method: values.method!,
-        subjects: 'auto',
-        attentionPicture: { steps: calls },
-        ...(attnRes ? { attnRes } : {}),
-      },
-      model,
-    ),
-  );
-  const runs = await run(plans, { batchSize: BATCH });
-  runs.forEach((r, k) => {
-    const { p, pi } = chunk[k]!;
-    const score = scoreImage(r.image, undefined, undefined, p.objects);
-    const subjects = r.subjects!.subjects;
-    const found = p.objects
-      .map((_, i) => score.objects[i]!.detection)
-      .map((d, i) => (d === null ? null : { i, bbox: score.detections[d]!.bbox }));
-    const present = found.filter((f): f is { i: number; bbox: [number, number, number, number] } => f !== null);
-    if (present.length < 2) return;
-    for (const call of calls) {
-      const maps: Tensor = r.result.attentionMaps.get(call)!;
-      const [h, w, t] = maps.shape as [number, number, number];
-      const data = maps.data as Float32Array;
-      const boxes = present.map((f) => ({ i: f.i, cells: boxCells(f.bbox, r.image.width, r.image.height, w, h) }));
-      const anyBox = new Uint8Array(w * h);
-      for (const bx of boxes) bx.cells.forEach((v, q) => (anyBox[q] = anyBox[q]! | v));
-      const allCells = anyBox.reduce((a, v) => a + v, 0);
-      // Each subject's token maps by role, as unit-mass maps (so roles of different attention mass weigh alike).
-      const unit = (tok: number | undefined): Float32Array | null => {
-        if (tok === undefined || tok >= t) return null;
-        const m = new Float32Array(w * h);
-        let sum = 0;
-        for (let q = 0; q < w * h; q++) sum += m[q] = data[q * t + tok]!;
-        return sum > 0 ? m.map((v) => v / sum) : m;
-      };
-      const byRole = subjects.map((sub, i) => {
-        const noun = sub.tokenIndex;
-        const adjective = r.attributes.find((a) => a.subject === i)?.attribute.tokenIndex;
-        return { adjective: unit(adjective), noun: unit(noun), next: unit(noun + 1) };
-      });
-      const combine = (parts: (Float32Array | null)[], weights: number[]) => {
-        const m = new Float32Array(w * h);
-        parts.forEach((x, k) => x && x.forEach((v, q) => (m[q] = m[q]! + weights[k]! * v)));
-        return m;
-      };
-      // How distinct a role's map is from the other subjects' maps of that role: 1 − their mean correlation.
-      const distinct = (i: number, role: Role) => {
-        const mine = byRole[i]![role];
-        if (!mine) return 0;
-        const others = byRole.flatMap((o, j) => (j !== i && o[role] ? [o[role]!] : []));
-        if (!others.length) return 1;
-        const c = others.reduce((a, o) => a + correlation(mine, o), 0) / others.length;
-        return Math.max(0, 1 - c);
-      };
-      const rules: Record<string, (i: number) => Float32Array> = {
-        'rule noun+next': (i) => combine([byRole[i]!.noun, byRole[i]!.next], [1, 1]),
-        'rule adjective': (i) => combine([byRole[i]!.adjective], [1]),
-        'rule noun+adjective': (i) => combine([byRole[i]!.noun, byRole[i]!.next, byRole[i]!.adjective], [0.5, 0.5, 1]),
-        'rule distinct-weighted': (i) =>
-          combine(
-            [byRole[i]!.noun, byRole[i]!.next, byRole[i]!.adjective],
-            [distinct(i, 'noun'), distinct(i, 'next'), distinct(i, 'adjective')].map((d) => d * d),
-          ),
-      };
-      /** One map's share inside the object's box (of its mass inside all boxes), and whether its peak is there. */
-      const measure = (key: string, cells: Uint8Array, value: (q: number) => number) => {
-        let inside = 0,
-          total = 0,
-          best = -1,
-          at = 0;
-        for (let q = 0; q < w * h; q++) {
-          const v = value(q);
-          if (anyBox[q]) total += v;
-          if (cells[q]) inside += v;
-          if (v > best) ((best = v), (at = q));
-        }
-        const chance = cells.reduce((a, v) => a + v, 0) / allCells;
-        add(`${key}@${call}`, { prompt: pi, share: total > 0 ? inside / total : 0, chance, peak: cells[at]! });
-      };
-      for (const bx of boxes) {
-        for (const [name, rule] of Object.entries(rules)) {
-          const m = rule(bx.i);
-          measure(name, bx.cells, (q) => m[q]!);
-        }
-        // Subjects come in prompt order, one per object; the attribute linked to it is its adjective.
-        const noun = subjects[bx.i]!.tokenIndex;
-        const adjective = r.attributes.find((a) => a.subject === bx.i)?.attribute.tokenIndex;
-        const tokens: Record<Role, number | undefined> = { adjective, noun, next: noun + 1 };
-        for (const role of ROLES) {
-          const tok = tokens[role];
-          if (tok === undefined || tok >= t) continue;
-          measure(role, bx.cells, (q) => data[q * t + tok]!);
-        }
+for await (const { r, p, pi } of suiteRuns(model, prompts, seeds, {
+  steps,
+  guidanceScale: guidance,
+  method: values.method!,
+  subjects: 'auto',
+  attentionPicture: { steps: calls },
+  ...(attnRes ? { attnRes } : {}),
+})) {
+  const score = scoreImage(r.image, undefined, undefined, p.objects);
+  const subjects = r.subjects!.subjects;
+  const found = p.objects
+    .map((_, i) => score.objects[i]!.detection)
+    .map((d, i) => (d === null ? null : { i, bbox: score.detections[d]!.bbox }));
+  const present = found.filter((f): f is { i: number; bbox: [number, number, number, number] } => f !== null);
+  if (present.length < 2) continue;
+  for (const call of calls) {
+    const maps: Tensor = r.result.attentionMaps.get(call)!;
+    const [h, w, t] = maps.shape as [number, number, number];
+    const data = maps.data as Float32Array;
+    const boxes = present.map((f) => ({ i: f.i, cells: boxCells(f.bbox, r.image.width, r.image.height, w, h) }));
+    const anyBox = new Uint8Array(w * h);
+    for (const bx of boxes) bx.cells.forEach((v, q) => (anyBox[q] = anyBox[q]! | v));
+    const allCells = anyBox.reduce((a, v) => a + v, 0);
+    // Each subject's token maps by role, as unit-mass maps (so roles of different attention mass weigh alike).
+    const unit = (tok: number | undefined): Float32Array | null => {
+      if (tok === undefined || tok >= t) return null;
+      const m = new Float32Array(w * h);
+      let sum = 0;
+      for (let q = 0; q < w * h; q++) sum += m[q] = data[q * t + tok]!;
+      return sum > 0 ? m.map((v) => v / sum) : m;
+    };
+    const byRole = subjects.map((sub, i) => {
+      const noun = sub.tokenIndex;
+      const adjective = r.attributes.find((a) => a.subject === i)?.attribute.tokenIndex;
+      return { adjective: unit(adjective), noun: unit(noun), next: unit(noun + 1) };
+    });
+    const combine = (parts: (Float32Array | null)[], weights: number[]) => {
+      const m = new Float32Array(w * h);
+      parts.forEach((x, k) => x && x.forEach((v, q) => (m[q] = m[q]! + weights[k]! * v)));
+      return m;
+    };
+    // How distinct a role's map is from the other subjects' maps of that role: 1 − their mean correlation.
+    const distinct = (i: number, role: Role) => {
+      const mine = byRole[i]![role];
+      if (!mine) return 0;
+      const others = byRole.flatMap((o, j) => (j !== i && o[role] ? [o[role]!] : []));
+      if (!others.length) return 1;
+      const c = others.reduce((a, o) => a + correlation(mine, o), 0) / others.length;
+      return Math.max(0, 1 - c);
+    };
+    const rules: Record<string, (i: number) => Float32Array> = {
+      'rule noun+next': (i) => combine([byRole[i]!.noun, byRole[i]!.next], [1, 1]),
+      'rule adjective': (i) => combine([byRole[i]!.adjective], [1]),
+      'rule noun+adjective': (i) => combine([byRole[i]!.noun, byRole[i]!.next, byRole[i]!.adjective], [0.5, 0.5, 1]),
+      'rule distinct-weighted': (i) =>
+        combine(
+          [byRole[i]!.noun, byRole[i]!.next, byRole[i]!.adjective],
+          [distinct(i, 'noun'), distinct(i, 'next'), distinct(i, 'adjective')].map((d) => d * d),
+        ),
+    };
+    /** One map's share inside the object's box (of its mass inside all boxes), and whether its peak is there. */
+    const measure = (key: string, cells: Uint8Array, value: (q: number) => number) => {
+      let inside = 0,
+        total = 0,
+        best = -1,
+        at = 0;
+      for (let q = 0; q < w * h; q++) {
+        const v = value(q);
+        if (anyBox[q]) total += v;
+        if (cells[q]) inside += v;
+        if (v > best) ((best = v), (at = q));
+      }
+      const chance = cells.reduce((a, v) => a + v, 0) / allCells;
+      add(`${key}@${call}`, { prompt: pi, share: total > 0 ? inside / total : 0, chance, peak: cells[at]! });
+    };
+    for (const bx of boxes) {
+      for (const [name, rule] of Object.entries(rules)) {
+        const m = rule(bx.i);
+        measure(name, bx.cells, (q) => m[q]!);
+      }
+      // Subjects come in prompt order, one per object; the attribute linked to it is its adjective.
+      const noun = subjects[bx.i]!.tokenIndex;
+      const adjective = r.attributes.find((a) => a.subject === bx.i)?.attribute.tokenIndex;
+      const tokens: Record<Role, number | undefined> = { adjective, noun, next: noun + 1 };
+      for (const role of ROLES) {
+        const tok = tokens[role];
+        if (tok === undefined || tok >= t) continue;
+        measure(role, bx.cells, (q) => data[q * t + tok]!);
       }
     }
-  });
-  process.stderr.write(`${Math.min(b + BATCH, jobs.length)}/${jobs.length} images\n`);
+  }
 }
 await model.release();
 
