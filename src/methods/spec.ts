@@ -80,11 +80,8 @@ export interface MethodOverrides {
   editSteps?: number;
   /** Subjects as token groups (carriers). */
   tokenGroups?: boolean;
-  /**
-   * Suppress-to-Impress: the subjects' regions also read their adjectives — true: each word weighted by how distinct
-   * its map is; 'strongest': the more distinct word alone.
-   */
-  attributeRegions?: boolean | 'strongest';
+  /** Suppress-to-Impress: whether and how the subjects' regions also read their adjectives (AttributeRegions). */
+  attributeRegions?: AttributeRegions;
   /** Starts to choose from (1: none). */
   candidates?: number;
   /** The sampler call at which starts are compared; default 10 of 50, scaled. */
@@ -163,12 +160,25 @@ export function parseNumberIn(flag: string, lo: number, hi = Infinity): (value: 
 
 export function parseOnOff(flag: string): (value: string) => boolean {
   return (value) => {
-    const v = value.trim().toLowerCase();
-    if (v === 'on' || v === 'true' || v === 'yes') return true;
-    if (v === 'off' || v === 'false' || v === 'no') return false;
-    throw new UserError(`${flag} must be on or off, got "${value}"`);
+    const on = onOffWord(value);
+    if (on === undefined) throw new UserError(`${flag} must be on or off, got "${value}"`);
+    return on;
   };
 }
+
+/** on / true / yes → true, off / false / no → false, anything else undefined (any case, trimmed). */
+export function onOffWord(value: string): boolean | undefined {
+  const v = value.trim().toLowerCase();
+  if (v === 'on' || v === 'true' || v === 'yes') return true;
+  if (v === 'off' || v === 'false' || v === 'no') return false;
+  return undefined;
+}
+
+/**
+ * Whether Suppress-to-Impress's regions also read the subjects' adjectives: false, no; true, each word weighted by
+ * how distinct its map is ('weighted', carriers.ts regionMaps); 'strongest', the more distinct word alone.
+ */
+export type AttributeRegions = boolean | 'strongest';
 
 /** The guided-pass budget: every method may be held to one (it spends fewer starts or tries, never more). */
 export const BUDGET_OVERRIDE: OverrideSchema = {

@@ -10,11 +10,13 @@ import { FOCUS_DEFAULTS } from './focus.js';
 import { LOSS_TERMS, type LossWeights } from './loss-terms.js';
 import {
   BUDGET_OVERRIDE,
+  onOffWord,
   parseIntegerIn,
   parseNumberIn,
   parseOnOff,
   REFERENCE_STEPS,
   scaledCall,
+  type AttributeRegions,
   type MethodSpec,
   type OverrideSchema,
 } from './spec.js';
@@ -46,13 +48,10 @@ export function scaledSelectAt(steps: number): number {
 }
 
 /** `--attribute-regions`: on / off as any switch, or `strongest`. */
-export function parseAttributeRegions(value: string): boolean | 'strongest' {
-  if (value.trim().toLowerCase() === 'strongest') return 'strongest';
-  try {
-    return parseOnOff('--attribute-regions')(value);
-  } catch {
-    throw new UserError(`--attribute-regions must be on, strongest or off, got "${value}"`);
-  }
+export function parseAttributeRegions(value: string): AttributeRegions {
+  const rule = value.trim().toLowerCase() === 'strongest' ? 'strongest' : onOffWord(value);
+  if (rule === undefined) throw new UserError(`--attribute-regions must be on, strongest or off, got "${value}"`);
+  return rule;
 }
 
 /** `suppress=1,even=0.5` → partial weights. */
@@ -161,7 +160,7 @@ export interface SuppressPreset {
   /** Subjects as token groups (carriers). */
   tokenGroups: boolean;
   /** With token groups: regions read the adjectives too (SuppressConfig.attributeRegions). */
-  attributeRegions?: boolean | 'strongest';
+  attributeRegions?: AttributeRegions;
   /** Starts to choose from (1: the sample's own only). */
   candidates: number;
   /** Edit steps at REFERENCE_STEPS, when not the default. */
@@ -179,7 +178,7 @@ export interface SuppressSettings {
   gamma: number;
   editSteps: number;
   tokenGroups: boolean;
-  attributeRegions?: boolean | 'strongest';
+  attributeRegions?: AttributeRegions;
   selection: { candidates: number; atCall: number; accept: number | null; budget?: number | null };
 }
 

@@ -32,7 +32,6 @@ import {
   groupTokens,
   layoutScore,
   regionMaps,
-  type AttributeRegionRule,
   type CarrierOptions,
   type TokenGroup,
 } from './carriers.js';
@@ -47,7 +46,7 @@ import {
   type LossWeights,
 } from './loss-terms.js';
 import { runLossPass, type LossPassGraph } from './loss-pass.js';
-import type { Attribute, Subject } from './spec.js';
+import type { Attribute, AttributeRegions, Subject } from './spec.js';
 import type {
   AttentionEdit,
   CandidateSelection,
@@ -93,9 +92,9 @@ export interface SuppressConfig extends LatentLoopConfig {
   /**
    * With token groups: each subject's region and layout maps also read its adjectives, each word weighted by how
    * distinct its map is from the other subjects' (carriers.ts regionMaps) — on a model whose nouns do not say where.
-   * true: the 'weighted' rule; 'strongest': each subject's more distinct word alone.
+   * (AttributeRegions: true is the 'weighted' rule.)
    */
-  attributeRegions?: boolean | AttributeRegionRule;
+  attributeRegions?: AttributeRegions;
   carriers: CarrierOptions;
   /** Choosing the start among several initial noises by the layout score (candidates 1: off). */
   selection: CandidateSelection;
