@@ -2,7 +2,7 @@
  * Which way colours leak, from a benchmark's results.jsonl: for every leaked object (drawn with its shape in another
  * prompted object's colour), whether the colour belongs to an object named earlier or later in the prompt, per suite
  * and method. A causal text encoder lets a noun carry the adjectives before it, never after it, so leakage that
- * comes only through the nouns would be one-sided (docs/method.md, "Why three objects stay hard").
+ * comes only through the nouns would be one-sided (docs/method.md, "Why three objects were hard").
  *
  *   npx tsx scripts/leakage-order.ts out/bench-transfer-ldm/results.jsonl
  */
