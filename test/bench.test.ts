@@ -378,6 +378,14 @@ describe('statistics', () => {
     symlinkSync(blob, join(linked, 'w.safetensors'));
     const a = modelFingerprint(join(dir, 'real'));
     expect(modelFingerprint(join(dir, 'linked'))).toBe(a);
+    // Notes about the model do not change it; its files do.
+    writeFileSync(join(dir, 'real', 'TRAINING.md'), '# how it was made\n');
+    writeFileSync(join(real, 'README.MD'), 'notes');
+    expect(modelFingerprint(join(dir, 'real'))).toBe(a);
+    writeFileSync(join(real, 'config.json'), '{}');
+    expect(modelFingerprint(join(dir, 'real'))).not.toBe(a);
+    rmSync(join(real, 'config.json'));
+    expect(modelFingerprint(join(dir, 'real'))).toBe(a);
     writeFileSync(join(real, 'w.safetensors'), Buffer.alloc(200_000, 8));
     expect(modelFingerprint(join(dir, 'real'))).not.toBe(a);
     expect(modelFingerprint(blob)).toMatch(/^[0-9a-f]{16}$/);

@@ -178,7 +178,8 @@ function sha256(text: string | Buffer): string {
 /**
  * A fingerprint of a model folder (or single-file checkpoint): every file's relative path and size, the full text of
  * small files (configs, tokenizer), and the first and last 64 KiB of large ones (weights). Changes whenever the model
- * is retrained or replaced, without reading gigabytes.
+ * is retrained or replaced, without reading gigabytes. Markdown files (a model card, TRAINING.md) are left out: notes
+ * about a model do not change what it generates, and editing them must not make a benchmark start over.
  */
 export function modelFingerprint(path: string): string {
   const h = createHash('sha256');
@@ -202,7 +203,7 @@ export function modelFingerprint(path: string): string {
   const walk = (d: string, depth: number): void => {
     if (depth > 8) return;
     for (const name of readdirSync(d).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
-      if (name.startsWith('.')) continue;
+      if (name.startsWith('.') || name.toLowerCase().endsWith('.md')) continue;
       const p = join(d, name);
       const st = statSync(p);
       if (st.isDirectory()) walk(p, depth + 1);
