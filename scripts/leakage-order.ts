@@ -6,23 +6,19 @@
  *
  *   npx tsx scripts/leakage-order.ts out/bench-transfer-ldm/results.jsonl
  */
-import { readFileSync } from 'node:fs';
-
-interface Row {
-  suite: string;
-  method: string;
-  objects: { colour?: string; leaked?: boolean; detected_colour?: string }[];
-}
+import '../src/node.js'; // Node's file system as the default
+import { readResults } from '../src/bench/results.js';
 
 const file = process.argv[2];
 if (!file) {
   process.stderr.write('usage: leakage-order.ts RESULTS.jsonl\n');
   process.exit(2);
 }
-const rows = readFileSync(file, 'utf8')
-  .split('\n')
-  .filter((l) => l.trim() !== '')
-  .map((l) => JSON.parse(l) as Row);
+const { rows } = readResults(file);
+if (rows.length === 0) {
+  process.stderr.write(`leakage-order: ${file}: no benchmark rows\n`);
+  process.exit(1);
+}
 
 const counts = new Map<string, { objects: number; earlier: number; later: number }>();
 for (const r of rows) {
