@@ -1,0 +1,86 @@
+/**
+ * Carries benchmark rows over to a model folder's current fingerprint, so that `s2i bench` reuses them instead of
+ * generating them again. For rows made on the same weights under an older fingerprint: before `modelFingerprint`
+ * skipped Markdown files, editing a model's TRAINING.md gave the same weights a new fingerprint. The script cannot
+ * tell whether the weights were the same — `--from` is the caller's word that they were. Check it by deleting a few
+ * carried rows from the new folder and letting the bench make them again: the images must be byte-identical
+ * (generation is deterministic on one machine).
+ *
+ *   npx tsx scripts/rekey-rows.ts --model models/shapes-ldm --from a2b26af0bedc5f82,ba6a488352356c91 \
+ *     --out out/tr13-ae out/tr-new-ae/results.jsonl
+ *
+ * Rows whose fingerprint is not in `--from`, and rows whose new key the output folder already holds, are left out.
+ * Images (and maps pictures) are hard-linked into the output folder under their new names (copied where a link
+ * cannot be made); the rows are appended to its results.jsonl.
+ */
+import '../src/node.js'; // Node's file system as the default
+import { copyFileSync, existsSync, linkSync, mkdirSync, openSync, closeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { benchImagePaths, modelFingerprint, rowKey, settingsHash } from '../src/bench/plan.js';
+import { appendRow, readResults, RESULTS_FILE } from '../src/bench/results.js';
+
+const { values, positionals } = parseArgs({
+  options: { model: { type: 'string' }, from: { type: 'string' }, out: { type: 'string' } },
+  allowPositionals: true,
+});
+if (!values.model || !values.from || !values.out || positionals.length === 0) {
+  process.stderr.write('usage: rekey-rows.ts --model DIR --from FP[,FP...] --out DIR RESULTS.jsonl...\n');
+  process.exit(2);
+}
+const from = new Set(values.from.split(','));
+const to = modelFingerprint(values.model);
+const out = values.out;
+const outResults = join(out, RESULTS_FILE);
+const have = new Set(readResults(outResults).rows.map((r) => r.key));
+
+const place = (src: string, dst: string) => {
+  mkdirSync(dirname(dst), { recursive: true });
+  if (existsSync(dst)) return;
+  try {
+    linkSync(src, dst);
+  } catch {
+    copyFileSync(src, dst);
+  }
+};
+
+mkdirSync(out, { recursive: true });
+const fd = openSync(outResults, 'a');
+let carried = 0;
+let otherModel = 0;
+let present = 0;
+try {
+  for (const file of positionals) {
+    const { rows } = readResults(file);
+    if (rows.length === 0) {
+      process.stderr.write(`rekey-rows: ${file}: no benchmark rows\n`);
+      process.exitCode = 1;
+      break;
+    }
+    const srcDir = dirname(file);
+    for (const row of rows) {
+      if (!from.has(row.settings.model)) {
+        otherModel++;
+        continue;
+      }
+      const settings = { ...row.settings, model: to };
+      const hash = settingsHash(settings);
+      const key = rowKey(row.prompt, row.seed, row.method, hash);
+      if (have.has(key)) {
+        present++;
+        continue;
+      }
+      const paths = benchImagePaths(row.prompt, row.method, row.seed, hash);
+      place(join(srcDir, row.image), join(out, paths.image));
+      if (row.maps) place(join(srcDir, row.maps), join(out, paths.maps));
+      appendRow(fd, { ...row, settings, settings_hash: hash, key, image: paths.image, maps: row.maps ? paths.maps : null }, outResults);
+      have.add(key);
+      carried++;
+    }
+  }
+} finally {
+  closeSync(fd);
+}
+console.log(
+  `rekey-rows: ${carried} rows carried to fingerprint ${to} in ${out}; ${present} already there, ${otherModel} from other fingerprints left out`,
+);
