@@ -1,17 +1,22 @@
 /**
- * Carries benchmark rows over to a model folder's current fingerprint, so that `s2i bench` reuses them instead of
- * generating them again. For rows made on the same weights under an older fingerprint: before `modelFingerprint`
- * skipped Markdown files, editing a model's TRAINING.md gave the same weights a new fingerprint. The script cannot
- * tell whether the weights were the same — `--from` is the caller's word that they were. Check it by deleting a few
- * carried rows from the new folder and letting the bench make them again: the images must be byte-identical
- * (generation is deterministic on one machine).
+ * Carries benchmark rows into another folder under new keys, so that `s2i bench` reuses them instead of generating
+ * them again:
  *
- *   npx tsx scripts/rekey-rows.ts --model models/shapes-ldm --from a2b26af0bedc5f82,ba6a488352356c91 \
- *     --out out/tr13-ae out/tr-new-ae/results.jsonl
+ * - `--from FP,...`: rows made on the same weights under an older model fingerprint get the folder's current one.
+ *   Before `modelFingerprint` skipped Markdown files, editing a model's TRAINING.md gave the same weights a new
+ *   fingerprint. The script cannot tell whether the weights were the same — `--from` is the caller's word that they
+ *   were. Check it by deleting a few carried rows from the new folder and letting the bench make them again: the
+ *   images must be byte-identical (generation is deterministic on one machine).
+ * - `--rename OLD=NEW,...`: rows of a method that was renamed (a preset that became the default) get its new name.
+ *   The settings are kept, so the bench reuses a row only where the new name resolves to the same settings.
  *
- * Rows whose fingerprint is not in `--from`, and rows whose new key the output folder already holds, are left out.
- * Images (and maps pictures) are hard-linked into the output folder under their new names (copied where a link
- * cannot be made); the rows are appended to its results.jsonl.
+ *   npx tsx scripts/rekey-rows.ts --model models/shapes-ldm --from a2b26af0bedc5f82 \
+ *     --rename suppress=suppress-v2,suppress-v3=suppress --out out/tr13-all out/tr-new-ae/results.jsonl
+ *
+ * Rows on the current fingerprint are carried too (renamed where asked); rows on any other fingerprint, and rows
+ * whose new key the output folder already holds, are left out. Images (and maps pictures) are hard-linked into the
+ * output folder under their new names (copied where a link cannot be made); the rows are appended to its
+ * results.jsonl.
  */
 import '../src/node.js'; // Node's file system as the default
 import { copyFileSync, existsSync, linkSync, mkdirSync, openSync, closeSync } from 'node:fs';
@@ -21,15 +26,26 @@ import { benchImagePaths, modelFingerprint, rowKey, settingsHash } from '../src/
 import { appendRow, readResults, RESULTS_FILE } from '../src/bench/results.js';
 
 const { values, positionals } = parseArgs({
-  options: { model: { type: 'string' }, from: { type: 'string' }, out: { type: 'string' } },
+  options: { model: { type: 'string' }, from: { type: 'string' }, rename: { type: 'string' }, out: { type: 'string' } },
   allowPositionals: true,
 });
-if (!values.model || !values.from || !values.out || positionals.length === 0) {
-  process.stderr.write('usage: rekey-rows.ts --model DIR --from FP[,FP...] --out DIR RESULTS.jsonl...\n');
+if (!values.model || !values.out || positionals.length === 0) {
+  process.stderr.write(
+    'usage: rekey-rows.ts --model DIR [--from FP,...] [--rename OLD=NEW,...] --out DIR RESULTS.jsonl...\n',
+  );
   process.exit(2);
 }
-const from = new Set(values.from.split(','));
 const to = modelFingerprint(values.model);
+const from = new Set([to, ...(values.from ? values.from.split(',') : [])]);
+const rename = new Map<string, string>();
+for (const pair of values.rename ? values.rename.split(',') : []) {
+  const [old, name, ...rest] = pair.split('=');
+  if (!old || !name || rest.length) {
+    process.stderr.write(`rekey-rows: --rename takes OLD=NEW pairs, got "${pair}"\n`);
+    process.exit(2);
+  }
+  rename.set(old, name);
+}
 const out = values.out;
 const outResults = join(out, RESULTS_FILE);
 const have = new Set(readResults(outResults).rows.map((r) => r.key));
@@ -63,17 +79,19 @@ try {
         otherModel++;
         continue;
       }
+      const method = rename.get(row.method) ?? row.method;
       const settings = { ...row.settings, model: to };
       const hash = settingsHash(settings);
-      const key = rowKey(row.prompt, row.seed, row.method, hash);
+      const key = rowKey(row.prompt, row.seed, method, hash);
       if (have.has(key)) {
         present++;
         continue;
       }
-      const paths = benchImagePaths(row.prompt, row.method, row.seed, hash);
+      const paths = benchImagePaths(row.prompt, method, row.seed, hash);
       place(join(srcDir, row.image), join(out, paths.image));
       if (row.maps) place(join(srcDir, row.maps), join(out, paths.maps));
-      appendRow(fd, { ...row, settings, settings_hash: hash, key, image: paths.image, maps: row.maps ? paths.maps : null }, outResults);
+      const maps = row.maps ? paths.maps : null;
+      appendRow(fd, { ...row, method, settings, settings_hash: hash, key, image: paths.image, maps }, outResults);
       have.add(key);
       carried++;
     }
@@ -82,5 +100,5 @@ try {
   closeSync(fd);
 }
 console.log(
-  `rekey-rows: ${carried} rows carried to fingerprint ${to} in ${out}; ${present} already there, ${otherModel} from other fingerprints left out`,
+  `rekey-rows: ${carried} rows carried to fingerprint ${to} in ${out}${rename.size ? ' (methods renamed as asked)' : ''}; ${present} already there, ${otherModel} from other fingerprints left out`,
 );
