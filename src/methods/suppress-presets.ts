@@ -31,8 +31,14 @@ export const DEFAULT_CANDIDATES = 4;
  */
 export const DEFAULT_ACCEPT = 0.05;
 
-/** Suppress-to-Impress's edit steps at REFERENCE_STEPS (9 of 25 on the shapes model's tuning split). */
+/**
+ * Edit steps at REFERENCE_STEPS of the presets that do not set their own: v2 and its ablations (9 of 25 on the
+ * shapes model's tuning split). `suppress` holds the edit to 45 (S2I_RULE).
+ */
 export const EDIT_STEPS_AT_50 = 18;
+
+/** `suppress`'s edit steps at REFERENCE_STEPS (issue 22: the objects form later on the latent model). */
+export const S2I_EDIT_STEPS_AT_50 = 45;
 
 /** The sampler call at which Suppress-to-Impress compares its starts, at REFERENCE_STEPS (5 of 25 in tuning). */
 export const SELECT_AT_50 = 10;
@@ -108,7 +114,7 @@ export const SUPPRESS_OVERRIDES: OverrideSchema = {
     ...S2I,
     flag: '--edit-steps',
     arg: '<n>',
-    help: `edit mode: edit the guided passes of steps 1..n-1 (default ${EDIT_STEPS_AT_50} for ${REFERENCE_STEPS} steps, scaled)`,
+    help: `edit mode: edit the guided passes of steps 1..n-1 (default ${S2I_EDIT_STEPS_AT_50} for suppress, ${EDIT_STEPS_AT_50} for suppress-v2 and the ablations, at ${REFERENCE_STEPS} steps, scaled)`,
     parse: parseIntegerIn('--edit-steps', 0, 100000),
   },
   tokenGroups: {
@@ -122,7 +128,7 @@ export const SUPPRESS_OVERRIDES: OverrideSchema = {
     ...S2I,
     flag: '--attribute-regions',
     arg: '<rule>',
-    help: "with token groups, each subject's region also reads its adjectives: on (each word weighted by how distinct its map is from the other subjects'), strongest (the more distinct word alone) or off (default; strongest for suppress-v3)",
+    help: "with token groups, each subject's region also reads its adjectives: on (each word weighted by how distinct its map is from the other subjects'), strongest (the more distinct word alone; the default for suppress) or off (the default for suppress-v2 and the ablations)",
     parse: parseAttributeRegions,
   },
   candidates: {
@@ -246,34 +252,39 @@ const zero: LossWeights = Object.fromEntries(LOSS_TERMS.map((t) => [t, 0])) as L
 /** Weights with only the given terms on. */
 export const only = (w: Partial<LossWeights>): LossWeights => ({ ...zero, ...w });
 
+/**
+ * The rule Suppress-to-Impress runs by default (issue 22, docs/method.md "The second model"): subjects as token
+ * groups, each subject's region from its more distinct word — the noun group or its adjective — and the edit held to
+ * 45 of 50 steps. On the latent model the nouns' maps do not say where their objects are and the adjectives' do, and
+ * the objects form later there; on the pixel model the rule is level with the earlier one (v2). `suppress@<passes>`
+ * shares it.
+ */
+const S2I_RULE = { tokenGroups: true, attributeRegions: 'strongest', editStepsAt50: S2I_EDIT_STEPS_AT_50 } as const;
+
 /** Suppress-to-Impress and its ablations. */
 export const SUPPRESS_SPECS: readonly MethodSpec[] = [
   {
     name: 'suppress',
-    aliases: ['s2i'],
+    // suppress-v3: its name while it was not yet the default.
+    aliases: ['s2i', 'suppress-v3'],
     group: 'main',
     mode: 'edit',
-    tokenGroups: true,
+    ...S2I_RULE,
     candidates: DEFAULT_CANDIDATES,
     accept: DEFAULT_ACCEPT,
     description:
-      "Suppress-to-Impress: each subject's token group zeroed outside its own region, the cleanest of 4 starts",
+      "Suppress-to-Impress: each subject's token group zeroed outside its own region (from the group or its adjective, whichever is more distinct), the cleanest of 4 starts",
   },
   {
-    // Issue 22: on the latent model the nouns' maps do not say where their objects are and the adjectives' do
-    // (docs/method.md, "The second model"), so each subject's region comes from its more distinct word, the group or
-    // the adjective; and the objects form later there, so the edit holds until 45 of 50 steps. Chosen on both
-    // models' tuning splits (level with `suppress` on the pixel model's); not the default: see the README.
-    name: 'suppress-v3',
-    group: 'main',
+    // The default until issue 22: regions from the noun groups alone, the edit to 18 of 50 steps. The ablations
+    // below (suppress-edit, suppress-select, suppress-no-groups) are ablations of this version.
+    name: 'suppress-v2',
+    group: 'ablation',
     mode: 'edit',
     tokenGroups: true,
-    attributeRegions: 'strongest',
-    editStepsAt50: 45,
     candidates: DEFAULT_CANDIDATES,
     accept: DEFAULT_ACCEPT,
-    description:
-      "Suppress-to-Impress whose regions follow each subject's more distinct word (noun group or adjective), the edit held to 45 of 50 steps",
+    description: "the second version: regions from the subjects' token groups alone, the edit to 18 of 50 steps",
   },
   {
     name: 'suppress-edit',
@@ -340,7 +351,7 @@ export function suppressAtCost(passes: number): MethodSpec {
     name: `suppress@${passes}`,
     group: 'ablation',
     mode: 'edit',
-    tokenGroups: true,
+    ...S2I_RULE,
     candidates: MATCHED_MAX_CANDIDATES,
     accept: DEFAULT_ACCEPT,
     budget: passes,

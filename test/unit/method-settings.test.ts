@@ -37,10 +37,15 @@ describe('resolveMethodSettings', () => {
     expect(s.suppress).toMatchObject({
       mode: 'edit',
       gamma: 0,
-      editSteps: 4,
+      editSteps: 9,
       tokenGroups: true,
+      attributeRegions: 'strongest',
       selection: { candidates: 4, atCall: 2, accept: 0.05 },
     });
+    // The second version (the default until issue 22): regions from the noun groups, the edit to 18 of 50 steps.
+    const v2 = resolveMethodSettings('suppress-v2', 10).suppress!;
+    expect(v2).toMatchObject({ editSteps: 4, tokenGroups: true });
+    expect(v2.attributeRegions).toBeUndefined();
     expect(s.scaled).toEqual(['maxIterToAlter', 'thresholds', 'editSteps', 'selectAt']);
     expect(resolveMethodSettings('suppress-edit', 10).scaled).toEqual(['maxIterToAlter', 'thresholds', 'editSteps']);
     expect(resolveMethodSettings('suppress', 50).scaled).toEqual([]);
@@ -50,7 +55,7 @@ describe('resolveMethodSettings', () => {
     expect([1, 2, 25, 50, 100].map(scaledSelectAt)).toEqual([1, 1, 5, 10, 20]);
     expect(resolveMethodSettings('suppress-select', 25).suppress).toMatchObject({ editSteps: 0 });
     expect(resolveMethodSettings('suppress-v1', 25).suppress).toMatchObject({ mode: 'both', editSteps: 5 });
-    // suppress-v3: the settings the retuning chose at 50 steps, scaled to the pixel model's 25.
+    // suppress-v3 (the default's name before it was the default): 45 of 50 edit steps, scaled to the pixel model's 25.
     expect(resolveMethodSettings('suppress-v3', 50).suppress).toMatchObject({
       editSteps: 45,
       attributeRegions: 'strongest',

@@ -5,7 +5,7 @@
 import { isAbsolute, relative } from 'node:path';
 import { quoteKey } from '../../io/safetensors.js';
 import { ATTEND_EXCITE_DEFAULTS } from '../../methods/attend-and-excite.js';
-import { EDIT_STEPS_AT_50, REFERENCE_STEPS, SELECT_AT_50 } from '../../methods/registry.js';
+import { REFERENCE_STEPS, SELECT_AT_50 } from '../../methods/registry.js';
 import { LOSS_TERMS } from '../../methods/suppress.js';
 import { stepLogJson } from '../../methods/types.js';
 import type { GenerateRequest, GenerateRun } from '../../pipeline/request.js';
@@ -72,7 +72,7 @@ export function summary(p: GenerateCommandRun): string {
       `tokens ${subjects.map((x) => x.tokenIndex).join(', ')}${links ? `; attributes ${links}` : ''}, attn_res ${r.attnRes!.join('x')}`,
     );
     if (m.suppress) {
-      const { mode, weights: w, gamma, editSteps, tokenGroups, selection } = m.suppress;
+      const { mode, weights: w, gamma, editSteps, tokenGroups, attributeRegions, selection } = m.suppress;
       const on = LOSS_TERMS.filter((t) => w[t])
         .map((t) => `${t}=${w[t]}`)
         .join(',');
@@ -82,7 +82,7 @@ export function summary(p: GenerateCommandRun): string {
           : '';
       row(
         '',
-        `mode ${mode}${mode !== 'edit' ? `, weights ${on}` : ''}${mode !== 'loss' ? `, gamma ${gamma}, edit steps ${editSteps}` : ''}, token groups ${tokenGroups ? 'on' : 'off'}${starts}`,
+        `mode ${mode}${mode !== 'edit' ? `, weights ${on}` : ''}${mode !== 'loss' ? `, gamma ${gamma}, edit steps ${editSteps}` : ''}, token groups ${tokenGroups ? 'on' : 'off'}${attributeRegions ? `, attribute regions ${attributeRegions === true ? 'on' : attributeRegions}` : ''}${starts}`,
       );
       const c = res.candidate;
       if (c)
@@ -98,7 +98,9 @@ export function summary(p: GenerateCommandRun): string {
         `max_iter_to_alter ${m.loop.maxIterToAlter}, thresholds ${fmtThresholds(m.loop.thresholds)}, scale_factor ${m.loop.scaleFactor}`,
       );
     if (m.scaled.length) {
-      const d = `${ATTEND_EXCITE_DEFAULTS.maxIterToAlter} / ${fmtThresholds(ATTEND_EXCITE_DEFAULTS.thresholds)}${m.suppress ? ` / ${EDIT_STEPS_AT_50}${m.scaled.includes('selectAt') ? ` / ${SELECT_AT_50}` : ''}` : ''}`;
+      // The preset's own edit steps at the reference step count (45 for suppress, 18 for its ablations).
+      const editAt50 = m.spec.resolve(REFERENCE_STEPS, {}).suppress?.editSteps;
+      const d = `${ATTEND_EXCITE_DEFAULTS.maxIterToAlter} / ${fmtThresholds(ATTEND_EXCITE_DEFAULTS.thresholds)}${m.suppress ? ` / ${editAt50}${m.scaled.includes('selectAt') ? ` / ${SELECT_AT_50}` : ''}` : ''}`;
       row(
         '',
         `(${m.scaled.map(snake).join(', ')} scaled from the ${REFERENCE_STEPS}-step defaults ${d} to ${r.steps} steps)`,
