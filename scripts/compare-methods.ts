@@ -10,20 +10,26 @@
  *
  *   npx tsx scripts/compare-methods.ts out/px-attr-on/results.jsonl suppress suppress out/px-attr-off/results.jsonl
  */
-import { readFileSync } from 'node:fs';
-import { compareMethods, type PairRow } from '../src/bench/stats.js';
+import '../src/node.js'; // Node's file system as the default
+import { readResults } from '../src/bench/results.js';
+import type { BenchRow } from '../src/bench/row.js';
+import { compareMethods } from '../src/bench/stats.js';
 
 const [file, method, baselineName, baselineFile] = process.argv.slice(2);
 if (!file || !method || !baselineName) {
   process.stderr.write('usage: compare-methods.ts RESULTS.jsonl METHOD BASELINE [BASELINE_RESULTS.jsonl]\n');
   process.exit(2);
 }
-type Row = PairRow & { suite: string };
-const read = (f: string) =>
-  readFileSync(f, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Row);
+type Row = BenchRow;
+// The bench's own reader: typed rows, a partial last line (a run still writing) dropped.
+const read = (f: string): Row[] => {
+  const { rows } = readResults(f);
+  if (rows.length === 0) {
+    process.stderr.write(`compare-methods: ${f}: no benchmark rows\n`);
+    process.exit(1);
+  }
+  return rows;
+};
 // The baseline from another file is renamed so that it cannot be mistaken for the method's own rows.
 const baseline = baselineFile ? `${baselineName} (${baselineFile})` : baselineName;
 const rows: Row[] = baselineFile

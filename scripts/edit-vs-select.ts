@@ -8,36 +8,24 @@
  *
  *   npx tsx scripts/edit-vs-select.ts out/bench-rivals/results.jsonl [METHOD BASELINE]
  */
-import { readFileSync } from 'node:fs';
-import { failureKinds, type StatRow } from '../src/bench/metrics.js';
+import '../src/node.js'; // Node's file system as the default
+import { failureKinds } from '../src/bench/metrics.js';
+import { readResults } from '../src/bench/results.js';
+import type { BenchRow } from '../src/bench/row.js';
 
-interface Obj {
-  found: boolean;
-  colour_correct: boolean;
-  detection: number | null;
-}
-interface Row {
-  suite: string;
-  prompt: string;
-  seed: number;
-  method: string;
-  full_success: boolean;
-  object_recall: number;
-  extra_objects: number;
-  starts: number;
-  objects: Obj[];
-  detections: { area: number }[];
-}
+type Row = BenchRow;
 
 const [file, method = 'suppress', baseline = 'suppress-select'] = process.argv.slice(2);
 if (!file) {
   process.stderr.write('usage: edit-vs-select.ts RESULTS.jsonl [METHOD BASELINE]\n');
   process.exit(2);
 }
-const rows = readFileSync(file, 'utf8')
-  .split('\n')
-  .filter((l) => l.trim() !== '')
-  .map((l) => JSON.parse(l) as Row);
+// The bench's own reader: typed rows, a partial last line (a run still writing) dropped.
+const { rows } = readResults(file);
+if (rows.length === 0) {
+  process.stderr.write(`edit-vs-select: ${file}: no benchmark rows\n`);
+  process.exit(1);
+}
 const pairs = new Map<string, Partial<Record<'a' | 'b', Row>>>();
 for (const r of rows) {
   const side = r.method === method ? 'a' : r.method === baseline ? 'b' : null;
@@ -48,7 +36,7 @@ for (const r of rows) {
 
 /** What went wrong in an image: the benchmark's own failure kinds (missing, recoloured, extra), joined. */
 const failure = (r: Row) =>
-  Object.entries(failureKinds(r as unknown as StatRow))
+  Object.entries(failureKinds(r))
     .filter(([, failed]) => failed)
     .map(([kind]) => kind)
     .join('+') || 'ok';
