@@ -256,8 +256,9 @@ export const only = (w: Partial<LossWeights>): LossWeights => ({ ...zero, ...w }
  * The rule Suppress-to-Impress runs by default (issue 22, docs/method.md "The second model"): subjects as token
  * groups, each subject's region from its more distinct word — the noun group or its adjective — and the edit held to
  * 45 of 50 steps. On the latent model the nouns' maps do not say where their objects are and the adjectives' do, and
- * the objects form later there; on the pixel model the rule is level with the earlier one (v2). `suppress@<passes>`
- * shares it.
+ * the objects form later there. On the pixel model the rule is level with the earlier one (v2) on the held-apart
+ * prompts and costs objects on same-shape pairs outside them, where identical nouns make it read the adjectives
+ * (docs/method.md, "Retuned on the second model"). `suppress@<passes>` shares it.
  */
 const S2I_RULE = { tokenGroups: true, attributeRegions: 'strongest', editStepsAt50: S2I_EDIT_STEPS_AT_50 } as const;
 
