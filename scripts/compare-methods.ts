@@ -10,10 +10,9 @@
  *
  *   npx tsx scripts/compare-methods.ts out/px-attr-on/results.jsonl suppress suppress out/px-attr-off/results.jsonl
  */
-import '../src/node.js'; // Node's file system as the default
-import { readResults } from '../src/bench/results.js';
 import type { BenchRow } from '../src/bench/row.js';
 import { compareMethods } from '../src/bench/stats.js';
+import { resultRows } from './result-rows.js';
 
 const [file, method, baselineName, baselineFile] = process.argv.slice(2);
 if (!file || !method || !baselineName) {
@@ -21,15 +20,7 @@ if (!file || !method || !baselineName) {
   process.exit(2);
 }
 type Row = BenchRow;
-// The bench's own reader: typed rows, a partial last line (a run still writing) dropped.
-const read = (f: string): Row[] => {
-  const { rows } = readResults(f);
-  if (rows.length === 0) {
-    process.stderr.write(`compare-methods: ${f}: no benchmark rows\n`);
-    process.exit(1);
-  }
-  return rows;
-};
+const read = (f: string): Row[] => resultRows(f, 'compare-methods');
 // The baseline from another file is renamed so that it cannot be mistaken for the method's own rows.
 const baseline = baselineFile ? `${baselineName} (${baselineFile})` : baselineName;
 const rows: Row[] = baselineFile

@@ -8,10 +8,9 @@
  *
  *   npx tsx scripts/edit-vs-select.ts out/bench-rivals/results.jsonl [METHOD BASELINE]
  */
-import '../src/node.js'; // Node's file system as the default
 import { failureKinds } from '../src/bench/metrics.js';
-import { readResults } from '../src/bench/results.js';
 import type { BenchRow } from '../src/bench/row.js';
+import { resultRows } from './result-rows.js';
 
 type Row = BenchRow;
 
@@ -20,12 +19,7 @@ if (!file) {
   process.stderr.write('usage: edit-vs-select.ts RESULTS.jsonl [METHOD BASELINE]\n');
   process.exit(2);
 }
-// The bench's own reader: typed rows, a partial last line (a run still writing) dropped.
-const { rows } = readResults(file);
-if (rows.length === 0) {
-  process.stderr.write(`edit-vs-select: ${file}: no benchmark rows\n`);
-  process.exit(1);
-}
+const rows = resultRows(file, 'edit-vs-select');
 const pairs = new Map<string, Partial<Record<'a' | 'b', Row>>>();
 for (const r of rows) {
   const side = r.method === method ? 'a' : r.method === baseline ? 'b' : null;

@@ -6,19 +6,14 @@
  *
  *   npx tsx scripts/leakage-order.ts out/bench-transfer-ldm/results.jsonl
  */
-import '../src/node.js'; // Node's file system as the default
-import { readResults } from '../src/bench/results.js';
+import { resultRows } from './result-rows.js';
 
 const file = process.argv[2];
 if (!file) {
   process.stderr.write('usage: leakage-order.ts RESULTS.jsonl\n');
   process.exit(2);
 }
-const { rows } = readResults(file);
-if (rows.length === 0) {
-  process.stderr.write(`leakage-order: ${file}: no benchmark rows\n`);
-  process.exit(1);
-}
+const rows = resultRows(file, 'leakage-order');
 
 const counts = new Map<string, { objects: number; earlier: number; later: number }>();
 for (const r of rows) {

@@ -24,6 +24,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchImagePaths, modelFingerprint, rowKey, settingsHash } from '../src/bench/plan.js';
 import { appendRow, readResults, RESULTS_FILE } from '../src/bench/results.js';
+import { resultRows } from './result-rows.js';
 
 const { values, positionals } = parseArgs({
   options: { model: { type: 'string' }, from: { type: 'string' }, rename: { type: 'string' }, out: { type: 'string' } },
@@ -56,7 +57,13 @@ const place = (src: string, dst: string) => {
   try {
     linkSync(src, dst);
   } catch {
-    copyFileSync(src, dst);
+    try {
+      copyFileSync(src, dst);
+    } catch (e) {
+      // The rows appended so far are whole and their files in place: a rerun goes on after them.
+      process.stderr.write(`rekey-rows: ${src}: ${(e as Error).message}\n`);
+      process.exit(1);
+    }
   }
 };
 
@@ -67,12 +74,7 @@ let otherModel = 0;
 let present = 0;
 try {
   for (const file of positionals) {
-    const { rows } = readResults(file);
-    if (rows.length === 0) {
-      process.stderr.write(`rekey-rows: ${file}: no benchmark rows\n`);
-      process.exitCode = 1;
-      break;
-    }
+    const rows = resultRows(file, 'rekey-rows'); // exits on a file with no rows: what was carried before stays
     const srcDir = dirname(file);
     for (const row of rows) {
       if (!from.has(row.settings.model)) {
