@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-import { main } from '../dist/cli/main.js';
+// Imported one after the other, not statically: static imports all load before any runs, and `generate` starts its
+// tagger thread in early.js before the rest of the CLI loads.
+(await import('../dist/cli/early.js')).early(process.argv.slice(2));
+const { main } = await import('../dist/cli/main.js');
 
 // `s2i ... | head` closes the pipe early: that is not an error.
 for (const stream of [process.stdout, process.stderr]) {

@@ -13,6 +13,7 @@ import { nodeRuntime } from './graph/runtime-node.js';
 import { setDefaultFileSystem } from './io/files.js';
 import { nodeFileSystem } from './io/node-files.js';
 import { setTaggerLoader, type Tagger } from './prompt/tagger.js';
+import { TAGGER_MODULE, taggerThread } from './tagger-thread.js';
 import { setMachineMemory } from './util/memory.js';
 
 setDefaultFileSystem(nodeFileSystem);
@@ -21,5 +22,6 @@ setMachineMemory(() => ({
   total: totalmem(),
   constrained: (process as { constrainedMemory?: () => number | undefined }).constrainedMemory?.(),
 }));
-// require() takes compromise's package entry for CommonJS: its one-file bundle of the same release.
-setTaggerLoader(() => createRequire(import.meta.url)('compromise') as Tagger);
+// compromise on this thread, loaded on first use; a tagger thread started earlier (`s2i generate`: tagger-thread.ts)
+// instead when there is one.
+setTaggerLoader(() => taggerThread() ?? (createRequire(import.meta.url)(TAGGER_MODULE) as Tagger));

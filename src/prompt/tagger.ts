@@ -6,10 +6,11 @@
  * than its ~450 ES modules and tags alike (docs/measurements.md#tagger-load); a page's worker installs the ES
  * modules, which its bundler packs. This module imports nothing.
  */
-import type nlp from 'compromise';
-
-/** compromise's `nlp`: text in, a document whose `json()` lists each sentence's terms and their tags. */
-export type Tagger = typeof nlp;
+/**
+ * What the subject finder needs of compromise's `nlp`: text in, a document whose `json()` lists each sentence's terms
+ * and their tags. compromise itself is one; so is a proxy to it on another thread (src/tagger-thread.ts).
+ */
+export type Tagger = (text: string) => { json(): unknown };
 
 let loader: (() => Tagger) | null = null;
 let loaded: Tagger | null = null;

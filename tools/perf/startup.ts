@@ -24,7 +24,7 @@ const here = resolve(import.meta.dirname, '..', '..');
 const PROBE = join(here, 'tools', 'perf', 'startup-probe.mjs');
 const PROMPT = 'a red circle and a blue square';
 
-const USAGE = `usage: npm run bench:startup -- [--runs N] [--root DIR]... [--cases help,shapes,shapes-ldm] [--json] [--out FILE]`;
+const USAGE = `usage: npm run bench:startup -- [--runs N] [--root DIR]... [--cases help,shapes,shapes-ldm,shapes-ldm-25,shapes-ldm-50] [--json] [--out FILE]`;
 
 const { values } = parseArgs({
   options: {
@@ -55,6 +55,10 @@ const CASES: Record<string, (out: string) => string[]> = {
     '--out',
     join(out, 'ldm.png'),
   ],
+  // The same at a given number of steps, whatever the model's s2i.json recommends (to compare checkouts whose
+  // models recommend different ones).
+  'shapes-ldm-25': (out) => [...CASES['shapes-ldm']!(out), '--steps', '25'],
+  'shapes-ldm-50': (out) => [...CASES['shapes-ldm']!(out), '--steps', '50'],
 };
 
 const runs = Number(values.runs);
