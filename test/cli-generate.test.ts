@@ -218,7 +218,7 @@ describe('s2i generate', () => {
     }
   });
 
-  it('without --model uses the shipped shapes model with its recommended steps and guidance (s2i.json)', () => {
+  it('without --model uses the shipped latent shapes model with its recommended steps and guidance (s2i.json)', () => {
     const out = join(tmp, 'default-model.png');
     const r = spawnSync(
       process.execPath,
@@ -237,15 +237,16 @@ describe('s2i generate', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const report = JSON.parse(r.stdout);
-    const recommended = JSON.parse(readFileSync(join(repoRoot, 'models', 'shapes', 's2i.json'), 'utf8'));
+    const recommended = JSON.parse(readFileSync(join(repoRoot, 'models', 'shapes-ldm', 's2i.json'), 'utf8'));
+    expect(report.model).toBe(join(repoRoot, 'models', 'shapes-ldm'));
     expect(report.settings).toMatchObject({
       steps: recommended.steps,
       guidance: recommended.guidance,
-      height: 32,
-      width: 32,
+      height: 64,
+      width: 64,
       method: DEFAULT_METHOD, // Suppress-to-Impress, the default since the held-apart benchmark
     });
-    expect(decodePng(out).width).toBe(32);
+    expect(decodePng(out).width).toBe(64);
     // An explicit option still wins.
     const r2 = spawnSync(
       process.execPath,
@@ -258,7 +259,7 @@ describe('s2i generate', () => {
         '--steps',
         '4',
         '--upscale',
-        '3',
+        '2',
         '--out',
         out,
         '--json',
@@ -266,7 +267,7 @@ describe('s2i generate', () => {
       { cwd: tmp, encoding: 'utf8', timeout: 120_000 },
     );
     expect(JSON.parse(r2.stdout).settings).toMatchObject({ steps: 4, guidance: recommended.guidance });
-    expect(decodePng(out).width).toBe(96);
+    expect(decodePng(out).width).toBe(128);
   });
 
   it('without --method, a prompt that names no noun gets plain sampling and a note; --method suppress still refuses it', () => {
@@ -362,7 +363,16 @@ describe('s2i generate', () => {
     const run = (...args: string[]) =>
       spawnSync(
         process.execPath,
-        [join(repoRoot, 'bin', 's2i.js'), 'generate', 'a red circle and a blue square', '--steps', '6', ...args],
+        [
+          join(repoRoot, 'bin', 's2i.js'),
+          'generate',
+          'a red circle and a blue square',
+          '--model',
+          join(repoRoot, 'models', 'shapes'),
+          '--steps',
+          '6',
+          ...args,
+        ],
         { cwd: tmp, encoding: 'utf8', timeout: 120_000 },
       );
     const many = run(

@@ -196,7 +196,11 @@ describe('the memory budget (item 5)', () => {
     const dir = fresh();
     const big = join(dir, 'big.safetensors');
     writeSafetensors(big, { latents: { data: new Float32Array(3 * 2048 * 2048), shape: [1, 3, 2048, 2048] } });
-    const r = runCli(['generate', 'a red circle', '--latents', big, '--out', 'x.png'], { cwd: dir, timeout: 60_000 });
+    // The pixel model's latents are [1, 3, h, w] (the default model's are [1, 4, h/4, w/4]).
+    const r = runCli(['generate', 'a red circle', '--model', shapesModel, '--latents', big, '--out', 'x.png'], {
+      cwd: dir,
+      timeout: 60_000,
+    });
     expectOneLineError(r, /a 2048x2048 image .* needs an estimated/, /physical memory|memory limit/);
     rmSync(big);
     // A run that fits by default, refused under a small budget given either way.

@@ -56,6 +56,9 @@ async function startServer(extra: string[]): Promise<Started> {
     [
       join(root, 'bin', 's2i.js'),
       'serve',
+      // The pixel shapes model, as the figures in the README were measured (serve's default is now the latent one).
+      '--model',
+      join(root, 'models', 'shapes'),
       '--port',
       '0',
       '--max-queue',

@@ -23,7 +23,7 @@ import { BUILTIN_SUITES, loadSuite, type Split, type Suite } from '../../bench/s
 import { UserError } from '../../errors.js';
 import { onInterrupt } from '../../util/cleanup.js';
 import { StableDiffusion, type LoadOptions } from '../../pipeline/stable-diffusion.js';
-import { defaultModelDir } from '../defaults.js';
+import { defaultBenchModelDir } from '../defaults.js';
 import { interactive } from '../options.js';
 import { methodOverridesFromFlags } from '../method-flags.js';
 import { boundLine, quote } from '../../util/quote.js';
@@ -129,7 +129,7 @@ function benchRequest(flags: BenchFlags): BenchRequest {
   const report = flags.report !== undefined ? outputs.file(flags.report, '--report') : null;
   if (flags.reportMaps && !report) throw new UserError('--report-maps needs --report FILE');
   checkBenchOptions({ methods, seeds, out, methodOverrides });
-  const modelDir = flags.model ?? defaultModelDir();
+  const modelDir = flags.model ?? defaultBenchModelDir();
   if (modelDir === null)
     throw new UserError(
       'no --model given and no default model is installed (give --model DIR, e.g. the shapes model folder)',

@@ -124,7 +124,7 @@ function benchCommand(program: Command) {
     )
     .option(
       '--model <path>',
-      'model folder or single-file SD 1.x/2.x .safetensors (default: the installed shapes model, when there is one)',
+      'model folder or single-file SD 1.x/2.x .safetensors (default: the installed pixel shapes model, models/shapes)',
     )
     .option('--config <dir>', "a single file's configs and tokenizer: a diffusers folder without weights")
     .addOption(

@@ -162,7 +162,7 @@ function generateCommand(program: Command) {
     .argument('<prompt>', 'the text prompt (quote it)')
     .option(
       '--model <path>',
-      'diffusers model folder (model_index.json, unet/, vae/, ...) or single-file SD 1.x/2.x .safetensors checkpoint',
+      'diffusers model folder (model_index.json, unet/, vae/, ...) or single-file SD 1.x/2.x .safetensors checkpoint (default: the installed latent shapes model, models/shapes-ldm)',
     )
     .option('--config <dir>', "a single file's configs and tokenizer: a diffusers folder without weights")
     .addOption(

@@ -31,7 +31,7 @@ export function register(program: Command): void {
     .description('an image server: the OpenAI Images API and Automatic1111’s API, one queue with dynamic batching')
     .option(
       '--model <path>',
-      'a model folder or single-file .safetensors to serve (repeat for several; default: the shapes model)',
+      'a model folder or single-file .safetensors to serve (repeat for several; default: the latent shapes model, models/shapes-ldm)',
       (v: string, prev: string[] = []) => [...prev, v],
     )
     .option('--host <address>', 'address to bind (anything but loopback needs an API key)', '127.0.0.1')

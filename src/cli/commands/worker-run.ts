@@ -5,13 +5,13 @@ import { existsSync } from 'node:fs';
 import { startBenchWorker, type BenchWorker } from '../../bench/queue-worker.js';
 import { UserError } from '../../errors.js';
 import { onInterrupt } from '../../util/cleanup.js';
-import { defaultModelDir } from '../defaults.js';
+import { defaultBenchModelDir } from '../defaults.js';
 import { boundLine } from '../../util/quote.js';
 import type { WorkerFlags } from './worker.js';
 
 export async function run(flags: WorkerFlags): Promise<void> {
   const { queue: target, concurrency, threads, lockSeconds, predictionType } = flags;
-  const modelDir = flags.model ?? defaultModelDir();
+  const modelDir = flags.model ?? defaultBenchModelDir();
   if (modelDir === null)
     throw new UserError('no --model given and no default model is installed (give --model DIR, the benchmark model)');
   if (!existsSync(modelDir)) throw new UserError(`--model ${modelDir}: no such folder or file`);

@@ -27,7 +27,7 @@ function workerCommand(program: Command) {
     )
     .option(
       '--model <path>',
-      "the benchmark's model: a folder or single-file .safetensors (default: the installed shapes model)",
+      "the benchmark's model: a folder or single-file .safetensors (default: the installed pixel shapes model, models/shapes)",
     )
     .option('--config <dir>', "a single file's configs and tokenizer, as s2i bench --config")
     .addOption(
