@@ -4,7 +4,7 @@
  *
  * - `--from FP,...`: rows made on the same weights under an older model fingerprint get the folder's current one.
  *   Before `modelFingerprint` skipped Markdown files, editing a model's TRAINING.md gave the same weights a new
- *   fingerprint. The script cannot tell whether the weights were the same — `--from` is the caller's word that they
+ *   fingerprint; so does a new `s2i.json` (the recommended steps and guidance, which every row states as its own). The script cannot tell whether the weights were the same — `--from` is the caller's word that they
  *   were. Check it by deleting a few carried rows from the new folder and letting the bench make them again: the
  *   images must be byte-identical (generation is deterministic on one machine).
  * - `--rename OLD=NEW,...`: rows of a method that was renamed (a preset that became the default) get its new name.

@@ -43,6 +43,9 @@ function nodeRun(method: string, out: string): Promise<number> {
         join(root, 'bin', 's2i.js'),
         'generate',
         PROMPT,
+        // the page's model (the CLI's default is the latent one)
+        '--model',
+        join(root, 'models', 'shapes'),
         '--seed',
         '7',
         '--steps',

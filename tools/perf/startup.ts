@@ -44,7 +44,7 @@ if (values.help) {
 /** The measured commands; the image goes to a temporary folder, the model is the measured checkout's own. */
 const CASES: Record<string, (out: string) => string[]> = {
   help: () => ['--help'],
-  shapes: (out) => ['generate', PROMPT, '--seed', '0', '--out', join(out, 'shapes.png')],
+  shapes: (out) => ['generate', PROMPT, '--model', 'models/shapes', '--seed', '0', '--out', join(out, 'shapes.png')],
   'shapes-ldm': (out) => [
     'generate',
     PROMPT,
