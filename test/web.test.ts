@@ -162,7 +162,8 @@ describe.skipIf(!haveChromium)('the page in Chromium', () => {
     await Promise.all(
       Object.entries(runs).map(async ([name, args]) => {
         const out = join(tmp, `${name}.png`);
-        const r = await s2i('generate', PROMPT, ...args, '--out', out);
+        // The page's model (the CLI's default is the latent one).
+        const r = await s2i('generate', PROMPT, '--model', join(repoRoot, 'models', 'shapes'), ...args, '--out', out);
         expect(r.stderr, name).toBe('');
         expect(r.code, name).toBe(0);
         cli[name] = out;
