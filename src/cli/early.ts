@@ -1,9 +1,10 @@
 /**
- * What the `s2i` binary does before the rest of the CLI loads (bin/s2i.js imports this module first and calls `early`;
- * it imports nothing else of ours but the tagger thread): for `s2i generate`, start the part-of-speech tagger on its own thread (tagger-thread.ts), as
- * the ~0.25 s of loading the CLI, the engine and the model is time the other core can spend unpacking the tagger's
- * lexicon. The command line is read crudely here — commander parses it properly later — so a guess that is wrong
- * costs only that: a tagger thread a run did not need (it exits with the process), or one started late.
+ * What the `s2i` binary does before the rest of the CLI loads (bin/s2i.js imports this module first and calls
+ * `early`; it imports nothing of ours but the tagger thread): for `s2i generate`, start the part-of-speech tagger on
+ * its own thread (tagger-thread.ts), as the ~0.25 s of loading the CLI, the engine and the model is time the other
+ * core can spend unpacking the tagger's lexicon. The command line is read crudely here — commander parses it properly
+ * later — so a wrong guess costs only that: a tagger thread a run did not need (it exits with the process), or one
+ * started late.
  */
 import { startTaggerThread } from '../tagger-thread.js';
 
