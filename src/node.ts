@@ -6,14 +6,13 @@
  * its own (web/src/engine.ts).
  */
 import './graph/ort-env.js'; // ONNX Runtime's environment, before anything loads it
-import { createRequire } from 'node:module';
 import { totalmem } from 'node:os';
 import { setDefaultRuntime } from './graph/runtime.js';
 import { nodeRuntime } from './graph/runtime-node.js';
 import { setDefaultFileSystem } from './io/files.js';
 import { nodeFileSystem } from './io/node-files.js';
-import { setTaggerLoader, type Tagger } from './prompt/tagger.js';
-import { TAGGER_MODULE, taggerThread } from './tagger-thread.js';
+import { setTaggerLoader } from './prompt/tagger.js';
+import { taggerHere, taggerThread } from './tagger-thread.js';
 import { setMachineMemory } from './util/memory.js';
 
 setDefaultFileSystem(nodeFileSystem);
@@ -24,4 +23,4 @@ setMachineMemory(() => ({
 }));
 // compromise on this thread, loaded on first use; a tagger thread started earlier (`s2i generate`: tagger-thread.ts)
 // instead when there is one.
-setTaggerLoader(() => taggerThread() ?? (createRequire(import.meta.url)(TAGGER_MODULE) as Tagger));
+setTaggerLoader(() => taggerThread() ?? taggerHere());
