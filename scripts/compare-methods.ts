@@ -45,11 +45,16 @@ for (const suite of [...new Set(rows.map((r) => r.suite))]) {
   console.log(
     `${suite}: ${method} vs ${baseline}, ${c.pairs} pairs: failures ÷ baseline's ${f.rate?.toFixed(2)} [${f.low?.toFixed(2)}–${f.high?.toFixed(2)}], +${c.method_only} −${c.baseline_only}, p (McNemar) ${c.p.toPrecision(2)}, p (by prompt) ${c.p_cluster.toPrecision(2)}`,
   );
-  for (const line of byKind(rows.filter((r) => r.suite === suite))) console.log(`  ${line}`);
+  for (const line of byKind(
+    rows.filter((r) => r.suite === suite),
+    method,
+    baseline,
+  ))
+    console.log(`  ${line}`);
 }
 
 /** The suite's pairs (prompt, seed) both methods made, by prompt kind: full successes and recoloured images. */
-function byKind(rows: Row[]): string[] {
+function byKind(rows: Row[], method: string, baseline: string): string[] {
   const recoloured = METRICS.find((m) => m.key === 'recoloured')!.stat.success as (r: Row) => boolean;
   const pairs = new Map<string, Map<string, Row>>();
   for (const r of rows) {
