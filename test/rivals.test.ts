@@ -33,7 +33,8 @@ describe('method specs', () => {
       expect(methodSpec(rival).capabilities.needsSubjects).toBe(true);
     expect(canonicalMethodName('AE')).toBe('attend-and-excite');
     expect(canonicalMethodName('S2I')).toBe('suppress');
-    expect(canonicalMethodName('suppress-v3')).toBe('suppress'); // its name before it became the default
+    expect(canonicalMethodName('suppress-v4')).toBe('suppress'); // v3's regions with v2's edit length
+    expect(canonicalMethodName('suppress-v3')).toBe('suppress-v3'); // the default before it: its own preset again
     const flags = overrideFields().map((f) => f.field.flag);
     expect(new Set(flags).size).toBe(flags.length);
     expect(flags).toEqual(expect.arrayContaining(['--max-iter-to-alter', '--mode', '--accept', '--budget']));

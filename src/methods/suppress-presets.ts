@@ -32,13 +32,17 @@ export const DEFAULT_CANDIDATES = 4;
 export const DEFAULT_ACCEPT = 0.05;
 
 /**
- * Edit steps at REFERENCE_STEPS of the presets that do not set their own: v2 and its ablations (9 of 25 on the
- * shapes model's tuning split). `suppress` holds the edit to 45 (S2I_RULE).
+ * Edit steps at REFERENCE_STEPS of the presets that do not set their own, `suppress` among them (9 of 25 on the
+ * shapes model's tuning split). Only `suppress-v3` edits longer (V3_EDIT_STEPS_AT_50).
  */
 export const EDIT_STEPS_AT_50 = 18;
 
-/** `suppress`'s edit steps at REFERENCE_STEPS (issue 22: the objects form later on the latent model). */
-export const S2I_EDIT_STEPS_AT_50 = 45;
+/**
+ * `suppress-v3`'s edit steps at REFERENCE_STEPS, chosen on the latent model's first weights at 50 steps. On the
+ * shipped weights it gains nothing at 50 steps and, scaled to 23 of 25, recolours same-colour pairs at 25
+ * (docs/method.md, "The edit's length").
+ */
+export const V3_EDIT_STEPS_AT_50 = 45;
 
 /** The sampler call at which Suppress-to-Impress compares its starts, at REFERENCE_STEPS (5 of 25 in tuning). */
 export const SELECT_AT_50 = 10;
@@ -114,7 +118,7 @@ export const SUPPRESS_OVERRIDES: OverrideSchema = {
     ...S2I,
     flag: '--edit-steps',
     arg: '<n>',
-    help: `edit mode: edit the guided passes of steps 1..n-1 (default ${S2I_EDIT_STEPS_AT_50} for suppress, ${EDIT_STEPS_AT_50} for suppress-v2 and the ablations, at ${REFERENCE_STEPS} steps, scaled)`,
+    help: `edit mode: edit the guided passes of steps 1..n-1 (default ${EDIT_STEPS_AT_50} at ${REFERENCE_STEPS} steps, scaled; ${V3_EDIT_STEPS_AT_50} for suppress-v3)`,
     parse: parseIntegerIn('--edit-steps', 0, 100000),
   },
   tokenGroups: {
@@ -255,19 +259,19 @@ export const only = (w: Partial<LossWeights>): LossWeights => ({ ...zero, ...w }
 /**
  * The rule Suppress-to-Impress runs by default (issue 22, docs/method.md "The second model"): subjects as token
  * groups, each subject's region from its more distinct word — the noun group or its adjective — and the edit held to
- * 45 of 50 steps. On the latent model the nouns' maps do not say where their objects are and the adjectives' do, and
- * the objects form later there. On the pixel model the rule is level with the earlier one (v2) on the held-apart
- * prompts and costs objects on same-shape pairs outside them, where identical nouns make it read the adjectives
- * (docs/method.md, "Retuned on the second model"). `suppress@<passes>` shares it.
+ * 18 of 50 steps, as v2's. On the latent model the nouns' maps do not say where their objects are and the adjectives'
+ * do. On the pixel model the rule is level with v2 on the held-apart prompts and costs objects on same-shape pairs
+ * outside them, where identical nouns make it read the adjectives (docs/method.md, "Retuned on the second model").
+ * `suppress@<passes>` shares it. v3 was the same rule with the edit to 45 of 50 (docs/method.md, "The edit's length").
  */
-const S2I_RULE = { tokenGroups: true, attributeRegions: 'strongest', editStepsAt50: S2I_EDIT_STEPS_AT_50 } as const;
+const S2I_RULE = { tokenGroups: true, attributeRegions: 'strongest' } as const;
 
 /** Suppress-to-Impress and its ablations. */
 export const SUPPRESS_SPECS: readonly MethodSpec[] = [
   {
     name: 'suppress',
-    // suppress-v3: its name while it was not yet the default.
-    aliases: ['s2i', 'suppress-v3'],
+    // suppress-v4: v3's regions with v2's edit length (docs/method.md, "The edit's length").
+    aliases: ['s2i', 'suppress-v4'],
     group: 'main',
     mode: 'edit',
     ...S2I_RULE,
@@ -286,6 +290,17 @@ export const SUPPRESS_SPECS: readonly MethodSpec[] = [
     candidates: DEFAULT_CANDIDATES,
     accept: DEFAULT_ACCEPT,
     description: "the second version: regions from the subjects' token groups alone, the edit to 18 of 50 steps",
+  },
+  {
+    // The default from issue 22 until the edit's length was measured on the shipped weights at 25 steps.
+    name: 'suppress-v3',
+    group: 'ablation',
+    mode: 'edit',
+    ...S2I_RULE,
+    editStepsAt50: V3_EDIT_STEPS_AT_50,
+    candidates: DEFAULT_CANDIDATES,
+    accept: DEFAULT_ACCEPT,
+    description: 'the third version: the default with the edit to 45 of 50 steps (23 of 25)',
   },
   {
     name: 'suppress-edit',

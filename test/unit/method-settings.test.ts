@@ -37,7 +37,7 @@ describe('resolveMethodSettings', () => {
     expect(s.suppress).toMatchObject({
       mode: 'edit',
       gamma: 0,
-      editSteps: 9,
+      editSteps: 4,
       tokenGroups: true,
       attributeRegions: 'strongest',
       selection: { candidates: 4, atCall: 2, accept: 0.05 },
@@ -55,7 +55,15 @@ describe('resolveMethodSettings', () => {
     expect([1, 2, 25, 50, 100].map(scaledSelectAt)).toEqual([1, 1, 5, 10, 20]);
     expect(resolveMethodSettings('suppress-select', 25).suppress).toMatchObject({ editSteps: 0 });
     expect(resolveMethodSettings('suppress-v1', 25).suppress).toMatchObject({ mode: 'both', editSteps: 5 });
-    // suppress-v3 (the default's name before it was the default): 45 of 50 edit steps, scaled to the pixel model's 25.
+    // The default: v2's 18 of 50 edit steps (9 of 25). suppress-v3 (the default before it): 45 of 50, scaled to 23 of 25.
+    expect(resolveMethodSettings('suppress', 50).suppress).toMatchObject({
+      editSteps: 18,
+      attributeRegions: 'strongest',
+    });
+    expect(resolveMethodSettings('suppress', 25).suppress).toMatchObject({
+      editSteps: 9,
+      attributeRegions: 'strongest',
+    });
     expect(resolveMethodSettings('suppress-v3', 50).suppress).toMatchObject({
       editSteps: 45,
       attributeRegions: 'strongest',
