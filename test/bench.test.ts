@@ -606,6 +606,40 @@ describe('s2i bench', () => {
     expect(readResults(join(out, 'results.jsonl')).rows).toHaveLength(1);
   });
 
+  it("runs at the model's s2i.json steps and guidance unless given, as generate does", () => {
+    // tiny-sd's components, linked, plus an s2i.json recommending 2 steps at guidance 3.
+    const model = join(tmp, 'tiny-sd-recommends');
+    mkdirSync(model);
+    for (const entry of ['model_index.json', 'scheduler', 'text_encoder', 'tokenizer', 'unet', 'vae'])
+      symlinkSync(join(tinySdDir, entry), join(model, entry));
+    writeFileSync(join(model, 's2i.json'), '{"steps": 2, "guidance": 3}\n');
+    const file = join(tmp, 'one-recommended.jsonl');
+    writeFileSync(file, '{"prompt": "a red circle"}\n');
+    const run = (out: string, ...flags: string[]) => {
+      const r = s2i(
+        '--suite',
+        file,
+        '--methods',
+        'none',
+        '--seeds',
+        '0',
+        '--scheduler',
+        'ddim',
+        '--model',
+        model,
+        '--out',
+        join(tmp, out),
+        '--json',
+        ...flags,
+      );
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      return JSON.parse(r.stdout).run;
+    };
+    expect(run('recommended')).toMatchObject({ steps: 2, guidance: 3 });
+    expect(run('given', '--steps', '1', '--guidance', '4')).toMatchObject({ steps: 1, guidance: 4 });
+  });
+
   it('a bad --methods value is a one-line error with exit code 1, before any model is loaded', () => {
     const r = s2i('--suite', 'shapes-2', '--methods', 'none,suppres', '--model', join(tmp, 'no-such-model'));
     expect(r.code).toBe(1);

@@ -14,6 +14,7 @@ import {
   type BenchSummary,
 } from '../../bench/report.js';
 import { encodePng } from '../../image/png.js';
+import { readSamplingDefaults } from '../../io/model-folder.js';
 import { OutputFiles } from '../../io/outputs.js';
 import { runBenchOnQueue, type QueueBenchHooks } from '../../bench/queue.js';
 import { probeRedis, type RedisTarget } from '../../bench/redis.js';
@@ -27,7 +28,7 @@ import { defaultBenchModelDir } from '../defaults.js';
 import { interactive } from '../options.js';
 import { methodOverridesFromFlags } from '../method-flags.js';
 import { boundLine, quote } from '../../util/quote.js';
-import type { BenchFlags } from './bench.js';
+import { BENCH_DEFAULT_GUIDANCE, BENCH_DEFAULT_STEPS, type BenchFlags } from './bench.js';
 
 function suiteList(value: string, split: Split | undefined): Suite[] {
   const names = value
@@ -111,7 +112,7 @@ export async function run(flags: BenchFlags): Promise<void> {
 /** Parses and checks every option: all of them are checked before the model is loaded. */
 function benchRequest(flags: BenchFlags): BenchRequest {
   const suites = suiteList(flags.suite, flags.split);
-  const { methods, seeds, steps, guidance, limit, threads, batchSize } = flags;
+  const { methods, seeds, limit, threads, batchSize } = flags;
   const sampler = flags.scheduler;
   // Applied to every suppress method of the run (tuning runs); they enter each row's settings hash.
   const methodOverrides = {
@@ -135,6 +136,10 @@ function benchRequest(flags: BenchFlags): BenchRequest {
       'no --model given and no default model is installed (give --model DIR, e.g. the shapes model folder)',
     );
   if (!existsSync(modelDir)) throw new UserError(`--model ${modelDir}: no such folder or file`);
+  // As `s2i generate` runs the model: its s2i.json's steps and guidance, unless given.
+  const recommended = readSamplingDefaults(modelDir);
+  const steps = flags.steps ?? recommended.steps ?? BENCH_DEFAULT_STEPS;
+  const guidance = flags.guidance ?? recommended.guidance ?? BENCH_DEFAULT_GUIDANCE;
   const predictionType = flags.predictionType;
   const queue = flags.queue ?? null;
   return {

@@ -20,9 +20,13 @@ import {
   typedOption,
 } from '../options.js';
 
-/** Default inference steps: A&E-style methods cost ~3x plain sampling per step on CPU; 25 keeps a suite practical. */
+/**
+ * Inference steps for a model without an `s2i.json`: A&E-style methods cost ~3x plain sampling per step on CPU; 25
+ * keeps a suite practical. A model that has one (both shapes models) is benchmarked at its recommendation, as
+ * `s2i generate` runs it.
+ */
 export const BENCH_DEFAULT_STEPS = 25;
-/** Default guidance: what the shapes model's training sample grids use. */
+/** Guidance for a model without an `s2i.json`: the pixel shapes model's (its training sample grids use it). */
 export const BENCH_DEFAULT_GUIDANCE = 5;
 export const BENCH_DEFAULT_METHODS = 'none,attend-and-excite,suppress';
 export const BENCH_DEFAULT_SEEDS = '0-3';
@@ -74,9 +78,10 @@ Statistics:
   pairs together.
 
 Defaults:
-  --steps ${BENCH_DEFAULT_STEPS} (gradient methods cost about 3x plain sampling per image on CPU;
-  the 50-step A&E schedule is scaled to the step count), --guidance ${BENCH_DEFAULT_GUIDANCE} (as the
-  shapes model's training samples), --seeds ${BENCH_DEFAULT_SEEDS}, --split tuning.
+  --steps and --guidance: the model's s2i.json (both shapes models: 25 steps;
+  guidance 5 for models/shapes, 7.5 for models/shapes-ldm), else --steps ${BENCH_DEFAULT_STEPS}
+  (gradient methods cost about 3x plain sampling per image on CPU; the 50-step A&E schedule is scaled to
+  the step count) and --guidance ${BENCH_DEFAULT_GUIDANCE}. --seeds ${BENCH_DEFAULT_SEEDS}, --split tuning.
 
 Examples:
   s2i bench --suite shapes-2 --methods none,attend-and-excite,suppress \\
@@ -109,10 +114,19 @@ function benchCommand(program: Command) {
         (v) => parseSeeds(v),
       ).default(parseSeeds(BENCH_DEFAULT_SEEDS), BENCH_DEFAULT_SEEDS),
     )
-    .addOption(integerOption('--steps <n>', 'inference steps', 1, 1000).default(BENCH_DEFAULT_STEPS))
     .addOption(
-      numberOption('--guidance <x>', 'classifier-free guidance scale', ...GUIDANCE_RANGE).default(
-        BENCH_DEFAULT_GUIDANCE,
+      integerOption(
+        '--steps <n>',
+        `inference steps (default: the model's s2i.json, else ${BENCH_DEFAULT_STEPS})`,
+        1,
+        1000,
+      ),
+    )
+    .addOption(
+      numberOption(
+        '--guidance <x>',
+        `classifier-free guidance scale (default: the model's s2i.json, else ${BENCH_DEFAULT_GUIDANCE})`,
+        ...GUIDANCE_RANGE,
       ),
     )
     .addOption(
