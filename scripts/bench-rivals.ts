@@ -3,8 +3,8 @@
  * two- and three-object suites × seeds 0–3 at 25 steps, guidance 5, on the shapes model.
  *
  *  1. Every method at its authors' defaults (scaled to 25 steps): none, attend-and-excite, astar, initno, syngen,
- *     divide-and-bind, conform, suppress-select (S2I's start choice alone), suppress-v2 (the default until issue 22)
- *     and suppress.
+ *     divide-and-bind, conform, suppress-select (S2I's start choice alone), suppress-v2 (the default until issue 22),
+ *     suppress-v3 (the default before its edit was shortened) and suppress.
  *  2. Each rival's cost from those rows: mean guided UNet passes per image, forward + backward (a gradient pass is
  *     counted twice: its forward and its backward). Where it is above S2I's own cost, S2I is run again held to it
  *     (`suppress@<passes>`: as many starts as fit, registry.ts), and the summary compares it with every rival —
@@ -20,8 +20,9 @@ import { join } from 'node:path';
 
 const RIVALS = ['attend-and-excite', 'astar', 'initno', 'syngen', 'divide-and-bind', 'conform'];
 // suppress-select (the start choice alone) is there for the target that the suppression carries its weight;
-// suppress-v2 (the default until issue 22) to show what the current rule changed.
-const METHODS = ['none', ...RIVALS, 'suppress-select', 'suppress-v2', 'suppress'];
+// suppress-v2 (the default until issue 22) and suppress-v3 (the default until its edit was shortened) to show what
+// the current rule changed.
+const METHODS = ['none', ...RIVALS, 'suppress-select', 'suppress-v2', 'suppress-v3', 'suppress'];
 
 const extra = process.argv.slice(2).filter((a) => a !== '--');
 const outAt = extra.indexOf('--out');
