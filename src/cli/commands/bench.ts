@@ -79,9 +79,10 @@ Statistics:
 
 Defaults:
   --steps and --guidance: the model's s2i.json (both shapes models: 25 steps;
-  guidance 5 for models/shapes, 7.5 for models/shapes-ldm), else --steps ${BENCH_DEFAULT_STEPS}
-  (gradient methods cost about 3x plain sampling per image on CPU; the 50-step A&E schedule is scaled to
-  the step count) and --guidance ${BENCH_DEFAULT_GUIDANCE}. --seeds ${BENCH_DEFAULT_SEEDS}, --split tuning.
+  guidance 5 for models/shapes, 7.5 for models/shapes-ldm), else --steps
+  ${BENCH_DEFAULT_STEPS} (gradient methods cost about 3x plain sampling per image on
+  CPU; the 50-step A&E schedule is scaled to the step count) and
+  --guidance ${BENCH_DEFAULT_GUIDANCE}. --seeds ${BENCH_DEFAULT_SEEDS}, --split tuning.
 
 Examples:
   s2i bench --suite shapes-2 --methods none,attend-and-excite,suppress \\
