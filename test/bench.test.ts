@@ -569,28 +569,30 @@ describe('s2i bench', () => {
   beforeAll(ensureBuilt);
 
   const s2i = (...args: string[]) => runS2i(['bench', ...args], { cwd: tmp });
-
-  it('runs a prompt file and prints one JSON object', () => {
-    const file = join(tmp, 'one.jsonl');
-    writeFileSync(file, '{"prompt": "a red circle and a blue square"}\n');
-    const out = join(tmp, 'cli');
-    const r = s2i(
+  /** One prompt file × `none` × seed 0 with DDIM on `model`, summarised as JSON into `out`; more flags after. */
+  const benchOne = (file: string, model: string, out: string, ...flags: string[]) =>
+    s2i(
       '--suite',
       file,
       '--methods',
       'none',
       '--seeds',
       '0',
-      '--steps',
-      '2',
       '--scheduler',
       'ddim',
       '--model',
-      tinySdDir,
+      model,
       '--out',
       out,
       '--json',
+      ...flags,
     );
+
+  it('runs a prompt file and prints one JSON object', () => {
+    const file = join(tmp, 'one.jsonl');
+    writeFileSync(file, '{"prompt": "a red circle and a blue square"}\n');
+    const out = join(tmp, 'cli');
+    const r = benchOne(file, tinySdDir, out, '--steps', '2');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
@@ -616,22 +618,7 @@ describe('s2i bench', () => {
     const file = join(tmp, 'one-recommended.jsonl');
     writeFileSync(file, '{"prompt": "a red circle"}\n');
     const run = (out: string, ...flags: string[]) => {
-      const r = s2i(
-        '--suite',
-        file,
-        '--methods',
-        'none',
-        '--seeds',
-        '0',
-        '--scheduler',
-        'ddim',
-        '--model',
-        model,
-        '--out',
-        join(tmp, out),
-        '--json',
-        ...flags,
-      );
+      const r = benchOne(file, model, join(tmp, out), ...flags);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       return JSON.parse(r.stdout).run;
