@@ -22,7 +22,7 @@ export function defaultModelDir(): string | null {
 
 /**
  * The model `s2i bench` and `s2i worker` use without --model: the pixel shapes model (`models/shapes`), on which
- * the methods were tuned and whose settings are the benchmark's defaults (25 steps, guidance 5); null if missing.
+ * the methods were tuned (its s2i.json: 25 steps, guidance 5, which the bench runs unless given); null if missing.
  */
 export function defaultBenchModelDir(): string | null {
   return shippedModel('shapes');
